@@ -1,0 +1,211 @@
+"""Strict readers for YAML and JSON documents that remember where each value came from.
+
+YAML is read through the composed node tree so that every value has a line number and duplicate
+keys are errors, not silent overwrites. JSON rejects duplicate keys and the non-standard constants
+NaN and Infinity, which Python's json module accepts by default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CharterError, Diagnostic, Location, json_path
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """Line numbers of the values of one document, keyed by their path of keys and indexes."""
+
+    file: str
+    lines: dict[PathKey, int] = field(default_factory=dict)
+
+    def line_of(self, path: Iterable[str | int]) -> int | None:
+        """The line of the value at `path`, or of its closest ancestor that has one."""
+        key = tuple(path)
+        while True:
+            if key in self.lines:
+                return self.lines[key]
+            if not key:
+                return None
+            key = key[:-1]
+
+    def location(self, path: Iterable[str | int], rule: str | None = None) -> Location:
+        """A `Location` for the value at `path` in this document."""
+        parts = tuple(path)
+        return Location(file=self.file, line=self.line_of(parts), path=json_path(parts), rule=rule)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader; composition gives us nodes with marks, construction stays safe."""
+
+
+def _construct(node: yaml.Node, loader: _LineLoader, path: PathKey, smap: SourceMap,
+               problems: list[Diagnostic], line: int | None = None) -> Any:
+    # A mapping entry is located at its key: for a block value that is the line a reader looks at.
+    smap.lines[path] = line or node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                problems.append(Diagnostic("yaml_key", f"mapping keys must be scalars, got {key!r}",
+                                           Location(smap.file, key_node.start_mark.line + 1, json_path(path))))
+                continue
+            key_str = key if isinstance(key, str) else str(key)
+            if key_str in result:
+                problems.append(Diagnostic(
+                    "duplicate_key", f"duplicate key {key_str!r} (first on line "
+                    f"{smap.lines.get((*path, key_str), '?')})",
+                    Location(smap.file, key_node.start_mark.line + 1, json_path((*path, key_str)))))
+                continue
+            result[key_str] = _construct(value_node, loader, (*path, key_str), smap, problems,
+                                         key_node.start_mark.line + 1)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, loader, (*path, i), smap, problems) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
+    """Parse one YAML document, returning the data and a map of its line numbers.
+
+    Raises:
+        CharterError: on a syntax error or duplicate keys, located by file and line.
+    """
+    smap = SourceMap(file)
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, smap
+        problems: list[Diagnostic] = []
+        data = _construct(node, loader, (), smap, problems)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise CharterError.single("yaml_syntax", f"invalid YAML: {exc.problem or exc}", file=file,
+                                  line=line) from exc
+    except yaml.YAMLError as exc:
+        raise CharterError.single("yaml_syntax", f"invalid YAML: {exc}", file=file) from exc
+    finally:
+        loader.dispose()
+    if problems:
+        raise CharterError(problems)
+    return data, smap
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file, turning I/O problems into a located `CharterError`."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise CharterError.single("file_not_found", "no such file", file=str(path)) from exc
+    except IsADirectoryError as exc:
+        raise CharterError.single("file_not_found", "is a directory, expected a file", file=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise CharterError.single("encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                  file=str(path)) from exc
+    except OSError as exc:
+        raise CharterError.single("file_unreadable", exc.strerror or str(exc), file=str(path)) from exc
+
+
+def load_yaml_file(path: Path) -> tuple[Any, SourceMap]:
+    """Read and parse a YAML file; see `parse_yaml`."""
+    return parse_yaml(read_text(path), str(path))
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json_strict(text: str | bytes, file: str | None = None) -> Any:
+    """Parse JSON per RFC 8259: no duplicate keys, no NaN or Infinity.
+
+    Raises:
+        CharterError: ``json_syntax``, ``duplicate_key`` or ``non_finite_number``, with the line
+            and, for duplicates, the key that repeats.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CharterError.single("encoding", f"not UTF-8 ({exc.reason} at byte {exc.start})",
+                                      file=file) from exc
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except _DuplicateKey as exc:
+        raise CharterError.single("duplicate_key", f"duplicate key {exc.args[0]!r} in a JSON object",
+                                  file=file, path=_find_duplicate_path(text, exc.args[0])) from exc
+    except json.JSONDecodeError as exc:
+        raise CharterError.single("json_syntax", f"invalid JSON: {exc.msg} (column {exc.colno})",
+                                  file=file, line=exc.lineno) from exc
+    except ValueError as exc:
+        raise CharterError.single("non_finite_number", f"{exc}: NaN and Infinity are not allowed",
+                                  file=file, path=_find_constant_path(text)) from exc
+
+
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _paths_to(value: Any, predicate: Any, path: PathKey = ()) -> Iterable[PathKey]:
+    if predicate(value):
+        yield path
+    if isinstance(value, _PairList):
+        for key, child in value.pairs:
+            yield from _paths_to(child, predicate, (*path, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _paths_to(child, predicate, (*path, i))
+
+
+class _PairList:
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        self.pairs = pairs
+
+
+def _find_constant_path(text: str) -> str | None:
+    doc = json.loads(text, object_pairs_hook=_PairList, parse_constant=_Marker)
+    for path in _paths_to(doc, lambda v: isinstance(v, _Marker)):
+        return json_path(path)
+    return None
+
+
+def _find_duplicate_path(text: str, key: str) -> str | None:
+    try:
+        doc = json.loads(text, object_pairs_hook=_PairList, parse_constant=_Marker)
+    except ValueError:
+        return None
+
+    def has_duplicate(value: Any) -> bool:
+        if not isinstance(value, _PairList):
+            return False
+        keys = [k for k, _ in value.pairs]
+        return keys.count(key) > 1
+
+    for path in _paths_to(doc, has_duplicate):
+        return json_path((*path, key))
+    return None

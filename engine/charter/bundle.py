@@ -1,0 +1,185 @@
+"""Evidence bundles: the KPI measurements of one AI system over one time window.
+
+A bundle is what a model owner submits. It is parsed strictly (no duplicate JSON keys, no NaN or
+Infinity, timezone-aware timestamps, known KPIs within their valid ranges) and then frozen. Its
+canonical form (RFC 8785 JSON without the signature) is what gets hashed and signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import rfc8785
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._sources import SourceMap, parse_json_strict, read_text
+from .errors import CharterError, Diagnostic, Location, json_path
+from .kpis import KpiCatalog
+from .validation import collect_validation_errors
+
+KpiValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$")]
+#: A segment key names a dimension and a group: ``region:asia``, ``age:18-25``.
+SegmentKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}:[^\s:][^\s]{0,63}$")]
+
+
+class Artifact(BaseModel):
+    """A file the measurements were computed from or documented in (report, dataset, notebook)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Lower-case hex SHA-256 of the file.")
+    uri: str = Field(min_length=1, max_length=2000)
+
+
+class Signature(BaseModel):
+    """An Ed25519 signature over the bundle's canonical bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: str = Field(min_length=1, max_length=200)
+    algorithm: Literal["ed25519"] = "ed25519"
+    value: str = Field(pattern=r"^[A-Za-z0-9+/]+={0,2}$", description="Base64 signature bytes.")
+
+
+class EvidenceBundle(BaseModel):
+    """KPI evidence for one system and one measurement window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid",
+                              json_schema_extra={"title": "Charter evidence bundle"})
+
+    system_id: Identifier = Field(description="Registered id of the AI system measured.")
+    model_version: str = Field(min_length=1, max_length=128)
+    window_start: AwareDatetime = Field(description="Start of the measurement window (inclusive).")
+    window_end: AwareDatetime = Field(description="End of the measurement window (exclusive).")
+    measured_at: AwareDatetime = Field(description="When the KPIs were computed; not before window_end.")
+    kpis: dict[str, KpiValue] = Field(min_length=1, description="KPI id -> value over the whole window.")
+    segments: dict[SegmentKey, dict[str, KpiValue]] = Field(
+        default_factory=dict, description='Per-group values, keyed "dimension:group" (region:asia).')
+    artifacts: tuple[Artifact, ...] = ()
+    submitter: str = Field(min_length=1, max_length=200, description="Principal submitting the bundle.")
+    signature: Signature | None = None
+
+    @model_validator(mode="after")
+    def _check_times(self) -> EvidenceBundle:
+        if self.window_end <= self.window_start:
+            raise ValueError(f"window_end {self.window_end.isoformat()} is not after window_start "
+                             f"{self.window_start.isoformat()}")
+        if self.measured_at < self.window_end:
+            raise ValueError(f"measured_at {self.measured_at.isoformat()} is before window_end "
+                             f"{self.window_end.isoformat()}: a window can only be measured once it closed")
+        return self
+
+    # -- parsing -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_data(cls, data: Any, catalog: KpiCatalog, *, file: str | None = None,
+                  smap: SourceMap | None = None, prefix: tuple[str | int, ...] = ()) -> EvidenceBundle:
+        """Validate already-parsed data against the schema and the KPI catalog.
+
+        Raises:
+            CharterError: every problem at once, each with its JSON path (and line for YAML).
+        """
+        problems: list[Diagnostic] = []
+        bundle: EvidenceBundle | None = None
+        try:
+            bundle = cls.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(collect_validation_errors(exc, smap, prefix, code="bundle_schema", file=file))
+        problems.extend(_catalog_problems(data, catalog, file, smap, prefix))
+        # A window/measured_at error is reported on the field that a reader will fix.
+        problems = [_relocate_time_error(d, smap, prefix, file) for d in problems]
+        if problems or bundle is None:
+            raise CharterError(_dedupe(problems))
+        return bundle
+
+    @classmethod
+    def from_json(cls, text: str | bytes, catalog: KpiCatalog, *, file: str | None = None) -> EvidenceBundle:
+        """Parse a bundle from JSON text; see `from_data`."""
+        return cls.from_data(parse_json_strict(text, file), catalog, file=file)
+
+    @classmethod
+    def from_file(cls, path: Path, catalog: KpiCatalog) -> EvidenceBundle:
+        """Read and parse a bundle file (JSON)."""
+        return cls.from_json(read_text(path), catalog, file=str(path))
+
+    # -- canonical form ----------------------------------------------------------------------
+
+    def unsigned_dict(self) -> dict[str, Any]:
+        """The JSON data of the bundle without its signature: what is hashed and signed."""
+        return self.model_dump(mode="json", exclude={"signature"}, exclude_defaults=False)
+
+    def canonical_bytes(self) -> bytes:
+        """RFC 8785 canonical JSON of `unsigned_dict`."""
+        return rfc8785.dumps(self.unsigned_dict())
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the canonical bytes: the bundle's content identity."""
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    def segment_dimensions(self) -> list[str]:
+        """The distinct dimensions of the segments (``region``, ``age``), sorted."""
+        return sorted({key.split(":", 1)[0] for key in self.segments})
+
+
+def _catalog_problems(data: Any, catalog: KpiCatalog, file: str | None, smap: SourceMap | None,
+                      prefix: tuple[str | int, ...]) -> list[Diagnostic]:
+    if not isinstance(data, Mapping):
+        return []
+    problems: list[Diagnostic] = []
+
+    def loc(path: tuple[str | int, ...]) -> Location:
+        full = (*prefix, *path)
+        return smap.location(full) if smap else Location(file=file, path=json_path(full))
+
+    def check(values: Any, path: tuple[str | int, ...]) -> None:
+        if not isinstance(values, Mapping):
+            return
+        for kpi_id, value in values.items():
+            kpi = catalog.get(kpi_id)
+            if kpi is None:
+                hint = catalog.suggest(kpi_id)
+                problems.append(Diagnostic(
+                    "unknown_kpi", f"unknown KPI {kpi_id!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+                    + "; declare custom KPIs in kpis.yaml", loc((*path, kpi_id))))
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue  # the schema reports the type
+            if isinstance(value, float) and not math.isfinite(value):
+                continue  # the schema reports NaN and infinity
+            reason = kpi.check_value(float(value))
+            if reason:
+                problems.append(Diagnostic("kpi_out_of_range", reason, loc((*path, kpi_id))))
+
+    check(data.get("kpis"), ("kpis",))
+    segments = data.get("segments")
+    if isinstance(segments, Mapping):
+        for key, values in segments.items():
+            check(values, ("segments", key))
+    return problems
+
+
+def _relocate_time_error(diagnostic: Diagnostic, smap: SourceMap | None, prefix: tuple[str | int, ...],
+                         file: str | None) -> Diagnostic:
+    for field in ("window_end", "measured_at"):
+        if diagnostic.message.startswith(field + " ") and diagnostic.location.path == json_path(prefix):
+            full = (*prefix, field)
+            location = smap.location(full) if smap else Location(file=file, path=json_path(full))
+            return Diagnostic(diagnostic.code, diagnostic.message, location)
+    return diagnostic
+
+
+def _dedupe(problems: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple[str, str, Location]] = set()
+    out = []
+    for problem in problems:
+        key = (problem.code, problem.message, problem.location)
+        if key not in seen:
+            seen.add(key)
+            out.append(problem)
+    return out

@@ -1,0 +1,186 @@
+"""The KPI catalog: every measurable quantity a bundle may report and a policy may test.
+
+The built-in catalog ships with the package (``kpis.yaml``); a governance repository may add its own
+KPIs in a ``kpis.yaml`` of the same shape. A KPI id is also the symbol rules use, so it must be a
+valid rule-engine identifier and must not shadow a reserved name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._data import package_file
+from ._sources import SourceMap, load_yaml_file
+from .errors import CharterError, DiagnosticCollector
+from .validation import collect_validation_errors
+
+#: Names rules use for context, never available as KPI ids.
+RESERVED_NAMES = frozenset({"system", "bundle", "baseline", "previous", "segments", "segment", "peers"})
+#: rule-engine keywords; a KPI with one of these names could not be referenced in an expression.
+_KEYWORDS = frozenset({"and", "or", "not", "in", "if", "elif", "else", "for", "while", "true", "false",
+                       "null", "inf", "nan"})
+
+
+class Category(StrEnum):
+    """The KPI families: the four classic categories plus generative and agentic AI."""
+
+    TECHNICAL = "technical"
+    BUSINESS = "business"
+    TRUST = "trust"
+    OPERATIONAL = "operational"
+    GENERATIVE = "generative"
+    AGENTIC = "agentic"
+
+
+class Direction(StrEnum):
+    """Which way a KPI improves; ``neutral`` KPIs have no better direction of their own."""
+
+    HIGHER = "higher"
+    LOWER = "lower"
+    NEUTRAL = "neutral"
+
+
+class Kpi(BaseModel):
+    """One KPI definition."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Symbol used in bundles and rules.")
+    name: str = Field(min_length=1)
+    category: Category
+    unit: str = Field(min_length=1, description="ratio (0..1), count, ms, currency, ...")
+    direction: Direction
+    min: float | None = Field(default=None, description="Smallest valid value, inclusive.")
+    max: float | None = Field(default=None, description="Largest valid value, inclusive.")
+    description: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Kpi:
+        if self.id in RESERVED_NAMES or self.id in _KEYWORDS:
+            raise ValueError(f"KPI id {self.id!r} is a reserved name")
+        for bound in (self.min, self.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError("range bounds must be finite numbers or left out")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+    @property
+    def integral(self) -> bool:
+        """Counts must be whole numbers."""
+        return self.unit == "count"
+
+    def range_text(self) -> str:
+        """The valid range in interval notation, e.g. ``[0, 1]`` or ``[0, ∞)``."""
+        low = "(-∞" if self.min is None else f"[{_fmt(self.min)}"
+        high = "∞)" if self.max is None else f"{_fmt(self.max)}]"
+        return f"{low}, {high}"
+
+    def check_value(self, value: float) -> str | None:
+        """Why `value` is not a valid measurement of this KPI, or None when it is."""
+        if not math.isfinite(value):
+            return f"{value} is not a finite number"
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            return f"{_fmt(value)} is outside the valid range {self.range_text()} of {self.id}"
+        if self.integral and value != int(value):
+            return f"{_fmt(value)} is not a whole number, but {self.id} is a count"
+        return None
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+class KpiCatalog(Mapping[str, Kpi]):
+    """An immutable, ordered set of KPIs keyed by id."""
+
+    def __init__(self, kpis: Mapping[str, Kpi]) -> None:
+        self._kpis = dict(kpis)
+
+    def __getitem__(self, key: str) -> Kpi:
+        return self._kpis[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kpis)
+
+    def __len__(self) -> int:
+        return len(self._kpis)
+
+    def by_category(self, category: Category | str) -> list[Kpi]:
+        """The KPIs of one category, in catalog order."""
+        return [k for k in self._kpis.values() if k.category == category]
+
+    def extended(self, extra: KpiCatalog) -> KpiCatalog:
+        """This catalog plus `extra`; ids must not collide.
+
+        Raises:
+            CharterError: ``kpi_redefined`` for every id defined twice.
+        """
+        clashes = sorted(set(self._kpis) & set(extra._kpis))
+        if clashes:
+            raise CharterError.single("kpi_redefined",
+                                      f"custom KPIs redefine built-in ids: {', '.join(clashes)}")
+        return KpiCatalog({**self._kpis, **extra._kpis})
+
+    def suggest(self, name: str) -> str | None:
+        """The closest KPI id to a misspelt `name`, if one is close."""
+        import difflib
+
+        matches = difflib.get_close_matches(name, list(self._kpis), n=1)
+        return matches[0] if matches else None
+
+
+def _parse_catalog(data: Any, smap: SourceMap) -> KpiCatalog:
+    problems = DiagnosticCollector()
+    if not isinstance(data, dict) or not isinstance(data.get("kpis"), list):
+        raise CharterError.single("catalog_schema", "expected a mapping with a list under 'kpis'",
+                                  file=smap.file, line=1)
+    kpis: dict[str, Kpi] = {}
+    for index, raw in enumerate(data["kpis"]):
+        path: tuple[str | int, ...] = ("kpis", index)
+        try:
+            kpi = Kpi.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(collect_validation_errors(exc, smap, path, code="catalog_schema"))
+            continue
+        if kpi.id in kpis:
+            problems.add("kpi_redefined", f"KPI {kpi.id!r} is defined twice", smap.location(path))
+            continue
+        kpis[kpi.id] = kpi
+    problems.raise_if_any()
+    return KpiCatalog(kpis)
+
+
+def load_catalog_file(path: Path) -> KpiCatalog:
+    """Load a KPI catalog file (``kpis: [...]``).
+
+    Raises:
+        CharterError: schema problems, each with file, line and JSON path.
+    """
+    data, smap = load_yaml_file(path)
+    return _parse_catalog(data, smap)
+
+
+_BUILTIN: KpiCatalog | None = None
+
+
+def builtin_catalog() -> KpiCatalog:
+    """The KPI catalog that ships with Charter (loaded once per process)."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        _BUILTIN = load_catalog_file(package_file("kpis.yaml"))
+    return _BUILTIN
+
+
+def load_catalog(custom: Path | None = None) -> KpiCatalog:
+    """The built-in catalog, extended with the custom KPIs of `custom` when given."""
+    catalog = builtin_catalog()
+    if custom is None:
+        return catalog
+    return catalog.extended(load_catalog_file(custom))

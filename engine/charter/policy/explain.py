@@ -1,0 +1,82 @@
+"""Explanations: which part of a condition held, and the values it saw.
+
+The explainer re-evaluates sub-expressions of a rule that already evaluated true, descending into
+``and`` (both sides matter) and ``or`` (the first side that held), and prints each deciding
+comparison with the operands it read: ``recall < 0.85 (recall = 0.52)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rule_engine import ast
+
+from .expressions import children, format_value, is_logic, is_not, unparse
+
+
+def operands(node: Any) -> list[Any]:
+    """The maximal value-reading sub-expressions (symbols, attribute and item reads) of `node`."""
+    found: list[Any] = []
+
+    def visit(n: Any) -> None:
+        if isinstance(n, ast.SymbolExpression | ast.GetAttributeExpression | ast.GetItemExpression):
+            found.append(n)
+            return
+        if isinstance(n, ast.ComprehensionExpression):
+            visit(n.iterable)  # the loop variable has no value outside the comprehension
+            return
+        if isinstance(n, ast.FunctionCallExpression):
+            for argument in n.arguments:
+                visit(argument)
+            return
+        for child in children(n):
+            visit(child)
+
+    visit(node)
+    unique: dict[str, Any] = {}
+    for n in found:
+        unique.setdefault(unparse(n), n)
+    return list(unique.values())
+
+
+def observed_values(node: Any, thing: Any) -> dict[str, Any]:
+    """Each operand of `node` printed as rule text, mapped to its value in `thing`."""
+    values: dict[str, Any] = {}
+    for operand in operands(node):
+        try:
+            values[unparse(operand)] = operand.evaluate(thing)
+        except Exception:  # an operand that cannot be read is simply not shown
+            continue
+    return values
+
+
+def _with_values(node: Any, thing: Any) -> str:
+    text = unparse(node)
+    shown = [f"{name} = {format_value(value)}" for name, value in observed_values(node, thing).items()
+             if not isinstance(value, dict | tuple | list)]
+    return f"{text} ({', '.join(shown)})" if shown else text
+
+
+def explain_true(node: Any, thing: Any) -> str:
+    """Why `node` evaluated true on `thing`: the deciding sub-expressions with their values."""
+    if isinstance(node, ast.Statement):
+        return explain_true(node.expression, thing)
+    if is_logic(node, "and"):
+        return f"{explain_true(node.left, thing)} and {explain_true(node.right, thing)}"
+    if is_logic(node, "or"):
+        for side in (node.left, node.right):
+            try:
+                if side.evaluate(thing):
+                    return explain_true(side, thing)
+            except Exception:
+                continue
+    if is_not(node):
+        return f"not ({_with_values(node.right, thing)})"
+    return _with_values(node, thing)
+
+
+def explain_false(node: Any, thing: Any) -> str:
+    """Why `node` evaluated false: the condition with the values it saw."""
+    if isinstance(node, ast.Statement):
+        return explain_false(node.expression, thing)
+    return f"{_with_values(node, thing)} is false"
