@@ -143,10 +143,8 @@ def _catalog_problems(data: Any, catalog: KpiCatalog, file: str | None, smap: So
         for kpi_id, value in values.items():
             kpi = catalog.get(kpi_id)
             if kpi is None:
-                hint = catalog.suggest(kpi_id)
-                problems.append(Diagnostic(
-                    "unknown_kpi", f"unknown KPI {kpi_id!r}" + (f" (did you mean {hint!r}?)" if hint else "")
-                    + "; declare custom KPIs in kpis.yaml", loc((*path, kpi_id))))
+                problems.append(Diagnostic("unknown_kpi", catalog.unknown_message(kpi_id)
+                                           + "; declare custom KPIs in kpis.yaml", loc((*path, kpi_id))))
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue  # the schema reports the type

@@ -107,7 +107,7 @@ class FrameworkSet(Mapping[str, Framework]):
         if ref.control not in framework.controls:
             close = difflib.get_close_matches(ref.control, list(framework.controls), n=1)
             hint = f" (did you mean {ref.framework}:{close[0]}?)" if close else ""
-            return f"control {ref.control!r} does not exist in {framework.info.name}{hint}"
+            return f"control {ref.control!r} does not exist in {ref.framework} ({framework.info.name}){hint}"
         return None
 
     def resolve(self, text: str) -> Control | None:

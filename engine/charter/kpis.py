@@ -128,6 +128,11 @@ class KpiCatalog(Mapping[str, Kpi]):
                                       f"custom KPIs redefine built-in ids: {', '.join(clashes)}")
         return KpiCatalog({**self._kpis, **extra._kpis})
 
+    def unknown_message(self, name: str) -> str:
+        """``unknown KPI 'recal' (did you mean 'recall'?)``."""
+        hint = self.suggest(name)
+        return f"unknown KPI {name!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+
     def suggest(self, name: str) -> str | None:
         """The closest KPI id to a misspelt `name`, if one is close."""
         import difflib

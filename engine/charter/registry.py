@@ -119,7 +119,7 @@ class SystemRegistry(Mapping[str, AISystem]):
             for kpi_id, value in system.baseline.items():
                 where = smap.location(("systems", index, "baseline", kpi_id))
                 if kpi_id not in catalog:
-                    problems.add("unknown_kpi", f"unknown KPI {kpi_id!r} in baseline", where)
+                    problems.add("unknown_kpi", catalog.unknown_message(kpi_id) + " in baseline", where)
                 elif reason := catalog[kpi_id].check_value(value):
                     problems.add("kpi_out_of_range", reason, where)
             systems[system.id] = system

@@ -48,9 +48,6 @@ def collect_validation_errors(exc: ValidationError, smap: SourceMap | None,
         loc = [*prefix, *(part for part in error["loc"] if isinstance(part, str | int))]
         # pydantic names the branch of a union or a validator in the location; drop those.
         loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
-        if smap is not None:
-            location = smap.location(loc)
-        else:
-            location = Location(file=file, path=json_path(loc))
+        location = smap.location(loc) if smap is not None else Location(file=file, path=json_path(loc))
         diagnostics.append(Diagnostic(code, _message(dict(error)), location))
     return diagnostics

@@ -132,31 +132,51 @@ class PolicyCompiler:
 
     # -- stage 2: schema -----------------------------------------------------------------------
 
-    def check_schema(self, documents: list[tuple[Any, SourceMap]],
-                     problems: DiagnosticCollector) -> list[tuple[Policy, SourceMap]]:
-        """Validate each document against the policy schema; ids must be unique."""
-        policies: list[tuple[Policy, SourceMap]] = []
+    def check_schema(self, documents: list[tuple[Any, SourceMap]], problems: DiagnosticCollector
+                     ) -> list[tuple[Policy | None, str, list[tuple[int, Rule]], SourceMap]]:
+        """Validate each document against the policy schema; policy and rule ids must be unique.
+
+        A document with schema errors still yields the rules that are valid on their own, so the
+        later stages can report their problems in the same run.
+        """
+        results: list[tuple[Policy | None, str, list[tuple[int, Rule]], SourceMap]] = []
         seen: dict[str, str] = {}
         for data, smap in documents:
+            policy: Policy | None = None
             try:
                 policy = Policy.model_validate(data)
+                rules = list(enumerate(policy.rules))
             except ValidationError as exc:
                 problems.extend(self._locate_rule(collect_validation_errors(exc, smap, code="policy_schema"),
                                                   data, smap))
-                continue
-            if policy.id in seen:
+                rules = self._valid_rules(data)
+            raw_id = data.get("id") if isinstance(data, dict) else None
+            policy_id = policy.id if policy else (raw_id if isinstance(raw_id, str) else "?")
+            if policy is not None and policy.id in seen:
                 problems.add("duplicate_policy", f"policy id {policy.id!r} is also used by {seen[policy.id]}",
                              smap.location(("id",)))
-                continue
-            seen[policy.id] = smap.file
+                policy = None
+            elif policy is not None:
+                seen[policy.id] = smap.file
             rule_ids: set[str] = set()
-            for index, rule in enumerate(policy.rules):
+            for index, rule in rules:
                 if rule.id in rule_ids:
-                    problems.add("duplicate_rule", f"rule id {rule.id!r} appears twice in policy {policy.id}",
+                    problems.add("duplicate_rule", f"rule id {rule.id!r} appears twice in policy {policy_id}",
                                  smap.location(("rules", index, "id"), rule=rule.id))
                 rule_ids.add(rule.id)
-            policies.append((policy, smap))
-        return policies
+            results.append((policy, policy_id, rules, smap))
+        return results
+
+    @staticmethod
+    def _valid_rules(data: Any) -> list[tuple[int, Rule]]:
+        raw_rules = data.get("rules") if isinstance(data, dict) else None
+        valid = []
+        for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+            try:
+                valid.append((index, Rule.model_validate(raw)))
+            except ValidationError:
+                continue  # already reported by the whole-document validation
+        return valid
 
     @staticmethod
     def _locate_rule(diagnostics: list[Diagnostic], data: Any, smap: SourceMap) -> list[Diagnostic]:
@@ -216,16 +236,14 @@ class PolicyCompiler:
             fail("expression_type", f"{text!r} gives a {result_type.name}, but a condition must be true or false")
         return compiled
 
-    def compile_rule(self, policy: Policy, index: int, smap: SourceMap,
+    def compile_rule(self, policy_id: str, index: int, rule: Rule, smap: SourceMap,
                      problems: DiagnosticCollector, warnings: DiagnosticCollector) -> CompiledRule | None:
-        """Compile one rule; None when it has errors (which are collected)."""
-        rule = policy.rules[index]
+        """Compile rule number `index` of a policy; None when it has errors (which are collected)."""
         base = ("rules", index)
         before = len(problems.diagnostics)
         if rule.kpi is not None:
             if rule.kpi not in self.catalog:
-                hint = self.catalog.suggest(rule.kpi)
-                problems.add("unknown_kpi", f"unknown KPI {rule.kpi!r}" + (f" (did you mean {hint!r}?)" if hint else ""),
+                problems.add("unknown_kpi", self.catalog.unknown_message(rule.kpi),
                              smap.location((*base, "kpi"), rule=rule.id))
                 return None
             breach_text, warn_text, thresholds = threshold_expressions(rule)
@@ -249,13 +267,14 @@ class PolicyCompiler:
         needs = evidence_refs(breach.statement, self._kpi_ids)
         if warn is not None:
             needs |= evidence_refs(warn.statement, self._kpi_ids)
-        return CompiledRule(rule, policy.id, breach, warn, frozenset(needs), thresholds)
+        return CompiledRule(rule, policy_id, breach, warn, frozenset(needs), thresholds)
 
     # -- stage 4: references -------------------------------------------------------------------
 
-    def check_references(self, policy: Policy, smap: SourceMap, problems: DiagnosticCollector) -> None:
+    def check_references(self, rules: list[tuple[int, Rule]], smap: SourceMap,
+                         problems: DiagnosticCollector) -> None:
         """Every cited control must exist in the loaded frameworks."""
-        for index, rule in enumerate(policy.rules):
+        for index, rule in rules:
             for c_index, control in enumerate(rule.controls):
                 reason = self.frameworks.check_ref(control)
                 if reason:
@@ -275,10 +294,10 @@ class PolicyCompiler:
         documents = self.load(paths, problems)
         validated = self.check_schema(documents, problems)
         compiled: list[CompiledPolicy] = []
-        for policy, smap in validated:
-            rules = [self.compile_rule(policy, i, smap, problems, warnings) for i in range(len(policy.rules))]
-            self.check_references(policy, smap, problems)
-            if all(r is not None for r in rules):
+        for policy, policy_id, valid_rules, smap in validated:
+            rules = [self.compile_rule(policy_id, i, rule, smap, problems, warnings) for i, rule in valid_rules]
+            self.check_references(valid_rules, smap, problems)
+            if policy is not None and all(r is not None for r in rules):
                 compiled.append(CompiledPolicy(policy, smap.file, policy_digest(policy),
                                                tuple(r for r in rules if r is not None)))
         problems.raise_if_any()

@@ -124,7 +124,7 @@ def unparse(node: Any) -> str:
     if isinstance(node, ast.Statement):
         return unparse(node.expression)
     if isinstance(node, ast.SymbolExpression):
-        return ("$" if node.scope == "built-in" else "") + node.name
+        return ("$" if node.scope == "built-in" else "") + str(node.name)
     if isinstance(node, ast.BinaryExpressionBase):
         mine = _precedence(node)
         left = _wrap(node.left, mine, right_side=False)

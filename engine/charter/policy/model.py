@@ -45,7 +45,7 @@ def _parse_duration(value: Any) -> datetime.timedelta:
     if not isinstance(value, str):
         raise ValueError("expected an ISO 8601 duration such as P30D or PT12H")
     try:
-        delta = parse_timedelta(value)
+        delta: datetime.timedelta = parse_timedelta(value)
     except Exception as exc:  # rule-engine raises ValueError or its own errors on bad text
         raise ValueError(f"{value!r} is not an ISO 8601 duration with W, D, H, M or S (e.g. P30D)") from exc
     if delta <= datetime.timedelta(0):
