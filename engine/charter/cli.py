@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import TypeAdapter
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -91,8 +92,8 @@ def _compile(policies: Path, kpis_file: Path | None, frameworks_dir: Path | None
 def _print_diagnostics(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic], label: str, style: str) -> None:
     for diagnostic in diagnostics:
         where = str(diagnostic.location)
-        err.print(f"[{style}]{label}[/]: " + (f"{where}: " if where else "") + f"{diagnostic.message} "
-                  f"[dim]\\[{diagnostic.code}][/]")
+        err.print(f"[{style}]{label}[/]: " + escape((f"{where}: " if where else "") + diagnostic.message)
+                  + f" [dim]\\[{diagnostic.code}][/]")
 
 
 def _parse_time(text: str) -> datetime.datetime:
@@ -182,13 +183,14 @@ def _print_test_report(report: TestReport, coverage: bool) -> None:
     for result in report.results:
         where = f"{result.file}:{result.line}"
         if result.passed:
-            out.print(f"[green]PASS[/] {result.name} [dim]({where})[/]")
+            out.print(f"[green]PASS[/] {escape(result.name)} [dim]({escape(where)})[/]")
             continue
-        out.print(f"[bold red]FAIL[/] {result.name} [dim]({where})[/]")
+        out.print(f"[bold red]FAIL[/] {escape(result.name)} [dim]({escape(where)})[/]")
         if result.error:
-            out.print(f"     error: {result.error}")
+            out.print(f"     error: {escape(str(result.error))}")
         for m in result.mismatches:
-            out.print(f"     {m.rule}: expected [bold]{m.expected}[/], got [bold]{m.actual}[/] — {m.explanation}")
+            out.print(f"     {escape(m.rule)}: expected [bold]{m.expected}[/], got [bold]{m.actual}[/] — "
+                      f"{escape(m.explanation)}")
     if coverage:
         table = Table("rule", "statuses tested", title="Rule coverage")
         for rule in report.rules:
@@ -262,14 +264,14 @@ def _print_findings(findings: list[Finding], show_all: bool, title: str) -> None
         if not show_all and f.status is Status.PASS:
             continue
         style = _STATUS_STYLE[f.status.value]
-        segment = f" [{f.segment}]" if f.segment else ""
+        segment = escape(f" [{f.segment}]") if f.segment else ""
         out.print(f"\n[bold]{f.system_id}[/] {_window_label(f)}  {f.rule_ref}{segment}  "
                   f"[{style}]{f.status.value.upper()}[/] ({f.severity.value})")
-        out.print(f"  why: {f.explanation}", soft_wrap=True)
+        out.print(f"  why: {escape(f.explanation)}", soft_wrap=True)
         if f.controls:
-            out.print(f"  controls: {', '.join(f.controls)}", soft_wrap=True)
+            out.print(f"  controls: {escape(', '.join(f.controls))}", soft_wrap=True)
         if f.status is not Status.PASS and f.remediation:
-            out.print(f"  remediation: {f.remediation.strip()}", soft_wrap=True)
+            out.print(f"  remediation: {escape(f.remediation.strip())}", soft_wrap=True)
 
 
 @app.command()

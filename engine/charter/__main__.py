@@ -1,0 +1,5 @@
+"""``python -m charter`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""Shared fixtures: the built-in catalogs, a compiler, and helpers to write policies and run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from charter.frameworks import FrameworkSet, load_frameworks
+from charter.kpis import KpiCatalog, builtin_catalog
+from charter.policy import PolicyCompiler, PolicySet
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def catalog() -> KpiCatalog:
+    return builtin_catalog()
+
+
+@pytest.fixture(scope="session")
+def frameworks() -> FrameworkSet:
+    return load_frameworks()
+
+
+@pytest.fixture(scope="session")
+def compiler(catalog: KpiCatalog, frameworks: FrameworkSet) -> PolicyCompiler:
+    return PolicyCompiler(catalog, frameworks)
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    """Write `data` as block-style YAML (one key per line, so line numbers are predictable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def compile_policy(tmp_path: Path, compiler: PolicyCompiler) -> Callable[[dict[str, Any]], PolicySet]:
+    """Write one policy document to a file and compile it."""
+
+    def run(document: dict[str, Any]) -> PolicySet:
+        path = write_yaml(tmp_path / f"{document.get('id', 'policy')}.yaml", document)
+        return compiler.compile_files([path])
+
+    return run
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m charter`` as a user would, capturing output."""
+    full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "charter", *args], cwd=cwd or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=120, check=False)
