@@ -8,6 +8,7 @@ NaN and Infinity, which Python's json module accepts by default.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,11 @@ def _construct(node: yaml.Node, loader: _LineLoader, path: PathKey, smap: Source
                problems: list[Diagnostic], line: int | None = None) -> Any:
     # A mapping entry is located at its key: for a block value that is the line a reader looks at.
     smap.lines[path] = line or node.start_mark.line + 1
+    expected_tag = ("tag:yaml.org,2002:map" if isinstance(node, yaml.MappingNode)
+                    else "tag:yaml.org,2002:seq" if isinstance(node, yaml.SequenceNode) else node.tag)
+    if node.tag != expected_tag:
+        # Collections are built here, not by the loader, so its tag check must be repeated.
+        raise yaml.constructor.ConstructorError(None, None, f"unsupported YAML tag {node.tag!r}", node.start_mark)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         result: dict[Any, Any] = {}
@@ -140,6 +146,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e999 is valid JSON syntax but overflows to infinity.
+        raise ValueError(f"{text} overflows a 64-bit float")
+    return value
+
+
 def parse_json_strict(text: str | bytes, file: str | None = None) -> Any:
     """Parse JSON per RFC 8259: no duplicate keys, no NaN or Infinity.
 
@@ -154,7 +168,8 @@ def parse_json_strict(text: str | bytes, file: str | None = None) -> Any:
             raise CharterError.single("encoding", f"not UTF-8 ({exc.reason} at byte {exc.start})",
                                       file=file) from exc
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant,
+                          parse_float=_finite_float)
     except _DuplicateKey as exc:
         raise CharterError.single("duplicate_key", f"duplicate key {exc.args[0]!r} in a JSON object",
                                   file=file, path=_find_duplicate_path(text, exc.args[0])) from exc
@@ -162,8 +177,14 @@ def parse_json_strict(text: str | bytes, file: str | None = None) -> Any:
         raise CharterError.single("json_syntax", f"invalid JSON: {exc.msg} (column {exc.colno})",
                                   file=file, line=exc.lineno) from exc
     except ValueError as exc:
+        # The constant may come before a syntax error later in the text; report that one then.
+        try:
+            path = _find_constant_path(text)
+        except json.JSONDecodeError as syntax:
+            raise CharterError.single("json_syntax", f"invalid JSON: {syntax.msg} (column {syntax.colno})",
+                                      file=file, line=syntax.lineno) from syntax
         raise CharterError.single("non_finite_number", f"{exc}: NaN and Infinity are not allowed",
-                                  file=file, path=_find_constant_path(text)) from exc
+                                  file=file, path=path) from exc
 
 
 class _Marker:
@@ -188,7 +209,8 @@ class _PairList:
 
 
 def _find_constant_path(text: str) -> str | None:
-    doc = json.loads(text, object_pairs_hook=_PairList, parse_constant=_Marker)
+    doc = json.loads(text, object_pairs_hook=_PairList, parse_constant=_Marker,
+                     parse_float=lambda t: float(t) if math.isfinite(float(t)) else _Marker(t))
     for path in _paths_to(doc, lambda v: isinstance(v, _Marker)):
         return json_path(path)
     return None

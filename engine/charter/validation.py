@@ -43,8 +43,14 @@ def collect_validation_errors(exc: ValidationError, smap: SourceMap | None,
         code: the diagnostic code to use.
         file: the file name when there is no source map.
     """
+    errors = exc.errors()
+    nested = [tuple(e["loc"]) for e in errors]
     diagnostics = []
-    for error in exc.errors():
+    for error in errors:
+        here = tuple(error["loc"])
+        if error["type"] == "too_short" and any(len(n) > len(here) and n[: len(here)] == here for n in nested):
+            # A tuple whose items all failed is also reported as too short: noise next to the real errors.
+            continue
         loc = [*prefix, *(part for part in error["loc"] if isinstance(part, str | int))]
         # pydantic names the branch of a union or a validator in the location; drop those.
         loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]

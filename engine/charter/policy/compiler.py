@@ -117,6 +117,8 @@ class PolicyCompiler:
         self.frameworks = frameworks
         self.context = build_context(catalog)
         self._kpi_ids = frozenset(catalog)
+        # Iterating gives the names; `in` on Builtins would evaluate generators such as $now.
+        self._builtin_names = frozenset(iter(self.context.builtins))
 
     # -- stage 1: load -------------------------------------------------------------------------
 
@@ -229,6 +231,8 @@ class PolicyCompiler:
         for scope, name in sorted(symbols_used(compiled.statement), key=str):
             if scope == "built-in" and name in FORBIDDEN_BUILTINS:
                 fail("forbidden_builtin", f"${name} {FORBIDDEN_BUILTINS[name]}")
+            elif scope == "built-in" and name not in self._builtin_names:
+                fail("unknown_symbol", f"unknown builtin ${name} in {text!r}")
             elif scope is None and name in _SEGMENT_ONLY and rule.scope is not Scope.SEGMENTS:
                 fail("scope_symbol", f"{name!r} is only defined for rules with scope: segments")
         result_type = compiled.statement.expression.result_type

@@ -1,0 +1,137 @@
+"""The staged policy compiler: schema, expressions, references; all errors at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from charter.errors import CharterError
+from charter.policy import PolicyCompiler, PolicySet, policy_files
+from charter.policy.compiler import threshold_expressions
+from charter.policy.model import Rule
+from tests.conftest import REPO, write_yaml
+
+Compile = Callable[[dict[str, Any]], PolicySet]
+
+
+def _policy(*rules: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"id": "p", "version": "1.0.0", "title": "t", "owner": "o", **fields, "rules": list(rules)}
+
+
+def _rule(**fields: Any) -> dict[str, Any]:
+    return {"id": "r", "title": "t", "severity": "high", **fields}
+
+
+def _codes(compile_policy: Compile, document: dict[str, Any]) -> list[str]:
+    with pytest.raises(CharterError) as info:
+        compile_policy(document)
+    return [d.code for d in info.value.diagnostics]
+
+
+def test_shipped_policies_compile(compiler: PolicyCompiler) -> None:
+    policy_set = compiler.compile_files(policy_files(REPO / "policies"))
+    assert {p.policy.id for p in policy_set.policies} >= {"core.performance", "core.fairness", "core.regional",
+                                                           "core.oversight"}
+    assert policy_set.warnings == []
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    (dict(kpi="recall", min=0.8, warn=0.85), ("recall < 0.8", "recall < 0.85", {"min": 0.8, "warn_min": 0.85})),
+    (dict(kpi="latency_p95_ms", max=500, warn=300),
+     ("latency_p95_ms > 500", "latency_p95_ms > 300", {"max": 500, "warn_max": 300})),
+    (dict(kpi="approval_rate", min=0.2, max=0.8),
+     ("approval_rate < 0.2 or approval_rate > 0.8", None, {"min": 0.2, "max": 0.8})),
+])
+def test_threshold_shorthand_compiles_to_expressions(rule: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    assert threshold_expressions(Rule.model_validate(_rule(**rule))) == expected
+
+
+@pytest.mark.parametrize(("rule", "fragment"), [
+    (dict(kpi="recall"), "needs 'min' or 'max'"),
+    (dict(kpi="recall", min=0.8, warn=0.7), "warn 0.7 must not be below min 0.8"),
+    (dict(kpi="recall", max=0.8, warn=0.9), "must not be above max"),
+    (dict(kpi="recall", min=0.2, max=0.8, warn=0.5), "warn_min and/or warn_max"),
+    (dict(when="recall < 1", kpi="recall", min=0.1), "exactly one of"),
+    (dict(), "exactly one of"),
+    (dict(when="recall < 1", min=0.5), "belong to threshold rules"),
+    (dict(when="recall < 1", dimension="region"), "needs scope: segments"),
+    (dict(when="recall < 1", max_age="30 days"), "ISO 8601 duration"),
+    (dict(when="recall < 1", sustained=0), "greater than or equal to 1"),
+])
+def test_rule_schema_errors(compile_policy: Compile, rule: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(CharterError) as info:
+        compile_policy(_policy(_rule(**rule)))
+    assert fragment in str(info.value)
+    assert info.value.location.rule == "r"
+
+
+@pytest.mark.parametrize(("when", "code"), [
+    ("recal < 0.8", "unknown_symbol"),
+    ("baseline.recal < 0.8", "unknown_attribute"),
+    ("recall >= '0.8'", "expression_type"),
+    ("recall + 1", "expression_type"),
+    ("recall <", "expression_syntax"),
+    ("$random() > 0.5", "forbidden_builtin"),
+    ("$nonsense > 1", "unknown_symbol"),
+    ("peers.recall > 0.5", "scope_symbol"),
+    ("system.owner.length > 'x'", "expression_type"),
+])
+def test_expression_errors(compile_policy: Compile, when: str, code: str) -> None:
+    assert code in _codes(compile_policy, _policy(_rule(when=when)))
+
+
+def test_now_is_allowed_and_reserved_names_are_typed(compile_policy: Compile) -> None:
+    policy_set = compile_policy(_policy(
+        _rule(id="a", when='$now - bundle.window_end > t"P30D"'),
+        _rule(id="b", when="'payments' in system.tags and system.risk_tier == 'high' and recall < 0.9"),
+        _rule(id="c", when="segments['region:asia'].recall < 0.5"),
+        _rule(id="d", scope="segments", when="segment.dimension == 'age' and approval_rate < peers.approval_rate"),
+        _rule(id="e", when="bundle.kpis.recall < previous.recall"),
+    ))
+    needs = {r.rule.id: sorted(map(str, r.needs)) for r in policy_set.rules()}
+    assert needs == {"a": [], "b": ["recall"], "c": [], "d": ["approval_rate", "peers.approval_rate"],
+                     "e": ["bundle.kpis.recall", "previous.recall"]}
+
+
+def test_all_errors_of_all_files_are_reported_sorted(tmp_path: Path, compiler: PolicyCompiler) -> None:
+    first = write_yaml(tmp_path / "a.yaml", _policy(_rule(id="x", when="recal < 1"),
+                                                    _rule(id="y", kpi="recall", min=0.5, controls=["iso-42001:Z"])))
+    second = write_yaml(tmp_path / "b.yaml", _policy(_rule(id="z", when="recall < 1"), id="p"))
+    (tmp_path / "c.yaml").write_text("id: [unclosed\n")
+    with pytest.raises(CharterError) as info:
+        compiler.compile_files(policy_files(tmp_path))
+    located = [(d.location.file, d.code) for d in info.value.diagnostics]
+    assert located == [(str(first), "unknown_symbol"), (str(first), "unknown_control"),
+                       (str(second), "duplicate_policy"), (str(tmp_path / "c.yaml"), "yaml_syntax")]
+
+
+def test_duplicate_rule_ids(compile_policy: Compile) -> None:
+    assert _codes(compile_policy, _policy(_rule(when="recall < 1"), _rule(when="recall < 2"))) == ["duplicate_rule"]
+
+
+def test_warnings_for_constant_conditions_and_missing_controls(compile_policy: Compile) -> None:
+    policy_set = compile_policy(_policy(_rule(when="1 > 2", controls=["iso-42001:A.6.2.6"]),
+                                        _rule(id="s", when="recall < 1")))
+    assert sorted(w.code for w in policy_set.warnings) == ["constant_condition", "no_controls"]
+
+
+def test_unknown_threshold_kpi(compile_policy: Compile) -> None:
+    with pytest.raises(CharterError) as info:
+        compile_policy(_policy(_rule(kpi="recal", min=0.5)))
+    assert info.value.code == "unknown_kpi" and "did you mean 'recall'" in str(info.value)
+
+
+def test_policy_digest_changes_with_content(compile_policy: Compile) -> None:
+    a = compile_policy(_policy(_rule(kpi="recall", min=0.5))).policies[0].digest
+    b = compile_policy(_policy(_rule(kpi="recall", min=0.6))).policies[0].digest
+    again = compile_policy(_policy(_rule(kpi="recall", min=0.5))).policies[0].digest
+    assert a == again != b
+
+
+def test_missing_directory_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(CharterError) as info:
+        policy_files(tmp_path / "nope")
+    assert info.value.code == "file_not_found"
