@@ -58,3 +58,43 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "charter", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=120, check=False)
+
+
+# -- databases for ledger tests ---------------------------------------------------------------------
+
+PG_URL = os.environ.get("CHARTER_TEST_DATABASE_URL")
+
+
+def _pg_schema_url(schema: str) -> str:
+    assert PG_URL is not None
+    return PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A fresh, empty database URL: a SQLite file, or a schema of its own on PostgreSQL.
+
+    PostgreSQL tests read CHARTER_TEST_DATABASE_URL. Outside CI they are skipped without it; in CI
+    (CI=true) a missing URL fails the test, so the suite cannot pass by skipping them.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CHARTER_TEST_DATABASE_URL is not set: PostgreSQL ledger tests must run in CI")
+        pytest.skip("set CHARTER_TEST_DATABASE_URL to run the PostgreSQL ledger tests")
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    schema = f"charter_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()

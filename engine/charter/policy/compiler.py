@@ -294,8 +294,15 @@ class PolicyCompiler:
             CharterError: all errors of all files, sorted by file and line.
         """
         problems = DiagnosticCollector()
-        warnings = DiagnosticCollector()
         documents = self.load(paths, problems)
+        return self._compile(documents, problems)
+
+    def compile_documents(self, documents: Sequence[tuple[Any, SourceMap]]) -> PolicySet:
+        """Compile already-parsed policy documents (e.g. policy versions recorded in the ledger)."""
+        return self._compile(list(documents), DiagnosticCollector())
+
+    def _compile(self, documents: list[tuple[Any, SourceMap]], problems: DiagnosticCollector) -> PolicySet:
+        warnings = DiagnosticCollector()
         validated = self.check_schema(documents, problems)
         compiled: list[CompiledPolicy] = []
         for policy, policy_id, valid_rules, smap in validated:

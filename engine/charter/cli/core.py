@@ -1,52 +1,33 @@
-"""The ``charter`` command: a thin layer that parses arguments, calls the library and renders.
-
-Exit codes: 0 ok, 1 breaches or failing tests, 2 bad input or usage. Bad input is reported as the
-located diagnostics of a `CharterError`, never as a traceback.
-"""
+"""Commands on files: the KPI catalog, schemas, policy lint and test, and evaluation of bundles."""
 
 from __future__ import annotations
 
-import datetime
 import json
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import TypeAdapter
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from ._data import builtin_dir
-from .bundle import EvidenceBundle
-from .errors import CharterError, Diagnostic
-from .evaluate import Finding, Status, evaluate_bundle, findings_json
-from .frameworks import FrameworkSet, load_frameworks
-from .kpis import Category, KpiCatalog, load_catalog
-from .policy import PolicyCompiler, PolicySet, policy_files
-from .policy.model import Policy
-from .policy.testing import PolicyTestRunner, TestFile, TestReport, find_test_files
-from .registry import SystemRegistry
-
-app = typer.Typer(help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-policy_app = typer.Typer(help="Lint and test policies.", no_args_is_help=True)
-app.add_typer(policy_app, name="policy")
-
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-_STATUS_STYLE = {"pass": "green", "warn": "yellow", "breach": "bold red", "missing": "magenta", "error": "red"}
-
-
-class OutputFormat(StrEnum):
-    """Machine or human output."""
-
-    TABLE = "table"
-    JSON = "json"
+from ..bundle import EvidenceBundle
+from ..errors import CharterError, Diagnostic
+from ..evaluate import Finding, evaluate_bundle, findings_json
+from ..kpis import Category, load_catalog
+from ..policy.model import Policy
+from ..policy.testing import PolicyTestRunner, TestFile, TestReport, find_test_files
+from ..registry import SystemRegistry
+from .common import (
+    OutputFormat,
+    compile_policies,
+    out,
+    parse_time,
+    policies_dir,
+    print_diagnostics,
+    print_findings,
+)
 
 
 class TestFormat(StrEnum):
@@ -64,54 +45,6 @@ class SchemaName(StrEnum):
     POLICY_TEST = "policy-test"
 
 
-# -- shared loading ------------------------------------------------------------------------------
-
-
-def _policies_dir(given: Path | None) -> Path:
-    """The policy directory: as given, else ./policies, else the built-in packs."""
-    if given is not None:
-        return given
-    local = Path("policies")
-    return local if local.is_dir() else builtin_dir("policies")
-
-
-def _catalog(policies: Path | None, kpis_file: Path | None) -> KpiCatalog:
-    if kpis_file is None and policies is not None and (policies / "kpis.yaml").is_file():
-        kpis_file = policies / "kpis.yaml"
-    return load_catalog(kpis_file)
-
-
-def _compile(policies: Path, kpis_file: Path | None, frameworks_dir: Path | None
-             ) -> tuple[PolicySet, KpiCatalog, FrameworkSet]:
-    catalog = _catalog(policies, kpis_file)
-    frameworks = load_frameworks(frameworks_dir)
-    policy_set = PolicyCompiler(catalog, frameworks).compile_files(policy_files(policies))
-    return policy_set, catalog, frameworks
-
-
-def _print_diagnostics(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic], label: str, style: str) -> None:
-    for diagnostic in diagnostics:
-        where = str(diagnostic.location)
-        err.print(f"[{style}]{label}[/]: " + escape((f"{where}: " if where else "") + diagnostic.message)
-                  + f" [dim]\\[{diagnostic.code}][/]")
-
-
-def _parse_time(text: str) -> datetime.datetime:
-    if text == "now":
-        return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    try:
-        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise CharterError.single("usage", f"--at {text!r} is not an ISO 8601 timestamp or 'now'") from None
-    if value.tzinfo is None:
-        raise CharterError.single("usage", f"--at {text!r} has no timezone; add Z or +01:00")
-    return value
-
-
-# -- commands ------------------------------------------------------------------------------------
-
-
-@app.command()
 def kpis(
     category: Annotated[Category | None, typer.Option(help="Only this category.")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
@@ -129,7 +62,6 @@ def kpis(
     out.print(table)
 
 
-@app.command()
 def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy or policy-test.")]) -> None:
     """Print the JSON Schema of a document type, for editor autocompletion."""
     model: Any = {SchemaName.BUNDLE: EvidenceBundle, SchemaName.POLICY: Policy,
@@ -139,7 +71,6 @@ def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy or po
     typer.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
-@policy_app.command("lint")
 def policy_lint(
     directory: Annotated[Path | None, typer.Argument(help="Policy directory (default: ./policies).")] = None,
     kpis_file: Annotated[Path | None, typer.Option("--kpis", help="Custom KPI catalog.")] = None,
@@ -147,9 +78,9 @@ def policy_lint(
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
 ) -> None:
     """Compile every policy: schema, expressions (type-checked), control references."""
-    policies = _policies_dir(directory)
-    policy_set, _, _ = _compile(policies, kpis_file, frameworks_dir)
-    _print_diagnostics(policy_set.warnings, "warning", "yellow")
+    policies = policies_dir(directory)
+    policy_set, _, _ = compile_policies(policies, kpis_file, frameworks_dir)
+    print_diagnostics(policy_set.warnings, "warning", "yellow")
     rules = sum(len(p.rules) for p in policy_set.policies)
     out.print(f"[green]ok[/]: {len(policy_set.policies)} policies, {rules} rules in {policies}"
               + (f", {len(policy_set.warnings)} warnings" if policy_set.warnings else ""))
@@ -157,7 +88,6 @@ def policy_lint(
         raise typer.Exit(1)
 
 
-@policy_app.command("test")
 def policy_test(
     directory: Annotated[Path | None, typer.Argument(help="Policy directory (default: ./policies).")] = None,
     run: Annotated[str | None, typer.Option("--run", help="Only cases whose name matches this regex.")] = None,
@@ -168,8 +98,8 @@ def policy_test(
     frameworks_dir: Annotated[Path | None, typer.Option("--frameworks", help="Control catalogs.")] = None,
 ) -> None:
     """Run the policy unit tests (*_test.yaml) beside the policies."""
-    policies = _policies_dir(directory)
-    policy_set, catalog, _ = _compile(policies, kpis_file, frameworks_dir)
+    policies = policies_dir(directory)
+    policy_set, catalog, _ = compile_policies(policies, kpis_file, frameworks_dir)
     report = PolicyTestRunner(policy_set, catalog).run(find_test_files(policies), run)
     if output is TestFormat.JSON:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
@@ -219,7 +149,7 @@ def _find_registry(given: Path | None, bundles: list[Path]) -> Path:
 
 def _evaluate_files(bundle_paths: list[Path], policies: Path, systems_file: Path | None, at: str | None,
                     kpis_file: Path | None, frameworks_dir: Path | None) -> list[Finding]:
-    policy_set, catalog, _ = _compile(policies, kpis_file, frameworks_dir)
+    policy_set, catalog, _ = compile_policies(policies, kpis_file, frameworks_dir)
     registry = SystemRegistry.from_file(_find_registry(systems_file, bundle_paths), catalog)
     bundles: list[tuple[Path, EvidenceBundle]] = []
     problems: list[Diagnostic] = []
@@ -232,7 +162,7 @@ def _evaluate_files(bundle_paths: list[Path], policies: Path, systems_file: Path
             problems.extend(exc.diagnostics)
     if problems:
         raise CharterError(problems)
-    fixed_time = _parse_time(at) if at else None
+    fixed_time = parse_time(at) if at else None
     everything = [b for _, b in bundles]
     findings: list[Finding] = []
     for _, bundle in sorted(bundles, key=lambda pb: (pb[1].system_id, pb[1].window_end)):
@@ -241,40 +171,7 @@ def _evaluate_files(bundle_paths: list[Path], policies: Path, systems_file: Path
     return findings
 
 
-def _window_label(f: Finding) -> str:
-    if f.window_end - f.window_start >= datetime.timedelta(days=28):
-        return f.window_start.strftime("%Y-%m")
-    return f"{f.window_start.date().isoformat()}..{f.window_end.date().isoformat()}"
 
-
-def _print_findings(findings: list[Finding], show_all: bool, title: str) -> None:
-    """A summary table per system and window, then one block per finding that needs attention."""
-    summary = Table("system", "window", *(s.value for s in Status), title=title)
-    groups: dict[tuple[str, str], list[Finding]] = {}
-    for f in findings:
-        groups.setdefault((f.system_id, _window_label(f)), []).append(f)
-    for (system_id, window), group in groups.items():
-        cells = []
-        for status in Status:
-            n = sum(1 for f in group if f.status is status)
-            cells.append(f"[{_STATUS_STYLE[status.value]}]{n}[/]" if n and status is not Status.PASS else str(n))
-        summary.add_row(system_id, window, *cells)
-    out.print(summary)
-    for f in findings:
-        if not show_all and f.status is Status.PASS:
-            continue
-        style = _STATUS_STYLE[f.status.value]
-        segment = escape(f" [{f.segment}]") if f.segment else ""
-        out.print(f"\n[bold]{f.system_id}[/] {_window_label(f)}  {f.rule_ref}{segment}  "
-                  f"[{style}]{f.status.value.upper()}[/] ({f.severity.value})")
-        out.print(f"  why: {escape(f.explanation)}", soft_wrap=True)
-        if f.controls:
-            out.print(f"  controls: {escape(', '.join(f.controls))}", soft_wrap=True)
-        if f.status is not Status.PASS and f.remediation:
-            out.print(f"  remediation: {escape(f.remediation.strip())}", soft_wrap=True)
-
-
-@app.command()
 def evaluate(
     bundles: Annotated[list[Path], typer.Argument(help="Evidence bundle files (JSON).")],
     policies: Annotated[Path | None, typer.Option("--policies", help="Policy directory.")] = None,
@@ -287,49 +184,12 @@ def evaluate(
     frameworks_dir: Annotated[Path | None, typer.Option("--frameworks", help="Control catalogs.")] = None,
 ) -> None:
     """Evaluate bundles against the policies that apply to their systems; exit 1 on a breach."""
-    findings = _evaluate_files(bundles, _policies_dir(policies), systems, at, kpis_file, frameworks_dir)
+    findings = _evaluate_files(bundles, policies_dir(policies), systems, at, kpis_file, frameworks_dir)
     if output is OutputFormat.JSON:
         typer.echo(findings_json(findings))
     else:
-        _print_findings(findings, show_all, "Findings")
+        print_findings(findings, show_all, "Findings")
     if any(f.failing for f in findings):
         raise typer.Exit(1)
 
 
-@app.command()
-def demo() -> None:
-    """Evaluate the demo evidence (fraud, claims, maintenance) against the built-in policies."""
-    evidence = builtin_dir("evidence")
-    policies = builtin_dir("policies")
-    bundles = sorted(evidence.glob("*.json"))
-    out.print(f"[bold]Charter {__version__} demo[/]: {len(bundles)} evidence bundles from {evidence}, "
-              f"policies from {policies}\n")
-    findings = _evaluate_files(bundles, policies, evidence / "systems.yaml", None, None, None)
-    _print_findings(findings, False, "Findings per system and window (details below for all but passes)")
-    breaches = [f for f in findings if f.status is Status.BREACH]
-    out.print(f"\n{len(breaches)} breaches across {len({f.system_id for f in breaches})} systems. "
-              "Next: `charter evaluate evidence/*.json --format json` for the full findings.")
-
-
-@app.callback(invoke_without_command=True)
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
-        typer.echo(f"charter {__version__}")
-        raise typer.Exit(0)
-
-
-def main() -> None:
-    """Entry point: run the app, turning `CharterError` into located messages and exit code 2.
-
-    Click's standalone mode already maps usage errors to exit code 2 and `typer.Exit` to its code;
-    only our own error family needs handling here. Any other exception is a bug and keeps its traceback.
-    """
-    try:
-        app()
-    except CharterError as exc:
-        _print_diagnostics(exc.diagnostics, "error", "bold red")
-        if len(exc.diagnostics) > 1:
-            err.print(f"{len(exc.diagnostics)} problems found")
-        sys.exit(2)

@@ -1,0 +1,61 @@
+"""The ``charter`` command: a thin layer that parses arguments, calls the library and renders.
+
+Exit codes: 0 ok, 1 breaches or failing tests or verification failures, 2 bad input or usage. Bad
+input is reported as the located diagnostics of a `CharterError`, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from ..errors import CharterError
+from . import core, demo, ledger
+from .common import err, print_diagnostics
+
+app = typer.Typer(help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+policy_app = typer.Typer(help="Lint and test policies.", no_args_is_help=True)
+policy_app.command("lint")(core.policy_lint)
+policy_app.command("test")(core.policy_test)
+app.add_typer(policy_app, name="policy")
+app.command()(core.kpis)
+app.command()(core.schema)
+app.command()(core.evaluate)
+app.command()(demo.demo)
+app.command()(ledger.submit)
+app.command("replay")(ledger.replay_command)
+app.command()(ledger.verify)
+app.add_typer(ledger.ledger_app, name="ledger")
+app.add_typer(ledger.keys_app, name="keys")
+app.add_typer(ledger.systems_app, name="systems")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"charter {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Entry point: run the app, turning `CharterError` into located messages and exit code 2.
+
+    Click's standalone mode already maps usage errors to exit code 2 and `typer.Exit` to its code;
+    only our own error family needs handling here. Any other exception is a bug and keeps its traceback.
+    """
+    try:
+        app()
+    except CharterError as exc:
+        print_diagnostics(exc.diagnostics, "error", "bold red")
+        if len(exc.diagnostics) > 1:
+            err.print(f"{len(exc.diagnostics)} problems found")
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

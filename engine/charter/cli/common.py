@@ -1,0 +1,114 @@
+"""What the CLI's commands share: consoles, output formats, loading policies, printing findings."""
+
+from __future__ import annotations
+
+import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .._data import builtin_dir
+from ..errors import CharterError, Diagnostic
+from ..evaluate import Finding, Status
+from ..frameworks import FrameworkSet, load_frameworks
+from ..kpis import KpiCatalog, load_catalog
+from ..policy import PolicyCompiler, PolicySet, policy_files
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "breach": "bold red", "missing": "magenta", "error": "red"}
+
+
+class OutputFormat(StrEnum):
+    """Machine or human output."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+def policies_dir(given: Path | None) -> Path:
+    """The policy directory: as given, else ./policies, else the built-in packs."""
+    if given is not None:
+        return given
+    local = Path("policies")
+    return local if local.is_dir() else builtin_dir("policies")
+
+
+def catalog_for(policies: Path | None, kpis_file: Path | None) -> KpiCatalog:
+    """The KPI catalog: built-in plus `kpis_file`, else plus ``POLICIES/kpis.yaml`` when present."""
+    if kpis_file is None and policies is not None and (policies / "kpis.yaml").is_file():
+        kpis_file = policies / "kpis.yaml"
+    return load_catalog(kpis_file)
+
+
+def compile_policies(policies: Path, kpis_file: Path | None, frameworks_dir: Path | None
+             ) -> tuple[PolicySet, KpiCatalog, FrameworkSet]:
+    """Compile the policy directory with its catalog and the control catalogs."""
+    catalog = catalog_for(policies, kpis_file)
+    frameworks = load_frameworks(frameworks_dir)
+    policy_set = PolicyCompiler(catalog, frameworks).compile_files(policy_files(policies))
+    return policy_set, catalog, frameworks
+
+
+def print_diagnostics(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic], label: str, style: str) -> None:
+    """Print located diagnostics to stderr."""
+    for diagnostic in diagnostics:
+        where = str(diagnostic.location)
+        err.print(f"[{style}]{label}[/]: " + escape((f"{where}: " if where else "") + diagnostic.message)
+                  + f" [dim]\\[{diagnostic.code}][/]")
+
+
+def parse_time(text: str) -> datetime.datetime:
+    """An ISO 8601 time with a timezone, or ``now`` (the only place the CLI reads the clock)."""
+    if text == "now":
+        return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    try:
+        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CharterError.single("usage", f"--at {text!r} is not an ISO 8601 timestamp or 'now'") from None
+    if value.tzinfo is None:
+        raise CharterError.single("usage", f"--at {text!r} has no timezone; add Z or +01:00")
+    return value
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def window_label(f: Finding) -> str:
+    """``2026-05`` for a monthly window, else the window's dates."""
+    if f.window_end - f.window_start >= datetime.timedelta(days=28):
+        return f.window_start.strftime("%Y-%m")
+    return f"{f.window_start.date().isoformat()}..{f.window_end.date().isoformat()}"
+
+
+def print_findings(findings: list[Finding], show_all: bool, title: str) -> None:
+    """A summary table per system and window, then one block per finding that needs attention."""
+    summary = Table("system", "window", *(s.value for s in Status), title=title)
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.system_id, window_label(f)), []).append(f)
+    for (system_id, window), group in groups.items():
+        cells = []
+        for status in Status:
+            n = sum(1 for f in group if f.status is status)
+            cells.append(f"[{STATUS_STYLE[status.value]}]{n}[/]" if n and status is not Status.PASS else str(n))
+        summary.add_row(system_id, window, *cells)
+    out.print(summary)
+    for f in findings:
+        if not show_all and f.status is Status.PASS:
+            continue
+        style = STATUS_STYLE[f.status.value]
+        segment = escape(f" [{f.segment}]") if f.segment else ""
+        out.print(f"\n[bold]{f.system_id}[/] {window_label(f)}  {f.rule_ref}{segment}  "
+                  f"[{style}]{f.status.value.upper()}[/] ({f.severity.value})")
+        out.print(f"  why: {escape(f.explanation)}", soft_wrap=True)
+        if f.controls:
+            out.print(f"  controls: {escape(', '.join(f.controls))}", soft_wrap=True)
+        if f.status is not Status.PASS and f.remediation:
+            out.print(f"  remediation: {escape(f.remediation.strip())}", soft_wrap=True)
+
+

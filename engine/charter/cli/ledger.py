@@ -1,0 +1,300 @@
+"""Commands on the ledger: init, keys, systems, submit, replay, verify, checkpoints, proofs, export.
+
+The database is ``--db URL`` or ``CHARTER_DATABASE_URL`` (default: SQLite at ``.charter/ledger.db``);
+the log's private key is ``--ledger-key`` or ``CHARTER_LEDGER_KEY`` (default ``.charter/ledger.key``),
+and its public key (``ledger.pub`` beside it) is the pinned trust root `verify` checks against.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import CharterError
+from ..evaluate import Status
+from ..ledger import (
+    Ledger,
+    SigningKey,
+    default_url,
+    export_ledger,
+    make_checkpoint,
+    prove_consistency,
+    prove_inclusion,
+    verify_ledger,
+)
+from ..ledger.checkpoints import checkpoint_due
+from ..ledger.keys import load_public_key_file
+from ..policy import PolicyCompiler
+from ..registry import SystemRegistry
+from ..submission import (
+    key_records,
+    register_key,
+    register_system,
+    replay,
+    revoke_key,
+    submit_bundle,
+    systems_in_ledger,
+)
+from .common import OutputFormat, compile_policies, err, out, parse_time, policies_dir, print_findings
+
+ledger_app = typer.Typer(help="Initialize, checkpoint, prove and export the ledger.", no_args_is_help=True)
+keys_app = typer.Typer(help="Submitter keys: generate, register, revoke, list.", no_args_is_help=True)
+systems_app = typer.Typer(help="The registry of AI systems, kept in the ledger.", no_args_is_help=True)
+
+DEFAULT_KEY = Path(".charter/ledger.key")
+DbOption = Annotated[str | None, typer.Option("--db", envvar="CHARTER_DATABASE_URL",
+                                              help="Database URL (default: sqlite .charter/ledger.db).")]
+KeyOption = Annotated[Path, typer.Option("--ledger-key", envvar="CHARTER_LEDGER_KEY",
+                                         help="The ledger's private key file.")]
+
+
+def open_ledger(db: str | None, ledger_key: Path, *, writable: bool) -> Ledger:
+    """Open the configured ledger; writers load the log key, readers only need the database."""
+    key = SigningKey.load(ledger_key) if writable else None
+    return Ledger.open(db or default_url(), log_key=key)
+
+
+def pinned_public_key(ledger_key: Path, given: Path | None) -> bytes:
+    """The trust root: the log's public key from a file, never from the database."""
+    path = given or ledger_key.with_suffix(".pub")
+    _, public = load_public_key_file(path)
+    return public
+
+
+@ledger_app.command("init")
+def ledger_init(
+    origin: Annotated[str, typer.Option(help="The log's name, bound into every entry and checkpoint.")]
+    = "charter.local/ledger",
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Create the ledger (and its key, if the key file does not exist yet)."""
+    if ledger_key.exists():
+        key = SigningKey.load(ledger_key)
+    else:
+        key = SigningKey.generate(origin)
+        key.save(ledger_key)
+    ledger = Ledger.open(db or default_url(), log_key=key, origin=origin, create=True)
+    out.print(f"ledger {ledger.origin} ready: {ledger.size()} entries; log key {key.key_id} "
+              f"(public key in {ledger_key.with_suffix('.pub')})")
+
+
+@keys_app.command("generate")
+def keys_generate(
+    principal: Annotated[str, typer.Argument(help="Who the key belongs to (e.g. the model owner).")],
+    directory: Annotated[Path, typer.Option("--out", help="Where to write PRINCIPAL.key and .pub.")]
+    = Path(".charter/keys"),
+) -> None:
+    """Generate an Ed25519 key pair for a submitter."""
+    path = directory / f"{principal}.key"
+    if path.exists():
+        raise CharterError.single("key_exists", "a key file already exists; refusing to overwrite", file=str(path))
+    key = SigningKey.generate(principal)
+    public_path = key.save(path)
+    out.print(f"{key.key_id}\n  private: {path} (keep it secret)\n  public:  {public_path}")
+
+
+@keys_app.command("register")
+def keys_register(
+    public_files: Annotated[list[Path], typer.Argument(help="PRINCIPAL.pub files.")],
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Register submitter public keys in the ledger."""
+    ledger = open_ledger(db, ledger_key, writable=True)
+    for path in public_files:
+        principal, public = load_public_key_file(path)
+        entry = register_key(ledger, principal, public)
+        out.print(f"seq {entry.seq}: {entry.payload['key_id']} registered for {principal}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="ed25519:... key id.")],
+    reason: Annotated[str, typer.Option(help="Why (compromise, rotation, leaver).")],
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Revoke a key: bundles it signs are refused from now on; earlier ones stay valid."""
+    entry = revoke_key(open_ledger(db, ledger_key, writable=True), key_id, reason)
+    out.print(f"seq {entry.seq}: {key_id} revoked")
+
+
+@keys_app.command("list")
+def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY) -> None:
+    """List registered submitter keys."""
+    table = Table("key id", "principal", "added at seq", "revoked at seq", title="Submitter keys")
+    for record in key_records(open_ledger(db, ledger_key, writable=False)).values():
+        table.add_row(record.key_id, record.principal, str(record.added_seq),
+                      "" if record.revoked_seq is None else f"{record.revoked_seq} ({record.reason})")
+    out.print(table)
+
+
+@systems_app.command("register")
+def systems_register(
+    file: Annotated[Path, typer.Argument(help="A systems.yaml file (systems: [...]).")],
+    policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs in baselines.")] = None,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Register (or update) the systems of a file in the ledger."""
+    from .common import catalog_for
+
+    registry = SystemRegistry.from_file(file, catalog_for(policies_dir(policies), None))
+    ledger = open_ledger(db, ledger_key, writable=True)
+    for system in registry.values():
+        entry = register_system(ledger, system)
+        out.print(f"{system.id}: " + (f"registered at seq {entry.seq}" if entry else "unchanged"))
+
+
+@systems_app.command("list")
+def systems_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+                 output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE) -> None:
+    """List the registered systems."""
+    systems = systems_in_ledger(open_ledger(db, ledger_key, writable=False))
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps([s.model_dump(mode="json") for s in systems.values()], indent=2))
+        return
+    table = Table("id", "name", "owner", "risk tier", "kind", "region", "status", title="AI systems")
+    for s in systems.values():
+        table.add_row(s.id, s.name, s.owner, s.risk_tier.value, s.kind.value, s.region, s.status.value)
+    out.print(table)
+
+
+def submit(
+    bundles: Annotated[list[Path], typer.Argument(help="Evidence bundle files (JSON).")],
+    key: Annotated[Path | None, typer.Option("--key", help="Submitter's private key; signs the bundle.")] = None,
+    policies: Annotated[Path | None, typer.Option("--policies", help="Policy directory.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Sign a checkpoint after this many new entries.")] = 256,
+    at: Annotated[str | None, typer.Option("--at", help="Evaluation time (ISO 8601) for back-filled evidence; "
+                                           "default: the time of submission.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Submit signed bundles: validate, append, evaluate, append findings, print signed receipts."""
+    policy_set, catalog, _ = compile_policies(policies_dir(policies), None, None)
+    ledger = open_ledger(db, ledger_key, writable=True)
+    signer = SigningKey.load(key) if key else None
+    results = []
+    for path in bundles:
+        try:
+            text = path.read_bytes()
+        except OSError as exc:
+            raise CharterError.single("file_not_found", exc.strerror or "cannot read", file=str(path)) from exc
+        results.append(submit_bundle(ledger, text, catalog, policy_set.policies, key=signer, file=str(path),
+                                     at=parse_time(at) if at else None))
+    if checkpoint_due(ledger, checkpoint_every):
+        make_checkpoint(ledger)
+    findings = [f for r in results for f in r.findings]
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps([{"receipt": r.receipt.to_dict(), "duplicate": r.duplicate,
+                                "findings": [f.model_dump(mode="json") for f in r.findings]} for r in results],
+                              indent=2, sort_keys=True))
+    else:
+        for r in results:
+            note = " (already in the ledger: same receipt)" if r.duplicate else ""
+            out.print(f"receipt: seq {r.receipt.seq} record {r.receipt.record_hash[:16]}… "
+                      f"received {r.receipt.received_at}{note}")
+        print_findings(findings, False, "Findings recorded")
+    if any(f.status is Status.BREACH for f in findings):
+        raise typer.Exit(1)
+
+
+def replay_command(
+    seq: Annotated[int, typer.Argument(help="Seq of a bundle entry.")],
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs and controls.")] = None,
+) -> None:
+    """Re-evaluate a stored bundle under its recorded policy versions; exit 1 if findings differ."""
+    _, catalog, frameworks = compile_policies(policies_dir(policies), None, None)
+    result = replay(open_ledger(db, ledger_key, writable=False), seq, catalog, PolicyCompiler(catalog, frameworks))
+    if result.matches:
+        out.print(f"[green]replay matches[/]: {len(result.stored)} findings of the bundle at seq {seq} re-derived "
+                  "identically")
+        return
+    for line in result.differences():
+        out.print(f"[red]{escape(line)}[/]")
+    raise typer.Exit(1)
+
+
+def verify(
+    checkpoint: Annotated[list[Path], typer.Option("--checkpoint", help="A checkpoint note you hold (repeatable).")]
+    = [],  # noqa: B006 - typer needs a list default for repeatable options
+    no_signatures: Annotated[bool, typer.Option("--no-signatures", help="Skip signature checks (faster).")]
+    = False,
+    log_public_key: Annotated[Path | None, typer.Option(help="The pinned log public key (default: "
+                                                         "ledger.pub beside the ledger key).")] = None,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Verify the whole ledger: bytes, hashes, chain, seq, signatures, keys, checkpoints."""
+    public = pinned_public_key(ledger_key, log_public_key)
+    ledger = open_ledger(db, ledger_key, writable=False)
+    notes = []
+    for path in checkpoint:
+        try:
+            notes.append(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CharterError.single("file_not_found", exc.strerror or "cannot read", file=str(path)) from exc
+    total = ledger.size()
+    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("verify", total=total)
+        report = verify_ledger(ledger, public, notes, not no_signatures,
+                               progress=lambda n: progress.update(task, completed=n))
+    for problem in report.problems:
+        out.print(f"[red]{escape(str(problem))}[/]")
+    out.print(("[green]" if report.ok else "[bold red]") + escape(report.summary()) + "[/]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("checkpoint")
+def ledger_checkpoint(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY) -> None:
+    """Sign a checkpoint of the whole ledger now and print its note."""
+    typer.echo(make_checkpoint(open_ledger(db, ledger_key, writable=True)).note, nl=False)
+
+
+@ledger_app.command("prove")
+def ledger_prove(
+    seq: Annotated[int, typer.Argument(help="The entry to prove.")],
+    size: Annotated[int | None, typer.Option(help="Against the checkpoint of this size (default: newest).")]
+    = None,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Print an inclusion proof (RFC 9162) of an entry against a signed checkpoint."""
+    proof = prove_inclusion(open_ledger(db, ledger_key, writable=False), seq, size)
+    typer.echo(json.dumps(proof.to_dict(), indent=2))
+
+
+@ledger_app.command("consistency")
+def ledger_consistency(
+    old_size: Annotated[int, typer.Argument()], new_size: Annotated[int, typer.Argument()],
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Print a consistency proof (RFC 9162) between two signed checkpoints."""
+    typer.echo(json.dumps(prove_consistency(open_ledger(db, ledger_key, writable=False), old_size, new_size),
+                          indent=2))
+
+
+@ledger_app.command("show")
+def ledger_show(seq: Annotated[int, typer.Argument()], db: DbOption = None,
+                ledger_key: KeyOption = DEFAULT_KEY) -> None:
+    """Print one entry: its body, record hash and receipt."""
+    entry = open_ledger(db, ledger_key, writable=False).entry(seq)
+    if entry is None:
+        raise CharterError.single("no_entry", f"there is no entry {seq}")
+    typer.echo(json.dumps({"seq": entry.seq, "record_hash": entry.record_hash.hex(), "receipt": entry.receipt,
+                           "body": entry.document()}, indent=2))
+
+
+@ledger_app.command("export")
+def ledger_export(
+    directory: Annotated[Path, typer.Argument(help="An empty or new directory.")],
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Export entries, checkpoints, trust root and a standalone verifier for offline audit."""
+    count = export_ledger(open_ledger(db, ledger_key, writable=False), directory)
+    out.print(f"exported {count} entries to {directory}; verify with: python {directory / 'verify.py'} {directory}")
+

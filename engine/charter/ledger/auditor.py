@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""Charter ledger auditor: verifies a ledger from its entries, checkpoints and pinned log key.
+
+This file is deliberately self-contained: it imports only the standard library, ``cryptography``
+and ``rfc8785``, so an auditor can run it on an export (``charter ledger export DIR``) with neither
+the database nor the rest of Charter:
+
+    python verify.py EXPORT_DIR [--checkpoint NOTE_FILE]...
+
+Charter's own ``charter verify`` runs the same code over the database. Checks, streamed in constant
+memory: every body is canonical JSON (RFC 8785) of the right log; sequence numbers are dense from 0;
+each body names the previous record hash; each record hash is SHA-256(0x00 || body) and carries the
+log's receipt signature; bundles are signed by a key registered to the system's owner and valid at
+that sequence number (keys are added and revoked by ledger entries); receipt times never go back;
+checkpoint notes are signed by the pinned log key and their roots match the entries. Entries after
+the last matching checkpoint are reported as not covered: their absence could not be detected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+ZERO_HASH = bytes(32)
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+BUNDLE_CONTEXT = b"charter-bundle/v1\n"
+RECEIPT_CONTEXT = b"charter-receipt/v1\n"
+_DASH = "\u2014"
+
+
+def leaf_hash(body: bytes) -> bytes:
+    """SHA-256(0x00 || body)."""
+    return hashlib.sha256(b"\x00" + body).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """SHA-256(0x01 || left || right)."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def receipt_message(origin: str, seq: int, record_hash: bytes) -> bytes:
+    """What the log signs for an entry: canonical ``{origin, seq, record_hash}``."""
+    return rfc8785.dumps({"log": origin, "record_hash": record_hash.hex(), "seq": seq})
+
+
+def verify_signature(public: bytes, context: bytes, message: bytes, signature_b64: str) -> bool:
+    """Whether `signature_b64` is a valid Ed25519 signature by `public` over ``context || message``."""
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, context + message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+class CompactRange:
+    """Incremental RFC 6962 root: the roots of the perfect subtrees covering the leaves so far."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._stack: list[bytes] = []
+
+    def append(self, leaf: bytes) -> None:
+        """Add the next leaf hash."""
+        self._stack.append(leaf)
+        self.size += 1
+        for _ in range((self.size & -self.size).bit_length() - 1):
+            right = self._stack.pop()
+            self._stack.append(node_hash(self._stack.pop(), right))
+
+    def root(self) -> bytes:
+        """The root of all leaves so far."""
+        if not self._stack:
+            return EMPTY_ROOT
+        result = self._stack[-1]
+        for left in reversed(self._stack[:-1]):
+            result = node_hash(left, result)
+        return result
+
+
+# -- checkpoints (C2SP signed notes) --------------------------------------------------------------
+
+
+class NoteError(ValueError):
+    """A checkpoint note that is malformed or not validly signed."""
+
+
+def note_key_hash(name: str, public: bytes) -> bytes:
+    """The 4-byte key hash naming a key in a signed note."""
+    return hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A verified checkpoint: the first `size` entries of `origin` have Merkle root `root`."""
+
+    origin: str
+    size: int
+    root: bytes
+    note: str
+
+
+def open_checkpoint(note: str, origin: str, public: bytes) -> Checkpoint:
+    """Parse a checkpoint note and check the pinned log key's signature on it.
+
+    Raises:
+        NoteError: what is wrong with the note.
+    """
+    body, sep, signatures = note.partition("\n\n")
+    if not sep:
+        raise NoteError("no blank line between body and signatures")
+    body += "\n"
+    lines = body.split("\n")[:-1]
+    if len(lines) != 3:
+        raise NoteError(f"a checkpoint body has 3 lines, this one has {len(lines)}")
+    if any(ord(ch) < 0x20 for line in lines for ch in line):
+        raise NoteError("control characters in the body")
+    note_origin, size_text, root_text = lines
+    if note_origin != origin:
+        raise NoteError(f"origin {note_origin!r} is not the pinned origin {origin!r}")
+    if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+        raise NoteError(f"size {size_text!r} is not a decimal number")
+    try:
+        root = base64.b64decode(root_text, validate=True)
+    except ValueError as exc:
+        raise NoteError("root is not base64") from exc
+    if len(root) != 32:
+        raise NoteError("root is not 32 bytes")
+    wanted = note_key_hash(origin, public)
+    verified = False
+    for line in signatures.splitlines():
+        if not line:
+            continue
+        parts = line.split(" ")
+        if len(parts) != 3 or parts[0] != _DASH:
+            raise NoteError(f"malformed signature line {line!r}")
+        try:
+            blob = base64.b64decode(parts[2], validate=True)
+        except ValueError as exc:
+            raise NoteError("signature is not base64") from exc
+        if parts[1] != origin or blob[:4] != wanted:
+            continue  # a signature by some other key is not ours to judge
+        try:
+            Ed25519PublicKey.from_public_bytes(public).verify(blob[4:], body.encode())
+        except InvalidSignature as exc:
+            raise NoteError("the log key's signature does not verify") from exc
+        verified = True
+    if not verified:
+        raise NoteError("no signature by the pinned log key")
+    return Checkpoint(origin, int(size_text), root, note)
+
+
+# -- entry bodies ---------------------------------------------------------------------------------
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number overflows")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """Strictly parse an entry body (UTF-8 JSON object, no duplicate keys, finite numbers)."""
+    value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                       parse_constant=_reject_constant, parse_float=_finite)
+    if not isinstance(value, dict):
+        raise ValueError("a body is a JSON object")
+    return value
+
+
+# -- the verifier ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One entry as stored: its position, exact body bytes and the log's receipt signature."""
+
+    seq: int
+    body: bytes
+    receipt: str
+    record_hash: bytes | None = None  # as stored beside the body, when the store keeps a copy
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One kind of damage, at the first sequence number where it shows."""
+
+    seq: int | None
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"seq {self.seq}" if self.seq is not None else "ledger"
+        return f"{where}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class Report:
+    """What verification found."""
+
+    origin: str
+    entries: int = 0
+    checkpoints: list[int] = field(default_factory=list)  # sizes whose root matched
+    problems: list[Problem] = field(default_factory=list)
+    signatures_checked: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """No damage found."""
+        return not self.problems
+
+    @property
+    def covered(self) -> int:
+        """Entries anchored by a matching checkpoint: their removal or rewriting would be detected."""
+        return max(self.checkpoints, default=0)
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        """The lowest sequence number at which damage shows."""
+        seqs = [p.seq for p in self.problems if p.seq is not None]
+        return min(seqs) if seqs else None
+
+    def summary(self) -> str:
+        """One paragraph for people."""
+        if not self.ok:
+            first = min(self.problems, key=lambda p: (p.seq is None, p.seq or 0))
+            return f"FAILED: {first} ({len(self.problems)} problems in all)"
+        tail = self.entries - self.covered
+        text = f"OK: {self.entries} entries verified"
+        if self.covered:
+            text += f"; entries 0..{self.covered - 1} are anchored by checkpoint {self.covered}"
+        if tail:
+            start = self.covered
+            text += (f"; entries {start}..{self.entries - 1} are not covered by any checkpoint yet, so their "
+                     "truncation or rewriting by someone holding the log key would not be detected")
+        if not self.signatures_checked:
+            text += "; signatures were not checked"
+        return text
+
+
+@dataclass
+class _Key:
+    principal: str
+    public: bytes
+    added: int
+    revoked: int | None = None
+
+
+class Verifier:
+    """Streams entries in order and checks everything that can be checked.
+
+    Args:
+        origin: the pinned log origin.
+        log_public_key: the pinned raw Ed25519 public key of the log.
+        checkpoint_notes: checkpoint notes to check against (any order; invalid ones are problems).
+        check_signatures: also check receipt and submitter signatures (the expensive part).
+    """
+
+    def __init__(self, origin: str, log_public_key: bytes, checkpoint_notes: Iterable[str] = (),
+                 check_signatures: bool = True) -> None:
+        self.report = Report(origin, signatures_checked=check_signatures)
+        self.origin = origin
+        self.log_key = log_public_key
+        self.check_signatures = check_signatures
+        self._checkpoints: dict[int, Checkpoint] = {}
+        for note in checkpoint_notes:
+            try:
+                checkpoint = open_checkpoint(note, origin, log_public_key)
+            except NoteError as exc:
+                self._problem(None, "checkpoint_invalid", str(exc))
+                continue
+            held = self._checkpoints.get(checkpoint.size)
+            if held and held.root != checkpoint.root:
+                self._problem(None, "equivocation", f"two validly signed checkpoints of size {checkpoint.size} "
+                              "with different roots: the log showed different histories")
+            self._checkpoints[checkpoint.size] = checkpoint
+        self._pending = sorted(self._checkpoints)
+        self._range = CompactRange()
+        self._prev = ZERO_HASH
+        self._keys: dict[str, _Key] = {}
+        self._owners: dict[str, str] = {}
+        self._last_received = ""
+        self._stopped = False
+
+    def _problem(self, seq: int | None, kind: str, detail: str) -> None:
+        self.report.problems.append(Problem(seq, kind, detail))
+
+    def feed(self, entry: StoredEntry) -> None:
+        """Check the next entry. After damage that breaks the chain, later entries are not judged."""
+        if self._stopped:
+            return
+        expected = self._range.size
+        if entry.seq != expected:
+            kind = "missing_entry" if entry.seq > expected else "duplicate_seq"
+            self._stop(expected, kind, f"expected seq {expected}, found {entry.seq}")
+            return
+        record_hash = leaf_hash(entry.body)
+        if entry.record_hash is not None and entry.record_hash != record_hash:
+            self._stop(entry.seq, "hash_mismatch", "the stored record hash is not SHA-256(0x00 || body)")
+            return
+        if self.check_signatures and not verify_signature(
+                self.log_key, RECEIPT_CONTEXT, receipt_message(self.origin, entry.seq, record_hash), entry.receipt):
+            self._stop(entry.seq, "bad_receipt", "the log's receipt signature does not match this body at this "
+                       "position: the entry was altered, inserted or moved")
+            return
+        try:
+            body = parse_body(entry.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._stop(entry.seq, "malformed_body", str(exc))
+            return
+        try:
+            canonical = rfc8785.dumps(body)
+        except Exception as exc:  # rfc8785 raises its own errors for values outside JSON's domain
+            self._stop(entry.seq, "malformed_body", f"cannot be canonicalized: {exc}")
+            return
+        if canonical != entry.body:
+            self._stop(entry.seq, "not_canonical", "the stored bytes are not the canonical form of the body")
+            return
+        if body.get("log") != self.origin:
+            self._stop(entry.seq, "wrong_origin", f"entry of log {body.get('log')!r}")
+            return
+        if body.get("seq") != entry.seq:
+            self._stop(entry.seq, "seq_mismatch", f"body says seq {body.get('seq')!r}")
+            return
+        if body.get("prev") != self._prev.hex():
+            self._stop(entry.seq, "chain_broken", "the body does not name the previous record hash")
+            return
+        received = body.get("received_at")
+        if not isinstance(received, str) or received < self._last_received:
+            self._problem(entry.seq, "time_went_back", f"received_at {received!r} is before {self._last_received!r}")
+        else:
+            self._last_received = received
+        self._check_content(entry.seq, body)
+        self._range.append(record_hash)
+        self._prev = record_hash
+        self.report.entries = self._range.size
+        while self._pending and self._pending[0] <= self._range.size:
+            size = self._pending.pop(0)
+            if size == self._range.size:
+                if self._range.root() == self._checkpoints[size].root:
+                    self.report.checkpoints.append(size)
+                else:
+                    self._stop(None, "checkpoint_mismatch", f"the first {size} entries do not have the root of "
+                               "the signed checkpoint: history was rewritten")
+                    return
+
+    def _check_content(self, seq: int, body: dict[str, Any]) -> None:
+        kind = body.get("type")
+        payload = body.get("payload")
+        if not isinstance(payload, dict):
+            self._problem(seq, "malformed_body", "payload is not an object")
+            return
+        if kind == "key.added":
+            key_id = str(payload.get("key_id"))
+            try:
+                public = base64.b64decode(str(payload.get("public_key")), validate=True)
+            except ValueError:
+                self._problem(seq, "malformed_body", "public key is not base64")
+                return
+            if "ed25519:" + hashlib.sha256(public).hexdigest() != key_id:
+                self._problem(seq, "malformed_body", "key id does not match the public key")
+            self._keys.setdefault(key_id, _Key(str(payload.get("principal")), public, seq))
+        elif kind == "key.revoked":
+            key = self._keys.get(str(payload.get("key_id")))
+            if key is None:
+                self._problem(seq, "unknown_key", "revocation of a key that was never added")
+            elif key.revoked is None:
+                key.revoked = seq
+        elif kind == "system.registered":
+            self._owners[str(payload.get("id"))] = str(payload.get("owner"))
+        elif kind == "bundle":
+            self._check_bundle(seq, body, payload)
+
+    def _check_bundle(self, seq: int, body: dict[str, Any], payload: dict[str, Any]) -> None:
+        key_id = str(body.get("key_id"))
+        key = self._keys.get(key_id)
+        if key is None or key.added >= seq:
+            self._problem(seq, "unknown_key", f"bundle signed by {key_id}, which was not registered before it")
+            return
+        if key.revoked is not None and key.revoked < seq:
+            self._problem(seq, "revoked_key", f"bundle signed by {key_id}, revoked at seq {key.revoked}")
+            return
+        owner = self._owners.get(str(payload.get("system_id")))
+        if owner != key.principal:
+            self._problem(seq, "wrong_owner", f"signed by {key.principal!r}, but the system's owner is {owner!r}")
+        if self.check_signatures and not verify_signature(key.public, BUNDLE_CONTEXT, rfc8785.dumps(payload),
+                                                          str(body.get("sig"))):
+            self._problem(seq, "bad_signature", "the submitter's signature does not match the bundle")
+
+    def _stop(self, seq: int | None, kind: str, detail: str) -> None:
+        self._problem(seq, kind, detail)
+        self._stopped = True
+
+    def finish(self, claimed_size: int | None = None) -> Report:
+        """Close the stream: checkpoints beyond the end mean entries were removed.
+
+        Args:
+            claimed_size: the size the store claims (its head), when it has one.
+        """
+        if not self._stopped:
+            size = self._range.size
+            if claimed_size is not None and claimed_size != size:
+                self._problem(size, "head_mismatch", f"the head claims {claimed_size} entries, {size} were found")
+            for pending in self._pending:
+                self._problem(size, "truncated", f"a signed checkpoint covers {pending} entries, only {size} exist")
+        return self.report
+
+
+def verify_entries(entries: Iterable[StoredEntry], origin: str, log_public_key: bytes,
+                   checkpoint_notes: Iterable[str] = (), check_signatures: bool = True,
+                   claimed_size: int | None = None) -> Report:
+    """Verify a whole ledger streamed as `entries`, in sequence order."""
+    verifier = Verifier(origin, log_public_key, checkpoint_notes, check_signatures)
+    for entry in entries:
+        verifier.feed(entry)
+    return verifier.finish(claimed_size)
+
+
+# -- export directory -----------------------------------------------------------------------------
+
+
+def read_export(directory: Path) -> tuple[dict[str, Any], Iterator[StoredEntry], list[str]]:
+    """Trust root, entries and checkpoint notes of an export written by ``charter ledger export``."""
+    trust = json.loads((directory / "trust_root.json").read_text(encoding="utf-8"))
+
+    def entries() -> Iterator[StoredEntry]:
+        with (directory / "entries.jsonl").open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    yield StoredEntry(int(row["seq"]), base64.b64decode(row["body"]), str(row["receipt"]))
+
+    notes = [p.read_text(encoding="utf-8") for p in sorted((directory / "checkpoints").glob("*.note"))]
+    return trust, entries(), notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Verify an export directory; exit 0 when it verifies, 1 when it does not, 2 on bad input."""
+    parser = argparse.ArgumentParser(description="Verify an exported Charter ledger offline.")
+    parser.add_argument("export_dir", type=Path)
+    parser.add_argument("--checkpoint", type=Path, action="append", default=[],
+                        help="a checkpoint note you hold yourself (may be repeated)")
+    parser.add_argument("--no-signatures", action="store_true", help="skip signature checks (faster)")
+    args = parser.parse_args(argv)
+    try:
+        trust, entries, notes = read_export(args.export_dir)
+        notes += [p.read_text(encoding="utf-8") for p in args.checkpoint]
+        public = base64.b64decode(trust["log_public_key"], validate=True)
+        report = verify_entries(entries, trust["origin"], public, notes, not args.no_signatures)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: cannot read the export: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(problem)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

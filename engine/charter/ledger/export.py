@@ -1,0 +1,41 @@
+"""`charter ledger export DIR`: everything an auditor needs, without the database or Charter.
+
+The directory holds ``entries.jsonl`` (each entry's exact body bytes and receipt), ``checkpoints/``
+(signed notes), ``trust_root.json`` (origin and log public key; compare it with the copy you were
+given out of band) and ``verify.py``, the standalone verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import CharterError
+from . import auditor
+from .store import Ledger
+
+
+def export_ledger(ledger: Ledger, directory: Path) -> int:
+    """Write the export to `directory` (which must be empty or absent); returns the entry count.
+
+    Raises:
+        CharterError: ``export_target`` when the directory exists and is not empty.
+    """
+    if directory.exists() and any(directory.iterdir()):
+        raise CharterError.single("export_target", "the export directory is not empty", file=str(directory))
+    (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+    meta = ledger.meta()
+    trust = {"origin": ledger.origin, "log_key_id": meta["log_key_id"], "log_public_key": meta["log_public_key"]}
+    (directory / "trust_root.json").write_text(json.dumps(trust, indent=2) + "\n", encoding="utf-8")
+    count = 0
+    with (directory / "entries.jsonl").open("w", encoding="utf-8") as handle:
+        for entry in ledger.entries():
+            handle.write(json.dumps({"seq": entry.seq, "body": base64.b64encode(entry.body).decode(),
+                                     "receipt": entry.receipt}) + "\n")
+            count += 1
+    for size, _, note in ledger.checkpoints():
+        (directory / "checkpoints" / f"{size:012d}.note").write_text(note, encoding="utf-8")
+    shutil.copyfile(auditor.__file__, directory / "verify.py")
+    return count

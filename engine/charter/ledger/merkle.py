@@ -1,0 +1,151 @@
+"""RFC 6962 / RFC 9162 Merkle trees over record hashes: roots, inclusion and consistency proofs.
+
+The functions take leaf hashes (already ``SHA-256(0x00 || body)``). `CompactRange` folds leaves in
+one at a time and gives the root of everything seen so far in O(log n) memory, which is what lets the
+verifier stream a ledger of any size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .auditor import EMPTY_ROOT, CompactRange
+from .hashing import node_hash
+
+__all__ = ["EMPTY_ROOT", "CompactRange", "ProofError", "consistency_proof", "inclusion_proof", "root",
+           "verify_consistency", "verify_inclusion"]
+
+
+class ProofError(ValueError):
+    """A proof or its parameters are invalid."""
+
+
+def _split(n: int) -> int:
+    """The largest power of two strictly smaller than n (n >= 2)."""
+    k = 1
+    while k << 1 < n:
+        k <<= 1
+    return k
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """MTH(D[n]) of RFC 6962 section 2.1."""
+    if not leaves:
+        return EMPTY_ROOT
+    level = list(leaves)
+    # Pairing left to right and carrying an odd last node up is exactly the RFC's recursion.
+    while len(level) > 1:
+        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
+
+
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PATH(m, D[n]): the audit path of leaf `index` in the tree of `leaves` (RFC 6962 2.1.1)."""
+    n = len(leaves)
+    if not 0 <= index < n:
+        raise ProofError(f"leaf index {index} is outside a tree of size {n}")
+    if n == 1:
+        return []
+    k = _split(n)
+    if index < k:
+        return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
+    return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+
+
+def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PROOF(m, D[n]): proves the tree of the first `old_size` leaves is a prefix (RFC 6962 2.1.2)."""
+    n = len(leaves)
+    if not 0 < old_size <= n:
+        raise ProofError(f"old size {old_size} must be between 1 and the new size {n}")
+    return _subproof(old_size, leaves, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [root(leaves)]
+    k = _split(n)
+    if m <= k:
+        return [*_subproof(m, leaves[:k], complete), root(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes) -> None:
+    """Check an inclusion proof (RFC 9162 section 2.1.3.2).
+
+    Raises:
+        ProofError: when the proof does not lead from `leaf` to `expected_root`.
+    """
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
+    fn, sn = index, size - 1
+    result = leaf
+    for sibling in proof:
+        if len(sibling) != 32:
+            raise ProofError("a proof hash is not 32 bytes")
+        if sn == 0:
+            raise ProofError("the proof is longer than the tree is deep")
+        if fn % 2 == 1 or fn == sn:
+            result = node_hash(sibling, result)
+            while fn % 2 == 0 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            result = node_hash(result, sibling)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("the proof is shorter than the tree is deep")
+    if result != expected_root:
+        raise ProofError("the proof leads to a different root")
+
+
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes,
+                       proof: Sequence[bytes]) -> None:
+    """Check a consistency proof (RFC 9162 section 2.1.4.2).
+
+    Raises:
+        ProofError: when the proof does not show the old tree is a prefix of the new one.
+    """
+    if old_size < 1 or old_size > new_size:
+        raise ProofError(f"old size {old_size} must be between 1 and the new size {new_size}")
+    if any(len(h) != 32 for h in proof):
+        raise ProofError("a proof hash is not 32 bytes")
+    if old_size == new_size:
+        if proof:
+            raise ProofError("equal sizes need an empty proof")
+        if old_root != new_root:
+            raise ProofError("equal sizes with different roots")
+        return
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root is the first node of the path
+        path.insert(0, old_root)
+    if not path:
+        raise ProofError("empty proof")
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("the proof is longer than needed")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("the proof is shorter than needed")
+    if fr != old_root:
+        raise ProofError("the proof does not lead to the old root")
+    if sr != new_root:
+        raise ProofError("the proof does not lead to the new root")

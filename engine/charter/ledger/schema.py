@@ -1,0 +1,48 @@
+"""The ledger's tables (SQLAlchemy Core). Migrations in ``migrations/`` create and evolve them."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, MetaData, SmallInteger, String, Table, Text
+
+metadata = MetaData()
+
+#: Log identity and settings: origin, creation time, the log's public key id.
+ledger_meta = Table(
+    "ledger_meta", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+#: The serialization point: one row, locked and updated by every append transaction.
+ledger_head = Table(
+    "ledger_head", metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("head_hash", LargeBinary(32), nullable=False),
+    Column("last_received_at", String(32), nullable=False),
+)
+
+#: Entries: the exact canonical body bytes, their record hash, and the log's receipt signature.
+ledger_entry = Table(
+    "ledger_entry", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("prev_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("record_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("entry_type", String(64), nullable=False),
+    Column("submission_id", String(128), nullable=False, unique=True),
+    Column("subject", String(128), nullable=True),
+    Column("key_id", String(100), nullable=True),
+    Column("received_at", String(32), nullable=False),
+    Column("receipt", String(100), nullable=False),
+    Index("ix_ledger_entry_type_subject", "entry_type", "subject"),
+)
+
+#: Signed checkpoints (C2SP notes) at tree sizes.
+checkpoint = Table(
+    "checkpoint", metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("issued_at", String(32), nullable=False),
+)

@@ -1,0 +1,268 @@
+"""The ledger store: serialized, hash-chained appends and reads, behind a small interface.
+
+Every append runs in one transaction: lock the head row, assign ``seq`` and ``prev`` from it, build
+and hash the canonical bodies, sign a receipt per entry with the log key, insert, move the head.
+Either all entries of a call land or none does. UNIQUE constraints on seq, previous hash and
+submission id back the lock up: a race that slipped through would fail rather than fork.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import CharterError
+from .auditor import StoredEntry
+from .database import ensure_schema, make_engine, write_transaction
+from .hashing import RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, receipt_message
+from .keys import SigningKey
+from .schema import checkpoint, ledger_entry, ledger_head, ledger_meta
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    """The wall clock, in UTC. Only the CLI and the store's default clock read it."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def format_time(moment: datetime.datetime) -> str:
+    """RFC 3339 UTC with milliseconds and ``Z``: fixed width, so strings sort as times do."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry to append; `subject` is an indexed lookup key (a system id).
+
+    `payload` is JSON-like data, or a function that builds it from the entries appended before it
+    in the same batch (so a finding can cite the seq and record hash of its bundle).
+    """
+
+    type: str
+    payload: dict[str, Any] | Callable[[list[Entry]], dict[str, Any]]
+    submission_id: str
+    subject: str | None = None
+    key_id: str | None = None
+    signature: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An appended entry."""
+
+    seq: int
+    record_hash: bytes
+    body: bytes
+    type: str
+    submission_id: str
+    subject: str | None
+    key_id: str | None
+    received_at: str
+    receipt: str
+
+    def document(self) -> dict[str, Any]:
+        """The parsed body."""
+        import json
+
+        value: dict[str, Any] = json.loads(self.body)
+        return value
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload inside the body."""
+        payload: dict[str, Any] = self.document()["payload"]
+        return payload
+
+    def stored(self) -> StoredEntry:
+        """The form the auditor checks."""
+        return StoredEntry(self.seq, self.body, self.receipt, self.record_hash)
+
+
+def _row_to_entry(row: Any) -> Entry:
+    return Entry(row.seq, bytes(row.record_hash), bytes(row.body), row.entry_type, row.submission_id, row.subject,
+                 row.key_id, row.received_at, row.receipt)
+
+
+class Ledger:
+    """A hash-chained ledger in one database.
+
+    Args:
+        engine: from `make_engine`.
+        origin: the log's name, bound into every body and checkpoint.
+        log_key: the log's private key; needed to append (receipts) and to sign checkpoints.
+        clock: the source of ``received_at`` times.
+    """
+
+    def __init__(self, engine: Engine, origin: str, log_key: SigningKey | None, clock: Clock = utc_now) -> None:
+        self.engine = engine
+        self.origin = origin
+        self.log_key = log_key
+        self.clock = clock
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, log_key: SigningKey | None = None, origin: str | None = None,
+             create: bool = False, clock: Clock = utc_now) -> Ledger:
+        """Open (and with `create`, initialize) the ledger at `url`.
+
+        Raises:
+            CharterError: a missing ledger, a newer schema, a log key that is not this ledger's,
+                or an origin that differs from the stored one.
+        """
+        engine = make_engine(url)
+        ensure_schema(engine, create=create)
+        with write_transaction(engine) as connection:
+            meta = {row.name: row.value for row in connection.execute(select(ledger_meta))}
+            if not meta:
+                if not create or log_key is None or origin is None:
+                    raise CharterError.single("ledger_missing", "the ledger is not initialized; run "
+                                              "`charter ledger init`")
+                connection.execute(insert(ledger_meta), [
+                    {"name": "origin", "value": origin},
+                    {"name": "log_key_id", "value": log_key.key_id},
+                    {"name": "log_public_key", "value": base64.b64encode(log_key.public).decode()},
+                    {"name": "created_at", "value": format_time(clock())},
+                ])
+                connection.execute(insert(ledger_head).values(id=1, size=0, head_hash=ZERO_HASH,
+                                                              last_received_at=""))
+                meta = {"origin": origin, "log_key_id": log_key.key_id}
+        if origin is not None and origin != meta["origin"]:
+            raise CharterError.single("origin_mismatch", f"this ledger is {meta['origin']!r}, not {origin!r}")
+        if log_key is not None and log_key.key_id != meta["log_key_id"]:
+            raise CharterError.single("wrong_log_key", f"the log key {log_key.key_id} is not this ledger's "
+                                      f"({meta['log_key_id']})")
+        return cls(engine, meta["origin"], log_key, clock)
+
+    def meta(self) -> dict[str, str]:
+        """The stored log identity: origin, log key id and public key, creation time."""
+        with self.engine.connect() as connection:
+            return {row.name: row.value for row in connection.execute(select(ledger_meta))}
+
+    # -- appending -----------------------------------------------------------------------------
+
+    def append(self, entries: Sequence[NewEntry] | Callable[[int], Sequence[NewEntry]]) -> list[Entry]:
+        """Append entries in one serialized transaction; all land or none does.
+
+        Args:
+            entries: what to append, in order; or a function called under the lock with the next
+                seq that returns them. Such a builder sees the ledger as no other writer can change
+                it, reads it through this object's read methods, and may raise to refuse the append.
+
+        Raises:
+            CharterError: ``duplicate_submission`` when a submission id is already in the ledger
+                (callers wanting idempotency look it up first), or whatever the builder raises.
+        """
+        if self.log_key is None:
+            raise CharterError.single("log_key_required", "appending needs the ledger's key (--ledger-key)")
+        try:
+            with write_transaction(self.engine) as connection:
+                head = connection.execute(select(ledger_head).where(ledger_head.c.id == 1).with_for_update()).one()
+                batch = entries(head.size) if callable(entries) else entries
+                if not batch:
+                    return []
+                received = max(format_time(self.clock()), head.last_received_at)
+                prev, seq = bytes(head.head_hash), head.size
+                rows: list[dict[str, Any]] = []
+                appended: list[Entry] = []
+                for new in batch:
+                    payload = new.payload(appended) if callable(new.payload) else new.payload
+                    body_value: dict[str, Any] = {"v": 1, "log": self.origin, "seq": seq, "prev": prev.hex(),
+                                                  "type": new.type, "received_at": received,
+                                                  "submission_id": new.submission_id, "payload": payload}
+                    if new.key_id is not None:
+                        body_value["key_id"] = new.key_id
+                    if new.signature is not None:
+                        body_value["sig"] = new.signature
+                    body = canonical(body_value)
+                    record_hash = leaf_hash(body)
+                    receipt = self.log_key.sign(RECEIPT_CONTEXT, receipt_message(self.origin, seq, record_hash))
+                    rows.append({"seq": seq, "prev_hash": prev, "record_hash": record_hash, "body": body,
+                                 "entry_type": new.type, "submission_id": new.submission_id,
+                                 "subject": new.subject, "key_id": new.key_id, "received_at": received,
+                                 "receipt": receipt})
+                    appended.append(Entry(seq, record_hash, body, new.type, new.submission_id, new.subject,
+                                          new.key_id, received, receipt))
+                    prev, seq = record_hash, seq + 1
+                connection.execute(insert(ledger_entry), rows)
+                connection.execute(update(ledger_head).where(ledger_head.c.id == 1).values(
+                    size=seq, head_hash=prev, last_received_at=received))
+        except IntegrityError as exc:
+            raise CharterError.single("duplicate_submission", "an entry with this submission id is already in "
+                                      f"the ledger ({exc.orig})") from exc
+        return appended
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def size(self) -> int:
+        """The number of entries (the head's size)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(ledger_head.c.size).where(ledger_head.c.id == 1)).scalar_one())
+
+    def entry(self, seq: int) -> Entry | None:
+        """The entry at `seq`, if any."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(ledger_entry).where(ledger_entry.c.seq == seq)).one_or_none()
+        return _row_to_entry(row) if row else None
+
+    def by_submission(self, submission_id: str) -> Entry | None:
+        """The entry with this submission id, if any."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(ledger_entry).where(
+                ledger_entry.c.submission_id == submission_id)).one_or_none()
+        return _row_to_entry(row) if row else None
+
+    def entries(self, start: int = 0, stop: int | None = None, *, types: Sequence[str] = (),
+                subject: str | None = None, batch: int = 2000) -> Iterator[Entry]:
+        """Entries in seq order, fetched in batches so memory stays flat on any ledger size."""
+        position = start
+        while stop is None or position < stop:
+            query = select(ledger_entry).where(ledger_entry.c.seq >= position)
+            if stop is not None:
+                query = query.where(ledger_entry.c.seq < stop)
+            if types:
+                query = query.where(ledger_entry.c.entry_type.in_(types))
+            if subject is not None:
+                query = query.where(ledger_entry.c.subject == subject)
+            with self.engine.connect() as connection:
+                rows = connection.execute(query.order_by(ledger_entry.c.seq).limit(batch)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_entry(row)
+            position = rows[-1].seq + 1
+
+    def leaf_hashes(self, size: int) -> list[bytes]:
+        """The record hashes of the first `size` entries (32 bytes each)."""
+        hashes: list[bytes] = []
+        with self.engine.connect() as connection:
+            result = connection.execute(select(ledger_entry.c.record_hash).where(ledger_entry.c.seq < size)
+                                        .order_by(ledger_entry.c.seq)).scalars()
+            hashes.extend(bytes(h) for h in result)
+        return hashes
+
+    def count(self) -> int:
+        """The number of entry rows actually stored (the head may disagree after tampering)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(ledger_entry)).scalar_one())
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoints(self) -> list[tuple[int, bytes, str]]:
+        """Stored checkpoints as (size, root, note), by size."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(checkpoint).order_by(checkpoint.c.size)).all()
+        return [(row.size, bytes(row.root_hash), row.note) for row in rows]
+
+    def store_checkpoint(self, size: int, root: bytes, note: str) -> None:
+        """Record a signed checkpoint (one per size)."""
+        with write_transaction(self.engine) as connection:
+            connection.execute(insert(checkpoint).values(size=size, root_hash=root, note=note,
+                                                         issued_at=format_time(self.clock())))

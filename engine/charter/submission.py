@@ -1,0 +1,371 @@
+"""The governance loop on the ledger: keys, the system registry, signed submissions and replay.
+
+`submit` validates a bundle, checks its signature against the keys registered for the system's
+owner, evaluates it and appends, in one transaction: the policies it was judged by (once per
+version), the bundle, an evaluation record and one entry per finding. Each finding cites the
+bundle's seq and record hash and the digest of its policy version, so `replay` can re-derive it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._sources import SourceMap, parse_json_strict
+from .bundle import EvidenceBundle
+from .errors import CharterError
+from .evaluate import Finding, evaluate_bundle
+from .kpis import KpiCatalog
+from .ledger.hashing import BUNDLE_CONTEXT, canonical
+from .ledger.keys import SigningKey, key_id_of, verify_signature
+from .ledger.store import Entry, Ledger, NewEntry
+from .policy.compiler import CompiledPolicy, PolicyCompiler
+from .registry import AISystem, SystemRegistry
+
+KEY_ADDED = "key.added"
+KEY_REVOKED = "key.revoked"
+SYSTEM_REGISTERED = "system.registered"
+POLICY_PUBLISHED = "policy.published"
+BUNDLE = "bundle"
+EVALUATION = "evaluation"
+FINDING = "finding"
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A submitter key as the ledger knows it at some point."""
+
+    key_id: str
+    principal: str
+    public: bytes
+    added_seq: int
+    revoked_seq: int | None = None
+    reason: str | None = None
+
+    def valid_at(self, seq: int) -> bool:
+        """Valid for an entry at `seq`: added before it and not revoked before it."""
+        return self.added_seq < seq and (self.revoked_seq is None or self.revoked_seq >= seq)
+
+
+def key_records(ledger: Ledger, before: int | None = None) -> dict[str, KeyRecord]:
+    """Submitter keys from the key entries with seq < `before` (default: all)."""
+    records: dict[str, KeyRecord] = {}
+    for entry in ledger.entries(0, before, types=(KEY_ADDED, KEY_REVOKED)):
+        payload = entry.payload
+        if entry.type == KEY_ADDED:
+            records.setdefault(payload["key_id"], KeyRecord(payload["key_id"], payload["principal"],
+                                                            base64.b64decode(payload["public_key"]), entry.seq))
+        elif (record := records.get(payload["key_id"])) and record.revoked_seq is None:
+            records[record.key_id] = KeyRecord(record.key_id, record.principal, record.public, record.added_seq,
+                                               entry.seq, payload.get("reason"))
+    return records
+
+
+def register_key(ledger: Ledger, principal: str, public: bytes) -> Entry:
+    """Register a submitter's public key for `principal` (idempotent)."""
+    if len(public) != 32:
+        raise CharterError.single("key_file", "an Ed25519 public key has 32 bytes")
+    key_id = key_id_of(public)
+    submission_id = f"key:{key_id}"
+    existing = ledger.by_submission(submission_id)
+    if existing is not None:
+        if existing.payload["principal"] != principal:
+            raise CharterError.single("key_registered", f"key {key_id} is already registered to "
+                                      f"{existing.payload['principal']!r}")
+        return existing
+    payload = {"key_id": key_id, "principal": principal, "public_key": base64.b64encode(public).decode()}
+    return ledger.append([NewEntry(KEY_ADDED, payload, submission_id, subject=principal)])[0]
+
+
+def revoke_key(ledger: Ledger, key_id: str, reason: str) -> Entry:
+    """Revoke a submitter key from the next seq on; earlier entries it signed stay valid."""
+    def build(next_seq: int) -> list[NewEntry]:
+        record = key_records(ledger).get(key_id)
+        if record is None:
+            raise CharterError.single("unknown_key", f"no key {key_id} is registered")
+        if record.revoked_seq is not None:
+            raise CharterError.single("key_revoked", f"key {key_id} was already revoked at seq {record.revoked_seq}")
+        return [NewEntry(KEY_REVOKED, {"key_id": key_id, "reason": reason}, f"revoke:{key_id}",
+                         subject=record.principal)]
+    return ledger.append(build)[0]
+
+
+# -- systems -------------------------------------------------------------------------------------
+
+
+def register_system(ledger: Ledger, system: AISystem) -> Entry | None:
+    """Register or update a system; None when the ledger already holds exactly this registration."""
+    payload = system.model_dump(mode="json")
+    digest = hashlib.sha256(canonical(payload)).hexdigest()
+    current = systems_in_ledger(ledger)
+    if system.id in current and current[system.id].model_dump(mode="json") == payload:
+        return None
+    entries = ledger.append([NewEntry(SYSTEM_REGISTERED, payload, f"system:{system.id}:{digest}:{ledger.size()}",
+                                      subject=system.id)])
+    return entries[0]
+
+
+def systems_in_ledger(ledger: Ledger, before: int | None = None) -> dict[str, AISystem]:
+    """The registry as of seq `before` (default: now): the latest registration of each system."""
+    systems: dict[str, AISystem] = {}
+    for entry in ledger.entries(0, before, types=(SYSTEM_REGISTERED,)):
+        system = AISystem.model_validate(entry.payload)
+        systems[system.id] = system
+    return systems
+
+
+def registry_in_ledger(ledger: Ledger, before: int | None = None) -> SystemRegistry:
+    """The registry as a `SystemRegistry`."""
+    return SystemRegistry(systems_in_ledger(ledger, before))
+
+
+# -- submission ----------------------------------------------------------------------------------
+
+
+def bundle_message(data: dict[str, Any]) -> bytes:
+    """The bytes a submitter signs: RFC 8785 JSON of the bundle as submitted, without its signature."""
+    return canonical({k: v for k, v in data.items() if k != "signature"})
+
+
+def sign_bundle_data(data: dict[str, Any], key: SigningKey) -> dict[str, Any]:
+    """The bundle data with a signature by `key` added (replacing any earlier one)."""
+    signed = {k: v for k, v in data.items() if k != "signature"}
+    signed["signature"] = {"key_id": key.key_id, "algorithm": "ed25519",
+                           "value": key.sign(BUNDLE_CONTEXT, bundle_message(data))}
+    return signed
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The log's signed promise that an entry is in the ledger at `seq` with `record_hash`."""
+
+    log: str
+    seq: int
+    record_hash: str
+    received_at: str
+    log_key_id: str
+    signature: str
+
+    @classmethod
+    def of(cls, ledger: Ledger, entry: Entry) -> Receipt:
+        """The receipt of a stored entry."""
+        return cls(ledger.origin, entry.seq, entry.record_hash.hex(), entry.received_at,
+                   ledger.meta()["log_key_id"], entry.receipt)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class SubmitResult:
+    """What a submission produced."""
+
+    receipt: Receipt
+    bundle_entry: Entry
+    findings: list[Finding]
+    finding_entries: list[Entry] = field(default_factory=list)
+    duplicate: bool = False
+
+
+def publish_documents(policies: Sequence[CompiledPolicy]) -> list[dict[str, Any]]:
+    """The ledger form of each policy version: id, version, digest and the document itself."""
+    return [{"id": p.policy.id, "version": p.policy.version, "digest": p.digest,
+             "document": p.policy.model_dump(mode="json")} for p in policies]
+
+
+def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, policies: Sequence[CompiledPolicy],
+                  *, key: SigningKey | None = None, file: str | None = None,
+                  at: datetime.datetime | None = None) -> SubmitResult:
+    """Validate, check the signature, evaluate and append a bundle with its findings.
+
+    Args:
+        ledger: the ledger to append to.
+        text: the bundle's JSON text.
+        catalog: KPIs the bundle is validated against.
+        policies: the compiled policy set; those that apply to the system judge the bundle.
+        key: the submitter's key, to sign the bundle now; without it the bundle must carry a signature.
+        file: the bundle's file name, for error locations.
+        at: the evaluation time; default: the ledger clock at append time.
+
+    Raises:
+        CharterError: bad bundle, unknown system, missing, bad, revoked or wrong-owner signature.
+            Nothing is appended then.
+    """
+    data = parse_json_strict(text, file)
+    if not isinstance(data, dict):
+        raise CharterError.single("bundle_schema", "a bundle is a JSON object", file=file, path="$")
+    if key is not None:
+        data = sign_bundle_data(data, key)
+    bundle = EvidenceBundle.from_data(data, catalog, file=file)
+    if bundle.signature is None:
+        raise CharterError.single("unsigned_bundle", "the bundle has no signature; sign it with --key",
+                                  file=file, path="$.signature")
+    message = bundle_message(data)
+    submission_id = "bundle:sha256:" + hashlib.sha256(message).hexdigest()
+    existing = ledger.by_submission(submission_id)
+    if existing is not None:
+        # A resubmission must still be genuinely signed by the owner; revocation since does not matter.
+        system = registry_in_ledger(ledger).require(bundle.system_id, file=file)
+        _check_signer(ledger, bundle, system, message, ledger.size(), file, check_revocation=False)
+        return _existing_result(ledger, existing)
+    unsigned = {k: v for k, v in data.items() if k != "signature"}
+    outcome: dict[str, Any] = {}
+
+    def build(next_seq: int) -> list[NewEntry]:
+        system = registry_in_ledger(ledger).require(bundle.system_id, file=file)
+        _check_signer(ledger, bundle, system, message, next_seq, file)
+        history = [EvidenceBundle.from_data(e.payload, catalog)
+                   for e in ledger.entries(0, None, types=(BUNDLE,), subject=system.id)]
+        when = at or ledger.clock()
+        findings = evaluate_bundle(system, bundle, policies, when, history)
+        outcome["findings"] = findings
+        published = {e.payload["digest"]: e.seq for e in ledger.entries(0, None, types=(POLICY_PUBLISHED,))}
+        entries = [NewEntry(POLICY_PUBLISHED, doc, f"policy:{doc['digest']}", subject=doc["id"])
+                   for doc in publish_documents(policies) if doc["digest"] not in published]
+        bundle_index = len(entries)
+
+        def bundle_ref(done: list[Entry]) -> dict[str, Any]:
+            return {"seq": done[bundle_index].seq, "record_hash": done[bundle_index].record_hash.hex()}
+
+        def policy_refs(done: list[Entry]) -> dict[str, int]:
+            refs = dict(published)
+            refs.update({e.payload["digest"]: e.seq for e in done if e.type == POLICY_PUBLISHED})
+            return refs
+
+        entries.append(NewEntry(BUNDLE, unsigned, submission_id, subject=system.id,
+                                key_id=bundle.signature.key_id if bundle.signature else None,
+                                signature=bundle.signature.value if bundle.signature else None))
+        policy_list = [{"id": p.policy.id, "version": p.policy.version, "digest": p.digest} for p in policies]
+        entries.append(NewEntry(EVALUATION, lambda done: {
+            "bundle": bundle_ref(done), "evaluated_at": when.isoformat(), "policies": policy_list,
+            "policy_seqs": {d: s for d, s in sorted(policy_refs(done).items())
+                            if d in {p["digest"] for p in policy_list}},
+            "findings": len(findings)}, f"evaluation:{submission_id}", subject=system.id))
+        for index, finding in enumerate(findings):
+            entries.append(NewEntry(FINDING, _finding_payload(finding, bundle_ref, policy_refs),
+                                    f"finding:{submission_id}:{index}", subject=system.id))
+        return entries
+
+    appended = ledger.append(build)
+    bundle_entry = next(e for e in appended if e.type == BUNDLE)
+    return SubmitResult(Receipt.of(ledger, bundle_entry), bundle_entry, outcome["findings"],
+                        [e for e in appended if e.type == FINDING])
+
+
+def _finding_payload(finding: Finding, bundle_ref: Any, policy_refs: Any) -> Any:
+    def build(done: list[Entry]) -> dict[str, Any]:
+        payload = finding.model_dump(mode="json")
+        payload["refs"] = {"bundle": bundle_ref(done),
+                           "policy": {"digest": finding.policy_digest, "seq": policy_refs(done)[finding.policy_digest]}}
+        return payload
+    return build
+
+
+def _check_signer(ledger: Ledger, bundle: EvidenceBundle, system: AISystem, message: bytes, next_seq: int,
+                  file: str | None, check_revocation: bool = True) -> None:
+    assert bundle.signature is not None
+    key_id = bundle.signature.key_id
+    record = key_records(ledger).get(key_id)
+    where = {"file": file, "path": "$.signature.key_id"}
+    if record is None:
+        raise CharterError.single("unknown_key", f"key {key_id} is not registered; register it with "
+                                  "`charter keys register`", **where)
+    if check_revocation and not record.valid_at(next_seq):
+        raise CharterError.single("revoked_key", f"key {key_id} of {record.principal!r} was revoked at seq "
+                                  f"{record.revoked_seq} ({record.reason})", **where)
+    if record.principal != system.owner:
+        raise CharterError.single("wrong_owner", f"signed by {record.principal!r}, but {system.id!r} is owned by "
+                                  f"{system.owner!r}; only the owner's keys may submit its evidence", **where)
+    if not verify_signature(record.public, BUNDLE_CONTEXT, message, bundle.signature.value):
+        raise CharterError.single("bad_signature", "the signature does not match the bundle: it was changed after "
+                                  "signing, or signed with another key", file=file, path="$.signature.value")
+
+
+def _existing_result(ledger: Ledger, entry: Entry) -> SubmitResult:
+    findings = [Finding.model_validate({k: v for k, v in e.payload.items() if k != "refs"})
+                for e in _findings_after(ledger, entry)]
+    return SubmitResult(Receipt.of(ledger, entry), entry, findings, duplicate=True)
+
+
+def _findings_after(ledger: Ledger, bundle_entry: Entry) -> list[Entry]:
+    found = []
+    for entry in ledger.entries(bundle_entry.seq + 1, None, subject=bundle_entry.subject):
+        if entry.type == EVALUATION:
+            continue
+        if entry.type != FINDING or entry.payload["refs"]["bundle"]["seq"] != bundle_entry.seq:
+            break
+        found.append(entry)
+    return found
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayResult:
+    """The outcome of re-deriving a bundle's findings."""
+
+    bundle_seq: int
+    stored: list[dict[str, Any]]
+    replayed: list[dict[str, Any]]
+
+    @property
+    def matches(self) -> bool:
+        """Whether the re-derived findings equal the stored ones exactly."""
+        return self.stored == self.replayed
+
+    def differences(self) -> list[str]:
+        """Human-readable differences, one per finding that differs."""
+        out = []
+        for index in range(max(len(self.stored), len(self.replayed))):
+            old = self.stored[index] if index < len(self.stored) else None
+            new = self.replayed[index] if index < len(self.replayed) else None
+            if old != new:
+                name = (old or new or {}).get("rule", "?")
+                fields = sorted(k for k in set(old or {}) | set(new or {}) if (old or {}).get(k) != (new or {}).get(k))
+                out.append(f"finding {index} ({name}): differs in {', '.join(fields)}")
+        return out
+
+
+def replay(ledger: Ledger, seq: int, catalog: KpiCatalog, compiler: PolicyCompiler) -> ReplayResult:
+    """Re-evaluate the bundle at `seq` under its recorded policy versions, system and history.
+
+    Raises:
+        CharterError: no bundle at `seq`, or its evaluation record is missing.
+    """
+    entry = ledger.entry(seq)
+    if entry is None or entry.type != BUNDLE:
+        raise CharterError.single("no_bundle", f"entry {seq} is not a bundle")
+    bundle = EvidenceBundle.from_data(entry.payload, catalog)
+    evaluation = next((e for e in ledger.entries(seq + 1, None, types=(EVALUATION,), subject=entry.subject)
+                       if e.payload["bundle"]["seq"] == seq), None)
+    if evaluation is None:
+        raise CharterError.single("no_evaluation", f"no evaluation record for the bundle at {seq}")
+    record = evaluation.payload
+    documents = []
+    for digest, policy_seq in sorted(record["policy_seqs"].items(), key=lambda kv: kv[1]):
+        published = ledger.entry(policy_seq)
+        if published is None or published.payload["digest"] != digest:
+            raise CharterError.single("no_policy", f"policy version {digest} is not at seq {policy_seq}")
+        documents.append((published.payload["document"], SourceMap(f"ledger seq {policy_seq}")))
+    policy_set = compiler.compile_documents(documents)
+    system = registry_in_ledger(ledger, seq).require(bundle.system_id)
+    history = [EvidenceBundle.from_data(e.payload, catalog)
+               for e in ledger.entries(0, seq, types=(BUNDLE,), subject=entry.subject)]
+    at = datetime.datetime.fromisoformat(record["evaluated_at"])
+    replayed = [f.model_dump(mode="json") for f in evaluate_bundle(system, bundle, policy_set.policies, at, history)]
+    stored = [{k: v for k, v in e.payload.items() if k != "refs"} for e in _findings_after(ledger, entry)]
+    return ReplayResult(seq, stored, replayed)
+
+
+def bundles_for(ledger: Ledger, system_id: str) -> Iterable[Entry]:
+    """The bundle entries of one system, oldest first."""
+    return ledger.entries(0, None, types=(BUNDLE,), subject=system_id)

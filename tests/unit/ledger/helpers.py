@@ -1,0 +1,129 @@
+"""Builds populated ledgers for tests, and tampers with them the way an insider with SQL access could."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+from sqlalchemy import Engine, delete, insert, select, update
+
+from charter.frameworks import load_frameworks
+from charter.kpis import builtin_catalog
+from charter.ledger import Ledger, SigningKey
+from charter.ledger.hashing import leaf_hash
+from charter.ledger.schema import ledger_entry, ledger_head
+from charter.policy import PolicyCompiler, PolicySet, policy_files
+from charter.registry import SystemRegistry
+from charter.submission import register_key, register_system, submit_bundle
+from tests.conftest import REPO
+
+ORIGIN = "test.example/ledger"
+CATALOG = builtin_catalog()
+COMPILER = PolicyCompiler(CATALOG, load_frameworks())
+POLICIES: PolicySet = COMPILER.compile_files(policy_files(REPO / "policies"))
+REGISTRY = SystemRegistry.from_file(REPO / "evidence" / "systems.yaml", CATALOG)
+
+
+class StepClock:
+    """A clock that advances one second per reading: deterministic, monotonic."""
+
+    def __init__(self, start: datetime.datetime | None = None) -> None:
+        self.now = start or datetime.datetime(2026, 7, 1, tzinfo=datetime.UTC)
+
+    def __call__(self) -> datetime.datetime:
+        self.now += datetime.timedelta(seconds=1)
+        return self.now
+
+
+@dataclass
+class Populated:
+    ledger: Ledger
+    log_key: SigningKey
+    owner_keys: dict[str, SigningKey]
+
+
+def new_ledger(url: str, log_key: SigningKey | None = None) -> Ledger:
+    return Ledger.open(url, log_key=log_key or SigningKey.generate(ORIGIN), origin=ORIGIN, create=True,
+                       clock=StepClock())
+
+
+def populate(url: str, bundles: int = 6) -> Populated:
+    """A ledger with the demo's keys and systems and `bundles` fraud bundles with their findings."""
+    ledger = new_ledger(url)
+    assert ledger.log_key is not None
+    owner_keys: dict[str, SigningKey] = {}
+    for system in REGISTRY.values():
+        owner_keys.setdefault(system.owner, SigningKey.generate(system.owner))
+        register_key(ledger, system.owner, owner_keys[system.owner].public)
+        register_system(ledger, system)
+    for path in sorted((REPO / "evidence").glob("fraud-detector-*.json"))[:bundles]:
+        at = datetime.datetime.fromisoformat(json.loads(path.read_text())["measured_at"])
+        submit_bundle(ledger, path.read_bytes(), CATALOG, POLICIES.policies, key=owner_keys["maria.keller"], at=at)
+    return Populated(ledger, ledger.log_key, owner_keys)
+
+
+# -- tampering ---------------------------------------------------------------------------------------
+
+
+def drop_guards(engine: Engine) -> None:
+    """Remove the append-only triggers, as someone with DDL rights can."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_entry_append_only ON ledger_entry")
+        else:
+            connection.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_entry_no_update")
+            connection.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_entry_no_delete")
+
+
+def read_rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(select(ledger_entry).order_by(ledger_entry.c.seq))]
+
+
+def write_rows(engine: Engine, rows: list[dict[str, Any]], head_size: int | None = None) -> None:
+    """Replace every entry row (and move the head), keeping whatever receipts the rows carry."""
+    with engine.begin() as connection:
+        connection.execute(delete(ledger_entry))
+        if rows:
+            connection.execute(insert(ledger_entry), rows)
+        size = len(rows) if head_size is None else head_size
+        head_hash = bytes(rows[size - 1]["record_hash"]) if size else bytes(32)
+        connection.execute(update(ledger_head).values(size=size, head_hash=head_hash))
+
+
+def rechain(rows: list[dict[str, Any]], start: int = 0) -> list[dict[str, Any]]:
+    """Renumber rows from `start` on and recompute their bodies' seq/prev and the hashes: a rehash."""
+    out = [dict(r) for r in rows]
+    prev = bytes(out[start - 1]["record_hash"]) if start else bytes(32)
+    for seq in range(start, len(out)):
+        body = json.loads(out[seq]["body"])
+        body["seq"], body["prev"] = seq, prev.hex()
+        raw = rfc8785.dumps(body)
+        record_hash = leaf_hash(raw)
+        out[seq].update(seq=seq, body=raw, prev_hash=prev, record_hash=record_hash)
+        prev = record_hash
+    return out
+
+
+def edit_payload(row: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The row with its payload changed and its body re-canonicalized (hash not yet updated)."""
+    body = json.loads(row["body"])
+    body["payload"].update(changes)
+    return {**row, "body": rfc8785.dumps(body)}
+
+
+def first_seq_of_type(rows: list[dict[str, Any]], kind: str, skip: int = 0) -> int:
+    return [r["seq"] for r in rows if r["entry_type"] == kind][skip]
+
+
+def copy_sqlite(url: str, target: Path) -> str:
+    """Copy a SQLite ledger file (for hypothesis examples that each need a pristine ledger)."""
+    import shutil
+
+    source = Path(url.removeprefix("sqlite:///"))
+    shutil.copyfile(source, target)
+    return f"sqlite:///{target}"

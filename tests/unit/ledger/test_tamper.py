@@ -1,0 +1,237 @@
+"""The tamper matrix: direct SQL edits by an insider without the log key, on SQLite and PostgreSQL.
+
+Every attack inside the checkpointed range is detected and the verifier names the first bad seq.
+Truncating the tail that no checkpoint covers is undetectable by design; the verifier must say so
+instead of claiming more than it can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
+
+from charter.ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
+from charter.ledger.checkpoints import checkpoint_due
+from charter.ledger.schema import checkpoint, ledger_entry
+from tests.unit.ledger.helpers import (
+    ORIGIN,
+    Populated,
+    copy_sqlite,
+    drop_guards,
+    edit_payload,
+    new_ledger,
+    populate,
+    read_rows,
+    rechain,
+    write_rows,
+)
+
+CHECKPOINT = 60
+TARGET = 30
+
+
+@pytest.fixture
+def victim(db_url: str) -> Populated:
+    populated = populate(db_url)
+    assert populated.ledger.size() > CHECKPOINT + 10
+    make_checkpoint(populated.ledger, CHECKPOINT)
+    drop_guards(populated.ledger.engine)
+    return populated
+
+
+def _verify(victim: Populated) -> Any:
+    return verify_ledger(victim.ledger, victim.log_key.public)
+
+
+def test_untouched_ledger_verifies_and_states_its_uncovered_tail(victim: Populated) -> None:
+    report = _verify(victim)
+    assert report.ok, report.problems
+    assert report.covered == CHECKPOINT
+    assert f"entries {CHECKPOINT}..{report.entries - 1} are not covered" in report.summary()
+
+
+def _edit_in_place(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows[TARGET] = edit_payload(rows[TARGET], tampered=True)
+    return rows
+
+
+def _edit_and_rehash(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return rechain(_edit_in_place(rows), TARGET)
+
+
+def _delete(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return rows[:TARGET] + rows[TARGET + 1:]
+
+
+def _delete_and_rehash(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return rechain(_delete(rows), TARGET)
+
+
+def _insert_replayed_and_rehash(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    replayed = {**rows[TARGET], "submission_id": "replayed"}
+    return rechain(rows[: TARGET + 1] + [replayed] + rows[TARGET + 1:], TARGET + 1)
+
+
+def _swap(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows[TARGET], rows[TARGET + 1] = {**rows[TARGET + 1], "seq": TARGET}, {**rows[TARGET], "seq": TARGET + 1}
+    return rows
+
+
+def _swap_and_rehash(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return rechain(_swap(rows), TARGET)
+
+
+ATTACKS: dict[str, tuple[Callable[[list[dict[str, Any]]], list[dict[str, Any]]], int, str]] = {
+    "edit in place": (_edit_in_place, TARGET, "hash_mismatch"),
+    "edit and rehash the rest": (_edit_and_rehash, TARGET, "bad_receipt"),
+    "delete": (_delete, TARGET, "missing_entry"),
+    "delete and rehash": (_delete_and_rehash, TARGET, "bad_receipt"),
+    "insert a replayed entry and rehash": (_insert_replayed_and_rehash, TARGET + 1, "bad_receipt"),
+    "swap": (_swap, TARGET, "bad_receipt"),
+    "swap and rehash": (_swap_and_rehash, TARGET, "bad_receipt"),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_attack_is_detected_at_the_first_bad_seq(victim: Populated, attack: str) -> None:
+    tamper, first_bad, kind = ATTACKS[attack]
+    engine = victim.ledger.engine
+    rows = tamper(read_rows(engine))
+    # A careful attacker also moves the head, except for "delete" which leaves a gap on purpose.
+    write_rows(engine, rows, head_size=len(rows))
+    report = _verify(victim)
+    assert not report.ok
+    assert report.first_bad_seq == first_bad
+    assert report.problems[0].kind == kind, report.problems
+
+
+def test_truncation_below_a_checkpoint_is_detected(victim: Populated) -> None:
+    engine = victim.ledger.engine
+    write_rows(engine, read_rows(engine)[:50])
+    report = _verify(victim)
+    assert [(p.seq, p.kind) for p in report.problems] == [(50, "truncated")]
+
+
+def test_truncating_the_uncovered_tail_is_not_detectable_and_is_reported_as_uncovered(victim: Populated) -> None:
+    # Negative control: the exposure window of a log is the tail after its last checkpoint.
+    engine = victim.ledger.engine
+    write_rows(engine, read_rows(engine)[:70])
+    report = _verify(victim)
+    assert report.ok
+    assert report.covered == CHECKPOINT
+    assert "entries 60..69 are not covered by any checkpoint" in report.summary()
+
+
+def test_an_auditor_held_checkpoint_covers_what_the_database_lost(victim: Populated) -> None:
+    engine = victim.ledger.engine
+    held = make_checkpoint(victim.ledger)  # the auditor keeps this note outside the database
+    with engine.begin() as connection:
+        connection.execute(checkpoint.delete().where(checkpoint.c.size == held.size))
+    write_rows(engine, read_rows(engine)[:70])
+    report = verify_ledger(victim.ledger, victim.log_key.public, [held.note])
+    assert [(p.seq, p.kind) for p in report.problems] == [(70, "truncated")]
+
+
+def test_head_that_disagrees_with_the_entries(victim: Populated) -> None:
+    engine = victim.ledger.engine
+    rows = read_rows(engine)
+    write_rows(engine, rows[:-1], head_size=len(rows) - 1)
+    with engine.begin() as connection:
+        from charter.ledger.schema import ledger_head
+
+        connection.execute(update(ledger_head).values(size=len(rows)))
+    report = _verify(victim)
+    assert [(p.seq, p.kind) for p in report.problems] == [(len(rows) - 1, "head_mismatch")]
+
+
+def test_a_fork_is_refused_at_write_time(victim: Populated) -> None:
+    rows = read_rows(victim.ledger.engine)
+    child = {**rows[TARGET + 1], "seq": 10_000, "submission_id": "fork", "record_hash": b"\x07" * 32}
+    with pytest.raises(IntegrityError), victim.ledger.engine.begin() as connection:
+        connection.execute(insert(ledger_entry).values(**child))
+    assert _verify(victim).ok
+
+
+def test_rewrite_from_genesis_with_another_log_key(victim: Populated, tmp_path: Path) -> None:
+    # The attacker rebuilds the whole history with a key of their own and re-signs the checkpoints.
+    forged = new_ledger(f"sqlite:///{tmp_path / 'forged.db'}", SigningKey.generate(ORIGIN))
+    rows = read_rows(victim.ledger.engine)
+    for row in rows:
+        forged.append([_as_new_entry(row)])
+    make_checkpoint(forged, CHECKPOINT)
+    engine = victim.ledger.engine
+    write_rows(engine, read_rows(forged.engine))
+    with engine.begin() as connection:
+        connection.execute(checkpoint.delete())
+        connection.execute(insert(checkpoint), [{"size": s, "root_hash": r, "note": n, "issued_at": "x"}
+                                               for s, r, n in forged.checkpoints()])
+    report = _verify(victim)
+    assert report.first_bad_seq == 0
+    assert {p.kind for p in report.problems} >= {"checkpoint_invalid", "bad_receipt"}
+
+
+def _as_new_entry(row: dict[str, Any]) -> Any:
+    import json
+
+    from charter.ledger import NewEntry
+
+    body = json.loads(row["body"])
+    return NewEntry(row["entry_type"], body["payload"], row["submission_id"], row["subject"], row["key_id"],
+                    body.get("sig"))
+
+
+def test_tampered_checkpoint_row_is_reported(victim: Populated) -> None:
+    with victim.ledger.engine.begin() as connection:
+        connection.execute(update(checkpoint).values(root_hash=b"\x00" * 32,
+                                                     note=checkpoint.c.note + "extra line\n"))
+    report = _verify(victim)
+    assert [p.kind for p in report.problems] == ["checkpoint_invalid"]
+
+
+def test_append_only_guard_refuses_updates(db_url: str) -> None:
+    populated = populate(db_url, bundles=1)
+    with pytest.raises(Exception, match="append-only"), populated.ledger.engine.begin() as connection:
+        connection.execute(update(ledger_entry).where(ledger_entry.c.seq == 0).values(subject="x"))
+
+
+def test_checkpoint_cadence(db_url: str) -> None:
+    populated = populate(db_url, bundles=1)
+    assert checkpoint_due(populated.ledger, 10)
+    make_checkpoint(populated.ledger)
+    assert not checkpoint_due(populated.ledger, 10)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Populated]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('pristine') / 'ledger.db'}"
+    populated = populate(url, bundles=2)
+    make_checkpoint(populated.ledger)
+    populated.ledger.engine.dispose()
+    return url, populated
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_single_byte_change_of_any_body_is_detected(pristine: tuple[str, Populated], tmp_path_factory: Any,
+                                                         data: st.DataObject) -> None:
+    url, populated = pristine
+    copy = Ledger.open(copy_sqlite(url, tmp_path_factory.mktemp("copy") / "ledger.db"))
+    drop_guards(copy.engine)
+    rows = read_rows(copy.engine)
+    seq = data.draw(st.integers(0, len(rows) - 1), label="seq")
+    body = bytes(rows[seq]["body"])
+    index = data.draw(st.integers(0, len(body) - 1), label="byte")
+    value = data.draw(st.integers(0, 255).filter(lambda b: b != body[index]), label="value")
+    with copy.engine.begin() as connection:
+        connection.execute(update(ledger_entry).where(ledger_entry.c.seq == seq).values(
+            body=body[:index] + bytes([value]) + body[index + 1:]))
+    report = verify_ledger(copy, populated.log_key.public)
+    assert not report.ok
+    assert report.first_bad_seq == seq
