@@ -16,14 +16,6 @@ def _findings(*bundles: str, extra: tuple[str, ...] = ()) -> list[dict[str, obje
     return json.loads(result.stdout)
 
 
-def test_demo_runs_and_reports_the_three_stories() -> None:
-    result = run_cli("demo")
-    assert result.returncode == 0, result.stderr
-    assert "core.fairness/approval-parity [age:18-25]" in result.stdout
-    assert "core.regional/regional-recall-floor [region:asia]" in result.stdout
-    assert "core.performance/recall-floor" in result.stdout
-
-
 def test_fraud_recall_warns_then_breaches_from_the_month_it_crosses_the_floor() -> None:
     bundles = sorted(str(p) for p in EVIDENCE.glob("fraud-detector-*.json"))
     findings = _findings(*bundles)

@@ -8,7 +8,8 @@ the database nor the rest of Charter:
     python verify.py EXPORT_DIR [--checkpoint NOTE_FILE]...
 
 Charter's own ``charter verify`` runs the same code over the database. Checks, streamed in constant
-memory: every body is canonical JSON (RFC 8785) of the right log; sequence numbers are dense from 0;
+memory: every body is canonical JSON (RFC 8785; ``rfc8785`` is the reference, with a faster
+standard-library path where it provably gives the same bytes) of the right log; sequence numbers are dense from 0;
 each body names the previous record hash; each record hash is SHA-256(0x00 || body) and carries the
 log's receipt signature; bundles are signed by a key registered to the system's owner and valid at
 that sequence number (keys are added and revoked by ledger entries); receipt times never go back;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -40,6 +42,42 @@ RECEIPT_CONTEXT = b"charter-receipt/v1\n"
 _DASH = "\u2014"
 
 
+_MAX_SAFE_INT = 2**53 - 1
+
+
+def _in_fast_profile(value: Any) -> bool:
+    """Whether the standard library's sorted, compact JSON is byte-identical to RFC 8785 for `value`.
+
+    That holds for null, booleans, strings, integers within +-(2^53 - 1), non-integral floats with
+    1e-4 <= |x| < 1e15 (where Python's shortest repr and ECMAScript's number-to-string agree), and
+    objects whose keys are below U+D800 (so code-point order equals UTF-16 order). Anything else
+    takes the reference implementation. A property test holds the two paths to equality.
+    """
+    if value is None or isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+    if isinstance(value, float):
+        return not value.is_integer() and 1e-4 <= abs(value) < 1e15
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and (k.isascii() or max(k) < "\ud800") and _in_fast_profile(v)
+                   for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_in_fast_profile(v) for v in value)
+    return False
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical JSON: a fast standard-library path inside its proven profile, else ``rfc8785``."""
+    if _in_fast_profile(value):
+        try:
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: let the reference implementation reject it
+    return rfc8785.dumps(value)
+
+
 def leaf_hash(body: bytes) -> bytes:
     """SHA-256(0x00 || body)."""
     return hashlib.sha256(b"\x00" + body).digest()
@@ -52,14 +90,19 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 def receipt_message(origin: str, seq: int, record_hash: bytes) -> bytes:
     """What the log signs for an entry: canonical ``{origin, seq, record_hash}``."""
-    return rfc8785.dumps({"log": origin, "record_hash": record_hash.hex(), "seq": seq})
+    return canonical_json({"log": origin, "record_hash": record_hash.hex(), "seq": seq})
+
+
+@functools.lru_cache(maxsize=256)
+def _public_key(public: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public)
 
 
 def verify_signature(public: bytes, context: bytes, message: bytes, signature_b64: str) -> bool:
     """Whether `signature_b64` is a valid Ed25519 signature by `public` over ``context || message``."""
     try:
         signature = base64.b64decode(signature_b64, validate=True)
-        Ed25519PublicKey.from_public_bytes(public).verify(signature, context + message)
+        _public_key(public).verify(signature, context + message)
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -335,7 +378,7 @@ class Verifier:
             self._stop(entry.seq, "malformed_body", str(exc))
             return
         try:
-            canonical = rfc8785.dumps(body)
+            canonical = canonical_json(body)
         except Exception as exc:  # rfc8785 raises its own errors for values outside JSON's domain
             self._stop(entry.seq, "malformed_body", f"cannot be canonicalized: {exc}")
             return
@@ -409,7 +452,7 @@ class Verifier:
         owner = self._owners.get(str(payload.get("system_id")))
         if owner != key.principal:
             self._problem(seq, "wrong_owner", f"signed by {key.principal!r}, but the system's owner is {owner!r}")
-        if self.check_signatures and not verify_signature(key.public, BUNDLE_CONTEXT, rfc8785.dumps(payload),
+        if self.check_signatures and not verify_signature(key.public, BUNDLE_CONTEXT, canonical_json(payload),
                                                           str(body.get("sig"))):
             self._problem(seq, "bad_signature", "the submitter's signature does not match the bundle")
 

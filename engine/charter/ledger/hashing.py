@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import rfc8785
-
-from .auditor import BUNDLE_CONTEXT, RECEIPT_CONTEXT, ZERO_HASH, leaf_hash, node_hash, receipt_message
+from .auditor import BUNDLE_CONTEXT, RECEIPT_CONTEXT, ZERO_HASH, canonical_json, leaf_hash, node_hash, receipt_message
 
 __all__ = ["BUNDLE_CONTEXT", "RECEIPT_CONTEXT", "ZERO_HASH", "canonical", "leaf_hash", "node_hash",
            "receipt_message", "sha256_hex"]
@@ -21,7 +19,7 @@ __all__ = ["BUNDLE_CONTEXT", "RECEIPT_CONTEXT", "ZERO_HASH", "canonical", "leaf_
 
 def canonical(value: Any) -> bytes:
     """RFC 8785 canonical JSON bytes of a JSON-like value."""
-    return rfc8785.dumps(value)
+    return canonical_json(value)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -76,7 +76,7 @@ def _delete_and_rehash(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _insert_replayed_and_rehash(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     replayed = {**rows[TARGET], "submission_id": "replayed"}
-    return rechain(rows[: TARGET + 1] + [replayed] + rows[TARGET + 1:], TARGET + 1)
+    return rechain([*rows[:TARGET + 1], replayed, *rows[TARGET + 1:]], TARGET + 1)
 
 
 def _swap(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,73 @@
+"""The ledger commands end to end, in a fresh working directory, as an operator would run them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import REPO, run_cli
+
+EVIDENCE = REPO / "evidence"
+
+
+def test_operator_flow(tmp_path: Path) -> None:
+    def cli(*args: str) -> tuple[int, str, str]:
+        result = run_cli(*args, cwd=tmp_path)
+        assert "Traceback" not in result.stderr
+        return result.returncode, result.stdout, result.stderr
+
+    assert cli("verify")[0] == 2  # no ledger yet: bad input, not a crash
+    code, out, _ = cli("ledger", "init", "--origin", "acme.example/charter")
+    assert code == 0 and "ready" in out
+    assert (tmp_path / ".charter" / "ledger.key").stat().st_mode & 0o777 == 0o600
+    assert cli("keys", "generate", "tom.berger")[0] == 0
+    assert cli("keys", "generate", "tom.berger")[0] == 2  # never overwrite a key
+    assert cli("keys", "generate", "maria.keller")[0] == 0
+    assert cli("keys", "register", ".charter/keys/tom.berger.pub", ".charter/keys/maria.keller.pub")[0] == 0
+    assert cli("systems", "register", str(EVIDENCE / "systems.yaml"))[0] == 0
+    code, out, _ = cli("systems", "list", "--format", "json")
+    assert {s["id"] for s in json.loads(out)} == {"fraud-detector", "claims-approval", "turbine-maintenance"}
+
+    claims = str(EVIDENCE / "claims-approval-2026-05.json")
+    code, _, err = cli("submit", claims, "--key", ".charter/keys/maria.keller.key")
+    assert code == 2 and "wrong_owner" in err
+    code, _, err = cli("submit", claims)
+    assert code == 2 and "unsigned_bundle" in err
+    code, out, _ = cli("submit", claims, "--key", ".charter/keys/tom.berger.key", "--format", "json")
+    assert code == 1  # the fairness breach
+    receipt = json.loads(out)[0]["receipt"]
+    code, out, _ = cli("submit", claims, "--key", ".charter/keys/tom.berger.key", "--format", "json")
+    assert json.loads(out)[0]["receipt"] == receipt and json.loads(out)[0]["duplicate"]
+
+    assert cli("replay", str(receipt["seq"]))[0] == 0
+    code, out, _ = cli("ledger", "checkpoint")
+    assert code == 0 and out.startswith("acme.example/charter\n")
+    code, out, _ = cli("ledger", "prove", str(receipt["seq"]))
+    assert json.loads(out)["leaf_index"] == receipt["seq"]
+    code, out, _ = cli("ledger", "show", str(receipt["seq"]))
+    assert json.loads(out)["body"]["type"] == "bundle"
+    code, out, _ = cli("verify")
+    assert code == 0 and "OK:" in out and "anchored by checkpoint" in out
+    assert cli("ledger", "export", "audit")[0] == 0
+    assert (tmp_path / "audit" / "verify.py").is_file()
+
+    key_id = next(line for line in cli("keys", "list")[1].splitlines() if "tom.berger" in line).split()[1]
+    assert cli("keys", "revoke", key_id, "--reason", "rotation")[0] == 0
+    other = json.loads(Path(claims).read_text())
+    other["window_start"], other["window_end"] = "2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z"
+    other["measured_at"] = "2026-07-02T00:00:00Z"
+    (tmp_path / "june.json").write_text(json.dumps(other))
+    code, _, err = cli("submit", "june.json", "--key", ".charter/keys/tom.berger.key")
+    assert code == 2 and "revoked_key" in err
+
+
+def test_demo_runs_the_loop_on_a_fresh_ledger_and_verifies(tmp_path: Path) -> None:
+    for _ in range(2):  # a second run starts from scratch again
+        result = run_cli("demo", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert "verify: OK:" in result.stdout
+    assert "core.fairness/approval-parity [age:18-25]" in result.stdout
+    assert "core.regional/regional-recall-floor [region:asia]" in result.stdout
+    verify = run_cli("verify", "--db", "sqlite:///.charter/demo/ledger.db", "--ledger-key", ".charter/demo/ledger.key",
+                     cwd=tmp_path)
+    assert verify.returncode == 0 and "OK:" in verify.stdout
