@@ -21,7 +21,7 @@ from .errors import CharterError
 from .evaluate import Finding, evaluate_bundle
 from .kpis import KpiCatalog
 from .ledger.hashing import BUNDLE_CONTEXT, canonical
-from .ledger.keys import SigningKey, key_id_of, verify_signature
+from .ledger.keys import SigningKey, check_principal, key_id_of, verify_signature
 from .ledger.store import Entry, Ledger, NewEntry
 from .policy.compiler import CompiledPolicy, PolicyCompiler
 from .registry import AISystem, SystemRegistry
@@ -70,6 +70,7 @@ def key_records(ledger: Ledger, before: int | None = None) -> dict[str, KeyRecor
 
 def register_key(ledger: Ledger, principal: str, public: bytes) -> Entry:
     """Register a submitter's public key for `principal` (idempotent)."""
+    check_principal(principal)
     if len(public) != 32:
         raise CharterError.single("key_file", "an Ed25519 public key has 32 bytes")
     key_id = key_id_of(public)
@@ -79,6 +80,10 @@ def register_key(ledger: Ledger, principal: str, public: bytes) -> Entry:
         if existing.payload["principal"] != principal:
             raise CharterError.single("key_registered", f"key {key_id} is already registered to "
                                       f"{existing.payload['principal']!r}")
+        record = key_records(ledger).get(key_id)
+        if record is not None and record.revoked_seq is not None:
+            raise CharterError.single("key_revoked", f"key {key_id} was revoked at seq {record.revoked_seq} and "
+                                      "cannot be registered again; generate a new key")
         return existing
     payload = {"key_id": key_id, "principal": principal, "public_key": base64.b64encode(public).decode()}
     return ledger.append([NewEntry(KEY_ADDED, payload, submission_id, subject=principal)])[0]
@@ -220,6 +225,9 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
     outcome: dict[str, Any] = {}
 
     def build(next_seq: int) -> list[NewEntry]:
+        if ledger.by_submission(submission_id) is not None:
+            outcome["duplicate"] = True  # an identical submission landed while we waited for the lock
+            return []
         system = registry_in_ledger(ledger).require(bundle.system_id, file=file)
         _check_signer(ledger, bundle, system, message, next_seq, file)
         history = [EvidenceBundle.from_data(e.payload, catalog)
@@ -255,6 +263,10 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
         return entries
 
     appended = ledger.append(build)
+    if outcome.get("duplicate"):
+        duplicate = ledger.by_submission(submission_id)
+        assert duplicate is not None
+        return _existing_result(ledger, duplicate)
     bundle_entry = next(e for e in appended if e.type == BUNDLE)
     return SubmitResult(Receipt.of(ledger, bundle_entry), bundle_entry, outcome["findings"],
                         [e for e in appended if e.type == FINDING])

@@ -48,6 +48,7 @@ keys_app = typer.Typer(help="Submitter keys: generate, register, revoke, list.",
 systems_app = typer.Typer(help="The registry of AI systems, kept in the ledger.", no_args_is_help=True)
 
 DEFAULT_KEY = Path(".charter/ledger.key")
+MAX_SEQ = 2**63 - 1
 DbOption = Annotated[str | None, typer.Option("--db", envvar="CHARTER_DATABASE_URL",
                                               help="Database URL (default: sqlite .charter/ledger.db).")]
 KeyOption = Annotated[Path, typer.Option("--ledger-key", envvar="CHARTER_LEDGER_KEY",
@@ -203,7 +204,7 @@ def submit(
 
 
 def replay_command(
-    seq: Annotated[int, typer.Argument(help="Seq of a bundle entry.")],
+    seq: Annotated[int, typer.Argument(help="Seq of a bundle entry.", min=0, max=MAX_SEQ)],
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
     policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs and controls.")] = None,
 ) -> None:
@@ -237,6 +238,8 @@ def verify(
             notes.append(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise CharterError.single("file_not_found", exc.strerror or "cannot read", file=str(path)) from exc
+        except UnicodeDecodeError as exc:
+            raise CharterError.single("checkpoint_file", "not a text checkpoint note", file=str(path)) from exc
     total = ledger.size()
     with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
@@ -258,8 +261,9 @@ def ledger_checkpoint(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY) 
 
 @ledger_app.command("prove")
 def ledger_prove(
-    seq: Annotated[int, typer.Argument(help="The entry to prove.")],
-    size: Annotated[int | None, typer.Option(help="Against the checkpoint of this size (default: newest).")]
+    seq: Annotated[int, typer.Argument(help="The entry to prove.", min=0, max=MAX_SEQ)],
+    size: Annotated[int | None, typer.Option(help="Against the checkpoint of this size (default: newest).",
+                                             min=1, max=MAX_SEQ)]
     = None,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
@@ -270,7 +274,8 @@ def ledger_prove(
 
 @ledger_app.command("consistency")
 def ledger_consistency(
-    old_size: Annotated[int, typer.Argument()], new_size: Annotated[int, typer.Argument()],
+    old_size: Annotated[int, typer.Argument(min=1, max=MAX_SEQ)],
+    new_size: Annotated[int, typer.Argument(min=1, max=MAX_SEQ)],
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Print a consistency proof (RFC 9162) between two signed checkpoints."""
@@ -279,7 +284,7 @@ def ledger_consistency(
 
 
 @ledger_app.command("show")
-def ledger_show(seq: Annotated[int, typer.Argument()], db: DbOption = None,
+def ledger_show(seq: Annotated[int, typer.Argument(min=0, max=MAX_SEQ)], db: DbOption = None,
                 ledger_key: KeyOption = DEFAULT_KEY) -> None:
     """Print one entry: its body, record hash and receipt."""
     entry = open_ledger(db, ledger_key, writable=False).entry(seq)

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ _DASH = "\u2014"
 
 
 _MAX_SAFE_INT = 2**53 - 1
+_RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def _in_fast_profile(value: Any) -> bool:
@@ -173,7 +175,7 @@ def open_checkpoint(note: str, origin: str, public: bytes) -> Checkpoint:
     note_origin, size_text, root_text = lines
     if note_origin != origin:
         raise NoteError(f"origin {note_origin!r} is not the pinned origin {origin!r}")
-    if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+    if not (size_text.isascii() and size_text.isdigit()) or (size_text != "0" and size_text.startswith("0")):
         raise NoteError(f"size {size_text!r} is not a decimal number")
     try:
         root = base64.b64decode(root_text, validate=True)
@@ -229,9 +231,16 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
-    """Strictly parse an entry body (UTF-8 JSON object, no duplicate keys, finite numbers)."""
-    value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                       parse_constant=_reject_constant, parse_float=_finite)
+    """Strictly parse an entry body (UTF-8 JSON object, no duplicate keys, finite numbers).
+
+    Raises:
+        ValueError: for anything that is not such an object, including nesting too deep to parse.
+    """
+    try:
+        value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                           parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
     if not isinstance(value, dict):
         raise ValueError("a body is a JSON object")
     return value
@@ -343,6 +352,9 @@ class Verifier:
                 self._problem(None, "equivocation", f"two validly signed checkpoints of size {checkpoint.size} "
                               "with different roots: the log showed different histories")
             self._checkpoints[checkpoint.size] = checkpoint
+        empty = self._checkpoints.pop(0, None)
+        if empty is not None and empty.root != EMPTY_ROOT:
+            self._problem(None, "checkpoint_mismatch", "a signed checkpoint of the empty log has a non-empty root")
         self._pending = sorted(self._checkpoints)
         self._range = CompactRange()
         self._prev = ZERO_HASH
@@ -388,14 +400,20 @@ class Verifier:
         if body.get("log") != self.origin:
             self._stop(entry.seq, "wrong_origin", f"entry of log {body.get('log')!r}")
             return
-        if body.get("seq") != entry.seq:
+        if type(body.get("seq")) is not int or body["seq"] != entry.seq:
             self._stop(entry.seq, "seq_mismatch", f"body says seq {body.get('seq')!r}")
+            return
+        if body.get("v") != 1 or not isinstance(body.get("type"), str) or not isinstance(
+                body.get("submission_id"), str):
+            self._stop(entry.seq, "malformed_body", "missing or mistyped v, type or submission_id")
             return
         if body.get("prev") != self._prev.hex():
             self._stop(entry.seq, "chain_broken", "the body does not name the previous record hash")
             return
         received = body.get("received_at")
-        if not isinstance(received, str) or received < self._last_received:
+        if not isinstance(received, str) or not _RFC3339_MS.fullmatch(received):
+            self._problem(entry.seq, "malformed_body", f"received_at {received!r} is not an RFC 3339 UTC time")
+        elif received < self._last_received:
             self._problem(entry.seq, "time_went_back", f"received_at {received!r} is before {self._last_received!r}")
         else:
             self._last_received = received
@@ -492,14 +510,27 @@ def read_export(directory: Path) -> tuple[dict[str, Any], Iterator[StoredEntry],
     """Trust root, entries and checkpoint notes of an export written by ``charter ledger export``."""
     trust = json.loads((directory / "trust_root.json").read_text(encoding="utf-8"))
 
+    if not isinstance(trust, dict):
+        raise ValueError("trust_root.json is not an object")
+
     def entries() -> Iterator[StoredEntry]:
         with (directory / "entries.jsonl").open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
                     row = json.loads(line)
-                    yield StoredEntry(int(row["seq"]), base64.b64decode(row["body"]), str(row["receipt"]))
+                    yield StoredEntry(int(row["seq"]), base64.b64decode(row["body"], validate=True),
+                                      str(row["receipt"]))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"entries.jsonl line {number} is malformed: {exc!r}") from exc
 
-    notes = [p.read_text(encoding="utf-8") for p in sorted((directory / "checkpoints").glob("*.note"))]
+    notes = []
+    for path in sorted((directory / "checkpoints").glob("*.note")):
+        try:
+            notes.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            notes.append(f"unreadable note {path.name}\n")  # reported as checkpoint_invalid
     return trust, entries(), notes
 
 
@@ -510,13 +541,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
                         help="a checkpoint note you hold yourself (may be repeated)")
     parser.add_argument("--no-signatures", action="store_true", help="skip signature checks (faster)")
+    parser.add_argument("--log-key", help="the log's public key (base64) as you obtained it out of band; "
+                        "without it the export's own trust_root.json is trusted")
+    parser.add_argument("--origin", help="the log's origin as you know it; default: the export's")
     args = parser.parse_args(argv)
     try:
         trust, entries, notes = read_export(args.export_dir)
         notes += [p.read_text(encoding="utf-8") for p in args.checkpoint]
-        public = base64.b64decode(trust["log_public_key"], validate=True)
-        report = verify_entries(entries, trust["origin"], public, notes, not args.no_signatures)
-    except (OSError, ValueError, KeyError) as exc:
+        exported_key = base64.b64decode(str(trust["log_public_key"]), validate=True)
+        public = base64.b64decode(args.log_key, validate=True) if args.log_key else exported_key
+        origin = args.origin or str(trust["origin"])
+        if public != exported_key or origin != trust["origin"]:
+            print("warning: the export's trust_root.json names another key or origin than the one you pinned",
+                  file=sys.stderr)
+        print(f"pinned log key ed25519:{hashlib.sha256(public).hexdigest()} "
+              f"({'given' if args.log_key else 'from the export: compare it with your own copy'}), origin {origin}")
+        report = verify_entries(entries, origin, public, notes, not args.no_signatures)
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         print(f"error: cannot read the export: {exc}", file=sys.stderr)
         return 2
     for problem in report.problems:

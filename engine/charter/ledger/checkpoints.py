@@ -13,6 +13,8 @@ from typing import Any
 
 from ..errors import CharterError
 from . import merkle
+from .hashing import RECEIPT_CONTEXT, leaf_hash, receipt_message
+from .keys import verify_signature
 from .notes import Checkpoint, open_checkpoint, sign_checkpoint
 from .store import Ledger
 
@@ -28,34 +30,63 @@ def latest_checkpoint(ledger: Ledger) -> tuple[int, bytes, str] | None:
 
 
 def make_checkpoint(ledger: Ledger, size: int | None = None) -> Checkpoint:
-    """Sign and store a checkpoint of the first `size` entries (default: all).
+    """Sign and store a checkpoint of the first `size` entries (default: all), under the append lock.
+
+    Before signing, the entries since the last checkpoint must carry the log's own receipts and
+    chain onto it, and the last checkpoint's tree must be a prefix of the new one: the log never
+    signs history that it did not write. Signing a size that is already signed returns that note.
 
     Raises:
-        CharterError: no log key, a size beyond the ledger or below the last checkpoint, or a
-            stored tree that is not consistent with the last checkpoint (history was rewritten).
+        CharterError: no log key, a size beyond the ledger or below the last checkpoint, or entries
+            that do not verify (history was rewritten).
     """
-    if ledger.log_key is None:
+    key = ledger.log_key
+    if key is None:
         raise CharterError.single("log_key_required", "signing a checkpoint needs the ledger's key")
-    current = ledger.size()
-    size = current if size is None else size
-    if not 0 < size <= current:
-        raise CharterError.single("checkpoint_size", f"cannot checkpoint {size} entries of a ledger of {current}")
-    previous = latest_checkpoint(ledger)
-    if previous is not None and size < previous[0]:
-        raise CharterError.single("checkpoint_size", f"a checkpoint of {previous[0]} entries exists; never sign a "
-                                  "smaller tree")
-    leaves = ledger.leaf_hashes(size)
-    root = merkle.root(leaves)
-    if previous is not None:
-        old_size, old_root, old_note = previous
-        if merkle.root(leaves[:old_size]) != old_root:
-            raise CharterError.single("inconsistent_history", f"the first {old_size} entries no longer have the "
-                                      "root of the signed checkpoint; refusing to sign")
-        if old_size == size:
-            return open_checkpoint(old_note, ledger.origin, ledger.log_key.public)
-    note = sign_checkpoint(ledger.origin, size, root, ledger.log_key)
-    ledger.store_checkpoint(size, root, note)
+    with ledger.locked() as connection:
+        current, _, _ = ledger.snapshot_head(connection)
+        size = current if size is None else size
+        if not 0 < size <= current:
+            raise CharterError.single("checkpoint_size", f"cannot checkpoint {size} entries of a ledger of {current}")
+        stored = ledger.snapshot_checkpoints(connection)
+        previous = stored[-1] if stored else None
+        same = next((c for c in stored if c[0] == size), None)
+        if same is not None:
+            return open_checkpoint(same[2], ledger.origin, key.public)
+        if previous is not None and size < previous[0]:
+            raise CharterError.single("checkpoint_size", f"a checkpoint of {previous[0]} entries exists; never "
+                                      "sign a smaller tree")
+        old_size = previous[0] if previous else 0
+        leaves: list[bytes] = []
+        prev = b""
+        for entry in ledger.snapshot_entries(connection):
+            if entry.seq >= size:
+                break
+            if entry.seq != len(leaves):
+                raise _refuse(f"entry {len(leaves)} is missing")
+            if entry.seq >= old_size and not _own_entry(ledger, entry, prev):
+                raise _refuse(f"entry {entry.seq} does not carry the log's receipt or does not chain on")
+            leaves.append(entry.record_hash)
+            prev = entry.record_hash
+        if len(leaves) != size:
+            raise _refuse(f"only {len(leaves)} of {size} entries exist")
+        if previous is not None and merkle.root(leaves[:old_size]) != previous[1]:
+            raise _refuse(f"the first {old_size} entries no longer have the root of the signed checkpoint")
+        root = merkle.root(leaves)
+        note = sign_checkpoint(ledger.origin, size, root, key)
+        ledger.store_checkpoint(connection, size, root, note)
     return Checkpoint(ledger.origin, size, root, note)
+
+
+def _refuse(reason: str) -> CharterError:
+    return CharterError.single("inconsistent_history", f"refusing to sign a checkpoint: {reason}")
+
+
+def _own_entry(ledger: Ledger, entry: Any, prev: bytes) -> bool:
+    assert ledger.log_key is not None
+    return (leaf_hash(entry.body) == entry.record_hash and (not prev or entry.prev_hash == prev)
+            and verify_signature(ledger.log_key.public, RECEIPT_CONTEXT,
+                                 receipt_message(ledger.origin, entry.seq, entry.record_hash), entry.receipt))
 
 
 def checkpoint_due(ledger: Ledger, every: int) -> bool:

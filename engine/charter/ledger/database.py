@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from ..errors import CharterError
@@ -47,7 +47,11 @@ def make_engine(url: str) -> Engine:
         raise CharterError.single("database_url", f"not a database URL: {url!r}") from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CharterError.single("database_unavailable", f"cannot create the ledger's directory: "
+                                          f"{exc.strerror}", file=parsed.database) from exc
         engine = create_engine(parsed, connect_args={"timeout": 30}, poolclass=NullPool)
         _configure_sqlite(engine)
         return engine
@@ -109,7 +113,7 @@ def ensure_schema(engine: Engine, *, create: bool) -> None:
     try:
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
-    except OperationalError as exc:
+    except DBAPIError as exc:
         raise CharterError.single("database_unavailable", f"cannot open the ledger database: {exc.orig}") from exc
     known = {revision.revision for revision in script.walk_revisions()}
     if current is not None and current not in known:

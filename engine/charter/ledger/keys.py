@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,34 @@ from ..errors import CharterError
 from .auditor import verify_signature
 
 __all__ = ["SigningKey", "key_id_of", "load_public_key_file", "raw_public", "verify_signature"]
+
+
+_PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}")
+_ORIGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}")
+
+
+def check_principal(principal: str) -> str:
+    """`principal` if it is a usable name (letters, digits, ``._@+-``; no spaces or slashes).
+
+    Raises:
+        CharterError: ``bad_principal`` otherwise.
+    """
+    if not _PRINCIPAL.fullmatch(principal):
+        raise CharterError.single("bad_principal", f"principal {principal!r} must be 1-200 letters, digits or "
+                                  "._@+- (no spaces, no slashes)")
+    return principal
+
+
+def check_origin(origin: str) -> str:
+    """`origin` if it is a usable log name (like ``acme.example/charter``: no spaces or control characters).
+
+    Raises:
+        CharterError: ``bad_origin`` otherwise.
+    """
+    if not _ORIGIN.fullmatch(origin):
+        raise CharterError.single("bad_origin", f"origin {origin!r} must be 1-200 letters, digits or ._:/@+- "
+                                  "(no spaces)")
+    return origin
 
 
 def key_id_of(public: bytes) -> str:
@@ -54,7 +83,9 @@ class SigningKey:
 
     @classmethod
     def generate(cls, principal: str) -> SigningKey:
-        """A fresh key for `principal`."""
+        """A fresh key for `principal` (a principal name or a log origin)."""
+        if not (_PRINCIPAL.fullmatch(principal) or _ORIGIN.fullmatch(principal)):
+            check_principal(principal)
         return cls(principal, Ed25519PrivateKey.generate())
 
     def save(self, path: Path) -> Path:
@@ -107,7 +138,7 @@ def load_public_key_file(path: Path) -> tuple[str, bytes]:
     try:
         principal, encoded = path.read_text(encoding="utf-8").split()
         public = base64.b64decode(encoded, validate=True)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise CharterError.single("key_file", "expected 'PRINCIPAL BASE64-PUBLIC-KEY'", file=str(path)) from exc
     if len(public) != 32:
         raise CharterError.single("key_file", f"public key is {len(public)} bytes, expected 32", file=str(path))

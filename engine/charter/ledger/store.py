@@ -11,17 +11,18 @@ from __future__ import annotations
 import base64
 import datetime
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import CharterError
 from .auditor import StoredEntry
 from .database import ensure_schema, make_engine, write_transaction
 from .hashing import RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, receipt_message
-from .keys import SigningKey
+from .keys import SigningKey, check_origin
 from .schema import checkpoint, ledger_entry, ledger_head, ledger_meta
 
 Clock = Callable[[], datetime.datetime]
@@ -58,6 +59,7 @@ class Entry:
     """An appended entry."""
 
     seq: int
+    prev_hash: bytes
     record_hash: bytes
     body: bytes
     type: str
@@ -86,7 +88,8 @@ class Entry:
 
 
 def _row_to_entry(row: Any) -> Entry:
-    return Entry(row.seq, bytes(row.record_hash), bytes(row.body), row.entry_type, row.submission_id, row.subject,
+    return Entry(row.seq, bytes(row.prev_hash), bytes(row.record_hash), bytes(row.body), row.entry_type,
+                 row.submission_id, row.subject,
                  row.key_id, row.received_at, row.receipt)
 
 
@@ -117,6 +120,8 @@ class Ledger:
             CharterError: a missing ledger, a newer schema, a log key that is not this ledger's,
                 or an origin that differs from the stored one.
         """
+        if origin is not None:
+            check_origin(origin)
         engine = make_engine(url)
         ensure_schema(engine, create=create)
         with write_transaction(engine) as connection:
@@ -177,6 +182,8 @@ class Ledger:
                     body_value: dict[str, Any] = {"v": 1, "log": self.origin, "seq": seq, "prev": prev.hex(),
                                                   "type": new.type, "received_at": received,
                                                   "submission_id": new.submission_id, "payload": payload}
+                    if new.subject is not None:
+                        body_value["subject"] = new.subject
                     if new.key_id is not None:
                         body_value["key_id"] = new.key_id
                     if new.signature is not None:
@@ -188,18 +195,24 @@ class Ledger:
                                  "entry_type": new.type, "submission_id": new.submission_id,
                                  "subject": new.subject, "key_id": new.key_id, "received_at": received,
                                  "receipt": receipt})
-                    appended.append(Entry(seq, record_hash, body, new.type, new.submission_id, new.subject,
+                    appended.append(Entry(seq, prev, record_hash, body, new.type, new.submission_id, new.subject,
                                           new.key_id, received, receipt))
                     prev, seq = record_hash, seq + 1
                 connection.execute(insert(ledger_entry), rows)
                 connection.execute(update(ledger_head).where(ledger_head.c.id == 1).values(
                     size=seq, head_hash=prev, last_received_at=received))
         except IntegrityError as exc:
-            raise CharterError.single("duplicate_submission", "an entry with this submission id is already in "
-                                      f"the ledger ({exc.orig})") from exc
+            raise CharterError.single("append_conflict", "the append collided with an existing entry (a submission "
+                                      f"id already in the ledger, or a forked write): {exc.orig}") from exc
         return appended
 
     # -- reading -------------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, bytes, str]:
+        """The head row: (size, record hash of the last entry, its received_at)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(ledger_head).where(ledger_head.c.id == 1)).one()
+        return int(row.size), bytes(row.head_hash), str(row.last_received_at)
 
     def size(self) -> int:
         """The number of entries (the head's size)."""
@@ -239,6 +252,35 @@ class Ledger:
                 yield _row_to_entry(row)
             position = rows[-1].seq + 1
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction that sees one consistent state of the ledger for as long as it is open."""
+        options: dict[str, Any] = {"stream_results": True}
+        if self.engine.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+            yield connection
+
+    @staticmethod
+    def snapshot_head(connection: Connection) -> tuple[int, bytes, str]:
+        """The head row as seen by a snapshot."""
+        row = connection.execute(select(ledger_head).where(ledger_head.c.id == 1)).one()
+        return int(row.size), bytes(row.head_hash), str(row.last_received_at)
+
+    @staticmethod
+    def snapshot_entries(connection: Connection) -> Iterator[Entry]:
+        """Every entry row of a snapshot in seq order, streamed in batches."""
+        result = connection.execute(select(ledger_entry).order_by(ledger_entry.c.seq))
+        for partition in result.partitions(1000):
+            for row in partition:
+                yield _row_to_entry(row)
+
+    @staticmethod
+    def snapshot_checkpoints(connection: Connection) -> list[tuple[int, bytes, str]]:
+        """The checkpoints of a snapshot."""
+        rows = connection.execute(select(checkpoint).order_by(checkpoint.c.size)).all()
+        return [(row.size, bytes(row.root_hash), row.note) for row in rows]
+
     def leaf_hashes(self, size: int) -> list[bytes]:
         """The record hashes of the first `size` entries (32 bytes each)."""
         hashes: list[bytes] = []
@@ -261,8 +303,14 @@ class Ledger:
             rows = connection.execute(select(checkpoint).order_by(checkpoint.c.size)).all()
         return [(row.size, bytes(row.root_hash), row.note) for row in rows]
 
-    def store_checkpoint(self, size: int, root: bytes, note: str) -> None:
-        """Record a signed checkpoint (one per size)."""
+    @contextmanager
+    def locked(self) -> Iterator[Connection]:
+        """A write transaction holding the head lock: no entry can be appended while it is open."""
         with write_transaction(self.engine) as connection:
-            connection.execute(insert(checkpoint).values(size=size, root_hash=root, note=note,
-                                                         issued_at=format_time(self.clock())))
+            connection.execute(select(ledger_head).where(ledger_head.c.id == 1).with_for_update()).one()
+            yield connection
+
+    def store_checkpoint(self, connection: Connection, size: int, root: bytes, note: str) -> None:
+        """Record a signed checkpoint (one per size) on a `locked` connection."""
+        connection.execute(insert(checkpoint).values(size=size, root_hash=root, note=note,
+                                                     issued_at=format_time(self.clock())))

@@ -2,16 +2,23 @@
 
 The entry checks are those of `charter.ledger.auditor` (the same code the offline export ships), so
 the database and an export are judged alike. On top, this compares each row's columns with its body
-and the head row with the entries.
+and the head row with the last entry. Everything is read in one snapshot, so appends that commit
+while verification runs neither disturb nor confuse it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from .auditor import Problem, Report, Verifier
-from .store import Ledger
+from .auditor import Problem, Report, Verifier, parse_body
+from .store import Entry, Ledger
+
+
+def _column_mismatches(entry: Entry, body: dict[str, Any]) -> list[str]:
+    expected = {"type": entry.type, "submission_id": entry.submission_id, "subject": entry.subject,
+                "key_id": entry.key_id, "received_at": entry.received_at}
+    return [name for name, value in expected.items() if body.get(name) != value]
 
 
 def verify_ledger(ledger: Ledger, log_public_key: bytes, extra_notes: Iterable[str] = (),
@@ -25,19 +32,32 @@ def verify_ledger(ledger: Ledger, log_public_key: bytes, extra_notes: Iterable[s
         check_signatures: check receipts and bundle signatures too.
         progress: called with the number of entries read so far, every few hundred entries.
     """
-    notes = [note for _, _, note in ledger.checkpoints()] + list(extra_notes)
-    verifier = Verifier(ledger.origin, log_public_key, notes, check_signatures)
-    for count, entry in enumerate(ledger.entries(), start=1):
-        verifier.feed(entry.stored())
-        try:
-            body = json.loads(entry.body)
-        except ValueError:
-            body = {}  # the verifier has reported the malformed body
-        if isinstance(body, dict) and (body.get("type") != entry.type or body.get("submission_id")
-                                       != entry.submission_id):
-            verifier.report.problems.append(
-                Problem(entry.seq, "column_mismatch", "the row's type or submission id differs from its body"))
-        if progress is not None and count % 500 == 0:
-            progress(count)
-    return verifier.finish(claimed_size=ledger.size())
-
+    with ledger.snapshot() as connection:
+        size, head_hash, last_received = ledger.snapshot_head(connection)
+        notes = [note for _, _, note in ledger.snapshot_checkpoints(connection)] + list(extra_notes)
+        verifier = Verifier(ledger.origin, log_public_key, notes, check_signatures)
+        last: tuple[Entry, dict[str, Any]] | None = None
+        for count, entry in enumerate(ledger.snapshot_entries(connection), start=1):
+            verifier.feed(entry.stored())
+            try:
+                body = parse_body(entry.body)
+            except (ValueError, UnicodeDecodeError):
+                body = {}  # the verifier has reported the malformed body
+            if body:
+                if entry.prev_hash.hex() != body.get("prev"):
+                    verifier.report.problems.append(Problem(entry.seq, "column_mismatch",
+                                                            "the row's prev_hash differs from its body"))
+                mismatched = _column_mismatches(entry, body)
+                if mismatched:
+                    verifier.report.problems.append(Problem(
+                        entry.seq, "column_mismatch", f"the row's {', '.join(mismatched)} differ from its body"))
+            last = (entry, body)
+            if progress is not None and count % 500 == 0:
+                progress(count)
+        report = verifier.finish(claimed_size=size)
+    if last is not None and last[0].seq == size - 1:
+        entry, body = last
+        if head_hash != entry.record_hash or last_received != body.get("received_at"):
+            report.problems.append(Problem(entry.seq, "head_mismatch", "the head row's hash or time is not the "
+                                           "last entry's"))
+    return report

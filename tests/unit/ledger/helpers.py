@@ -72,11 +72,12 @@ def populate(url: str, bundles: int = 6) -> Populated:
 def drop_guards(engine: Engine) -> None:
     """Remove the append-only triggers, as someone with DDL rights can."""
     with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_entry_append_only ON ledger_entry")
-        else:
-            connection.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_entry_no_update")
-            connection.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_entry_no_delete")
+        for table in ("ledger_entry", "checkpoint"):
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+            else:
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_update")
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_delete")
 
 
 def read_rows(engine: Engine) -> list[dict[str, Any]]:
@@ -92,7 +93,8 @@ def write_rows(engine: Engine, rows: list[dict[str, Any]], head_size: int | None
             connection.execute(insert(ledger_entry), rows)
         size = len(rows) if head_size is None else head_size
         head_hash = bytes(rows[size - 1]["record_hash"]) if size else bytes(32)
-        connection.execute(update(ledger_head).values(size=size, head_hash=head_hash))
+        received = json.loads(rows[size - 1]["body"])["received_at"] if size else ""
+        connection.execute(update(ledger_head).values(size=size, head_hash=head_hash, last_received_at=received))
 
 
 def rechain(rows: list[dict[str, Any]], start: int = 0) -> list[dict[str, Any]]:

@@ -29,8 +29,8 @@ def upgrade() -> None:
         sa.Column("record_hash", sa.LargeBinary(32), nullable=False, unique=True),
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("entry_type", sa.String(64), nullable=False),
-        sa.Column("submission_id", sa.String(128), nullable=False, unique=True),
-        sa.Column("subject", sa.String(128), nullable=True),
+        sa.Column("submission_id", sa.String(400), nullable=False, unique=True),
+        sa.Column("subject", sa.String(255), nullable=True),
         sa.Column("key_id", sa.String(100), nullable=True),
         sa.Column("received_at", sa.String(32), nullable=False),
         sa.Column("receipt", sa.String(100), nullable=False),
@@ -46,17 +46,20 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("CREATE FUNCTION charter_append_only() RETURNS trigger LANGUAGE plpgsql AS "
                    "$$ BEGIN RAISE EXCEPTION 'ledger entries are append-only'; END $$")
-        op.execute("CREATE TRIGGER ledger_entry_append_only BEFORE UPDATE OR DELETE ON ledger_entry "
-                   "FOR EACH ROW EXECUTE FUNCTION charter_append_only()")
+        for table in ("ledger_entry", "checkpoint"):
+            op.execute(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+                       "FOR EACH ROW EXECUTE FUNCTION charter_append_only()")
     else:
-        for action in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER ledger_entry_no_{action.lower()} BEFORE {action} ON ledger_entry "
-                       "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END")
+        for table in ("ledger_entry", "checkpoint"):
+            for action in ("UPDATE", "DELETE"):
+                op.execute(f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                           "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS ledger_entry_append_only ON ledger_entry")
+        op.execute("DROP TRIGGER IF EXISTS checkpoint_append_only ON checkpoint")
         op.execute("DROP FUNCTION IF EXISTS charter_append_only()")
     op.drop_table("checkpoint")
     op.drop_index("ix_ledger_entry_type_subject", "ledger_entry")
