@@ -48,8 +48,26 @@ class _LineLoader(yaml.SafeLoader):
     """A safe loader; composition gives us nodes with marks, construction stays safe."""
 
 
+#: Nodes a document may expand to; aliases make small texts expand exponentially ("billion laughs").
+MAX_YAML_NODES = 200_000
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.open: set[int] = set()
+
+
 def _construct(node: yaml.Node, loader: _LineLoader, path: PathKey, smap: SourceMap,
-               problems: list[Diagnostic], line: int | None = None) -> Any:
+               problems: list[Diagnostic], line: int | None = None, budget: _Budget | None = None) -> Any:
+    budget = budget or _Budget()
+    budget.nodes += 1
+    if budget.nodes > MAX_YAML_NODES:
+        raise yaml.constructor.ConstructorError(None, None, f"the document expands to more than {MAX_YAML_NODES} "
+                                                "values (aliases?)", node.start_mark)
+    if id(node) in budget.open:
+        raise yaml.constructor.ConstructorError(None, None, "an alias refers to a value that contains it",
+                                                node.start_mark)
     # A mapping entry is located at its key: for a block value that is the line a reader looks at.
     smap.lines[path] = line or node.start_mark.line + 1
     expected_tag = ("tag:yaml.org,2002:map" if isinstance(node, yaml.MappingNode)
@@ -57,6 +75,17 @@ def _construct(node: yaml.Node, loader: _LineLoader, path: PathKey, smap: Source
     if node.tag != expected_tag:
         # Collections are built here, not by the loader, so its tag check must be repeated.
         raise yaml.constructor.ConstructorError(None, None, f"unsupported YAML tag {node.tag!r}", node.start_mark)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        budget.open.add(id(node))
+        try:
+            return _construct_collection(node, loader, path, smap, problems, budget)
+        finally:
+            budget.open.discard(id(node))
+    return loader.construct_object(node, deep=True)
+
+
+def _construct_collection(node: yaml.Node, loader: _LineLoader, path: PathKey, smap: SourceMap,
+                          problems: list[Diagnostic], budget: _Budget) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         result: dict[Any, Any] = {}
@@ -74,11 +103,9 @@ def _construct(node: yaml.Node, loader: _LineLoader, path: PathKey, smap: Source
                     Location(smap.file, key_node.start_mark.line + 1, json_path((*path, key_str)))))
                 continue
             result[key_str] = _construct(value_node, loader, (*path, key_str), smap, problems,
-                                         key_node.start_mark.line + 1)
+                                         key_node.start_mark.line + 1, budget)
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, loader, (*path, i), smap, problems) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return [_construct(item, loader, (*path, i), smap, problems, budget=budget) for i, item in enumerate(node.value)]
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
@@ -102,6 +129,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
                                   line=line) from exc
     except yaml.YAMLError as exc:
         raise CharterError.single("yaml_syntax", f"invalid YAML: {exc}", file=file) from exc
+    except RecursionError as exc:
+        raise CharterError.single("yaml_syntax", "invalid YAML: nested too deeply", file=file) from exc
     finally:
         loader.dispose()
     if problems:
@@ -146,6 +175,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+#: Longer integers are refused (Python's own limit is 4300 digits; no KPI needs more than a few).
+MAX_INT_DIGITS = 100
+
+
+class _TooLong(ValueError):
+    pass
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _TooLong(f"an integer of {len(text.lstrip('-'))} digits is too large")
+    return int(text)
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -169,13 +212,15 @@ def parse_json_strict(text: str | bytes, file: str | None = None) -> Any:
                                       file=file) from exc
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant,
-                          parse_float=_finite_float)
+                          parse_float=_finite_float, parse_int=_bounded_int)
     except _DuplicateKey as exc:
         raise CharterError.single("duplicate_key", f"duplicate key {exc.args[0]!r} in a JSON object",
                                   file=file, path=_find_duplicate_path(text, exc.args[0])) from exc
     except json.JSONDecodeError as exc:
         raise CharterError.single("json_syntax", f"invalid JSON: {exc.msg} (column {exc.colno})",
                                   file=file, line=exc.lineno) from exc
+    except RecursionError as exc:
+        raise CharterError.single("json_syntax", "invalid JSON: nested too deeply", file=file) from exc
     except ValueError as exc:
         # The constant may come before a syntax error later in the text; report that one then.
         try:
@@ -183,6 +228,11 @@ def parse_json_strict(text: str | bytes, file: str | None = None) -> Any:
         except json.JSONDecodeError as syntax:
             raise CharterError.single("json_syntax", f"invalid JSON: {syntax.msg} (column {syntax.colno})",
                                       file=file, line=syntax.lineno) from syntax
+        except (ValueError, RecursionError):
+            path = None
+        if isinstance(exc, _TooLong):
+            raise CharterError.single("number_too_large", f"{exc} (at most {MAX_INT_DIGITS} digits)",
+                                      file=file, path=path) from exc
         raise CharterError.single("non_finite_number", f"{exc}: NaN and Infinity are not allowed",
                                   file=file, path=path) from exc
 
@@ -210,7 +260,8 @@ class _PairList:
 
 def _find_constant_path(text: str) -> str | None:
     doc = json.loads(text, object_pairs_hook=_PairList, parse_constant=_Marker,
-                     parse_float=lambda t: float(t) if math.isfinite(float(t)) else _Marker(t))
+                     parse_float=lambda t: float(t) if math.isfinite(float(t)) else _Marker(t),
+                     parse_int=lambda t: _Marker(t) if len(t.lstrip("-")) > MAX_INT_DIGITS else int(t))
     for path in _paths_to(doc, lambda v: isinstance(v, _Marker)):
         return json_path(path)
     return None
@@ -218,8 +269,8 @@ def _find_constant_path(text: str) -> str | None:
 
 def _find_duplicate_path(text: str, key: str) -> str | None:
     try:
-        doc = json.loads(text, object_pairs_hook=_PairList, parse_constant=_Marker)
-    except ValueError:
+        doc = json.loads(text, object_pairs_hook=_PairList, parse_constant=_Marker, parse_int=_Marker)
+    except (ValueError, RecursionError):
         return None
 
     def has_duplicate(value: Any) -> bool:

@@ -150,7 +150,13 @@ def _catalog_problems(data: Any, catalog: KpiCatalog, file: str | None, smap: So
                 continue  # the schema reports the type
             if isinstance(value, float) and not math.isfinite(value):
                 continue  # the schema reports NaN and infinity
-            reason = kpi.check_value(float(value))
+            try:
+                number = float(value)
+            except OverflowError:
+                problems.append(Diagnostic("kpi_out_of_range", f"{kpi_id} is too large to be a number",
+                                           loc((*path, kpi_id))))
+                continue
+            reason = kpi.check_value(number)
             if reason:
                 problems.append(Diagnostic("kpi_out_of_range", reason, loc((*path, kpi_id))))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -97,8 +98,11 @@ def _json_value(value: Any) -> float | str | None:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, decimal.Decimal | float | int):
+        number = float(value)
+        if not math.isfinite(number):
+            return str(number)  # JSON has no infinity; the text keeps the finding printable
         # 12 significant digits hide binary noise (0.7200000000000001) and stay deterministic.
-        return float(f"{float(value):.12g}")
+        return float(f"{number:.12g}")
     if value is None:
         return None
     if isinstance(value, datetime.datetime):
@@ -125,13 +129,15 @@ class _Snapshot:
     def peers(self) -> dict[str, float]:
         assert self.segment is not None
         dimension = self.segment.split(":", 1)[0]
-        others = [v for k, v in self.bundle.segments.items()
+        # Sorted, so that the mean does not depend on the key order of the JSON (which the digest ignores).
+        others = [v for k, v in sorted(self.bundle.segments.items())
                   if k != self.segment and k.split(":", 1)[0] == dimension]
         totals: dict[str, list[float]] = {}
         for values in others:
             for kpi_id, value in values.items():
                 totals.setdefault(kpi_id, []).append(value)
-        return {kpi_id: sum(vs) / len(vs) for kpi_id, vs in sorted(totals.items())}
+        # Dividing before adding keeps the mean finite even for values near the float maximum.
+        return {kpi_id: math.fsum(v / len(vs) for v in vs) for kpi_id, vs in sorted(totals.items())}
 
     def namespace(self) -> dict[str, Any]:
         values = self.values() or {}
@@ -177,18 +183,27 @@ def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
         return _Outcome(Status.MISSING, f"evidence missing{where}: {', '.join(missing)}", {})
     thing = snap.namespace()
     try:
-        if rule.breach.evaluate(thing):
+        if _condition(rule.breach, thing):
             return _Outcome(Status.BREACH, explain_true(rule.breach.statement, thing),
                             _observed(rule.breach, thing))
-        if rule.warn is not None and rule.warn.evaluate(thing):
+        if rule.warn is not None and _condition(rule.warn, thing):
             return _Outcome(Status.WARN, "warning band: " + explain_true(rule.warn.statement, thing),
                             _observed(rule.warn, thing))
         return _Outcome(Status.PASS, explain_false(rule.breach.statement, thing), _observed(rule.breach, thing))
     except rule_engine.errors.LookupError as exc:
-        return _Outcome(Status.MISSING, f"evidence missing: no entry {exc.item!r} in {rule.breach_text!r}", {})
+        if isinstance(exc.item, str):  # a segment or KPI the bundle does not have
+            return _Outcome(Status.MISSING, f"evidence missing: no entry {exc.item!r} in {rule.breach_text!r}", {})
+        return _Outcome(Status.ERROR, f"evaluation failed: no item {exc.item!r} in {rule.breach_text!r}", {})
     except (rule_engine.errors.EngineError, ArithmeticError, TypeError, ValueError) as exc:
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         return _Outcome(Status.ERROR, f"evaluation failed: {message}", {})
+
+
+def _condition(compiled: rule_engine.Rule, thing: Any) -> bool:
+    result = compiled.evaluate(thing)
+    if not isinstance(result, bool):
+        raise TypeError(f"the condition gave {result!r}, not true or false")
+    return result
 
 
 def _observed(compiled: rule_engine.Rule, thing: Any) -> dict[str, float | str | None]:
@@ -227,6 +242,11 @@ def evaluate_rule(rule: CompiledRule, policy: CompiledPolicy, system: AISystem, 
         segments = [None]
     findings = []
     for segment in segments:
+        if at < bundle.measured_at:
+            outcome = _Outcome(Status.MISSING, f"evidence not yet available: measured at "
+                               f"{bundle.measured_at.isoformat()}, after the evaluation time {at.isoformat()}", {})
+            findings.append(_finding(rule, policy, bundle, at, segment, 0, outcome))
+            continue
         if max_age is not None and age > max_age:
             outcome = _Outcome(Status.MISSING, f"evidence stale: the window ended {_days(age)} before "
                                f"evaluation, max_age is {format_duration(max_age)}", {})
@@ -236,7 +256,7 @@ def evaluate_rule(rule: CompiledRule, policy: CompiledPolicy, system: AISystem, 
             outcome = _run(rule, _Snapshot(system, bundle, previous, segment))
             consecutive = 1 if outcome.status is Status.BREACH else 0
             if outcome.status is Status.BREACH and rule.rule.sustained > 1:
-                consecutive = _consecutive_breaches(rule, system, history, segment, rule.rule.sustained)
+                consecutive = _consecutive_breaches(rule, system, bundle, history, segment, rule.rule.sustained)
                 if consecutive < rule.rule.sustained:
                     outcome = _Outcome(Status.WARN, f"{outcome.explanation}; held in {consecutive} of "
                                        f"{rule.rule.sustained} consecutive bundles required to breach",
@@ -250,13 +270,23 @@ def _days(delta: datetime.timedelta) -> str:
     return f"{days:.1f} days"
 
 
-def _consecutive_breaches(rule: CompiledRule, system: AISystem, history: Sequence[EvidenceBundle],
-                          segment: str | None, needed: int) -> int:
+def _adjacent(earlier: EvidenceBundle, later: EvidenceBundle) -> bool:
+    """Whether `earlier`'s window ends where `later`'s starts, give or take a day or a tenth of a window."""
+    slack = max(datetime.timedelta(days=1), (later.window_end - later.window_start) / 10)
+    return abs(later.window_start - earlier.window_end) <= slack
+
+
+def _consecutive_breaches(rule: CompiledRule, system: AISystem, current: EvidenceBundle,
+                          history: Sequence[EvidenceBundle], segment: str | None, needed: int) -> int:
     count = 1
+    later = current
     for index, earlier in enumerate(history[: needed - 1]):
         before = history[index + 1] if index + 1 < len(history) else None
+        if not _adjacent(earlier, later):
+            break  # a missing window breaks the run: consecutive means consecutive windows
         if segment is not None and segment not in earlier.segments:
             break
+        later = earlier
         if _run(rule, _Snapshot(system, earlier, before, segment)).status is not Status.BREACH:
             break
         count += 1

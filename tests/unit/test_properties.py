@@ -118,7 +118,7 @@ def test_invalid_bundles_give_a_located_charter_error(text: str) -> None:
 
 expression_atoms = st.sampled_from(["recall", "precision", "0.5", "'x'", "baseline.recall", "previous.f1",
                                     "$now", "$random()", "system.tags", "bundle.window_end", "peers.recall",
-                                    "segments['a:b'].recall", "recal", "t\"P1D\"", "null", "true", "[1, 2]"])
+                                    "segments['a:b']['recall']", "recal", "t\"P1D\"", "null", "true", "[1, 2]"])
 expression_ops = st.sampled_from([" < ", " > ", " == ", " and ", " or ", " + ", " / ", " in ", " =~ ", " ?? "])
 expressions = st.builds(lambda a, o, b, p, q: f"{a}{o}{b}{p}{q}", expression_atoms, expression_ops,
                         expression_atoms, st.sampled_from(["", " < 1", ")", " and not recall"]),

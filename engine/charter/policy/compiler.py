@@ -228,6 +228,9 @@ class PolicyCompiler:
         except (ValueError, ArithmeticError, TypeError) as exc:
             fail("expression_type", f"invalid expression {text!r}: {exc}")
             return None
+        except RecursionError:
+            fail("expression_syntax", f"expression nested too deeply: {text[:60]!r}...")
+            return None
         for scope, name in sorted(symbols_used(compiled.statement), key=str):
             if scope == "built-in" and name in FORBIDDEN_BUILTINS:
                 fail("forbidden_builtin", f"${name} {FORBIDDEN_BUILTINS[name]}")
@@ -236,8 +239,9 @@ class PolicyCompiler:
             elif scope is None and name in _SEGMENT_ONLY and rule.scope is not Scope.SEGMENTS:
                 fail("scope_symbol", f"{name!r} is only defined for rules with scope: segments")
         result_type = compiled.statement.expression.result_type
-        if result_type not in (rule_engine.DataType.BOOLEAN, rule_engine.DataType.UNDEFINED):
-            fail("expression_type", f"{text!r} gives a {result_type.name}, but a condition must be true or false")
+        if result_type != rule_engine.DataType.BOOLEAN:
+            fail("expression_type", f"{text!r} gives a {getattr(result_type, 'name', result_type)}, but a condition "
+                 "must be true or false (compare it, or use $any/$all)")
         return compiled
 
     def compile_rule(self, policy_id: str, index: int, rule: Rule, smap: SourceMap,

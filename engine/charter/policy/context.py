@@ -59,7 +59,8 @@ def build_context(catalog: KpiCatalog) -> rule_engine.Context:
     """A typed context over the KPI catalog and the reserved names.
 
     Symbols: every KPI id (FLOAT: the bundle's value, or the segment's in segment scope);
-    ``system``, ``bundle``, ``baseline``, ``previous``, ``segments``; and in segment scope
+    ``system``, ``bundle``, ``baseline``, ``previous``, ``segments`` (a mapping of segment key to a
+    mapping of KPI id to value: ``segments['region:asia']['recall']``); and in segment scope
     ``segment`` (key, dimension, group) and ``peers`` (mean of the other groups of the dimension).
     """
     kpis = kpi_object_type("kpis", catalog)
@@ -78,7 +79,8 @@ def build_context(catalog: KpiCatalog) -> rule_engine.Context:
     }, accessor=operator.getitem)
     types: dict[str, Any] = {kpi_id: DataType.FLOAT for kpi_id in catalog}
     types.update(system=system, bundle=bundle, baseline=kpis, previous=kpis,
-                 segments=DataType.MAPPING(DataType.STRING, kpis), segment=segment, peers=kpis)
+                 segments=DataType.MAPPING(DataType.STRING, DataType.MAPPING(DataType.STRING, DataType.FLOAT)),
+                 segment=segment, peers=kpis)
     context = rule_engine.Context(type_resolver=types, mapping_attribute_lookup=False, default_timezone="utc")
     context.builtins = re_builtins.Builtins.from_defaults(
         values={"now": re_builtins.BuiltinValueGenerator(_now),

@@ -52,7 +52,7 @@ def observed_values(node: Any, thing: Any) -> dict[str, Any]:
 
 def _with_values(node: Any, thing: Any) -> str:
     text = unparse(node)
-    shown = [f"{name} = {format_value(value)}" for name, value in observed_values(node, thing).items()
+    shown = [f"{name} = {format_value(value, exact=False)}" for name, value in observed_values(node, thing).items()
              if not isinstance(value, dict | tuple | list)]
     return f"{text} ({', '.join(shown)})" if shown else text
 

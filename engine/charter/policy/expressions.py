@@ -88,15 +88,23 @@ def walk(node: Any) -> Iterator[Any]:
         yield from walk(child)
 
 
-def format_value(value: Any) -> str:
-    """A value as rule text would write it."""
+def format_value(value: Any, *, exact: bool = True) -> str:
+    """A value as rule text would write it.
+
+    Args:
+        value: the value.
+        exact: print numbers exactly (for conditions and thresholds); otherwise to 12 significant
+            digits, which hides binary noise such as 0.7200000000000001 in observed values.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "null"
     if isinstance(value, decimal.Decimal | float | int):
         number = float(value)
-        return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(round(number, 6))
+        if number.is_integer() and abs(number) < 1e15:
+            return str(int(number))
+        return repr(number) if exact else f"{number:.12g}"
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, datetime.datetime):
@@ -105,9 +113,12 @@ def format_value(value: Any) -> str:
         seconds = int(value.total_seconds())
         return f't"P{seconds // 86400}D"' if seconds % 86400 == 0 else f't"PT{seconds}S"'
     if isinstance(value, tuple | list):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
+        return "[" + ", ".join(format_value(v, exact=exact) for v in value) + "]"
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(format_value(v, exact=exact) for v in value)) + "}"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{format_value(k)}: {format_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(sorted(f"{format_value(k, exact=exact)}: {format_value(v, exact=exact)}"
+                                      for k, v in value.items())) + "}"
     return repr(value)
 
 
@@ -150,11 +161,18 @@ def unparse(node: Any) -> str:
     if isinstance(node, ast.ComprehensionExpression):
         text = f"[{unparse(node.result)} for {node.variable} in {unparse(node.iterable)}"
         return text + (f" if {unparse(node.condition)}]" if node.condition is not None else "]")
-    if isinstance(node, ast.ArrayExpression | ast.SetExpression):
+    if isinstance(node, ast.ArrayExpression):
         members = list(_literal_members(node.value))
         if members:
-            inner = ", ".join(unparse(m) for m in members)
-            return f"[{inner}]" if isinstance(node, ast.ArrayExpression) else f"{{{inner}}}"
+            return "[" + ", ".join(unparse(m) for m in members) + "]"
+    if isinstance(node, ast.SetExpression):
+        members = list(_literal_members(node.value))
+        if members:  # sets have no order: print them sorted so the text is the same in every process
+            return "{" + ", ".join(sorted(unparse(m) for m in members)) + "}"
+    if isinstance(node, ast.MappingExpression):
+        pairs = list(_literal_pairs(node.value))
+        if pairs:
+            return "{" + ", ".join(sorted(f"{unparse(k)}: {unparse(v)}" for k, v in pairs)) + "}"
     if isinstance(node, ast.LiteralExpressionBase):
         return format_value(node.value)
     return f"<{type(node).__name__}>"

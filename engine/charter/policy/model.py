@@ -50,6 +50,8 @@ def _parse_duration(value: Any) -> datetime.timedelta:
         raise ValueError(f"{value!r} is not an ISO 8601 duration with W, D, H, M or S (e.g. P30D)") from exc
     if delta <= datetime.timedelta(0):
         raise ValueError("a duration must be positive")
+    if delta.microseconds:
+        raise ValueError("a duration is a whole number of seconds")
     return delta
 
 

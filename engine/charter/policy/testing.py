@@ -286,6 +286,10 @@ class PolicyTestRunner:
             self._compare(case, policies, findings, result, smap, path)
         except CharterError as exc:
             result.error = exc.diagnostics[0]
+        except ValidationError as exc:  # the system the case describes is not a valid system
+            result.error = collect_validation_errors(exc, smap, (*path, "system"), code="test_schema")[0]
+        except OverflowError:
+            result.error = Diagnostic("test_schema", "a time in this case is out of range", smap.location(path))
         return result
 
     def _compare(self, case: TestCase, policies: list[CompiledPolicy], findings: list[Finding],
@@ -300,6 +304,11 @@ class PolicyTestRunner:
                 ref, segment = self._resolve_rule(key, policies)
             except ValueError as exc:
                 result.error = Diagnostic("unknown_rule", str(exc), where)
+                return
+            if segment is not None and segment not in {f.segment for f in findings}:
+                known = sorted({f.segment for f in findings if f.segment})
+                result.error = Diagnostic("unknown_segment", f"no finding for segment {segment!r} in this case "
+                                          f"(segments with findings: {', '.join(known) or 'none'})", where)
                 return
             matching = [f for f in findings if f.rule_ref == ref and (segment is None or f.segment == segment)]
             if not matching:

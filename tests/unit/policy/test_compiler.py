@@ -87,7 +87,7 @@ def test_now_is_allowed_and_reserved_names_are_typed(compile_policy: Compile) ->
     policy_set = compile_policy(_policy(
         _rule(id="a", when='$now - bundle.window_end > t"P30D"'),
         _rule(id="b", when="'payments' in system.tags and system.risk_tier == 'high' and recall < 0.9"),
-        _rule(id="c", when="segments['region:asia'].recall < 0.5"),
+        _rule(id="c", when="segments['region:asia']['recall'] < 0.5"),
         _rule(id="d", scope="segments", when="segment.dimension == 'age' and approval_rate < peers.approval_rate"),
         _rule(id="e", when="bundle.kpis.recall < previous.recall"),
     ))
