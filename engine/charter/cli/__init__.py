@@ -13,7 +13,7 @@ import typer
 
 from .. import __version__
 from ..errors import CharterError
-from . import core, demo, ledger
+from . import core, demo, escalation_cmds, ledger
 from .common import err, print_diagnostics
 
 app = typer.Typer(help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
@@ -32,6 +32,7 @@ app.command()(ledger.verify)
 app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.keys_app, name="keys")
 app.add_typer(ledger.systems_app, name="systems")
+app.add_typer(escalation_cmds.escalation_app, name="escalation")
 
 
 @app.callback(invoke_without_command=True)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..bundle import EvidenceBundle
 from ..errors import CharterError, Diagnostic
+from ..escalation import load_escalation
 from ..evaluate import Finding, evaluate_bundle, findings_json
 from ..kpis import Category, load_catalog
 from ..policy.model import Policy
@@ -77,12 +78,27 @@ def policy_lint(
     frameworks_dir: Annotated[Path | None, typer.Option("--frameworks", help="Control catalogs.")] = None,
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
 ) -> None:
-    """Compile every policy: schema, expressions (type-checked), control references."""
+    """Compile every policy (schema, expressions, control references) and check escalation.yaml."""
     policies = policies_dir(directory)
-    policy_set, _, _ = compile_policies(policies, kpis_file, frameworks_dir)
+    problems: list[Diagnostic] = []
+    policy_set = None
+    try:
+        policy_set, _, _ = compile_policies(policies, kpis_file, frameworks_dir)
+    except CharterError as exc:
+        problems.extend(exc.diagnostics)
+    escalation = policies / "escalation.yaml"
+    graph = None
+    if escalation.is_file():
+        try:
+            graph = load_escalation(escalation)
+        except CharterError as exc:
+            problems.extend(exc.diagnostics)
+    if problems or policy_set is None:
+        raise CharterError(problems)
     print_diagnostics(policy_set.warnings, "warning", "yellow")
     rules = sum(len(p.rules) for p in policy_set.policies)
     out.print(f"[green]ok[/]: {len(policy_set.policies)} policies, {rules} rules in {policies}"
+              + (f", escalation graph of {len(graph.config.roles)} roles" if graph else "")
               + (f", {len(policy_set.warnings)} warnings" if policy_set.warnings else ""))
     if strict and policy_set.warnings:
         raise typer.Exit(1)

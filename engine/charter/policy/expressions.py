@@ -15,6 +15,8 @@ from typing import Any
 
 from rule_engine import ast
 
+from .model import format_duration
+
 _BINARY = {
     "and": "and", "or": "or", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
     "add": "+", "sub": "-", "mul": "*", "tdiv": "/", "fdiv": "//", "mod": "%", "pow": "**",
@@ -110,8 +112,7 @@ def format_value(value: Any, *, exact: bool = True) -> str:
     if isinstance(value, datetime.datetime):
         return f'd"{value.isoformat()}"'
     if isinstance(value, datetime.timedelta):
-        seconds = int(value.total_seconds())
-        return f't"P{seconds // 86400}D"' if seconds % 86400 == 0 else f't"PT{seconds}S"'
+        return f't"{format_duration(value)}"'
     if isinstance(value, tuple | list):
         return "[" + ", ".join(format_value(v, exact=exact) for v in value) + "]"
     if isinstance(value, set | frozenset):

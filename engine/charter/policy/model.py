@@ -56,11 +56,15 @@ def _parse_duration(value: Any) -> datetime.timedelta:
 
 
 def format_duration(delta: datetime.timedelta) -> str:
-    """ISO 8601 text for a timedelta, in days when whole (``P30D``), else seconds (``PT3600S``)."""
+    """ISO 8601 text for a whole-second timedelta: ``P30D``, ``P1DT12H``, ``PT1H30M``, ``PT0S``."""
     seconds = int(delta.total_seconds())
-    if seconds % 86400 == 0:
-        return f"P{seconds // 86400}D"
-    return f"PT{seconds}S"
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    time = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
+    text = "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
+    return sign + (text if text != "P" else "PT0S")
 
 
 Duration = Annotated[
