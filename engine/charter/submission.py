@@ -18,7 +18,9 @@ from typing import Any
 from ._sources import SourceMap, parse_json_strict
 from .bundle import EvidenceBundle
 from .errors import CharterError
+from .escalation import EscalationGraph
 from .evaluate import Finding, evaluate_bundle
+from .incidents import incident_entries, load_book
 from .kpis import KpiCatalog
 from .ledger.hashing import BUNDLE_CONTEXT, canonical
 from .ledger.keys import SigningKey, check_principal, key_id_of, verify_signature
@@ -188,7 +190,7 @@ def publish_documents(policies: Sequence[CompiledPolicy]) -> list[dict[str, Any]
 
 def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, policies: Sequence[CompiledPolicy],
                   *, key: SigningKey | None = None, file: str | None = None,
-                  at: datetime.datetime | None = None) -> SubmitResult:
+                  at: datetime.datetime | None = None, graph: EscalationGraph | None = None) -> SubmitResult:
     """Validate, check the signature, evaluate and append a bundle with its findings.
 
     Args:
@@ -199,6 +201,7 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
         key: the submitter's key, to sign the bundle now; without it the bundle must carry a signature.
         file: the bundle's file name, for error locations.
         at: the evaluation time; default: the ledger clock at append time.
+        graph: the escalation graph; with it, breach findings open or join incidents in the same transaction.
 
     Raises:
         CharterError: bad bundle, unknown system, missing, bad, revoked or wrong-owner signature.
@@ -257,9 +260,18 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
             "policy_seqs": {d: s for d, s in sorted(policy_refs(done).items())
                             if d in {p["digest"] for p in policy_list}},
             "findings": len(findings)}, f"evaluation:{submission_id}", subject=system.id))
+        first_finding = len(entries)
         for index, finding in enumerate(findings):
             entries.append(NewEntry(FINDING, _finding_payload(finding, bundle_ref, policy_refs),
                                     f"finding:{submission_id}:{index}", subject=system.id))
+        if graph is not None:
+            def finding_ref(done: list[Entry], index: int) -> dict[str, Any]:
+                return {"seq": done[first_finding + index].seq,
+                        "record_hash": done[first_finding + index].record_hash.hex()}
+
+            entries += incident_entries(load_book(ledger), system,
+                                        [(i, f.model_dump(mode="json")) for i, f in enumerate(findings)],
+                                        ledger.clock(), finding_ref)
         return entries
 
     appended = ledger.append(build)

@@ -3,23 +3,58 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from .. import __version__
 from .._data import builtin_dir
+from ..escalation import load_escalation
 from ..evaluate import Status
+from ..incidents import load_book, metrics, transition
 from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
+from ..notify import ChannelNotifier, tick
 from ..registry import SystemRegistry
 from ..submission import register_key, register_system, submit_bundle
 from .common import compile_policies, out, print_findings
 
 DEMO_ORIGIN = "charter.demo/ledger"
+FAIRNESS = "core.fairness/approval-parity"
+RECALL = "core.performance/recall-floor"
+Act = Callable[..., Callable[[], None]]
+
+def demo_story(act: Act, escalate: Callable[[], None]) -> list[tuple[str, Callable[[], None]]]:
+    """The governance loop of the article's stories, as (time, step) pairs played on the demo ledger."""
+    return [
+        # The fraud model's owner does not acknowledge in time: risk, then the committee, are paged.
+        ("2026-05-02T19:00:00+00:00", escalate),
+        ("2026-05-04T07:00:00+00:00", escalate),
+        ("2026-05-04T09:00:00+00:00", act("fraud-detector", RECALL, "acknowledge", "carla.rossi",
+                                          "Owner on leave; second line takes the case")),
+        ("2026-05-05T10:00:00+00:00", act("fraud-detector", RECALL, "investigate", "maria.keller",
+                                          "Fraud patterns shifted to instant payments")),
+        # The claims model's fairness breach: owner -> compliance -> governance committee.
+        ("2026-06-03T11:00:00+00:00", act("claims-approval", FAIRNESS, "acknowledge", "tom.berger",
+                                          "Looking into the 18-25 approval gap")),
+        ("2026-06-04T09:00:00+00:00", act("claims-approval", FAIRNESS, "investigate", "tom.berger",
+                                          "Gap traced to a proxy feature: years licensed")),
+        ("2026-06-06T15:00:00+00:00", act("claims-approval", FAIRNESS, "validate", "carla.rossi",
+                                          "Disparity confirmed; no lawful basis for it")),
+        ("2026-06-10T14:00:00+00:00", act("claims-approval", FAIRNESS, "decide", "anna.schmidt",
+                                          "Committee: retrain without the proxy, and review and compensate "
+                                          "affected claimants", "compensate", "retrain")),
+        ("2026-06-24T16:00:00+00:00", act("claims-approval", FAIRNESS, "resolve", "tom.berger",
+                                          "Model 2.8.0 deployed; parity within 3% in validation")),
+        ("2026-06-26T10:00:00+00:00", act("claims-approval", FAIRNESS, "close", "carla.rossi",
+                                          "Compensation paid to 412 claimants; evidence filed")),
+    ]
 
 
 def demo(
@@ -53,19 +88,58 @@ def demo(
         register_system(ledger, system)
         out.print(f"registered {system.id} ({system.risk_tier.value} risk), owner {system.owner} with a new key")
 
+    graph = load_escalation(policies / "escalation.yaml")
+    notifier = ChannelNotifier(workdir / "notifications.log")
     findings = []
-    for path, moment in zip(bundles, moments, strict=True):
-        clock["now"] = moment
+    events: list[tuple[datetime.datetime, Callable[[], None]]] = []
+
+    def submit(path: Path) -> None:
         owner = registry[json.loads(path.read_text())["system_id"]].owner
         result = submit_bundle(ledger, path.read_bytes(), catalog, policy_set.policies, key=owner_keys[owner],
-                               file=path.name)
+                               file=path.name, graph=graph)
         findings.extend(result.findings)
         count = sum(f.status is Status.BREACH for f in result.findings)
-        out.print(f"submitted {path.name} signed by {owner}: seq {result.receipt.seq}, "
-                  f"{len(result.findings)} findings" + (f", [bold red]{count} breaches[/]" if count else ""))
+        out.print(f"{clock['now']:%Y-%m-%d %H:%M} submitted {path.name} signed by {owner}: seq "
+                  f"{result.receipt.seq}, {len(result.findings)} findings"
+                  + (f", [bold red]{count} breaches[/]" if count else ""))
+
+    def escalate() -> None:
+        report = tick(ledger, graph, clock["now"], notifier)
+        for line in report.escalated:
+            out.print(f"{clock['now']:%Y-%m-%d %H:%M} [yellow]escalated[/] {line} (deadline missed)")
+
+    def act(system_id: str, rule: str, action: str, principal: str, note: str, *decisions: str) -> Callable[[], None]:
+        def run() -> None:
+            incident = next(i for i in load_book(ledger).incidents.values()
+                            if i.system_id == system_id and i.rule == rule)
+            transition(ledger, graph, incident.id, action, principal, note, decisions)
+            extra = f" ({', '.join(decisions)})" if decisions else ""
+            out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} {action}{extra}: "
+                      f"{escape(note)}")
+        return run
+
+    for path, moment in zip(bundles, moments, strict=True):
+        events.append((moment, functools.partial(submit, path)))
+        events.append((moment + datetime.timedelta(minutes=1), escalate))
+    for when, step in demo_story(act, escalate):
+        events.append((datetime.datetime.fromisoformat(when), step))
+    for moment, step in sorted(events, key=lambda e: e[0]):
+        clock["now"] = moment
+        step()
     out.print()
     print_findings(sorted(findings, key=lambda f: (f.system_id, f.window_end)), False,
                    "Findings per system and window (details below for all but passes)")
+    out.print()
+    table = Table("incident", "system", "rule", "severity", "state", "escalated to", "decisions", title="Incidents")
+    for incident in sorted(load_book(ledger).incidents.values(), key=lambda i: i.opened_at):
+        table.add_row(incident.id, incident.system_id, incident.rule + (f" [{incident.segment}]" if incident.segment
+                                                                         else ""),
+                      incident.severity.value, incident.state.value, ", ".join(incident.escalated_to),
+                      ", ".join(incident.decisions))
+    out.print(table)
+    portfolio = metrics(load_book(ledger).incidents.values())["portfolio"]
+    out.print("portfolio: " + "; ".join(f"{name} median {v['median_h']} h (n={v['n']}, open {v['missing']})"
+                                         for name, v in portfolio.items()))
     checkpoint = make_checkpoint(ledger)
     report = verify_ledger(ledger, log_key.public)
     out.print(f"\ncheckpoint signed at size {checkpoint.size}; verify: " + escape(report.summary()))

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import CharterError
+from ..escalation import load_escalation
 from ..evaluate import Status
 from ..ledger import (
     Ledger,
@@ -175,7 +176,9 @@ def submit(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Submit signed bundles: validate, append, evaluate, append findings, print signed receipts."""
-    policy_set, catalog, _ = compile_policies(policies_dir(policies), None, None)
+    directory = policies_dir(policies)
+    policy_set, catalog, _ = compile_policies(directory, None, None)
+    graph = load_escalation(directory / "escalation.yaml") if (directory / "escalation.yaml").is_file() else None
     ledger = open_ledger(db, ledger_key, writable=True)
     signer = SigningKey.load(key) if key else None
     results = []
@@ -185,7 +188,7 @@ def submit(
         except OSError as exc:
             raise CharterError.single("file_not_found", exc.strerror or "cannot read", file=str(path)) from exc
         results.append(submit_bundle(ledger, text, catalog, policy_set.policies, key=signer, file=str(path),
-                                     at=parse_time(at) if at else None))
+                                     at=parse_time(at) if at else None, graph=graph))
     if checkpoint_due(ledger, checkpoint_every):
         make_checkpoint(ledger)
     findings = [f for r in results for f in r.findings]

@@ -32,7 +32,7 @@ class StepClock:
     """A clock that advances one second per reading: deterministic, monotonic."""
 
     def __init__(self, start: datetime.datetime | None = None) -> None:
-        self.now = start or datetime.datetime(2026, 7, 1, tzinfo=datetime.UTC)
+        self.now = start or datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
     def __call__(self) -> datetime.datetime:
         self.now += datetime.timedelta(seconds=1)

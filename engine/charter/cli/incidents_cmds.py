@@ -1,0 +1,137 @@
+"""`charter incidents ...`, `charter escalate` and `charter metrics`: the incident workflow."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import CharterError
+from ..incidents import ACTIONS, Incident, load_book, metrics, stage_deadline, transition
+from ..ledger.store import format_time
+from ..notify import ChannelNotifier, tick
+from .common import OutputFormat, out, parse_time
+from .escalation_cmds import FileOption, PoliciesOption, load
+from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
+
+incidents_app = typer.Typer(help="List, show and move incidents.", no_args_is_help=True)
+
+
+def _row(incident: Incident) -> dict[str, object]:
+    return {"id": incident.id, "system": incident.system_id, "rule": incident.rule, "segment": incident.segment,
+            "severity": incident.severity.value, "tier": incident.tier.value, "state": incident.state.value,
+            "opened_at": incident.opened_at, "findings": len(incident.findings), "level": incident.level,
+            "escalated_to": incident.escalated_to, "decisions": incident.decisions}
+
+
+@incidents_app.command("list")
+def incidents_list(
+    role: Annotated[str | None, typer.Option(help="Only incidents this role acts on or was paged for.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only incidents in this state.")] = None,
+    system: Annotated[str | None, typer.Option(help="Only this system's incidents.")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None, policies: PoliciesOption = None,
+) -> None:
+    """List incidents."""
+    graph = load(file, policies)
+    incidents = list(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values())
+    if state:
+        incidents = [i for i in incidents if i.state.value == state]
+    if system:
+        incidents = [i for i in incidents if i.system_id == system]
+    if role:
+        incidents = [i for i in incidents if role in i.escalated_to or any(
+            role in {*graph.band(i.severity).assignment(stage).responsible, graph.band(i.severity).assignment(
+                stage).accountable} for stage in ("investigate", "validate", "decide"))]
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps([_row(i) for i in incidents], indent=2))
+        return
+    table = Table("id", "system", "rule", "segment", "severity", "state", "level", "next deadline", title="Incidents")
+    for incident in sorted(incidents, key=lambda i: i.opened_at):
+        due = stage_deadline(graph, incident)
+        table.add_row(incident.id, incident.system_id, incident.rule, incident.segment or "",
+                      incident.severity.value, incident.state.value, str(incident.level),
+                      f"{due[0]} by {format_time(due[1])}" if due else "")
+    out.print(table)
+
+
+@incidents_app.command("show")
+def incidents_show(incident_id: Annotated[str, typer.Argument()], db: DbOption = None,
+                   ledger_key: KeyOption = DEFAULT_KEY) -> None:
+    """Show an incident and its timeline."""
+    incident = load_book(open_ledger(db, ledger_key, writable=False)).incidents.get(incident_id)
+    if incident is None:
+        raise CharterError.single("unknown_incident", f"no incident {incident_id}")
+    out.print(f"[bold]{incident.id}[/] {escape(incident.title)}: {incident.system_id} {incident.rule}"
+              + (f" [{incident.segment}]" if incident.segment else "")
+              + f", {incident.severity.value} severity, {incident.tier.value}-risk system, now {incident.state.value}")
+    table = Table("when", "seq", "event", "by", "note")
+    for event in incident.timeline:
+        table.add_row(event["at"], str(event["seq"]), event["event"], escape(event["by"]), escape(event["note"]))
+    out.print(table)
+
+
+def _action(action: str) -> Callable[..., None]:
+    def command(
+        incident_id: Annotated[str, typer.Argument()],
+        principal: Annotated[str, typer.Option("--as", help="Who acts (a member of an allowed role).")],
+        note: Annotated[str, typer.Option("--note", help="The rationale, recorded in the ledger.")],
+        decision: Annotated[list[str], typer.Option("--decision", help="With decide: retrain, rollback, suspend, "
+                                                    "accept_risk, adjust_policy, compensate.")] = [],  # noqa: B006
+        expires: Annotated[str | None, typer.Option(help="With accept_risk: how long the waiver holds (P30D).")]
+        = None,
+        db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None,
+        policies: PoliciesOption = None,
+    ) -> None:
+        graph = load(file, policies)
+        entry = transition(open_ledger(db, ledger_key, writable=True), graph, incident_id, action, principal, note,
+                           decision, expires)
+        out.print(f"{incident_id}: {action} recorded at seq {entry.seq} by {principal}")
+
+    command.__doc__ = f"{action.capitalize()} an incident (recorded in the ledger with its rationale)."
+    return command
+
+
+for _name in ACTIONS:
+    incidents_app.command(_name if _name != "acknowledge" else "ack")(_action(_name))
+
+
+def escalate(
+    now: Annotated[str, typer.Option("--now", help="The time to act as of (ISO 8601, or 'now').")] = "now",
+    log_file: Annotated[Path, typer.Option(help="Where log channels write.")] = Path(".charter/notifications.log"),
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None, policies: PoliciesOption = None,
+) -> None:
+    """Escalate overdue incidents and send pending notifications (idempotent: run it from cron)."""
+    report = tick(open_ledger(db, ledger_key, writable=True), load(file, policies), parse_time(now),
+                  ChannelNotifier(log_file))
+    for line in report.escalated:
+        out.print(f"escalated {line}")
+    out.print(f"{len(report.escalated)} escalations, {len(report.notified)} notifications sent, "
+              f"{len(report.failed)} failed")
+    for line in report.failed:
+        out.print(f"[red]failed[/] {escape(line)}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def metrics_command(
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """MTTD, MTTA, time to decision and MTTR: medians, p90 and counts per system and portfolio."""
+    result = metrics(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values())
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    table = Table("scope", "metric", "n", "open", "median (h)", "p90 (h)", title="Incident metrics")
+    for scope, values in result.items():
+        for metric, stats in values.items():
+            table.add_row(scope, metric, str(stats["n"]), str(stats["missing"]),
+                          "" if stats["median_h"] is None else str(stats["median_h"]),
+                          "" if stats["p90_h"] is None else str(stats["p90_h"]))
+    out.print(table)

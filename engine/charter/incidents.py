@@ -1,0 +1,426 @@
+"""Incidents: breaches become governance cases that named people move to a decision.
+
+States: open -> acknowledged -> investigating -> validated -> decided -> resolved -> closed, and
+reopen. Every event is a ledger entry; an incident's state is folded from its entries, so it needs
+no table of its own and survives any restart. Breach findings open incidents, deduplicated by
+(system, rule, segment): a repeated breach attaches to the open incident, one within the reopen
+window of a resolved incident reopens it, and one covered by an unexpired accepted-risk waiver is
+recorded without opening anything. Each transition names a principal whose role the escalation
+graph allows for that stage and severity, and a rationale; anyone else is refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .errors import CharterError
+from .escalation import EscalationGraph
+from .ledger.store import Entry, Ledger, NewEntry, format_time
+from .policy.model import Severity, _parse_duration, format_duration
+from .registry import AISystem, RiskTier
+
+OPENED = "incident.opened"
+FINDING_ATTACHED = "incident.finding"
+TRANSITION = "incident.transition"
+ESCALATED = "incident.escalated"
+NOTIFIED = "notification.sent"
+WAIVER = "waiver.granted"
+INCIDENT_TYPES = (OPENED, FINDING_ATTACHED, TRANSITION, ESCALATED, NOTIFIED, WAIVER)
+REOPEN_WINDOW = datetime.timedelta(days=30)
+AUTOMATIC = "charter"
+
+
+class State(StrEnum):
+    """Where an incident is in its workflow."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    INVESTIGATING = "investigating"
+    VALIDATED = "validated"
+    DECIDED = "decided"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+ACTIVE = (State.OPEN, State.ACKNOWLEDGED, State.INVESTIGATING, State.VALIDATED)
+
+#: action -> (states it may start from, state it leads to, stages whose roles may take it)
+ACTIONS: dict[str, tuple[tuple[State, ...], State, tuple[str, ...]]] = {
+    "acknowledge": ((State.OPEN,), State.ACKNOWLEDGED, ("investigate",)),
+    "investigate": ((State.OPEN, State.ACKNOWLEDGED), State.INVESTIGATING, ("investigate",)),
+    "validate": ((State.INVESTIGATING,), State.VALIDATED, ("validate",)),
+    "decide": ((State.VALIDATED,), State.DECIDED, ("decide",)),
+    "resolve": ((State.DECIDED,), State.RESOLVED, ("investigate", "decide")),
+    "close": ((State.RESOLVED,), State.CLOSED, ("validate", "decide")),
+    "reopen": ((State.RESOLVED, State.CLOSED), State.OPEN, ("investigate", "validate", "decide")),
+}
+
+
+def _time(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def incident_id(system_id: str, rule: str, segment: str | None, first_finding: str) -> str:
+    """A stable, short id: ``INC-`` and 8 hex digits of the dedup key and the first finding's hash."""
+    digest = hashlib.sha256(f"{system_id}|{rule}|{segment or ''}|{first_finding}".encode()).hexdigest()
+    return f"INC-{digest[:8]}"
+
+
+@dataclass
+class Incident:
+    """An incident folded from its ledger entries."""
+
+    id: str
+    system_id: str
+    owner: str
+    rule: str
+    segment: str | None
+    severity: Severity
+    tier: RiskTier
+    title: str
+    opened_at: str
+    onset_at: str
+    detected_at: str
+    state: State = State.OPEN
+    stage_entered_at: str = ""
+    findings: list[int] = field(default_factory=list)
+    level: int = 0
+    escalated_to: list[str] = field(default_factory=list)
+    notified: set[str] = field(default_factory=set)
+    times: dict[str, str] = field(default_factory=dict)
+    actors: dict[str, str] = field(default_factory=dict)
+    decisions: list[str] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    reopen_count: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        """The deduplication key: (system, rule, segment)."""
+        return self.system_id, self.rule, self.segment
+
+    @property
+    def active(self) -> bool:
+        """Not yet decided: deadlines and escalation apply."""
+        return self.state in ACTIVE
+
+
+@dataclass(frozen=True)
+class Waiver:
+    """An accepted risk: breaches of (system, rule, segment) open no incident until it expires."""
+
+    id: str
+    incident_id: str
+    system_id: str
+    rule: str
+    segment: str | None
+    owner: str
+    granted_at: str
+    expires_at: str
+
+    def covers(self, system_id: str, rule: str, segment: str | None, at: datetime.datetime) -> bool:
+        """Whether this waiver holds for the key at time `at`."""
+        return (self.system_id, self.rule, self.segment) == (system_id, rule, segment) and at < _time(self.expires_at)
+
+
+@dataclass
+class IncidentBook:
+    """All incidents and waivers of a ledger."""
+
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    waivers: list[Waiver] = field(default_factory=list)
+
+    def latest_for(self, key: tuple[str, str, str | None]) -> Incident | None:
+        """The most recently opened incident of a dedup key."""
+        matching = [i for i in self.incidents.values() if i.key == key]
+        return max(matching, key=lambda i: i.opened_at) if matching else None
+
+    def waiver_for(self, key: tuple[str, str, str | None], at: datetime.datetime) -> Waiver | None:
+        """The waiver covering `key` at `at`, if any."""
+        return next((w for w in self.waivers if w.covers(*key, at)), None)
+
+
+def load_book(ledger: Ledger) -> IncidentBook:
+    """Fold every incident and waiver entry of the ledger."""
+    book = IncidentBook()
+    for entry in ledger.entries(types=INCIDENT_TYPES):
+        apply(book, entry)
+    return book
+
+
+def apply(book: IncidentBook, entry: Entry) -> None:
+    """Fold one entry into the book."""
+    p = entry.payload
+    at = entry.received_at
+    if entry.type == WAIVER:
+        book.waivers.append(Waiver(p["waiver_id"], p["incident_id"], p["system_id"], p["rule"], p.get("segment"),
+                                   p["owner"], p["granted_at"], p["expires_at"]))
+        return
+    if entry.type == OPENED:
+        incident = Incident(p["incident_id"], p["system_id"], p["owner"], p["rule"], p.get("segment"),
+                            Severity(p["severity"]), RiskTier(p["tier"]), p["title"], at, p["onset_at"],
+                            p["detected_at"], stage_entered_at=at, findings=[p["finding"]["seq"]])
+        where = f" in {p['segment']}" if p.get("segment") else ""
+        incident.timeline.append({"at": at, "seq": entry.seq, "event": "opened", "by": AUTOMATIC,
+                                  "note": f"breach of {p['rule']}{where}"})
+        book.incidents[incident.id] = incident
+        return
+    found = book.incidents.get(p.get("incident_id", ""))
+    if found is None:
+        return
+    incident = found
+    if entry.type == FINDING_ATTACHED:
+        incident.findings.append(p["finding"]["seq"])
+        incident.timeline.append({"at": at, "seq": entry.seq, "event": "breach repeated", "by": AUTOMATIC, "note": ""})
+    elif entry.type == ESCALATED:
+        incident.level = max(incident.level, p["level"])
+        incident.escalated_to.append(p["role"])
+        incident.timeline.append({"at": at, "seq": entry.seq, "event": f"escalated to {p['role']}", "by": AUTOMATIC,
+                                  "note": p["reason"]})
+    elif entry.type == NOTIFIED:
+        incident.notified.add(p["key"])
+    elif entry.type == TRANSITION:
+        action = p["action"]
+        incident.state = State(p["to"])
+        incident.stage_entered_at = at
+        incident.times.setdefault(action, at)
+        incident.actors[action] = p["principal"]
+        if action == "reopen":
+            incident.reopen_count += 1
+            for later in ("acknowledge", "investigate", "validate", "decide", "resolve", "close"):
+                incident.times.pop(later, None)
+        if p.get("decision"):
+            incident.decisions.extend(p["decision"])
+        incident.timeline.append({"at": at, "seq": entry.seq, "event": action, "by": f"{p['principal']} ({p['role']})",
+                                  "note": p["note"] + (f" [decision: {', '.join(p['decision'])}]"
+                                                       if p.get("decision") else "")})
+
+
+# -- opening incidents from findings -------------------------------------------------------------
+
+
+def incident_entries(book: IncidentBook, system: AISystem, findings: Iterable[tuple[int, dict[str, Any]]],
+                     at: datetime.datetime, finding_ref: Any) -> list[NewEntry]:
+    """The entries that breach findings cause: open, attach, reopen, or nothing under a waiver.
+
+    Args:
+        book: the incidents so far.
+        system: the system the findings are about.
+        findings: (index in the batch, finding as JSON) for every finding of the submission.
+        at: the time of the submission.
+        finding_ref: function (done entries, index) -> {"seq", "record_hash"} of a finding entry.
+    """
+    entries: list[NewEntry] = []
+    for index, finding in findings:
+        if finding["status"] != "breach":
+            continue
+        rule = f"{finding['policy']}/{finding['rule']}"
+        key = (system.id, rule, finding.get("segment"))
+        if book.waiver_for(key, at) is not None:
+            continue  # accepted risk: the finding is in the ledger, no incident opens
+        latest = book.latest_for(key)
+        ref = _bind(finding_ref, index)
+        if latest is not None and (latest.active or latest.state is State.DECIDED):
+            entries.append(NewEntry(FINDING_ATTACHED, _payload({"incident_id": latest.id}, "finding", ref),
+                                    f"attach:{latest.id}:{finding['bundle_digest']}:{index}", subject=system.id))
+            continue
+        if latest is not None and latest.state in (State.RESOLVED, State.CLOSED) and \
+                at - _time(latest.times.get("resolve", latest.opened_at)) <= REOPEN_WINDOW:
+            reopen = {"incident_id": latest.id, "action": "reopen", "from": latest.state.value,
+                      "to": State.OPEN.value, "principal": AUTOMATIC, "role": "system",
+                      "note": "the breach recurred within the reopen window"}
+            entries.append(NewEntry(TRANSITION, reopen,
+                                    f"reopen:{latest.id}:{finding['bundle_digest']}", subject=system.id))
+            entries.append(NewEntry(FINDING_ATTACHED, _payload({"incident_id": latest.id}, "finding", ref),
+                                    f"attach:{latest.id}:{finding['bundle_digest']}:{index}", subject=system.id))
+            continue
+        new_id = incident_id(system.id, rule, finding.get("segment"), finding["bundle_digest"])
+        payload = {"incident_id": new_id, "system_id": system.id, "owner": system.owner, "rule": rule,
+                   "segment": finding.get("segment"), "severity": finding["severity"],
+                   "tier": system.risk_tier.value, "title": finding["title"],
+                   "onset_at": finding["window_end"], "detected_at": finding["evaluated_at"]}
+        entries.append(NewEntry(OPENED, _payload(payload, "finding", ref), f"open:{new_id}", subject=system.id))
+        book.incidents[new_id] = Incident(new_id, system.id, system.owner, rule, finding.get("segment"),
+                                          Severity(finding["severity"]), system.risk_tier, finding["title"],
+                                          format_time(at), finding["window_end"], finding["evaluated_at"])
+    return entries
+
+
+def _bind(finding_ref: Any, index: int) -> Any:
+    return lambda done: finding_ref(done, index)
+
+
+def _payload(base: dict[str, Any], name: str, ref: Any) -> Any:
+    return lambda done: {**base, name: ref(done)}
+
+
+# -- transitions ---------------------------------------------------------------------------------
+
+
+def allowed_roles(graph: EscalationGraph, incident: Incident, action: str) -> set[str]:
+    """The roles that may take `action` on `incident`: the stage's roles, and paged roles above them."""
+    roles: set[str] = set()
+    for stage in ACTIONS[action][2]:
+        band = graph.band(incident.severity).assignment(stage)
+        roles |= {*band.responsible, band.accountable}
+        if stage == "decide":
+            roles.add(graph.decider(incident.severity, incident.tier))
+    floor = min(graph.config.roles[r].authority for r in roles)
+    roles |= {r for r in incident.escalated_to if graph.config.roles[r].authority >= floor}
+    return roles
+
+
+def transition(ledger: Ledger, graph: EscalationGraph, incident_id_: str, action: str, principal: str, note: str,
+               decisions: Iterable[str] = (), expires: str | None = None) -> Entry:
+    """Move an incident, as `principal`, with a rationale; refused unless the graph allows it.
+
+    Raises:
+        CharterError: unknown incident or action, a state the action cannot start from, a principal
+            without an allowed role, a missing rationale, a decision beyond the role's authority, or
+            an independence breach. Nothing is recorded then.
+    """
+    if action not in ACTIONS:
+        raise CharterError.single("usage", f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if not note.strip():
+        raise CharterError.single("rationale_required", "every transition needs a rationale (--note)")
+    decision_list = sorted(set(decisions))
+
+    def build(next_seq: int) -> list[NewEntry]:
+        book = load_book(ledger)
+        incident = book.incidents.get(incident_id_)
+        if incident is None:
+            raise CharterError.single("unknown_incident", f"no incident {incident_id_}")
+        sources, target, _ = ACTIONS[action]
+        if incident.state not in sources:
+            raise CharterError.single("invalid_transition", f"{incident_id_} is {incident.state.value}; {action} "
+                                      f"needs {' or '.join(s.value for s in sources)}")
+        allowed = allowed_roles(graph, incident, action)
+        held = [r for r in graph.roles_of(principal) if r in allowed]
+        if not held:
+            raise CharterError.single("not_authorized", f"{principal!r} holds none of the roles that may {action} "
+                                      f"a {incident.severity.value} incident: {', '.join(sorted(allowed))}")
+        if action in ("acknowledge", "investigate") and "model_owner" in held and len(held) == 1 \
+                and principal != incident.owner and graph.config.entry == "model_owner":
+            raise CharterError.single("not_authorized", f"{principal!r} does not own {incident.system_id}; its "
+                                      f"owner is {incident.owner!r}")
+        role = max(held, key=lambda r: graph.config.roles[r].authority)
+        if action == "validate" and graph.tier(incident.tier).separation_of_duties:
+            investigator = incident.actors.get("investigate") or incident.actors.get("acknowledge")
+            if investigator == principal:
+                raise CharterError.single("separation_of_duties", f"{principal!r} investigated {incident_id_} and "
+                                          "may not also validate it")
+        payload: dict[str, Any] = {"incident_id": incident_id_, "action": action, "from": incident.state.value,
+                                   "to": target.value, "principal": principal, "role": role, "note": note}
+        entries = []
+        if action == "decide":
+            if not decision_list:
+                raise CharterError.single("decision_required", "decide needs at least one --decision")
+            for decision in decision_list:
+                if decision not in graph.config.decisions:
+                    raise CharterError.single("unknown_decision", f"unknown decision {decision!r}; one of "
+                                              f"{', '.join(graph.config.decisions)}")
+                if not graph.may_decide(role, decision):
+                    raise CharterError.single("not_authorized", f"{role!r} lacks the authority to {decision} "
+                                              f"(needs {graph.config.decisions[decision].min_authority})")
+            payload["decision"] = decision_list
+            if "accept_risk" in decision_list:
+                entries.append(_waiver_entry(ledger, graph, incident, principal, expires))
+        elif decision_list:
+            raise CharterError.single("usage", "--decision belongs to the decide action")
+        return [NewEntry(TRANSITION, payload, f"{action}:{incident_id_}:{next_seq}", subject=incident.system_id),
+                *entries]
+
+    return ledger.append(build)[0]
+
+
+def _waiver_entry(ledger: Ledger, graph: EscalationGraph, incident: Incident, principal: str,
+                  expires: str | None) -> NewEntry:
+    rule = graph.config.decisions["accept_risk"]
+    if expires is None:
+        raise CharterError.single("expiry_required", "accept_risk needs --expires (an ISO 8601 duration, e.g. P30D)")
+    try:
+        duration = _parse_duration(expires)
+    except ValueError as exc:
+        raise CharterError.single("usage", f"--expires: {exc}") from exc
+    if rule.max_duration is not None and duration > rule.max_duration:
+        raise CharterError.single("waiver_too_long", f"accepted risk may last at most "
+                                  f"{format_duration(rule.max_duration)}, not {format_duration(duration)}")
+    now = ledger.clock()
+    waiver_id = f"WVR-{incident.id[4:]}-{len(incident.decisions) + 1}"
+    return NewEntry(WAIVER, {"waiver_id": waiver_id, "incident_id": incident.id, "system_id": incident.system_id,
+                             "rule": incident.rule, "segment": incident.segment, "owner": principal,
+                             "granted_at": format_time(now), "expires_at": format_time(now + duration)},
+                    f"waiver:{waiver_id}", subject=incident.system_id)
+
+
+# -- deadlines -----------------------------------------------------------------------------------
+
+
+def stage_deadline(graph: EscalationGraph, incident: Incident) -> tuple[str, datetime.datetime] | None:
+    """The step the incident waits for and when it is due; None once decided."""
+    deadlines = graph.band(incident.severity).deadlines
+    factor = graph.tier(incident.tier).timeout_factor
+    entered = _time(incident.stage_entered_at)
+    if incident.state is State.OPEN:
+        return "acknowledge", entered + deadlines.acknowledge * factor
+    if incident.state in (State.ACKNOWLEDGED, State.INVESTIGATING):
+        return "investigate and validate", entered + (deadlines.investigate + deadlines.validate_) * factor
+    if incident.state is State.VALIDATED:
+        return "decide", entered + deadlines.decide * factor
+    return None
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+def _stats(values: list[float], missing: int) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "missing": missing, "median_h": None, "p90_h": None}
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, max(0, round(0.9 * len(ordered) + 0.5) - 1))]
+    return {"n": len(values), "missing": missing, "median_h": round(statistics.median(ordered) / 3600, 2),
+            "p90_h": round(p90 / 3600, 2)}
+
+
+METRICS = {
+    "mttd": ("onset", "detected"),
+    "mtta": ("opened", "acknowledge"),
+    "time_to_decision": ("opened", "decide"),
+    "mttr": ("opened", "resolve"),
+}
+
+
+def metrics(incidents: Iterable[Incident]) -> dict[str, Any]:
+    """MTTD, MTTA, time to decision and MTTR (median, p90, counts) per system and for the portfolio.
+
+    MTTD runs from the end of the window in which the breach became measurable to its detection;
+    the others from the incident's opening. Incidents that have not reached an endpoint count as
+    missing; a negative duration (bad clocks) is refused rather than averaged in.
+    """
+    rows = list(incidents)
+    result: dict[str, Any] = {}
+    groups: dict[str, list[Incident]] = {"portfolio": rows}
+    for incident in rows:
+        groups.setdefault(incident.system_id, []).append(incident)
+    for name, members in sorted(groups.items()):
+        result[name] = {}
+        for metric, (start, end) in METRICS.items():
+            values, missing = [], 0
+            for incident in members:
+                points = {"onset": incident.onset_at, "detected": incident.detected_at, "opened": incident.opened_at,
+                          **incident.times}
+                if end not in points:
+                    missing += 1
+                    continue
+                seconds = (_time(points[end]) - _time(points[start])).total_seconds()
+                if seconds < 0:
+                    raise CharterError.single("clock_skew", f"{incident.id}: {end} is before {start} by "
+                                              f"{-seconds:.0f} s; the timestamps are not trustworthy")
+                values.append(seconds)
+            result[name][metric] = _stats(values, missing)
+    return result
