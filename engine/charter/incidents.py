@@ -98,6 +98,8 @@ class Incident:
     decisions: list[str] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     reopen_count: int = 0
+    deadline: tuple[str, str] | None = None  # (step, due) as stored when the stage began
+    chain: list[tuple[str, float]] = field(default_factory=list)  # escalation plan pinned at opening
 
     @property
     def key(self) -> tuple[str, str, str | None]:
@@ -164,7 +166,8 @@ def apply(book: IncidentBook, entry: Entry) -> None:
     if entry.type == OPENED:
         incident = Incident(p["incident_id"], p["system_id"], p["owner"], p["rule"], p.get("segment"),
                             Severity(p["severity"]), RiskTier(p["tier"]), p["title"], at, p["onset_at"],
-                            p["detected_at"], stage_entered_at=at, findings=[p["finding"]["seq"]])
+                            p["detected_at"], stage_entered_at=at, findings=[p["finding"]["seq"]],
+                            deadline=_stored_deadline(p), chain=[(r, float(a)) for r, a in p.get("chain", [])])
         where = f" in {p['segment']}" if p.get("segment") else ""
         incident.timeline.append({"at": at, "seq": entry.seq, "event": "opened", "by": AUTOMATIC,
                                   "note": f"breach of {p['rule']}{where}"})
@@ -188,6 +191,7 @@ def apply(book: IncidentBook, entry: Entry) -> None:
         action = p["action"]
         incident.state = State(p["to"])
         incident.stage_entered_at = at
+        incident.deadline = _stored_deadline(p)
         incident.times.setdefault(action, at)
         incident.actors[action] = p["principal"]
         if action == "reopen":
@@ -204,12 +208,17 @@ def apply(book: IncidentBook, entry: Entry) -> None:
 # -- opening incidents from findings -------------------------------------------------------------
 
 
-def incident_entries(book: IncidentBook, system: AISystem, findings: Iterable[tuple[int, dict[str, Any]]],
-                     at: datetime.datetime, finding_ref: Any) -> list[NewEntry]:
+def incident_entries(book: IncidentBook, graph: EscalationGraph, system: AISystem,
+                     findings: Iterable[tuple[int, dict[str, Any]]], at: datetime.datetime,
+                     finding_ref: Any) -> list[NewEntry]:
     """The entries that breach findings cause: open, attach, reopen, or nothing under a waiver.
+
+    The deadline of the first step and the escalation plan are stored with the incident, so a later
+    change of escalation.yaml applies to new incidents and never re-times open ones.
 
     Args:
         book: the incidents so far.
+        graph: the escalation graph in force.
         system: the system the findings are about.
         findings: (index in the batch, finding as JSON) for every finding of the submission.
         at: the time of the submission.
@@ -233,22 +242,53 @@ def incident_entries(book: IncidentBook, system: AISystem, findings: Iterable[tu
                 at - _time(latest.times.get("resolve", latest.opened_at)) <= REOPEN_WINDOW:
             reopen = {"incident_id": latest.id, "action": "reopen", "from": latest.state.value,
                       "to": State.OPEN.value, "principal": AUTOMATIC, "role": "system",
-                      "note": "the breach recurred within the reopen window"}
+                      "note": "the breach recurred within the reopen window",
+                      "deadline": deadline_for(graph, latest.severity, latest.tier, State.OPEN, at)}
             entries.append(NewEntry(TRANSITION, reopen,
                                     f"reopen:{latest.id}:{finding['bundle_digest']}", subject=system.id))
             entries.append(NewEntry(FINDING_ATTACHED, _payload({"incident_id": latest.id}, "finding", ref),
                                     f"attach:{latest.id}:{finding['bundle_digest']}:{index}", subject=system.id))
             continue
         new_id = incident_id(system.id, rule, finding.get("segment"), finding["bundle_digest"])
+        severity = Severity(finding["severity"])
         payload = {"incident_id": new_id, "system_id": system.id, "owner": system.owner, "rule": rule,
-                   "segment": finding.get("segment"), "severity": finding["severity"],
+                   "segment": finding.get("segment"), "severity": severity.value,
                    "tier": system.risk_tier.value, "title": finding["title"],
-                   "onset_at": finding["window_end"], "detected_at": finding["evaluated_at"]}
+                   "onset_at": finding["window_end"], "detected_at": finding["evaluated_at"],
+                   "deadline": deadline_for(graph, severity, system.risk_tier, State.OPEN, at),
+                   "chain": escalation_chain(graph, severity, system.risk_tier)}
         entries.append(NewEntry(OPENED, _payload(payload, "finding", ref), f"open:{new_id}", subject=system.id))
         book.incidents[new_id] = Incident(new_id, system.id, system.owner, rule, finding.get("segment"),
                                           Severity(finding["severity"]), system.risk_tier, finding["title"],
                                           format_time(at), finding["window_end"], finding["evaluated_at"])
     return entries
+
+
+def _stored_deadline(payload: dict[str, Any]) -> tuple[str, str] | None:
+    deadline = payload.get("deadline")
+    return (deadline["step"], deadline["due_at"]) if deadline else None
+
+
+def deadline_for(graph: EscalationGraph, severity: Severity, tier: RiskTier, state: State,
+                 entered: datetime.datetime) -> dict[str, str] | None:
+    """The step an incident entering `state` at `entered` waits for, and when it is due."""
+    deadlines = graph.band(severity).deadlines
+    factor = graph.tier(tier).timeout_factor
+    if state is State.OPEN:
+        step, allowed = "acknowledge", deadlines.acknowledge
+    elif state in (State.ACKNOWLEDGED, State.INVESTIGATING):
+        step, allowed = "investigate and validate", deadlines.investigate + deadlines.validate_
+    elif state is State.VALIDATED:
+        step, allowed = "decide", deadlines.decide
+    else:
+        return None
+    return {"step": step, "due_at": format_time(entered + allowed * factor)}
+
+
+def escalation_chain(graph: EscalationGraph, severity: Severity, tier: RiskTier) -> list[list[Any]]:
+    """The roles escalation walks through, with seconds after the first escalation: pinned per incident."""
+    steps = [s for s in graph.plan(severity, tier) if s.reason == "escalation" and s.role != graph.config.entry]
+    return [[s.role, (s.after - steps[0].after).total_seconds()] for s in steps] if steps else []
 
 
 def _bind(finding_ref: Any, index: int) -> Any:
@@ -315,7 +355,9 @@ def transition(ledger: Ledger, graph: EscalationGraph, incident_id_: str, action
                 raise CharterError.single("separation_of_duties", f"{principal!r} investigated {incident_id_} and "
                                           "may not also validate it")
         payload: dict[str, Any] = {"incident_id": incident_id_, "action": action, "from": incident.state.value,
-                                   "to": target.value, "principal": principal, "role": role, "note": note}
+                                   "to": target.value, "principal": principal, "role": role, "note": note,
+                                   "deadline": deadline_for(graph, incident.severity, incident.tier, target,
+                                                            ledger.clock())}
         entries = []
         if action == "decide":
             if not decision_list:
@@ -362,17 +404,13 @@ def _waiver_entry(ledger: Ledger, graph: EscalationGraph, incident: Incident, pr
 
 
 def stage_deadline(graph: EscalationGraph, incident: Incident) -> tuple[str, datetime.datetime] | None:
-    """The step the incident waits for and when it is due; None once decided."""
-    deadlines = graph.band(incident.severity).deadlines
-    factor = graph.tier(incident.tier).timeout_factor
-    entered = _time(incident.stage_entered_at)
-    if incident.state is State.OPEN:
-        return "acknowledge", entered + deadlines.acknowledge * factor
-    if incident.state in (State.ACKNOWLEDGED, State.INVESTIGATING):
-        return "investigate and validate", entered + (deadlines.investigate + deadlines.validate_) * factor
-    if incident.state is State.VALIDATED:
-        return "decide", entered + deadlines.decide * factor
-    return None
+    """The step the incident waits for and when it is due (as stored when the stage began); None once decided."""
+    if incident.state not in ACTIVE:
+        return None
+    if incident.deadline is not None:
+        return incident.deadline[0], _time(incident.deadline[1])
+    computed = deadline_for(graph, incident.severity, incident.tier, incident.state, _time(incident.stage_entered_at))
+    return (computed["step"], _time(computed["due_at"])) if computed else None
 
 
 # -- metrics -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from .errors import CharterError
 from .escalation import Channel, EscalationGraph
-from .incidents import ESCALATED, NOTIFIED, Incident, load_book, stage_deadline
+from .incidents import ESCALATED, NOTIFIED, Incident, escalation_chain, load_book, stage_deadline
 from .ledger.store import Ledger, NewEntry, format_time
 
 
@@ -82,8 +82,10 @@ class TickReport:
 
 
 def _chain(graph: EscalationGraph, incident: Incident) -> list[tuple[str, datetime.timedelta]]:
-    plan = graph.plan(incident.severity, incident.tier)
-    return [(s.role, s.after) for s in plan if s.reason == "escalation" and s.role != graph.config.entry]
+    """The incident's pinned escalation chain (computed from the graph only for incidents without one)."""
+    pinned = incident.chain or [(role, after) for role, after in escalation_chain(graph, incident.severity,
+                                                                                  incident.tier)]
+    return [(role, datetime.timedelta(seconds=after)) for role, after in pinned]
 
 
 def due_escalations(graph: EscalationGraph, incident: Incident, now: datetime.datetime) -> list[dict[str, Any]]:
@@ -96,7 +98,7 @@ def due_escalations(graph: EscalationGraph, incident: Incident, now: datetime.da
     levels = []
     for level in range(incident.level, len(chain)):
         role, after = chain[level]
-        at = due + (after - chain[0][1])
+        at = due + after
         if now < at:
             break
         levels.append({"incident_id": incident.id, "level": level + 1, "role": role,

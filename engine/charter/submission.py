@@ -269,7 +269,7 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
                 return {"seq": done[first_finding + index].seq,
                         "record_hash": done[first_finding + index].record_hash.hex()}
 
-            entries += incident_entries(load_book(ledger), system,
+            entries += incident_entries(load_book(ledger), graph, system,
                                         [(i, f.model_dump(mode="json")) for i, f in enumerate(findings)],
                                         ledger.clock(), finding_ref)
         return entries

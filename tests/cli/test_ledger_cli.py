@@ -71,3 +71,31 @@ def test_demo_runs_the_loop_on_a_fresh_ledger_and_verifies(tmp_path: Path) -> No
     verify = run_cli("verify", "--db", "sqlite:///.charter/demo/ledger.db", "--ledger-key", ".charter/demo/ledger.key",
                      cwd=tmp_path)
     assert verify.returncode == 0 and "OK:" in verify.stdout
+
+
+def test_incident_commands_on_the_demo_ledger(tmp_path: Path) -> None:
+    assert run_cli("demo", cwd=tmp_path).returncode == 0
+    ledger = ("--db", "sqlite:///.charter/demo/ledger.db", "--ledger-key", ".charter/demo/ledger.key")
+    result = run_cli("incidents", "list", "--format", "json", "--policies", str(REPO / "policies"), *ledger,
+                     cwd=tmp_path)
+    incidents = json.loads(result.stdout)
+    claims = next(i for i in incidents if i["rule"] == "core.fairness/approval-parity")
+    assert claims["state"] == "closed" and claims["decisions"] == ["compensate", "retrain"]
+    fraud = next(i for i in incidents if i["rule"] == "core.performance/recall-floor")
+    assert fraud["escalated_to"][:2] == ["risk_compliance", "governance_committee"]
+    only_closed = run_cli("incidents", "list", "--state", "closed", "--system", "claims-approval", "--format", "json",
+                          "--policies", str(REPO / "policies"), *ledger, cwd=tmp_path)
+    assert [i["id"] for i in json.loads(only_closed.stdout)] == [claims["id"]]
+    by_role = run_cli("incidents", "list", "--role", "executive", "--format", "json", "--policies",
+                      str(REPO / "policies"), *ledger, cwd=tmp_path)
+    assert fraud["id"] in {i["id"] for i in json.loads(by_role.stdout)}
+    show = run_cli("incidents", "show", claims["id"], *ledger, cwd=tmp_path)
+    assert "anna.schmidt (governance_committee)" in show.stdout
+    metrics = json.loads(run_cli("metrics", "--format", "json", *ledger, cwd=tmp_path).stdout)
+    assert metrics["claims-approval"]["time_to_decision"]["n"] == 1
+    plan = json.loads(run_cli("escalation", "plan", "--severity", "high", "--tier", "high", "--format", "json",
+                              "--policies", str(REPO / "policies"), cwd=tmp_path).stdout)
+    assert [step["role"] for step in plan["plan"]][:2] == ["model_owner", "risk_compliance"]
+    refused = run_cli("incidents", "validate", fraud["id"], "--as", "maria.keller", "--note", "mine",
+                      "--policies", str(REPO / "policies"), *ledger, cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr

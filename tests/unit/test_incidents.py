@@ -208,6 +208,26 @@ def test_missed_deadlines_escalate_once_and_notify_once(world: tuple[Populated, 
     assert verify_ledger(ledger, populated.log_key.public).ok
 
 
+def test_open_incidents_keep_the_timing_they_were_opened_with(world: tuple[Populated, Clock],
+                                                             tmp_path: Path) -> None:
+    populated, clock = world
+    _submit(world, FRAUD[3])
+    # The configuration changes while the incident is open: owners now get 30 days to acknowledge.
+    relaxed = (REPO / "policies" / "escalation.yaml").read_text().replace("acknowledge: P1D,", "acknowledge: P30D,")
+    (tmp_path / "escalation.yaml").write_text(relaxed)
+    graph = load_escalation(tmp_path / "escalation.yaml")
+    report = tick(populated.ledger, graph, clock.at("2026-05-02T19:00:00+00:00"), _Recorder())
+    assert [line.split(" -> ")[1] for line in report.escalated] == ["risk_compliance"]
+
+
+def test_medium_incidents_on_minimal_tiers_have_no_chain_and_no_crash(world: tuple[Populated, Clock]) -> None:
+    from charter.incidents import escalation_chain
+    from charter.policy.model import Severity
+    from charter.registry import RiskTier
+
+    assert escalation_chain(GRAPH, Severity.LOW, RiskTier.MINIMAL) == []
+
+
 def test_failed_delivery_is_retried_by_the_next_tick(world: tuple[Populated, Clock]) -> None:
     populated, clock = world
     _submit(world, FRAUD[3])
