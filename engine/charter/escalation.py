@@ -12,6 +12,7 @@ decide, separation of duties for tiers that require it, and deciders paged withi
 from __future__ import annotations
 
 import datetime
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,15 @@ class Channel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: str = Field(pattern=r"^(log|webhook)$")
-    target: str | None = Field(default=None, description="URL for webhooks; ignored for the log.")
+    target: str | None = Field(default=None, description="An http(s) URL for webhooks; a file path for the log.")
+
+    @model_validator(mode="after")
+    def _webhook_url(self) -> Channel:
+        if self.type == "webhook":
+            parts = urllib.parse.urlsplit(self.target or "")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"a webhook needs an http(s) URL as target, not {self.target!r}")
+        return self
 
 
 class Role(BaseModel):
@@ -126,7 +135,7 @@ class TierOverride(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    timeout_factor: float = Field(default=1.0, gt=0, le=10)
+    timeout_factor: float = Field(default=1.0, ge=0.01, le=10)
     separation_of_duties: bool = False
     deciders: dict[Severity, RoleName] = Field(default_factory=dict, description="A higher decider per severity.")
     must_reach: dict[Severity, RoleName] = Field(
@@ -318,11 +327,22 @@ class EscalationGraph:
                              "it must be in exactly one", at("stages"))
         if problems:
             return problems.diagnostics
+        self._check_dead_edges(problems)
         for severity in Severity:
             band_index = next(i for i, b in enumerate(config.stages) if severity in b.severities)
             for tier in RiskTier:
                 self._check_route(severity, tier, band_index, problems)
         return problems.diagnostics
+
+    def _check_dead_edges(self, problems: DiagnosticCollector) -> None:
+        """An edge listing a severity whose incidents never reach its source would never fire: a misreading."""
+        for index, edge in enumerate(self.config.edges):
+            dead = [s.value for s in edge.severities if edge.source != self.config.entry
+                    and not nx.has_path(self.view(s, RiskTier.MINIMAL), self.config.entry, edge.source)]
+            if dead:
+                problems.add("dead_edge", f"edge {edge.source} -> {edge.target} never fires for {', '.join(dead)}: "
+                             f"no edge of that severity pages {edge.source!r} first",
+                             self.smap.location(("edges", index, "severities")))
 
     def _check_route(self, severity: Severity, tier: RiskTier, band_index: int,
                      problems: DiagnosticCollector) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ ACTIONS: dict[str, tuple[tuple[State, ...], State, tuple[str, ...]]] = {
     "decide": ((State.VALIDATED,), State.DECIDED, ("decide",)),
     "resolve": ((State.DECIDED,), State.RESOLVED, ("investigate", "decide")),
     "close": ((State.RESOLVED,), State.CLOSED, ("validate", "decide")),
-    "reopen": ((State.RESOLVED, State.CLOSED), State.OPEN, ("investigate", "validate", "decide")),
+    "reopen": ((State.RESOLVED, State.CLOSED), State.OPEN, ("validate", "decide")),
 }
 
 
@@ -96,6 +97,7 @@ class Incident:
     times: dict[str, str] = field(default_factory=dict)
     actors: dict[str, str] = field(default_factory=dict)
     decisions: list[str] = field(default_factory=list)
+    current_decision: list[str] = field(default_factory=list)  # the decision of the current round
     timeline: list[dict[str, Any]] = field(default_factory=list)
     reopen_count: int = 0
     deadline: tuple[str, str] | None = None  # (step, due) as stored when the stage began
@@ -110,6 +112,11 @@ class Incident:
     def active(self) -> bool:
         """Not yet decided: deadlines and escalation apply."""
         return self.state in ACTIVE
+
+    @property
+    def risk_accepted(self) -> bool:
+        """Decided by accepting the risk: once its waiver lapses, new breaches open a new incident."""
+        return self.state is State.DECIDED and "accept_risk" in self.current_decision
 
 
 @dataclass(frozen=True)
@@ -195,11 +202,16 @@ def apply(book: IncidentBook, entry: Entry) -> None:
         incident.times.setdefault(action, at)
         incident.actors[action] = p["principal"]
         if action == "reopen":
+            # a reopened incident starts a new escalation round: levels, pages and keys begin afresh
             incident.reopen_count += 1
+            incident.level = 0
+            incident.escalated_to = []
+            incident.current_decision = []
             for later in ("acknowledge", "investigate", "validate", "decide", "resolve", "close"):
                 incident.times.pop(later, None)
         if p.get("decision"):
             incident.decisions.extend(p["decision"])
+            incident.current_decision = list(p["decision"])
         incident.timeline.append({"at": at, "seq": entry.seq, "event": action, "by": f"{p['principal']} ({p['role']})",
                                   "note": p["note"] + (f" [decision: {', '.join(p['decision'])}]"
                                                        if p.get("decision") else "")})
@@ -234,7 +246,7 @@ def incident_entries(book: IncidentBook, graph: EscalationGraph, system: AISyste
             continue  # accepted risk: the finding is in the ledger, no incident opens
         latest = book.latest_for(key)
         ref = _bind(finding_ref, index)
-        if latest is not None and (latest.active or latest.state is State.DECIDED):
+        if latest is not None and (latest.active or (latest.state is State.DECIDED and not latest.risk_accepted)):
             entries.append(NewEntry(FINDING_ATTACHED, _payload({"incident_id": latest.id}, "finding", ref),
                                     f"attach:{latest.id}:{finding['bundle_digest']}:{index}", subject=system.id))
             continue
@@ -303,15 +315,25 @@ def _payload(base: dict[str, Any], name: str, ref: Any) -> Any:
 
 
 def allowed_roles(graph: EscalationGraph, incident: Incident, action: str) -> set[str]:
-    """The roles that may take `action` on `incident`: the stage's roles, and paged roles above them."""
+    """The roles that may take `action` on `incident`: the stage's roles, and paged roles above them.
+
+    Deciding belongs to the decider of the severity and tier (a tier override may raise it above
+    the band's decide stage) and to roles of at least its authority; roles paged by escalation
+    join with at least the authority of the weakest role the stage already allows. Roles that
+    are no longer declared (escalation.yaml changed since the page) are ignored.
+    """
+    declared = graph.config.roles
     roles: set[str] = set()
     for stage in ACTIONS[action][2]:
         band = graph.band(incident.severity).assignment(stage)
-        roles |= {*band.responsible, band.accountable}
         if stage == "decide":
-            roles.add(graph.decider(incident.severity, incident.tier))
-    floor = min(graph.config.roles[r].authority for r in roles)
-    roles |= {r for r in incident.escalated_to if graph.config.roles[r].authority >= floor}
+            decider = graph.decider(incident.severity, incident.tier)
+            floor = declared[decider].authority
+            roles |= {decider, *(r for r in (*band.responsible, band.accountable) if declared[r].authority >= floor)}
+        else:
+            roles |= {*band.responsible, band.accountable}
+    floor = min(declared[r].authority for r in roles)
+    roles |= {r for r in incident.escalated_to if r in declared and declared[r].authority >= floor}
     return roles
 
 
@@ -339,21 +361,20 @@ def transition(ledger: Ledger, graph: EscalationGraph, incident_id_: str, action
         if incident.state not in sources:
             raise CharterError.single("invalid_transition", f"{incident_id_} is {incident.state.value}; {action} "
                                       f"needs {' or '.join(s.value for s in sources)}")
+        declared = graph.config.roles
         allowed = allowed_roles(graph, incident, action)
         held = [r for r in graph.roles_of(principal) if r in allowed]
         if not held:
             raise CharterError.single("not_authorized", f"{principal!r} holds none of the roles that may {action} "
                                       f"a {incident.severity.value} incident: {', '.join(sorted(allowed))}")
-        if action in ("acknowledge", "investigate") and "model_owner" in held and len(held) == 1 \
-                and principal != incident.owner and graph.config.entry == "model_owner":
-            raise CharterError.single("not_authorized", f"{principal!r} does not own {incident.system_id}; its "
-                                      f"owner is {incident.owner!r}")
-        role = max(held, key=lambda r: graph.config.roles[r].authority)
-        if action == "validate" and graph.tier(incident.tier).separation_of_duties:
-            investigator = incident.actors.get("investigate") or incident.actors.get("acknowledge")
-            if investigator == principal:
-                raise CharterError.single("separation_of_duties", f"{principal!r} investigated {incident_id_} and "
-                                          "may not also validate it")
+        entry_role = graph.config.entry
+        if held == [entry_role] and principal != incident.owner and incident.owner in declared[entry_role].members:
+            # the first line acts on its own systems only; a colleague in the same role is not the owner
+            raise CharterError.single("not_authorized", f"{principal!r} holds only {entry_role!r} and does not own "
+                                      f"{incident.system_id}; its owner is {incident.owner!r}")
+        role = max(held, key=lambda r: declared[r].authority)
+        if graph.tier(incident.tier).separation_of_duties:
+            _check_independence(incident, action, principal)
         payload: dict[str, Any] = {"incident_id": incident_id_, "action": action, "from": incident.state.value,
                                    "to": target.value, "principal": principal, "role": role, "note": note,
                                    "deadline": deadline_for(graph, incident.severity, incident.tier, target,
@@ -378,6 +399,19 @@ def transition(ledger: Ledger, graph: EscalationGraph, incident_id_: str, action
                 *entries]
 
     return ledger.append(build)[0]
+
+
+def _check_independence(incident: Incident, action: str, principal: str) -> None:
+    """Separation of duties: the validator is not the investigator, the decider not the validator."""
+    if action == "validate":
+        earlier, did = incident.actors.get("investigate") or incident.actors.get("acknowledge"), "investigated"
+    elif action == "decide":
+        earlier, did = incident.actors.get("validate"), "validated"
+    else:
+        return
+    if earlier == principal:
+        raise CharterError.single("separation_of_duties", f"{principal!r} {did} {incident.id} and may not also "
+                                  f"{action} it")
 
 
 def _waiver_entry(ledger: Ledger, graph: EscalationGraph, incident: Incident, principal: str,
@@ -420,45 +454,66 @@ def _stats(values: list[float], missing: int) -> dict[str, Any]:
     if not values:
         return {"n": 0, "missing": missing, "median_h": None, "p90_h": None}
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, max(0, round(0.9 * len(ordered) + 0.5) - 1))]
+    p90 = ordered[math.ceil(0.9 * len(ordered)) - 1]  # nearest rank
     return {"n": len(values), "missing": missing, "median_h": round(statistics.median(ordered) / 3600, 2),
             "p90_h": round(p90 / 3600, 2)}
 
 
-METRICS = {
-    "mttd": ("onset", "detected"),
-    "mtta": ("opened", "acknowledge"),
-    "time_to_decision": ("opened", "decide"),
-    "mttr": ("opened", "resolve"),
+#: metric -> (start point, end points: the first of them that happened ends the interval)
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mttd": ("onset", ("detected",)),
+    "mtta": ("opened", ("acknowledge", "investigate")),  # starting the investigation acknowledges too
+    "time_to_decision": ("opened", ("decide",)),
+    "mttr": ("opened", ("resolve",)),
 }
 
 
-def metrics(incidents: Iterable[Incident]) -> dict[str, Any]:
+@dataclass
+class Metrics:
+    """Incident metrics, and the durations refused as data-quality errors."""
+
+    scopes: dict[str, dict[str, Any]]
+    rejected: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"scopes": {scope: {metric: stats}}, "rejected": [...]}``."""
+        return {"scopes": self.scopes, "rejected": self.rejected}
+
+
+def metrics(incidents: Iterable[Incident]) -> Metrics:
     """MTTD, MTTA, time to decision and MTTR (median, p90, counts) per system and for the portfolio.
 
     MTTD runs from the end of the window in which the breach became measurable to its detection;
     the others from the incident's opening. Incidents that have not reached an endpoint count as
-    missing; a negative duration (bad clocks) is refused rather than averaged in.
+    missing. A negative duration (clock skew or bad data) is left out of the statistics and listed
+    under `rejected`, naming the incident, so one bad clock neither skews nor blocks the portfolio.
     """
     rows = list(incidents)
-    result: dict[str, Any] = {}
+    scopes: dict[str, dict[str, Any]] = {}
+    rejected: list[dict[str, Any]] = []
     groups: dict[str, list[Incident]] = {"portfolio": rows}
     for incident in rows:
         groups.setdefault(incident.system_id, []).append(incident)
     for name, members in sorted(groups.items()):
-        result[name] = {}
-        for metric, (start, end) in METRICS.items():
-            values, missing = [], 0
+        scopes[name] = {}
+        for metric, (start, ends) in METRICS.items():
+            values: list[float] = []
+            missing = skewed = 0
             for incident in members:
                 points = {"onset": incident.onset_at, "detected": incident.detected_at, "opened": incident.opened_at,
                           **incident.times}
-                if end not in points:
+                reached = [points[end] for end in ends if end in points]
+                if not reached:
                     missing += 1
                     continue
-                seconds = (_time(points[end]) - _time(points[start])).total_seconds()
+                end_at = min(_time(t) for t in reached)
+                seconds = (end_at - _time(points[start])).total_seconds()
                 if seconds < 0:
-                    raise CharterError.single("clock_skew", f"{incident.id}: {end} is before {start} by "
-                                              f"{-seconds:.0f} s; the timestamps are not trustworthy")
+                    skewed += 1
+                    if name == "portfolio":
+                        rejected.append({"incident": incident.id, "metric": metric, "reason": "clock_skew",
+                                         "message": f"{'/'.join(ends)} is {-seconds:.0f} s before {start}"})
+                    continue
                 values.append(seconds)
-            result[name][metric] = _stats(values, missing)
-    return result
+            scopes[name][metric] = {**_stats(values, missing), "rejected": skewed}
+    return Metrics(scopes, rejected)

@@ -2,10 +2,14 @@
 
 `tick` is idempotent and stateless: everything it needs is in the ledger. It escalates every
 incident whose stage deadline has passed to the next role of the escalation plan, then notifies
-every recipient not yet notified. A notification is recorded in the ledger under the idempotency
-key (incident, level, recipient) after it was delivered, so running the tick twice never notifies
-twice; a delivery that fails is retried by the next tick (the key travels with the message, so a
-receiver can drop the rare duplicate of a crash between delivery and record).
+every recipient of an undecided incident not yet notified. A delivery is recorded in the ledger
+under the idempotency key (incident, round, level, recipient, channel) after it succeeded, so running
+the tick twice never notifies twice, and a failing channel is retried by the next tick without
+repeating the channels that worked (the key travels with the message, so a receiver can drop the
+rare duplicate of a crash between delivery and record). A reopened incident starts a new round.
+
+The tick refuses a `now` later than the ledger's clock (beyond a small tolerance): escalation
+times are ledger times, and a clock running ahead would page people before their deadline.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from .errors import CharterError
 from .escalation import Channel, EscalationGraph
 from .incidents import ESCALATED, NOTIFIED, Incident, escalation_chain, load_book, stage_deadline
 from .ledger.store import Ledger, NewEntry, format_time
+
+#: how far `now` may run ahead of the ledger's clock (clocks of two hosts drift a little)
+FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 
 
 class DeliveryError(Exception):
@@ -61,14 +68,14 @@ class ChannelNotifier:
             return
         if not channel.target:
             raise DeliveryError("a webhook channel needs a target URL")
-        request = urllib.request.Request(channel.target, data=json.dumps(record).encode(), method="POST",
-                                         headers={"Content-Type": "application/json",
-                                                  "Idempotency-Key": message["key"]})
         try:
+            request = urllib.request.Request(channel.target, data=json.dumps(record).encode(), method="POST",
+                                             headers={"Content-Type": "application/json",
+                                                      "Idempotency-Key": message["key"]})
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 if response.status >= 300:
                     raise DeliveryError(f"webhook answered {response.status}")
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, TypeError) as exc:  # ValueError: a malformed URL
             raise DeliveryError(f"webhook {channel.target}: {exc}") from exc
 
 
@@ -107,21 +114,38 @@ def due_escalations(graph: EscalationGraph, incident: Incident, now: datetime.da
 
 
 def recipients(graph: EscalationGraph, incident: Incident) -> list[tuple[int, str, str]]:
-    """Everyone an incident should have reached so far: (level, role, principal)."""
+    """Everyone an incident should have reached so far: (level, role, principal).
+
+    A paged role that escalation.yaml no longer declares has nobody to reach; `tick` reports it.
+    """
+    roles = graph.config.roles
     entry = graph.config.entry
-    owner_first = [incident.owner] if incident.owner in graph.config.roles[entry].members else \
-        list(graph.config.roles[entry].members)
+    owner_first = [incident.owner] if incident.owner in roles[entry].members else list(roles[entry].members)
     out = [(0, entry, person) for person in owner_first]
     regulatory = graph.config.regulatory
     if regulatory and incident.severity in regulatory.severities and incident.tier in regulatory.tiers:
-        out += [(0, regulatory.role, person) for person in graph.config.roles[regulatory.role].members]
+        out += [(0, regulatory.role, person) for person in roles[regulatory.role].members]
     for level, role in enumerate(incident.escalated_to, start=1):
-        out += [(level, role, person) for person in graph.config.roles[role].members]
+        out += [(level, role, person) for person in (roles[role].members if role in roles else ())]
     return out
 
 
+def notification_key(incident: Incident, level: int, person: str, channel: int) -> str:
+    """The idempotency key of one delivery: incident, escalation round, level, recipient, channel."""
+    return f"notify:{incident.id}:{incident.reopen_count}:{level}:{person}:{channel}"
+
+
 def tick(ledger: Ledger, graph: EscalationGraph, now: datetime.datetime, notifier: Notifier) -> TickReport:
-    """Escalate overdue incidents and notify everyone not yet notified. Safe to run any number of times."""
+    """Escalate overdue incidents and notify everyone not yet notified. Safe to run any number of times.
+
+    Raises:
+        CharterError: `now` is later than the ledger's clock by more than `FUTURE_TOLERANCE`.
+    """
+    ledger_now = ledger.clock()
+    if now > ledger_now + FUTURE_TOLERANCE:
+        raise CharterError.single("future_time", f"--now {format_time(now)} is ahead of the ledger's clock "
+                                  f"{format_time(ledger_now)}; escalating early would page people before their "
+                                  "deadline")
     report = TickReport()
 
     def build(_next_seq: int) -> list[NewEntry]:
@@ -129,33 +153,37 @@ def tick(ledger: Ledger, graph: EscalationGraph, now: datetime.datetime, notifie
         entries = []
         for incident in book.incidents.values():
             for due in due_escalations(graph, incident, now):
-                entries.append(NewEntry(ESCALATED, due, f"escalate:{incident.id}:{due['level']}",
+                entries.append(NewEntry(ESCALATED, {**due, "round": incident.reopen_count},
+                                        f"escalate:{incident.id}:{incident.reopen_count}:{due['level']}",
                                         subject=incident.system_id))
                 report.escalated.append(f"{incident.id} -> {due['role']}")
         return entries
 
     ledger.append(build)
     for incident in load_book(ledger).incidents.values():
-        if not incident.active and not incident.escalated_to:
-            continue
+        if not incident.active:
+            continue  # decided, resolved or closed: nobody needs paging any more
+        for role in incident.escalated_to:
+            if role not in graph.config.roles:
+                report.failed.append(f"{incident.id}: paged role {role!r} is no longer declared in escalation.yaml")
         for level, role, person in recipients(graph, incident):
-            key = f"notify:{incident.id}:{level}:{person}"
-            if key in incident.notified:
-                continue
-            message = {"key": key, "incident": incident.id, "system": incident.system_id, "rule": incident.rule,
-                       "segment": incident.segment, "severity": incident.severity.value, "state": incident.state.value,
-                       "level": level, "role": role, "title": incident.title}
-            try:
-                for channel in graph.config.roles[role].channels:
+            for index, channel in enumerate(graph.config.roles[role].channels):
+                key = notification_key(incident, level, person, index)
+                if key in incident.notified:
+                    continue
+                message = {"key": key, "incident": incident.id, "system": incident.system_id, "rule": incident.rule,
+                           "segment": incident.segment, "severity": incident.severity.value,
+                           "state": incident.state.value, "level": level, "role": role, "title": incident.title}
+                try:
                     notifier.send(channel, person, message)
-            except DeliveryError as exc:
-                report.failed.append(f"{key}: {exc}")
-                continue
-            try:
-                ledger.append([NewEntry(NOTIFIED, {"incident_id": incident.id, "key": key, "level": level,
-                                                   "role": role, "recipient": person, "sent_at": format_time(now)},
-                                        key, subject=incident.system_id)])
-            except CharterError:
-                continue  # another tick recorded it first
-            report.notified.append(key)
+                except DeliveryError as exc:
+                    report.failed.append(f"{key}: {exc}")
+                    continue
+                try:
+                    ledger.append([NewEntry(NOTIFIED, {"incident_id": incident.id, "key": key, "level": level,
+                                                       "role": role, "recipient": person, "channel": channel.type,
+                                                       "sent_at": format_time(now)}, key, subject=incident.system_id)])
+                except CharterError:
+                    continue  # another tick recorded it first
+                report.notified.append(key)
     return report

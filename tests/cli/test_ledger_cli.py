@@ -92,7 +92,7 @@ def test_incident_commands_on_the_demo_ledger(tmp_path: Path) -> None:
     show = run_cli("incidents", "show", claims["id"], *ledger, cwd=tmp_path)
     assert "anna.schmidt (governance_committee)" in show.stdout
     metrics = json.loads(run_cli("metrics", "--format", "json", *ledger, cwd=tmp_path).stdout)
-    assert metrics["claims-approval"]["time_to_decision"]["n"] == 1
+    assert metrics["scopes"]["claims-approval"]["time_to_decision"]["n"] == 1 and metrics["rejected"] == []
     plan = json.loads(run_cli("escalation", "plan", "--severity", "high", "--tier", "high", "--format", "json",
                               "--policies", str(REPO / "policies"), cwd=tmp_path).stdout)
     assert [step["role"] for step in plan["plan"]][:2] == ["model_owner", "risk_compliance"]

@@ -91,6 +91,17 @@ def test_unreachable_role(tmp_path: Path) -> None:
     assert _codes(tmp_path, document) == ["unreachable_role"]
 
 
+def test_an_edge_whose_source_is_never_paged_for_a_severity_is_dead(tmp_path: Path) -> None:
+    # medium incidents no longer page risk_compliance, so its edge to the committee never fires for them
+    document = _edit(edges__0__severities=["critical", "high"])
+    path = write_yaml(tmp_path / "escalation.yaml", document)
+    with pytest.raises(CharterError) as info:
+        load_escalation(path)
+    assert [d.code for d in info.value.diagnostics] == ["dead_edge"]
+    assert "never fires for medium" in info.value.diagnostics[0].message
+    assert info.value.location.path == "$.edges[1].severities"
+
+
 def test_f15_separation_of_duties_by_role_and_by_principal(tmp_path: Path) -> None:
     same_role = _edit(stages__0__validate={"responsible": ["model_owner"], "accountable": "model_owner"})
     assert "separation_of_duties" in _codes(tmp_path, same_role)
@@ -192,6 +203,9 @@ def _expected_valid(document: dict[str, Any]) -> bool:
 
     if not all(reaches(band["severities"][0], band["decide"]["accountable"]) for band in document["stages"]):
         return False
+    if any(edge["from"] != "r0" and not reaches(severity, edge["from"])
+           for edge in document["edges"] for severity in edge["severities"]):
+        return False  # a dead edge: it lists a severity that never pages its source
     return all(reaches(None, r) for r in ROLES)  # every role staffed above, so only reachability remains
 
 

@@ -193,8 +193,8 @@ def test_missed_deadlines_escalate_once_and_notify_once(world: tuple[Populated, 
     ledger = populated.ledger
     recorder = _Recorder()
     report = tick(ledger, GRAPH, clock.at("2026-05-02T17:00:00+00:00"), recorder)
-    assert report.escalated == [] and recorder.sent == [("maria.keller", f"notify:{_incident(populated).id}:0:"
-                                                                           "maria.keller")]
+    assert report.escalated == [] and recorder.sent == [("maria.keller", f"notify:{_incident(populated).id}:0:0:"
+                                                                           "maria.keller:0")]
     report = tick(ledger, GRAPH, clock.at("2026-05-02T19:00:00+00:00"), recorder)
     assert [line.split(" -> ")[1] for line in report.escalated] == ["risk_compliance"]
     assert {r for r, _ in recorder.sent} == {"maria.keller", "carla.rossi", "omar.haddad"}
@@ -279,21 +279,224 @@ def test_metrics_from_timestamps(world: tuple[Populated, Clock]) -> None:
     transition(ledger, GRAPH, incident.id, "validate", "carla.rossi", "x")
     clock.at("2026-05-04T06:00:00+00:00")
     transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "x", ["retrain"])  # 48 h
-    result = metrics(load_book(ledger).incidents.values())
-    assert result["portfolio"]["mttd"] == {"n": 1, "missing": 0, "median_h": 30.0, "p90_h": 30.0}
+    result = metrics(load_book(ledger).incidents.values()).scopes
+    assert result["portfolio"]["mttd"] == {"n": 1, "missing": 0, "rejected": 0, "median_h": 30.0, "p90_h": 30.0}
     assert result["portfolio"]["mtta"]["median_h"] == 2.0
     assert result["fraud-detector"]["time_to_decision"]["median_h"] == 48.0
-    assert result["portfolio"]["mttr"] == {"n": 0, "missing": 1, "median_h": None, "p90_h": None}
+    assert result["portfolio"]["mttr"] == {"n": 0, "missing": 1, "rejected": 0, "median_h": None, "p90_h": None}
 
 
-def test_clock_skew_is_refused_not_averaged() -> None:
+def _bare_incident(name: str, opened: str, **times: str) -> Any:
     from charter.incidents import Incident
     from charter.policy.model import Severity
     from charter.registry import RiskTier
 
-    skewed = Incident("INC-x", "s", "o", "p/r", None, Severity.HIGH, RiskTier.HIGH, "t",
-                      opened_at="2026-05-02T06:00:00.000Z", onset_at="2026-05-01T00:00:00+00:00",
-                      detected_at="2026-05-02T06:00:00+00:00", times={"acknowledge": "2026-05-02T05:57:00.000Z"})
+    return Incident(name, "s", "o", "p/r", None, Severity.HIGH, RiskTier.HIGH, "t", opened_at=opened,
+                    onset_at="2026-05-01T00:00:00+00:00", detected_at="2026-05-02T06:00:00+00:00", times=times)
+
+
+def test_clock_skew_is_rejected_by_incident_not_averaged_and_does_not_block_the_rest() -> None:
+    good = _bare_incident("INC-good", "2026-05-02T06:00:00.000Z", acknowledge="2026-05-02T07:00:00.000Z")
+    skewed = _bare_incident("INC-x", "2026-05-02T06:00:00.000Z", acknowledge="2026-05-02T05:57:00.000Z")
+    result = metrics([good, skewed])
+    assert result.scopes["portfolio"]["mtta"] == {"n": 1, "missing": 0, "rejected": 1, "median_h": 1.0, "p90_h": 1.0}
+    assert [(r["incident"], r["metric"], r["reason"]) for r in result.rejected] == [("INC-x", "mtta", "clock_skew")]
+    assert "180 s" in result.rejected[0]["message"]
+
+
+def test_p90_is_the_nearest_rank_and_investigating_counts_as_acknowledging() -> None:
+    opened = datetime.datetime(2026, 5, 2, 6, tzinfo=datetime.UTC)
+
+    def acked_after(hours: int, action: str = "acknowledge") -> Any:
+        return _bare_incident(f"INC-{hours}", opened.isoformat(),
+                              **{action: (opened + datetime.timedelta(hours=hours)).isoformat()})
+
+    # nearest rank: ceil(0.9 * n)-th smallest; n=5 -> 5th, n=10 -> 9th, n=15 -> 14th (no banker's rounding)
+    for n, expected in [(5, 5.0), (10, 9.0), (15, 14.0)]:
+        assert metrics([acked_after(h) for h in range(1, n + 1)]).scopes["portfolio"]["mtta"]["p90_h"] == expected
+    # an incident taken straight into investigation was acknowledged then; the earlier of the two counts
+    both = _bare_incident("INC-b", opened.isoformat(), investigate=(opened + datetime.timedelta(hours=3)).isoformat(),
+                          acknowledge=(opened + datetime.timedelta(hours=5)).isoformat())
+    result = metrics([acked_after(2, "investigate"), both]).scopes["portfolio"]["mtta"]
+    assert result["n"] == 2 and result["median_h"] == 2.5
+
+
+# -- authority, rounds and robustness ------------------------------------------------------------
+
+
+def _graph(tmp_path: Path, *replacements: tuple[str, str]) -> Any:
+    text = (REPO / "policies" / "escalation.yaml").read_text()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "escalation.yaml").write_text(text)
+    return load_escalation(tmp_path / "escalation.yaml")
+
+
+def _to_validated(ledger: Any, incident_id: str, graph: Any = GRAPH) -> None:
+    transition(ledger, graph, incident_id, "investigate", "maria.keller", "drift")
+    transition(ledger, graph, incident_id, "validate", "carla.rossi", "confirmed")
+
+
+def test_a_lapsed_waiver_on_a_decided_incident_lets_breaches_open_a_new_one(world: tuple[Populated, Clock]) -> None:
+    populated, _ = world
+    _submit(world, FRAUD[3])
+    incident = _incident(populated)
+    _to_validated(populated.ledger, incident.id)
+    transition(populated.ledger, GRAPH, incident.id, "decide", "anna.schmidt", "accept 20 days", ["accept_risk"],
+               "P20D")
+    data = json.loads(FRAUD[4].read_text())
+    data["measured_at"] = "2026-07-01T00:00:00Z"  # the waiver lapsed; the incident is still only decided
+    _submit(world, FRAUD[4], data=data)
+    recall = sorted((i for i in load_book(populated.ledger).incidents.values() if i.rule == RECALL),
+                    key=lambda i: i.opened_at)
+    assert [i.state for i in recall] == [State.DECIDED, State.OPEN] and len(recall[0].findings) == 1
+
+
+def test_a_decided_remedy_under_way_collects_repeated_breaches(world: tuple[Populated, Clock]) -> None:
+    populated, _ = world
+    _submit(world, FRAUD[3])
+    incident = _incident(populated)
+    _to_validated(populated.ledger, incident.id)
+    transition(populated.ledger, GRAPH, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+    _submit(world, FRAUD[4])
+    again = _incident(populated)
+    assert again.state is State.DECIDED and len(again.findings) == 2
+
+
+def test_owner_scope_holds_for_every_action_and_reopening_needs_a_validator(world: tuple[Populated, Clock]) -> None:
+    populated, _ = world
+    ledger = populated.ledger
+    _submit(world, FRAUD[3])
+    incident = _incident(populated)
+    _to_validated(ledger, incident.id)
+    transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+    size = ledger.size()
+    with pytest.raises(CharterError) as info:  # tom.berger is a model owner, but not of the fraud detector
+        transition(ledger, GRAPH, incident.id, "resolve", "tom.berger", "done")
+    assert info.value.code == "not_authorized" and "maria.keller" in str(info.value)
+    transition(ledger, GRAPH, incident.id, "resolve", "maria.keller", "retrained")
+    with pytest.raises(CharterError) as info:  # the first line cannot reopen its own resolved incident
+        transition(ledger, GRAPH, incident.id, "reopen", "maria.keller", "again")
+    assert info.value.code == "not_authorized"
+    assert ledger.size() == size + 1
+    transition(ledger, GRAPH, incident.id, "reopen", "carla.rossi", "complaint received")
+    assert _incident(populated).state is State.OPEN
+
+
+def test_only_the_tiers_decider_or_higher_may_decide(world: tuple[Populated, Clock], tmp_path: Path) -> None:
+    populated, _ = world
+    graph = _graph(tmp_path, ("    must_reach: {critical: board, high: executive}",
+                              "    must_reach: {critical: board, high: executive}\n    deciders: {high: executive}"))
+    _submit(world, FRAUD[3])
+    incident = _incident(populated)
+    _to_validated(populated.ledger, incident.id, graph)
+    with pytest.raises(CharterError) as info:  # the band's committee is below the high tier's decider
+        transition(populated.ledger, graph, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+    assert info.value.code == "not_authorized" and "executive" in str(info.value)
+    transition(populated.ledger, graph, incident.id, "decide", "jonas.weber", "retrain", ["retrain"])
+    assert transition(populated.ledger, graph, incident.id, "resolve", "maria.keller", "done")
+
+
+def test_the_decider_may_not_be_the_validator_where_duties_are_separated(world: tuple[Populated, Clock],
+                                                                         tmp_path: Path) -> None:
+    populated, _ = world
+    graph = _graph(tmp_path, ("members: [anna.schmidt, david.osei, fatima.nowak]",
+                              "members: [anna.schmidt, david.osei, fatima.nowak, carla.rossi]"))
+    _submit(world, FRAUD[3])
+    incident = _incident(populated)
+    _to_validated(populated.ledger, incident.id, graph)
     with pytest.raises(CharterError) as info:
-        metrics([skewed])
-    assert info.value.code == "clock_skew" and "180 s" in str(info.value)
+        transition(populated.ledger, graph, incident.id, "decide", "carla.rossi", "retrain", ["retrain"])
+    assert info.value.code == "separation_of_duties"
+    transition(populated.ledger, graph, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+
+
+def test_a_paged_role_removed_from_the_graph_is_reported_not_a_crash(world: tuple[Populated, Clock],
+                                                                     tmp_path: Path) -> None:
+    populated, clock = world
+    _submit(world, FRAUD[3])
+    tick(populated.ledger, GRAPH, clock.at("2026-05-02T19:00:00+00:00"), _Recorder())
+    assert _incident(populated).escalated_to == ["risk_compliance"]
+    renamed = _graph(tmp_path, *[("risk_compliance", "second_line")])
+    report = tick(populated.ledger, renamed, clock.now, _Recorder())
+    assert any("'risk_compliance' is no longer declared" in line for line in report.failed)
+    transition(populated.ledger, renamed, _incident(populated).id, "acknowledge", "maria.keller", "seen")
+
+
+def test_the_tick_refuses_a_now_ahead_of_the_ledger_clock(world: tuple[Populated, Clock]) -> None:
+    populated, clock = world
+    _submit(world, FRAUD[3])
+    size = populated.ledger.size()
+    with pytest.raises(CharterError) as info:
+        tick(populated.ledger, GRAPH, clock.now + datetime.timedelta(days=3), _Recorder())
+    assert info.value.code == "future_time" and populated.ledger.size() == size
+    assert tick(populated.ledger, GRAPH, clock.now + datetime.timedelta(minutes=4), _Recorder()).notified
+
+
+def test_a_reopened_incident_escalates_and_notifies_in_a_new_round(world: tuple[Populated, Clock]) -> None:
+    populated, clock = world
+    ledger = populated.ledger
+    _submit(world, FRAUD[3])
+    recorder = _Recorder()
+    tick(ledger, GRAPH, clock.at("2026-05-02T19:00:00+00:00"), recorder)
+    incident = _incident(populated)
+    assert incident.level == 1
+    clock.at("2026-05-20T00:00:00+00:00")  # resolved within the reopen window of the June submission
+    _to_validated(ledger, incident.id)
+    transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+    transition(ledger, GRAPH, incident.id, "resolve", "maria.keller", "retrained")
+    assert tick(ledger, GRAPH, clock.now, recorder).notified == []  # nobody is paged about a resolved incident
+    _submit(world, FRAUD[4])  # the breach recurs: reopened, level back to 0
+    reopened = _incident(populated)
+    assert (reopened.state, reopened.level, reopened.escalated_to) == (State.OPEN, 0, [])
+    report = tick(ledger, GRAPH, clock.at("2026-06-02T19:00:00+00:00"), recorder)  # 13 h after the reopening
+    assert f"{incident.id} -> risk_compliance" in report.escalated and _incident(populated).level == 1
+    assert f"notify:{incident.id}:1:0:maria.keller:0" in report.notified
+    assert f"notify:{incident.id}:1:1:carla.rossi:0" in report.notified
+
+
+def test_each_channel_is_recorded_on_its_own_so_a_retry_repeats_none(world: tuple[Populated, Clock],
+                                                                     tmp_path: Path) -> None:
+    populated, clock = world
+    graph = _graph(tmp_path, ("    members: [maria.keller, tom.berger, li.wang]\n",
+                              "    members: [maria.keller, tom.berger, li.wang]\n    channels: [{type: log}, "
+                              "{type: webhook, target: 'http://127.0.0.1:9/hook'}]\n"))
+
+    class WebhookDown(_Recorder):
+        def send(self, channel: Any, recipient: str, message: dict[str, Any]) -> None:
+            if channel.type == "webhook" and self.fail:
+                raise DeliveryError("down")
+            self.sent.append((recipient, message["key"]))
+
+    _submit(world, FRAUD[3])
+    first = WebhookDown(fail=True)
+    report = tick(populated.ledger, graph, clock.now, first)
+    assert [k.rsplit(":", 1)[1] for _, k in first.sent] == ["0"] and len(report.failed) == 1
+    second = WebhookDown()
+    tick(populated.ledger, graph, clock.now, second)
+    assert [k.rsplit(":", 1)[1] for _, k in second.sent] == ["1"]  # only the webhook, the log line is not repeated
+
+
+def test_channels_need_a_real_webhook_url_and_bad_urls_fail_as_deliveries(tmp_path: Path) -> None:
+    from charter.escalation import Channel
+
+    for target in (None, "file:///etc/passwd", "ftp://host/x", "http://"):
+        with pytest.raises(ValueError, match="http"):
+            Channel(type="webhook", target=target)
+    malformed = Channel.model_construct(type="webhook", target="http://[::1")
+    with pytest.raises(DeliveryError):
+        ChannelNotifier(tmp_path / "n.log").send(malformed, "x", {"key": "k"})
+
+
+def test_durations_and_timeout_factors_are_bounded(tmp_path: Path) -> None:
+    from charter.policy.model import _parse_duration
+
+    with pytest.raises(ValueError, match="at most"):
+        _parse_duration("P3651D")
+    with pytest.raises(ValueError):
+        _parse_duration("P99999999999D")
+    assert _parse_duration("P3650D") == datetime.timedelta(days=3650)
+    with pytest.raises(CharterError) as info:
+        _graph(tmp_path, ("timeout_factor: 0.5", "timeout_factor: 0.0001"))
+    assert info.value.code == "escalation_schema"

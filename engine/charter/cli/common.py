@@ -62,16 +62,19 @@ def print_diagnostics(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic], la
                   + f" [dim]\\[{diagnostic.code}][/]")
 
 
-def parse_time(text: str) -> datetime.datetime:
-    """An ISO 8601 time with a timezone, or ``now`` (the only place the CLI reads the clock)."""
+def parse_time(text: str, option: str = "--at") -> datetime.datetime:
+    """An ISO 8601 time with a timezone, or ``now`` (the only place the CLI reads the clock).
+
+    `option` names the command-line option in error messages.
+    """
     if text == "now":
         return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     try:
         value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise CharterError.single("usage", f"--at {text!r} is not an ISO 8601 timestamp or 'now'") from None
+        raise CharterError.single("usage", f"{option} {text!r} is not an ISO 8601 timestamp or 'now'") from None
     if value.tzinfo is None:
-        raise CharterError.single("usage", f"--at {text!r} has no timezone; add Z or +01:00")
+        raise CharterError.single("usage", f"{option} {text!r} has no timezone; add Z or +01:00")
     return value
 
 

@@ -132,12 +132,11 @@ def demo(
     out.print()
     table = Table("incident", "system", "rule", "severity", "state", "escalated to", "decisions", title="Incidents")
     for incident in sorted(load_book(ledger).incidents.values(), key=lambda i: i.opened_at):
-        table.add_row(incident.id, incident.system_id, incident.rule + (f" [{incident.segment}]" if incident.segment
-                                                                         else ""),
-                      incident.severity.value, incident.state.value, ", ".join(incident.escalated_to),
-                      ", ".join(incident.decisions))
+        rule = incident.rule + (f" [{incident.segment}]" if incident.segment else "")
+        table.add_row(incident.id, escape(incident.system_id), escape(rule), incident.severity.value,
+                      incident.state.value, ", ".join(incident.escalated_to), ", ".join(incident.decisions))
     out.print(table)
-    portfolio = metrics(load_book(ledger).incidents.values())["portfolio"]
+    portfolio = metrics(load_book(ledger).incidents.values()).scopes["portfolio"]
     out.print("portfolio: " + "; ".join(f"{name} median {v['median_h']} h (n={v['n']}, open {v['missing']})"
                                          for name, v in portfolio.items()))
     checkpoint = make_checkpoint(ledger)

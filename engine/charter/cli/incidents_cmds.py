@@ -54,7 +54,7 @@ def incidents_list(
     table = Table("id", "system", "rule", "segment", "severity", "state", "level", "next deadline", title="Incidents")
     for incident in sorted(incidents, key=lambda i: i.opened_at):
         due = stage_deadline(graph, incident)
-        table.add_row(incident.id, incident.system_id, incident.rule, incident.segment or "",
+        table.add_row(incident.id, escape(incident.system_id), escape(incident.rule), escape(incident.segment or ""),
                       incident.severity.value, incident.state.value, str(incident.level),
                       f"{due[0]} by {format_time(due[1])}" if due else "")
     out.print(table)
@@ -67,12 +67,13 @@ def incidents_show(incident_id: Annotated[str, typer.Argument()], db: DbOption =
     incident = load_book(open_ledger(db, ledger_key, writable=False)).incidents.get(incident_id)
     if incident is None:
         raise CharterError.single("unknown_incident", f"no incident {incident_id}")
-    out.print(f"[bold]{incident.id}[/] {escape(incident.title)}: {incident.system_id} {incident.rule}"
-              + (f" [{incident.segment}]" if incident.segment else "")
+    out.print(f"[bold]{incident.id}[/] {escape(incident.title)}: {escape(incident.system_id)} {escape(incident.rule)}"
+              + (f" {escape('[' + incident.segment + ']')}" if incident.segment else "")
               + f", {incident.severity.value} severity, {incident.tier.value}-risk system, now {incident.state.value}")
     table = Table("when", "seq", "event", "by", "note")
     for event in incident.timeline:
-        table.add_row(event["at"], str(event["seq"]), event["event"], escape(event["by"]), escape(event["note"]))
+        table.add_row(event["at"], str(event["seq"]), escape(event["event"]), escape(event["by"]),
+                      escape(event["note"]))
     out.print(table)
 
 
@@ -107,7 +108,7 @@ def escalate(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None, policies: PoliciesOption = None,
 ) -> None:
     """Escalate overdue incidents and send pending notifications (idempotent: run it from cron)."""
-    report = tick(open_ledger(db, ledger_key, writable=True), load(file, policies), parse_time(now),
+    report = tick(open_ledger(db, ledger_key, writable=True), load(file, policies), parse_time(now, "--now"),
                   ChannelNotifier(log_file))
     for line in report.escalated:
         out.print(f"escalated {line}")
@@ -126,12 +127,15 @@ def metrics_command(
     """MTTD, MTTA, time to decision and MTTR: medians, p90 and counts per system and portfolio."""
     result = metrics(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values())
     if output is OutputFormat.JSON:
-        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         return
-    table = Table("scope", "metric", "n", "open", "median (h)", "p90 (h)", title="Incident metrics")
-    for scope, values in result.items():
+    table = Table("scope", "metric", "n", "open", "rejected", "median (h)", "p90 (h)", title="Incident metrics")
+    for scope, values in result.scopes.items():
         for metric, stats in values.items():
-            table.add_row(scope, metric, str(stats["n"]), str(stats["missing"]),
+            table.add_row(escape(scope), metric, str(stats["n"]), str(stats["missing"]), str(stats["rejected"]),
                           "" if stats["median_h"] is None else str(stats["median_h"]),
                           "" if stats["p90_h"] is None else str(stats["p90_h"]))
     out.print(table)
+    for problem in result.rejected:
+        out.print(f"[yellow]rejected[/] {problem['incident']} {problem['metric']}: {escape(problem['message'])} "
+                  f"({problem['reason']}: the timestamps are not trustworthy)")

@@ -39,6 +39,10 @@ class Scope(StrEnum):
     SEGMENTS = "segments"
 
 
+#: the longest duration a policy or escalation file may state; longer ones are typos and overflow dates
+MAX_DURATION = datetime.timedelta(days=3650)
+
+
 def _parse_duration(value: Any) -> datetime.timedelta:
     if isinstance(value, datetime.timedelta):
         return value
@@ -50,6 +54,8 @@ def _parse_duration(value: Any) -> datetime.timedelta:
         raise ValueError(f"{value!r} is not an ISO 8601 duration with W, D, H, M or S (e.g. P30D)") from exc
     if delta <= datetime.timedelta(0):
         raise ValueError("a duration must be positive")
+    if delta > MAX_DURATION:
+        raise ValueError(f"a duration may be at most {format_duration(MAX_DURATION)} (ten years)")
     if delta.microseconds:
         raise ValueError("a duration is a whole number of seconds")
     return delta
