@@ -26,7 +26,8 @@ def test_operator_flow(tmp_path: Path) -> None:
     assert cli("keys", "register", ".charter/keys/tom.berger.pub", ".charter/keys/maria.keller.pub")[0] == 0
     assert cli("systems", "register", str(EVIDENCE / "systems.yaml"))[0] == 0
     code, out, _ = cli("systems", "list", "--format", "json")
-    assert {s["id"] for s in json.loads(out)} == {"fraud-detector", "claims-approval", "turbine-maintenance"}
+    assert {s["id"] for s in json.loads(out)} == {"fraud-detector", "claims-approval", "turbine-maintenance",
+                                                  "customer-chatbot", "procurement-agent"}
 
     claims = str(EVIDENCE / "claims-approval-2026-05.json")
     code, _, err = cli("submit", claims, "--key", ".charter/keys/maria.keller.key")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,26 @@ def test_broken_catalog_is_located(tmp_path: Path) -> None:
         load_frameworks(tmp_path)
     codes = {d.code for d in info.value.diagnostics}
     assert codes == {"duplicate_control", "unknown_parent"}
+
+
+PACKS = {"core": None, "generative": "generative", "agentic": "agent", "operations": None, "business": None}
+
+
+def test_policy_packs_exist_with_tests_and_map_to_all_three_frameworks(frameworks: FrameworkSet) -> None:
+    from charter.kpis import builtin_catalog
+    from charter.policy import PolicyCompiler, policy_files
+
+    compiled = PolicyCompiler(builtin_catalog(), frameworks).compile_files(policy_files(REPO / "policies"))
+    by_pack: dict[str, list[Any]] = {}
+    for policy in compiled.policies:
+        by_pack.setdefault(policy.policy.id.split(".")[0], []).append(policy)
+    assert set(by_pack) == set(PACKS)
+    for pack, kind in PACKS.items():
+        folder = REPO / "policies" / pack
+        assert {p.stem for p in folder.glob("*.yaml") if not p.stem.endswith("_test")} == \
+            {p.stem.removesuffix("_test") for p in folder.glob("*_test.yaml")}, f"{pack}: a policy without tests"
+        cited = {ref.split(":")[0] for policy in by_pack[pack] for rule in policy.rules for ref in rule.rule.controls}
+        assert cited == {"iso-42001", "eu-ai-act", "nist-ai-rmf"} or pack == "business", (pack, cited)
+        assert all(rule.rule.controls for policy in by_pack[pack] for rule in policy.rules), pack
+        if kind is not None:
+            assert all(kind in (policy.policy.applies_to.kinds or ()) for policy in by_pack[pack]), pack
