@@ -14,7 +14,8 @@ from tests.conftest import REPO
 
 def test_demo_registry_loads(catalog: KpiCatalog) -> None:
     registry = SystemRegistry.from_file(REPO / "evidence" / "systems.yaml", catalog)
-    assert set(registry) == {"fraud-detector", "claims-approval", "turbine-maintenance"}
+    assert set(registry) == {"fraud-detector", "claims-approval", "turbine-maintenance", "customer-chatbot",
+                             "procurement-agent"}
     assert registry["claims-approval"].rule_view()["tags"] == ["insurance", "affects-people"]
 
 

@@ -20,6 +20,7 @@ from ..kpis import Category, load_catalog
 from ..policy.model import Policy
 from ..policy.testing import PolicyTestRunner, TestFile, TestReport, find_test_files
 from ..registry import SystemRegistry
+from ..report.model import ReportDocument
 from .common import (
     OutputFormat,
     compile_policies,
@@ -44,6 +45,7 @@ class SchemaName(StrEnum):
     BUNDLE = "bundle"
     POLICY = "policy"
     POLICY_TEST = "policy-test"
+    REPORT = "report"
 
 
 def kpis(
@@ -63,11 +65,11 @@ def kpis(
     out.print(table)
 
 
-def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy or policy-test.")]) -> None:
-    """Print the JSON Schema of a document type, for editor autocompletion."""
+def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy, policy-test or report.")]) -> None:
+    """Print the JSON Schema of a document type: for editor autocompletion, or to validate JSON reports."""
     model: Any = {SchemaName.BUNDLE: EvidenceBundle, SchemaName.POLICY: Policy,
-                  SchemaName.POLICY_TEST: TestFile}[name]
-    document = TypeAdapter(model).json_schema(mode="validation")
+                  SchemaName.POLICY_TEST: TestFile, SchemaName.REPORT: ReportDocument}[name]
+    document = TypeAdapter(model).json_schema(mode="validation" if name is not SchemaName.REPORT else "serialization")
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     typer.echo(json.dumps(document, indent=2, sort_keys=True))
 

@@ -22,12 +22,14 @@ from ..incidents import load_book, metrics, transition
 from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
 from ..notify import ChannelNotifier, tick
 from ..registry import SystemRegistry
+from ..report import bind, build_report, issue, render
 from ..submission import register_key, register_system, submit_bundle
 from .common import compile_policies, out, print_findings
 
 DEMO_ORIGIN = "charter.demo/ledger"
 FAIRNESS = "core.fairness/approval-parity"
 RECALL = "core.performance/recall-floor"
+REPORT_FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
 Act = Callable[..., Callable[[], None]]
 
 def demo_story(act: Act, escalate: Callable[[], None]) -> list[tuple[str, Callable[[], None]]]:
@@ -66,7 +68,7 @@ def demo(
     policies = builtin_dir("policies")
     if workdir.exists():
         shutil.rmtree(workdir)
-    policy_set, catalog, _ = compile_policies(policies, None, None)
+    policy_set, catalog, frameworks = compile_policies(policies, None, None)
     bundles = sorted(evidence.glob("*.json"), key=lambda p: json.loads(p.read_text())["measured_at"])
     # The demo replays the year: each bundle arrives when it was measured, so the ledger's clock is
     # set to that moment rather than today's (which would make every bundle stale).
@@ -139,6 +141,20 @@ def demo(
     portfolio = metrics(load_book(ledger).incidents.values()).scopes["portfolio"]
     out.print("portfolio: " + "; ".join(f"{name} median {v['median_h']} h (n={v['n']}, open {v['missing']})"
                                          for name, v in portfolio.items()))
+    snapshot, binding = bind(ledger, log_key.public)
+    reports = workdir / "reports"
+    reports.mkdir()
+    for framework in REPORT_FRAMEWORKS:
+        document = build_report(snapshot, framework, frameworks, policy_set.policies, graph, binding, clock["now"])
+        for fmt in ("html", "md", "json"):
+            text = render(document, fmt, graph)
+            (reports / f"{framework}.{fmt}").write_text(text, encoding="utf-8")
+            issue(ledger, document, fmt, text, f"{framework}.{fmt}")
+        score = document.scores.framework
+        out.print(f"report {framework}: readiness {score.readiness:.0%}, coverage {score.coverage:.0%} "
+                  f"({score.covered} of {score.assessed} controls)")
+    out.print(f"reports (HTML, Markdown, JSON) for checkpoint {binding.checkpoint_size} written to "
+              f"{escape(str(reports.resolve()))}; issuing each is a ledger entry")
     checkpoint = make_checkpoint(ledger)
     report = verify_ledger(ledger, log_key.public)
     out.print(f"\ncheckpoint signed at size {checkpoint.size}; verify: " + escape(report.summary()))

@@ -178,7 +178,8 @@ def test_replay_reports_a_stored_finding_that_was_altered(loaded: Populated) -> 
 
 def test_registry_lives_in_the_ledger(loaded: Populated) -> None:
     systems = systems_in_ledger(loaded.ledger)
-    assert set(systems) == {"fraud-detector", "claims-approval", "turbine-maintenance"}
+    assert set(systems) == {"fraud-detector", "claims-approval", "turbine-maintenance", "customer-chatbot",
+                            "procurement-agent"}
     assert base64.b64decode(loaded.ledger.meta()["log_public_key"]) == loaded.log_key.public
     assert sum(1 for e in loaded.ledger.entries(types=(FINDING,))) > 0
 

@@ -1,0 +1,113 @@
+"""A deterministic ledger for golden report files: fixed keys, a scripted clock, the shipped evidence and policies.
+
+Ed25519 signatures are deterministic, so the same scenario always yields the same entries,
+checkpoint root and reports, byte for byte. `python -m tests.golden.regenerate` rewrites the files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from charter.escalation import EscalationGraph, load_escalation
+from charter.frameworks import FrameworkSet, load_frameworks
+from charter.incidents import load_book, transition
+from charter.kpis import builtin_catalog
+from charter.ledger import Ledger, SigningKey
+from charter.policy import PolicyCompiler, PolicySet, policy_files
+from charter.registry import SystemRegistry
+from charter.report import FORMATS, ReportDocument, bind, build_report, render
+from charter.submission import register_key, register_system, submit_bundle
+from tests.conftest import REPO
+
+GOLDEN = Path(__file__).resolve().parent
+ORIGIN = "golden.example/ledger"
+FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
+GOLDEN_FORMATS = ("md", "json")
+
+
+def fixed_key(principal: str) -> SigningKey:
+    """A key derived from the principal's name: the same on every run."""
+    return SigningKey(principal, Ed25519PrivateKey.from_private_bytes(hashlib.sha256(principal.encode()).digest()))
+
+
+class ScriptedClock:
+    """Reads as the moment it was set to, plus one second per reading before."""
+
+    def __init__(self) -> None:
+        self.now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+    def set(self, moment: datetime.datetime) -> None:
+        self.now = moment
+
+    def __call__(self) -> datetime.datetime:
+        self.now += datetime.timedelta(seconds=1)
+        return self.now
+
+
+@dataclass
+class Scenario:
+    ledger: Ledger
+    log_key: SigningKey
+    policies: PolicySet
+    frameworks: FrameworkSet
+    graph: EscalationGraph
+    as_of: datetime.datetime
+
+
+def build_scenario(url: str) -> Scenario:
+    """Submit every shipped bundle when it was measured, then play two incident stories."""
+    catalog = builtin_catalog()
+    frameworks = load_frameworks()
+    policies = PolicyCompiler(catalog, frameworks).compile_files(policy_files(REPO / "policies"))
+    graph = load_escalation(REPO / "policies" / "escalation.yaml")
+    registry = SystemRegistry.from_file(REPO / "evidence" / "systems.yaml", catalog)
+    clock = ScriptedClock()
+    log_key = fixed_key(ORIGIN)
+    ledger = Ledger.open(url, log_key=log_key, origin=ORIGIN, create=True, clock=clock)
+    owner_keys: dict[str, SigningKey] = {}
+    for system in registry.values():
+        if system.owner not in owner_keys:
+            owner_keys[system.owner] = fixed_key(system.owner)
+            register_key(ledger, system.owner, owner_keys[system.owner].public)
+        register_system(ledger, system)
+    bundles = sorted((REPO / "evidence").glob("*.json"), key=lambda p: json.loads(p.read_text())["measured_at"])
+    for path in bundles:
+        data = json.loads(path.read_text())
+        clock.set(datetime.datetime.fromisoformat(data["measured_at"].replace("Z", "+00:00")))
+        submit_bundle(ledger, path.read_bytes(), catalog, policies.policies,
+                      key=owner_keys[registry[data["system_id"]].owner], graph=graph)
+    book = load_book(ledger)
+
+    def incident(system: str, rule: str) -> str:
+        return next(i.id for i in sorted(book.incidents.values(), key=lambda i: i.opened_at)
+                    if i.system_id == system and i.rule == rule)
+
+    claims = incident("claims-approval", "core.fairness/approval-parity")
+    for action, who, decisions in [("investigate", "tom.berger", ()), ("validate", "carla.rossi", ()),
+                                   ("decide", "anna.schmidt", ("retrain", "compensate"))]:
+        transition(ledger, graph, claims, action, who, f"{action}: scripted", decisions)
+    fraud = incident("fraud-detector", "core.performance/recall-degradation")
+    for action, who in [("investigate", "maria.keller"), ("validate", "carla.rossi")]:
+        transition(ledger, graph, fraud, action, who, f"{action}: scripted")
+    transition(ledger, graph, fraud, "decide", "anna.schmidt", "seasonal; accepted", ("accept_risk",), "P90D")
+    as_of = clock.now.replace(microsecond=0) + datetime.timedelta(days=2)
+    return Scenario(ledger, log_key, policies, frameworks, graph, as_of)
+
+
+def render_all(scenario: Scenario, formats: tuple[str, ...] = GOLDEN_FORMATS) -> dict[str, str]:
+    """File name -> text of every framework's report in `formats`, bound to one checkpoint."""
+    snapshot, binding = bind(scenario.ledger, scenario.log_key.public)
+    texts = {}
+    for framework in FRAMEWORKS:
+        document: ReportDocument = build_report(snapshot, framework, scenario.frameworks, scenario.policies.policies,
+                                                scenario.graph, binding, scenario.as_of)
+        for fmt in formats:
+            assert fmt in FORMATS
+            texts[f"{framework}.{fmt}"] = render(document, fmt, scenario.graph)
+    return texts
