@@ -24,6 +24,7 @@ from charter.registry import SystemRegistry
 from charter.report import FORMATS, ReportDocument, bind, build_report, render
 from charter.submission import register_key, register_system, submit_bundle
 from tests.conftest import REPO
+from tests.unit.ledger.helpers import StepClock
 
 GOLDEN = Path(__file__).resolve().parent
 ORIGIN = "golden.example/ledger"
@@ -34,20 +35,6 @@ GOLDEN_FORMATS = ("md", "json")
 def fixed_key(principal: str) -> SigningKey:
     """A key derived from the principal's name: the same on every run."""
     return SigningKey(principal, Ed25519PrivateKey.from_private_bytes(hashlib.sha256(principal.encode()).digest()))
-
-
-class ScriptedClock:
-    """Reads as the moment it was set to, plus one second per reading before."""
-
-    def __init__(self) -> None:
-        self.now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-
-    def set(self, moment: datetime.datetime) -> None:
-        self.now = moment
-
-    def __call__(self) -> datetime.datetime:
-        self.now += datetime.timedelta(seconds=1)
-        return self.now
 
 
 @dataclass
@@ -67,7 +54,7 @@ def build_scenario(url: str) -> Scenario:
     policies = PolicyCompiler(catalog, frameworks).compile_files(policy_files(REPO / "policies"))
     graph = load_escalation(REPO / "policies" / "escalation.yaml")
     registry = SystemRegistry.from_file(REPO / "evidence" / "systems.yaml", catalog)
-    clock = ScriptedClock()
+    clock = StepClock()
     log_key = fixed_key(ORIGIN)
     ledger = Ledger.open(url, log_key=log_key, origin=ORIGIN, create=True, clock=clock)
     owner_keys: dict[str, SigningKey] = {}
@@ -79,7 +66,7 @@ def build_scenario(url: str) -> Scenario:
     bundles = sorted((REPO / "evidence").glob("*.json"), key=lambda p: json.loads(p.read_text())["measured_at"])
     for path in bundles:
         data = json.loads(path.read_text())
-        clock.set(datetime.datetime.fromisoformat(data["measured_at"].replace("Z", "+00:00")))
+        clock.now = datetime.datetime.fromisoformat(data["measured_at"].replace("Z", "+00:00"))
         submit_bundle(ledger, path.read_bytes(), catalog, policies.policies,
                       key=owner_keys[registry[data["system_id"]].owner], graph=graph)
     book = load_book(ledger)

@@ -252,22 +252,6 @@ class Ledger:
                 yield _row_to_entry(row)
             position = rows[-1].seq + 1
 
-    def scan(self, stop: int, batch: int = 5000) -> Iterator[Entry]:
-        """Every entry below `stop` in seq order, read by primary-key range only.
-
-        For whole-ledger passes that keep most entry types: filtering by type in SQL would make
-        SQLite walk the type index and sort each batch (quadratic on large ledgers).
-        """
-        position = 0
-        while position < stop:
-            query = select(ledger_entry).where(ledger_entry.c.seq >= position, ledger_entry.c.seq < min(
-                stop, position + batch)).order_by(ledger_entry.c.seq)
-            with self.engine.connect() as connection:
-                rows = connection.execute(query).all()
-            for row in rows:
-                yield _row_to_entry(row)
-            position += batch
-
     def with_submission_prefixes(self, prefixes: Sequence[str], stop: int) -> Iterator[Entry]:
         """Entries below `stop` whose submission id starts with one of `prefixes` (each a range on its index).
 
