@@ -12,6 +12,7 @@ decide, separation of duties for tiers that require it, and deciders paged withi
 from __future__ import annotations
 
 import datetime
+import hashlib
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import networkx as nx
+import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._sources import SourceMap, load_yaml_file
@@ -215,6 +217,11 @@ class EscalationGraph:
             graph.add_edge(edge.source, edge.target, index=index)
         self.graph = nx.freeze(graph)
 
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the configuration as RFC 8785 canonical JSON: pins the graph a report or decision used."""
+        return hashlib.sha256(rfc8785.dumps(self.config.model_dump(mode="json"))).hexdigest()
+
     # -- queries ---------------------------------------------------------------------------------
 
     def band(self, severity: Severity) -> StageBand:
@@ -388,16 +395,22 @@ class EscalationGraph:
             return f"{'/'.join(s.value for s in edge.severities)} {format_duration(edge.timeout)}"
 
         if fmt == "mermaid":
+            def mermaid(text: str) -> str:  # Mermaid's entity codes keep quotes and markup inside a label
+                return text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
             lines = ["flowchart BT"]
-            lines += [f'    {name}["{role.title}<br/>{", ".join(role.members)}"]'
+            lines += [f'    {name}["{mermaid(role.title)}<br/>{mermaid(", ".join(role.members))}"]'
                       for name, role in self.config.roles.items()]
             lines += [f"    {e.source} -->|{label(e)}| {e.target}" for e in self.config.edges]
             if self.config.regulatory:
                 lines.append(f"    {self.config.entry} -. Art. 73, in parallel .-> {self.config.regulatory.role}")
             return "\n".join(lines) + "\n"
         if fmt == "dot":
+            def dot(text: str) -> str:
+                return text.replace("\\", "\\\\").replace('"', '\\"')
+
             lines = ["digraph escalation {", "    rankdir=BT;"]
-            lines += [f'    {name} [label="{role.title}\\n{", ".join(role.members)}"];'
+            lines += [f'    {name} [label="{dot(role.title)}\\n{dot(", ".join(role.members))}"];'
                       for name, role in self.config.roles.items()]
             lines += [f'    {e.source} -> {e.target} [label="{label(e)}"];' for e in self.config.edges]
             if self.config.regulatory:

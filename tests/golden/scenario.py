@@ -89,7 +89,7 @@ def build_scenario(url: str) -> Scenario:
 
 def render_all(scenario: Scenario, formats: tuple[str, ...] = GOLDEN_FORMATS) -> dict[str, str]:
     """File name -> text of every framework's report in `formats`, bound to one checkpoint."""
-    snapshot, binding = bind(scenario.ledger, scenario.log_key.public)
+    snapshot, binding = bind(scenario.ledger, scenario.log_key.public, scenario.as_of)
     texts = {}
     for framework in FRAMEWORKS:
         document: ReportDocument = build_report(snapshot, framework, scenario.frameworks, scenario.policies.policies,

@@ -12,9 +12,15 @@ from typing import Any
 
 import pytest
 
+from charter.cli.report_cmds import ReportFile
 from charter.errors import CharterError
+from charter.escalation import EscalationGraph
+from charter.incidents import Incident, State, Waiver
+from charter.policy.model import Severity
+from charter.registry import RiskTier, SystemStatus
 from charter.report import REPORT_ISSUED, ReportDocument, bind, build_report, issue, render
-from charter.report.model import POINTS
+from charter.report.model import POINTS, PortfolioSnapshot, _governed
+from charter.submission import register_system, systems_in_ledger
 from tests.conftest import REPO, run_cli
 from tests.golden.scenario import FRAMEWORKS, GOLDEN, GOLDEN_FORMATS, Scenario, build_scenario, render_all
 from tests.unit.ledger.helpers import drop_guards
@@ -31,9 +37,10 @@ def sqlite_scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
 
 
 def _document(scenario: Scenario, framework: str = "eu-ai-act", **kwargs: Any) -> ReportDocument:
-    snapshot, binding = bind(scenario.ledger, scenario.log_key.public)
+    as_of = kwargs.pop("as_of", scenario.as_of)
+    snapshot, binding = bind(scenario.ledger, scenario.log_key.public, as_of)
     return build_report(snapshot, framework, scenario.frameworks, scenario.policies.policies, scenario.graph, binding,
-                        kwargs.pop("as_of", scenario.as_of), **kwargs)
+                        as_of, **kwargs)
 
 
 def test_reports_match_the_golden_files_on_both_backends(scenario: Scenario) -> None:
@@ -142,6 +149,134 @@ def test_html_escapes_policy_text(sqlite_scenario: Scenario) -> None:
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+def test_markdown_makes_free_text_inert(sqlite_scenario: Scenario) -> None:
+    document = _document(sqlite_scenario)
+    hostile = "<img src=x onerror=alert(1)> | [click](http://evil) `code`"
+    controls = [c.model_copy(update={"title": hostile}) if c.coverage != "gap" else c for c in document.controls]
+    text = render(document.model_copy(update={"controls": controls}), "md", sqlite_scenario.graph)
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "\\| \\[click\\](http://evil) \\`code\\`" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "&lt;img" in line]
+    assert rows and all(line.count("|") - line.count("\\|") == 7 for line in rows)  # 6 cells, none split
+
+
+def test_mermaid_labels_survive_quotes_and_markup(sqlite_scenario: Scenario) -> None:
+    config = sqlite_scenario.graph.config
+    name, role = next(iter(config.roles.items()))
+    roles = {**config.roles, name: role.model_copy(update={"title": 'The "A" <team> #1'})}
+    graph = EscalationGraph(config.model_copy(update={"roles": roles}))
+    line = next(line for line in graph.render("mermaid").splitlines() if line.strip().startswith(f"{name}["))
+    assert line.count('"') == 2 and "The #quot;A#quot; #lt;team#gt; #35;1" in line
+    assert 'label="The \\"A\\" <team> #1' in graph.render("dot")
+    assert graph.digest != sqlite_scenario.graph.digest
+
+
+def test_report_pins_its_inputs_and_lists_every_pair(sqlite_scenario: Scenario) -> None:
+    document = _document(sqlite_scenario)
+    assert document.inputs.escalation_digest == sqlite_scenario.graph.digest
+    assert {p.digest for p in document.inputs.policies} == {p.digest for p in sqlite_scenario.policies.policies}
+    applicable = sum(len(p.rules) for system in systems_in_ledger(sqlite_scenario.ledger).values()
+                     for p in sqlite_scenario.policies.policies if p.policy.applies_to.matches(system))
+    assert len(document.pairs) == applicable
+    assert {(p.system, p.rule) for c in document.controls for p in c.attention} <= {(p.system, p.rule)
+                                                                                     for p in document.pairs}
+    segment = next(p for p in document.pairs if p.rule == "core.regional/regional-recall-floor")
+    assert (segment.status, segment.segment) == ("breach", "region:asia")
+    chart = next(t for t in document.trends if t.rule == "core.regional/regional-recall-floor")
+    assert chart.segment == "region:asia" and chart.points[-1].value < 0.7  # the segment, not the global recall
+
+
+def test_a_report_time_before_the_newest_evidence_is_refused(sqlite_scenario: Scenario) -> None:
+    import datetime
+
+    with pytest.raises(CharterError) as info:
+        _document(sqlite_scenario, as_of=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    assert info.value.code == "report_time"
+
+
+def test_retired_systems_are_listed_not_scored(scenario: Scenario) -> None:
+    turbine = systems_in_ledger(scenario.ledger)["turbine-maintenance"]
+    register_system(scenario.ledger, turbine.model_copy(update={"status": SystemStatus.RETIRED}))
+    document = _document(scenario)
+    assert document.not_in_scope == {"turbine-maintenance": "retired"}
+    assert "turbine-maintenance" not in document.systems and "turbine-maintenance" not in document.scores.systems
+    assert all(p.system != "turbine-maintenance" for p in document.pairs)
+    named = _document(scenario, system="turbine-maintenance")  # asked for by name, it is reported
+    assert named.systems == ["turbine-maintenance"] and named.pairs and named.not_in_scope == {}
+
+
+def test_findings_are_read_by_exact_submission_id(scenario: Scenario) -> None:
+    bundle = next(scenario.ledger.entries(types=("bundle",)))
+    ids = [f"finding:{bundle.submission_id}:1"]
+    assert [e.submission_id for e in scenario.ledger.by_submissions(ids)] == ids  # not :10, :11, ...
+    assert list(scenario.ledger.by_submissions(ids, stop=bundle.seq)) == []
+    assert list(scenario.ledger.by_submissions([])) == []
+
+
+def _incident(number: int, opened_at: str, state: State, decisions: tuple[str, ...] = (),
+              segment: str | None = "age:18-25") -> Incident:
+    return Incident(id=f"INC-{number:08x}", system_id="claims", owner="o", rule="core.fairness/parity",
+                    segment=segment, severity=Severity.HIGH, tier=RiskTier.HIGH, title="t", opened_at=opened_at,
+                    onset_at=opened_at, detected_at=opened_at, state=state, decisions=list(decisions),
+                    current_decision=list(decisions))
+
+
+def _waiver(granted_at: str, expires_at: str, segment: str | None = "age:18-25") -> Waiver:
+    return Waiver(id="WVR-1", incident_id="INC-00000001", system_id="claims", rule="core.fairness/parity",
+                  segment=segment, owner="anna", granted_at=granted_at, expires_at=expires_at)
+
+
+@pytest.mark.parametrize(("incidents", "waivers", "governed"), [
+    pytest.param([("2026-01-01T00:00:00Z", State.DECIDED, ("retrain",))], [], True, id="decided"),
+    pytest.param([("2026-01-01T00:00:00Z", State.DECIDED, ("retrain",)), ("2026-05-01T00:00:00Z", State.OPEN, ())],
+                 [], False, id="an-older-decided-incident-does-not-govern-a-newer-open-one"),
+    pytest.param([("2026-01-01T00:00:00Z", State.DECIDED, ("accept_risk",))],
+                 [("2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z", "age:18-25")], False, id="lapsed-accepted-risk"),
+    pytest.param([("2026-01-01T00:00:00Z", State.DECIDED, ("accept_risk",))],
+                 [("2026-01-01T00:00:00Z", "2026-09-01T00:00:00Z", "age:18-25")], True, id="accepted-risk"),
+    pytest.param([], [("2026-07-01T00:00:00Z", "2026-09-01T00:00:00Z", "age:18-25")], False,
+                 id="a-waiver-granted-after-the-report-time"),
+    pytest.param([], [("2026-01-01T00:00:00Z", "2026-09-01T00:00:00Z", "age:65+")], False,
+                 id="a-waiver-of-another-segment"),
+    pytest.param([("2026-01-01T00:00:00Z", State.DECIDED, ("retrain",), "age:65+")], [], False,
+                 id="a-decision-on-another-segment"),
+])
+def test_a_breach_is_governed_only_by_its_own_current_incident_or_waiver(
+        incidents: list[tuple[Any, ...]], waivers: list[tuple[str, str, str]], governed: bool) -> None:
+    import datetime
+
+    snapshot = PortfolioSnapshot(size=0, systems={})
+    for number, spec in enumerate(incidents, start=1):
+        incident = _incident(number, *spec)
+        snapshot.book.incidents[incident.id] = incident
+    snapshot.book.waivers.extend(_waiver(*spec) for spec in waivers)
+    at = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
+    assert (_governed(snapshot, ("claims", "core.fairness/parity", "age:18-25"), at) is not None) is governed
+
+
+def test_report_file_restores_the_previous_report_when_issuing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "report.md"
+    target.write_text("previous report")
+    with pytest.raises(RuntimeError), ReportFile(target) as report:
+        report.publish(b"new report")
+        assert target.read_bytes() == b"new report"
+        raise RuntimeError("the ledger refused the issue entry")
+    assert target.read_text() == "previous report" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    fresh = tmp_path / "fresh.md"
+    with pytest.raises(RuntimeError), ReportFile(fresh) as report:
+        report.publish(b"new report")
+        raise RuntimeError("the ledger refused the issue entry")
+    assert not fresh.exists()
+    with ReportFile(target) as report:
+        report.publish(b"issued")
+    assert target.read_text() == "issued" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    (tmp_path / "link.md").symlink_to(target)
+    for refused in (tmp_path, tmp_path / "link.md"):
+        with pytest.raises(CharterError) as info, ReportFile(refused):
+            pass
+        assert info.value.code == "write_failed"
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -193,3 +328,39 @@ def test_cli_report_writes_issues_and_refuses_bad_input(tmp_path: Path) -> None:
     empty = run_cli("report", "--framework", "iso-42001", "-o", "y.md", "--db", "sqlite:///empty.db",
                     "--ledger-key", ".charter/demo/ledger.key", cwd=tmp_path)
     assert empty.returncode == 2 and not (tmp_path / "y.md").exists()
+
+
+def _signed_checkpoints(database: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute("select count(*) from checkpoint").fetchone()[0])
+
+
+def test_cli_report_refuses_before_signing_and_exits_1_on_a_damaged_ledger(tmp_path: Path) -> None:
+    assert run_cli("demo", cwd=tmp_path).returncode == 0
+    database = tmp_path / ".charter" / "demo" / "ledger.db"
+    ledger = ("--db", f"sqlite:///{database}", "--ledger-key", ".charter/demo/ledger.key",
+              "--policies", str(REPO / "policies"), "--framework", "eu-ai-act")
+    (tmp_path / "folder").mkdir()
+    signed = _signed_checkpoints(database)
+    for args, message in [(("--at", "2026-01-02T00:00:00Z", "-o", "r.md"), "before the newest evidence"),
+                          (("--at", "2999-01-01T00:00:00Z", "-o", "r.md"), "later than now"),
+                          (("-o", "folder"), "directory")]:
+        refused = run_cli("report", *args, *ledger, cwd=tmp_path)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert not (tmp_path / "r.md").exists()
+    assert _signed_checkpoints(database) == signed  # refused before anything was signed
+
+    from sqlalchemy import create_engine, update
+
+    from charter.ledger.schema import ledger_entry
+
+    engine = create_engine(f"sqlite:///{database}")
+    drop_guards(engine)
+    with engine.begin() as connection:
+        connection.execute(update(ledger_entry).where(ledger_entry.c.seq == 7).values(subject="someone-else"))
+    engine.dispose()
+    damaged = run_cli("report", "-o", "r.md", *ledger, cwd=tmp_path)
+    assert damaged.returncode == 1 and "ledger_damaged" in damaged.stderr and not (tmp_path / "r.md").exists()
+    assert _signed_checkpoints(database) == signed

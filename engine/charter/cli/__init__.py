@@ -48,8 +48,12 @@ def _root(
         raise typer.Exit(0)
 
 
+#: errors that report a ledger failing verification rather than bad input: exit code 1, like `charter verify`
+INTEGRITY_FAILURES = frozenset({"ledger_damaged", "inconsistent_history"})
+
+
 def main() -> None:
-    """Entry point: run the app, turning `CharterError` into located messages and exit code 2.
+    """Entry point: run the app, turning `CharterError` into located messages and exit code 2 (1 for integrity).
 
     Click's standalone mode already maps usage errors to exit code 2 and `typer.Exit` to its code;
     only our own error family needs handling here. Any other exception is a bug and keeps its traceback.
@@ -60,7 +64,7 @@ def main() -> None:
         print_diagnostics(exc.diagnostics, "error", "bold red")
         if len(exc.diagnostics) > 1:
             err.print(f"{len(exc.diagnostics)} problems found")
-        sys.exit(2)
+        sys.exit(1 if {d.code for d in exc.diagnostics} <= INTEGRITY_FAILURES else 2)
 
 
 __all__ = ["app", "main"]

@@ -141,7 +141,7 @@ def demo(
     portfolio = metrics(load_book(ledger).incidents.values()).scopes["portfolio"]
     out.print("portfolio: " + "; ".join(f"{name} median {v['median_h']} h (n={v['n']}, open {v['missing']})"
                                          for name, v in portfolio.items()))
-    snapshot, binding = bind(ledger, log_key.public)
+    snapshot, binding = bind(ledger, log_key.public, clock["now"])
     reports = workdir / "reports"
     reports.mkdir()
     for framework in REPORT_FRAMEWORKS:

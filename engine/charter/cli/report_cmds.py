@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,8 @@ from rich.markup import escape
 
 from ..errors import CharterError
 from ..escalation import load_escalation
+from ..ledger.store import format_time
+from ..notify import FUTURE_TOLERANCE
 from ..report import bind, build_report, issue, render
 from ..submission import systems_in_ledger
 from .common import compile_policies, out, parse_time, policies_dir
@@ -38,29 +39,72 @@ class ReportFormat(StrEnum):
     JSON = "json"
 
 
-@contextlib.contextmanager
-def staged_file(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path` that replaces it when the block succeeds and vanishes when it fails.
+class ReportFile:
+    """Publishes a report at `path` atomically, and takes it back if issuing it fails.
 
-    A reader never sees half a report, and a report whose issue could not be recorded is not left behind.
+    Entering checks the destination and creates the temporary file beside it, so an unwritable path
+    fails before any checkpoint is signed. `publish` renames the finished bytes into place (a reader
+    never sees half a report); leaving the block with an error restores whatever `path` held before.
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)  # mkstemp makes the file private; a report is meant to be shared
-    except OSError as exc:
-        raise CharterError.single("write_failed", exc.strerror or "cannot write", file=str(path)) from exc
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise CharterError.single("write_failed", exc.strerror or "cannot write", file=str(path)) from exc
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._temporary: Path | None = None
+        self._backup: Path | None = None
+        self._published = False
+
+    def _fail(self, exc: OSError, path: Path | None = None) -> CharterError:
+        return CharterError.single("write_failed", exc.strerror or str(exc), file=str(path or self.path))
+
+    def __enter__(self) -> ReportFile:
+        try:
+            mode = self.path.lstat().st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        if mode is not None and not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else "not a file"
+            raise CharterError.single("write_failed", f"the destination is {kind}; name a regular file",
+                                      file=str(self.path))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            os.close(handle)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(name, 0o666 & ~umask)  # mkstemp makes the file private; a report is meant to be shared
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        self._temporary = Path(name)
+        return self
+
+    def publish(self, data: bytes) -> None:
+        """Write `data` and move it into place, keeping a hard link to the previous file until the block ends."""
+        assert self._temporary is not None, "publish inside the with block"
+        try:
+            with self._temporary.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if self.path.exists():
+                self._backup = self._temporary.with_suffix(".previous")
+                os.link(self.path, self._backup)
+            os.replace(self._temporary, self.path)
+            self._published = True
+        except OSError as exc:
+            raise self._fail(exc) from exc
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if exc_type is not None and self._published:
+            if self._backup is not None:
+                os.replace(self._backup, self.path)
+                self._backup = None
+            else:
+                self.path.unlink(missing_ok=True)
+        for leftover in (self._temporary, self._backup):
+            if leftover is not None:
+                leftover.unlink(missing_ok=True)
 
 
 def report(
@@ -69,7 +113,8 @@ def report(
     output: Annotated[ReportFormat, typer.Option("--format", help="html (self-contained), md or json.")]
     = ReportFormat.HTML,
     system: Annotated[str | None, typer.Option(help="Only this system.")] = None,
-    at: Annotated[str, typer.Option("--at", help="Judge evidence freshness as of this time (ISO 8601 or 'now').")]
+    at: Annotated[str, typer.Option("--at", help="The report's time: evidence freshness and waivers are judged "
+                                    "then (ISO 8601 or 'now'; not before the newest evidence, not in the future).")]
     = "now",
     policies: Annotated[Path | None, typer.Option("--policies", help="Policy directory (default: ./policies, "
                                                   "else the built-in packs).")] = None,
@@ -85,17 +130,20 @@ def report(
     graph = load_escalation(escalation_file(None, directory))
     as_of = parse_time(at)
     ledger = open_ledger(db, ledger_key, writable=True)
+    ledger_now = ledger.clock()
+    if as_of > ledger_now + FUTURE_TOLERANCE:
+        raise CharterError.single("future_time", f"--at {format_time(as_of)} is later than now "
+                                  f"({format_time(ledger_now)}); a report cannot describe evidence as it will be")
     if system is not None and system not in systems_in_ledger(ledger):
         raise CharterError.single("unknown_system", f"system {system!r} is not registered in the ledger")
-    snapshot, binding = bind(ledger, pinned_public_key(ledger_key, None))
-    document = build_report(snapshot, framework.value, frameworks, policy_set.policies, graph, binding, as_of,
-                            system)
-    text = render(document, output.value, graph)
-    with staged_file(output_file) as staged:
-        staged.write_text(text, encoding="utf-8")
+    with ReportFile(output_file) as target:
+        snapshot, binding = bind(ledger, pinned_public_key(ledger_key, None), as_of)
+        document = build_report(snapshot, framework.value, frameworks, policy_set.policies, graph, binding, as_of,
+                                system)
+        text = render(document, output.value, graph)
+        target.publish(text.encode())
         entry = issue(ledger, document, output.value, text, output_file.name)
     score = document.scores.framework
     out.print(f"{escape(str(output_file))}: {framework.value} readiness {score.readiness:.0%}, coverage "
               f"{score.coverage:.0%} ({score.covered} of {score.assessed} controls), bound to checkpoint "
               f"{binding.checkpoint_size}; issued at seq {entry.seq} (sha256 {entry.payload['sha256'][:16]}…)")
-

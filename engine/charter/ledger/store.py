@@ -252,17 +252,19 @@ class Ledger:
                 yield _row_to_entry(row)
             position = rows[-1].seq + 1
 
-    def with_submission_prefixes(self, prefixes: Sequence[str], stop: int) -> Iterator[Entry]:
-        """Entries below `stop` whose submission id starts with one of `prefixes` (each a range on its index).
+    def by_submissions(self, submission_ids: Sequence[str], stop: int | None = None,
+                       chunk: int = 500) -> Iterator[Entry]:
+        """The entries with these exact submission ids (below `stop`), in seq order within each chunk.
 
-        A submission's entries share its id as prefix (``finding:<bundle submission>:<index>``), so this
-        reads one bundle's findings without touching the rest of the ledger.
+        Exact matches on the unique index: unlike a prefix range, the answer cannot depend on the
+        database's collation.
         """
         with self.engine.connect() as connection:
-            for prefix in prefixes:
-                upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-                query = select(ledger_entry).where(ledger_entry.c.submission_id >= prefix,
-                                                   ledger_entry.c.submission_id < upper, ledger_entry.c.seq < stop)
+            for start in range(0, len(submission_ids), chunk):
+                part = submission_ids[start:start + chunk]
+                query = select(ledger_entry).where(ledger_entry.c.submission_id.in_(part))
+                if stop is not None:
+                    query = query.where(ledger_entry.c.seq < stop)
                 for row in connection.execute(query.order_by(ledger_entry.c.seq)):
                     yield _row_to_entry(row)
 

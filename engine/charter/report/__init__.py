@@ -1,6 +1,6 @@
 """Audit-readiness reports per framework: build from one signed ledger state, render, and record the issue.
 
-    snapshot, binding = bind(ledger, log_public_key)          # signs a checkpoint and verifies
+    snapshot, binding = bind(ledger, log_public_key, as_of)   # signs a checkpoint and verifies
     document = build_report(snapshot, "iso-42001", frameworks, policies, graph, binding, as_of)
     text = render(document, "html", graph)
     issue(ledger, document, "html", text, "report.html")      # the report's hash enters the ledger
@@ -11,6 +11,7 @@ well; Markdown suits a repository or a ticket; JSON follows `ReportDocument`'s s
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from pathlib import Path
@@ -21,6 +22,7 @@ from markupsafe import Markup
 
 from ..errors import CharterError
 from ..escalation import EscalationGraph
+from ..ledger import merkle
 from ..ledger.checkpoints import make_checkpoint
 from ..ledger.store import Entry, Ledger, NewEntry, format_time
 from ..ledger.verify import verify_ledger
@@ -43,30 +45,50 @@ _TEMPLATES = Path(__file__).resolve().parent / "templates"
 ATTENTION_LIMIT = 15
 
 
-def bind(ledger: Ledger, log_public_key: bytes) -> tuple[PortfolioSnapshot, LedgerBinding]:
-    """Sign a checkpoint of the whole ledger, verify the ledger, and read the state the checkpoint covers.
+def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime) -> tuple[PortfolioSnapshot, LedgerBinding]:
+    """Verify the ledger, read its state, and sign a checkpoint of exactly that state.
 
-    A ledger that does not verify gets no report: its figures could not be trusted, and an auditor
-    needs `charter verify` to locate the damage first.
+    The order makes failures cheap and clean: a ledger that does not verify gets no report and no
+    checkpoint (its figures could not be trusted; `charter verify` locates the damage), and a report
+    time before the newest evidence is refused before anything is signed.
 
     Raises:
-        CharterError: the ledger is empty, the log key is missing, or the ledger does not verify.
+        CharterError: the ledger is empty, does not verify, `as_of` precedes the newest evidence, or
+            the log key is missing.
     """
-    if ledger.size() == 0:
+    size = ledger.size()
+    if size == 0:
         raise CharterError.single("empty_ledger", "the ledger holds no entries: there is nothing to report on")
-    checkpoint = make_checkpoint(ledger)
     verdict = verify_ledger(ledger, log_public_key)
     if not verdict.ok:
         raise CharterError.single("ledger_damaged", f"the ledger does not verify, so no report is issued: "
                                   f"{verdict.summary()}; run charter verify for the details")
+    snapshot = PortfolioSnapshot.load(ledger, size)
+    snapshot.check_as_of(as_of)
+    checkpoint = make_checkpoint(ledger, size)
+    # The verify pass checked every record hash against its body; the new checkpoint anchors the
+    # first `size` of them once its root is confirmed over those same hashes.
+    if merkle.root(ledger.leaf_hashes(size)) != checkpoint.root:
+        raise CharterError.single("ledger_damaged", f"the checkpoint of {size} entries does not match the entries "
+                                  "just verified: the ledger changed under the report; run charter verify")
+    verdict.checkpoints.append(checkpoint.size)
     binding = LedgerBinding(origin=ledger.origin, checkpoint_size=checkpoint.size,
                             checkpoint_root=checkpoint.root.hex(), checkpoint_note=checkpoint.note,
                             verified=verdict.ok, verify_summary=verdict.summary())
-    return PortfolioSnapshot.load(ledger, checkpoint.size), binding
+    return snapshot, binding
 
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.0f}%"
+
+
+def _markdown_text(value: object) -> str:
+    """Free text made inert in Markdown: no HTML, no table break, no line break, no emphasis or link syntax."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for char in "\\`*[]|":
+        text = text.replace(char, "\\" + char)
+    return text
 
 
 def _environment(autoescape: bool) -> jinja2.Environment:
@@ -74,7 +96,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                      keep_trailing_newline=True)
     environment.filters["percent"] = _percent
-    environment.filters["cell"] = lambda value: str(value).replace("|", "\\|").replace("\n", " ")
+    environment.filters["cell"] = _markdown_text
     return environment
 
 
@@ -93,17 +115,20 @@ def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
 
 
 def issue(ledger: Ledger, document: ReportDocument, fmt: str, text: str, name: str) -> Entry:
-    """Record that this exact report was handed out: its SHA-256, format and the checkpoint it describes.
+    """Record that this exact report was handed out: its SHA-256, name, format, inputs and checkpoint.
 
-    Issuing the same bytes again returns the existing entry.
+    Issuing the same bytes under the same name again returns the existing entry.
     """
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    key = f"report:{digest}"
+    data = text.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    key = f"report:{digest}:{hashlib.sha256(name.encode()).hexdigest()[:16]}"
     existing = ledger.by_submission(key)
     if existing is not None:
         return existing
-    payload = {"framework": document.framework, "format": fmt, "sha256": digest, "bytes": len(text.encode()),
+    payload = {"framework": document.framework, "format": fmt, "sha256": digest, "bytes": len(data),
                "name": name, "system": document.system, "as_of": document.as_of,
                "checkpoint": {"size": document.ledger.checkpoint_size, "root": document.ledger.checkpoint_root},
+               "policy_set_digest": document.inputs.policy_set_digest,
+               "escalation_digest": document.inputs.escalation_digest,
                "readiness": document.scores.framework.readiness, "issued_at": format_time(ledger.clock())}
     return ledger.append([NewEntry(REPORT_ISSUED, payload, key, subject=document.system)])[0]

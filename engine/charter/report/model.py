@@ -14,6 +14,7 @@ controls count as zero), and the overall score is the mean of the three framewor
 from __future__ import annotations
 
 import datetime
+import hashlib
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -22,15 +23,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import CharterError
 from ..escalation import EscalationGraph
 from ..frameworks import Framework, FrameworkSet, parse_control_ref
 from ..incidents import INCIDENT_TYPES, Incident, IncidentBook, State, Waiver, apply, metrics
 from ..ledger.store import Ledger, format_time
 from ..policy.compiler import CompiledPolicy, CompiledRule
-from ..registry import AISystem
-from ..submission import BUNDLE, FINDING, systems_in_ledger
+from ..policy.model import Scope
+from ..registry import AISystem, SystemStatus
+from ..submission import BUNDLE, EVALUATION, FINDING, systems_in_ledger
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: controls a framework is assessed on: the leaves that policies cite
 ASSESSED_KINDS = {"iso-42001": ("annex_a_control", "clause"), "eu-ai-act": ("article",),
                   "nist-ai-rmf": ("subcategory",)}
@@ -41,11 +44,14 @@ POINTS = {"pass": 1.0, "warn": 0.75, "breach_governed": 0.5, "breach_open": 0.25
 FORMULA = (
     "pair points (latest evidence of one rule for one system): pass 1, warn 0.75, breach whose risk is "
     "accepted by an unexpired waiver or whose incident has a decision 0.5, breach still under investigation "
-    "0.25, missing, error, stale (older than the policy's max_age, else 90 days) or no evidence 0. "
+    "0.25, missing, error, stale (older than the policy's max_age, else 90 days) or no evidence 0; for a "
+    "segment rule the worst segment of the latest window speaks, and a breach is governed only when every "
+    "breached segment is. "
     "control score = mean of its pairs' points. framework readiness = sum of control scores / number of "
     "assessed controls, where a control no rule covers counts 0 and a covered control that applies to no "
     "system in scope is left out. coverage = covered controls / assessed controls. overall = mean of the "
-    "three frameworks' readiness. system score = mean points of the system's pairs in this framework."
+    "three frameworks' readiness. system score = mean points of the system's pairs in this framework. "
+    "Only active systems are in scope; suspended and retired ones are listed, not scored."
 )
 
 
@@ -60,6 +66,8 @@ class PairStatus(_Model):
     rule: str
     severity: str
     status: str = Field(description="pass, warn, breach, missing, error, or no_evidence")
+    segment: str | None = Field(default=None, description="for a segment rule, the segment whose finding "
+                                "speaks for the rule (the worst one)")
     window_end: str | None = None
     age_days: float | None = None
     fresh: bool
@@ -198,6 +206,7 @@ class Trend(_Model):
     system: str
     kpi: str
     rule: str
+    segment: str | None = Field(default=None, description="the segment plotted, for a segment rule")
     points: list[TrendPoint]
     thresholds: dict[str, float]
     worst: str
@@ -214,6 +223,22 @@ class LedgerBinding(_Model):
     verify_summary: str
 
 
+class PolicyRef(_Model):
+    """One policy the report judged the evidence against."""
+
+    id: str
+    version: str
+    digest: str
+
+
+class ReportInputs(_Model):
+    """What besides the ledger the report depends on, pinned by digest so it can be reproduced."""
+
+    policies: list[PolicyRef]
+    policy_set_digest: str = Field(description="SHA-256 over the sorted policy digests, one per line")
+    escalation_digest: str = Field(description="SHA-256 of the escalation configuration (RFC 8785 JSON)")
+
+
 class ReportDocument(_Model):
     """An audit-readiness report for one framework (the published JSON schema: ``charter schema report``)."""
 
@@ -223,9 +248,13 @@ class ReportDocument(_Model):
     as_of: str
     system: str | None
     systems: list[str]
+    not_in_scope: dict[str, str] = Field(description="registered systems left out because they are not "
+                                         "active: id -> status")
     ledger: LedgerBinding
+    inputs: ReportInputs
     scores: Scores
     controls: list[ControlReport]
+    pairs: list[PairStatus] = Field(description="every (rule, system) pair in scope, by system and rule")
     gaps: Gaps
     portfolio: Portfolio
     trends: list[Trend]
@@ -235,11 +264,17 @@ class ReportDocument(_Model):
 # -- reading the ledger once ---------------------------------------------------------------------
 
 
+#: how bad a finding status is, for picking the segment that speaks for a rule
+_WORST_RANK = {"pass": 0, "missing": 1, "warn": 2, "error": 3, "breach": 4}
+
+
 @dataclass
 class _Latest:
     status: str
     window_end: str
     evaluated_at: str
+    segment: str | None = None  # the worst segment, for segment rules
+    breached_segments: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -249,9 +284,12 @@ class PortfolioSnapshot:
     size: int
     systems: dict[str, AISystem]
     latest: dict[tuple[str, str], _Latest] = field(default_factory=dict)  # (system, policy/rule) -> latest
-    series: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=dict)  # (system, kpi) -> points
+    #: (system, kpi, segment or None) -> [(window start, value)], by time
+    series: dict[tuple[str, str, str | None], list[tuple[str, float]]] = field(default_factory=dict)
     book: IncidentBook = field(default_factory=IncidentBook)
-    _governance: tuple[dict[tuple[str, str], list[Waiver]], dict[tuple[str, str], list[Incident]]] | None = None
+    newest_measured_at: datetime.datetime | None = None
+    _governance: tuple[dict[tuple[str, str, str | None], list[Waiver]],
+                       dict[tuple[str, str, str | None], Incident]] | None = None
     _assessed: dict[Any, list[PairStatus]] = field(default_factory=dict)
 
     @classmethod
@@ -259,45 +297,74 @@ class PortfolioSnapshot:
         """Read systems, KPI series, each system's current findings and the incidents below `size`.
 
         A system's current findings are those of its most recent bundle (latest window end): the
-        evidence a control rests on today. They are read by submission id, so a report touches the
-        bundles, the incident entries and one evaluation per system, not every finding ever made.
+        evidence a control rests on today. They are read by exact submission id (the bundle's
+        evaluation states how many findings it made), so a report touches the bundles, the incident
+        entries and one evaluation per system, not every finding ever made.
         """
         snapshot = cls(size, dict(systems_in_ledger(ledger, before=size)))
-        latest_bundle: dict[str, tuple[str, int, str]] = {}  # system -> (window end, seq, submission id)
+        latest_bundle: dict[str, tuple[datetime.datetime, int, str]] = {}  # system -> (window end, seq, submission)
         for entry in ledger.entries(0, size, types=(BUNDLE,)):
             p = entry.payload
             system_id = p["system_id"]
+            start = format_time(_time(p["window_start"]))
             for kpi, value in p.get("kpis", {}).items():
-                snapshot.series.setdefault((system_id, kpi), []).append((p["window_start"], float(value)))
-            candidate = (p["window_end"], entry.seq, entry.submission_id)
+                if isinstance(value, int | float):
+                    snapshot.series.setdefault((system_id, kpi, None), []).append((start, float(value)))
+            for segment, values in (p.get("segments") or {}).items():
+                for kpi, value in values.items():
+                    if isinstance(value, int | float):
+                        snapshot.series.setdefault((system_id, kpi, segment), []).append((start, float(value)))
+            measured = _time(p["measured_at"])
+            if snapshot.newest_measured_at is None or measured > snapshot.newest_measured_at:
+                snapshot.newest_measured_at = measured
+            candidate = (_time(p["window_end"]), entry.seq, entry.submission_id)
             if system_id not in latest_bundle or candidate > latest_bundle[system_id]:
                 latest_bundle[system_id] = candidate
-        worst_rank = {"pass": 0, "missing": 1, "warn": 2, "error": 3, "breach": 4}
-        prefixes = sorted(f"{FINDING}:{submission}:" for _, _, submission in latest_bundle.values())
-        for entry in ledger.with_submission_prefixes(prefixes, size):
+        evaluations = sorted(f"{EVALUATION}:{submission}" for _, _, submission in latest_bundle.values())
+        finding_ids = [f"{FINDING}:{entry.submission_id.split(':', 1)[1]}:{index}"
+                       for entry in ledger.by_submissions(evaluations, size)
+                       for index in range(int(entry.payload["findings"]))]
+        for entry in ledger.by_submissions(finding_ids, size):
             p = entry.payload
             key = (p["system_id"], f"{p['policy']}/{p['rule']}")
             current = snapshot.latest.get(key)
             if current is None:
-                snapshot.latest[key] = _Latest(p["status"], p["window_end"], p["evaluated_at"])
-            elif worst_rank[p["status"]] > worst_rank[current.status]:
-                current.status = p["status"]  # segments of one window: the worst one speaks for the rule
+                current = snapshot.latest[key] = _Latest(p["status"], p["window_end"], p["evaluated_at"],
+                                                         p.get("segment"))
+            elif _WORST_RANK[p["status"]] > _WORST_RANK[current.status]:
+                current.status, current.segment = p["status"], p.get("segment")
+            if p["status"] == "breach":
+                current.breached_segments.append(p.get("segment"))
         for entry in ledger.entries(0, size, types=INCIDENT_TYPES):
             apply(snapshot.book, entry)
         for points in snapshot.series.values():
             points.sort()
         return snapshot
 
-    def governance_index(self) -> tuple[dict[tuple[str, str], list[Waiver]], dict[tuple[str, str], list[Incident]]]:
-        """Waivers and incidents by (system, rule), built once."""
+    def check_as_of(self, as_of: datetime.datetime) -> None:
+        """Refuse a report time before the newest evidence: the report would cite bundles not yet measured.
+
+        Raises:
+            CharterError: `as_of` is earlier than the newest bundle's measured_at.
+        """
+        if self.newest_measured_at is not None and as_of < self.newest_measured_at:
+            raise CharterError.single("report_time", f"the report time {format_time(as_of)} is before the newest "
+                                      f"evidence (measured at {format_time(self.newest_measured_at)}); a report "
+                                      "describes the ledger as it stands, so its time cannot precede what it cites")
+
+    def governance_index(self) -> tuple[dict[tuple[str, str, str | None], list[Waiver]],
+                                        dict[tuple[str, str, str | None], Incident]]:
+        """Waivers by dedup key (system, rule, segment), and each key's most recently opened incident."""
         if self._governance is None:
-            waivers: dict[tuple[str, str], list[Waiver]] = defaultdict(list)
-            incidents: dict[tuple[str, str], list[Incident]] = defaultdict(list)
+            waivers: dict[tuple[str, str, str | None], list[Waiver]] = defaultdict(list)
+            latest: dict[tuple[str, str, str | None], Incident] = {}
             for waiver in self.book.waivers:
-                waivers[(waiver.system_id, waiver.rule)].append(waiver)
+                waivers[(waiver.system_id, waiver.rule, waiver.segment)].append(waiver)
             for incident in self.book.incidents.values():
-                incidents[(incident.system_id, incident.rule)].append(incident)
-            self._governance = (waivers, incidents)
+                known = latest.get(incident.key)
+                if known is None or (_time(incident.opened_at), incident.id) > (_time(known.opened_at), known.id):
+                    latest[incident.key] = incident
+            self._governance = (waivers, latest)
         return self._governance
 
     def assess(self, policies: Sequence[CompiledPolicy], systems: Sequence[AISystem],
@@ -340,16 +407,24 @@ def _rule_controls(policies: Sequence[CompiledPolicy]) -> dict[tuple[str, str], 
     return mapping
 
 
-def _governed(snapshot: PortfolioSnapshot, system_id: str, rule: str, at: datetime.datetime) -> str | None:
-    """Why a breach counts as governed: an unexpired waiver, or an incident with a decision."""
+def _governed(snapshot: PortfolioSnapshot, key: tuple[str, str, str | None], at: datetime.datetime) -> str | None:
+    """Why the breach of one (system, rule, segment) counts as governed, or None.
+
+    Governed means a waiver granted by `at` and not yet expired accepts the risk, or the key's most
+    recent incident (the one the breach attaches to) carries a decision that still holds: a decision
+    to accept a risk whose waiver has lapsed no longer does.
+    """
     waivers, incidents = snapshot.governance_index()
-    for waiver in waivers.get((system_id, rule), ()):
-        if at < _time(waiver.expires_at):
+    for waiver in waivers.get(key, ()):
+        if _time(waiver.granted_at) <= at and waiver.covers(*key, at):
             return f"risk accepted until {waiver.expires_at} ({waiver.id})"
-    for incident in incidents.get((system_id, rule), ()):
-        if incident.state in (State.DECIDED, State.RESOLVED, State.CLOSED):
-            return f"{incident.id} decided: {', '.join(incident.current_decision or incident.decisions)}"
-    return None
+    incident = incidents.get(key)
+    if incident is None or incident.state not in (State.DECIDED, State.RESOLVED, State.CLOSED):
+        return None
+    decision = incident.current_decision or incident.decisions
+    if set(decision) <= {"accept_risk"}:
+        return None  # the accepted risk's waiver was checked above: it has lapsed or is not yet granted
+    return f"{incident.id} decided: {', '.join(decision)}"
 
 
 def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datetime) -> PairStatus:
@@ -358,6 +433,7 @@ def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datet
     if latest is None:
         return PairStatus(system=system, rule=rule, severity=severity, status="no_evidence", fresh=False, points=0.0,
                           note="no finding recorded")
+    segment = latest.segment if pair.rule.rule.scope is Scope.SEGMENTS else None
     max_age = pair.rule.rule.max_age or pair.policy.policy.max_age or DEFAULT_MAX_AGE
     age = as_of - _time(latest.window_end)
     fresh = age <= max_age
@@ -365,12 +441,14 @@ def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datet
     if not fresh:
         points, note = POINTS["stale"], f"stale: the latest window ended {age.days} days ago"
     elif status == "breach":
-        governed = _governed(snapshot, pair.system.id, pair.rule.ref, as_of)
+        reasons = [_governed(snapshot, (system, rule, s), as_of) for s in dict.fromkeys(latest.breached_segments)]
+        governed = all(reasons)
         points = POINTS["breach_governed"] if governed else POINTS["breach_open"]
-        note = governed or "breach under investigation"
+        note = "; ".join(r for r in reasons if r) if governed else "breach under investigation"
     else:
         points = POINTS[status]
-    return PairStatus(system=system, rule=rule, severity=severity, status=status, window_end=latest.window_end,
+    return PairStatus(system=system, rule=rule, severity=severity, status=status, segment=segment,
+                      window_end=latest.window_end,
                       age_days=round(age.total_seconds() / 86400, 1), fresh=fresh, points=points, note=note)
 
 
@@ -437,30 +515,43 @@ def _trends(snapshot: PortfolioSnapshot, policies: Sequence[CompiledPolicy], sys
             rules_in_framework: set[str], per_system: int = 4, limit: int = 12) -> list[Trend]:
     """The watched KPIs whose rules did worst: up to `per_system` per system, `limit` in all, worst first.
 
-    Threshold rules cite one KPI each; a portfolio of a thousand systems gets the charts that need
-    attention rather than four thousand.
+    Threshold rules cite one KPI each; a segment rule's chart follows the segment whose finding speaks
+    for it. A portfolio of a thousand systems gets the charts that need attention rather than four
+    thousand.
     """
     trends: list[Trend] = []
-    rank = {"no_evidence": -1, "pass": 0, "missing": 1, "warn": 2, "error": 3, "breach": 4}
+    rank = {"no_evidence": -1, **_WORST_RANK}
     for system in systems:
-        candidates: dict[str, Trend] = {}
+        candidates: dict[tuple[str, str | None], Trend] = {}
         for pair in _pairs(policies, [system]):
             kpi = pair.rule.rule.kpi
             if kpi is None or pair.rule.ref not in rules_in_framework:
                 continue
-            points = snapshot.series.get((system.id, kpi))
+            latest = snapshot.latest.get((system.id, pair.rule.ref))
+            segment = latest.segment if latest and pair.rule.rule.scope is Scope.SEGMENTS else None
+            if pair.rule.rule.scope is Scope.SEGMENTS and segment is None:
+                continue  # no segment finding yet: there is no segment series to show
+            points = snapshot.series.get((system.id, kpi, segment))
             if not points:
                 continue
-            latest = snapshot.latest.get((system.id, pair.rule.ref))
             worst = latest.status if latest else "no_evidence"
-            known = candidates.get(kpi)
+            known = candidates.get((kpi, segment))
             if known is None or rank[worst] > rank[known.worst]:
-                candidates[kpi] = Trend(system=system.id, kpi=kpi, rule=pair.rule.ref,
-                                        points=[TrendPoint(window_start=at, value=value) for at, value in points],
-                                        thresholds=dict(pair.rule.thresholds), worst=worst)
-        trends.extend(sorted(candidates.values(), key=lambda t: (-rank[t.worst], t.kpi))[:per_system])
-    worst_first = sorted(trends, key=lambda t: (-rank[t.worst], t.system, t.kpi))[:limit]
-    return sorted(worst_first, key=lambda t: (t.system, t.kpi))
+                candidates[(kpi, segment)] = Trend(
+                    system=system.id, kpi=kpi, rule=pair.rule.ref, segment=segment,
+                    points=[TrendPoint(window_start=at, value=value) for at, value in points],
+                    thresholds=dict(pair.rule.thresholds), worst=worst)
+        trends.extend(sorted(candidates.values(), key=lambda t: (-rank[t.worst], t.kpi, t.segment or ""))[:per_system])
+    worst_first = sorted(trends, key=lambda t: (-rank[t.worst], t.system, t.kpi, t.segment or ""))[:limit]
+    return sorted(worst_first, key=lambda t: (t.system, t.kpi, t.segment or ""))
+
+
+def _inputs(policies: Sequence[CompiledPolicy], graph: EscalationGraph) -> ReportInputs:
+    refs = sorted((PolicyRef(id=p.policy.id, version=p.policy.version, digest=p.digest) for p in policies),
+                  key=lambda r: (r.id, r.version))
+    joined = "".join(f"{digest}\n" for digest in sorted(r.digest for r in refs))
+    return ReportInputs(policies=refs, policy_set_digest=hashlib.sha256(joined.encode()).hexdigest(),
+                        escalation_digest=graph.digest)
 
 
 def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: FrameworkSet,
@@ -468,8 +559,13 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
                  as_of: datetime.datetime, system: str | None = None) -> ReportDocument:
     """The audit-readiness report of `framework_id` over `snapshot`, optionally for one system."""
     framework = frameworks[framework_id]
-    systems = [s for s in sorted(snapshot.systems.values(), key=lambda s: s.id) if system in (None, s.id)]
+    snapshot.check_as_of(as_of)
+    registered = sorted(snapshot.systems.values(), key=lambda s: s.id)
+    # a system named on purpose is reported whatever its status; a portfolio report scores the active ones
+    systems = [s for s in registered if s.id == system] if system is not None else \
+        [s for s in registered if s.status is SystemStatus.ACTIVE]
     scope = {s.id for s in systems}
+    not_in_scope = {s.id: s.status.value for s in registered if system is None and s.id not in scope}
     statuses = snapshot.assess(policies, systems, as_of)
     by_rule: dict[str, list[PairStatus]] = defaultdict(list)
     by_system: dict[str, list[PairStatus]] = defaultdict(list)
@@ -503,7 +599,7 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
                                                                                            State.CLOSED)],
             decisions=[d for i in mapped_incidents for d in _decisions(i)],
             waivers=[WaiverRef(id=w.id, incident=w.incident_id, system=w.system_id, rule=w.rule, owner=w.owner,
-                               granted_at=w.granted_at, expires_at=w.expires_at, active=as_of < _time(w.expires_at))
+                               granted_at=w.granted_at, expires_at=w.expires_at, active=_waiver_active(w, as_of))
                      for w in snapshot.book.waivers if w.rule in ruleset and w.system_id in scope]))
 
     system_scores = {s.id: _mean([p.points for p in by_system[s.id] if p.rule in rules_in_framework])
@@ -515,11 +611,11 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
     readiness = [score.readiness for score, _ in all_scores.values()]
     return ReportDocument(
         framework=framework_id, framework_name=framework.info.name, as_of=format_time(as_of), system=system,
-        systems=sorted(scope), ledger=binding,
+        systems=sorted(scope), not_in_scope=not_in_scope, ledger=binding, inputs=_inputs(policies, graph),
         scores=Scores(formula=FORMULA, framework=this_score,
                       frameworks={fid: score for fid, (score, _) in sorted(all_scores.items())},
                       overall=round(statistics.fmean(readiness), 4) if readiness else 0.0, systems=system_scores),
-        controls=controls,
+        controls=controls, pairs=sorted(statuses, key=lambda p: (p.system, p.rule)),
         gaps=Gaps(uncovered_controls=[c.id for c in controls if c.coverage == "gap"],
                   rules_without_current_evidence=stale,
                   policies_without_current_evidence=sorted(applied_policies - current_policies)),
@@ -532,13 +628,17 @@ def _portfolio(snapshot: PortfolioSnapshot, systems: Sequence[AISystem], statuse
                incidents: Sequence[Incident], as_of: datetime.datetime) -> Portfolio:
     monitored = {s.system for s in statuses if s.fresh}
     scopes = metrics(incidents).scopes.get("portfolio", {})
-    overrides = [snapshot.series[(s.id, "human_override_rate")][-1][1] for s in systems
-                 if (s.id, "human_override_rate") in snapshot.series]
+    overrides = [snapshot.series[(s.id, "human_override_rate", None)][-1][1] for s in systems
+                 if (s.id, "human_override_rate", None) in snapshot.series]
     return Portfolio(
         systems=len(systems), monitored_systems=len(monitored),
         monitoring_coverage=round(len(monitored) / len(systems), 4) if systems else None,
         mttd_median_h=scopes.get("mttd", {}).get("median_h"), mttr_median_h=scopes.get("mttr", {}).get("median_h"),
         human_override_rate=_mean(overrides),
         open_incidents=sum(i.state not in (State.RESOLVED, State.CLOSED) for i in incidents),
-        active_waivers=sum(as_of < _time(w.expires_at) for w in snapshot.book.waivers
+        active_waivers=sum(_waiver_active(w, as_of) for w in snapshot.book.waivers
                            if w.system_id in {s.id for s in systems}))
+
+
+def _waiver_active(waiver: Waiver, at: datetime.datetime) -> bool:
+    return _time(waiver.granted_at) <= at < _time(waiver.expires_at)

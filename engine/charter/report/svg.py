@@ -7,6 +7,7 @@ never break out of the markup.
 from __future__ import annotations
 
 import datetime
+import textwrap
 from xml.sax.saxutils import escape, quoteattr
 
 import networkx as nx
@@ -41,12 +42,13 @@ def trend_chart(trend: Trend, width: int = 320, height: int = 150) -> str:
 
     xs = _x_positions([p.window_start for p in trend.points], left, plot_w)
     colour = STATUS_COLOURS.get(trend.worst, "#1f4e79")
-    title = f"{trend.system}: {trend.kpi} ({trend.rule}, latest {trend.worst})"
+    kpi = f"{trend.kpi} [{trend.segment}]" if trend.segment else trend.kpi
+    title = f"{trend.system}: {kpi} ({trend.rule}, latest {trend.worst})"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="trend" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label={quoteattr(title)}>',
              f"<title>{escape(title)}</title>",
              f'<text x="{left}" y="14" font-size="11" font-weight="bold">{escape(trend.system)} · '
-             f"{escape(trend.kpi)}</text>",
+             f"{escape(kpi)}</text>",
              f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ccc"/>']
     for value in (low + pad, high - pad):
         parts.append(f'<text x="{left - 4}" y="{y(value) + 3:.1f}" font-size="9" text-anchor="end">'
@@ -71,7 +73,12 @@ def escalation_svg(graph: EscalationGraph) -> str:
     """The escalation graph drawn bottom-up: the entry role at the bottom, escalation edges upward."""
     config = graph.config
     layers: list[list[str]] = [sorted(layer) for layer in nx.topological_generations(graph.graph)]
-    box_w, box_h, gap_x, gap_y = 190, 46, 24, 44
+    # every member is shown: the names wrap inside the box, and all boxes take the tallest one's height
+    titles = {name: textwrap.wrap(role.title, 30) for name, role in config.roles.items()}
+    lines = {name: textwrap.wrap(", ".join(role.members), 34, break_on_hyphens=False) or ["(no members)"]
+             for name, role in config.roles.items()}
+    box_w, gap_x, gap_y = 210, 24, 44
+    box_h = 24 + 13 * max(len(titles[name]) + len(lines[name]) for name in config.roles)
     width: float = max(len(layer) for layer in layers) * (box_w + gap_x) + gap_x
     height: float = len(layers) * (box_h + gap_y) + gap_y
     position: dict[str, tuple[float, float]] = {}
@@ -100,10 +107,15 @@ def escalation_svg(graph: EscalationGraph) -> str:
         dash = ' stroke-dasharray="5 3"' if parallel else ""  # paged in parallel, not by an edge
         parts.append(f'<rect x="{x:.0f}" y="{y:.0f}" width="{box_w}" height="{box_h}" rx="6" fill="#f4f7fb" '
                      f'stroke="#1f4e79"{dash}/>')
-        parts.append(f'<text x="{x + 8:.0f}" y="{y + 18:.0f}" font-size="11" font-weight="bold">'
-                     f"{escape(name)} (authority {role.authority})</text>")
-        members = ", ".join(role.members)
-        parts.append(f'<text x="{x + 8:.0f}" y="{y + 34:.0f}" font-size="10">{escape(members[:34])}</text>')
+        row = y + 16
+        for line in titles[name]:
+            parts.append(f'<text x="{x + 8:.0f}" y="{row:.0f}" font-size="11" font-weight="bold">{escape(line)}</text>')
+            row += 13
+        parts.append(f'<text x="{x + 8:.0f}" y="{row:.0f}" font-size="9" fill="#555">'
+                     f"{escape(name)} · authority {role.authority}</text>")
+        for line in lines[name]:
+            row += 13
+            parts.append(f'<text x="{x + 8:.0f}" y="{row:.0f}" font-size="10">{escape(line)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
