@@ -11,7 +11,7 @@ import datetime
 import decimal
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -21,6 +21,7 @@ import rule_engine
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from .bundle import EvidenceBundle
+from .policy.compile import CompiledCondition
 from .policy.compiler import CompiledPolicy, CompiledRule
 from .policy.context import evaluation_time
 from .policy.explain import explain_false, explain_true, observed_values
@@ -84,6 +85,8 @@ class Finding(BaseModel):
 
 @dataclass(frozen=True)
 class _Outcome:
+    """What judging a rule on one snapshot gave: status, explanation, the values it read."""
+
     status: Status
     explanation: str
     observed: dict[str, float | str | None]
@@ -183,10 +186,10 @@ def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
         return _Outcome(Status.MISSING, f"evidence missing{where}: {', '.join(missing)}", {})
     thing = snap.namespace()
     try:
-        if _condition(rule.breach, thing):
+        if _condition(rule.breach_compiled, thing):
             return _Outcome(Status.BREACH, explain_true(rule.breach.statement, thing),
                             _observed(rule.breach, thing))
-        if rule.warn is not None and _condition(rule.warn, thing):
+        if rule.warn is not None and rule.warn_compiled is not None and _condition(rule.warn_compiled, thing):
             return _Outcome(Status.WARN, "warning band: " + explain_true(rule.warn.statement, thing),
                             _observed(rule.warn, thing))
         return _Outcome(Status.PASS, explain_false(rule.breach.statement, thing), _observed(rule.breach, thing))
@@ -199,7 +202,7 @@ def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
         return _Outcome(Status.ERROR, f"evaluation failed: {message}", {})
 
 
-def _condition(compiled: rule_engine.Rule, thing: Any) -> bool:
+def _condition(compiled: CompiledCondition, thing: Any) -> bool:
     result = compiled.evaluate(thing)
     if not isinstance(result, bool):
         raise TypeError(f"the condition gave {result!r}, not true or false")
@@ -228,6 +231,22 @@ def evaluate_rule(rule: CompiledRule, policy: CompiledPolicy, system: AISystem, 
         at: the evaluation time (``$now``, and the reference for freshness).
         history: earlier bundles of the system, most recent first.
     """
+    return [_finding(rule, policy, bundle, at, segment, consecutive, outcome)
+            for segment, consecutive, outcome in rule_outcomes(rule, policy, system, bundle, at, history, _run)]
+
+
+Runner = Callable[[CompiledRule, "_Snapshot"], "_Outcome"]
+
+
+def rule_outcomes(rule: CompiledRule, policy: CompiledPolicy, system: AISystem, bundle: EvidenceBundle,
+                  at: datetime.datetime, history: Sequence[EvidenceBundle], run: Runner
+                  ) -> list[tuple[str | None, int, _Outcome]]:
+    """(segment, consecutive breaches, outcome) of one rule: the control flow every evaluation shares.
+
+    `run` judges the rule on one snapshot: `_run` explains each outcome for a finding; back-testing
+    passes a runner that only needs the status. Segments, freshness and sustained breaches are
+    decided here, so both give the same statuses.
+    """
     previous = history[0] if history else None
     max_age = rule.rule.max_age or policy.policy.max_age
     age = at - bundle.window_end
@@ -236,33 +255,32 @@ def evaluate_rule(rule: CompiledRule, policy: CompiledPolicy, system: AISystem, 
         segments = list(_segments_for(rule, bundle))
         if not segments:
             dim = f" of dimension {rule.rule.dimension!r}" if rule.rule.dimension else ""
-            return [_finding(rule, policy, bundle, at, None, 0,
-                             _Outcome(Status.MISSING, f"evidence missing: the bundle has no segments{dim}", {}))]
+            return [(None, 0, _Outcome(Status.MISSING, f"evidence missing: the bundle has no segments{dim}", {}))]
     else:
         segments = [None]
-    findings = []
+    outcomes: list[tuple[str | None, int, _Outcome]] = []
     for segment in segments:
         if at < bundle.measured_at:
-            outcome = _Outcome(Status.MISSING, f"evidence not yet available: measured at "
-                               f"{bundle.measured_at.isoformat()}, after the evaluation time {at.isoformat()}", {})
-            findings.append(_finding(rule, policy, bundle, at, segment, 0, outcome))
+            outcomes.append((segment, 0, _Outcome(
+                Status.MISSING, f"evidence not yet available: measured at {bundle.measured_at.isoformat()}, after "
+                f"the evaluation time {at.isoformat()}", {})))
             continue
         if max_age is not None and age > max_age:
-            outcome = _Outcome(Status.MISSING, f"evidence stale: the window ended {_days(age)} before "
-                               f"evaluation, max_age is {format_duration(max_age)}", {})
-            findings.append(_finding(rule, policy, bundle, at, segment, 0, outcome))
+            outcomes.append((segment, 0, _Outcome(
+                Status.MISSING, f"evidence stale: the window ended {_days(age)} before evaluation, max_age is "
+                f"{format_duration(max_age)}", {})))
             continue
         with evaluation_time(at):
-            outcome = _run(rule, _Snapshot(system, bundle, previous, segment))
+            outcome = run(rule, _Snapshot(system, bundle, previous, segment))
             consecutive = 1 if outcome.status is Status.BREACH else 0
             if outcome.status is Status.BREACH and rule.rule.sustained > 1:
-                consecutive = _consecutive_breaches(rule, system, bundle, history, segment, rule.rule.sustained)
+                consecutive = _consecutive_breaches(rule, system, bundle, history, segment, rule.rule.sustained, run)
                 if consecutive < rule.rule.sustained:
                     outcome = _Outcome(Status.WARN, f"{outcome.explanation}; held in {consecutive} of "
                                        f"{rule.rule.sustained} consecutive bundles required to breach",
                                        outcome.observed)
-        findings.append(_finding(rule, policy, bundle, at, segment, consecutive, outcome))
-    return findings
+        outcomes.append((segment, consecutive, outcome))
+    return outcomes
 
 
 def _days(delta: datetime.timedelta) -> str:
@@ -277,7 +295,7 @@ def _adjacent(earlier: EvidenceBundle, later: EvidenceBundle) -> bool:
 
 
 def _consecutive_breaches(rule: CompiledRule, system: AISystem, current: EvidenceBundle,
-                          history: Sequence[EvidenceBundle], segment: str | None, needed: int) -> int:
+                          history: Sequence[EvidenceBundle], segment: str | None, needed: int, run: Runner) -> int:
     count = 1
     later = current
     for index, earlier in enumerate(history[: needed - 1]):
@@ -287,7 +305,7 @@ def _consecutive_breaches(rule: CompiledRule, system: AISystem, current: Evidenc
         if segment is not None and segment not in earlier.segments:
             break
         later = earlier
-        if _run(rule, _Snapshot(system, earlier, before, segment)).status is not Status.BREACH:
+        if run(rule, _Snapshot(system, earlier, before, segment)).status is not Status.BREACH:
             break
         count += 1
     return count

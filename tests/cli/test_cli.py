@@ -93,6 +93,22 @@ def test_lint_passes_on_the_shipped_policies() -> None:
     assert "ok:" in result.stdout
 
 
+def test_lint_explains_which_conditions_fall_back_to_rule_engine(tmp_path: Path) -> None:
+    policy = {"id": "p", "version": "1.0.0", "title": "t", "owner": "o", "rules": [
+        {"id": "compiled", "title": "t", "severity": "high", "when": "baseline.recall - recall > 0.05",
+         "controls": ["nist-ai-rmf:MEASURE-2.3"]},
+        {"id": "powered", "title": "t", "severity": "low", "when": "recall ** 2 < 0.5",
+         "warn_when": "$abs(recall - 0.8) > 0.1", "controls": ["nist-ai-rmf:MEASURE-2.3"]}]}
+    write_yaml(tmp_path / "p.yaml", policy)
+    result = run_cli("policy", "lint", str(tmp_path), "--explain-compile")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "p/powered when: the operator 'pow' (**)" in text and "p/powered warn_when: the function $abs()" in text
+    assert "p/compiled" not in text and "compiled to Python: 1 of 3 conditions; 2 evaluated by rule-engine" in text
+    shipped = run_cli("policy", "lint", "policies", "--explain-compile")
+    assert "0 evaluated by rule-engine" in " ".join(shipped.stdout.split())
+
+
 def test_lint_names_file_line_and_symbol_of_an_unknown_kpi(tmp_path: Path) -> None:
     policy = {"id": "p", "version": "1.0.0", "title": "t", "owner": "o",
               "rules": [{"id": "r", "title": "t", "severity": "high", "when": "recal < 0.8"}]}

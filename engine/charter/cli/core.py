@@ -17,6 +17,7 @@ from ..errors import CharterError, Diagnostic
 from ..escalation import load_escalation
 from ..evaluate import Finding, evaluate_bundle, findings_json
 from ..kpis import Category, load_catalog
+from ..policy.compiler import PolicySet
 from ..policy.model import Policy
 from ..policy.testing import PolicyTestRunner, TestFile, TestReport, find_test_files
 from ..registry import SystemRegistry
@@ -79,6 +80,9 @@ def policy_lint(
     kpis_file: Annotated[Path | None, typer.Option("--kpis", help="Custom KPI catalog.")] = None,
     frameworks_dir: Annotated[Path | None, typer.Option("--frameworks", help="Control catalogs.")] = None,
     strict: Annotated[bool, typer.Option(help="Treat warnings as errors.")] = False,
+    explain_compile: Annotated[bool, typer.Option("--explain-compile", help="List which conditions run as "
+                                                  "compiled Python and which fall back to rule-engine, and why.")]
+    = False,
 ) -> None:
     """Compile every policy (schema, expressions, control references) and check escalation.yaml."""
     policies = policies_dir(directory)
@@ -102,8 +106,22 @@ def policy_lint(
     out.print(f"[green]ok[/]: {len(policy_set.policies)} policies, {rules} rules in {policies}"
               + (f", escalation graph of {len(graph.config.roles)} roles" if graph else "")
               + (f", {len(policy_set.warnings)} warnings" if policy_set.warnings else ""))
+    if explain_compile:
+        _explain_compile(policy_set)
     if strict and policy_set.warnings:
         raise typer.Exit(1)
+
+
+def _explain_compile(policy_set: PolicySet) -> None:
+    conditions = fallen = 0
+    for rule in policy_set.rules():
+        labels = ["when"] + (["warn_when"] if rule.warn is not None else [])
+        conditions += len(labels)
+        for label, reason in rule.fallbacks.items():
+            fallen += 1
+            out.print(f"[yellow]rule-engine[/] {escape(rule.ref)} {label}: {escape(reason)}")
+    out.print(f"compiled to Python: {conditions - fallen} of {conditions} conditions; "
+              f"{fallen} evaluated by rule-engine (same results, slower)")
 
 
 def policy_test(

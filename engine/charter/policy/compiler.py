@@ -22,6 +22,7 @@ from ..errors import CharterError, Diagnostic, DiagnosticCollector, Location
 from ..frameworks import FrameworkSet
 from ..kpis import KpiCatalog
 from ..validation import collect_validation_errors
+from .compile import CompiledCondition, compile_condition
 from .context import FORBIDDEN_BUILTINS, build_context
 from .expressions import EvidenceRef, evidence_refs, format_value, symbols_used, unparse
 from .model import Policy, Rule, Scope
@@ -33,7 +34,7 @@ _SEGMENT_ONLY = frozenset({"segment", "peers"})
 
 @dataclass(frozen=True)
 class CompiledRule:
-    """A rule ready to evaluate: parsed expressions and the evidence they need."""
+    """A rule ready to evaluate: parsed expressions, their compiled Python, and the evidence they need."""
 
     rule: Rule
     policy_id: str
@@ -41,6 +42,19 @@ class CompiledRule:
     warn: rule_engine.Rule | None
     needs: frozenset[EvidenceRef]
     thresholds: dict[str, float]
+    breach_compiled: CompiledCondition = field(init=False, repr=False, compare=False)
+    warn_compiled: CompiledCondition | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "breach_compiled", compile_condition(self.breach))
+        object.__setattr__(self, "warn_compiled", compile_condition(self.warn) if self.warn is not None else None)
+
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """Conditions that run on rule-engine rather than compiled Python: ``when``/``warn_when`` -> why."""
+        out = {"when": self.breach_compiled.fallback, "warn_when": self.warn_compiled.fallback
+               if self.warn_compiled is not None else None}
+        return {label: reason for label, reason in out.items() if reason is not None}
 
     @property
     def ref(self) -> str:
