@@ -259,7 +259,8 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
             "bundle": bundle_ref(done), "evaluated_at": when.isoformat(), "policies": policy_list,
             "policy_seqs": {d: s for d, s in sorted(policy_refs(done).items())
                             if d in {p["digest"] for p in policy_list}},
-            "findings": len(findings)}, f"evaluation:{submission_id}", subject=system.id))
+            "findings": len(findings), "statuses": status_summary(findings)}, f"evaluation:{submission_id}",
+            subject=system.id))
         first_finding = len(entries)
         for index, finding in enumerate(findings):
             entries.append(NewEntry(FINDING, _finding_payload(finding, bundle_ref, policy_refs),
@@ -282,6 +283,29 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
     bundle_entry = next(e for e in appended if e.type == BUNDLE)
     return SubmitResult(Receipt.of(ledger, bundle_entry), bundle_entry, outcome["findings"],
                         [e for e in appended if e.type == FINDING])
+
+
+def status_summary(findings: Sequence[Finding]) -> list[str]:
+    """One line per finding, in finding order: ``policy/rule[@segment] status severity``.
+
+    Stored in the evaluation entry, so that back-testing compares with one entry per bundle rather
+    than reading every finding; it is written in the same transaction as the findings it sums up,
+    and `replay` checks it. Ids and segment keys hold no spaces and ids no ``@``, so a line parses
+    back unambiguously (`parse_summary_line`).
+    """
+    return [summary_line(f.rule_ref, f.segment, f.status.value, f.severity.value) for f in findings]
+
+
+def summary_line(rule_ref: str, segment: str | None, status: str, severity: str) -> str:
+    """One line of `status_summary`."""
+    return f"{rule_ref}@{segment} {status} {severity}" if segment else f"{rule_ref} {status} {severity}"
+
+
+def parse_summary_line(line: str) -> tuple[str, str | None, str, str]:
+    """(rule ref, segment or None, status, severity) of a `status_summary` line."""
+    head, status, severity = line.rsplit(" ", 2)
+    rule_ref, _, segment = head.partition("@")
+    return rule_ref, segment or None, status, severity
 
 
 def _finding_payload(finding: Finding, bundle_ref: Any, policy_refs: Any) -> Any:
@@ -340,11 +364,19 @@ class ReplayResult:
     bundle_seq: int
     stored: list[dict[str, Any]]
     replayed: list[dict[str, Any]]
+    #: the evaluation entry's status summary (None in ledgers written before it existed)
+    summary: list[str] | None = None
+
+    @property
+    def summary_matches(self) -> bool:
+        """Whether the evaluation entry's status summary agrees with the re-derived findings."""
+        return self.summary is None or self.summary == status_summary(
+            [Finding.model_validate(f) for f in self.replayed])
 
     @property
     def matches(self) -> bool:
-        """Whether the re-derived findings equal the stored ones exactly."""
-        return self.stored == self.replayed
+        """Whether the re-derived findings equal the stored ones exactly, and the summary agrees."""
+        return self.stored == self.replayed and self.summary_matches
 
     def differences(self) -> list[str]:
         """Human-readable differences, one per finding that differs."""
@@ -356,6 +388,8 @@ class ReplayResult:
                 name = (old or new or {}).get("rule", "?")
                 fields = sorted(k for k in set(old or {}) | set(new or {}) if (old or {}).get(k) != (new or {}).get(k))
                 out.append(f"finding {index} ({name}): differs in {', '.join(fields)}")
+        if not self.summary_matches:
+            out.append("the evaluation entry's status summary differs from the findings")
         return out
 
 
@@ -387,7 +421,7 @@ def replay(ledger: Ledger, seq: int, catalog: KpiCatalog, compiler: PolicyCompil
     at = datetime.datetime.fromisoformat(record["evaluated_at"])
     replayed = [f.model_dump(mode="json") for f in evaluate_bundle(system, bundle, policy_set.policies, at, history)]
     stored = [{k: v for k, v in e.payload.items() if k != "refs"} for e in _findings_after(ledger, entry)]
-    return ReplayResult(seq, stored, replayed)
+    return ReplayResult(seq, stored, replayed, record.get("statuses"))
 
 
 def bundles_for(ledger: Ledger, system_id: str) -> Iterable[Entry]:

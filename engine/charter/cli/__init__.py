@@ -13,7 +13,7 @@ import typer
 
 from .. import __version__
 from ..errors import CharterError
-from . import core, demo, escalation_cmds, incidents_cmds, ledger, report_cmds
+from . import backtest_cmds, core, demo, escalation_cmds, incidents_cmds, ledger, report_cmds
 from .common import err, print_diagnostics
 
 app = typer.Typer(help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
@@ -37,6 +37,7 @@ app.add_typer(incidents_cmds.incidents_app, name="incidents")
 app.command()(incidents_cmds.escalate)
 app.command("metrics")(incidents_cmds.metrics_command)
 app.command("report")(report_cmds.report)
+app.command("backtest")(backtest_cmds.backtest_command)
 
 
 @app.callback(invoke_without_command=True)

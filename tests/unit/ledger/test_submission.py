@@ -21,10 +21,12 @@ from charter.submission import (
     POLICY_PUBLISHED,
     bundle_message,
     key_records,
+    parse_summary_line,
     replay,
     revoke_key,
     sign_bundle_data,
     submit_bundle,
+    summary_line,
     systems_in_ledger,
 )
 from tests.conftest import REPO
@@ -174,6 +176,28 @@ def test_replay_reports_a_stored_finding_that_was_altered(loaded: Populated) -> 
     outcome = replay(loaded.ledger, result.receipt.seq, CATALOG, COMPILER)
     assert not outcome.matches
     assert "status" in outcome.differences()[0]
+
+
+def test_the_evaluation_sums_up_its_findings_and_replay_checks_the_summary(loaded: Populated) -> None:
+    result = _submit(loaded, CLAIMS.read_bytes(), loaded.owner_keys["tom.berger"])
+    evaluation = next(e for e in loaded.ledger.entries(types=("evaluation",)) if e.seq == result.receipt.seq + 1)
+    summary = evaluation.payload["statuses"]
+    assert [parse_summary_line(line) for line in summary] == [
+        (f.rule_ref, f.segment, f.status.value, f.severity.value) for f in result.findings]
+    assert any("@age:18-25 " in line for line in summary) and len(summary) == len(result.findings) > 1
+    assert replay(loaded.ledger, result.receipt.seq, CATALOG, COMPILER).matches
+    body = json.loads(evaluation.body)
+    ref, segment, status, severity = parse_summary_line(summary[0])
+    body["payload"]["statuses"][0] = summary_line(ref, segment, "breach" if status != "breach" else "pass", severity)
+    drop_guards(loaded.ledger.engine)
+    import rfc8785
+
+    with loaded.ledger.engine.begin() as connection:
+        connection.execute(update(ledger_entry).where(ledger_entry.c.seq == evaluation.seq).values(
+            body=rfc8785.dumps(body)))
+    outcome = replay(loaded.ledger, result.receipt.seq, CATALOG, COMPILER)
+    assert not outcome.matches and outcome.stored == outcome.replayed
+    assert "status summary" in outcome.differences()[-1]
 
 
 def test_registry_lives_in_the_ledger(loaded: Populated) -> None:
