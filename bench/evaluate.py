@@ -483,7 +483,7 @@ def _charter_paths(rules: list[BenchRule], parsed: Parsed, compiled: Compiled, p
     lambdas: Pairs = [(r.fast_when, r.fast_warn) for r in rules]
     return [
         Path("rule-engine", "rule-engine Rule.evaluate, per rule", lambda bs: per_rule(reference, bs), subset, True),
-        Path("compiled", "Charter CompiledCondition.evaluate, per rule", lambda bs: per_rule(charter, bs),
+        Path("compiled", "Charter CompiledCondition.run, per rule", lambda bs: per_rule(charter, bs),
              bundles, True),
         Path("batched", "Charter compile_policy, one call per bundle", lambda bs: batched(program, parsed, bs),
              bundles, True),
