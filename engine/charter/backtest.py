@@ -500,8 +500,7 @@ class _Run:
 
     def outcome(self) -> _Part:
         """What this run found, for merging."""
-        return _Part(self.report, self.recorded_breaches, self.candidate_breaches, self.breached_before,
-                        self.read)
+        return _Part(self.report, self.recorded_breaches, self.candidate_breaches, self.breached_before, self.read)
 
     def system(self, system_id: str, progress: Callable[[int], None] | None = None) -> None:
         """Re-evaluate one system's bundles in scope, each with its history, and compare."""

@@ -90,6 +90,21 @@ def test_the_recorded_policies_reproduce_every_recorded_status(scenario: Scenari
     assert scenario.ledger.size() == size  # nothing written
 
 
+def test_backtest_reads_both_backends_alike(db_url: str, tmp_path: Path) -> None:
+    """SQLite and PostgreSQL: the streamed reads, exact-id reads and counts give the same back-test."""
+    scenario = build_scenario(db_url)
+    policies = _candidate(tmp_path, {"core/performance.yaml": ("    min: 0.75\n", "    min: 0.83\n")})
+    report = backtest(scenario.ledger, policies)
+    assert report.bundles == scenario.ledger.count_entries(("bundle",)) > 10
+    assert [(c.system, c.rule, c.recorded) for c in report.breaches_appeared] == [
+        ("fraud-detector", "core.performance/recall-floor", "warn")]
+    unsummarised = [dataclasses.replace(s, summary=None) for s in stored_bundles(scenario.ledger)]
+    from charter.backtest import recorded_lines
+
+    assert recorded_lines(scenario.ledger, unsummarised) == {s.seq: s.summary
+                                                             for s in stored_bundles(scenario.ledger)}
+
+
 def test_a_tighter_threshold_and_a_new_severity_show_as_changes(scenario: Scenario, tmp_path: Path) -> None:
     policies = _candidate(tmp_path, {
         "core/performance.yaml": ("    min: 0.75\n", "    min: 0.83\n"),
