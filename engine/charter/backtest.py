@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from ._sources import SourceMap
 from .bundle import EvidenceBundle
 from .errors import CharterError
-from .evaluate import Status, _freeze, _Outcome, _run, _Snapshot, applicable, rule_outcomes
+from .evaluate import NamespaceViews, Status, _freeze, _Outcome, _run, _Snapshot, applicable, rule_outcomes
 from .frameworks import FrameworkSet
 from .kpis import KpiCatalog
 from .ledger.store import Ledger
@@ -47,8 +47,7 @@ from .submission import BUNDLE, EVALUATION, FINDING, SYSTEM_REGISTERED, parse_su
 from .validation import collect_validation_errors
 
 _STATUSES = {PASS: "pass", WARN: "warn", BREACH: "breach", MISSING: "missing"}
-_OUTCOMES = {PASS: _Outcome(Status.PASS, "", {}), WARN: _Outcome(Status.WARN, "", {}),
-             BREACH: _Outcome(Status.BREACH, "", {}), MISSING: _Outcome(Status.MISSING, "", {})}
+_OUTCOMES = {code: _Outcome(Status(status), "", {}) for code, status in _STATUSES.items()}
 
 Key = tuple[str, str, str | None]  # (system, policy/rule, segment)
 _EMPTY = _freeze({})
@@ -107,27 +106,14 @@ class StatusEvaluator:
             known = self._applies[system.id] = (system, applicable(self.policies, system))
         return known[1]
 
-    def _bundle_namespace(self, snap: _Snapshot) -> dict[str, Any]:
-        """`_Snapshot.namespace()` for the bundle's own values, sharing the read-only parts between bundles.
-
-        The system and its baseline are the same for every bundle of a system, and a bundle's KPIs
-        are the next bundle's ``previous``; building each once keeps a year of daily bundles cheap.
-        """
+    def _views(self, snap: _Snapshot) -> NamespaceViews:
+        """The namespace's read-only parts, shared between the bundles of a system (see `NamespaceViews`)."""
         system = self._systems.get(snap.system.id)
         if system is None or system[0] is not snap.system:
             system = self._systems[snap.system.id] = (snap.system, _freeze(snap.system.rule_view()),
                                                       _freeze(snap.system.baseline))
-        bundle = snap.bundle
-        ns: dict[str, Any] = dict(bundle.kpis)
-        ns["system"] = system[1]
-        ns["bundle"] = _freeze({
-            "system_id": bundle.system_id, "model_version": bundle.model_version, "submitter": bundle.submitter,
-            "window_start": bundle.window_start, "window_end": bundle.window_end, "measured_at": bundle.measured_at,
-            "kpis": self._kpis(bundle)})
-        ns["baseline"] = system[2]
-        ns["previous"] = self._kpis(snap.previous) if snap.previous is not None else _EMPTY
-        ns["segments"] = _freeze({k: _freeze(v) for k, v in bundle.segments.items()}) if bundle.segments else _EMPTY
-        return ns
+        return NamespaceViews(system[1], system[2], self._kpis(snap.bundle),
+                              self._kpis(snap.previous) if snap.previous is not None else _EMPTY)
 
     def _kpis(self, bundle: EvidenceBundle) -> Any:
         known = self._kpi_views.get(id(bundle))
@@ -150,8 +136,7 @@ class StatusEvaluator:
         if codes is None:
             namespace = self._namespaces.get(spaces)
             if namespace is None:
-                namespace = self._namespaces[spaces] = (self._bundle_namespace(snap) if snap.segment is None
-                                                        else snap.namespace())
+                namespace = self._namespaces[spaces] = snap.namespace(self._views)
             program = programs.segments if segment_scope else programs.bundle
             codes = self._codes[key] = program.run(namespace)
         return codes
@@ -160,13 +145,15 @@ class StatusEvaluator:
         def run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
             segment_scope, slot = programs.index[rule.rule.id]
             code = self._codes_for(programs, snap, segment_scope, at)[slot]
-            if code == REFERENCE:
-                self.reference_calls += 1
-                outcome = _run(rule, snap)  # the submission path: decides, and words errors the same way
-                self.raised += outcome.status is Status.ERROR or outcome.status is Status.MISSING
-                return outcome
-            return _OUTCOMES[code]
+            return self._reference(rule, snap) if code == REFERENCE else _OUTCOMES[code]
         return run
+
+    def _reference(self, rule: CompiledRule, snap: _Snapshot) -> _Outcome:
+        """Judge a rule the compiled code could not decide by the submission path, which also words its errors."""
+        self.reference_calls += 1
+        outcome = _run(rule, snap)
+        self.raised += outcome.status is Status.ERROR or outcome.status is Status.MISSING
+        return outcome
 
     def statuses(self, system: AISystem, bundle: EvidenceBundle, at: datetime.datetime,
                  history: Sequence[EvidenceBundle]) -> dict[Key, tuple[str, str]]:
@@ -207,13 +194,7 @@ class StatusEvaluator:
                         if codes is None:
                             codes = self._codes_for(programs, snap, False, at)
                         code = codes[slot]
-                        if code == REFERENCE:
-                            self.reference_calls += 1
-                            judged = _run(rule, snap).status
-                            self.raised += judged is Status.ERROR or judged is Status.MISSING
-                            status = judged.value
-                        else:
-                            status = _STATUSES[code]
+                        status = self._reference(rule, snap).status.value if code == REFERENCE else _STATUSES[code]
                     out.append(texts[status])
                     statuses.append(status)
         return out, statuses

@@ -116,6 +116,27 @@ def _json_value(value: Any) -> float | str | None:
 
 
 @dataclass(frozen=True)
+class NamespaceViews:
+    """The read-only mappings of a namespace that do not depend on the segment.
+
+    The evaluator builds them per evaluation; a bulk evaluator (back-testing) may share them
+    between bundles: the system and its baseline are the same for every bundle of a system, and a
+    bundle's KPIs are the next bundle's ``previous``.
+    """
+
+    system: Mapping[str, Any]
+    baseline: Mapping[str, Any]
+    kpis: Mapping[str, Any]
+    previous: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, snap: _Snapshot) -> NamespaceViews:
+        """Fresh views of one snapshot."""
+        return cls(_freeze(snap.system.rule_view()), _freeze(snap.system.baseline), _freeze(snap.bundle.kpis),
+                   _freeze(snap.previous.kpis if snap.previous else {}))
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     """Everything one evaluation of a rule can read."""
 
@@ -142,17 +163,19 @@ class _Snapshot:
         # Dividing before adding keeps the mean finite even for values near the float maximum.
         return {kpi_id: math.fsum(v / len(vs) for v in vs) for kpi_id, vs in sorted(totals.items())}
 
-    def namespace(self) -> dict[str, Any]:
+    def namespace(self, views: Callable[[_Snapshot], NamespaceViews] | None = None) -> dict[str, Any]:
+        """What the rule's expressions read; `views` may supply the read-only parts (see `NamespaceViews`)."""
         values = self.values() or {}
         ns: dict[str, Any] = dict(values)
-        ns["system"] = _freeze(self.system.rule_view())
+        parts = views(self) if views is not None else NamespaceViews.of(self)
+        ns["system"] = parts.system
         ns["bundle"] = _freeze({
             "system_id": self.bundle.system_id, "model_version": self.bundle.model_version,
             "submitter": self.bundle.submitter, "window_start": self.bundle.window_start,
             "window_end": self.bundle.window_end, "measured_at": self.bundle.measured_at,
-            "kpis": _freeze(self.bundle.kpis)})
-        ns["baseline"] = _freeze(self.system.baseline)
-        ns["previous"] = _freeze(self.previous.kpis if self.previous else {})
+            "kpis": parts.kpis})
+        ns["baseline"] = parts.baseline
+        ns["previous"] = parts.previous
         ns["segments"] = _freeze({k: _freeze(v) for k, v in self.bundle.segments.items()})
         if self.segment is not None:
             dimension, group = self.segment.split(":", 1)

@@ -64,8 +64,9 @@ def test_the_shared_bundle_namespace_equals_the_evaluators(scenario: Scenario) -
     bundles = [s.bundle for s in stored]
     for item in stored:
         history = history_for(item.bundle, bundles)
-        snap = _Snapshot(registry[item.bundle.system_id], item.bundle, history[0] if history else None, None)
-        assert evaluator._bundle_namespace(snap) == snap.namespace()
+        for segment in (None, *item.bundle.segments):
+            snap = _Snapshot(registry[item.bundle.system_id], item.bundle, history[0] if history else None, segment)
+            assert snap.namespace(evaluator._views) == snap.namespace()
 
 
 def test_recorded_statuses_come_from_the_summary_or_from_the_findings(scenario: Scenario) -> None:
