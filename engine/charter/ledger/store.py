@@ -338,8 +338,7 @@ class Ledger:
 
     def count(self) -> int:
         """The number of entry rows actually stored (the head may disagree after tampering)."""
-        with self.engine.connect() as connection:
-            return int(connection.execute(select(func.count()).select_from(ledger_entry)).scalar_one())
+        return self.count_entries()
 
     # -- checkpoints ---------------------------------------------------------------------------
 

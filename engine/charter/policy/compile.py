@@ -375,7 +375,7 @@ def _canonical(value: decimal.Decimal) -> float | None:
 
 def _namespace(source: _Source) -> dict[str, Any]:
     # The generated code may call only abs; everything else it needs is passed in as a constant.
-    return {"__builtins__": {"abs": abs}, "NearCall": NearCall, **source.constants}
+    return {"__builtins__": {"abs": abs}, "NearCall": NearCall, "Exception": Exception, **source.constants}
 
 
 @dataclass(frozen=True)
@@ -419,7 +419,6 @@ def compile_condition(rule: rule_engine.Rule, name: str = "condition") -> Compil
         f"    except Exception:  # a near call, a missing key, a type error: rule-engine decides\n"
         f"        return {reference}(ns)\n")
     scope = _namespace(source)
-    scope["Exception"] = Exception
     exec(compile(text, f"<charter compiled {name}>", "exec"), scope)  # source generated from the tree
     return CompiledCondition(rule, scope[f"{name}_fast"], scope[name], None, text)
 
@@ -501,6 +500,5 @@ def compile_policy(slots: Sequence[RuleSlot], name: str = "policy") -> PolicyPro
     lines += block(True)
     text = "".join(source.helpers) + f"def {name}(ns):\n" + "\n".join(f"    {line}" for line in lines) + "\n"
     scope = _namespace(source)
-    scope["Exception"] = Exception
     exec(compile(text, f"<charter compiled {name}>", "exec"), scope)  # source generated from the tree
     return PolicyProgram(scope[name], text, fallbacks)

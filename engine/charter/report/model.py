@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import CharterError
 from ..escalation import EscalationGraph
+from ..evaluate import Status
 from ..frameworks import Framework, FrameworkSet, parse_control_ref
 from ..incidents import INCIDENT_TYPES, Incident, IncidentBook, State, Waiver, apply, metrics
 from ..ledger.store import Ledger, format_time
@@ -264,8 +265,8 @@ class ReportDocument(_Model):
 # -- reading the ledger once ---------------------------------------------------------------------
 
 
-#: how bad a finding status is, for picking the segment that speaks for a rule
-_WORST_RANK = {"pass": 0, "missing": 1, "warn": 2, "error": 3, "breach": 4}
+#: how bad a finding status is (`Status.rank`), for picking the segment that speaks for a rule
+_WORST_RANK = {status.value: status.rank for status in Status}
 
 
 @dataclass
@@ -416,7 +417,7 @@ def _governed(snapshot: PortfolioSnapshot, key: tuple[str, str, str | None], at:
     """
     waivers, incidents = snapshot.governance_index()
     for waiver in waivers.get(key, ()):
-        if _time(waiver.granted_at) <= at and waiver.covers(*key, at):
+        if _waiver_active(waiver, at):  # the index already matched the key
             return f"risk accepted until {waiver.expires_at} ({waiver.id})"
     incident = incidents.get(key)
     if incident is None or incident.state not in (State.DECIDED, State.RESOLVED, State.CLOSED):
@@ -641,4 +642,5 @@ def _portfolio(snapshot: PortfolioSnapshot, systems: Sequence[AISystem], statuse
 
 
 def _waiver_active(waiver: Waiver, at: datetime.datetime) -> bool:
+    """Granted by `at` and not yet expired then."""
     return _time(waiver.granted_at) <= at < _time(waiver.expires_at)
