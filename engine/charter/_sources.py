@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import stat
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,19 +142,101 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     return data, smap
 
 
-def read_text(path: Path) -> str:
-    """Read a UTF-8 file, turning I/O problems into a located `CharterError`."""
+#: Default cap on one input file (bundle, policy, registry, key, checkpoint note): 64 MiB. The CLI sets
+#: it from ``CHARTER_MAX_INPUT_BYTES``; nothing Charter reads legitimately comes near it.
+DEFAULT_MAX_INPUT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class InputLimits:
+    """Bounds on what Charter reads from a file, so hostile input fails fast instead of exhausting memory."""
+
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES
+
+
+#: The limits in force; only the CLI changes them (from its environment).
+LIMITS = InputLimits()
+
+_STDIN = "-"
+
+
+def read_bytes(path: Path | str, max_bytes: int | None = None) -> bytes:
+    """Read a regular file (or standard input when `path` is ``-``) of at most `max_bytes` bytes.
+
+    A FIFO, device, socket or directory is refused without blocking: the file is opened with
+    ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor, so it cannot be swapped
+    between the check and the read. ``/dev/zero`` or a writer-less FIFO therefore give a located
+    error at once rather than an endless read or a hang.
+
+    Raises:
+        CharterError: ``file_not_found``, ``not_a_file``, ``file_too_large`` or ``file_unreadable``.
+    """
+    limit = LIMITS.max_bytes if max_bytes is None else max_bytes
+    name = str(path)
+    if name == _STDIN:
+        data = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise CharterError.single("file_too_large", f"standard input exceeds {limit:,} bytes "
+                                      "(set CHARTER_MAX_INPUT_BYTES to raise the limit)", file="<stdin>")
+        return data
     try:
-        return path.read_text(encoding="utf-8")
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
-        raise CharterError.single("file_not_found", "no such file", file=str(path)) from exc
+        raise CharterError.single("file_not_found", "no such file", file=name) from exc
     except IsADirectoryError as exc:
-        raise CharterError.single("file_not_found", "is a directory, expected a file", file=str(path)) from exc
+        raise CharterError.single("not_a_file", "is a directory, expected a file", file=name) from exc
+    except OSError as exc:
+        raise CharterError.single("file_unreadable", exc.strerror or str(exc), file=name) from exc
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise CharterError.single("not_a_file", "is a directory, expected a file", file=name)
+        if not stat.S_ISREG(info.st_mode):
+            raise CharterError.single("not_a_file", f"is a {_file_kind(info.st_mode)}, not a regular file; "
+                                      "give a file (or - for standard input)", file=name)
+        if info.st_size > limit:
+            raise CharterError.single("file_too_large", f"{info.st_size:,} bytes exceed the limit of {limit:,} "
+                                      "(set CHARTER_MAX_INPUT_BYTES to raise it)", file=name)
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # the file grew while we read it
+                raise CharterError.single("file_too_large", f"more than {limit:,} bytes (set "
+                                          "CHARTER_MAX_INPUT_BYTES to raise the limit)", file=name)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise CharterError.single("file_unreadable", exc.strerror or str(exc), file=name) from exc
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def read_text(path: Path | str, max_bytes: int | None = None) -> str:
+    """Read a UTF-8 regular file (see `read_bytes`), turning every problem into a located `CharterError`."""
+    data = read_bytes(path, max_bytes)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CharterError.single("encoding", f"not UTF-8 text ({exc.reason} at byte {exc.start})",
                                   file=str(path)) from exc
-    except OSError as exc:
-        raise CharterError.single("file_unreadable", exc.strerror or str(exc), file=str(path)) from exc
+
+
+def regular_files(directory: Path, pattern: str) -> list[Path]:
+    """The regular files under `directory` matching `pattern`, sorted; FIFOs, devices and sockets are skipped.
+
+    ``Path.is_file`` follows symlinks and does not open the file, so walking never blocks.
+    """
+    return sorted(p for p in directory.rglob(pattern) if p.is_file())
 
 
 def load_yaml_file(path: Path) -> tuple[Any, SourceMap]:
@@ -211,8 +297,13 @@ def parse_json_strict(text: str | bytes, file: str | None = None) -> Any:
             raise CharterError.single("encoding", f"not UTF-8 ({exc.reason} at byte {exc.start})",
                                       file=file) from exc
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant,
+        data = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant,
                           parse_float=_finite_float, parse_int=_bounded_int)
+        if "\\u" in text and (where := _lone_surrogate_path(data)) is not None:
+            # Valid JSON syntax, but not Unicode text: it can be neither canonicalized nor signed.
+            raise CharterError.single("encoding", "a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff "
+                                      "without its pair), which is not Unicode text", file=file, path=where)
+        return data
     except _DuplicateKey as exc:
         raise CharterError.single("duplicate_key", f"duplicate key {exc.args[0]!r} in a JSON object",
                                   file=file, path=_find_duplicate_path(text, exc.args[0])) from exc
@@ -235,6 +326,27 @@ def parse_json_strict(text: str | bytes, file: str | None = None) -> Any:
                                       file=file, path=path) from exc
         raise CharterError.single("non_finite_number", f"{exc}: NaN and Infinity are not allowed",
                                   file=file, path=path) from exc
+
+
+def _lone_surrogate_path(value: Any, path: PathKey = ()) -> str | None:
+    """The JSON path of the first string (or key) holding a lone surrogate, or None."""
+    stack: list[tuple[Any, PathKey]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return json_path(where)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if _SURROGATE.search(key):
+                    return json_path((*where, key))
+                stack.append((child, (*where, key)))
+        elif isinstance(item, list):
+            stack.extend((child, (*where, i)) for i, child in enumerate(item))
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Marker:

@@ -403,7 +403,7 @@ def _worker_start(url: str, documents: list[tuple[Any, str]], catalog: KpiCatalo
     """Open the ledger and compile the candidate policies once per worker process."""
     compiled = PolicyCompiler(catalog, frameworks).compile_documents(
         [(document, SourceMap(file)) for document, file in documents])
-    ledger = Ledger.open(url)
+    ledger = Ledger.open(url, read_only=True)
     _WORKER.update(ledger=ledger, policies=compiled.policies, registrations=_registrations(ledger), since=since,
                    chunk=chunk, depth=depth)
 

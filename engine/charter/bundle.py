@@ -106,7 +106,7 @@ class EvidenceBundle(BaseModel):
     @classmethod
     def from_file(cls, path: Path, catalog: KpiCatalog) -> EvidenceBundle:
         """Read and parse a bundle file (JSON)."""
-        return cls.from_json(read_text(path), catalog, file=str(path))
+        return cls.from_json(read_text(path), catalog, file="<stdin>" if str(path) == "-" else str(path))
 
     # -- canonical form ----------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ def load_frameworks(directory: Path | None = None) -> FrameworkSet:
         raise CharterError.single("file_not_found", "frameworks directory does not exist", file=str(directory))
     frameworks: dict[str, Framework] = {}
     problems = DiagnosticCollector()
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted(p for p in directory.glob("*.yaml") if p.is_file()):
         try:
             framework = load_framework_file(path)
         except CharterError as exc:

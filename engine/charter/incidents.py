@@ -437,14 +437,84 @@ def _waiver_entry(ledger: Ledger, graph: EscalationGraph, incident: Incident, pr
 # -- deadlines -----------------------------------------------------------------------------------
 
 
-def stage_deadline(graph: EscalationGraph, incident: Incident) -> tuple[str, datetime.datetime] | None:
-    """The step the incident waits for and when it is due (as stored when the stage began); None once decided."""
+def stage_deadline(graph: EscalationGraph | None, incident: Incident) -> tuple[str, datetime.datetime] | None:
+    """The step the incident waits for and when it is due (as stored when the stage began); None once decided.
+
+    Incidents store their deadline when a stage begins; `graph` is only needed for ledgers written
+    before they did, and without it such an incident shows no deadline.
+    """
     if incident.state not in ACTIVE:
         return None
     if incident.deadline is not None:
         return incident.deadline[0], _time(incident.deadline[1])
+    if graph is None:
+        return None
     computed = deadline_for(graph, incident.severity, incident.tier, incident.state, _time(incident.stage_entered_at))
     return (computed["step"], _time(computed["due_at"])) if computed else None
+
+
+#: The stage whose roles act next, by state.
+_NEXT_STAGE = {State.OPEN: "investigate", State.ACKNOWLEDGED: "investigate", State.INVESTIGATING: "validate",
+               State.VALIDATED: "decide"}
+
+
+@dataclass(frozen=True)
+class IncidentNotice:
+    """What a submission did to one incident: opened, attached a breach to, or reopened it."""
+
+    incident_id: str
+    action: str
+    system_id: str
+    rule: str
+    segment: str | None
+    severity: str
+    state: str
+    step: str | None
+    due_at: str | None
+    paged: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: who is paged as a list of {role, members}."""
+        return {"incident_id": self.incident_id, "action": self.action, "system": self.system_id,
+                "rule": self.rule, "segment": self.segment, "severity": self.severity, "state": self.state,
+                "next_step": self.step, "due_at": self.due_at,
+                "paged": [{"role": role, "members": list(members)} for role, members in self.paged]}
+
+
+def incident_notices(book: IncidentBook, graph: EscalationGraph, appended: Iterable[Entry]) -> list[IncidentNotice]:
+    """One notice per incident that `appended` entries opened, reopened or attached a finding to.
+
+    Args:
+        book: the incidents with `appended` folded in.
+        graph: the escalation graph in force, for the roles of the stage each incident waits for.
+        appended: the entries a submission wrote.
+    """
+    actions: dict[str, str] = {}
+    for entry in appended:
+        incident = entry.payload.get("incident_id") if entry.type in (OPENED, FINDING_ATTACHED, TRANSITION) \
+            else None
+        if incident is None:
+            continue
+        action = ("opened" if entry.type == OPENED else
+                  "reopened" if entry.type == TRANSITION and entry.payload.get("action") == "reopen" else "attached")
+        if actions.get(incident) in ("opened", "reopened"):
+            continue  # the breach that opened or reopened it also attaches; say the stronger thing
+        actions[incident] = action
+    notices = []
+    for incident_id_, action in actions.items():
+        incident = book.incidents[incident_id_]
+        due = stage_deadline(graph, incident)
+        paged: list[tuple[str, tuple[str, ...]]] = []
+        stage = _NEXT_STAGE.get(incident.state)
+        if stage is not None:
+            assignment = graph.band(incident.severity).assignment(stage)
+            for role in dict.fromkeys([*assignment.responsible, assignment.accountable, *incident.escalated_to]):
+                if role in graph.config.roles:
+                    paged.append((role, graph.config.roles[role].members))
+        notices.append(IncidentNotice(incident.id, action, incident.system_id, incident.rule, incident.segment,
+                                      incident.severity.value, incident.state.value, due[0] if due else None,
+                                      format_time(due[1]) if due else None, tuple(paged)))
+    return notices
 
 
 # -- metrics -------------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ class Kpi(BaseModel):
     min: float | None = Field(default=None, description="Smallest valid value, inclusive.")
     max: float | None = Field(default=None, description="Largest valid value, inclusive.")
     description: str = Field(min_length=1)
+    aliases: tuple[str, ...] = Field(default=(), description="Other names people use for this KPI (auc for "
+                                     "roc_auc); only used to suggest the id when a name is unknown.")
 
     @model_validator(mode="after")
     def _check(self) -> Kpi:
@@ -134,11 +136,25 @@ class KpiCatalog(Mapping[str, Kpi]):
         return f"unknown KPI {name!r}" + (f" (did you mean {hint!r}?)" if hint else "")
 
     def suggest(self, name: str) -> str | None:
-        """The closest KPI id to a misspelt `name`, if one is close."""
+        """The KPI id a misspelt or colloquial `name` most likely means, if one is close.
+
+        A declared alias or display name wins (``auc`` means ROC-AUC by convention, although
+        ``pr_auc`` is the closer string); otherwise the closest id by edit similarity.
+        """
+        wanted = _normalize(name)
+        for kpi in self._kpis.values():
+            if wanted in {_normalize(alias) for alias in kpi.aliases} or wanted == _normalize(kpi.name):
+                return kpi.id
+        if len(name) > 64:  # no id is longer; comparing a huge string costs time and finds nothing
+            return None
         import difflib
 
         matches = difflib.get_close_matches(name, list(self._kpis), n=1)
         return matches[0] if matches else None
+
+
+def _normalize(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
 
 
 def _parse_catalog(data: Any, smap: SourceMap) -> KpiCatalog:
@@ -188,4 +204,14 @@ def load_catalog(custom: Path | None = None) -> KpiCatalog:
     catalog = builtin_catalog()
     if custom is None:
         return catalog
-    return catalog.extended(load_catalog_file(custom))
+    data, smap = load_yaml_file(custom)
+    extra = _parse_catalog(data, smap)
+    problems = DiagnosticCollector()
+    for index, raw in enumerate(data["kpis"]):
+        kpi_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(kpi_id, str) and kpi_id in catalog:
+            problems.add("kpi_redefined", f"custom KPI {kpi_id!r} redefines a built-in KPI; choose another id "
+                         "(custom KPIs add to the catalog, they cannot change it)",
+                         smap.location(("kpis", index, "id")))
+    problems.raise_if_any()
+    return catalog.extended(extra)

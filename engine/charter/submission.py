@@ -19,8 +19,8 @@ from ._sources import SourceMap, parse_json_strict
 from .bundle import EvidenceBundle
 from .errors import CharterError
 from .escalation import EscalationGraph
-from .evaluate import Finding, evaluate_bundle
-from .incidents import incident_entries, load_book
+from .evaluate import Finding, Status, evaluate_bundle
+from .incidents import INCIDENT_TYPES, IncidentNotice, apply, incident_entries, incident_notices, load_book
 from .kpis import KpiCatalog
 from .ledger.hashing import BUNDLE_CONTEXT, canonical
 from .ledger.keys import SigningKey, check_principal, key_id_of, verify_signature
@@ -173,13 +173,16 @@ class Receipt:
 
 @dataclass
 class SubmitResult:
-    """What a submission produced."""
+    """What a submission produced: the receipt, findings, and what happened to incidents."""
 
     receipt: Receipt
     bundle_entry: Entry
     findings: list[Finding]
     finding_entries: list[Entry] = field(default_factory=list)
     duplicate: bool = False
+    incidents: list[IncidentNotice] = field(default_factory=list)
+    #: False when no escalation graph routed the findings (recorded in the evaluation entry)
+    routed: bool = True
 
 
 def publish_documents(policies: Sequence[CompiledPolicy]) -> list[dict[str, Any]]:
@@ -188,24 +191,25 @@ def publish_documents(policies: Sequence[CompiledPolicy]) -> list[dict[str, Any]
              "document": p.policy.model_dump(mode="json")} for p in policies]
 
 
-def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, policies: Sequence[CompiledPolicy],
-                  *, key: SigningKey | None = None, file: str | None = None,
-                  at: datetime.datetime | None = None, graph: EscalationGraph | None = None) -> SubmitResult:
-    """Validate, check the signature, evaluate and append a bundle with its findings.
+@dataclass(frozen=True)
+class PreparedBundle:
+    """A bundle parsed, signed if asked and validated, before anything touches the ledger."""
 
-    Args:
-        ledger: the ledger to append to.
-        text: the bundle's JSON text.
-        catalog: KPIs the bundle is validated against.
-        policies: the compiled policy set; those that apply to the system judge the bundle.
-        key: the submitter's key, to sign the bundle now; without it the bundle must carry a signature.
-        file: the bundle's file name, for error locations.
-        at: the evaluation time; default: the ledger clock at append time.
-        graph: the escalation graph; with it, breach findings open or join incidents in the same transaction.
+    data: dict[str, Any]
+    bundle: EvidenceBundle
+    message: bytes
+    submission_id: str
+    file: str | None
+
+
+def prepare_bundle(text: str | bytes, catalog: KpiCatalog, *, key: SigningKey | None = None,
+                   file: str | None = None) -> PreparedBundle:
+    """Parse, sign (with `key`) and validate a bundle without reading or writing the ledger.
+
+    Lets a caller check every input of a batch before the first is appended.
 
     Raises:
-        CharterError: bad bundle, unknown system, missing, bad, revoked or wrong-owner signature.
-            Nothing is appended then.
+        CharterError: invalid JSON or bundle, or no signature.
     """
     data = parse_json_strict(text, file)
     if not isinstance(data, dict):
@@ -217,26 +221,92 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
         raise CharterError.single("unsigned_bundle", "the bundle has no signature; sign it with --key",
                                   file=file, path="$.signature")
     message = bundle_message(data)
-    submission_id = "bundle:sha256:" + hashlib.sha256(message).hexdigest()
+    return PreparedBundle(data, bundle, message, "bundle:sha256:" + hashlib.sha256(message).hexdigest(), file)
+
+
+@dataclass
+class _Judgement:
+    """A bundle evaluated against the ledger as it stood at `size`, before taking the write lock."""
+
+    size: int
+    system: AISystem
+    findings: list[Finding]
+    when: datetime.datetime
+
+
+def _judge(ledger: Ledger, prepared: PreparedBundle, catalog: KpiCatalog, policies: Sequence[CompiledPolicy],
+           at: datetime.datetime | None, size: int) -> _Judgement:
+    """Evaluate against the registry, keys and history of the first `size` entries (no lock held)."""
+    bundle, file = prepared.bundle, prepared.file
+    system = registry_in_ledger(ledger, size).require(bundle.system_id, file=file)
+    _check_signer(ledger, bundle, system, prepared.message, size, file)
+    history = [EvidenceBundle.from_data(e.payload, catalog)
+               for e in ledger.entries(0, size, types=(BUNDLE,), subject=system.id)]
+    when = at or ledger.clock()
+    return _Judgement(size, system, evaluate_bundle(system, bundle, policies, when, history), when)
+
+
+#: Entry types that can change how a bundle is judged: its system's registration, keys, its history.
+_JUDGEMENT_INPUTS = (SYSTEM_REGISTERED, KEY_ADDED, KEY_REVOKED, BUNDLE)
+
+
+def _still_valid(ledger: Ledger, judgement: _Judgement, head: int) -> bool:
+    """Whether entries appended since the judgement leave its inputs unchanged."""
+    if head == judgement.size:
+        return True
+    for entry in ledger.entries(judgement.size, head, types=_JUDGEMENT_INPUTS):
+        if entry.type in (KEY_ADDED, KEY_REVOKED) or entry.subject == judgement.system.id:
+            return False
+    return True
+
+
+def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: KpiCatalog,
+                  policies: Sequence[CompiledPolicy], *, graph: EscalationGraph | None,
+                  key: SigningKey | None = None, file: str | None = None,
+                  at: datetime.datetime | None = None) -> SubmitResult:
+    """Validate, check the signature, evaluate and append a bundle with its findings.
+
+    The bundle is judged before the ledger's write lock is taken, against the ledger as it stood
+    then; under the lock the append checks that nothing it was judged by (the system's
+    registration, keys, the system's earlier bundles) changed meanwhile, and judges it again if
+    something did. Evaluation, however large the bundle, never holds up other writers.
+
+    Args:
+        ledger: the ledger to append to.
+        text: the bundle's JSON text, or a bundle already checked by `prepare_bundle`.
+        catalog: KPIs the bundle is validated against.
+        policies: the compiled policy set; those that apply to the system judge the bundle.
+        graph: the escalation graph that routes breaches to incidents, in the same transaction. None
+            records the findings without opening incidents, and says so in the evaluation entry
+            (``"routing": "none"``) and in the result; the CLI refuses to submit without a graph.
+        key: the submitter's key, to sign the bundle now; without it the bundle must carry a signature.
+        file: the bundle's file name, for error locations.
+        at: the evaluation time; default: the ledger clock at evaluation.
+
+    Raises:
+        CharterError: bad bundle, unknown system, missing, bad, revoked or wrong-owner signature.
+            Nothing is appended then.
+    """
+    prepared = text if isinstance(text, PreparedBundle) else prepare_bundle(text, catalog, key=key, file=file)
+    bundle, file, submission_id = prepared.bundle, prepared.file, prepared.submission_id
     existing = ledger.by_submission(submission_id)
     if existing is not None:
         # A resubmission must still be genuinely signed by the owner; revocation since does not matter.
         system = registry_in_ledger(ledger).require(bundle.system_id, file=file)
-        _check_signer(ledger, bundle, system, message, ledger.size(), file, check_revocation=False)
+        _check_signer(ledger, bundle, system, prepared.message, ledger.size(), file, check_revocation=False)
         return _existing_result(ledger, existing)
-    unsigned = {k: v for k, v in data.items() if k != "signature"}
+    unsigned = {k: v for k, v in prepared.data.items() if k != "signature"}
+    judgement = _judge(ledger, prepared, catalog, policies, at, ledger.size())
     outcome: dict[str, Any] = {}
 
     def build(next_seq: int) -> list[NewEntry]:
+        nonlocal judgement
         if ledger.by_submission(submission_id) is not None:
             outcome["duplicate"] = True  # an identical submission landed while we waited for the lock
             return []
-        system = registry_in_ledger(ledger).require(bundle.system_id, file=file)
-        _check_signer(ledger, bundle, system, message, next_seq, file)
-        history = [EvidenceBundle.from_data(e.payload, catalog)
-                   for e in ledger.entries(0, None, types=(BUNDLE,), subject=system.id)]
-        when = at or ledger.clock()
-        findings = evaluate_bundle(system, bundle, policies, when, history)
+        if not _still_valid(ledger, judgement, next_seq):
+            judgement = _judge(ledger, prepared, catalog, policies, at, next_seq)
+        system, findings, when = judgement.system, judgement.findings, judgement.when
         outcome["findings"] = findings
         published = {e.payload["digest"]: e.seq for e in ledger.entries(0, None, types=(POLICY_PUBLISHED,))}
         entries = [NewEntry(POLICY_PUBLISHED, doc, f"policy:{doc['digest']}", subject=doc["id"])
@@ -255,12 +325,13 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
                                 key_id=bundle.signature.key_id if bundle.signature else None,
                                 signature=bundle.signature.value if bundle.signature else None))
         policy_list = [{"id": p.policy.id, "version": p.policy.version, "digest": p.digest} for p in policies]
+        routing = {} if graph is not None else {"routing": "none"}
         entries.append(NewEntry(EVALUATION, lambda done: {
             "bundle": bundle_ref(done), "evaluated_at": when.isoformat(), "policies": policy_list,
             "policy_seqs": {d: s for d, s in sorted(policy_refs(done).items())
                             if d in {p["digest"] for p in policy_list}},
-            "findings": len(findings), "statuses": status_summary(findings)}, f"evaluation:{submission_id}",
-            subject=system.id))
+            "findings": len(findings), "statuses": status_summary(findings), **routing},
+            f"evaluation:{submission_id}", subject=system.id))
         first_finding = len(entries)
         for index, finding in enumerate(findings):
             entries.append(NewEntry(FINDING, _finding_payload(finding, bundle_ref, policy_refs),
@@ -270,8 +341,11 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
                 return {"seq": done[first_finding + index].seq,
                         "record_hash": done[first_finding + index].record_hash.hex()}
 
-            entries += incident_entries(load_book(ledger), graph, system,
-                                        [(i, f.model_dump(mode="json")) for i, f in enumerate(findings)],
+            book = load_book(ledger)
+            outcome["book"] = book
+            entries += incident_entries(book, graph, system,
+                                        [(i, f.model_dump(mode="json")) for i, f in enumerate(findings)
+                                         if f.status is Status.BREACH],
                                         ledger.clock(), finding_ref)
         return entries
 
@@ -281,8 +355,15 @@ def submit_bundle(ledger: Ledger, text: str | bytes, catalog: KpiCatalog, polici
         assert duplicate is not None
         return _existing_result(ledger, duplicate)
     bundle_entry = next(e for e in appended if e.type == BUNDLE)
+    notices: list[IncidentNotice] = []
+    if graph is not None:
+        book = outcome["book"]
+        touched = [e for e in appended if e.type in INCIDENT_TYPES]
+        for entry in touched:
+            apply(book, entry)
+        notices = incident_notices(book, graph, touched)
     return SubmitResult(Receipt.of(ledger, bundle_entry), bundle_entry, outcome["findings"],
-                        [e for e in appended if e.type == FINDING])
+                        [e for e in appended if e.type == FINDING], incidents=notices, routed=graph is not None)
 
 
 def status_summary(findings: Sequence[Finding]) -> list[str]:
@@ -321,7 +402,7 @@ def _check_signer(ledger: Ledger, bundle: EvidenceBundle, system: AISystem, mess
                   file: str | None, check_revocation: bool = True) -> None:
     assert bundle.signature is not None
     key_id = bundle.signature.key_id
-    record = key_records(ledger).get(key_id)
+    record = key_records(ledger, next_seq).get(key_id)
     where = {"file": file, "path": "$.signature.key_id"}
     if record is None:
         raise CharterError.single("unknown_key", f"key {key_id} is not registered; register it with "

@@ -235,7 +235,7 @@ def test_history_is_what_the_ledger_held_at_submission(tmp_path: Path) -> None:
         data = {"system_id": "s1", "model_version": "1", "window_start": start.isoformat(),
                 "window_end": end.isoformat(), "measured_at": measured.isoformat(), "kpis": {"recall": recall},
                 "submitter": "owner"}
-        submit_bundle(ledger, json.dumps(data).encode(), builtin_catalog(), policies, key=owner)
+        submit_bundle(ledger, json.dumps(data).encode(), builtin_catalog(), policies, key=owner, graph=None)
 
     submit(1, 0.72)
     submit(2, 0.85)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from .._sources import DEFAULT_MAX_INPUT_BYTES, LIMITS
 from ..errors import CharterError
 from . import backtest_cmds, core, demo, escalation_cmds, incidents_cmds, ledger, report_cmds
 from .common import err, print_diagnostics
@@ -43,7 +44,12 @@ app.command("backtest")(backtest_cmds.backtest_command)
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    max_input_bytes: Annotated[int, typer.Option(
+        "--max-input-bytes", envvar="CHARTER_MAX_INPUT_BYTES", min=1,
+        help="Largest input file Charter reads (bundles, policies, registries, notes).")]
+    = DEFAULT_MAX_INPUT_BYTES,
 ) -> None:
+    LIMITS.max_bytes = max_input_bytes
     if version:
         typer.echo(f"charter {__version__}")
         raise typer.Exit(0)

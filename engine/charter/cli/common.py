@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._data import builtin_dir
+from .._text import printable
 from ..errors import CharterError, Diagnostic
 from ..evaluate import Finding, Status
 from ..frameworks import FrameworkSet, load_frameworks
@@ -54,12 +55,25 @@ def compile_policies(policies: Path, kpis_file: Path | None, frameworks_dir: Pat
     return policy_set, catalog, frameworks
 
 
+#: Longest diagnostic message printed; longer ones (an echoed 10 MB value) are cut with a count.
+MAX_MESSAGE = 2000
+#: At most this many diagnostics are printed; the rest are counted.
+MAX_DIAGNOSTICS = 200
+
+
+def safe(text: str, limit: int | None = None, *, multiline: bool = False) -> str:
+    """`text` for rich output: terminal controls and bidi characters escaped, markup escaped, length bounded."""
+    return escape(printable(text, limit, multiline=multiline))
+
+
 def print_diagnostics(diagnostics: tuple[Diagnostic, ...] | list[Diagnostic], label: str, style: str) -> None:
-    """Print located diagnostics to stderr."""
-    for diagnostic in diagnostics:
+    """Print located diagnostics to stderr (the first `MAX_DIAGNOSTICS`, each bounded and made printable)."""
+    for diagnostic in diagnostics[:MAX_DIAGNOSTICS]:
         where = str(diagnostic.location)
-        err.print(f"[{style}]{label}[/]: " + escape((f"{where}: " if where else "") + diagnostic.message)
+        err.print(f"[{style}]{label}[/]: " + safe((f"{where}: " if where else "") + diagnostic.message, MAX_MESSAGE)
                   + f" [dim]\\[{diagnostic.code}][/]")
+    if len(diagnostics) > MAX_DIAGNOSTICS:
+        err.print(f"[{style}]…[/] {len(diagnostics) - MAX_DIAGNOSTICS:,} more not shown")
 
 
 def parse_time(text: str, option: str = "--at") -> datetime.datetime:
@@ -99,19 +113,19 @@ def print_findings(findings: list[Finding], show_all: bool, title: str) -> None:
         for status in Status:
             n = sum(1 for f in group if f.status is status)
             cells.append(f"[{STATUS_STYLE[status.value]}]{n}[/]" if n and status is not Status.PASS else str(n))
-        summary.add_row(system_id, window, *cells)
+        summary.add_row(safe(system_id), window, *cells)
     out.print(summary)
     for f in findings:
         if not show_all and f.status is Status.PASS:
             continue
         style = STATUS_STYLE[f.status.value]
-        segment = escape(f" [{f.segment}]") if f.segment else ""
-        out.print(f"\n[bold]{f.system_id}[/] {window_label(f)}  {f.rule_ref}{segment}  "
+        segment = safe(f" [{f.segment}]") if f.segment else ""
+        out.print(f"\n[bold]{safe(f.system_id)}[/] {window_label(f)}  {safe(f.rule_ref)}{segment}  "
                   f"[{style}]{f.status.value.upper()}[/] ({f.severity.value})")
-        out.print(f"  why: {escape(f.explanation)}", soft_wrap=True)
+        out.print(f"  why: {safe(f.explanation, MAX_MESSAGE)}", soft_wrap=True)
         if f.controls:
-            out.print(f"  controls: {escape(', '.join(f.controls))}", soft_wrap=True)
+            out.print(f"  controls: {safe(', '.join(f.controls))}", soft_wrap=True)
         if f.status is not Status.PASS and f.remediation:
-            out.print(f"  remediation: {escape(f.remediation.strip())}", soft_wrap=True)
+            out.print(f"  remediation: {safe(f.remediation.strip(), MAX_MESSAGE, multiline=True)}", soft_wrap=True)
 
 

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..bundle import EvidenceBundle
-from ..errors import CharterError, Diagnostic
+from ..errors import CharterError, Diagnostic, Location
 from ..escalation import load_escalation
 from ..evaluate import Finding, evaluate_bundle, findings_json
 from ..kpis import Category, load_catalog
@@ -30,6 +30,7 @@ from .common import (
     policies_dir,
     print_diagnostics,
     print_findings,
+    safe,
 )
 
 
@@ -101,14 +102,22 @@ def policy_lint(
             problems.extend(exc.diagnostics)
     if problems or policy_set is None:
         raise CharterError(problems)
-    print_diagnostics(policy_set.warnings, "warning", "yellow")
+    warnings = list(policy_set.warnings)
+    if graph is None:
+        warnings.append(Diagnostic("no_escalation", "no escalation.yaml: `charter submit` refuses to record "
+                                   "evidence, because breaches would open no incident and page nobody",
+                                   Location(file=str(escalation))))
+    print_diagnostics(warnings, "warning", "yellow")
     rules = sum(len(p.rules) for p in policy_set.policies)
-    out.print(f"[green]ok[/]: {len(policy_set.policies)} policies, {rules} rules in {policies}"
-              + (f", escalation graph of {len(graph.config.roles)} roles" if graph else "")
-              + (f", {len(policy_set.warnings)} warnings" if policy_set.warnings else ""))
+    summary = (f"{len(policy_set.policies)} policies, {rules} rules in {safe(str(policies))}"
+               + (f", escalation graph of {len(graph.config.roles)} roles" if graph else ""))
+    if strict and warnings:
+        out.print(f"[bold red]failed[/] (--strict): {summary}, {len(warnings)} warnings treated as errors")
+    else:
+        out.print(f"[green]ok[/]: {summary}" + (f", {len(warnings)} warnings" if warnings else ""))
     if explain_compile:
         _explain_compile(policy_set)
-    if strict and policy_set.warnings:
+    if strict and warnings:
         raise typer.Exit(1)
 
 
@@ -186,14 +195,20 @@ def _find_registry(given: Path | None, bundles: list[Path]) -> Path:
 def _evaluate_files(bundle_paths: list[Path], policies: Path, systems_file: Path | None, at: str | None,
                     kpis_file: Path | None, frameworks_dir: Path | None) -> list[Finding]:
     policy_set, catalog, _ = compile_policies(policies, kpis_file, frameworks_dir)
-    registry = SystemRegistry.from_file(_find_registry(systems_file, bundle_paths), catalog)
+    # The bundles first: a missing or broken bundle is the error to report, not a missing registry.
     bundles: list[tuple[Path, EvidenceBundle]] = []
     problems: list[Diagnostic] = []
     for path in bundle_paths:
         try:
-            bundle = EvidenceBundle.from_file(path, catalog)
+            bundles.append((path, EvidenceBundle.from_file(path, catalog)))
+        except CharterError as exc:
+            problems.extend(exc.diagnostics)
+    if problems:
+        raise CharterError(problems)
+    registry = SystemRegistry.from_file(_find_registry(systems_file, bundle_paths), catalog)
+    for path, bundle in bundles:
+        try:
             registry.require(bundle.system_id, file=str(path))
-            bundles.append((path, bundle))
         except CharterError as exc:
             problems.extend(exc.diagnostics)
     if problems:
@@ -205,7 +220,6 @@ def _evaluate_files(bundle_paths: list[Path], policies: Path, systems_file: Path
         when = fixed_time or bundle.measured_at
         findings.extend(evaluate_bundle(registry[bundle.system_id], bundle, policy_set.policies, when, everything))
     return findings
-
 
 
 def evaluate(

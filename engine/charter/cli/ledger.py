@@ -16,9 +16,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..errors import CharterError
+from .._sources import LIMITS, read_bytes, read_text
+from ..errors import CharterError, Diagnostic
 from ..escalation import load_escalation
 from ..evaluate import Status
+from ..incidents import IncidentNotice
 from ..ledger import (
     Ledger,
     SigningKey,
@@ -30,11 +32,12 @@ from ..ledger import (
     verify_ledger,
 )
 from ..ledger.checkpoints import checkpoint_due
-from ..ledger.keys import load_public_key_file
+from ..ledger.keys import check_origin, check_principal, load_public_key_file
 from ..policy import PolicyCompiler
 from ..registry import SystemRegistry
 from ..submission import (
     key_records,
+    prepare_bundle,
     register_key,
     register_system,
     replay,
@@ -42,7 +45,7 @@ from ..submission import (
     submit_bundle,
     systems_in_ledger,
 )
-from .common import OutputFormat, compile_policies, err, out, parse_time, policies_dir, print_findings
+from .common import OutputFormat, compile_policies, err, out, parse_time, policies_dir, print_findings, safe
 
 ledger_app = typer.Typer(help="Initialize, checkpoint, prove and export the ledger.", no_args_is_help=True)
 keys_app = typer.Typer(help="Submitter keys: generate, register, revoke, list.", no_args_is_help=True)
@@ -50,6 +53,8 @@ systems_app = typer.Typer(help="The registry of AI systems, kept in the ledger."
 
 DEFAULT_KEY = Path(".charter/ledger.key")
 MAX_SEQ = 2**63 - 1
+#: A checkpoint note is a few hundred bytes; with many cosignatures, a few kilobytes.
+MAX_NOTE_BYTES = 1024 * 1024
 DbOption = Annotated[str | None, typer.Option("--db", envvar="CHARTER_DATABASE_URL",
                                               help="Database URL (default: sqlite .charter/ledger.db).")]
 KeyOption = Annotated[Path, typer.Option("--ledger-key", envvar="CHARTER_LEDGER_KEY",
@@ -59,7 +64,7 @@ KeyOption = Annotated[Path, typer.Option("--ledger-key", envvar="CHARTER_LEDGER_
 def open_ledger(db: str | None, ledger_key: Path, *, writable: bool) -> Ledger:
     """Open the configured ledger; writers load the log key, readers only need the database."""
     key = SigningKey.load(ledger_key) if writable else None
-    return Ledger.open(db or default_url(), log_key=key)
+    return Ledger.open(db or default_url(), log_key=key, read_only=not writable)
 
 
 def pinned_public_key(ledger_key: Path, given: Path | None) -> bytes:
@@ -76,6 +81,7 @@ def ledger_init(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Create the ledger (and its key, if the key file does not exist yet)."""
+    check_origin(origin)
     if ledger_key.exists():
         key = SigningKey.load(ledger_key)
     else:
@@ -93,6 +99,7 @@ def keys_generate(
     = Path(".charter/keys"),
 ) -> None:
     """Generate an Ed25519 key pair for a submitter."""
+    check_principal(principal)  # it becomes a file name: no separators, no '..' can escape --out
     path = directory / f"{principal}.key"
     if path.exists():
         raise CharterError.single("key_exists", "a key file already exists; refusing to overwrite", file=str(path))
@@ -166,7 +173,7 @@ def systems_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 
 
 def submit(
-    bundles: Annotated[list[Path], typer.Argument(help="Evidence bundle files (JSON).")],
+    bundles: Annotated[list[Path], typer.Argument(help="Evidence bundle files (JSON), or - for standard input.")],
     key: Annotated[Path | None, typer.Option("--key", help="Submitter's private key; signs the bundle.")] = None,
     policies: Annotated[Path | None, typer.Option("--policies", help="Policy directory.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Sign a checkpoint after this many new entries.")] = 256,
@@ -175,35 +182,73 @@ def submit(
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Submit signed bundles: validate, append, evaluate, append findings, print signed receipts."""
+    """Submit signed bundles: validate, evaluate, append with findings and incidents, print signed receipts.
+
+    Every bundle is read and validated before the first is appended: one bad file means nothing is
+    written. The policy directory must hold escalation.yaml, so that breaches open incidents.
+    """
     directory = policies_dir(policies)
     policy_set, catalog, _ = compile_policies(directory, None, None)
-    graph = load_escalation(directory / "escalation.yaml") if (directory / "escalation.yaml").is_file() else None
-    ledger = open_ledger(db, ledger_key, writable=True)
+    escalation = directory / "escalation.yaml"
+    if not escalation.is_file():
+        raise CharterError.single("no_escalation", "no escalation configuration: breaches would be recorded but "
+                                  "open no incident and page nobody; add escalation.yaml to the policy directory "
+                                  "(see `charter escalation check`)", file=str(escalation))
+    graph = load_escalation(escalation)
     signer = SigningKey.load(key) if key else None
-    results = []
+    when = parse_time(at) if at else None
+    prepared = []
+    problems: list[Diagnostic] = []
     for path in bundles:
         try:
-            text = path.read_bytes()
-        except OSError as exc:
-            raise CharterError.single("file_not_found", exc.strerror or "cannot read", file=str(path)) from exc
-        results.append(submit_bundle(ledger, text, catalog, policy_set.policies, key=signer, file=str(path),
-                                     at=parse_time(at) if at else None, graph=graph))
+            prepared.append(prepare_bundle(read_bytes(path, LIMITS.max_bytes), catalog, key=signer, file=str(path)))
+        except CharterError as exc:
+            problems.extend(exc.diagnostics)
+    if problems:
+        raise CharterError(problems)
+    ledger = open_ledger(db, ledger_key, writable=True)
+    results = []
+    for item in prepared:
+        try:
+            results.append(submit_bundle(ledger, item, catalog, policy_set.policies, at=when, graph=graph))
+        except CharterError as exc:
+            if results:  # bundles land one by one: say which did before this one was refused
+                landed = ", ".join(f"{r.bundle_entry.seq}" for r in results)
+                err.print(f"[yellow]{len(results)} of {len(prepared)} bundles were recorded before "
+                          f"{escape(item.file or '?')} was refused (bundle seqs {landed})[/]")
+            raise exc
     if checkpoint_due(ledger, checkpoint_every):
         make_checkpoint(ledger)
     findings = [f for r in results for f in r.findings]
     if output is OutputFormat.JSON:
-        typer.echo(json.dumps([{"receipt": r.receipt.to_dict(), "duplicate": r.duplicate,
-                                "findings": [f.model_dump(mode="json") for f in r.findings]} for r in results],
-                              indent=2, sort_keys=True))
+        typer.echo(json.dumps([{"receipt": r.receipt.to_dict(), "duplicate": r.duplicate, "file": item.file,
+                                "findings": [f.model_dump(mode="json") for f in r.findings],
+                                "incidents": [n.to_dict() for n in r.incidents]}
+                               for r, item in zip(results, prepared, strict=True)], indent=2, sort_keys=True))
     else:
         for r in results:
             note = " (already in the ledger: same receipt)" if r.duplicate else ""
-            out.print(f"receipt: seq {r.receipt.seq} record {r.receipt.record_hash[:16]}… "
+            out.print(f"receipt: seq {r.receipt.seq} record {r.receipt.record_hash} "
                       f"received {r.receipt.received_at}{note}")
         print_findings(findings, False, "Findings recorded")
+        print_incident_notices([n for r in results for n in r.incidents])
     if any(f.status is Status.BREACH for f in findings):
         raise typer.Exit(1)
+
+
+def print_incident_notices(notices: list[IncidentNotice]) -> None:
+    """What a submission did to incidents: one block per incident, with its next step, deadline and who is paged."""
+    if not notices:
+        return
+    out.print(f"\n[bold]Incidents[/] ({len(notices)} opened or updated)")
+    for n in notices:
+        segment = f" [{n.segment}]" if n.segment else ""
+        out.print(f"  {n.incident_id} {n.action}: {safe(n.system_id)} {safe(n.rule)}{safe(segment)} "
+                  f"({n.severity}), now {n.state}")
+        if n.step:
+            out.print(f"    next: {n.step} by {n.due_at}")
+        for role, members in n.paged:
+            out.print(f"    paged: {safe(role)} ({safe(', '.join(members))})")
 
 
 def replay_command(
@@ -234,15 +279,8 @@ def verify(
 ) -> None:
     """Verify the whole ledger: bytes, hashes, chain, seq, signatures, keys, checkpoints."""
     public = pinned_public_key(ledger_key, log_public_key)
+    notes = [read_text(path, MAX_NOTE_BYTES) for path in checkpoint]
     ledger = open_ledger(db, ledger_key, writable=False)
-    notes = []
-    for path in checkpoint:
-        try:
-            notes.append(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise CharterError.single("file_not_found", exc.strerror or "cannot read", file=str(path)) from exc
-        except UnicodeDecodeError as exc:
-            raise CharterError.single("checkpoint_file", "not a text checkpoint note", file=str(path)) from exc
     total = ledger.size()
     with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:

@@ -13,14 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from ..errors import CharterError
@@ -35,41 +36,85 @@ def default_url(directory: Path | None = None) -> str:
     return f"sqlite:///{base / 'ledger.db'}"
 
 
-def make_engine(url: str) -> Engine:
+#: How long a writer waits for another writer's lock before giving up with `ledger_busy`, in seconds.
+WRITE_LOCK_TIMEOUT = 30.0
+
+
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine with the transaction behaviour the append path relies on.
 
+    Args:
+        url: a SQLite or PostgreSQL URL.
+        read_only: open for reading only. SQLite opens the file with ``mode=ro`` (it must exist;
+            nothing is created or changed, not even the journal mode) and PostgreSQL sessions are
+            read-only, so a reading command cannot alter the database it inspects.
+
     Raises:
-        CharterError: ``database_url`` for a URL that is not SQLite or PostgreSQL.
+        CharterError: ``database_url`` for a URL that is not SQLite or PostgreSQL, ``database_driver``
+            when its driver is not installed, ``ledger_missing`` for a read-only SQLite file that
+            does not exist.
     """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise CharterError.single("database_url", f"not a database URL: {url!r}") from exc
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            try:
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CharterError.single("database_unavailable", f"cannot create the ledger's directory: "
-                                          f"{exc.strerror}", file=parsed.database) from exc
-        engine = create_engine(parsed, connect_args={"timeout": 30}, poolclass=NullPool)
-        _configure_sqlite(engine)
-        return engine
-    if parsed.get_backend_name() == "postgresql":
+        raise CharterError.single("database_url", f"not a database URL: {_shorten(url)!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed, read_only)
+    if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, isolation_level="READ COMMITTED", pool_pre_ping=True)
-    raise CharterError.single("database_url", f"unsupported database {parsed.get_backend_name()!r}: use sqlite "
-                              "or postgresql")
+        connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+        return _create(parsed, isolation_level="READ COMMITTED", pool_pre_ping=True, connect_args=connect_args)
+    raise CharterError.single("database_url", f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _create(parsed: URL, **options: Any) -> Engine:
+    try:
+        return create_engine(parsed, **options)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise CharterError.single("database_driver", f"the database driver {parsed.drivername!r} is not available "
+                                  f"({exc}); use sqlite:///PATH or postgresql://... (psycopg 3)") from exc
+
+
+def _sqlite_engine(parsed: URL, read_only: bool) -> Engine:
+    database = parsed.database
+    in_memory = not database or database == ":memory:"
+    if read_only and not in_memory:
+        assert database is not None
+        if not Path(database).is_file():
+            raise CharterError.single("ledger_missing", "no ledger database here; run `charter ledger init` "
+                                      "(only init creates a ledger)", file=database)
+        # A URI filename opened read-only: SQLite cannot create, extend or convert the file.
+        parsed = parsed.set(database=f"file:{quote(str(Path(database).resolve()))}?mode=ro",
+                            query={**parsed.query, "uri": "true"})
+    elif not in_memory:
+        assert database is not None
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CharterError.single("database_unavailable", f"cannot create the ledger's directory: "
+                                      f"{exc.strerror}", file=database) from exc
+    engine = _create(parsed, connect_args={"timeout": WRITE_LOCK_TIMEOUT}, poolclass=NullPool)
+    _configure_sqlite(engine, read_only)
+    return engine
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
+def _configure_sqlite(engine: Engine, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # no implicit, late BEGIN: we issue our own
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")  # a receipt is only issued for durable rows
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
+        else:
+            # WAL lets readers keep reading a snapshot while a writer appends.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")  # a receipt is only issued for durable rows
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -81,11 +126,26 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def database_error(exc: DBAPIError) -> CharterError:
+    """A located error for an operational database failure: busy, read-only or unreachable."""
+    text = str(exc.orig).lower()
+    if "locked" in text or "busy" in text:
+        return CharterError.single("ledger_busy", f"another process held the ledger's write lock for more than "
+                                   f"{WRITE_LOCK_TIMEOUT:.0f} s; nothing was written, try again")
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return CharterError.single("database_readonly", f"the ledger database cannot be written ({exc.orig}); "
+                                   "nothing was written")
+    return CharterError.single("database_unavailable", f"the ledger database failed: {exc.orig}")
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that intends to write: on SQLite it holds the write lock from its first statement."""
-    with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
-        yield connection
+    try:
+        with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+            yield connection
+    except OperationalError as exc:
+        raise database_error(exc) from exc
 
 
 def _alembic_config() -> Config:
@@ -101,28 +161,52 @@ def code_revision() -> str:
     return head
 
 
-def ensure_schema(engine: Engine, *, create: bool) -> None:
-    """Create or upgrade the schema; refuse a database written by a newer Charter.
+def ensure_schema(engine: Engine, *, create: bool, read_only: bool = False) -> None:
+    """Create or upgrade the schema; refuse a database written by a newer Charter or by something else.
+
+    Args:
+        engine: from `make_engine`.
+        create: create the schema in an empty database (only `charter ledger init` and the demo do).
+        read_only: check, never change: a ledger at an older revision is refused rather than upgraded.
 
     Raises:
         CharterError: ``schema_too_new`` when the database's revision is unknown to this code;
-            ``ledger_missing`` when there is no ledger and `create` is false.
+            ``not_a_ledger`` for a database that holds other tables or no Charter schema;
+            ``ledger_missing`` when there is no ledger and `create` is false; ``schema_outdated``
+            for an older ledger opened read-only.
     """
     config = _alembic_config()
     script = ScriptDirectory.from_config(config)
     try:
         with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
+            tables = set(inspect(connection).get_table_names())
+            current = MigrationContext.configure(connection).get_current_revision() if "alembic_version" in tables \
+                else None
     except DBAPIError as exc:
         raise CharterError.single("database_unavailable", f"cannot open the ledger database: {exc.orig}") from exc
     known = {revision.revision for revision in script.walk_revisions()}
     if current is not None and current not in known:
+        if not tables >= _LEDGER_TABLES:
+            raise CharterError.single("not_a_ledger", "this database is not a Charter ledger (it holds another "
+                                      f"application's schema revision {current!r}); nothing was changed")
         raise CharterError.single("schema_too_new", f"the ledger uses schema revision {current!r}, which this "
                                   f"version of Charter does not know (newest known: {script.get_current_head()!r}); "
                                   "upgrade Charter before using this ledger")
-    if current is None and not create:
-        raise CharterError.single("ledger_missing", "no ledger here yet; run `charter ledger init` or `charter demo`")
+    if current is None:
+        if tables:
+            raise CharterError.single("not_a_ledger", f"this database is not a Charter ledger (it holds "
+                                      f"{len(tables)} other tables and no Charter schema); nothing was changed")
+        if not create:
+            raise CharterError.single("ledger_missing", "no ledger here yet; run `charter ledger init` or "
+                                      "`charter demo`")
     if current != script.get_current_head():
+        if read_only:
+            raise CharterError.single("schema_outdated", f"the ledger uses the older schema revision {current!r}; "
+                                      "run a writing command (e.g. `charter ledger checkpoint`) to upgrade it")
         with write_transaction(engine) as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+
+#: Tables every Charter ledger has, whatever its revision.
+_LEDGER_TABLES = frozenset({"ledger_meta", "ledger_head", "ledger_entry", "checkpoint"})

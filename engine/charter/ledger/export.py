@@ -23,9 +23,16 @@ def export_ledger(ledger: Ledger, directory: Path) -> int:
     Raises:
         CharterError: ``export_target`` when the directory exists and is not empty.
     """
+    if directory.exists() and not directory.is_dir():
+        raise CharterError.single("export_target", "exists and is not a directory; give a new or empty directory",
+                                  file=str(directory))
     if directory.exists() and any(directory.iterdir()):
         raise CharterError.single("export_target", "the export directory is not empty", file=str(directory))
-    (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+    try:
+        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CharterError.single("export_target", f"cannot create the export directory: {exc.strerror or exc}",
+                                  file=str(directory)) from exc
     meta = ledger.meta()
     trust = {"origin": ledger.origin, "log_key_id": meta["log_key_id"], "log_public_key": meta["log_public_key"]}
     (directory / "trust_root.json").write_text(json.dumps(trust, indent=2) + "\n", encoding="utf-8")

@@ -13,14 +13,19 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .._sources import read_bytes
 from ..errors import CharterError
 from .auditor import verify_signature
 
 __all__ = ["SigningKey", "key_id_of", "load_public_key_file", "raw_public", "verify_signature"]
 
+
+#: Key files are a few hundred bytes; anything much larger is not a key.
+_MAX_KEY_FILE = 64 * 1024
 
 _PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}")
 _ORIGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}")
@@ -33,8 +38,9 @@ def check_principal(principal: str) -> str:
         CharterError: ``bad_principal`` otherwise.
     """
     if not _PRINCIPAL.fullmatch(principal):
-        raise CharterError.single("bad_principal", f"principal {principal!r} must be 1-200 letters, digits or "
-                                  "._@+- (no spaces, no slashes)")
+        shown = principal if len(principal) <= 80 else principal[:80] + "…"
+        raise CharterError.single("bad_principal", f"principal {shown!r} must be 1-200 letters, digits or "
+                                  "._@+-, starting with a letter or digit (no spaces, no slashes)")
     return principal
 
 
@@ -45,8 +51,9 @@ def check_origin(origin: str) -> str:
         CharterError: ``bad_origin`` otherwise.
     """
     if not _ORIGIN.fullmatch(origin):
-        raise CharterError.single("bad_origin", f"origin {origin!r} must be 1-200 letters, digits or ._:/@+- "
-                                  "(no spaces)")
+        shown = origin if len(origin) <= 80 else origin[:80] + "…"
+        raise CharterError.single("bad_origin", f"--origin {shown!r} ({len(origin)} characters) must be 1-200 "
+                                  "letters, digits or ._:/@+- (no spaces)")
     return origin
 
 
@@ -97,12 +104,20 @@ class SigningKey:
         pem = self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                          serialization.NoEncryption())
         header = f"# charter key for principal: {self.principal}\n".encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(header + pem)
         public_path = path.with_suffix(".pub")
-        public_path.write_text(f"{self.principal} {base64.b64encode(self.public).decode()}\n", encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(header + pem)
+            public_path.write_text(f"{self.principal} {base64.b64encode(self.public).decode()}\n",
+                                   encoding="utf-8")
+        except FileExistsError as exc:
+            raise CharterError.single("key_exists", "a key file already exists; refusing to overwrite",
+                                      file=str(exc.filename or path)) from exc
+        except OSError as exc:
+            raise CharterError.single("key_file", f"cannot write key file: {exc.strerror or exc}",
+                                      file=str(exc.filename or path)) from exc
         return public_path
 
     @classmethod
@@ -113,9 +128,10 @@ class SigningKey:
             CharterError: ``key_file`` when the file is missing or not an Ed25519 private key.
         """
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CharterError.single("key_file", f"cannot read key file: {exc.strerror}", file=str(path)) from exc
+            data = read_bytes(path, _MAX_KEY_FILE)
+        except CharterError as exc:
+            raise CharterError.single("key_file", f"cannot read key file: {exc.diagnostics[0].message}",
+                                      file=str(path)) from exc
         principal = ""
         first = data.split(b"\n", 1)[0]
         if first.startswith(b"# charter key for principal: "):
@@ -124,8 +140,12 @@ class SigningKey:
             key = serialization.load_pem_private_key(data[data.find(b"-----BEGIN"):], password=None)
         except (ValueError, TypeError) as exc:
             raise CharterError.single("key_file", "not a PEM private key", file=str(path)) from exc
+        except UnsupportedAlgorithm as exc:
+            raise CharterError.single("key_file", "not an Ed25519 private key (its algorithm is not supported)",
+                                      file=str(path)) from exc
         if not isinstance(key, Ed25519PrivateKey):
-            raise CharterError.single("key_file", "not an Ed25519 private key", file=str(path))
+            raise CharterError.single("key_file", f"not an Ed25519 private key (got {type(key).__name__})",
+                                      file=str(path))
         return cls(principal, key)
 
 
@@ -136,9 +156,12 @@ def load_public_key_file(path: Path) -> tuple[str, bytes]:
         CharterError: ``key_file`` when the file does not hold one 32-byte key.
     """
     try:
-        principal, encoded = path.read_text(encoding="utf-8").split()
+        principal, encoded = read_bytes(path, _MAX_KEY_FILE).decode("utf-8").split()
         public = base64.b64decode(encoded, validate=True)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except CharterError as exc:
+        raise CharterError.single("key_file", f"cannot read key file: {exc.diagnostics[0].message}",
+                                  file=str(path)) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
         raise CharterError.single("key_file", "expected 'PRINCIPAL BASE64-PUBLIC-KEY'", file=str(path)) from exc
     if len(public) != 32:
         raise CharterError.single("key_file", f"public key is {len(public)} bytes, expected 32", file=str(path))

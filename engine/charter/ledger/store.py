@@ -114,8 +114,11 @@ class Ledger:
 
     @classmethod
     def open(cls, url: str, *, log_key: SigningKey | None = None, origin: str | None = None,
-             create: bool = False, clock: Clock = utc_now) -> Ledger:
+             create: bool = False, clock: Clock = utc_now, read_only: bool = False) -> Ledger:
         """Open (and with `create`, initialize) the ledger at `url`.
+
+        With `read_only`, the database is opened so that nothing can be written to it (see
+        `make_engine`) and no write lock is taken: readers never wait for writers.
 
         Raises:
             CharterError: a missing ledger, a newer schema, a log key that is not this ledger's,
@@ -123,9 +126,11 @@ class Ledger:
         """
         if origin is not None:
             check_origin(origin)
-        engine = make_engine(url)
-        ensure_schema(engine, create=create)
-        with write_transaction(engine) as connection:
+        if read_only and (create or log_key is not None):
+            raise ValueError("a read-only ledger neither creates nor appends")
+        engine = make_engine(url, read_only=read_only)
+        ensure_schema(engine, create=create, read_only=read_only)
+        with (engine.begin() if read_only else write_transaction(engine)) as connection:
             meta = {row.name: row.value for row in connection.execute(select(ledger_meta))}
             if not meta:
                 if not create or log_key is None or origin is None:

@@ -17,7 +17,7 @@ import rfc8785
 import rule_engine
 from pydantic import ValidationError
 
-from .._sources import SourceMap, load_yaml_file
+from .._sources import SourceMap, load_yaml_file, regular_files
 from ..errors import CharterError, Diagnostic, DiagnosticCollector, Location
 from ..frameworks import FrameworkSet
 from ..kpis import KpiCatalog
@@ -222,7 +222,9 @@ class PolicyCompiler:
         try:
             compiled = rule_engine.Rule(text, context=self.context)
         except rule_engine.errors.SymbolResolutionError as exc:
-            hint = f" (did you mean {exc.suggestion!r}?)" if getattr(exc, "suggestion", None) else ""
+            suggestion = (self.catalog.suggest(exc.symbol_name) if exc.symbol_scope != "built-in" else None) \
+                or getattr(exc, "suggestion", None)
+            hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
             if exc.symbol_scope == "built-in":
                 fail("unknown_symbol", f"unknown builtin ${exc.symbol_name} in {text!r}{hint}")
             else:
@@ -335,8 +337,11 @@ class PolicyCompiler:
 
 
 def policy_files(directory: Path) -> list[Path]:
-    """The policy files under `directory`: ``*.yaml`` except tests and the non-policy files."""
+    """The regular policy files under `directory`: ``*.yaml`` except tests and the non-policy files.
+
+    FIFOs, devices and sockets are never opened, so a hostile directory cannot make lint hang.
+    """
     if not directory.is_dir():
         raise CharterError.single("file_not_found", "policy directory does not exist", file=str(directory))
-    return sorted(p for p in directory.rglob("*.yaml")
-                  if not p.name.endswith("_test.yaml") and p.name not in NON_POLICY_FILES)
+    return [p for p in regular_files(directory, "*.yaml")
+            if not p.name.endswith("_test.yaml") and p.name not in NON_POLICY_FILES]

@@ -62,7 +62,8 @@ def populate(url: str, bundles: int = 6) -> Populated:
         register_system(ledger, system)
     for path in sorted((REPO / "evidence").glob("fraud-detector-*.json"))[:bundles]:
         at = datetime.datetime.fromisoformat(json.loads(path.read_text())["measured_at"])
-        submit_bundle(ledger, path.read_bytes(), CATALOG, POLICIES.policies, key=owner_keys["maria.keller"], at=at)
+        submit_bundle(ledger, path.read_bytes(), CATALOG, POLICIES.policies, key=owner_keys["maria.keller"], at=at,
+                      graph=None)
     return Populated(ledger, ledger.log_key, owner_keys)
 
 

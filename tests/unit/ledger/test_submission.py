@@ -42,7 +42,7 @@ def loaded(db_url: str) -> Populated:
 
 def _submit(populated: Populated, data: dict[str, Any] | bytes, key: SigningKey | None = None) -> Any:
     text = data if isinstance(data, bytes) else json.dumps(data).encode()
-    return submit_bundle(populated.ledger, text, CATALOG, POLICIES.policies, key=key, file="b.json")
+    return submit_bundle(populated.ledger, text, CATALOG, POLICIES.policies, key=key, file="b.json", graph=None)
 
 
 def _refused(populated: Populated, data: dict[str, Any] | bytes, key: SigningKey | None, code: str) -> None:

@@ -69,16 +69,14 @@ def test_mismatch_and_bad_case_are_reported_not_raised(tmp_path: Path, compiler:
     report = _run(tmp_path, compiler, catalog, [
         {"name": "wrong", "kpis": {"recall": 0.2}, "expect": {"floor": "pass"}},
         {"name": "typo", "kpis": {"recall": 0.2}, "expect": {"flor": "pass"}},
-        {"name": "bad status", "kpis": {"recall": 0.2}, "expect": {"floor": "red"}},
         {"name": "bad kpi", "kpis": {"recall": 2}, "expect": {"floor": "pass"}},
     ], policy="p.one")
     by_name = {r.name: r for r in report.results}
     assert [(m.expected, m.actual) for m in by_name["wrong"].mismatches] == [("pass", "breach")]
     assert by_name["typo"].error is not None and by_name["typo"].error.code == "unknown_rule"
-    assert by_name["bad status"].error is not None and "unknown status" in by_name["bad status"].error.message
     bad_kpi = by_name["bad kpi"].error
     assert bad_kpi is not None and bad_kpi.code == "kpi_out_of_range"
-    assert bad_kpi.location.path == "$.cases[3].kpis.recall" and bad_kpi.location.line is not None
+    assert bad_kpi.location.path == "$.cases[2].kpis.recall" and bad_kpi.location.line is not None
     assert not report.ok and report.uncovered == ["p.one/parity"]
 
 
@@ -95,3 +93,23 @@ def test_invalid_test_file_is_located(tmp_path: Path, compiler: PolicyCompiler, 
     with pytest.raises(CharterError) as info:
         _run(tmp_path, compiler, catalog, [{"name": "x", "kpis": {"recall": 0.9}, "expect": {}}], policy="p.one")
     assert info.value.code == "test_schema" and info.value.location.path == "$.cases[0].expect"
+
+
+def test_unknown_expected_status_is_bad_input_not_a_failed_case(tmp_path: Path, compiler: PolicyCompiler,
+                                                                catalog: KpiCatalog) -> None:
+    """An expectation no evaluation can meet is a broken test file (exit 2), not a failing test (exit 1)."""
+    with pytest.raises(CharterError) as info:
+        _run(tmp_path, compiler, catalog, [{"name": "s", "kpis": {"recall": 0.2}, "expect": {"floor": "red"}}],
+             policy="p.one")
+    assert info.value.code == "test_schema" and info.value.location.path == "$.cases[0].expect.floor"
+    assert info.value.location.line is not None
+
+
+def test_coverage_keeps_every_segment_expectation_of_a_case(tmp_path: Path, compiler: PolicyCompiler,
+                                                            catalog: KpiCatalog) -> None:
+    segments = {"age:young": {"approval_rate": 0.5}, "age:old": {"approval_rate": 0.8}}
+    report = _run(tmp_path, compiler, catalog, [
+        {"name": "both segments", "kpis": {"recall": 0.9}, "segments": segments,
+         "expect": {"parity@age:young": "breach", "parity@age:old": "pass"}}], policy="p.one")
+    assert report.ok
+    assert report.statuses_tested["p.one/parity"] == {"breach", "pass"}

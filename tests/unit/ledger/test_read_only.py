@@ -1,0 +1,73 @@
+"""Reading commands open the ledger read-only: they never take the write lock, never write, never wait."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from charter.errors import CharterError
+from charter.ledger import Ledger
+from charter.ledger.database import write_transaction
+from charter.ledger.schema import ledger_meta
+from tests.unit.ledger.helpers import populate
+
+
+def test_a_read_only_ledger_refuses_writes_with_a_located_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    populate(url, bundles=1)
+    reader = Ledger.open(url, read_only=True)
+    with pytest.raises(CharterError) as info, write_transaction(reader.engine) as connection:
+        connection.execute(insert(ledger_meta).values(name="x", value="y"))
+    assert info.value.code == "database_readonly"
+
+
+def test_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A writer holding the lock (as a long append would) does not block verify, lists or reports."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    populated = populate(url, bundles=2)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with populated.ledger.locked():
+            holding.set()
+            release.wait(timeout=60)
+
+    writer = threading.Thread(target=hold_the_lock)
+    writer.start()
+    try:
+        assert holding.wait(timeout=60)
+        reader = Ledger.open(url, read_only=True)
+        assert reader.size() == populated.ledger.size()
+        assert len(list(reader.entries())) == reader.size()
+    finally:
+        release.set()
+        writer.join()
+
+
+def test_a_busy_writer_gets_a_bounded_explained_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from charter.ledger import database
+
+    monkeypatch.setattr(database, "WRITE_LOCK_TIMEOUT", 0.05)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    populated = populate(url, bundles=1)
+    second = Ledger.open(url, log_key=populated.log_key)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with populated.ledger.locked():
+            holding.set()
+            release.wait(timeout=60)
+
+    writer = threading.Thread(target=hold_the_lock)
+    writer.start()
+    try:
+        assert holding.wait(timeout=60)
+        with pytest.raises(CharterError) as info, second.locked():
+            pass
+        assert info.value.code == "ledger_busy" and "nothing was written" in info.value.diagnostics[0].message
+    finally:
+        release.set()
+        writer.join()
