@@ -143,11 +143,20 @@ class IncidentBook:
 
     incidents: dict[str, Incident] = field(default_factory=dict)
     waivers: list[Waiver] = field(default_factory=list)
+    #: the most recently opened incident of each dedup key, kept as incidents are added (a lookup per
+    #: breach must not scan every incident: a bundle with thousands of breaching segments would be quadratic)
+    _latest: dict[tuple[str, str, str | None], Incident] = field(default_factory=dict)
+
+    def add(self, incident: Incident) -> None:
+        """Add an opened incident."""
+        self.incidents[incident.id] = incident
+        latest = self._latest.get(incident.key)
+        if latest is None or incident.opened_at >= latest.opened_at:
+            self._latest[incident.key] = incident
 
     def latest_for(self, key: tuple[str, str, str | None]) -> Incident | None:
         """The most recently opened incident of a dedup key."""
-        matching = [i for i in self.incidents.values() if i.key == key]
-        return max(matching, key=lambda i: i.opened_at) if matching else None
+        return self._latest.get(key)
 
     def waiver_for(self, key: tuple[str, str, str | None], at: datetime.datetime) -> Waiver | None:
         """The waiver covering `key` at `at`, if any."""
@@ -178,7 +187,7 @@ def apply(book: IncidentBook, entry: Entry) -> None:
         where = f" in {p['segment']}" if p.get("segment") else ""
         incident.timeline.append({"at": at, "seq": entry.seq, "event": "opened", "by": AUTOMATIC,
                                   "note": f"breach of {p['rule']}{where}"})
-        book.incidents[incident.id] = incident
+        book.add(incident)
         return
     found = book.incidents.get(p.get("incident_id", ""))
     if found is None:
@@ -270,9 +279,9 @@ def incident_entries(book: IncidentBook, graph: EscalationGraph, system: AISyste
                    "deadline": deadline_for(graph, severity, system.risk_tier, State.OPEN, at),
                    "chain": escalation_chain(graph, severity, system.risk_tier)}
         entries.append(NewEntry(OPENED, _payload(payload, "finding", ref), f"open:{new_id}", subject=system.id))
-        book.incidents[new_id] = Incident(new_id, system.id, system.owner, rule, finding.get("segment"),
-                                          Severity(finding["severity"]), system.risk_tier, finding["title"],
-                                          format_time(at), finding["window_end"], finding["evaluated_at"])
+        book.add(Incident(new_id, system.id, system.owner, rule, finding.get("segment"),
+                          Severity(finding["severity"]), system.risk_tier, finding["title"],
+                          format_time(at), finding["window_end"], finding["evaluated_at"]))
     return entries
 
 

@@ -263,3 +263,64 @@ def test_lone_surrogate_submitter_is_a_located_error(ledger_dir: Path) -> None:
     (ledger_dir / "s.json").write_text(text)
     code, _, err = cli(ledger_dir, "submit", "s.json", "--key", ".charter/keys/tom.berger.key")
     assert code == 2 and "s.json" in err
+
+
+# -- terminal use ------------------------------------------------------------------------------------
+
+
+def test_ids_are_never_truncated_at_80_columns(ledger_dir: Path) -> None:
+    narrow = {"COLUMNS": "80"}
+    at = json.loads(CLAIMS.read_text())["measured_at"]
+    assert cli(ledger_dir, "submit", str(CLAIMS), "--key", ".charter/keys/tom.berger.key", "--at", at)[0] == 1
+    code, out, _ = cli(ledger_dir, "keys", "list", "--format", "json")
+    key_ids = [k["key_id"] for k in json.loads(out)]
+    code, out, _ = cli(ledger_dir, "keys", "list", env=narrow)
+    assert code == 0 and all(key_id in out for key_id in key_ids)
+    code, out, _ = cli(ledger_dir, "incidents", "list", "--format", "json")
+    incident_ids = [i["id"] for i in json.loads(out)]
+    assert incident_ids
+    code, out, _ = cli(ledger_dir, "incidents", "list", env=narrow)
+    assert code == 0 and all(i in out for i in incident_ids) and "…" not in out.split("\n", 3)[-1].split("│")[1]
+    code, out, _ = cli(ledger_dir, "systems", "list", env=narrow)
+    assert "turbine-maintenance" in out and "procurement-agent" in out
+
+
+def test_record_layout_on_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from charter.cli import common
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(common, "out", Console(file=buffer, width=40, force_terminal=True, no_color=True, highlight=False))
+    long_id = "ed25519:" + "ab" * 32
+    common.print_listing("Keys", ["key id", "principal", "note"], [[long_id, "tom.berger", "x" * 30]], ids={"key id"})
+    text = buffer.getvalue()
+    assert long_id in text.replace("\n", "") and "key id: " + long_id[:20] in text
+
+
+def test_incidents_show_gives_the_breaching_values_and_thresholds(ledger_dir: Path) -> None:
+    at = json.loads(CLAIMS.read_text())["measured_at"]
+    code, out, _ = cli(ledger_dir, "submit", str(CLAIMS), "--key", ".charter/keys/tom.berger.key", "--at", at,
+                       "--format", "json")
+    incident = next(i for i in json.loads(out)[0]["incidents"] if i["rule"] == "core.fairness/approval-parity")
+    code, out, _ = cli(ledger_dir, "incidents", "show", incident["incident_id"], "--format", "json")
+    shown = json.loads(out)
+    assert code == 0 and shown["findings"][0]["observed"]["approval_rate"] == 0.61
+    assert "peers.approval_rate" in shown["findings"][0]["condition"]
+    code, out, _ = cli(ledger_dir, "incidents", "show", incident["incident_id"])
+    assert "approval_rate = 0.61" in out and "Timeline" in out
+
+
+@pytest.mark.parametrize("command", [(), ("submit",), ("report",), ("policy", "lint"), ("verify",),
+                                     ("incidents", "list"), ("evaluate",)])
+def test_help_shows_no_bool_placeholder_and_rewraps(tmp_path: Path, command: tuple[str, ...]) -> None:
+    code, out, _ = cli(tmp_path, *command, "--help", env={"COLUMNS": "80"})
+    assert code == 0 and "<bool>" not in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+
+
+def test_control_characters_in_notes_and_ids_are_escaped(ledger_dir: Path) -> None:
+    code, _, err = cli(ledger_dir, "incidents", "show", "INC-\x1b[2Jx\u202e")
+    assert code == 2 and "\x1b" not in err and "\u202e" not in err and "\\x1b" in err

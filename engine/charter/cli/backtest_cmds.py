@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..backtest import BacktestReport, Change, backtest, summary_rows
 from ..errors import CharterError
 from ..submission import systems_in_ledger
-from .common import compile_policies, err, out, parse_time, policies_dir
+from .common import compile_policies, err, out, parse_time, policies_dir, safe
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
 
 
@@ -83,7 +82,7 @@ def _print(report: BacktestReport, limit: int) -> None:
     if moved:
         table = Table("rule", "change", "bundles", title="Changes per rule")
         for rule, kind, n in moved:
-            table.add_row(escape(rule), escape(kind), str(n))
+            table.add_row(safe(rule), safe(kind), str(n))
         out.print(table)
     if not moved:
         out.print("The candidate policies give exactly the recorded statuses.")
@@ -97,7 +96,7 @@ def _changes(title: str, changes: list[Change], limit: int) -> Table:
         if change.recorded_severity and change.candidate_severity and \
                 change.recorded_severity != change.candidate_severity:
             severity = f"{change.recorded_severity} -> {change.candidate_severity}"
-        table.add_row(escape(change.system), escape(change.rule), escape(change.segment or ""),
+        table.add_row(safe(change.system), safe(change.rule), safe(change.segment or ""),
                       change.window_end[:10], change.recorded, change.candidate, severity)
     if len(changes) > limit:
         table.caption = f"{len(changes) - limit} more in --format json"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.measure import Measurement
+from rich.table import Column, Table
 
 from .._data import builtin_dir
 from .._text import printable
@@ -90,6 +91,38 @@ def parse_time(text: str, option: str = "--at") -> datetime.datetime:
     if value.tzinfo is None:
         raise CharterError.single("usage", f"{option} {text!r} has no timezone; add Z or +01:00")
     return value
+
+
+def print_listing(title: str, headers: list[str], rows: list[list[str]], ids: set[str] | None = None) -> None:
+    """Print rows as a table, never cutting the columns named in `ids` (what a user copies).
+
+    Cells are plain text (made printable here). On a terminal too narrow for the table with its ids
+    whole, each row is printed as a record instead (``header: value`` lines); piped output is
+    printed at the table's natural width, never hard-wrapped to 80 columns.
+    """
+    ids = ids or set()
+    table = Table(*[Column(h, no_wrap=h in ids, overflow="fold" if h in ids else "ellipsis") for h in headers],
+                  title=title)
+    for row in rows:
+        table.add_row(*(safe(cell) for cell in row))
+    measured = Measurement.get(out, out.options.update(width=_UNBOUNDED), table)
+    if not out.is_terminal:
+        # Console.print caps `width` at the console's own; a console of the table's width does not.
+        Console(file=out.file, width=measured.maximum, highlight=False, soft_wrap=False).print(table)
+    elif measured.minimum <= out.width:
+        out.print(table)
+    else:
+        out.print(f"[bold]{safe(title)}[/]")
+        width = max(len(h) for h in headers)
+        for row in rows:
+            out.print()
+            for header, cell in zip(headers, row, strict=True):
+                if cell:
+                    out.print(f"{header:>{width}}: {safe(cell)}", soft_wrap=True)
+
+
+#: Width used to measure and print tables for pipes and files: wide enough for any row.
+_UNBOUNDED = 100_000
 
 
 # -- commands ------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import TypeAdapter
-from rich.markup import escape
 from rich.table import Table
 
 from ..bundle import EvidenceBundle
@@ -30,6 +29,7 @@ from .common import (
     policies_dir,
     print_diagnostics,
     print_findings,
+    print_listing,
     safe,
 )
 
@@ -61,10 +61,9 @@ def kpis(
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([k.model_dump(mode="json") for k in rows], indent=2))
         return
-    table = Table("id", "name", "category", "unit", "better", "range", "description", title="KPI catalog")
-    for k in rows:
-        table.add_row(k.id, k.name, k.category.value, k.unit, k.direction.value, k.range_text(), k.description)
-    out.print(table)
+    print_listing("KPI catalog", ["id", "name", "category", "unit", "better", "range", "description"],
+                  [[k.id, k.name, k.category.value, k.unit, k.direction.value, k.range_text(), k.description]
+                   for k in rows], ids={"id"})
 
 
 def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy, policy-test or report.")]) -> None:
@@ -128,7 +127,7 @@ def _explain_compile(policy_set: PolicySet) -> None:
         conditions += len(labels)
         for label, reason in rule.fallbacks.items():
             fallen += 1
-            out.print(f"[yellow]rule-engine[/] {escape(rule.ref)} {label}: {escape(reason)}")
+            out.print(f"[yellow]rule-engine[/] {safe(rule.ref)} {label}: {safe(reason)}")
     out.print(f"compiled to Python: {conditions - fallen} of {conditions} conditions; "
               f"{fallen} evaluated by rule-engine (same results, slower)")
 
@@ -158,14 +157,14 @@ def _print_test_report(report: TestReport, coverage: bool) -> None:
     for result in report.results:
         where = f"{result.file}:{result.line}"
         if result.passed:
-            out.print(f"[green]PASS[/] {escape(result.name)} [dim]({escape(where)})[/]")
+            out.print(f"[green]PASS[/] {safe(result.name)} [dim]({safe(where)})[/]")
             continue
-        out.print(f"[bold red]FAIL[/] {escape(result.name)} [dim]({escape(where)})[/]")
+        out.print(f"[bold red]FAIL[/] {safe(result.name)} [dim]({safe(where)})[/]")
         if result.error:
-            out.print(f"     error: {escape(str(result.error))}")
+            out.print(f"     error: {safe(str(result.error))}")
         for m in result.mismatches:
-            out.print(f"     {escape(m.rule)}: expected [bold]{m.expected}[/], got [bold]{m.actual}[/] — "
-                      f"{escape(m.explanation)}")
+            out.print(f"     {safe(m.rule)}: expected [bold]{m.expected}[/], got [bold]{m.actual}[/] — "
+                      f"{safe(m.explanation)}")
     if coverage:
         table = Table("rule", "statuses tested", title="Rule coverage")
         for rule in report.rules:

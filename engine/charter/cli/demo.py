@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from .. import __version__
 from .._data import builtin_dir
@@ -24,7 +22,7 @@ from ..notify import ChannelNotifier, tick
 from ..registry import SystemRegistry
 from ..report import bind, build_report, issue, render
 from ..submission import register_key, register_system, submit_bundle
-from .common import compile_policies, out, print_findings
+from .common import compile_policies, out, print_findings, print_listing, safe
 
 DEMO_ORIGIN = "charter.demo/ledger"
 FAIRNESS = "core.fairness/approval-parity"
@@ -117,7 +115,7 @@ def demo(
             transition(ledger, graph, incident.id, action, principal, note, decisions)
             extra = f" ({', '.join(decisions)})" if decisions else ""
             out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} {action}{extra}: "
-                      f"{escape(note)}")
+                      f"{safe(note)}")
         return run
 
     for path, moment in zip(bundles, moments, strict=True):
@@ -132,12 +130,11 @@ def demo(
     print_findings(sorted(findings, key=lambda f: (f.system_id, f.window_end)), False,
                    "Findings per system and window (details below for all but passes)")
     out.print()
-    table = Table("incident", "system", "rule", "severity", "state", "escalated to", "decisions", title="Incidents")
-    for incident in sorted(load_book(ledger).incidents.values(), key=lambda i: i.opened_at):
-        rule = incident.rule + (f" [{incident.segment}]" if incident.segment else "")
-        table.add_row(incident.id, escape(incident.system_id), escape(rule), incident.severity.value,
-                      incident.state.value, ", ".join(incident.escalated_to), ", ".join(incident.decisions))
-    out.print(table)
+    print_listing("Incidents", ["incident", "system", "rule", "severity", "state", "escalated to", "decisions"],
+                  [[i.id, i.system_id, i.rule + (f" [{i.segment}]" if i.segment else ""), i.severity.value,
+                    i.state.value, ", ".join(i.escalated_to), ", ".join(i.decisions)]
+                   for i in sorted(load_book(ledger).incidents.values(), key=lambda i: i.opened_at)],
+                  ids={"incident"})
     portfolio = metrics(load_book(ledger).incidents.values()).scopes["portfolio"]
     out.print("portfolio: " + "; ".join(f"{name} median {v['median_h']} h (n={v['n']}, open {v['missing']})"
                                          for name, v in portfolio.items()))
@@ -154,10 +151,10 @@ def demo(
         out.print(f"report {framework}: readiness {score.readiness:.0%}, coverage {score.coverage:.0%} "
                   f"({score.covered} of {score.assessed} controls)")
     out.print(f"reports (HTML, Markdown, JSON) for checkpoint {binding.checkpoint_size} written to "
-              f"{escape(str(reports.resolve()))}; issuing each is a ledger entry")
+              f"{safe(str(reports.resolve()))}; issuing each is a ledger entry")
     checkpoint = make_checkpoint(ledger)
     report = verify_ledger(ledger, log_key.public)
-    out.print(f"\ncheckpoint signed at size {checkpoint.size}; verify: " + escape(report.summary()))
+    out.print(f"\ncheckpoint signed at size {checkpoint.size}; verify: " + safe(report.summary()))
     breaches = [f for f in findings if f.status is Status.BREACH]
     out.print(f"{len(breaches)} breaches across {len({f.system_id for f in breaches})} systems, all in a verified "
               f"ledger. Inspect it with `charter verify --db sqlite:///{workdir / 'ledger.db'} --ledger-key "

@@ -16,7 +16,7 @@ from ..policy.model import Severity
 from ..registry import RiskTier
 from .common import OutputFormat, out, policies_dir
 
-escalation_app = typer.Typer(help="Validate, explain and draw the escalation graph.", no_args_is_help=True)
+escalation_app = typer.Typer(rich_markup_mode=None, help="Validate, explain and draw the escalation graph.", no_args_is_help=True)
 
 FileOption = Annotated[Path | None, typer.Option("--file", help="Escalation file (default: POLICIES/escalation.yaml).")]
 PoliciesOption = Annotated[Path | None, typer.Option("--policies", help="Policy directory.")]

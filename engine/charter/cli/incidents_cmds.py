@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
+from .._text import echo
 from ..errors import CharterError
+from ..escalation import EscalationGraph
 from ..incidents import ACTIONS, Incident, load_book, metrics, stage_deadline, transition
 from ..ledger.store import format_time
 from ..notify import ChannelNotifier, tick
-from .common import OutputFormat, out, parse_time
+from .common import OutputFormat, out, parse_time, print_listing, safe
 from .escalation_cmds import FileOption, PoliciesOption, load
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
 
-incidents_app = typer.Typer(help="List, show and move incidents.", no_args_is_help=True)
+incidents_app = typer.Typer(rich_markup_mode=None, help="List, show and move incidents.", no_args_is_help=True)
 
 
 def _row(incident: Incident) -> dict[str, object]:
@@ -34,47 +34,81 @@ def incidents_list(
     role: Annotated[str | None, typer.Option(help="Only incidents this role acts on or was paged for.")] = None,
     state: Annotated[str | None, typer.Option(help="Only incidents in this state.")] = None,
     system: Annotated[str | None, typer.Option(help="Only this system's incidents.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None, policies: PoliciesOption = None,
 ) -> None:
-    """List incidents."""
-    graph = load(file, policies)
+    """List incidents, oldest first, with the step each waits for and its deadline."""
+    # Incidents carry their deadlines; the escalation file is needed only to filter by role.
+    graph = load(file, policies) if role or file else None
     incidents = list(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values())
     if state:
         incidents = [i for i in incidents if i.state.value == state]
     if system:
         incidents = [i for i in incidents if i.system_id == system]
     if role:
+        assert graph is not None
         incidents = [i for i in incidents if role in i.escalated_to or any(
             role in {*graph.band(i.severity).assignment(stage).responsible, graph.band(i.severity).assignment(
                 stage).accountable} for stage in ("investigate", "validate", "decide"))]
+    incidents.sort(key=lambda i: i.opened_at)
     if output is OutputFormat.JSON:
-        typer.echo(json.dumps([_row(i) for i in incidents], indent=2))
+        typer.echo(json.dumps([{**_row(i), "next": _next(graph, i)} for i in incidents], indent=2))
         return
-    table = Table("id", "system", "rule", "segment", "severity", "state", "level", "next deadline", title="Incidents")
-    for incident in sorted(incidents, key=lambda i: i.opened_at):
-        due = stage_deadline(graph, incident)
-        table.add_row(incident.id, escape(incident.system_id), escape(incident.rule), escape(incident.segment or ""),
-                      incident.severity.value, incident.state.value, str(incident.level),
-                      f"{due[0]} by {format_time(due[1])}" if due else "")
-    out.print(table)
+    rows = []
+    for incident in incidents:
+        due = _next(graph, incident)
+        rows.append([incident.id, incident.system_id, incident.rule, incident.segment or "", incident.severity.value,
+                     incident.state.value, str(incident.level), f"{due['step']} by {due['due_at']}" if due else ""])
+    print_listing("Incidents", ["id", "system", "rule", "segment", "severity", "state", "level", "next deadline"],
+                  rows, ids={"id"})
+
+
+def _next(graph: EscalationGraph | None, incident: Incident) -> dict[str, str] | None:
+    due = stage_deadline(graph, incident)
+    return {"step": due[0], "due_at": format_time(due[1])} if due else None
 
 
 @incidents_app.command("show")
 def incidents_show(incident_id: Annotated[str, typer.Argument()], db: DbOption = None,
-                   ledger_key: KeyOption = DEFAULT_KEY) -> None:
-    """Show an incident and its timeline."""
-    incident = load_book(open_ledger(db, ledger_key, writable=False)).incidents.get(incident_id)
+                   ledger_key: KeyOption = DEFAULT_KEY,
+                   output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+                   = OutputFormat.TABLE) -> None:
+    """Show an incident: the breaching values and thresholds behind it, and its timeline."""
+    ledger = open_ledger(db, ledger_key, writable=False)
+    incident = load_book(ledger).incidents.get(incident_id)
     if incident is None:
-        raise CharterError.single("unknown_incident", f"no incident {incident_id}")
-    out.print(f"[bold]{incident.id}[/] {escape(incident.title)}: {escape(incident.system_id)} {escape(incident.rule)}"
-              + (f" {escape('[' + incident.segment + ']')}" if incident.segment else "")
+        raise CharterError.single("unknown_incident", f"no incident {echo(incident_id)}")
+    findings = []
+    for seq in incident.findings:
+        entry = ledger.entry(seq)
+        if entry is not None:
+            p = entry.payload
+            findings.append({"seq": seq, "window_start": p.get("window_start"), "window_end": p.get("window_end"),
+                             "status": p.get("status"), "condition": p.get("condition"),
+                             "observed": p.get("observed", {}), "thresholds": p.get("thresholds", {}),
+                             "explanation": p.get("explanation", "")})
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps({**_row(incident), "title": incident.title, "findings": findings,
+                               "next": _next(None, incident), "timeline": incident.timeline}, indent=2))
+        return
+    out.print(f"[bold]{safe(incident.id)}[/] {safe(incident.title)}: {safe(incident.system_id)} {safe(incident.rule)}"
+              + (f" {safe('[' + incident.segment + ']')}" if incident.segment else "")
               + f", {incident.severity.value} severity, {incident.tier.value}-risk system, now {incident.state.value}")
-    table = Table("when", "seq", "event", "by", "note")
-    for event in incident.timeline:
-        table.add_row(event["at"], str(event["seq"]), escape(event["event"]), escape(event["by"]),
-                      escape(event["note"]))
-    out.print(table)
+    due = _next(None, incident)
+    if due:
+        out.print(f"next: {due['step']} by {due['due_at']}")
+    print_listing("Breaches", ["seq", "window", "condition", "observed", "thresholds", "why"],
+                  [[str(f["seq"]), f"{(f['window_start'] or '')[:10]}..{(f['window_end'] or '')[:10]}",
+                    f["condition"] or "", _values(f["observed"]), _values(f["thresholds"]), f["explanation"]]
+                   for f in findings],
+                  ids={"seq"})
+    print_listing("Timeline", ["when", "seq", "event", "by", "note"],
+                  [[e["at"], str(e["seq"]), e["event"], e["by"], e["note"]] for e in incident.timeline],
+                  ids={"seq"})
+
+
+def _values(values: dict[str, object]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in values.items())
 
 
 def _action(action: str) -> Callable[..., None]:
@@ -92,7 +126,7 @@ def _action(action: str) -> Callable[..., None]:
         graph = load(file, policies)
         entry = transition(open_ledger(db, ledger_key, writable=True), graph, incident_id, action, principal, note,
                            decision, expires)
-        out.print(f"{incident_id}: {action} recorded at seq {entry.seq} by {principal}")
+        out.print(f"{safe(incident_id)}: {action} recorded at seq {entry.seq} by {safe(principal)}")
 
     command.__doc__ = f"{action.capitalize()} an incident (recorded in the ledger with its rationale)."
     return command
@@ -115,7 +149,7 @@ def escalate(
     out.print(f"{len(report.escalated)} escalations, {len(report.notified)} notifications sent, "
               f"{len(report.failed)} failed")
     for line in report.failed:
-        out.print(f"[red]failed[/] {escape(line)}")
+        out.print(f"[red]failed[/] {safe(line)}")
     if report.failed:
         raise typer.Exit(1)
 
@@ -129,13 +163,14 @@ def metrics_command(
     if output is OutputFormat.JSON:
         typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         return
-    table = Table("scope", "metric", "n", "open", "rejected", "median (h)", "p90 (h)", title="Incident metrics")
+    rows = []
     for scope, values in result.scopes.items():
         for metric, stats in values.items():
-            table.add_row(escape(scope), metric, str(stats["n"]), str(stats["missing"]), str(stats["rejected"]),
-                          "" if stats["median_h"] is None else str(stats["median_h"]),
-                          "" if stats["p90_h"] is None else str(stats["p90_h"]))
-    out.print(table)
+            rows.append([scope, metric, str(stats["n"]), str(stats["missing"]), str(stats["rejected"]),
+                         "" if stats["median_h"] is None else str(stats["median_h"]),
+                         "" if stats["p90_h"] is None else str(stats["p90_h"])])
+    print_listing("Incident metrics", ["scope", "metric", "n", "open", "rejected", "median (h)", "p90 (h)"], rows,
+                  ids={"scope"})
     for problem in result.rejected:
-        out.print(f"[yellow]rejected[/] {problem['incident']} {problem['metric']}: {escape(problem['message'])} "
+        out.print(f"[yellow]rejected[/] {safe(problem['incident'])} {problem['metric']}: {safe(problem['message'])} "
                   f"({problem['reason']}: the timestamps are not trustworthy)")

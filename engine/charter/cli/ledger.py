@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from .._sources import LIMITS, read_bytes, read_text
 from ..errors import CharterError, Diagnostic
@@ -45,11 +43,21 @@ from ..submission import (
     submit_bundle,
     systems_in_ledger,
 )
-from .common import OutputFormat, compile_policies, err, out, parse_time, policies_dir, print_findings, safe
+from .common import (
+    OutputFormat,
+    compile_policies,
+    err,
+    out,
+    parse_time,
+    policies_dir,
+    print_findings,
+    print_listing,
+    safe,
+)
 
-ledger_app = typer.Typer(help="Initialize, checkpoint, prove and export the ledger.", no_args_is_help=True)
-keys_app = typer.Typer(help="Submitter keys: generate, register, revoke, list.", no_args_is_help=True)
-systems_app = typer.Typer(help="The registry of AI systems, kept in the ledger.", no_args_is_help=True)
+ledger_app = typer.Typer(rich_markup_mode=None, help="Initialize, checkpoint, prove and export the ledger.", no_args_is_help=True)
+keys_app = typer.Typer(rich_markup_mode=None, help="Submitter keys: generate, register, revoke, list.", no_args_is_help=True)
+systems_app = typer.Typer(rich_markup_mode=None, help="The registry of AI systems, kept in the ledger.", no_args_is_help=True)
 
 DEFAULT_KEY = Path(".charter/ledger.key")
 MAX_SEQ = 2**63 - 1
@@ -133,13 +141,19 @@ def keys_revoke(
 
 
 @keys_app.command("list")
-def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY) -> None:
+def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+              output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+              = OutputFormat.TABLE) -> None:
     """List registered submitter keys."""
-    table = Table("key id", "principal", "added at seq", "revoked at seq", title="Submitter keys")
-    for record in key_records(open_ledger(db, ledger_key, writable=False)).values():
-        table.add_row(record.key_id, record.principal, str(record.added_seq),
-                      "" if record.revoked_seq is None else f"{record.revoked_seq} ({record.reason})")
-    out.print(table)
+    records = list(key_records(open_ledger(db, ledger_key, writable=False)).values())
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps([{"key_id": r.key_id, "principal": r.principal, "added_seq": r.added_seq,
+                                "revoked_seq": r.revoked_seq, "reason": r.reason} for r in records], indent=2))
+        return
+    print_listing("Submitter keys", ["key id", "principal", "added at seq", "revoked at seq"],
+                  [[r.key_id, r.principal, str(r.added_seq),
+                    "" if r.revoked_seq is None else f"{r.revoked_seq} ({r.reason})"] for r in records],
+                  ids={"key id", "principal"})
 
 
 @systems_app.command("register")
@@ -160,16 +174,16 @@ def systems_register(
 
 @systems_app.command("list")
 def systems_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
-                 output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE) -> None:
+                 output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+                 = OutputFormat.TABLE) -> None:
     """List the registered systems."""
     systems = systems_in_ledger(open_ledger(db, ledger_key, writable=False))
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in systems.values()], indent=2))
         return
-    table = Table("id", "name", "owner", "risk tier", "kind", "region", "status", title="AI systems")
-    for s in systems.values():
-        table.add_row(s.id, s.name, s.owner, s.risk_tier.value, s.kind.value, s.region, s.status.value)
-    out.print(table)
+    print_listing("AI systems", ["id", "name", "owner", "risk tier", "kind", "region", "status"],
+                  [[s.id, s.name, s.owner, s.risk_tier.value, s.kind.value, s.region, s.status.value]
+                   for s in systems.values()], ids={"id", "owner"})
 
 
 def submit(
@@ -215,7 +229,7 @@ def submit(
             if results:  # bundles land one by one: say which did before this one was refused
                 landed = ", ".join(f"{r.bundle_entry.seq}" for r in results)
                 err.print(f"[yellow]{len(results)} of {len(prepared)} bundles were recorded before "
-                          f"{escape(item.file or '?')} was refused (bundle seqs {landed})[/]")
+                          f"{safe(item.file or '?')} was refused (bundle seqs {landed})[/]")
             raise exc
     if checkpoint_due(ledger, checkpoint_every):
         make_checkpoint(ledger)
@@ -264,7 +278,7 @@ def replay_command(
                   "identically")
         return
     for line in result.differences():
-        out.print(f"[red]{escape(line)}[/]")
+        out.print(f"[red]{safe(line)}[/]")
     raise typer.Exit(1)
 
 
@@ -288,8 +302,8 @@ def verify(
         report = verify_ledger(ledger, public, notes, not no_signatures,
                                progress=lambda n: progress.update(task, completed=n))
     for problem in report.problems:
-        out.print(f"[red]{escape(str(problem))}[/]")
-    out.print(("[green]" if report.ok else "[bold red]") + escape(report.summary()) + "[/]")
+        out.print(f"[red]{safe(str(problem))}[/]")
+    out.print(("[green]" if report.ok else "[bold red]") + safe(report.summary()) + "[/]")
     if not report.ok:
         raise typer.Exit(1)
 

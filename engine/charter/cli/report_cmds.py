@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from ..errors import CharterError
 from ..escalation import load_escalation
@@ -18,7 +17,7 @@ from ..ledger.store import format_time
 from ..notify import FUTURE_TOLERANCE
 from ..report import bind, build_report, issue, render
 from ..submission import systems_in_ledger
-from .common import compile_policies, out, parse_time, policies_dir
+from .common import compile_policies, out, parse_time, policies_dir, safe
 from .escalation_cmds import escalation_file
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger, pinned_public_key
 
@@ -144,6 +143,6 @@ def report(
         target.publish(text.encode())
         entry = issue(ledger, document, output.value, text, output_file.name)
     score = document.scores.framework
-    out.print(f"{escape(str(output_file))}: {framework.value} readiness {score.readiness:.0%}, coverage "
+    out.print(f"{safe(str(output_file))}: {framework.value} readiness {score.readiness:.0%}, coverage "
               f"{score.coverage:.0%} ({score.covered} of {score.assessed} controls), bound to checkpoint "
               f"{binding.checkpoint_size}; issued at seq {entry.seq} (sha256 {entry.payload['sha256'][:16]}…)")

@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from charter.ledger import SigningKey, verify_ledger
@@ -69,10 +68,19 @@ def test_sigkill_mid_append_leaves_a_verifiable_ledger_with_every_receipt(db_url
     receipts: dict[str, str] = {}
     for round_ in range(3):
         worker = _start("append", db_url, key_file, 100_000, f"k{round_}")
-        time.sleep(0.8 + rng.random())  # past start-up, into the append loop
+        assert worker.stdout is not None
+        # Kill it mid-loop: after a random number of receipts, counted as they arrive (an event, not a
+        # time, so a loaded machine that starts the worker slowly changes nothing).
+        wanted = rng.randint(1, 200)
+        lines: list[str] = []
+        while len(lines) < wanted:
+            line = worker.stdout.readline()
+            assert line, f"the worker exited before {wanted} appends: {worker.stderr.read() if worker.stderr else ''}"
+            lines.append(line)
         os.kill(worker.pid, signal.SIGKILL)
         stdout, _ = worker.communicate(timeout=60)
-        receipts.update(line.split() for line in stdout.splitlines() if len(line.split()) == 2)
+        lines += stdout.splitlines()
+        receipts.update(line.split() for line in lines if len(line.split()) == 2)
     ledger = new_ledger(db_url, key)
     report = verify_ledger(ledger, key.public)
     assert report.ok, report.problems

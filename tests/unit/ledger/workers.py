@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from charter.errors import CharterError
 from charter.ledger import Ledger, NewEntry, SigningKey
 from charter.ledger.database import write_transaction
 from charter.ledger.hashing import RECEIPT_CONTEXT, canonical, leaf_hash, receipt_message
@@ -48,7 +49,7 @@ def naive(url: str, key_file: str, count: int, tag: str) -> None:
                     receipt=ledger.log_key.sign(RECEIPT_CONTEXT,
                                                 receipt_message(ledger.origin, head.size, record_hash))))
                 connection.execute(update(ledger_head).values(size=head.size + 1, head_hash=record_hash))
-        except (IntegrityError, OperationalError):
+        except (IntegrityError, OperationalError, CharterError):  # a collision, or the lock wait timed out
             refused += 1
     print("refused", refused, flush=True)
 
