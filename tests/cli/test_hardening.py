@@ -293,7 +293,8 @@ def test_record_layout_on_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch) -> 
     from charter.cli import common
 
     buffer = io.StringIO()
-    monkeypatch.setattr(common, "out", Console(file=buffer, width=40, force_terminal=True, no_color=True, highlight=False))
+    terminal = Console(file=buffer, width=40, force_terminal=True, no_color=True, highlight=False)
+    monkeypatch.setattr(common, "out", terminal)
     long_id = "ed25519:" + "ab" * 32
     common.print_listing("Keys", ["key id", "principal", "note"], [[long_id, "tom.berger", "x" * 30]], ids={"key id"})
     text = buffer.getvalue()

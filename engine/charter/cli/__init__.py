@@ -15,11 +15,12 @@ from .. import __version__
 from .._sources import DEFAULT_MAX_INPUT_BYTES, LIMITS
 from ..errors import CharterError
 from . import backtest_cmds, core, demo, escalation_cmds, incidents_cmds, ledger, report_cmds
-from .common import err, print_diagnostics
+from .common import command_group, err, print_diagnostics
 
-app = typer.Typer(rich_markup_mode=None, help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
+app = typer.Typer(help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
+                  rich_markup_mode=None,
                   add_completion=False, pretty_exceptions_enable=False)
-policy_app = typer.Typer(rich_markup_mode=None, help="Lint and test policies.", no_args_is_help=True)
+policy_app = command_group("Lint and test policies.")
 policy_app.command("lint")(core.policy_lint)
 policy_app.command("test")(core.policy_test)
 app.add_typer(policy_app, name="policy")

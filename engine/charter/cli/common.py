@@ -6,6 +6,7 @@ import datetime
 from enum import StrEnum
 from pathlib import Path
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
@@ -30,6 +31,11 @@ class OutputFormat(StrEnum):
 
     TABLE = "table"
     JSON = "json"
+
+
+def command_group(help_text: str) -> typer.Typer:
+    """A group of subcommands with plain help: click's own layout rewraps paragraphs and shows no ``<bool>``."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
 
 
 def policies_dir(given: Path | None) -> Path:

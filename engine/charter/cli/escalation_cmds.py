@@ -14,9 +14,9 @@ from ..errors import CharterError
 from ..escalation import EscalationGraph, describe_plan, load_escalation
 from ..policy.model import Severity
 from ..registry import RiskTier
-from .common import OutputFormat, out, policies_dir
+from .common import OutputFormat, command_group, out, policies_dir
 
-escalation_app = typer.Typer(rich_markup_mode=None, help="Validate, explain and draw the escalation graph.", no_args_is_help=True)
+escalation_app = command_group("Validate, explain and draw the escalation graph.")
 
 FileOption = Annotated[Path | None, typer.Option("--file", help="Escalation file (default: POLICIES/escalation.yaml).")]
 PoliciesOption = Annotated[Path | None, typer.Option("--policies", help="Policy directory.")]

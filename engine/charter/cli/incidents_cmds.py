@@ -15,11 +15,11 @@ from ..escalation import EscalationGraph
 from ..incidents import ACTIONS, Incident, load_book, metrics, stage_deadline, transition
 from ..ledger.store import format_time
 from ..notify import ChannelNotifier, tick
-from .common import OutputFormat, out, parse_time, print_listing, safe
+from .common import OutputFormat, command_group, out, parse_time, print_listing, safe
 from .escalation_cmds import FileOption, PoliciesOption, load
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
 
-incidents_app = typer.Typer(rich_markup_mode=None, help="List, show and move incidents.", no_args_is_help=True)
+incidents_app = command_group("List, show and move incidents.")
 
 
 def _row(incident: Incident) -> dict[str, object]:

@@ -45,6 +45,7 @@ from ..submission import (
 )
 from .common import (
     OutputFormat,
+    command_group,
     compile_policies,
     err,
     out,
@@ -55,9 +56,9 @@ from .common import (
     safe,
 )
 
-ledger_app = typer.Typer(rich_markup_mode=None, help="Initialize, checkpoint, prove and export the ledger.", no_args_is_help=True)
-keys_app = typer.Typer(rich_markup_mode=None, help="Submitter keys: generate, register, revoke, list.", no_args_is_help=True)
-systems_app = typer.Typer(rich_markup_mode=None, help="The registry of AI systems, kept in the ledger.", no_args_is_help=True)
+ledger_app = command_group("Initialize, checkpoint, prove and export the ledger.")
+keys_app = command_group("Submitter keys: generate, register, revoke, list.")
+systems_app = command_group("The registry of AI systems, kept in the ledger.")
 
 DEFAULT_KEY = Path(".charter/ledger.key")
 MAX_SEQ = 2**63 - 1
