@@ -105,6 +105,28 @@ class _Source:
         return name
 
 
+def _chain(node: Any) -> list[Any]:
+    """The operands of a chain of one logic operator, left to right, without recursion."""
+    operands: list[Any] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ast.LogicExpression) and current.type == node.type:
+            pending += [current.right, current.left]
+        else:
+            operands.append(current)
+    return operands
+
+
+def _exec_generated(text: str, name: str, scope: dict[str, Any]) -> None:
+    """Compile and run generated source; a tree too deep for Python's parser stays with rule-engine."""
+    try:
+        code = compile(text, f"<charter compiled {name}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError) as exc:
+        raise Unsupported(f"too deeply nested to compile ({type(exc).__name__}: {exc})") from None
+    exec(code, scope)  # source generated from the tree
+
+
 class _Compiler:
     """Translates one tree; raises `Unsupported` on the first node it does not handle."""
 
@@ -120,8 +142,12 @@ class _Compiler:
         if not _is(node, "BOOLEAN"):
             raise Unsupported(f"a {_type_name(node.result_type)} value where true or false is expected")
         if isinstance(node, ast.LogicExpression):
+            # A chain `a and b and c ...` parses left-nested; one flat Python `and` keeps its meaning
+            # (both short-circuit left to right) without one parenthesis per term, which Python's
+            # parser caps at 200 levels.
+            operands = _chain(node)
             joiner = " and " if node.type == "and" else " or "
-            return f"({self.boolean(node.left)}{joiner}{self.boolean(node.right)})"
+            return "(" + joiner.join(self.boolean(operand) for operand in operands) + ")"
         if isinstance(node, ast.UnaryExpression) and node.type == "not":
             return f"(not {self.boolean(node.right)})"
         if isinstance(node, ast.ComparisonExpression) and not isinstance(node, ast.FuzzyComparisonExpression):
@@ -419,7 +445,10 @@ def compile_condition(rule: rule_engine.Rule, name: str = "condition") -> Compil
         f"    except Exception:  # a near call, a missing key, a type error: rule-engine decides\n"
         f"        return {reference}(ns)\n")
     scope = _namespace(source)
-    exec(compile(text, f"<charter compiled {name}>", "exec"), scope)  # source generated from the tree
+    try:
+        _exec_generated(text, name, scope)
+    except Unsupported as exc:
+        return CompiledCondition(rule, None, None, str(exc), None)
     return CompiledCondition(rule, scope[f"{name}_fast"], scope[name], None, text)
 
 
@@ -464,8 +493,14 @@ def compile_policy(slots: Sequence[RuleSlot], name: str = "policy") -> PolicyPro
         try:
             breach = compiler.boolean(slot.breach.statement.expression)
             warn = compiler.boolean(slot.warn.statement.expression) if slot.warn is not None else None
+            # Each condition must also compile on its own: Python's parser has limits the tree walk does not.
+            compile(f"({breach}) or ({warn})", "<check>", "eval")
         except Unsupported as exc:
             fallbacks[index] = str(exc)
+            conditions.append(None)
+            continue
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            fallbacks[index] = f"too deeply nested to compile ({type(exc).__name__}: {exc})"
             conditions.append(None)
             continue
         conditions.append((breach, warn))
@@ -500,5 +535,5 @@ def compile_policy(slots: Sequence[RuleSlot], name: str = "policy") -> PolicyPro
     lines += block(True)
     text = "".join(source.helpers) + f"def {name}(ns):\n" + "\n".join(f"    {line}" for line in lines) + "\n"
     scope = _namespace(source)
-    exec(compile(text, f"<charter compiled {name}>", "exec"), scope)  # source generated from the tree
+    _exec_generated(text, name, scope)
     return PolicyProgram(scope[name], text, fallbacks)

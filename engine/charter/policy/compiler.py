@@ -25,6 +25,7 @@ from ..validation import collect_validation_errors
 from .compile import CompiledCondition, compile_condition
 from .context import FORBIDDEN_BUILTINS, build_context
 from .expressions import EvidenceRef, evidence_refs, format_value, symbols_used, unparse
+from .limits import bounded_cost_problems
 from .model import Policy, Rule, Scope
 
 #: Files in a policy directory that are not policies.
@@ -254,6 +255,8 @@ class PolicyCompiler:
                 fail("unknown_symbol", f"unknown builtin ${name} in {text!r}")
             elif scope is None and name in _SEGMENT_ONLY and rule.scope is not Scope.SEGMENTS:
                 fail("scope_symbol", f"{name!r} is only defined for rules with scope: segments")
+        for code, message in bounded_cost_problems(compiled.statement):
+            fail(code, f"{message} in {text!r}")
         result_type = compiled.statement.expression.result_type
         if result_type != rule_engine.DataType.BOOLEAN:
             fail("expression_type", f"{text!r} gives a {getattr(result_type, 'name', result_type)}, but a condition "

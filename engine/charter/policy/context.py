@@ -22,7 +22,9 @@ from rule_engine import builtins as re_builtins
 from ..kpis import KpiCatalog
 
 #: Builtins a governance rule may not use: randomness makes a decision impossible to replay.
-FORBIDDEN_BUILTINS = {"random": "is not deterministic, so a finding could not be replayed"}
+FORBIDDEN_BUILTINS = {"random": "is not deterministic, so a finding could not be replayed",
+                      "range": "builds arrays as long as an evidence value says, so one bundle could make an "
+                               "evaluation run for hours"}
 
 _EVALUATION_TIME: contextvars.ContextVar[datetime.datetime] = contextvars.ContextVar("charter_evaluation_time")
 

@@ -70,6 +70,15 @@ def children(node: Any) -> Iterator[Any]:
             yield value
 
 
+def walk(root: Any) -> Iterator[Any]:
+    """Every node of the tree, parents before children, left to right; no recursion (trees may be deep)."""
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        yield node
+        pending.extend(reversed(list(children(node))))
+
+
 def _literal_members(value: Any) -> Iterator[Any]:
     for member in value if isinstance(value, tuple | list | frozenset | set) else ():
         if isinstance(member, ast.ExpressionBase):
@@ -81,13 +90,6 @@ def _literal_pairs(value: Any) -> Iterator[tuple[Any, Any]]:
         for pair in value:
             if isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, ast.ExpressionBase) for p in pair):
                 yield pair
-
-
-def walk(node: Any) -> Iterator[Any]:
-    """Every node of the tree, parents before children."""
-    yield node
-    for child in children(node):
-        yield from walk(child)
 
 
 def format_value(value: Any, *, exact: bool = True) -> str:

@@ -9,7 +9,6 @@ mismatch, and which rules no case exercises.
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..kpis import KpiCatalog
 from ..registry import AISystem, RiskTier, SystemKind
 from ..validation import collect_validation_errors
 from .compiler import CompiledPolicy, PolicySet
+from .limits import linear_regex
 from .model import AppliesTo
 
 #: Expected status of a rule whose policy does not apply to the case's system.
@@ -206,9 +206,10 @@ class PolicyTestRunner:
                 filter that is not a valid regular expression.
         """
         try:
-            pattern = re.compile(name_filter) if name_filter else None
-        except re.error as exc:
-            raise CharterError.single("usage", f"--run is not a valid regular expression: {exc}") from exc
+            # RE2, like policy regexes: a catastrophic --run pattern cannot make the runner hang.
+            pattern = linear_regex(name_filter) if name_filter else None
+        except ValueError as exc:
+            raise CharterError.single("usage", f"--run is not a valid (RE2) regular expression: {exc}") from exc
         problems = DiagnosticCollector()
         results: list[CaseResult] = []
         tested: dict[str, set[str]] = {}
