@@ -349,6 +349,48 @@ def _lone_surrogate_path(value: Any, path: PathKey = ()) -> str | None:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def json_position(text: str, path: Iterable[str | int]) -> tuple[int, int] | None:
+    """The (line, column), both 1-based, where the value at `path` starts in JSON `text`, or None.
+
+    Walks only the containers on the path and skips every other value with the decoder, so one
+    lookup is linear in the text. Used on the error path, to locate diagnostics that pydantic
+    reports by JSON path.
+    """
+    position = 0
+    try:
+        for part in path:
+            position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+            opener = "{" if isinstance(part, str) else "["
+            if text[position] != opener:
+                return None
+            position += 1
+            index = 0
+            while True:
+                position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+                if text[position] in "}]":
+                    return None
+                if isinstance(part, str):
+                    key, position = json.decoder.scanstring(text, position + 1)
+                    position = _WHITESPACE.match(text, position).end() + 1  # type: ignore[union-attr]
+                    position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+                    if key == part:
+                        break
+                elif index == part:
+                    break
+                _, position = _DECODER.raw_decode(text, position)
+                position = _WHITESPACE.match(text, position).end() + 1  # type: ignore[union-attr]  # the comma
+                index += 1
+        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+    except (IndexError, ValueError, RecursionError):
+        return None
+    line = text.count("\n", 0, position) + 1
+    return line, position - (text.rfind("\n", 0, position) + 1) + 1
+
+
 class _Marker:
     def __init__(self, name: str) -> None:
         self.name = name

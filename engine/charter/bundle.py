@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 import rfc8785
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ._sources import SourceMap, parse_json_strict, read_text
-from .errors import CharterError, Diagnostic, Location, json_path
+from ._sources import SourceMap, json_position, parse_json_strict, read_text
+from .errors import CharterError, Diagnostic, Location, json_path, with_positions
 from .kpis import KpiCatalog
 from .validation import collect_validation_errors
 
@@ -101,7 +101,12 @@ class EvidenceBundle(BaseModel):
     @classmethod
     def from_json(cls, text: str | bytes, catalog: KpiCatalog, *, file: str | None = None) -> EvidenceBundle:
         """Parse a bundle from JSON text; see `from_data`."""
-        return cls.from_data(parse_json_strict(text, file), catalog, file=file)
+        data = parse_json_strict(text, file)
+        try:
+            return cls.from_data(data, catalog, file=file)
+        except CharterError as exc:
+            source = text.decode("utf-8") if isinstance(text, bytes) else text
+            raise with_positions(exc, lambda parts: json_position(source, parts)) from None
 
     @classmethod
     def from_file(cls, path: Path, catalog: KpiCatalog) -> EvidenceBundle:

@@ -6,7 +6,8 @@ location (file, line, JSON path, rule), so the CLI can report all problems of an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +20,13 @@ class Location:
     line: int | None = None
     path: str | None = None
     rule: str | None = None
+    column: int | None = None
 
     def __str__(self) -> str:
         parts: list[str] = []
         if self.file:
-            parts.append(f"{self.file}:{self.line}" if self.line else self.file)
+            where = f"{self.file}:{self.line}" if self.line else self.file
+            parts.append(f"{where}:{self.column}" if self.line and self.column else where)
         elif self.line:
             parts.append(f"line {self.line}")
         if self.rule:
@@ -34,8 +37,8 @@ class Location:
 
     def to_dict(self) -> dict[str, Any]:
         """The non-empty fields, for JSON output."""
-        return {k: v for k, v in (("file", self.file), ("line", self.line), ("path", self.path),
-                                  ("rule", self.rule)) if v is not None}
+        return {k: v for k, v in (("file", self.file), ("line", self.line), ("column", self.column),
+                                  ("path", self.path), ("rule", self.rule)) if v is not None}
 
 
 @dataclass(frozen=True)
@@ -124,3 +127,41 @@ def json_path(parts: Iterable[str | int]) -> str:
             escaped = part.replace("\\", "\\\\").replace('"', '\\"')
             out += f'["{escaped}"]'
     return out
+
+
+_PATH_PART = re.compile(r'\.([^\W\d]\w*)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]')
+
+
+def parse_json_path(path: str) -> tuple[str | int, ...] | None:
+    """The keys and indexes of a path written by `json_path`, or None if it is not one."""
+    if not path.startswith("$"):
+        return None
+    parts: list[str | int] = []
+    position = 1
+    while position < len(path):
+        match = _PATH_PART.match(path, position)
+        if match is None:
+            return None
+        name, index, quoted = match.groups()
+        if name is not None:
+            parts.append(name)
+        elif index is not None:
+            parts.append(int(index))
+        else:
+            parts.append(re.sub(r"\\(.)", r"\1", quoted))
+        position = match.end()
+    return tuple(parts)
+
+
+def with_positions(error: CharterError, locate: Callable[[tuple[str | int, ...]], tuple[int, int] | None],
+                   limit: int = 100) -> CharterError:
+    """`error` with line and column added to its first `limit` diagnostics that have a JSON path but no line."""
+    diagnostics = []
+    for count, diagnostic in enumerate(error.diagnostics):
+        loc = diagnostic.location
+        parts = parse_json_path(loc.path) if count < limit and loc.path and loc.line is None else None
+        found = locate(parts) if parts is not None else None
+        if found is not None:
+            loc = Location(loc.file, found[0], loc.path, loc.rule, found[1])
+        diagnostics.append(Diagnostic(diagnostic.code, diagnostic.message, loc))
+    return CharterError(diagnostics)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from charter._sources import parse_json_strict, parse_yaml
-from charter.errors import CharterError
+from charter._sources import json_position, parse_json_strict, parse_yaml
+from charter.errors import CharterError, json_path, parse_json_path
 
 
 def test_yaml_lines_point_at_keys_and_items() -> None:
@@ -75,3 +77,42 @@ def test_json_syntax_error_after_a_constant_is_reported_as_syntax() -> None:
     with pytest.raises(CharterError) as info:
         parse_json_strict('{"a": NaN, "b": ')
     assert info.value.code == "json_syntax"
+
+
+# -- positions of JSON values (bundle errors give line and column) -----------------------------------
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20)
+
+
+def _paths(value: object, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.sampled_from([None, 2]), st.data())
+def test_json_position_points_at_the_value_of_every_path(value: object, indent: int | None,
+                                                          data: st.DataObject) -> None:
+    import json
+
+    text = json.dumps(value, indent=indent)
+    path = data.draw(st.sampled_from(_paths(value)))
+    position = json_position(text, path)
+    assert position is not None
+    line, column = position
+    offset = sum(len(row) + 1 for row in text.split("\n")[:line - 1]) + column - 1
+    expected: object = value
+    for part in path:
+        expected = expected[part]  # type: ignore[index]
+    assert json.JSONDecoder().raw_decode(text, offset)[0] == expected
+    assert parse_json_path(json_path(path)) == path
