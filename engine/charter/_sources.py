@@ -350,6 +350,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 _DECODER = json.JSONDecoder()
+_scanstring: Any = getattr(json.decoder, "scanstring")  # noqa: B009 - public, but missing from typeshed
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -374,7 +375,7 @@ def json_position(text: str, path: Iterable[str | int]) -> tuple[int, int] | Non
                 if text[position] in "}]":
                     return None
                 if isinstance(part, str):
-                    key, position = json.decoder.scanstring(text, position + 1)
+                    key, position = _scanstring(text, position + 1)
                     position = _WHITESPACE.match(text, position).end() + 1  # type: ignore[union-attr]
                     position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
                     if key == part:
