@@ -21,6 +21,14 @@ from .errors import CharterError, Diagnostic, Location, json_path, with_position
 from .kpis import KpiCatalog
 from .validation import collect_validation_errors
 
+#: What one bundle may hold; more is refused with a located error before anything is evaluated. Far above
+#: real use (the catalog has about 50 KPIs), low enough that validation and evaluation stay fast.
+MAX_KPIS = 1_000
+MAX_SEGMENTS = 10_000
+MAX_ARTIFACTS = 1_000
+#: KPI problems listed one by one; the rest are counted in one more diagnostic.
+MAX_KPI_PROBLEMS = 100
+
 KpiValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$")]
 #: A segment key names a dimension and a group: ``region:asia``, ``age:18-25``.
@@ -58,10 +66,12 @@ class EvidenceBundle(BaseModel):
     window_start: AwareDatetime = Field(description="Start of the measurement window (inclusive).")
     window_end: AwareDatetime = Field(description="End of the measurement window (exclusive).")
     measured_at: AwareDatetime = Field(description="When the KPIs were computed; not before window_end.")
-    kpis: dict[str, KpiValue] = Field(min_length=1, description="KPI id -> value over the whole window.")
-    segments: dict[SegmentKey, dict[str, KpiValue]] = Field(
-        default_factory=dict, description='Per-group values, keyed "dimension:group" (region:asia).')
-    artifacts: tuple[Artifact, ...] = ()
+    kpis: dict[str, KpiValue] = Field(min_length=1, max_length=MAX_KPIS,
+                                      description="KPI id -> value over the whole window.")
+    segments: dict[SegmentKey, Annotated[dict[str, KpiValue], Field(max_length=MAX_KPIS)]] = Field(
+        default_factory=dict, max_length=MAX_SEGMENTS,
+        description='Per-group values, keyed "dimension:group" (region:asia).')
+    artifacts: tuple[Artifact, ...] = Field(default=(), max_length=MAX_ARTIFACTS)
     submitter: str = Field(min_length=1, max_length=200, description="Principal submitting the bundle.")
     signature: Signature | None = None
 
@@ -137,15 +147,22 @@ def _catalog_problems(data: Any, catalog: KpiCatalog, file: str | None, smap: So
     if not isinstance(data, Mapping):
         return []
     problems: list[Diagnostic] = []
+    unlisted = 0
 
     def loc(path: tuple[str | int, ...]) -> Location:
         full = (*prefix, *path)
         return smap.location(full) if smap else Location(file=file, path=json_path(full))
 
     def check(values: Any, path: tuple[str | int, ...]) -> None:
+        nonlocal unlisted
         if not isinstance(values, Mapping):
             return
         for kpi_id, value in values.items():
+            if len(problems) >= MAX_KPI_PROBLEMS:
+                # Counting is cheap; a message with a suggestion for each of 100,000 names is not.
+                unlisted += kpi_id not in catalog or (isinstance(value, int | float) and not isinstance(value, bool)
+                                                      and catalog[kpi_id].check_value(float(value)) is not None)
+                continue
             kpi = catalog.get(kpi_id)
             if kpi is None:
                 problems.append(Diagnostic("unknown_kpi", catalog.unknown_message(kpi_id)
@@ -170,6 +187,9 @@ def _catalog_problems(data: Any, catalog: KpiCatalog, file: str | None, smap: So
     if isinstance(segments, Mapping):
         for key, values in segments.items():
             check(values, ("segments", key))
+    if unlisted:
+        problems.append(Diagnostic("too_many_problems", f"{unlisted:,} more unknown or out-of-range KPI values "
+                                   f"are not listed (the first {MAX_KPI_PROBLEMS} are)", loc(())))
     return problems
 
 

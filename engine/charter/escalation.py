@@ -216,6 +216,10 @@ class EscalationGraph:
         for index, edge in enumerate(config.edges):
             graph.add_edge(edge.source, edge.target, index=index)
         self.graph = nx.freeze(graph)
+        # The configuration is frozen: per-severity views and plans are computed once (validation asked
+        # for a view per edge and severity, which made a chain of N roles O(N^2)).
+        self._views: dict[tuple[Severity, RiskTier], nx.DiGraph[str]] = {}
+        self._plans: dict[tuple[Severity, RiskTier], list[PlanStep]] = {}
 
     @property
     def digest(self) -> str:
@@ -245,17 +249,25 @@ class EscalationGraph:
         return self.stage_roles(severity, tier, "decide")[1]
 
     def view(self, severity: Severity, tier: RiskTier) -> nx.DiGraph[str]:
-        """The edges that apply to `severity`, weighted by their timeout scaled for `tier` (in seconds)."""
-        factor = self.tier(tier).timeout_factor
-        view: nx.DiGraph[str] = nx.DiGraph()
-        view.add_nodes_from(self.graph.nodes)
-        for edge in self.config.edges:
-            if severity in edge.severities:
-                view.add_edge(edge.source, edge.target, weight=edge.timeout.total_seconds() * factor)
+        """The edges that apply to `severity`, weighted by their timeout scaled for `tier` (in seconds); frozen."""
+        view = self._views.get((severity, tier))
+        if view is None:
+            factor = self.tier(tier).timeout_factor
+            view = nx.DiGraph()
+            view.add_nodes_from(self.graph.nodes)
+            view.add_weighted_edges_from((edge.source, edge.target, edge.timeout.total_seconds() * factor)
+                                         for edge in self.config.edges if severity in edge.severities)
+            view = self._views[(severity, tier)] = nx.freeze(view)
         return view
 
     def plan(self, severity: Severity, tier: RiskTier) -> list[PlanStep]:
         """Who is paged when, if nobody acts: shortest escalation time from the entry role to each role."""
+        steps = self._plans.get((severity, tier))
+        if steps is None:
+            steps = self._plans[(severity, tier)] = self._plan(severity, tier)
+        return list(steps)
+
+    def _plan(self, severity: Severity, tier: RiskTier) -> list[PlanStep]:
         view = self.view(severity, tier)
         lengths: dict[str, float] = nx.single_source_dijkstra_path_length(view, self.config.entry, weight="weight")
         paths: dict[str, list[str]] = nx.single_source_dijkstra_path(view, self.config.entry, weight="weight")
@@ -343,9 +355,11 @@ class EscalationGraph:
 
     def _check_dead_edges(self, problems: DiagnosticCollector) -> None:
         """An edge listing a severity whose incidents never reach its source would never fire: a misreading."""
+        entry = self.config.entry
+        # One traversal per severity, not one path search per edge and severity.
+        reached = {s: nx.descendants(self.view(s, RiskTier.MINIMAL), entry) | {entry} for s in Severity}
         for index, edge in enumerate(self.config.edges):
-            dead = [s.value for s in edge.severities if edge.source != self.config.entry
-                    and not nx.has_path(self.view(s, RiskTier.MINIMAL), self.config.entry, edge.source)]
+            dead = [s.value for s in edge.severities if edge.source not in reached[s]]
             if dead:
                 problems.add("dead_edge", f"edge {edge.source} -> {edge.target} never fires for {', '.join(dead)}: "
                              f"no edge of that severity pages {edge.source!r} first",

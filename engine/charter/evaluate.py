@@ -136,6 +136,102 @@ class NamespaceViews:
                    _freeze(snap.previous.kpis if snap.previous else {}))
 
 
+def peers_reference(segments: Mapping[str, Mapping[str, float]], segment: str) -> dict[str, float]:
+    """Per KPI, the mean over the other groups of `segment`'s dimension: the definition `peers` follows.
+
+    Each mean is ``math.fsum(v / n for v in others)``: dividing before adding keeps it finite even
+    for values near the float maximum, and ``fsum`` rounds the exact sum once, so the order of the
+    groups does not matter. O(segments) per call; `_BundleDerived.peers` gives the same bits in
+    O(KPIs) and falls back to this where it cannot.
+    """
+    dimension = segment.split(":", 1)[0]
+    totals: dict[str, list[float]] = {}
+    for key, values in segments.items():
+        if key != segment and key.split(":", 1)[0] == dimension:
+            for kpi_id, value in values.items():
+                totals.setdefault(kpi_id, []).append(value)
+    return {kpi_id: math.fsum(v / len(vs) for v in vs) for kpi_id, vs in sorted(totals.items())}
+
+
+def _exact_partials(values: Iterable[float]) -> list[float] | None:
+    """Non-overlapping floats whose exact sum is the exact sum of `values` (Shewchuk), or None on overflow.
+
+    ``math.fsum(partials + [-x])`` is then the correctly rounded exact sum without ``x``, in
+    O(len(partials)) rather than O(len(values)): what makes `peers` linear in the segments.
+    """
+    partials: list[float] = []
+    for value in values:
+        x = value
+        kept = 0
+        for y in partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            high = x + y
+            low = y - (high - x)
+            if low:
+                partials[kept] = low
+                kept += 1
+            x = high
+        partials[kept:] = [x]
+    return partials if all(math.isfinite(p) for p in partials) else None
+
+
+class _BundleDerived:
+    """What evaluation derives from a bundle once rather than once per segment and rule.
+
+    With N segments, rebuilding the read-only ``segments`` view and each group's peer means for every
+    segment made evaluation O(N^2) (a bundle of 2,000 segments took over a minute).
+    """
+
+    def __init__(self, bundle: EvidenceBundle) -> None:
+        self.bundle = bundle
+        self.digest = bundle.digest()  # canonical JSON of the whole bundle: once, not once per finding
+        self.segments = _freeze({k: _freeze(v) for k, v in bundle.segments.items()})
+        #: dimension -> KPI -> (groups that have it, exact partials of v/(n-1), mean of v/n, values)
+        self._sums: dict[str, dict[str, tuple[int, list[float] | None, float]]] | None = None
+
+    def _dimension_sums(self) -> dict[str, dict[str, tuple[int, list[float] | None, float]]]:
+        if self._sums is None:
+            values: dict[str, dict[str, list[float]]] = {}
+            for key, kpis in self.bundle.segments.items():
+                per_kpi = values.setdefault(key.split(":", 1)[0], {})
+                for kpi_id, value in kpis.items():
+                    per_kpi.setdefault(kpi_id, []).append(value)
+            self._sums = {
+                dimension: {kpi_id: (len(vs), _exact_partials(v / (len(vs) - 1) for v in vs) if len(vs) > 1 else None,
+                                     math.fsum(v / len(vs) for v in vs))
+                            for kpi_id, vs in sorted(per_kpi.items())}
+                for dimension, per_kpi in values.items()}
+        return self._sums
+
+    def peers(self, segment: str) -> dict[str, float]:
+        """`peers_reference` for `segment`, to the bit."""
+        own = self.bundle.segments.get(segment, {})
+        means: dict[str, float] = {}
+        for kpi_id, (count, partials, mean_of_all) in self._dimension_sums().get(segment.split(":", 1)[0], {}).items():
+            if kpi_id not in own:
+                means[kpi_id] = mean_of_all  # every group that has it is a peer
+            elif count > 1:
+                if partials is None:  # an intermediate sum overflowed: take the direct route
+                    return peers_reference(self.bundle.segments, segment)
+                means[kpi_id] = math.fsum([*partials, -(own[kpi_id] / (count - 1))])
+        return means
+
+
+#: The derived data of the last few bundles evaluated, by identity (a bundle is frozen).
+_DERIVED: dict[int, _BundleDerived] = {}
+_DERIVED_KEEP = 16
+
+
+def _derived(bundle: EvidenceBundle) -> _BundleDerived:
+    found = _DERIVED.get(id(bundle))
+    if found is None or found.bundle is not bundle:
+        if len(_DERIVED) >= _DERIVED_KEEP:
+            _DERIVED.pop(next(iter(_DERIVED)))
+        found = _DERIVED[id(bundle)] = _BundleDerived(bundle)
+    return found
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     """Everything one evaluation of a rule can read."""
@@ -152,16 +248,7 @@ class _Snapshot:
 
     def peers(self) -> dict[str, float]:
         assert self.segment is not None
-        dimension = self.segment.split(":", 1)[0]
-        # Sorted, so that the mean does not depend on the key order of the JSON (which the digest ignores).
-        others = [v for k, v in sorted(self.bundle.segments.items())
-                  if k != self.segment and k.split(":", 1)[0] == dimension]
-        totals: dict[str, list[float]] = {}
-        for values in others:
-            for kpi_id, value in values.items():
-                totals.setdefault(kpi_id, []).append(value)
-        # Dividing before adding keeps the mean finite even for values near the float maximum.
-        return {kpi_id: math.fsum(v / len(vs) for v in vs) for kpi_id, vs in sorted(totals.items())}
+        return _derived(self.bundle).peers(self.segment)
 
     def namespace(self, views: Callable[[_Snapshot], NamespaceViews] | None = None) -> dict[str, Any]:
         """What the rule's expressions read; `views` may supply the read-only parts (see `NamespaceViews`)."""
@@ -176,7 +263,7 @@ class _Snapshot:
             "kpis": parts.kpis})
         ns["baseline"] = parts.baseline
         ns["previous"] = parts.previous
-        ns["segments"] = _freeze({k: _freeze(v) for k, v in self.bundle.segments.items()})
+        ns["segments"] = _derived(self.bundle).segments
         if self.segment is not None:
             dimension, group = self.segment.split(":", 1)
             ns["segment"] = _freeze({"key": self.segment, "dimension": dimension, "group": group})
@@ -339,7 +426,7 @@ def _finding(rule: CompiledRule, policy: CompiledPolicy, bundle: EvidenceBundle,
     return Finding(
         system_id=bundle.system_id, policy=policy.policy.id, policy_version=policy.policy.version,
         policy_digest=policy.digest, rule=rule.rule.id, title=rule.rule.title, segment=segment,
-        status=outcome.status, severity=rule.rule.severity, bundle_digest=bundle.digest(),
+        status=outcome.status, severity=rule.rule.severity, bundle_digest=_derived(bundle).digest,
         model_version=bundle.model_version, window_start=bundle.window_start, window_end=bundle.window_end,
         evaluated_at=at, condition=rule.breach_text, observed=outcome.observed, thresholds=rule.thresholds,
         consecutive=consecutive, sustained=rule.rule.sustained, controls=rule.rule.controls,
