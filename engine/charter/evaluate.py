@@ -187,10 +187,10 @@ class _BundleDerived:
         self.bundle = bundle
         self.digest = bundle.digest()  # canonical JSON of the whole bundle: once, not once per finding
         self.segments = _freeze({k: _freeze(v) for k, v in bundle.segments.items()})
-        #: dimension -> KPI -> (groups that have it, exact partials of v/(n-1), mean of v/n, values)
-        self._sums: dict[str, dict[str, tuple[int, list[float] | None, float]]] | None = None
+        #: dimension -> KPI -> (groups that have it, exact partials of v/(n-1), mean of v/n); None on overflow
+        self._sums: dict[str, dict[str, tuple[int, list[float] | None, float | None]]] | None = None
 
-    def _dimension_sums(self) -> dict[str, dict[str, tuple[int, list[float] | None, float]]]:
+    def _dimension_sums(self) -> dict[str, dict[str, tuple[int, list[float] | None, float | None]]]:
         if self._sums is None:
             values: dict[str, dict[str, list[float]]] = {}
             for key, kpis in self.bundle.segments.items():
@@ -199,7 +199,7 @@ class _BundleDerived:
                     per_kpi.setdefault(kpi_id, []).append(value)
             self._sums = {
                 dimension: {kpi_id: (len(vs), _exact_partials(v / (len(vs) - 1) for v in vs) if len(vs) > 1 else None,
-                                     math.fsum(v / len(vs) for v in vs))
+                                     _fsum_or_none(v / len(vs) for v in vs))
                             for kpi_id, vs in sorted(per_kpi.items())}
                 for dimension, per_kpi in values.items()}
         return self._sums
@@ -209,13 +209,21 @@ class _BundleDerived:
         own = self.bundle.segments.get(segment, {})
         means: dict[str, float] = {}
         for kpi_id, (count, partials, mean_of_all) in self._dimension_sums().get(segment.split(":", 1)[0], {}).items():
-            if kpi_id not in own:
-                means[kpi_id] = mean_of_all  # every group that has it is a peer
-            elif count > 1:
-                if partials is None:  # an intermediate sum overflowed: take the direct route
-                    return peers_reference(self.bundle.segments, segment)
-                means[kpi_id] = math.fsum([*partials, -(own[kpi_id] / (count - 1))])
+            mean = mean_of_all if kpi_id not in own else (  # without it, every group that has it is a peer
+                _fsum_or_none([*partials, -(own[kpi_id] / (count - 1))]) if partials is not None else None)
+            if kpi_id in own and count == 1:
+                continue  # its only group: no peers
+            if mean is None:  # a sum overflowed on the way: take the direct route (and its errors)
+                return peers_reference(self.bundle.segments, segment)
+            means[kpi_id] = mean
         return means
+
+
+def _fsum_or_none(values: Iterable[float]) -> float | None:
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return None
 
 
 #: The derived data of the last few bundles evaluated, by identity (a bundle is frozen).

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,7 @@ _values = st.floats(allow_nan=False, allow_infinity=False, min_value=-1.7e308, m
     st.floats(min_value=0, max_value=1) | st.sampled_from([0.1, 0.2, 0.3, 1e-320, 5e-324, 1.7976931348623157e308])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(os.environ.get("CHARTER_PEER_EXAMPLES", "300")), deadline=None)
 @given(st.dictionaries(st.sampled_from([f"{d}:{g}" for d in ("age", "region") for g in "abcdefgh"]),
                        st.dictionaries(st.sampled_from(["approval_rate", "recall", "f1"]), _values, max_size=3),
                        min_size=1, max_size=16))
@@ -112,47 +114,41 @@ def test_escalation_validation_builds_each_view_once(tmp_path: Path, monkeypatch
     assert len(built) <= 5 * 4 + 2  # one view per severity and tier at most, not one per edge
 
 
-def test_evaluation_runs_outside_the_write_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another writer appends while a bundle is being evaluated; the submission lands all the same."""
+def _submit_while_another_writer_acts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      meanwhile: Callable[[Ledger], object]) -> tuple[list[object], object, Ledger]:
+    """Submit the claims bundle; during its first evaluation, another writer runs `meanwhile`."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     populated = populate(url, bundles=0)
     other = Ledger.open(url, log_key=populated.log_key)
-    evaluations = []
-    original = submission.evaluate_bundle
-
-    def evaluate_while_another_writer_appends(*args: object, **kwargs: object) -> object:
-        evaluations.append(1)
-        if len(evaluations) == 1:
-            other.append([NewEntry("note", {"during": "evaluation"}, "note:during-evaluation")])  # needs the lock
-        return original(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(submission, "evaluate_bundle", evaluate_while_another_writer_appends)
-    at = datetime.datetime.fromisoformat(json.loads(CLAIMS.read_text())["measured_at"].replace("Z", "+00:00"))
-    result = submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG, POLICIES.policies,
-                           key=populated.owner_keys["tom.berger"], at=at, graph=None)
-    assert len(evaluations) == 1  # the note changes nothing the bundle is judged by: no second evaluation
-    assert result.bundle_entry.seq > other.by_submission("note:during-evaluation").seq  # type: ignore[union-attr]
-
-
-def test_a_registration_during_evaluation_is_judged_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    populated = populate(url, bundles=0)
-    other = Ledger.open(url, log_key=populated.log_key)
-    evaluations = []
+    evaluated_systems: list[object] = []
     original = submission.evaluate_bundle
 
     def evaluate(system: object, *args: object, **kwargs: object) -> object:
-        evaluations.append(system)
-        if len(evaluations) == 1:
-            changed = REGISTRY["claims-approval"].model_copy(update={"tags": ("retagged",)})
-            register_system(other, changed)
+        evaluated_systems.append(system)
+        if len(evaluated_systems) == 1:
+            meanwhile(other)  # needs the write lock: it would time out if evaluation held it
         return original(system, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(submission, "evaluate_bundle", evaluate)
     at = datetime.datetime.fromisoformat(json.loads(CLAIMS.read_text())["measured_at"].replace("Z", "+00:00"))
-    submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG, POLICIES.policies,
-                  key=populated.owner_keys["tom.berger"], at=at, graph=None)
-    assert len(evaluations) == 2 and evaluations[1].tags == ("retagged",)  # type: ignore[attr-defined]
+    result = submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG, POLICIES.policies,
+                           key=populated.owner_keys["tom.berger"], at=at, graph=None)
+    return evaluated_systems, result, other
+
+
+def test_evaluation_runs_outside_the_write_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer appends while a bundle is being evaluated; the submission lands all the same."""
+    evaluated, result, other = _submit_while_another_writer_acts(
+        tmp_path, monkeypatch, lambda ledger: ledger.append([NewEntry("note", {"during": "evaluation"}, "note:x")]))
+    assert len(evaluated) == 1  # the note changes nothing the bundle is judged by: no second evaluation
+    assert result.bundle_entry.seq > other.by_submission("note:x").seq  # type: ignore[attr-defined,union-attr]
+
+
+def test_a_registration_during_evaluation_is_judged_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    changed = REGISTRY["claims-approval"].model_copy(update={"tags": ("retagged",)})
+    evaluated, _, _ = _submit_while_another_writer_acts(tmp_path, monkeypatch,
+                                                        lambda ledger: register_system(ledger, changed))
+    assert len(evaluated) == 2 and evaluated[1].tags == ("retagged",)  # type: ignore[attr-defined]
 
 
 def test_evaluate_module_keeps_a_bounded_cache() -> None:

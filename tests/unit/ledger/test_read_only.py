@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,14 +26,13 @@ def test_a_read_only_ledger_refuses_writes_with_a_located_error(tmp_path: Path) 
     assert info.value.code == "database_readonly"
 
 
-def test_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
-    """A writer holding the lock (as a long append would) does not block verify, lists or reports."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    populated = populate(url, bundles=2)
+@contextmanager
+def _lock_held_elsewhere(ledger: Ledger) -> Iterator[None]:
+    """Another thread holds the ledger's write lock (as a long append would) until the block ends."""
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:
-        with populated.ledger.locked():
+        with ledger.locked():
             holding.set()
             release.wait(timeout=60)
 
@@ -39,12 +40,20 @@ def test_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
     writer.start()
     try:
         assert holding.wait(timeout=60)
-        reader = Ledger.open(url, read_only=True)
-        assert reader.size() == populated.ledger.size()
-        assert len(list(reader.entries())) == reader.size()
+        yield
     finally:
         release.set()
         writer.join()
+
+
+def test_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """A writer holding the lock does not block verify, lists or reports."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    populated = populate(url, bundles=2)
+    with _lock_held_elsewhere(populated.ledger):
+        reader = Ledger.open(url, read_only=True)
+        assert reader.size() == populated.ledger.size()
+        assert len(list(reader.entries())) == reader.size()
 
 
 def test_a_busy_writer_gets_a_bounded_explained_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,20 +63,7 @@ def test_a_busy_writer_gets_a_bounded_explained_error(tmp_path: Path, monkeypatc
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     populated = populate(url, bundles=1)
     second = Ledger.open(url, log_key=populated.log_key)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with populated.ledger.locked():
-            holding.set()
-            release.wait(timeout=60)
-
-    writer = threading.Thread(target=hold_the_lock)
-    writer.start()
-    try:
-        assert holding.wait(timeout=60)
+    with _lock_held_elsewhere(populated.ledger):
         with pytest.raises(CharterError) as info, second.locked():
             pass
         assert info.value.code == "ledger_busy" and "nothing was written" in info.value.diagnostics[0].message
-    finally:
-        release.set()
-        writer.join()
