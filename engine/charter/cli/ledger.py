@@ -288,11 +288,17 @@ def verify(
     = [],  # noqa: B006 - typer needs a list default for repeatable options
     no_signatures: Annotated[bool, typer.Option("--no-signatures", help="Skip signature checks (faster).")]
     = False,
+    full: Annotated[bool, typer.Option("--full", help="Read every entry, instead of resuming after the "
+                                       "log-signed state of the last report's verification.")] = False,
     log_public_key: Annotated[Path | None, typer.Option(help="The pinned log public key (default: "
                                                          "ledger.pub beside the ledger key).")] = None,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Verify the whole ledger: bytes, hashes, chain, seq, signatures, keys, checkpoints."""
+    """Verify the ledger: bytes, hashes, chain, seq, signatures, keys, checkpoints.
+
+    By default entries already covered by the log-signed verified state (recorded when a report was
+    bound) are not read again, and the summary says so; --full reads every entry.
+    """
     public = pinned_public_key(ledger_key, log_public_key)
     notes = [read_text(path, MAX_NOTE_BYTES) for path in checkpoint]
     ledger = open_ledger(db, ledger_key, writable=False)
@@ -301,7 +307,7 @@ def verify(
                   console=err, transient=True) as progress:
         task = progress.add_task("verify", total=total)
         report = verify_ledger(ledger, public, notes, not no_signatures,
-                               progress=lambda n: progress.update(task, completed=n))
+                               progress=lambda n: progress.update(task, completed=n), resume=not full)
     for problem in report.problems:
         out.print(f"[red]{safe(str(problem))}[/]")
     out.print(("[green]" if report.ok else "[bold red]") + safe(report.summary()) + "[/]")

@@ -117,6 +117,9 @@ def report(
     = "now",
     policies: Annotated[Path | None, typer.Option("--policies", help="Policy directory (default: ./policies, "
                                                   "else the built-in packs).")] = None,
+    full_verify: Annotated[bool, typer.Option("--full-verify", help="Read every entry again instead of "
+                                              "resuming from the verified state the last report recorded.")]
+    = False,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Write an audit-readiness report: controls, rules, evidence, incidents, gaps, scores, KPI trends.
@@ -136,7 +139,7 @@ def report(
     if system is not None and system not in systems_in_ledger(ledger):
         raise CharterError.single("unknown_system", f"system {system!r} is not registered in the ledger")
     with ReportFile(output_file) as target:
-        snapshot, binding = bind(ledger, pinned_public_key(ledger_key, None), as_of)
+        snapshot, binding = bind(ledger, pinned_public_key(ledger_key, None), as_of, full=full_verify)
         document = build_report(snapshot, framework.value, frameworks, policy_set.policies, graph, binding, as_of,
                                 system)
         text = render(document, output.value, graph)

@@ -125,6 +125,25 @@ class CompactRange:
             right = self._stack.pop()
             self._stack.append(node_hash(self._stack.pop(), right))
 
+    @property
+    def frontier(self) -> list[bytes]:
+        """The roots of the perfect subtrees covering the leaves, largest first: enough to extend the tree."""
+        return list(self._stack)
+
+    @classmethod
+    def resume(cls, size: int, frontier: list[bytes]) -> CompactRange:
+        """A range of `size` leaves continued from its `frontier` (one root per set bit of `size`).
+
+        Raises:
+            ValueError: the frontier does not fit `size`.
+        """
+        if size < 0 or len(frontier) != bin(size).count("1") or any(len(h) != 32 for h in frontier):
+            raise ValueError(f"a frontier of {len(frontier)} hashes cannot describe {size} leaves")
+        resumed = cls()
+        resumed.size = size
+        resumed._stack = list(frontier)
+        return resumed
+
     def root(self) -> bytes:
         """The root of all leaves so far."""
         if not self._stack:
@@ -281,6 +300,10 @@ class Report:
     checkpoints: list[int] = field(default_factory=list)  # sizes whose root matched
     problems: list[Problem] = field(default_factory=list)
     signatures_checked: bool = True
+    #: entries below this were not read now: a log-signed verified state vouches for them (see `Verifier.resume`)
+    resumed_from: int | None = None
+    #: when the verified state's chain of passes last read every entry, and how many there were then
+    full_pass: tuple[int, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -313,6 +336,12 @@ class Report:
                      "truncation or rewriting by someone holding the log key would not be detected")
         if not self.signatures_checked:
             text += "; signatures were not checked"
+        if self.resumed_from:
+            full = (f"; the last pass over every entry read {self.full_pass[0]} entries at {self.full_pass[1]}"
+                    if self.full_pass else "")
+            text += (f"; entries {self.resumed_from}..{self.entries - 1} were read now and entries "
+                     f"0..{self.resumed_from - 1} are vouched for by the log-signed state of an earlier "
+                     f"verification{full} (verify --full reads them all again)")
         return text
 
 
@@ -365,6 +394,62 @@ class Verifier:
 
     def _problem(self, seq: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(seq, kind, detail))
+
+    @property
+    def root(self) -> bytes:
+        """The Merkle root of the entries verified so far."""
+        return self._range.root()
+
+    def state(self) -> dict[str, Any]:
+        """What this verifier knows after the entries it was fed, to resume from later (`resume`).
+
+        Only a clean pass with signatures checked has a state worth keeping.
+
+        Raises:
+            ValueError: the pass found problems or skipped signatures.
+        """
+        if self._stopped or self.report.problems or not self.check_signatures:
+            raise ValueError("only a clean verification with signatures checked can be resumed from")
+        return {"log": self.origin, "size": self._range.size, "root": self._range.root().hex(),
+                "frontier": [h.hex() for h in self._range.frontier], "prev": self._prev.hex(),
+                "last_received": self._last_received,
+                "keys": {key_id: [k.principal, base64.b64encode(k.public).decode(), k.added, k.revoked]
+                         for key_id, k in sorted(self._keys.items())},
+                "owners": dict(sorted(self._owners.items())),
+                "checkpoints": sorted(self.report.checkpoints)}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue from a `state` recorded after an earlier clean pass over its first ``size`` entries.
+
+        The caller vouches for the state (Charter keeps it signed by the log key): entries below its
+        size are not read again, so a body rewritten there is found only by a full pass. Checkpoints
+        the verifier was given up to that size must be among those the state verified.
+
+        Raises:
+            ValueError: the state is malformed, of another log, or does not fit the checkpoints given.
+        """
+        if self._range.size or state.get("log") != self.origin:
+            raise ValueError("a state resumes a fresh verifier of the same log")
+        size = int(state["size"])
+        self._range = CompactRange.resume(size, [bytes.fromhex(h) for h in state["frontier"]])
+        if self._range.root().hex() != state["root"]:
+            raise ValueError("the state's frontier does not give its root")
+        self._prev = bytes.fromhex(state["prev"])
+        self._last_received = str(state["last_received"])
+        self._keys = {key_id: _Key(str(principal), base64.b64decode(public), int(added),
+                                   None if revoked is None else int(revoked))
+                      for key_id, (principal, public, added, revoked) in state["keys"].items()}
+        self._owners = {str(system): str(owner) for system, owner in state["owners"].items()}
+        verified = {int(c) for c in state["checkpoints"]}
+        for checkpoint_size in [c for c in self._pending if c <= size]:
+            if checkpoint_size == size and self._checkpoints[checkpoint_size].root != self._range.root():
+                raise ValueError(f"the checkpoint of {size} entries does not have the state's root")
+            if checkpoint_size < size and checkpoint_size not in verified:
+                raise ValueError(f"the checkpoint of {checkpoint_size} entries was not verified with the state")
+            self._pending.remove(checkpoint_size)
+            self.report.checkpoints.append(checkpoint_size)
+        self.report.entries = size
+        self.report.resumed_from = size
 
     def feed(self, entry: StoredEntry) -> None:
         """Check the next entry. After damage that breaks the chain, later entries are not judged."""

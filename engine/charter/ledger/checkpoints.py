@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import CharterError
 from . import merkle
+from .auditor import CompactRange
 from .hashing import RECEIPT_CONTEXT, leaf_hash, receipt_message
 from .keys import verify_signature
 from .notes import Checkpoint, open_checkpoint, sign_checkpoint
@@ -57,22 +58,26 @@ def make_checkpoint(ledger: Ledger, size: int | None = None) -> Checkpoint:
             raise CharterError.single("checkpoint_size", f"a checkpoint of {previous[0]} entries exists; never "
                                       "sign a smaller tree")
         old_size = previous[0] if previous else 0
-        leaves: list[bytes] = []
-        prev = b""
-        for entry in ledger.snapshot_entries(connection):
-            if entry.seq >= size:
-                break
-            if entry.seq != len(leaves):
-                raise _refuse(f"entry {len(leaves)} is missing")
-            if entry.seq >= old_size and not _own_entry(ledger, entry, prev):
-                raise _refuse(f"entry {entry.seq} does not carry the log's receipt or does not chain on")
-            leaves.append(entry.record_hash)
-            prev = entry.record_hash
-        if len(leaves) != size:
-            raise _refuse(f"only {len(leaves)} of {size} entries exist")
-        if previous is not None and merkle.root(leaves[:old_size]) != previous[1]:
+        # The signed prefix is judged by its record hashes (one column); only the entries since the
+        # last checkpoint are read whole, so a checkpoint costs O(new entries) row reads.
+        signed = CompactRange()
+        for record_hash in ledger.leaf_hashes(old_size, connection):
+            signed.append(record_hash)
+        if signed.size != old_size:
+            raise _refuse(f"only {signed.size} of the {old_size} signed entries exist")
+        if previous is not None and signed.root() != previous[1]:
             raise _refuse(f"the first {old_size} entries no longer have the root of the signed checkpoint")
-        root = merkle.root(leaves)
+        prev = bytes(ledger.entry_hash(connection, old_size - 1)) if old_size else b""
+        for entry in ledger.snapshot_entries(connection, old_size, size):
+            if entry.seq != signed.size:
+                raise _refuse(f"entry {signed.size} is missing")
+            if not _own_entry(ledger, entry, prev):
+                raise _refuse(f"entry {entry.seq} does not carry the log's receipt or does not chain on")
+            signed.append(entry.record_hash)
+            prev = entry.record_hash
+        if signed.size != size:
+            raise _refuse(f"only {signed.size} of {size} entries exist")
+        root = signed.root()
         note = sign_checkpoint(ledger.origin, size, root, key)
         ledger.store_checkpoint(connection, size, root, note)
     return Checkpoint(ledger.origin, size, root, note)

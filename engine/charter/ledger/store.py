@@ -319,12 +319,24 @@ class Ledger:
         return int(row.size), bytes(row.head_hash), str(row.last_received_at)
 
     @staticmethod
-    def snapshot_entries(connection: Connection) -> Iterator[Entry]:
-        """Every entry row of a snapshot in seq order, streamed in batches."""
-        result = connection.execute(select(ledger_entry).order_by(ledger_entry.c.seq))
+    def snapshot_entries(connection: Connection, start: int = 0, stop: int | None = None) -> Iterator[Entry]:
+        """The entry rows of a snapshot with ``start <= seq < stop`` in seq order, streamed in batches."""
+        query = select(ledger_entry)
+        if start:
+            query = query.where(ledger_entry.c.seq >= start)
+        if stop is not None:
+            query = query.where(ledger_entry.c.seq < stop)
+        result = connection.execute(query.order_by(ledger_entry.c.seq))
         for partition in result.partitions(1000):
             for row in partition:
                 yield _row_to_entry(row)
+
+    @staticmethod
+    def entry_hash(connection: Connection, seq: int) -> bytes:
+        """The record hash of entry `seq` in `connection`'s view (empty bytes if there is none)."""
+        value = connection.execute(select(ledger_entry.c.record_hash).where(ledger_entry.c.seq == seq)
+                                   ).scalar_one_or_none()
+        return bytes(value) if value is not None else b""
 
     @staticmethod
     def snapshot_checkpoints(connection: Connection) -> list[tuple[int, bytes, str]]:
@@ -332,14 +344,13 @@ class Ledger:
         rows = connection.execute(select(checkpoint).order_by(checkpoint.c.size)).all()
         return [(row.size, bytes(row.root_hash), row.note) for row in rows]
 
-    def leaf_hashes(self, size: int) -> list[bytes]:
-        """The record hashes of the first `size` entries (32 bytes each)."""
-        hashes: list[bytes] = []
-        with self.engine.connect() as connection:
-            result = connection.execute(select(ledger_entry.c.record_hash).where(ledger_entry.c.seq < size)
-                                        .order_by(ledger_entry.c.seq)).scalars()
-            hashes.extend(bytes(h) for h in result)
-        return hashes
+    def leaf_hashes(self, size: int, connection: Connection | None = None) -> list[bytes]:
+        """The record hashes of the first `size` entries (32 bytes each), read in `connection` if given."""
+        query = select(ledger_entry.c.record_hash).where(ledger_entry.c.seq < size).order_by(ledger_entry.c.seq)
+        if connection is not None:
+            return [bytes(h) for h in connection.execute(query).scalars()]
+        with self.engine.connect() as own:
+            return [bytes(h) for h in own.execute(query).scalars()]
 
     def count(self) -> int:
         """The number of entry rows actually stored (the head may disagree after tampering)."""

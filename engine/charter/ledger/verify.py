@@ -22,8 +22,9 @@ def _column_mismatches(entry: Entry, body: dict[str, Any]) -> list[str]:
 
 
 def verify_ledger(ledger: Ledger, log_public_key: bytes, extra_notes: Iterable[str] = (),
-                  check_signatures: bool = True, progress: Callable[[int], None] | None = None) -> Report:
-    """Verify the whole ledger in one streaming pass.
+                  check_signatures: bool = True, progress: Callable[[int], None] | None = None,
+                  *, resume: bool = False) -> Report:
+    """Verify the ledger in one streaming pass (see `verify_with_state` for `resume`).
 
     Args:
         ledger: the store to read.
@@ -31,13 +32,42 @@ def verify_ledger(ledger: Ledger, log_public_key: bytes, extra_notes: Iterable[s
         extra_notes: checkpoint notes held outside the database, e.g. by an auditor.
         check_signatures: check receipts and bundle signatures too.
         progress: called with the number of entries read so far, every few hundred entries.
+        resume: start after the log-signed verified state, if there is a usable one.
     """
+    return verify_with_state(ledger, log_public_key, extra_notes, check_signatures, progress, resume=resume)[0]
+
+
+def verify_with_state(ledger: Ledger, log_public_key: bytes, extra_notes: Iterable[str] = (),
+                      check_signatures: bool = True, progress: Callable[[int], None] | None = None,
+                      *, resume: bool = False) -> tuple[Report, Verifier, dict[str, Any] | None]:
+    """Verify, and return the verifier (to record its state) and the state it resumed from, if any.
+
+    With `resume`, a verified state signed by the pinned log key (see `charter.ledger.verified`) is
+    taken as the starting point: entries below its size are not read again, and the new entries must
+    extend its Merkle frontier. A state that is missing, not validly signed, or does not fit the
+    checkpoints (a stored or held checkpoint it did not verify) means a full pass.
+    """
+    from .verified import load_verified_state
+
+    notes_held = list(extra_notes)
     with ledger.snapshot() as connection:
         size, head_hash, last_received = ledger.snapshot_head(connection)
-        notes = [note for _, _, note in ledger.snapshot_checkpoints(connection)] + list(extra_notes)
+        notes = [note for _, _, note in ledger.snapshot_checkpoints(connection)] + notes_held
         verifier = Verifier(ledger.origin, log_public_key, notes, check_signatures)
+        state = load_verified_state(ledger, log_public_key) if resume and check_signatures else None
+        beyond_head = state is not None and int(state.get("size", 0)) > size
+        if state is not None and not beyond_head:
+            try:
+                verifier.resume(state)
+            except (ValueError, KeyError, TypeError):
+                verifier, state = Verifier(ledger.origin, log_public_key, notes, check_signatures), None
+        elif beyond_head:
+            verifier.report.problems.append(Problem(size, "truncated", f"the log-signed verified state covers "
+                                                    f"{state['size']} entries, only {size} exist"))  # type: ignore[index]
+            state = None
+        start = verifier.report.entries
         last: tuple[Entry, dict[str, Any]] | None = None
-        for count, entry in enumerate(ledger.snapshot_entries(connection), start=1):
+        for count, entry in enumerate(ledger.snapshot_entries(connection, start), start=1):
             verifier.feed(entry.stored())
             try:
                 body = parse_body(entry.body)
@@ -53,11 +83,19 @@ def verify_ledger(ledger: Ledger, log_public_key: bytes, extra_notes: Iterable[s
                         entry.seq, "column_mismatch", f"the row's {', '.join(mismatched)} differ from its body"))
             last = (entry, body)
             if progress is not None and count % 500 == 0:
-                progress(count)
+                progress(start + count)
         report = verifier.finish(claimed_size=size)
+        if state is not None and start == size and size and head_hash.hex() != state["prev"]:
+            # Nothing new: the head must still be the state's last entry.
+            report.problems.append(Problem(size - 1, "head_mismatch", "the head row's hash is not the last "
+                                           "verified entry's"))
     if last is not None and last[0].seq == size - 1:
         entry, body = last
         if head_hash != entry.record_hash or last_received != body.get("received_at"):
             report.problems.append(Problem(entry.seq, "head_mismatch", "the head row's hash or time is not the "
                                            "last entry's"))
-    return report
+    if state is not None:
+        from .verified import full_pass_of
+
+        report.full_pass = full_pass_of(state)
+    return report, verifier, state

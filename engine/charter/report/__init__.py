@@ -22,10 +22,10 @@ from markupsafe import Markup
 
 from ..errors import CharterError
 from ..escalation import EscalationGraph
-from ..ledger import merkle
 from ..ledger.checkpoints import make_checkpoint
 from ..ledger.store import Entry, Ledger, NewEntry, format_time
-from ..ledger.verify import verify_ledger
+from ..ledger.verified import full_pass_of, record_verified_state
+from ..ledger.verify import verify_with_state
 from .model import (
     FORMULA,
     LedgerBinding,
@@ -45,33 +45,39 @@ _TEMPLATES = Path(__file__).resolve().parent / "templates"
 ATTENTION_LIMIT = 15
 
 
-def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime) -> tuple[PortfolioSnapshot, LedgerBinding]:
+def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, *,
+         full: bool = False) -> tuple[PortfolioSnapshot, LedgerBinding]:
     """Verify the ledger, read its state, and sign a checkpoint of exactly that state.
 
     The order makes failures cheap and clean: a ledger that does not verify gets no report and no
     checkpoint (its figures could not be trusted; `charter verify` locates the damage), and a report
     time before the newest evidence is refused before anything is signed.
 
+    Verification resumes from the log-signed verified state the previous binding recorded (entries
+    since then are read, and must extend its Merkle frontier); `full` reads every entry again. The
+    state reached is recorded for the next report.
+
     Raises:
         CharterError: the ledger is empty, does not verify, `as_of` precedes the newest evidence, or
             the log key is missing.
     """
-    size = ledger.size()
-    if size == 0:
+    if ledger.size() == 0:
         raise CharterError.single("empty_ledger", "the ledger holds no entries: there is nothing to report on")
-    verdict = verify_ledger(ledger, log_public_key)
+    verdict, verifier, resumed = verify_with_state(ledger, log_public_key, resume=not full)
     if not verdict.ok:
         raise CharterError.single("ledger_damaged", f"the ledger does not verify, so no report is issued: "
                                   f"{verdict.summary()}; run charter verify for the details")
+    size = verdict.entries  # exactly the entries verified, even if more were appended meanwhile
     snapshot = PortfolioSnapshot.load(ledger, size)
     snapshot.check_as_of(as_of)
     checkpoint = make_checkpoint(ledger, size)
-    # The verify pass checked every record hash against its body; the new checkpoint anchors the
-    # first `size` of them once its root is confirmed over those same hashes.
-    if merkle.root(ledger.leaf_hashes(size)) != checkpoint.root:
+    # The verifier computed its root over the record hashes it just checked (or extended the signed
+    # frontier it resumed from); the new checkpoint anchors exactly those once the roots agree.
+    if verifier.root != checkpoint.root:
         raise CharterError.single("ledger_damaged", f"the checkpoint of {size} entries does not match the entries "
                                   "just verified: the ledger changed under the report; run charter verify")
     verdict.checkpoints.append(checkpoint.size)
+    record_verified_state(ledger, verifier, full_pass_of(resumed) if resumed else (size, format_time(ledger.clock())))
     binding = LedgerBinding(origin=ledger.origin, checkpoint_size=checkpoint.size,
                             checkpoint_root=checkpoint.root.hex(), checkpoint_note=checkpoint.note,
                             verified=verdict.ok, verify_summary=verdict.summary())

@@ -1,0 +1,115 @@
+"""Resuming verification from the log-signed verified state (issue 11, item 21): what it spares and what it cannot see."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from sqlalchemy import update
+
+from charter.ledger import NewEntry
+from charter.ledger.schema import ledger_meta
+from charter.ledger.verified import load_verified_state
+from charter.ledger.verify import verify_ledger
+from charter.report import bind
+from tests.unit.ledger.helpers import (
+    Populated,
+    drop_guards,
+    edit_payload,
+    populate,
+    read_rows,
+    rechain,
+    write_rows,
+)
+
+AS_OF = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+
+
+def _bound(db_url: str) -> Populated:
+    """A populated ledger bound once (as a report does), then grown by a few entries."""
+    populated = populate(db_url, bundles=3)
+    bind(populated.ledger, populated.log_key.public, AS_OF)
+    populated.ledger.append([NewEntry("note", {"i": i}, f"note:{i}") for i in range(5)])
+    return populated
+
+
+def test_verify_resumes_after_the_state_and_reads_only_new_entries(db_url: str) -> None:
+    populated = _bound(db_url)
+    state = load_verified_state(populated.ledger, populated.log_key.public)
+    assert state is not None
+    report = verify_ledger(populated.ledger, populated.log_key.public, resume=True)
+    assert report.ok and report.resumed_from == state["size"] and report.entries == state["size"] + 5
+    assert "vouched for by the log-signed state" in report.summary()
+    full = verify_ledger(populated.ledger, populated.log_key.public)
+    assert full.ok and full.resumed_from is None and full.entries == report.entries
+
+
+def test_a_second_binding_resumes_and_extends_the_signed_tree(db_url: str) -> None:
+    populated = _bound(db_url)
+    first = load_verified_state(populated.ledger, populated.log_key.public)
+    _, binding = bind(populated.ledger, populated.log_key.public, AS_OF)
+    second = load_verified_state(populated.ledger, populated.log_key.public)
+    assert first is not None and second is not None
+    assert second["size"] == first["size"] + 5 and binding.checkpoint_size == second["size"]
+    assert second["full_pass"] == first["full_pass"]  # the chain of passes still descends from the full one
+    assert "vouched for" in binding.verify_summary
+
+
+def test_damage_after_the_state_is_found_when_resuming(db_url: str) -> None:
+    populated = _bound(db_url)
+    engine = populated.ledger.engine
+    drop_guards(engine)
+    rows = read_rows(engine)
+    rows[-2] = edit_payload(rows[-2], i=99)
+    write_rows(engine, rechain(rows, len(rows) - 2))
+    report = verify_ledger(populated.ledger, populated.log_key.public, resume=True)
+    assert not report.ok and report.first_bad_seq == len(rows) - 2
+
+
+def test_damage_below_the_state_is_found_only_by_a_full_pass(db_url: str) -> None:
+    """The documented limit: the state vouches for what it covers; verify --full reads it all."""
+    populated = _bound(db_url)
+    engine = populated.ledger.engine
+    drop_guards(engine)
+    rows = read_rows(engine)
+    rows[3] = edit_payload(rows[3], tampered=True)
+    write_rows(engine, rows)  # stored hash no longer matches the body
+    assert verify_ledger(populated.ledger, populated.log_key.public, resume=True).ok
+    full = verify_ledger(populated.ledger, populated.log_key.public)
+    assert not full.ok and full.first_bad_seq == 3
+
+
+def _edit_state(populated: Populated, change: Any) -> None:
+    with populated.ledger.engine.begin() as connection:
+        value = json.loads(connection.execute(ledger_meta.select().where(ledger_meta.c.name == "verified_state"))
+                           .one().value)
+        change(value)
+        connection.execute(update(ledger_meta).where(ledger_meta.c.name == "verified_state")
+                           .values(value=json.dumps(value)))
+
+
+def test_a_forged_state_is_ignored(db_url: str) -> None:
+    populated = _bound(db_url)
+
+    def skip_ahead(value: dict[str, Any]) -> None:
+        value["state"]["keys"] = {}  # e.g. hide a key registration from the verifier
+
+    _edit_state(populated, skip_ahead)
+    assert load_verified_state(populated.ledger, populated.log_key.public) is None
+    report = verify_ledger(populated.ledger, populated.log_key.public, resume=True)
+    assert report.ok and report.resumed_from is None  # a full pass instead
+
+
+def test_truncation_below_the_state_is_reported(db_url: str) -> None:
+    populated = _bound(db_url)
+    state = load_verified_state(populated.ledger, populated.log_key.public)
+    assert state is not None
+    engine = populated.ledger.engine
+    drop_guards(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM checkpoint")
+    rows = read_rows(engine)[: state["size"] - 2]
+    write_rows(engine, rows)
+    report = verify_ledger(populated.ledger, populated.log_key.public, resume=True)
+    assert not report.ok and any(p.kind == "truncated" for p in report.problems)
