@@ -1,4 +1,4 @@
-"""Resuming verification from the log-signed verified state (issue 11, item 21): what it spares and what it cannot see."""
+"""Resuming verification from the log-signed verified state (issue 11, item 21): what it spares and misses."""
 
 from __future__ import annotations
 
