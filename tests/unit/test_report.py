@@ -361,6 +361,13 @@ def test_cli_report_refuses_before_signing_and_exits_1_on_a_damaged_ledger(tmp_p
     with engine.begin() as connection:
         connection.execute(update(ledger_entry).where(ledger_entry.c.seq == 7).values(subject="someone-else"))
     engine.dispose()
-    damaged = run_cli("report", "-o", "r.md", *ledger, cwd=tmp_path)
+    # The damage lies below the verified state the demo's report recorded: only a full pass reads it.
+    damaged = run_cli("report", "-o", "r.md", "--full-verify", *ledger, cwd=tmp_path)
     assert damaged.returncode == 1 and "ledger_damaged" in damaged.stderr and not (tmp_path / "r.md").exists()
     assert _signed_checkpoints(database) == signed
+    verify = run_cli("verify", "--db", f"sqlite:///{database}", "--ledger-key", ".charter/demo/ledger.key",
+                     cwd=tmp_path)
+    assert verify.returncode == 0 and "vouched for" in verify.stdout  # the documented limit of resuming
+    verify = run_cli("verify", "--full", "--db", f"sqlite:///{database}", "--ledger-key", ".charter/demo/ledger.key",
+                     cwd=tmp_path)
+    assert verify.returncode == 1 and "column_mismatch" in verify.stdout
