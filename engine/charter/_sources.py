@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ._limits import LIMITS
 from .errors import CharterError, Diagnostic, Location, json_path
 
 PathKey = tuple[str | int, ...]
@@ -141,21 +142,6 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         raise CharterError(problems)
     return data, smap
 
-
-#: Default cap on one input file (bundle, policy, registry, key, checkpoint note): 64 MiB. The CLI sets
-#: it from ``CHARTER_MAX_INPUT_BYTES``; nothing Charter reads legitimately comes near it.
-DEFAULT_MAX_INPUT_BYTES = 64 * 1024 * 1024
-
-
-@dataclass
-class InputLimits:
-    """Bounds on what Charter reads from a file, so hostile input fails fast instead of exhausting memory."""
-
-    max_bytes: int = DEFAULT_MAX_INPUT_BYTES
-
-
-#: The limits in force; only the CLI changes them (from its environment).
-LIMITS = InputLimits()
 
 _STDIN = "-"
 

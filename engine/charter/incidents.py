@@ -18,13 +18,15 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CharterError
-from .escalation import EscalationGraph
 from .ledger.store import Entry, Ledger, NewEntry, format_time
-from .policy.model import Severity, _parse_duration, format_duration
-from .registry import AISystem, RiskTier
+from .vocabulary import RiskTier, Severity
+
+if TYPE_CHECKING:  # reading incidents (`charter incidents list`) needs neither pydantic nor networkx
+    from .escalation import EscalationGraph
+    from .registry import AISystem
 
 OPENED = "incident.opened"
 FINDING_ATTACHED = "incident.finding"
@@ -425,6 +427,8 @@ def _check_independence(incident: Incident, action: str, principal: str) -> None
 
 def _waiver_entry(ledger: Ledger, graph: EscalationGraph, incident: Incident, principal: str,
                   expires: str | None) -> NewEntry:
+    from .policy.model import _parse_duration, format_duration
+
     rule = graph.config.decisions["accept_risk"]
     if expires is None:
         raise CharterError.single("expiry_required", "accept_risk needs --expires (an ISO 8601 duration, e.g. P30D)")

@@ -19,23 +19,13 @@ from ._data import package_file
 from ._sources import SourceMap, load_yaml_file
 from .errors import CharterError, DiagnosticCollector
 from .validation import collect_validation_errors
+from .vocabulary import Category as Category  # defined in vocabulary for the CLI; still importable here
 
 #: Names rules use for context, never available as KPI ids.
 RESERVED_NAMES = frozenset({"system", "bundle", "baseline", "previous", "segments", "segment", "peers"})
 #: rule-engine keywords; a KPI with one of these names could not be referenced in an expression.
 _KEYWORDS = frozenset({"and", "or", "not", "in", "if", "elif", "else", "for", "while", "true", "false",
                        "null", "inf", "nan"})
-
-
-class Category(StrEnum):
-    """The KPI families: the four classic categories plus generative and agentic AI."""
-
-    TECHNICAL = "technical"
-    BUSINESS = "business"
-    TRUST = "trust"
-    OPERATIONAL = "operational"
-    GENERATIVE = "generative"
-    AGENTIC = "agentic"
 
 
 class Direction(StrEnum):

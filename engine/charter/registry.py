@@ -18,14 +18,7 @@ from .bundle import Identifier, KpiValue
 from .errors import CharterError, DiagnosticCollector
 from .kpis import KpiCatalog
 from .validation import collect_validation_errors
-
-
-class RiskTier(StrEnum):
-    """Risk tiers in the sense of the EU AI Act (prohibited systems are never registered)."""
-
-    MINIMAL = "minimal"
-    LIMITED = "limited"
-    HIGH = "high"
+from .vocabulary import RiskTier as RiskTier  # defined in vocabulary for the CLI; still importable here
 
 
 class SystemKind(StrEnum):

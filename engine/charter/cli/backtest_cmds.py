@@ -1,22 +1,21 @@
 """`charter backtest`: what a candidate policy version would have found on the stored evidence."""
 
-from __future__ import annotations
-
 import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..backtest import BacktestReport, Change, backtest, summary_rows
 from ..errors import CharterError
-from ..submission import systems_in_ledger
 from .common import compile_policies, err, out, parse_time, policies_dir, safe
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..backtest import BacktestReport, Change
 
 
 class BacktestFormat(StrEnum):
@@ -46,6 +45,11 @@ def backtest_command(
     Each bundle is judged at the time it was originally evaluated, with its real history. Nothing
     is written to the ledger.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..backtest import backtest
+    from ..submission import systems_in_ledger
+
     policy_set, catalog, frameworks = compile_policies(policies_dir(policies), kpis_file, None)
     start = None
     if since is not None:  # a bare date means its first moment in UTC
@@ -68,7 +72,11 @@ def backtest_command(
         raise typer.Exit(1)
 
 
-def _print(report: BacktestReport, limit: int) -> None:
+def _print(report: "BacktestReport", limit: int) -> None:
+    from rich.table import Table
+
+    from ..backtest import summary_rows
+
     summary = Table("", "count", title="Back-test against the recorded findings")
     for label, count in summary_rows(report):
         summary.add_row(label, str(count))
@@ -88,7 +96,9 @@ def _print(report: BacktestReport, limit: int) -> None:
         out.print("The candidate policies give exactly the recorded statuses.")
 
 
-def _changes(title: str, changes: list[Change], limit: int) -> Table:
+def _changes(title: str, changes: "list[Change]", limit: int) -> "Table":
+    from rich.table import Table
+
     table = Table("system", "rule", "segment", "window end", "recorded", "candidate", "severity",
                   title=f"{title} ({len(changes)})")
     for change in changes[:limit]:

@@ -1,27 +1,53 @@
-"""What the CLI's commands share: consoles, output formats, loading policies, printing findings."""
+"""What the CLI's commands share: consoles, output formats, loading policies, printing findings.
 
-from __future__ import annotations
+Every CLI module is imported whenever `charter` starts, for ``--help`` too, so they import only typer,
+the standard library and light Charter modules at the top; commands import the rest, rich included,
+when they run.
+"""
 
 import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.measure import Measurement
-from rich.table import Column, Table
 
 from .._data import builtin_dir
 from .._text import printable
 from ..errors import CharterError, Diagnostic
-from ..evaluate import Finding, Status
-from ..frameworks import FrameworkSet, load_frameworks
-from ..kpis import KpiCatalog, load_catalog
-from ..policy import PolicyCompiler, PolicySet, policy_files
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..evaluate import Finding
+    from ..frameworks import FrameworkSet
+    from ..kpis import KpiCatalog
+    from ..policy import PolicySet
+
+
+class _LazyConsole:
+    """A rich `Console` made on first use: importing rich costs more than a whole ``charter --help``."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+    def __enter__(self) -> Any:  # rich's Live enters its console; `with` looks on the type, not __getattr__
+        return self.__getattr__("__enter__")()
+
+    def __exit__(self, *exc: object) -> None:
+        self.__getattr__("__exit__")(*exc)
+
+
+out = cast("Console", _LazyConsole(highlight=False, soft_wrap=False))
+err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
 
 STATUS_STYLE = {"pass": "green", "warn": "yellow", "breach": "bold red", "missing": "magenta", "error": "red"}
 
@@ -46,16 +72,21 @@ def policies_dir(given: Path | None) -> Path:
     return local if local.is_dir() else builtin_dir("policies")
 
 
-def catalog_for(policies: Path | None, kpis_file: Path | None) -> KpiCatalog:
+def catalog_for(policies: Path | None, kpis_file: Path | None) -> "KpiCatalog":
     """The KPI catalog: built-in plus `kpis_file`, else plus ``POLICIES/kpis.yaml`` when present."""
+    from ..kpis import load_catalog
+
     if kpis_file is None and policies is not None and (policies / "kpis.yaml").is_file():
         kpis_file = policies / "kpis.yaml"
     return load_catalog(kpis_file)
 
 
 def compile_policies(policies: Path, kpis_file: Path | None, frameworks_dir: Path | None
-             ) -> tuple[PolicySet, KpiCatalog, FrameworkSet]:
+             ) -> "tuple[PolicySet, KpiCatalog, FrameworkSet]":
     """Compile the policy directory with its catalog and the control catalogs."""
+    from ..frameworks import load_frameworks
+    from ..policy import PolicyCompiler, policy_files
+
     catalog = catalog_for(policies, kpis_file)
     frameworks = load_frameworks(frameworks_dir)
     policy_set = PolicyCompiler(catalog, frameworks).compile_files(policy_files(policies))
@@ -70,6 +101,8 @@ MAX_DIAGNOSTICS = 200
 
 def safe(text: str, limit: int | None = None, *, multiline: bool = False) -> str:
     """`text` for rich output: terminal controls and bidi characters escaped, markup escaped, length bounded."""
+    from rich.markup import escape
+
     return escape(printable(text, limit, multiline=multiline))
 
 
@@ -106,6 +139,10 @@ def print_listing(title: str, headers: list[str], rows: list[list[str]], ids: se
     whole, each row is printed as a record instead (``header: value`` lines); piped output is
     printed at the table's natural width, never hard-wrapped to 80 columns.
     """
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Column, Table
+
     ids = ids or set()
     table = Table(*[Column(h, no_wrap=h in ids, overflow="fold" if h in ids else "ellipsis") for h in headers],
                   title=title)
@@ -134,15 +171,19 @@ _UNBOUNDED = 100_000
 # -- commands ------------------------------------------------------------------------------------
 
 
-def window_label(f: Finding) -> str:
+def window_label(f: "Finding") -> str:
     """``2026-05`` for a monthly window, else the window's dates."""
     if f.window_end - f.window_start >= datetime.timedelta(days=28):
         return f.window_start.strftime("%Y-%m")
     return f"{f.window_start.date().isoformat()}..{f.window_end.date().isoformat()}"
 
 
-def print_findings(findings: list[Finding], show_all: bool, title: str) -> None:
+def print_findings(findings: "list[Finding]", show_all: bool, title: str) -> None:
     """A summary table per system and window, then one block per finding that needs attention."""
+    from rich.table import Table
+
+    from ..evaluate import Status
+
     summary = Table("system", "window", *(s.value for s in Status), title=title)
     groups: dict[tuple[str, str], list[Finding]] = {}
     for f in findings:

@@ -1,26 +1,14 @@
 """Commands on files: the KPI catalog, schemas, policy lint and test, and evaluation of bundles."""
 
-from __future__ import annotations
-
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import TypeAdapter
-from rich.table import Table
 
-from ..bundle import EvidenceBundle
 from ..errors import CharterError, Diagnostic, Location
-from ..escalation import load_escalation
-from ..evaluate import Finding, evaluate_bundle, findings_json
-from ..kpis import Category, load_catalog
-from ..policy.compiler import PolicySet
-from ..policy.model import Policy
-from ..policy.testing import PolicyTestRunner, TestFile, TestReport, find_test_files
-from ..registry import SystemRegistry
-from ..report.model import ReportDocument
+from ..vocabulary import Category
 from .common import (
     OutputFormat,
     compile_policies,
@@ -32,6 +20,11 @@ from .common import (
     print_listing,
     safe,
 )
+
+if TYPE_CHECKING:
+    from ..evaluate import Finding
+    from ..policy.compiler import PolicySet
+    from ..policy.testing import TestReport
 
 
 class TestFormat(StrEnum):
@@ -56,6 +49,8 @@ def kpis(
     kpis_file: Annotated[Path | None, typer.Option("--kpis", help="Custom KPIs (kpis.yaml) to include.")] = None,
 ) -> None:
     """List the KPI catalog."""
+    from ..kpis import load_catalog
+
     catalog = load_catalog(kpis_file)
     rows = catalog.by_category(category) if category else list(catalog.values())
     if output is OutputFormat.JSON:
@@ -68,6 +63,13 @@ def kpis(
 
 def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy, policy-test or report.")]) -> None:
     """Print the JSON Schema of a document type: for editor autocompletion, or to validate JSON reports."""
+    from pydantic import TypeAdapter
+
+    from ..bundle import EvidenceBundle
+    from ..policy.model import Policy
+    from ..policy.testing import TestFile
+    from ..report.model import ReportDocument
+
     model: Any = {SchemaName.BUNDLE: EvidenceBundle, SchemaName.POLICY: Policy,
                   SchemaName.POLICY_TEST: TestFile, SchemaName.REPORT: ReportDocument}[name]
     document = TypeAdapter(model).json_schema(mode="validation" if name is not SchemaName.REPORT else "serialization")
@@ -85,6 +87,8 @@ def policy_lint(
     = False,
 ) -> None:
     """Compile every policy (schema, expressions, control references) and check escalation.yaml."""
+    from ..escalation import load_escalation
+
     policies = policies_dir(directory)
     problems: list[Diagnostic] = []
     policy_set = None
@@ -120,7 +124,7 @@ def policy_lint(
         raise typer.Exit(1)
 
 
-def _explain_compile(policy_set: PolicySet) -> None:
+def _explain_compile(policy_set: "PolicySet") -> None:
     conditions = fallen = 0
     for rule in policy_set.rules():
         labels = ["when"] + (["warn_when"] if rule.warn is not None else [])
@@ -142,6 +146,8 @@ def policy_test(
     frameworks_dir: Annotated[Path | None, typer.Option("--frameworks", help="Control catalogs.")] = None,
 ) -> None:
     """Run the policy unit tests (*_test.yaml) beside the policies."""
+    from ..policy.testing import PolicyTestRunner, find_test_files
+
     policies = policies_dir(directory)
     policy_set, catalog, _ = compile_policies(policies, kpis_file, frameworks_dir)
     report = PolicyTestRunner(policy_set, catalog).run(find_test_files(policies), run)
@@ -153,7 +159,9 @@ def policy_test(
         raise typer.Exit(1)
 
 
-def _print_test_report(report: TestReport, coverage: bool) -> None:
+def _print_test_report(report: "TestReport", coverage: bool) -> None:
+    from rich.table import Table
+
     for result in report.results:
         where = f"{result.file}:{result.line}"
         if result.passed:
@@ -192,7 +200,11 @@ def _find_registry(given: Path | None, bundles: list[Path]) -> Path:
 
 
 def _evaluate_files(bundle_paths: list[Path], policies: Path, systems_file: Path | None, at: str | None,
-                    kpis_file: Path | None, frameworks_dir: Path | None) -> list[Finding]:
+                    kpis_file: Path | None, frameworks_dir: Path | None) -> "list[Finding]":
+    from ..bundle import EvidenceBundle
+    from ..evaluate import evaluate_bundle
+    from ..registry import SystemRegistry
+
     policy_set, catalog, _ = compile_policies(policies, kpis_file, frameworks_dir)
     # The bundles first: a missing or broken bundle is the error to report, not a missing registry.
     bundles: list[tuple[Path, EvidenceBundle]] = []
@@ -233,6 +245,8 @@ def evaluate(
     frameworks_dir: Annotated[Path | None, typer.Option("--frameworks", help="Control catalogs.")] = None,
 ) -> None:
     """Evaluate bundles against the policies that apply to their systems; exit 1 on a breach."""
+    from ..evaluate import findings_json
+
     findings = _evaluate_files(bundles, policies_dir(policies), systems, at, kpis_file, frameworks_dir)
     if output is OutputFormat.JSON:
         typer.echo(findings_json(findings))

@@ -1,11 +1,8 @@
 """`charter demo`: the governance loop on a fresh ledger, from keys to a verified trail."""
 
-from __future__ import annotations
-
 import datetime
 import functools
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -14,14 +11,6 @@ import typer
 
 from .. import __version__
 from .._data import builtin_dir
-from ..escalation import load_escalation
-from ..evaluate import Status
-from ..incidents import load_book, metrics, transition
-from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
-from ..notify import ChannelNotifier, tick
-from ..registry import SystemRegistry
-from ..report import bind, build_report, issue, render
-from ..submission import register_key, register_system, submit_bundle
 from .common import compile_policies, out, print_findings, print_listing, safe
 
 DEMO_ORIGIN = "charter.demo/ledger"
@@ -62,6 +51,17 @@ def demo(
     = Path(".charter/demo"),
 ) -> None:
     """Run the loop: keys for the owners, systems registered, bundles submitted, findings, verify."""
+    import shutil
+
+    from ..escalation import load_escalation
+    from ..evaluate import Status
+    from ..incidents import load_book, metrics, transition
+    from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
+    from ..notify import ChannelNotifier, tick
+    from ..registry import SystemRegistry
+    from ..report import bind, build_report, issue, render
+    from ..submission import register_key, register_system, submit_bundle
+
     evidence = builtin_dir("evidence")
     policies = builtin_dir("policies")
     if workdir.exists():

@@ -1,20 +1,18 @@
 """`charter escalation check|plan|render`: validate, explain and draw the escalation graph."""
 
-from __future__ import annotations
-
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from ..errors import CharterError
-from ..escalation import EscalationGraph, describe_plan, load_escalation
-from ..policy.model import Severity
-from ..registry import RiskTier
+from ..vocabulary import RiskTier, Severity
 from .common import OutputFormat, command_group, out, policies_dir
+
+if TYPE_CHECKING:
+    from ..escalation import EscalationGraph
 
 escalation_app = command_group("Validate, explain and draw the escalation graph.")
 
@@ -37,8 +35,10 @@ def escalation_file(file: Path | None, policies: Path | None) -> Path:
     return path
 
 
-def load(file: Path | None, policies: Path | None) -> EscalationGraph:
+def load(file: Path | None, policies: Path | None) -> "EscalationGraph":
     """Load and fully validate the escalation file."""
+    from ..escalation import load_escalation
+
     return load_escalation(escalation_file(file, policies))
 
 
@@ -59,6 +59,10 @@ def plan(
     file: FileOption = None, policies: PoliciesOption = None,
 ) -> None:
     """Who is notified when, if nobody acts on an incident."""
+    from rich.table import Table
+
+    from ..escalation import describe_plan
+
     graph = load(file, policies)
     rows = describe_plan(graph.plan(severity, tier))
     decider = graph.decider(severity, tier)

@@ -1,28 +1,28 @@
 """`charter incidents ...`, `charter escalate` and `charter metrics`: the incident workflow."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .._text import echo
 from ..errors import CharterError
-from ..escalation import EscalationGraph
-from ..incidents import ACTIONS, Incident, load_book, metrics, stage_deadline, transition
-from ..ledger.store import format_time
-from ..notify import ChannelNotifier, tick
 from .common import OutputFormat, command_group, out, parse_time, print_listing, safe
 from .escalation_cmds import FileOption, PoliciesOption, load
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
 
+if TYPE_CHECKING:
+    from ..escalation import EscalationGraph
+    from ..incidents import Incident
+
 incidents_app = command_group("List, show and move incidents.")
+#: one command per action of `charter.incidents.ACTIONS` (a test keeps the two equal)
+ACTION_NAMES = ("acknowledge", "investigate", "validate", "decide", "resolve", "close", "reopen")
 
 
-def _row(incident: Incident) -> dict[str, object]:
+def _row(incident: "Incident") -> dict[str, object]:
     return {"id": incident.id, "system": incident.system_id, "rule": incident.rule, "segment": incident.segment,
             "severity": incident.severity.value, "tier": incident.tier.value, "state": incident.state.value,
             "opened_at": incident.opened_at, "findings": len(incident.findings), "level": incident.level,
@@ -38,6 +38,8 @@ def incidents_list(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None, policies: PoliciesOption = None,
 ) -> None:
     """List incidents, oldest first, with the step each waits for and its deadline."""
+    from ..incidents import load_book
+
     # Incidents carry their deadlines; the escalation file is needed only to filter by role.
     graph = load(file, policies) if role or file else None
     incidents = list(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values())
@@ -63,7 +65,10 @@ def incidents_list(
                   rows, ids={"id"})
 
 
-def _next(graph: EscalationGraph | None, incident: Incident) -> dict[str, str] | None:
+def _next(graph: "EscalationGraph | None", incident: "Incident") -> dict[str, str] | None:
+    from ..incidents import stage_deadline
+    from ..ledger.store import format_time
+
     due = stage_deadline(graph, incident)
     return {"step": due[0], "due_at": format_time(due[1])} if due else None
 
@@ -74,6 +79,8 @@ def incidents_show(incident_id: Annotated[str, typer.Argument()], db: DbOption =
                    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
                    = OutputFormat.TABLE) -> None:
     """Show an incident: the breaching values and thresholds behind it, and its timeline."""
+    from ..incidents import load_book
+
     ledger = open_ledger(db, ledger_key, writable=False)
     incident = load_book(ledger).incidents.get(incident_id)
     if incident is None:
@@ -123,6 +130,8 @@ def _action(action: str) -> Callable[..., None]:
         db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None,
         policies: PoliciesOption = None,
     ) -> None:
+        from ..incidents import transition
+
         graph = load(file, policies)
         entry = transition(open_ledger(db, ledger_key, writable=True), graph, incident_id, action, principal, note,
                            decision, expires)
@@ -132,7 +141,7 @@ def _action(action: str) -> Callable[..., None]:
     return command
 
 
-for _name in ACTIONS:
+for _name in ACTION_NAMES:
     incidents_app.command(_name if _name != "acknowledge" else "ack")(_action(_name))
 
 
@@ -142,6 +151,8 @@ def escalate(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None, policies: PoliciesOption = None,
 ) -> None:
     """Escalate overdue incidents and send pending notifications (idempotent: run it from cron)."""
+    from ..notify import ChannelNotifier, tick
+
     report = tick(open_ledger(db, ledger_key, writable=True), load(file, policies), parse_time(now, "--now"),
                   ChannelNotifier(log_file))
     for line in report.escalated:
@@ -159,6 +170,8 @@ def metrics_command(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """MTTD, MTTA, time to decision and MTTR: medians, p90 and counts per system and portfolio."""
+    from ..incidents import load_book, metrics
+
     result = metrics(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values())
     if output is OutputFormat.JSON:
         typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))

@@ -5,44 +5,13 @@ the log's private key is ``--ledger-key`` or ``CHARTER_LEDGER_KEY`` (default ``.
 and its public key (``ledger.pub`` beside it) is the pinned trust root `verify` checks against.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .._sources import LIMITS, read_bytes, read_text
 from ..errors import CharterError, Diagnostic
-from ..escalation import load_escalation
-from ..evaluate import Status
-from ..incidents import IncidentNotice
-from ..ledger import (
-    Ledger,
-    SigningKey,
-    default_url,
-    export_ledger,
-    make_checkpoint,
-    prove_consistency,
-    prove_inclusion,
-    verify_ledger,
-)
-from ..ledger.checkpoints import checkpoint_due
-from ..ledger.keys import check_origin, check_principal, load_public_key_file
-from ..policy import PolicyCompiler
-from ..registry import SystemRegistry
-from ..submission import (
-    key_records,
-    prepare_bundle,
-    register_key,
-    register_system,
-    replay,
-    revoke_key,
-    submit_bundle,
-    systems_in_ledger,
-)
 from .common import (
     OutputFormat,
     command_group,
@@ -55,6 +24,10 @@ from .common import (
     print_listing,
     safe,
 )
+
+if TYPE_CHECKING:
+    from ..incidents import IncidentNotice
+    from ..ledger import Ledger
 
 ledger_app = command_group("Initialize, checkpoint, prove and export the ledger.")
 keys_app = command_group("Submitter keys: generate, register, revoke, list.")
@@ -70,14 +43,18 @@ KeyOption = Annotated[Path, typer.Option("--ledger-key", envvar="CHARTER_LEDGER_
                                          help="The ledger's private key file.")]
 
 
-def open_ledger(db: str | None, ledger_key: Path, *, writable: bool) -> Ledger:
+def open_ledger(db: str | None, ledger_key: Path, *, writable: bool) -> "Ledger":
     """Open the configured ledger; writers load the log key, readers only need the database."""
+    from ..ledger import Ledger, SigningKey, default_url
+
     key = SigningKey.load(ledger_key) if writable else None
     return Ledger.open(db or default_url(), log_key=key, read_only=not writable)
 
 
 def pinned_public_key(ledger_key: Path, given: Path | None) -> bytes:
     """The trust root: the log's public key from a file, never from the database."""
+    from ..ledger.keys import load_public_key_file
+
     path = given or ledger_key.with_suffix(".pub")
     _, public = load_public_key_file(path)
     return public
@@ -90,6 +67,9 @@ def ledger_init(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Create the ledger (and its key, if the key file does not exist yet)."""
+    from ..ledger import Ledger, SigningKey, default_url
+    from ..ledger.keys import check_origin
+
     check_origin(origin)
     if ledger_key.exists():
         key = SigningKey.load(ledger_key)
@@ -108,6 +88,9 @@ def keys_generate(
     = Path(".charter/keys"),
 ) -> None:
     """Generate an Ed25519 key pair for a submitter."""
+    from ..ledger import SigningKey
+    from ..ledger.keys import check_principal
+
     check_principal(principal)  # it becomes a file name: no separators, no '..' can escape --out
     path = directory / f"{principal}.key"
     if path.exists():
@@ -123,6 +106,9 @@ def keys_register(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Register submitter public keys in the ledger."""
+    from ..ledger.keys import load_public_key_file
+    from ..submission import register_key
+
     ledger = open_ledger(db, ledger_key, writable=True)
     for path in public_files:
         principal, public = load_public_key_file(path)
@@ -137,6 +123,8 @@ def keys_revoke(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Revoke a key: bundles it signs are refused from now on; earlier ones stay valid."""
+    from ..submission import revoke_key
+
     entry = revoke_key(open_ledger(db, ledger_key, writable=True), key_id, reason)
     out.print(f"seq {entry.seq}: {key_id} revoked")
 
@@ -146,6 +134,8 @@ def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
               output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
               = OutputFormat.TABLE) -> None:
     """List registered submitter keys."""
+    from ..submission import key_records
+
     records = list(key_records(open_ledger(db, ledger_key, writable=False)).values())
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([{"key_id": r.key_id, "principal": r.principal, "added_seq": r.added_seq,
@@ -164,6 +154,8 @@ def systems_register(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Register (or update) the systems of a file in the ledger."""
+    from ..registry import SystemRegistry
+    from ..submission import register_system
     from .common import catalog_for
 
     registry = SystemRegistry.from_file(file, catalog_for(policies_dir(policies), None))
@@ -178,6 +170,8 @@ def systems_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
                  output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
                  = OutputFormat.TABLE) -> None:
     """List the registered systems."""
+    from ..submission import systems_in_ledger
+
     systems = systems_in_ledger(open_ledger(db, ledger_key, writable=False))
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in systems.values()], indent=2))
@@ -202,6 +196,14 @@ def submit(
     Every bundle is read and validated before the first is appended: one bad file means nothing is
     written. The policy directory must hold escalation.yaml, so that breaches open incidents.
     """
+    from .._limits import LIMITS
+    from .._sources import read_bytes
+    from ..escalation import load_escalation
+    from ..evaluate import Status
+    from ..ledger import SigningKey, make_checkpoint
+    from ..ledger.checkpoints import checkpoint_due
+    from ..submission import prepare_bundle, submit_bundle
+
     directory = policies_dir(policies)
     policy_set, catalog, _ = compile_policies(directory, None, None)
     escalation = directory / "escalation.yaml"
@@ -251,7 +253,7 @@ def submit(
         raise typer.Exit(1)
 
 
-def print_incident_notices(notices: list[IncidentNotice]) -> None:
+def print_incident_notices(notices: "list[IncidentNotice]") -> None:
     """What a submission did to incidents: one block per incident, with its next step, deadline and who is paged."""
     if not notices:
         return
@@ -272,6 +274,9 @@ def replay_command(
     policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs and controls.")] = None,
 ) -> None:
     """Re-evaluate a stored bundle under its recorded policy versions; exit 1 if findings differ."""
+    from ..policy import PolicyCompiler
+    from ..submission import replay
+
     _, catalog, frameworks = compile_policies(policies_dir(policies), None, None)
     result = replay(open_ledger(db, ledger_key, writable=False), seq, catalog, PolicyCompiler(catalog, frameworks))
     if result.matches:
@@ -299,6 +304,11 @@ def verify(
     By default entries already covered by the log-signed verified state (recorded when a report was
     bound) are not read again, and the summary says so; --full reads every entry.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .._sources import read_text
+    from ..ledger import verify_ledger
+
     public = pinned_public_key(ledger_key, log_public_key)
     notes = [read_text(path, MAX_NOTE_BYTES) for path in checkpoint]
     ledger = open_ledger(db, ledger_key, writable=False)
@@ -318,6 +328,8 @@ def verify(
 @ledger_app.command("checkpoint")
 def ledger_checkpoint(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY) -> None:
     """Sign a checkpoint of the whole ledger now and print its note."""
+    from ..ledger import make_checkpoint
+
     typer.echo(make_checkpoint(open_ledger(db, ledger_key, writable=True)).note, nl=False)
 
 
@@ -330,6 +342,8 @@ def ledger_prove(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Print an inclusion proof (RFC 9162) of an entry against a signed checkpoint."""
+    from ..ledger import prove_inclusion
+
     proof = prove_inclusion(open_ledger(db, ledger_key, writable=False), seq, size)
     typer.echo(json.dumps(proof.to_dict(), indent=2))
 
@@ -341,6 +355,8 @@ def ledger_consistency(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Print a consistency proof (RFC 9162) between two signed checkpoints."""
+    from ..ledger import prove_consistency
+
     typer.echo(json.dumps(prove_consistency(open_ledger(db, ledger_key, writable=False), old_size, new_size),
                           indent=2))
 
@@ -362,6 +378,8 @@ def ledger_export(
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Export entries, checkpoints, trust root and a standalone verifier for offline audit."""
+    from ..ledger import export_ledger
+
     count = export_ledger(open_ledger(db, ledger_key, writable=False), directory)
     out.print(f"exported {count} entries to {directory}; verify with: python {directory / 'verify.py'} {directory}")
 

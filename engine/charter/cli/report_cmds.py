@@ -1,10 +1,7 @@
 """`charter report`: an audit-readiness report per framework, bound to a signed checkpoint and issued in the ledger."""
 
-from __future__ import annotations
-
 import os
 import stat
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -12,11 +9,6 @@ from typing import Annotated
 import typer
 
 from ..errors import CharterError
-from ..escalation import load_escalation
-from ..ledger.store import format_time
-from ..notify import FUTURE_TOLERANCE
-from ..report import bind, build_report, issue, render
-from ..submission import systems_in_ledger
 from .common import compile_policies, out, parse_time, policies_dir, safe
 from .escalation_cmds import escalation_file
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger, pinned_public_key
@@ -55,7 +47,9 @@ class ReportFile:
     def _fail(self, exc: OSError, path: Path | None = None) -> CharterError:
         return CharterError.single("write_failed", exc.strerror or str(exc), file=str(path or self.path))
 
-    def __enter__(self) -> ReportFile:
+    def __enter__(self) -> "ReportFile":
+        import tempfile
+
         try:
             mode = self.path.lstat().st_mode
         except FileNotFoundError:
@@ -127,6 +121,12 @@ def report(
     The report is bound to a checkpoint signed just before it is built, states the verify result,
     and its SHA-256 is recorded in the ledger as it is issued.
     """
+    from ..escalation import load_escalation
+    from ..ledger.store import format_time
+    from ..notify import FUTURE_TOLERANCE
+    from ..report import bind, build_report, issue, render
+    from ..submission import systems_in_ledger
+
     directory = policies_dir(policies)
     policy_set, _, frameworks = compile_policies(directory, None, None)
     graph = load_escalation(escalation_file(None, directory))

@@ -12,22 +12,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from ..errors import CharterError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 WRITE_OPTION = "charter_write"
+#: The newest revision in ``migrations/versions`` (a test keeps it equal to `code_revision()`). A
+#: ledger already at it opens without importing alembic, which takes longer than a whole read command.
+SCHEMA_HEAD = "0001"
 
 
 def default_url(directory: Path | None = None) -> str:
@@ -149,6 +151,8 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     return config
@@ -156,6 +160,8 @@ def _alembic_config() -> Config:
 
 def code_revision() -> str:
     """The newest schema revision this version of Charter knows."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
@@ -175,6 +181,12 @@ def ensure_schema(engine: Engine, *, create: bool, read_only: bool = False) -> N
             ``ledger_missing`` when there is no ledger and `create` is false; ``schema_outdated``
             for an older ledger opened read-only.
     """
+    if _stored_revision(engine) == SCHEMA_HEAD and _tables(engine) >= _LEDGER_TABLES:
+        return  # what the checks below conclude for a ledger at the newest revision
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     config = _alembic_config()
     script = ScriptDirectory.from_config(config)
     try:
@@ -206,6 +218,24 @@ def ensure_schema(engine: Engine, *, create: bool, read_only: bool = False) -> N
         with write_transaction(engine) as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+
+def _tables(engine: Engine) -> set[str]:
+    try:
+        with engine.connect() as connection:
+            return set(inspect(connection).get_table_names())
+    except DBAPIError:
+        return set()
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The one revision in ``alembic_version``, read without alembic; None if there is none or it cannot be read."""
+    try:
+        with engine.connect() as connection:
+            revisions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except DBAPIError:
+        return None
+    return revisions[0] if len(revisions) == 1 else None
 
 
 #: Tables every Charter ledger has, whatever its revision.

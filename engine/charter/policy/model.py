@@ -12,24 +12,9 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
-from rule_engine.builtins import parse_timedelta
 
 from ..registry import AISystem, RiskTier, SystemKind
-
-
-class Severity(StrEnum):
-    """How much a breach of the rule matters; the escalation graph routes on it."""
-
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        """0 for info up to 4 for critical."""
-        return list(Severity).index(self)
+from ..vocabulary import Severity as Severity  # defined in vocabulary for the CLI; still importable here
 
 
 class Scope(StrEnum):
@@ -49,6 +34,8 @@ def _parse_duration(value: Any) -> datetime.timedelta:
     if not isinstance(value, str):
         raise ValueError("expected an ISO 8601 duration such as P30D or PT12H")
     try:
+        from rule_engine.builtins import parse_timedelta  # importing rule-engine builds its parser
+
         delta: datetime.timedelta = parse_timedelta(value)
     except Exception as exc:  # rule-engine raises ValueError or its own errors on bad text
         raise ValueError(f"{value!r} is not an ISO 8601 duration with W, D, H, M or S (e.g. P30D)") from exc

@@ -1,0 +1,63 @@
+"""Start-up cost: every command module loads on each run, so `charter --help` must not import the library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+#: What the CLI imports only inside the commands that need it (each costs more than a bare `--help`).
+HEAVY = ("rich", "pydantic", "sqlalchemy", "alembic", "rule_engine", "networkx", "yaml", "cryptography", "jinja2")
+
+
+def _modules_after(code: str, cwd: Path = REPO) -> set[str]:
+    script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)), file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120,
+                            check=False)
+    return {m.split(".")[0] for m in json.loads(result.stderr.strip().splitlines()[-1])}
+
+
+def test_importing_the_cli_imports_nothing_heavy() -> None:
+    loaded = _modules_after("import typer.main, charter.cli\ntyper.main.get_command(charter.cli.app)")
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_reading_incidents_needs_no_parser_migrations_or_graphs(tmp_path: Path) -> None:
+    run = ("import sys\nfrom charter.cli import main\nsys.argv = ['charter', 'demo']\n"
+           "try:\n    main()\nexcept SystemExit:\n    pass")
+    subprocess.run([sys.executable, "-c", run], cwd=tmp_path, capture_output=True, timeout=300, check=True)
+    listing = ("import sys\nfrom charter.cli import main\nsys.argv = ['charter', 'incidents', 'list', '--db', "
+               "'sqlite:///.charter/demo/ledger.db']\ntry:\n    main()\nexcept SystemExit:\n    pass")
+    loaded = _modules_after(listing, tmp_path)
+    assert "sqlalchemy" in loaded
+    assert loaded.isdisjoint({"alembic", "rule_engine", "networkx", "jinja2"}), loaded
+
+
+def test_the_shipped_rule_engine_tables_match_the_installed_grammar() -> None:
+    import rule_engine.parser
+    from rule_engine._vendor.ply import yacc
+
+    from charter import _rule_engine_tables
+
+    parser = rule_engine.parser.Parser.__new__(rule_engine.parser.Parser)
+    reflect = yacc.ParserReflect({name: getattr(parser, name) for name in dir(parser)})
+    reflect.get_all()
+    # If this fails after a rule-engine upgrade, run: python bench/regenerate_rule_engine_tables.py
+    assert _rule_engine_tables._lr_signature == reflect.signature()
+    assert yacc.__tabversion__ == _rule_engine_tables._tabversion
+
+
+def test_schema_head_is_the_newest_migration() -> None:
+    from charter.ledger.database import SCHEMA_HEAD, code_revision
+
+    assert code_revision() == SCHEMA_HEAD
+
+
+def test_one_command_per_incident_action() -> None:
+    from charter.cli.incidents_cmds import ACTION_NAMES
+    from charter.incidents import ACTIONS
+
+    assert tuple(ACTIONS) == ACTION_NAMES
