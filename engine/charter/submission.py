@@ -151,7 +151,12 @@ def sign_bundle_data(data: dict[str, Any], key: SigningKey) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Receipt:
-    """The log's signed promise that an entry is in the ledger at `seq` with `record_hash`."""
+    """The log's signed promise that an entry is in the ledger at `seq` with `record_hash`.
+
+    For entries appended with range receipts, `signature` covers the Merkle root of the append
+    transaction's entries (`range`), and `proof` is this entry's inclusion proof in that range;
+    `charter.ledger.auditor.check_receipt` checks either form offline.
+    """
 
     log: str
     seq: int
@@ -159,16 +164,25 @@ class Receipt:
     received_at: str
     log_key_id: str
     signature: str
+    range: dict[str, Any] | None = None
+    proof: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, ledger: Ledger, entry: Entry) -> Receipt:
         """The receipt of a stored entry."""
+        document = ledger.receipt_for(entry.seq)
+        assert document is not None, f"entry {entry.seq} has no receipt"
+        proof = document.get("proof")
         return cls(ledger.origin, entry.seq, entry.record_hash.hex(), entry.received_at,
-                   ledger.meta()["log_key_id"], entry.receipt)
+                   ledger.meta()["log_key_id"], document["signature"], document.get("range"),
+                   tuple(proof) if proof is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return dict(self.__dict__)
+        """JSON form (``range`` and ``proof`` only for range receipts)."""
+        document = {k: v for k, v in self.__dict__.items() if v is not None}
+        if self.proof is not None:
+            document["proof"] = list(self.proof)
+        return document
 
 
 @dataclass

@@ -365,11 +365,12 @@ def ledger_consistency(
 def ledger_show(seq: Annotated[int, typer.Argument(min=0, max=MAX_SEQ)], db: DbOption = None,
                 ledger_key: KeyOption = DEFAULT_KEY) -> None:
     """Print one entry: its body, record hash and receipt."""
-    entry = open_ledger(db, ledger_key, writable=False).entry(seq)
+    ledger = open_ledger(db, ledger_key, writable=False)
+    entry = ledger.entry(seq)
     if entry is None:
         raise CharterError.single("no_entry", f"there is no entry {seq}")
-    typer.echo(json.dumps({"seq": entry.seq, "record_hash": entry.record_hash.hex(), "receipt": entry.receipt,
-                           "body": entry.document()}, indent=2))
+    typer.echo(json.dumps({"seq": entry.seq, "record_hash": entry.record_hash.hex(),
+                           "receipt": ledger.receipt_for(seq), "body": entry.document()}, indent=2))
 
 
 @ledger_app.command("export")

@@ -40,6 +40,7 @@ ZERO_HASH = bytes(32)
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 BUNDLE_CONTEXT = b"charter-bundle/v1\n"
 RECEIPT_CONTEXT = b"charter-receipt/v1\n"
+RANGE_RECEIPT_CONTEXT = b"charter-receipt/v2\n"
 _DASH = "\u2014"
 
 
@@ -91,8 +92,17 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def receipt_message(origin: str, seq: int, record_hash: bytes) -> bytes:
-    """What the log signs for an entry: canonical ``{origin, seq, record_hash}``."""
+    """What the log signed per entry before range receipts: canonical ``{origin, seq, record_hash}``."""
     return canonical_json({"log": origin, "record_hash": record_hash.hex(), "seq": seq})
+
+
+def range_receipt_message(origin: str, first: int, size: int, root: bytes) -> bytes:
+    """What the log signs for one append transaction: entries ``first..size-1`` have Merkle root `root`.
+
+    One signature per transaction instead of one per entry; an entry's own receipt is this plus
+    an RFC 6962 inclusion proof of its record hash (leaf ``seq - first``) in the range's tree.
+    """
+    return canonical_json({"first": first, "log": origin, "root": root.hex(), "size": size})
 
 
 @functools.lru_cache(maxsize=256)
@@ -152,6 +162,59 @@ class CompactRange:
         for left in reversed(self._stack[:-1]):
             result = node_hash(left, result)
         return result
+
+
+def inclusion_root(leaf: bytes, index: int, size: int, proof: Iterable[bytes]) -> bytes:
+    """The root an RFC 9162 inclusion proof leads to from `leaf` at `index` in a tree of `size` (section 2.1.3.2).
+
+    Raises:
+        ValueError: the proof cannot belong to such a tree.
+    """
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
+    fn, sn = index, size - 1
+    result = leaf
+    for sibling in proof:
+        if len(sibling) != 32:
+            raise ValueError("a proof hash is not 32 bytes")
+        if sn == 0:
+            raise ValueError("the proof is longer than the tree is deep")
+        if fn % 2 == 1 or fn == sn:
+            result = node_hash(sibling, result)
+            while fn % 2 == 0 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            result = node_hash(result, sibling)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ValueError("the proof is shorter than the tree is deep")
+    return result
+
+
+def check_receipt(receipt: dict[str, Any], origin: str, log_public_key: bytes) -> bool:
+    """Whether a receipt (as ``charter submit`` prints it) is the pinned log's promise for its entry.
+
+    A per-entry receipt is a signature over ``{log, seq, record_hash}``; a range receipt is the
+    signature over its transaction's Merkle root plus the entry's inclusion proof in that range.
+    """
+    try:
+        seq, record_hash = int(receipt["seq"]), bytes.fromhex(str(receipt["record_hash"]))
+        if receipt.get("log") != origin:
+            return False
+        covering = receipt.get("range")
+        if covering is None:
+            return verify_signature(log_public_key, RECEIPT_CONTEXT, receipt_message(origin, seq, record_hash),
+                                    str(receipt["signature"]))
+        first, size, root = int(covering["first"]), int(covering["size"]), bytes.fromhex(str(covering["root"]))
+        proof = [base64.b64decode(h, validate=True) for h in receipt["proof"]]
+        if inclusion_root(record_hash, seq - first, size - first, proof) != root:
+            return False
+        return verify_signature(log_public_key, RANGE_RECEIPT_CONTEXT, range_receipt_message(origin, first, size, root),
+                                str(receipt["signature"]))
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 # -- checkpoints (C2SP signed notes) --------------------------------------------------------------
@@ -274,8 +337,18 @@ class StoredEntry:
 
     seq: int
     body: bytes
-    receipt: str
+    receipt: str  # the per-entry receipt of older ledgers; empty where a range receipt covers the entry
     record_hash: bytes | None = None  # as stored beside the body, when the store keeps a copy
+    range_receipt: RangeReceipt | None = None  # on the last entry of an append transaction
+
+
+@dataclass(frozen=True)
+class RangeReceipt:
+    """The log's signature over the Merkle root of entries ``first`` to the entry that carries it."""
+
+    first: int
+    root: bytes
+    signature: str
 
 
 @dataclass(frozen=True)
@@ -391,6 +464,8 @@ class Verifier:
         self._owners: dict[str, str] = {}
         self._last_received = ""
         self._stopped = False
+        self._open: int | None = None  # first seq of an append transaction whose range receipt is pending
+        self._batch = CompactRange()
 
     def _problem(self, seq: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(seq, kind, detail))
@@ -408,7 +483,7 @@ class Verifier:
         Raises:
             ValueError: the pass found problems or skipped signatures.
         """
-        if self._stopped or self.report.problems or not self.check_signatures:
+        if self._stopped or self.report.problems or not self.check_signatures or self._open is not None:
             raise ValueError("only a clean verification with signatures checked can be resumed from")
         return {"log": self.origin, "size": self._range.size, "root": self._range.root().hex(),
                 "frontier": [h.hex() for h in self._range.frontier], "prev": self._prev.hex(),
@@ -464,10 +539,17 @@ class Verifier:
         if entry.record_hash is not None and entry.record_hash != record_hash:
             self._stop(entry.seq, "hash_mismatch", "the stored record hash is not SHA-256(0x00 || body)")
             return
-        if self.check_signatures and not verify_signature(
-                self.log_key, RECEIPT_CONTEXT, receipt_message(self.origin, entry.seq, record_hash), entry.receipt):
-            self._stop(entry.seq, "bad_receipt", "the log's receipt signature does not match this body at this "
-                       "position: the entry was altered, inserted or moved")
+        if entry.receipt and self.check_signatures:
+            if self._open is not None:
+                self._stop(self._open, "missing_receipt", f"entries {self._open}..{entry.seq - 1} carry no "
+                           "receipt of the log")
+                return
+            if not verify_signature(self.log_key, RECEIPT_CONTEXT, receipt_message(self.origin, entry.seq, record_hash),
+                                    entry.receipt):
+                self._stop(entry.seq, "bad_receipt", "the log's receipt signature does not match this body at "
+                           "this position: the entry was altered, inserted or moved")
+                return
+        elif self.check_signatures and not self._receipt_range(entry, record_hash):
             return
         try:
             body = parse_body(entry.body)
@@ -493,7 +575,13 @@ class Verifier:
             self._stop(entry.seq, "malformed_body", "missing or mistyped v, type or submission_id")
             return
         if body.get("prev") != self._prev.hex():
-            self._stop(entry.seq, "chain_broken", "the body does not name the previous record hash")
+            if self._open is not None and self._open < entry.seq:
+                # Both are in one transaction whose receipt is only checked at its end: the earlier
+                # entry is the first that may have been altered.
+                self._stop(entry.seq - 1, "chain_broken", f"entry {entry.seq} does not name this entry's record "
+                           "hash: this entry was altered (or the next one was)")
+            else:
+                self._stop(entry.seq, "chain_broken", "the body does not name the previous record hash")
             return
         received = body.get("received_at")
         if not isinstance(received, str) or not _RFC3339_MS.fullmatch(received):
@@ -515,6 +603,24 @@ class Verifier:
                     self._stop(None, "checkpoint_mismatch", f"the first {size} entries do not have the root of "
                                "the signed checkpoint: history was rewritten")
                     return
+
+    def _receipt_range(self, entry: StoredEntry, record_hash: bytes) -> bool:
+        """Add the entry to its transaction's range; at the range's end, check the log's signature over it."""
+        if self._open is None:
+            self._open, self._batch = entry.seq, CompactRange()
+        self._batch.append(record_hash)
+        receipt = entry.range_receipt
+        if receipt is None:
+            return True
+        first = self._open
+        self._open = None
+        if receipt.first != first or receipt.root != self._batch.root() or not verify_signature(
+                self.log_key, RANGE_RECEIPT_CONTEXT, range_receipt_message(self.origin, first, entry.seq + 1,
+                                                                           receipt.root), receipt.signature):
+            self._stop(first, "bad_receipt", f"the log's receipt for entries {first}..{entry.seq} does not match "
+                       "them: an entry was altered, inserted or moved")
+            return False
+        return True
 
     def _check_content(self, seq: int, body: dict[str, Any]) -> None:
         kind = body.get("type")
@@ -571,6 +677,9 @@ class Verifier:
         """
         if not self._stopped:
             size = self._range.size
+            if self._open is not None:
+                self._problem(self._open, "missing_receipt", f"entries {self._open}..{size - 1} carry no receipt "
+                              "of the log")
             if claimed_size is not None and claimed_size != size:
                 self._problem(size, "head_mismatch", f"the head claims {claimed_size} entries, {size} were found")
             for pending in self._pending:
@@ -605,9 +714,12 @@ def read_export(directory: Path) -> tuple[dict[str, Any], Iterator[StoredEntry],
                     continue
                 try:
                     row = json.loads(line)
+                    batch = row.get("range_receipt")
                     yield StoredEntry(int(row["seq"]), base64.b64decode(row["body"], validate=True),
-                                      str(row["receipt"]))
-                except (ValueError, KeyError, TypeError) as exc:
+                                      str(row["receipt"]), None,
+                                      RangeReceipt(int(batch["first"]), base64.b64decode(batch["root"], validate=True),
+                                                   str(batch["signature"])) if batch else None)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise ValueError(f"entries.jsonl line {number} is malformed: {exc!r}") from exc
 
     notes = []

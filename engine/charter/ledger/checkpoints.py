@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import CharterError
 from . import merkle
 from .auditor import CompactRange
-from .hashing import RECEIPT_CONTEXT, leaf_hash, receipt_message
+from .hashing import RANGE_RECEIPT_CONTEXT, RECEIPT_CONTEXT, leaf_hash, range_receipt_message, receipt_message
 from .keys import verify_signature
 from .notes import Checkpoint, open_checkpoint, sign_checkpoint
 from .store import Ledger
@@ -67,14 +67,7 @@ def make_checkpoint(ledger: Ledger, size: int | None = None) -> Checkpoint:
             raise _refuse(f"only {signed.size} of the {old_size} signed entries exist")
         if previous is not None and signed.root() != previous[1]:
             raise _refuse(f"the first {old_size} entries no longer have the root of the signed checkpoint")
-        prev = bytes(ledger.entry_hash(connection, old_size - 1)) if old_size else b""
-        for entry in ledger.snapshot_entries(connection, old_size, size):
-            if entry.seq != signed.size:
-                raise _refuse(f"entry {signed.size} is missing")
-            if not _own_entry(ledger, entry, prev):
-                raise _refuse(f"entry {entry.seq} does not carry the log's receipt or does not chain on")
-            signed.append(entry.record_hash)
-            prev = entry.record_hash
+        _check_own_entries(ledger, connection, old_size, size, signed)
         if signed.size != size:
             raise _refuse(f"only {signed.size} of {size} entries exist")
         root = signed.root()
@@ -87,11 +80,49 @@ def _refuse(reason: str) -> CharterError:
     return CharterError.single("inconsistent_history", f"refusing to sign a checkpoint: {reason}")
 
 
-def _own_entry(ledger: Ledger, entry: Any, prev: bytes) -> bool:
-    assert ledger.log_key is not None
-    return (leaf_hash(entry.body) == entry.record_hash and (not prev or entry.prev_hash == prev)
-            and verify_signature(ledger.log_key.public, RECEIPT_CONTEXT,
-                                 receipt_message(ledger.origin, entry.seq, entry.record_hash), entry.receipt))
+def _check_own_entries(ledger: Ledger, connection: Any, start: int, size: int, signed: CompactRange) -> None:
+    """Check that entries `start`..`size`-1 chain on and carry the log's receipts; add them to `signed`.
+
+    A range receipt covers a whole append transaction, so the check reads from the first entry of
+    the transaction holding `start` to the last of the one holding ``size - 1``.
+
+    Raises:
+        CharterError: ``inconsistent_history`` for an entry that is missing, altered or not the log's.
+    """
+    key = ledger.log_key
+    assert key is not None
+    first = ledger.range_start(connection, start)
+    prev = ledger.entry_hash(connection, first - 1) if first else b""
+    pending: CompactRange | None = None
+    opened = first
+    for entry in ledger.snapshot_entries(connection, first):
+        if entry.seq >= size and pending is None:
+            break
+        if leaf_hash(entry.body) != entry.record_hash or (prev and entry.prev_hash != prev):
+            raise _refuse(f"entry {entry.seq} does not match its hash or does not chain on")
+        if entry.receipt:
+            if pending is not None or not verify_signature(
+                    key.public, RECEIPT_CONTEXT, receipt_message(ledger.origin, entry.seq, entry.record_hash),
+                    entry.receipt):
+                raise _refuse(f"entry {entry.seq} does not carry the log's receipt")
+        else:
+            if pending is None:
+                pending, opened = CompactRange(), entry.seq
+            pending.append(entry.record_hash)
+            closing = entry.range_receipt
+            if closing is not None:
+                if closing.first != opened or closing.root != pending.root() or not verify_signature(
+                        key.public, RANGE_RECEIPT_CONTEXT,
+                        range_receipt_message(ledger.origin, opened, entry.seq + 1, closing.root), closing.signature):
+                    raise _refuse(f"entries {opened}..{entry.seq} do not carry the log's receipt")
+                pending = None
+        if start <= entry.seq < size:
+            if entry.seq != signed.size:
+                raise _refuse(f"entry {signed.size} is missing")
+            signed.append(entry.record_hash)
+        prev = entry.record_hash
+    if pending is not None:
+        raise _refuse(f"entries from {opened} on carry no receipt of the log")
 
 
 def checkpoint_due(ledger: Ledger, every: int) -> bool:

@@ -29,7 +29,7 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 WRITE_OPTION = "charter_write"
 #: The newest revision in ``migrations/versions`` (a test keeps it equal to `code_revision()`). A
 #: ledger already at it opens without importing alembic, which takes longer than a whole read command.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 
 def default_url(directory: Path | None = None) -> str:
@@ -181,7 +181,7 @@ def ensure_schema(engine: Engine, *, create: bool, read_only: bool = False) -> N
             ``ledger_missing`` when there is no ledger and `create` is false; ``schema_outdated``
             for an older ledger opened read-only.
     """
-    if _stored_revision(engine) == SCHEMA_HEAD and _tables(engine) >= _LEDGER_TABLES:
+    if _stored_revision(engine) == SCHEMA_HEAD and _tables(engine) >= _HEAD_TABLES:
         return  # what the checks below conclude for a ledger at the newest revision
     from alembic import command
     from alembic.runtime.migration import MigrationContext
@@ -240,3 +240,5 @@ def _stored_revision(engine: Engine) -> str | None:
 
 #: Tables every Charter ledger has, whatever its revision.
 _LEDGER_TABLES = frozenset({"ledger_meta", "ledger_head", "ledger_entry", "checkpoint"})
+#: Tables of the newest schema: a ledger at SCHEMA_HEAD has all of them.
+_HEAD_TABLES = _LEDGER_TABLES | {"ledger_receipt"}

@@ -37,12 +37,18 @@ def export_ledger(ledger: Ledger, directory: Path) -> int:
     trust = {"origin": ledger.origin, "log_key_id": meta["log_key_id"], "log_public_key": meta["log_public_key"]}
     (directory / "trust_root.json").write_text(json.dumps(trust, indent=2) + "\n", encoding="utf-8")
     count = 0
-    with (directory / "entries.jsonl").open("w", encoding="utf-8") as handle:
-        for entry in ledger.entries():
-            handle.write(json.dumps({"seq": entry.seq, "body": base64.b64encode(entry.body).decode(),
-                                     "receipt": entry.receipt}) + "\n")
+    with ledger.snapshot() as connection, (directory / "entries.jsonl").open("w", encoding="utf-8") as handle:
+        for entry in ledger.snapshot_entries(connection):
+            line: dict[str, object] = {"seq": entry.seq, "body": base64.b64encode(entry.body).decode(),
+                                       "receipt": entry.receipt}
+            if entry.range_receipt is not None:  # this entry closes an append transaction
+                closing = entry.range_receipt
+                line["range_receipt"] = {"first": closing.first, "root": base64.b64encode(closing.root).decode(),
+                                         "signature": closing.signature}
+            handle.write(json.dumps(line) + "\n")
             count += 1
-    for size, _, note in ledger.checkpoints():
+        checkpoints = ledger.snapshot_checkpoints(connection)
+    for size, _, note in checkpoints:
         (directory / "checkpoints" / f"{size:012d}.note").write_text(note, encoding="utf-8")
     shutil.copyfile(auditor.__file__, directory / "verify.py")
     return count

@@ -11,10 +11,20 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from .auditor import BUNDLE_CONTEXT, RECEIPT_CONTEXT, ZERO_HASH, canonical_json, leaf_hash, node_hash, receipt_message
+from .auditor import (
+    BUNDLE_CONTEXT,
+    RANGE_RECEIPT_CONTEXT,
+    RECEIPT_CONTEXT,
+    ZERO_HASH,
+    canonical_json,
+    leaf_hash,
+    node_hash,
+    range_receipt_message,
+    receipt_message,
+)
 
-__all__ = ["BUNDLE_CONTEXT", "RECEIPT_CONTEXT", "ZERO_HASH", "canonical", "leaf_hash", "node_hash",
-           "receipt_message", "sha256_hex"]
+__all__ = ["BUNDLE_CONTEXT", "RANGE_RECEIPT_CONTEXT", "RECEIPT_CONTEXT", "ZERO_HASH", "canonical", "leaf_hash",
+           "node_hash", "range_receipt_message", "receipt_message", "sha256_hex"]
 
 
 def canonical(value: Any) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .auditor import EMPTY_ROOT, CompactRange
+from .auditor import EMPTY_ROOT, CompactRange, inclusion_root
 from .hashing import node_hash
 
 __all__ = ["EMPTY_ROOT", "CompactRange", "ProofError", "consistency_proof", "inclusion_proof", "root",
@@ -79,26 +79,10 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
     Raises:
         ProofError: when the proof does not lead from `leaf` to `expected_root`.
     """
-    if not 0 <= index < size:
-        raise ProofError(f"leaf index {index} is outside a tree of size {size}")
-    fn, sn = index, size - 1
-    result = leaf
-    for sibling in proof:
-        if len(sibling) != 32:
-            raise ProofError("a proof hash is not 32 bytes")
-        if sn == 0:
-            raise ProofError("the proof is longer than the tree is deep")
-        if fn % 2 == 1 or fn == sn:
-            result = node_hash(sibling, result)
-            while fn % 2 == 0 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            result = node_hash(result, sibling)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError("the proof is shorter than the tree is deep")
+    try:
+        result = inclusion_root(leaf, index, size, proof)
+    except ValueError as exc:
+        raise ProofError(str(exc)) from None
     if result != expected_root:
         raise ProofError("the proof leads to a different root")
 

@@ -46,3 +46,12 @@ checkpoint = Table(
     Column("note", Text, nullable=False),
     Column("issued_at", String(32), nullable=False),
 )
+
+#: Range receipts: the log's signature over the Merkle root of one append transaction's entries.
+ledger_receipt = Table(
+    "ledger_receipt", metadata,
+    Column("last_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("first_seq", BigInteger, nullable=False, unique=True),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("signature", String(100), nullable=False),
+)

@@ -9,6 +9,7 @@ submission id back the lock up: a race that slipped through would fail rather th
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -20,11 +21,11 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import CharterError
-from .auditor import StoredEntry
+from .auditor import CompactRange, RangeReceipt, StoredEntry
 from .database import ensure_schema, make_engine, write_transaction
-from .hashing import RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, receipt_message
+from .hashing import RANGE_RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, range_receipt_message
 from .keys import SigningKey, check_origin
-from .schema import checkpoint, ledger_entry, ledger_head, ledger_meta
+from .schema import checkpoint, ledger_entry, ledger_head, ledger_meta, ledger_receipt
 
 Clock = Callable[[], datetime.datetime]
 
@@ -68,7 +69,8 @@ class Entry:
     subject: str | None
     key_id: str | None
     received_at: str
-    receipt: str
+    receipt: str  # per-entry receipt of older ledgers; empty where a range receipt covers the entry
+    range_receipt: RangeReceipt | None = None  # on the last entry of an append transaction, where read with it
 
     def document(self) -> dict[str, Any]:
         """The parsed body."""
@@ -85,13 +87,23 @@ class Entry:
 
     def stored(self) -> StoredEntry:
         """The form the auditor checks."""
-        return StoredEntry(self.seq, self.body, self.receipt, self.record_hash)
+        return StoredEntry(self.seq, self.body, self.receipt, self.record_hash, self.range_receipt)
 
 
 def _row_to_entry(row: Any) -> Entry:
+    closing = getattr(row, "range_first", None)
     return Entry(row.seq, bytes(row.prev_hash), bytes(row.record_hash), bytes(row.body), row.entry_type,
-                 row.submission_id, row.subject,
-                 row.key_id, row.received_at, row.receipt)
+                 row.submission_id, row.subject, row.key_id, row.received_at, row.receipt,
+                 RangeReceipt(int(closing), bytes(row.range_root), str(row.range_signature))
+                 if closing is not None else None)
+
+
+def _with_range_receipts(query: Any) -> Any:
+    """`query` on entries, with the range receipt of the transaction each entry closes (if any)."""
+    return query.add_columns(ledger_receipt.c.first_seq.label("range_first"),
+                             ledger_receipt.c.root_hash.label("range_root"),
+                             ledger_receipt.c.signature.label("range_signature")).outerjoin(
+        ledger_receipt, ledger_receipt.c.last_seq == ledger_entry.c.seq)
 
 
 class Ledger:
@@ -183,6 +195,7 @@ class Ledger:
                 prev, seq = bytes(head.head_hash), head.size
                 rows: list[dict[str, Any]] = []
                 appended: list[Entry] = []
+                tree = CompactRange()
                 for new in batch:
                     payload = new.payload(appended) if callable(new.payload) else new.payload
                     body_value: dict[str, Any] = {"v": 1, "log": self.origin, "seq": seq, "prev": prev.hex(),
@@ -196,15 +209,24 @@ class Ledger:
                         body_value["sig"] = new.signature
                     body = canonical(body_value)
                     record_hash = leaf_hash(body)
-                    receipt = self.log_key.sign(RECEIPT_CONTEXT, receipt_message(self.origin, seq, record_hash))
+                    tree.append(record_hash)
                     rows.append({"seq": seq, "prev_hash": prev, "record_hash": record_hash, "body": body,
                                  "entry_type": new.type, "submission_id": new.submission_id,
                                  "subject": new.subject, "key_id": new.key_id, "received_at": received,
-                                 "receipt": receipt})
+                                 "receipt": ""})
                     appended.append(Entry(seq, prev, record_hash, body, new.type, new.submission_id, new.subject,
-                                          new.key_id, received, receipt))
+                                          new.key_id, received, ""))
                     prev, seq = record_hash, seq + 1
+                # One signature for the transaction, over the Merkle root of its entries (a range
+                # receipt): each entry's receipt is that plus its inclusion proof in the range.
+                root = tree.root()
+                signature = self.log_key.sign(RANGE_RECEIPT_CONTEXT,
+                                              range_receipt_message(self.origin, head.size, seq, root))
+                closing = RangeReceipt(head.size, root, signature)
+                appended[-1] = dataclasses.replace(appended[-1], range_receipt=closing)
                 connection.execute(insert(ledger_entry), rows)
+                connection.execute(insert(ledger_receipt).values(last_seq=seq - 1, first_seq=head.size,
+                                                                 root_hash=root, signature=signature))
                 connection.execute(update(ledger_head).where(ledger_head.c.id == 1).values(
                     size=seq, head_hash=prev, last_received_at=received))
         except IntegrityError as exc:
@@ -226,10 +248,40 @@ class Ledger:
             return int(connection.execute(select(ledger_head.c.size).where(ledger_head.c.id == 1)).scalar_one())
 
     def entry(self, seq: int) -> Entry | None:
-        """The entry at `seq`, if any."""
+        """The entry at `seq`, if any (with the range receipt it closes, if it closes one)."""
         with self.engine.connect() as connection:
-            row = connection.execute(select(ledger_entry).where(ledger_entry.c.seq == seq)).one_or_none()
+            row = connection.execute(_with_range_receipts(select(ledger_entry)).where(ledger_entry.c.seq == seq)
+                                     ).one_or_none()
         return _row_to_entry(row) if row else None
+
+    def receipt_for(self, seq: int) -> dict[str, Any] | None:
+        """The log's receipt for entry `seq` as a self-contained document (see `auditor.check_receipt`).
+
+        A per-entry receipt of an older ledger is its signature; a range receipt is the signature over
+        the transaction's Merkle root, the range, and the entry's inclusion proof in it.
+        """
+        from . import merkle
+
+        entry = self.entry(seq)
+        if entry is None:
+            return None
+        document: dict[str, Any] = {"log": self.origin, "seq": seq, "record_hash": entry.record_hash.hex(),
+                                    "received_at": entry.received_at}
+        if entry.receipt:
+            return {**document, "signature": entry.receipt}
+        with self.engine.connect() as connection:
+            row = connection.execute(select(ledger_receipt).where(ledger_receipt.c.last_seq >= seq)
+                                     .order_by(ledger_receipt.c.last_seq).limit(1)).one_or_none()
+            if row is None or row.first_seq > seq:
+                return None
+            leaves = [bytes(h) for h in connection.execute(
+                select(ledger_entry.c.record_hash).where(ledger_entry.c.seq >= row.first_seq,
+                                                         ledger_entry.c.seq <= row.last_seq)
+                .order_by(ledger_entry.c.seq)).scalars()]
+        proof = merkle.inclusion_proof(seq - row.first_seq, leaves)
+        return {**document, "signature": row.signature,
+                "range": {"first": row.first_seq, "size": row.last_seq + 1, "root": bytes(row.root_hash).hex()},
+                "proof": [base64.b64encode(h).decode() for h in proof]}
 
     def by_submission(self, submission_id: str) -> Entry | None:
         """The entry with this submission id, if any."""
@@ -321,7 +373,7 @@ class Ledger:
     @staticmethod
     def snapshot_entries(connection: Connection, start: int = 0, stop: int | None = None) -> Iterator[Entry]:
         """The entry rows of a snapshot with ``start <= seq < stop`` in seq order, streamed in batches."""
-        query = select(ledger_entry)
+        query = _with_range_receipts(select(ledger_entry))
         if start:
             query = query.where(ledger_entry.c.seq >= start)
         if stop is not None:
@@ -330,6 +382,13 @@ class Ledger:
         for partition in result.partitions(1000):
             for row in partition:
                 yield _row_to_entry(row)
+
+    @staticmethod
+    def range_start(connection: Connection, seq: int) -> int:
+        """The first seq of the append transaction holding `seq` (for per-entry receipts: `seq` itself)."""
+        first = connection.execute(select(ledger_receipt.c.first_seq).where(
+            ledger_receipt.c.first_seq <= seq, ledger_receipt.c.last_seq >= seq)).scalar_one_or_none()
+        return int(first) if first is not None else seq
 
     @staticmethod
     def entry_hash(connection: Connection, seq: int) -> bytes:

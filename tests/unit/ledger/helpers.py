@@ -73,7 +73,7 @@ def populate(url: str, bundles: int = 6) -> Populated:
 def drop_guards(engine: Engine) -> None:
     """Remove the append-only triggers, as someone with DDL rights can."""
     with engine.begin() as connection:
-        for table in ("ledger_entry", "checkpoint"):
+        for table in ("ledger_entry", "checkpoint", "ledger_receipt"):
             if engine.dialect.name == "postgresql":
                 connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             else:
@@ -130,3 +130,22 @@ def copy_sqlite(url: str, target: Path) -> str:
     source = Path(url.removeprefix("sqlite:///"))
     shutil.copyfile(source, target)
     return f"sqlite:///{target}"
+
+
+def transaction_start(engine: Engine, seq: int) -> int:
+    """The first seq of the append transaction that wrote entry `seq` (its range receipt's first entry)."""
+    from charter.ledger.schema import ledger_receipt
+
+    with engine.connect() as connection:
+        first = connection.execute(select(ledger_receipt.c.first_seq).where(
+            ledger_receipt.c.first_seq <= seq, ledger_receipt.c.last_seq >= seq)).scalar_one()
+    return int(first)
+
+
+def transaction_ends(engine: Engine) -> list[int]:
+    """The size of the ledger after each append transaction, in order."""
+    from charter.ledger.schema import ledger_receipt
+
+    with engine.connect() as connection:
+        return [int(last) + 1 for last in connection.execute(
+            select(ledger_receipt.c.last_seq).order_by(ledger_receipt.c.last_seq)).scalars()]

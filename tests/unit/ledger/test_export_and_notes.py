@@ -112,7 +112,8 @@ def test_tampered_export_fails_offline_at_the_first_bad_seq(exported: tuple[Popu
     path.write_text("\n".join(lines) + "\n")
     result = _run_script(exported[1])
     assert result.returncode == 1
-    assert "seq 12: bad_receipt" in result.stdout
+    # Entry 13 no longer chains on 12; the transaction's range receipt would fail at its end too.
+    assert "seq 12: chain_broken" in result.stdout
 
 
 def test_truncated_export_is_caught_by_a_held_checkpoint(exported: tuple[Populated, Path], tmp_path: Path) -> None:
@@ -122,7 +123,10 @@ def test_truncated_export_is_caught_by_a_held_checkpoint(exported: tuple[Populat
     for note in (export / "checkpoints").iterdir():
         note.unlink()
     path = export / "entries.jsonl"
-    path.write_text("\n".join(path.read_text().splitlines()[:15]) + "\n")
+    lines = path.read_text().splitlines()
+    # Cut at the end of a transaction (a line carrying its range receipt), as a careful attacker would.
+    cut = max(i for i, line in enumerate(lines[:15]) if "range_receipt" in json.loads(line)) + 1
+    path.write_text("\n".join(lines[:cut]) + "\n")
     assert _run_script(export).returncode == 0  # without the held checkpoint the loss is invisible
     result = _run_script(export, "--checkpoint", str(held))
     assert result.returncode == 1 and "truncated" in result.stdout

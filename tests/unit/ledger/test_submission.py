@@ -12,8 +12,7 @@ from sqlalchemy import update
 
 from charter.errors import CharterError
 from charter.ledger import SigningKey, verify_ledger
-from charter.ledger.hashing import RECEIPT_CONTEXT, receipt_message
-from charter.ledger.keys import verify_signature
+from charter.ledger.auditor import check_receipt
 from charter.ledger.schema import ledger_entry
 from charter.submission import (
     BUNDLE,
@@ -56,9 +55,16 @@ def _refused(populated: Populated, data: dict[str, Any] | bytes, key: SigningKey
 def test_submission_links_findings_to_bundle_and_policy_and_signs_a_receipt(loaded: Populated) -> None:
     result = _submit(loaded, CLAIMS.read_bytes(), loaded.owner_keys["tom.berger"])
     receipt = result.receipt
-    assert verify_signature(loaded.log_key.public, RECEIPT_CONTEXT,
-                            receipt_message(loaded.ledger.origin, receipt.seq, bytes.fromhex(receipt.record_hash)),
-                            receipt.signature)
+    # One signature covers the whole submission (its range); the bundle's receipt adds its inclusion proof.
+    assert receipt.range is not None and receipt.range["first"] <= receipt.seq < receipt.range["size"]
+    assert check_receipt(receipt.to_dict(), loaded.ledger.origin, loaded.log_key.public)
+    forged = {**receipt.to_dict(), "record_hash": "00" * 32}
+    assert not check_receipt(forged, loaded.ledger.origin, loaded.log_key.public)
+    assert not check_receipt(receipt.to_dict(), loaded.ledger.origin, SigningKey.generate("x").public)
+    for entry in result.finding_entries[:3]:  # every entry of the transaction has its own checkable receipt
+        document = loaded.ledger.receipt_for(entry.seq)
+        assert document is not None and document["signature"] == receipt.signature
+        assert check_receipt(document, loaded.ledger.origin, loaded.log_key.public)
     assert len(result.finding_entries) == len(result.findings) > 0
     for entry in result.finding_entries:
         refs = entry.payload["refs"]

@@ -1,8 +1,11 @@
 """The tamper matrix: direct SQL edits by an insider without the log key, on SQLite and PostgreSQL.
 
-Every attack inside the checkpointed range is detected and the verifier names the first bad seq.
-Truncating the tail that no checkpoint covers is undetectable by design; the verifier must say so
-instead of claiming more than it can.
+Every attack inside the checkpointed range is detected and the verifier names the first bad seq. The
+log signs one receipt per append transaction (a range receipt over the Merkle root of its entries),
+so an attack that rehashes the chain after an edit is located at the first entry of the transaction
+that holds it; a plain edit is still located at the entry. Truncating the tail that no checkpoint
+covers at a transaction boundary is undetectable by design; the verifier must say so instead of
+claiming more than it can. Cutting inside a transaction leaves entries without a receipt.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from charter.ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
 from charter.ledger.checkpoints import checkpoint_due
-from charter.ledger.schema import checkpoint, ledger_entry
+from charter.ledger.schema import checkpoint, ledger_entry, ledger_receipt
 from tests.unit.ledger.helpers import (
     ORIGIN,
     Populated,
@@ -30,6 +33,8 @@ from tests.unit.ledger.helpers import (
     populate,
     read_rows,
     rechain,
+    transaction_ends,
+    transaction_start,
     write_rows,
 )
 
@@ -88,45 +93,63 @@ def _swap_and_rehash(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rechain(_swap(rows), TARGET)
 
 
-ATTACKS: dict[str, tuple[Callable[[list[dict[str, Any]]], list[dict[str, Any]]], int, str]] = {
-    "edit in place": (_edit_in_place, TARGET, "hash_mismatch"),
-    "edit and rehash the rest": (_edit_and_rehash, TARGET, "bad_receipt"),
-    "delete": (_delete, TARGET, "missing_entry"),
-    "delete and rehash": (_delete_and_rehash, TARGET, "bad_receipt"),
-    "insert a replayed entry and rehash": (_insert_replayed_and_rehash, TARGET + 1, "bad_receipt"),
-    "swap": (_swap, TARGET, "bad_receipt"),
-    "swap and rehash": (_swap_and_rehash, TARGET, "bad_receipt"),
+#: attack -> (tamper, where it shows: the entry, or the first entry of its transaction, and the kind)
+ATTACKS: dict[str, tuple[Callable[[list[dict[str, Any]]], list[dict[str, Any]]], str, str]] = {
+    "edit in place": (_edit_in_place, "entry", "hash_mismatch"),
+    "edit and rehash the rest": (_edit_and_rehash, "transaction", "bad_receipt"),
+    "delete": (_delete, "entry", "missing_entry"),
+    "delete and rehash": (_delete_and_rehash, "transaction", "bad_receipt"),
+    "insert a replayed entry and rehash": (_insert_replayed_and_rehash, "transaction", "bad_receipt"),
+    "swap": (_swap, "entry", "seq_mismatch"),
+    "swap and rehash": (_swap_and_rehash, "transaction", "bad_receipt"),
 }
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_attack_is_detected_at_the_first_bad_seq(victim: Populated, attack: str) -> None:
-    tamper, first_bad, kind = ATTACKS[attack]
+    tamper, where, kind = ATTACKS[attack]
     engine = victim.ledger.engine
+    first_bad = TARGET if where == "entry" else transaction_start(engine, TARGET)
     rows = tamper(read_rows(engine))
     # A careful attacker also moves the head, except for "delete" which leaves a gap on purpose.
     write_rows(engine, rows, head_size=len(rows))
     report = _verify(victim)
     assert not report.ok
     assert report.first_bad_seq == first_bad
-    assert report.problems[0].kind == kind, report.problems
+    assert kind in {p.kind for p in report.problems if p.seq == first_bad}, report.problems
+
+
+def _boundary(engine: Any, above: int) -> int:
+    """The first transaction boundary (a ledger size) above `above`."""
+    return next(end for end in transaction_ends(engine) if end > above)
 
 
 def test_truncation_below_a_checkpoint_is_detected(victim: Populated) -> None:
     engine = victim.ledger.engine
-    write_rows(engine, read_rows(engine)[:50])
+    cut = max(end for end in transaction_ends(engine) if end < CHECKPOINT)
+    write_rows(engine, read_rows(engine)[:cut])
     report = _verify(victim)
-    assert [(p.seq, p.kind) for p in report.problems] == [(50, "truncated")]
+    assert [(p.seq, p.kind) for p in report.problems] == [(cut, "truncated")]
+
+
+def test_cutting_inside_a_transaction_leaves_entries_without_a_receipt(victim: Populated) -> None:
+    engine = victim.ledger.engine
+    end = _boundary(engine, CHECKPOINT + 1)
+    write_rows(engine, read_rows(engine)[:end - 1])
+    report = _verify(victim)
+    assert [p.kind for p in report.problems] == ["missing_receipt"]
+    assert report.first_bad_seq == transaction_start(engine, end - 2)
 
 
 def test_truncating_the_uncovered_tail_is_not_detectable_and_is_reported_as_uncovered(victim: Populated) -> None:
     # Negative control: the exposure window of a log is the tail after its last checkpoint.
     engine = victim.ledger.engine
-    write_rows(engine, read_rows(engine)[:70])
+    cut = _boundary(engine, CHECKPOINT)
+    write_rows(engine, read_rows(engine)[:cut])
     report = _verify(victim)
-    assert report.ok
+    assert report.ok, report.problems
     assert report.covered == CHECKPOINT
-    assert "entries 60..69 are not covered by any checkpoint" in report.summary()
+    assert f"entries {CHECKPOINT}..{cut - 1} are not covered by any checkpoint" in report.summary()
 
 
 def test_an_auditor_held_checkpoint_covers_what_the_database_lost(victim: Populated) -> None:
@@ -134,21 +157,23 @@ def test_an_auditor_held_checkpoint_covers_what_the_database_lost(victim: Popula
     held = make_checkpoint(victim.ledger)  # the auditor keeps this note outside the database
     with engine.begin() as connection:
         connection.execute(checkpoint.delete().where(checkpoint.c.size == held.size))
-    write_rows(engine, read_rows(engine)[:70])
+    cut = _boundary(engine, CHECKPOINT)
+    write_rows(engine, read_rows(engine)[:cut])
     report = verify_ledger(victim.ledger, victim.log_key.public, [held.note])
-    assert [(p.seq, p.kind) for p in report.problems] == [(70, "truncated")]
+    assert [(p.seq, p.kind) for p in report.problems] == [(cut, "truncated")]
 
 
 def test_head_that_disagrees_with_the_entries(victim: Populated) -> None:
     engine = victim.ledger.engine
     rows = read_rows(engine)
-    write_rows(engine, rows[:-1], head_size=len(rows) - 1)
+    cut = transaction_start(engine, len(rows) - 1)  # drop the last transaction whole
+    write_rows(engine, rows[:cut], head_size=cut)
     with engine.begin() as connection:
         from charter.ledger.schema import ledger_head
 
         connection.execute(update(ledger_head).values(size=len(rows)))
     report = _verify(victim)
-    assert [(p.seq, p.kind) for p in report.problems] == [(len(rows) - 1, "head_mismatch")]
+    assert [(p.seq, p.kind) for p in report.problems] == [(cut, "head_mismatch")]
 
 
 def test_a_fork_is_refused_at_write_time(victim: Populated) -> None:
@@ -168,7 +193,11 @@ def test_rewrite_from_genesis_with_another_log_key(victim: Populated, tmp_path: 
     make_checkpoint(forged, CHECKPOINT)
     engine = victim.ledger.engine
     write_rows(engine, read_rows(forged.engine))
-    with engine.begin() as connection:
+    with forged.engine.connect() as connection:
+        receipts = [dict(r._mapping) for r in connection.execute(ledger_receipt.select())]
+    with engine.begin() as connection:  # the victim fixture dropped the append-only guards
+        connection.execute(ledger_receipt.delete())
+        connection.execute(insert(ledger_receipt), receipts)
         connection.execute(checkpoint.delete())
         connection.execute(insert(checkpoint), [{"size": s, "root_hash": r, "note": n, "issued_at": "x"}
                                                for s, r, n in forged.checkpoints()])
