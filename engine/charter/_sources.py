@@ -7,6 +7,7 @@ NaN and Infinity, which Python's json module accepts by default.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -49,8 +50,12 @@ class SourceMap:
         return Location(file=self.file, line=self.line_of(parts), path=json_path(parts), rule=rule)
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader; composition gives us nodes with marks, construction stays safe."""
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe loader; composition gives us nodes with marks, construction stays safe.
+
+    libyaml's parser (CSafeLoader) composes the same nodes with the same marks several times faster than
+    the pure-Python one; without libyaml, the pure-Python loader is used.
+    """
 
 
 #: Nodes a document may expand to; aliases make small texts expand exponentially ("billion laughs").
@@ -341,41 +346,63 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 def json_position(text: str, path: Iterable[str | int]) -> tuple[int, int] | None:
-    """The (line, column), both 1-based, where the value at `path` starts in JSON `text`, or None.
+    """The (line, column), both 1-based, where the value at `path` starts in JSON `text`, or None."""
+    key = tuple(path)
+    return json_positions(text, [key]).get(key)
 
-    Walks only the containers on the path and skips every other value with the decoder, so one
-    lookup is linear in the text. Used on the error path, to locate diagnostics that pydantic
-    reports by JSON path.
+
+def json_positions(text: str, paths: Iterable[Iterable[str | int]]) -> dict[PathKey, tuple[int, int]]:
+    """(line, column), both 1-based, where the value at each of `paths` starts in JSON `text`.
+
+    One walk for all paths: it descends only into the containers on some path and skips every
+    other value with the decoder, so locating any number of diagnostics costs one pass over the
+    text (a lookup per path cost a pass each: 100 diagnostics on a 64 MiB bundle, 100 passes).
+    Paths that are not in the text are left out. Used on the error path, for pydantic's JSON paths.
     """
-    position = 0
-    try:
+    wanted = [tuple(p) for p in paths]
+    trie: dict[Any, Any] = {}
+    for path in wanted:
+        node = trie
         for part in path:
-            position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
-            opener = "{" if isinstance(part, str) else "["
-            if text[position] != opener:
-                return None
-            position += 1
-            index = 0
-            while True:
-                position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
-                if text[position] in "}]":
-                    return None
-                if isinstance(part, str):
-                    key, position = _scanstring(text, position + 1)
-                    position = _WHITESPACE.match(text, position).end() + 1  # type: ignore[union-attr]
-                    position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
-                    if key == part:
-                        break
-                elif index == part:
-                    break
-                _, position = _DECODER.raw_decode(text, position)
-                position = _WHITESPACE.match(text, position).end() + 1  # type: ignore[union-attr]  # the comma
-                index += 1
-        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
-    except (IndexError, ValueError, RecursionError):
-        return None
-    line = text.count("\n", 0, position) + 1
-    return line, position - (text.rfind("\n", 0, position) + 1) + 1
+            node = node.setdefault(part, {})
+    offsets: dict[PathKey, int] = {}
+
+    def skip(position: int) -> int:
+        return _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]  # ``*`` always matches
+
+    def walk(position: int, node: dict[Any, Any], path: PathKey) -> int:
+        """Record where the value at `position` starts; return where it ends."""
+        offsets[path] = position
+        opener = text[position] if node else ""
+        if opener not in ("{", "["):
+            return int(_DECODER.raw_decode(text, position)[1])
+        position, index = skip(position + 1), 0
+        while text[position] not in "}]":
+            if opener == "{":
+                part: str | int
+                part, position = _scanstring(text, position + 1)
+                position = skip(skip(position) + 1)  # the colon
+            else:
+                part, index = index, index + 1
+            child = node.get(part)
+            position = walk(position, child, (*path, part)) if child is not None else \
+                int(_DECODER.raw_decode(text, position)[1])
+            position = skip(position)
+            if text[position] == ",":
+                position = skip(position + 1)
+        return position + 1
+
+    # On text parse_json_strict would not accept, the offsets found before the problem are still right.
+    with contextlib.suppress(IndexError, ValueError, RecursionError):
+        walk(skip(0), trie, ())
+    located: dict[int, tuple[int, int]] = {}
+    line, line_start, last = 1, 0, 0
+    for offset in sorted(set(offsets.values())):
+        line += text.count("\n", last, offset)
+        newline = text.rfind("\n", last, offset)
+        line_start = newline + 1 if newline >= 0 else line_start
+        located[offset], last = (line, offset - line_start + 1), offset
+    return {path: located[offsets[path]] for path in wanted if path in offsets}
 
 
 class _Marker:

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 import rfc8785
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ._sources import SourceMap, json_position, parse_json_strict, read_text
-from .errors import CharterError, Diagnostic, Location, json_path, with_positions
+from ._sources import SourceMap, json_positions, parse_json_strict, read_text
+from .errors import CharterError, Diagnostic, Location, json_path, parse_json_path, with_positions
 from .kpis import KpiCatalog
 from .validation import collect_validation_errors
 
@@ -26,8 +26,12 @@ from .validation import collect_validation_errors
 MAX_KPIS = 1_000
 MAX_SEGMENTS = 10_000
 MAX_ARTIFACTS = 1_000
+#: KPI values over all segments: 10,000 segments of 1,000 KPIs each would be 10 million values.
+MAX_SEGMENT_VALUES = 100_000
 #: KPI problems listed one by one; the rest are counted in one more diagnostic.
 MAX_KPI_PROBLEMS = 100
+#: Schema problems listed one by one (in pydantic's order, which is the document's); the rest are counted.
+MAX_SCHEMA_PROBLEMS = 100
 
 KpiValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$")]
@@ -95,12 +99,20 @@ class EvidenceBundle(BaseModel):
         Raises:
             CharterError: every problem at once, each with its JSON path (and line for YAML).
         """
+        too_large = _size_problems(data, file, smap, prefix)
+        if too_large:
+            raise CharterError(too_large)  # before pydantic builds one error per excess value
         problems: list[Diagnostic] = []
         bundle: EvidenceBundle | None = None
         try:
             bundle = cls.model_validate(data)
         except ValidationError as exc:
-            problems.extend(collect_validation_errors(exc, smap, prefix, code="bundle_schema", file=file))
+            schema = collect_validation_errors(exc, smap, prefix, code="bundle_schema", file=file)
+            problems.extend(schema[:MAX_SCHEMA_PROBLEMS])
+            if len(schema) > MAX_SCHEMA_PROBLEMS:
+                where = smap.location(prefix) if smap else Location(file=file, path=json_path(prefix))
+                problems.append(Diagnostic("too_many_problems", f"{len(schema) - MAX_SCHEMA_PROBLEMS:,} more schema "
+                                           f"problems are not listed (the first {MAX_SCHEMA_PROBLEMS} are)", where))
         problems.extend(_catalog_problems(data, catalog, file, smap, prefix))
         # A window/measured_at error is reported on the field that a reader will fix.
         problems = [_relocate_time_error(d, smap, prefix, file) for d in problems]
@@ -111,12 +123,19 @@ class EvidenceBundle(BaseModel):
     @classmethod
     def from_json(cls, text: str | bytes, catalog: KpiCatalog, *, file: str | None = None) -> EvidenceBundle:
         """Parse a bundle from JSON text; see `from_data`."""
-        data = parse_json_strict(text, file)
+        return cls.from_json_data(text, parse_json_strict(text, file), catalog, file=file)
+
+    @classmethod
+    def from_json_data(cls, text: str | bytes, data: Any, catalog: KpiCatalog, *,
+                       file: str | None = None) -> EvidenceBundle:
+        """Validate `data` parsed from the JSON `text`; problems are also located by line and column in `text`."""
         try:
             return cls.from_data(data, catalog, file=file)
         except CharterError as exc:
             source = text.decode("utf-8") if isinstance(text, bytes) else text
-            raise with_positions(exc, lambda parts: json_position(source, parts)) from None
+            paths = [parse_json_path(d.location.path) for d in exc.diagnostics if d.location.path]
+            found = json_positions(source, [p for p in paths if p is not None])  # one pass for all of them
+            raise with_positions(exc, found.get, limit=len(exc.diagnostics)) from None
 
     @classmethod
     def from_file(cls, path: Path, catalog: KpiCatalog) -> EvidenceBundle:
@@ -140,6 +159,32 @@ class EvidenceBundle(BaseModel):
     def segment_dimensions(self) -> list[str]:
         """The distinct dimensions of the segments (``region``, ``age``), sorted."""
         return sorted({key.split(":", 1)[0] for key in self.segments})
+
+
+def _size_problems(data: Any, file: str | None, smap: SourceMap | None,
+                   prefix: tuple[str | int, ...]) -> list[Diagnostic]:
+    """The size limits a bundle exceeds, checked in O(size) before validation; the schema repeats them."""
+    if not isinstance(data, Mapping):
+        return []
+
+    def too_large(path: tuple[str | int, ...], what: str, count: int, limit: int) -> Diagnostic:
+        full = (*prefix, *path)
+        where = smap.location(full) if smap else Location(file=file, path=json_path(full))
+        return Diagnostic("bundle_too_large", f"{count:,} {what}; a bundle may hold at most {limit:,}", where)
+
+    problems = []
+    kpis, segments, artifacts = data.get("kpis"), data.get("segments"), data.get("artifacts")
+    if isinstance(kpis, Mapping) and len(kpis) > MAX_KPIS:
+        problems.append(too_large(("kpis",), "KPIs", len(kpis), MAX_KPIS))
+    if isinstance(artifacts, list) and len(artifacts) > MAX_ARTIFACTS:
+        problems.append(too_large(("artifacts",), "artifacts", len(artifacts), MAX_ARTIFACTS))
+    if isinstance(segments, Mapping):
+        values = sum(len(v) for v in segments.values() if isinstance(v, Mapping))
+        if len(segments) > MAX_SEGMENTS:
+            problems.append(too_large(("segments",), "segments", len(segments), MAX_SEGMENTS))
+        elif values > MAX_SEGMENT_VALUES:
+            problems.append(too_large(("segments",), "KPI values in segments", values, MAX_SEGMENT_VALUES))
+    return problems
 
 
 def _catalog_problems(data: Any, catalog: KpiCatalog, file: str | None, smap: SourceMap | None,

@@ -153,27 +153,72 @@ def peers_reference(segments: Mapping[str, Mapping[str, float]], segment: str) -
     return {kpi_id: math.fsum(v / len(vs) for v in vs) for kpi_id, vs in sorted(totals.items())}
 
 
-def _exact_partials(values: Iterable[float]) -> list[float] | None:
-    """Non-overlapping floats whose exact sum is the exact sum of `values` (Shewchuk), or None on overflow.
+#: Every finite double is an integer multiple of 2**-1074: scaled by 2**1074, doubles add exactly as integers.
+_SCALE = 1074
 
-    ``math.fsum(partials + [-x])`` is then the correctly rounded exact sum without ``x``, in
-    O(len(partials)) rather than O(len(values)): what makes `peers` linear in the segments.
-    """
-    partials: list[float] = []
-    for value in values:
-        x = value
-        kept = 0
-        for y in partials:
-            if abs(x) < abs(y):
-                x, y = y, x
-            high = x + y
-            low = y - (high - x)
-            if low:
-                partials[kept] = low
-                kept += 1
-            x = high
-        partials[kept:] = [x]
-    return partials if all(math.isfinite(p) for p in partials) else None
+
+def _scaled(x: float) -> int:
+    numerator, denominator = x.as_integer_ratio()  # the denominator is a power of two, at most 2**1074
+    return numerator << (_SCALE + 1 - denominator.bit_length())
+
+
+@dataclass(frozen=True)
+class _ExactSum:
+    """The exact sum of some floats (scaled by 2**1074: an int, so it never overflows), how many, and
+    how many are -0.0 (the sign of a zero sum); one value can be taken out again in O(1)."""
+
+    total: int
+    count: int
+    negative_zeros: int
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> _ExactSum:
+        total = count = negative_zeros = 0
+        for value in values:
+            count += 1
+            if value:
+                total += _scaled(value)
+            elif math.copysign(1.0, value) < 0:
+                negative_zeros += 1
+        return cls(total, count, negative_zeros)
+
+    def without(self, value: float) -> _ExactSum:
+        return _ExactSum(self.total - _scaled(value) if value else self.total, self.count - 1,
+                         self.negative_zeros - (not value and math.copysign(1.0, value) < 0))
+
+    def rounded(self) -> float:
+        """``math.fsum`` of the values: their exact sum rounded once (int / int rounds correctly too).
+
+        Raises OverflowError where the sum is beyond the float range."""
+        if self.total == 0:
+            return math.fsum([-0.0]) if self.negative_zeros == self.count else 0.0
+        return self.total / (1 << _SCALE)
+
+
+class _Peers:
+    """Per KPI of one dimension: exact sums of the values, of v/n and of v/(n-1), n groups having it."""
+
+    __slots__ = ("but_one", "count", "values", "whole")
+
+    def __init__(self, values: list[float]) -> None:
+        self.count = n = len(values)
+        self.values = _ExactSum.of(values)
+        self.whole = _ExactSum.of(v / n for v in values)
+        self.but_one = _ExactSum.of(v / (n - 1) for v in values) if n > 1 else None
+
+    def mean(self, own: float | None) -> float:
+        """The mean over the groups but the one whose value is `own` (None: a group without the KPI).
+
+        Bit for bit ``math.fsum(v / n for v in others)`` (`peers_reference`). Where that sum overflows
+        (values near the float maximum: it used to crash evaluation), the exact mean of the others,
+        correctly rounded; it is never beyond the largest value, so it always exists.
+        """
+        quotients = self.whole if own is None else self.but_one.without(own / (self.count - 1))  # type: ignore[union-attr]
+        try:
+            return quotients.rounded()
+        except OverflowError:
+            values = self.values if own is None else self.values.without(own)
+            return values.total / (values.count << _SCALE)
 
 
 class _BundleDerived:
@@ -187,43 +232,25 @@ class _BundleDerived:
         self.bundle = bundle
         self.digest = bundle.digest()  # canonical JSON of the whole bundle: once, not once per finding
         self.segments = _freeze({k: _freeze(v) for k, v in bundle.segments.items()})
-        #: dimension -> KPI -> (groups that have it, exact partials of v/(n-1), mean of v/n); None on overflow
-        self._sums: dict[str, dict[str, tuple[int, list[float] | None, float | None]]] | None = None
+        self._sums: dict[str, dict[str, _Peers]] | None = None
 
-    def _dimension_sums(self) -> dict[str, dict[str, tuple[int, list[float] | None, float | None]]]:
+    def _dimension_sums(self) -> dict[str, dict[str, _Peers]]:
         if self._sums is None:
             values: dict[str, dict[str, list[float]]] = {}
             for key, kpis in self.bundle.segments.items():
                 per_kpi = values.setdefault(key.split(":", 1)[0], {})
                 for kpi_id, value in kpis.items():
                     per_kpi.setdefault(kpi_id, []).append(value)
-            self._sums = {
-                dimension: {kpi_id: (len(vs), _exact_partials(v / (len(vs) - 1) for v in vs) if len(vs) > 1 else None,
-                                     _fsum_or_none(v / len(vs) for v in vs))
-                            for kpi_id, vs in sorted(per_kpi.items())}
-                for dimension, per_kpi in values.items()}
+            self._sums = {dimension: {kpi_id: _Peers(vs) for kpi_id, vs in sorted(per_kpi.items())}
+                          for dimension, per_kpi in values.items()}
         return self._sums
 
     def peers(self, segment: str) -> dict[str, float]:
-        """`peers_reference` for `segment`, to the bit."""
+        """`peers_reference` for `segment`, to the bit, in O(KPIs); see `_Peers.mean` for overflow."""
         own = self.bundle.segments.get(segment, {})
-        means: dict[str, float] = {}
-        for kpi_id, (count, partials, mean_of_all) in self._dimension_sums().get(segment.split(":", 1)[0], {}).items():
-            mean = mean_of_all if kpi_id not in own else (  # without it, every group that has it is a peer
-                _fsum_or_none([*partials, -(own[kpi_id] / (count - 1))]) if partials is not None else None)
-            if kpi_id in own and count == 1:
-                continue  # its only group: no peers
-            if mean is None:  # a sum overflowed on the way: take the direct route (and its errors)
-                return peers_reference(self.bundle.segments, segment)
-            means[kpi_id] = mean
-        return means
-
-
-def _fsum_or_none(values: Iterable[float]) -> float | None:
-    try:
-        return math.fsum(values)
-    except OverflowError:
-        return None
+        return {kpi_id: sums.mean(own.get(kpi_id))
+                for kpi_id, sums in self._dimension_sums().get(segment.split(":", 1)[0], {}).items()
+                if kpi_id not in own or sums.count > 1}
 
 
 #: The derived data of the last few bundles evaluated, by identity (a bundle is frozen).

@@ -230,7 +230,7 @@ def prepare_bundle(text: str | bytes, catalog: KpiCatalog, *, key: SigningKey | 
         raise CharterError.single("bundle_schema", "a bundle is a JSON object", file=file, path="$")
     if key is not None:
         data = sign_bundle_data(data, key)
-    bundle = EvidenceBundle.from_data(data, catalog, file=file)
+    bundle = EvidenceBundle.from_json_data(text, data, catalog, file=file)
     if bundle.signature is None:
         raise CharterError.single("unsigned_bundle", "the bundle has no signature; sign it with --key",
                                   file=file, path="$.signature")
@@ -330,9 +330,14 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
         def bundle_ref(done: list[Entry]) -> dict[str, Any]:
             return {"seq": done[bundle_index].seq, "record_hash": done[bundle_index].record_hash.hex()}
 
+        refs: dict[str, int] = {}
+
         def policy_refs(done: list[Entry]) -> dict[str, int]:
-            refs = dict(published)
-            refs.update({e.payload["digest"]: e.seq for e in done if e.type == POLICY_PUBLISHED})
+            # The new policy entries are done[:bundle_index], appended before any payload asks: read them once
+            # (scanning `done` and decoding payloads per finding made a submission O(findings^2)).
+            if not refs:
+                refs.update(published)
+                refs.update({e.payload["digest"]: e.seq for e in done[:bundle_index]})
             return refs
 
         entries.append(NewEntry(BUNDLE, unsigned, submission_id, subject=system.id,

@@ -44,11 +44,12 @@ def collect_validation_errors(exc: ValidationError, smap: SourceMap | None,
         file: the file name when there is no source map.
     """
     errors = exc.errors()
-    nested = [tuple(e["loc"]) for e in errors]
+    # The proper prefixes of the error locations: a set, so that each too_short check is O(1), not O(errors).
+    enclosing = {tuple(e["loc"])[:depth] for e in errors for depth in range(len(e["loc"]))}
     diagnostics = []
     for error in errors:
         here = tuple(error["loc"])
-        if error["type"] == "too_short" and any(len(n) > len(here) and n[: len(here)] == here for n in nested):
+        if error["type"] == "too_short" and here in enclosing:
             # A tuple whose items all failed is also reported as too short: noise next to the real errors.
             continue
         loc = [*prefix, *(part for part in error["loc"] if isinstance(part, str | int))]

@@ -325,3 +325,13 @@ def test_help_shows_no_bool_placeholder_and_rewraps(tmp_path: Path, command: tup
 def test_control_characters_in_notes_and_ids_are_escaped(ledger_dir: Path) -> None:
     code, _, err = cli(ledger_dir, "incidents", "show", "INC-\x1b[2Jx\u202e")
     assert code == 2 and "\x1b" not in err and "\u202e" not in err and "\\x1b" in err
+
+
+def test_submit_errors_give_line_and_column_too(ledger_dir: Path) -> None:
+    data = json.loads(CLAIMS.read_text())
+    data["kpis"]["approval_rate"] = 7
+    (ledger_dir / "b.json").write_text(json.dumps(data, indent=2))
+    line = next(i for i, text in enumerate((ledger_dir / "b.json").read_text().splitlines(), 1)
+                if '"approval_rate": 7' in text)
+    code, _, err = cli(ledger_dir, "submit", "b.json", "--key", ".charter/keys/tom.berger.key")
+    assert code == 2 and f"b.json:{line}:" in err

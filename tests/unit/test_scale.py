@@ -155,3 +155,16 @@ def test_evaluate_module_keeps_a_bounded_cache() -> None:
     for _ in range(evaluate_module._DERIVED_KEEP * 3):
         evaluate_module._derived(EvidenceBundle.from_data(_claims(2), CATALOG))
     assert len(evaluate_module._DERIVED) <= evaluate_module._DERIVED_KEEP
+
+
+def test_peer_means_of_values_near_the_float_maximum_neither_crash_nor_go_quadratic() -> None:
+    """Where summing the other groups' shares overflows a float, `peers` still gives their exact mean."""
+    data = _claims(50)
+    for key, values in data["segments"].items():  # type: ignore[attr-defined]
+        values["roi"] = 1.7976931348623157e308
+    bundle = EvidenceBundle.from_data(data, CATALOG)
+    derived = _BundleDerived(bundle)
+    for key in list(bundle.segments)[:3]:
+        assert derived.peers(key)["roi"] == 1.7976931348623157e308
+    findings = evaluate_bundle(REGISTRY["claims-approval"], bundle, POLICIES.policies, bundle.measured_at, [])
+    assert findings and all(f.status.value != "error" or "overflow" not in f.explanation for f in findings)
