@@ -102,14 +102,16 @@ def test_auc_suggests_roc_auc(tmp_path: Path) -> None:
     assert code == 2 and "did you mean 'roc_auc'" in err
 
 
-def test_bundle_errors_give_line_and_column(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("evaluate", "b.json", "--systems", str(EVIDENCE / "systems.yaml")),
+                                     ("submit", "b.json", "--key", ".charter/keys/tom.berger.key")])
+def test_bundle_errors_give_line_and_column(ledger_dir: Path, command: tuple[str, ...]) -> None:
     data = json.loads(CLAIMS.read_text())
     data["kpis"]["approval_rate"] = 7
-    (tmp_path / "b.json").write_text(json.dumps(data, indent=2))
-    line = next(i for i, text in enumerate((tmp_path / "b.json").read_text().splitlines(), 1)
-                if '"approval_rate": 7' in text)
-    code, _, err = cli(tmp_path, "evaluate", "b.json", "--systems", str(EVIDENCE / "systems.yaml"))
-    assert code == 2 and f"b.json:{line}:" in err and "$.kpis.approval_rate" in err
+    (ledger_dir / "b.json").write_text(json.dumps(data, indent=2))
+    line, column = next((i, text.index("7") + 1) for i, text in
+                        enumerate((ledger_dir / "b.json").read_text().splitlines(), 1) if '"approval_rate": 7' in text)
+    code, _, err = cli(ledger_dir, *command)
+    assert code == 2 and f"b.json:{line}:{column} $.kpis.approval_rate" in err
 
 
 def test_coverage_counts_every_segment_expectation(tmp_path: Path) -> None:
@@ -326,12 +328,3 @@ def test_control_characters_in_notes_and_ids_are_escaped(ledger_dir: Path) -> No
     code, _, err = cli(ledger_dir, "incidents", "show", "INC-\x1b[2Jx\u202e")
     assert code == 2 and "\x1b" not in err and "\u202e" not in err and "\\x1b" in err
 
-
-def test_submit_errors_give_line_and_column_too(ledger_dir: Path) -> None:
-    data = json.loads(CLAIMS.read_text())
-    data["kpis"]["approval_rate"] = 7
-    (ledger_dir / "b.json").write_text(json.dumps(data, indent=2))
-    line = next(i for i, text in enumerate((ledger_dir / "b.json").read_text().splitlines(), 1)
-                if '"approval_rate": 7' in text)
-    code, _, err = cli(ledger_dir, "submit", "b.json", "--key", ".charter/keys/tom.berger.key")
-    assert code == 2 and f"b.json:{line}:" in err

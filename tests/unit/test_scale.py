@@ -160,7 +160,7 @@ def test_evaluate_module_keeps_a_bounded_cache() -> None:
 def test_peer_means_of_values_near_the_float_maximum_neither_crash_nor_go_quadratic() -> None:
     """Where summing the other groups' shares overflows a float, `peers` still gives their exact mean."""
     data = _claims(50)
-    for key, values in data["segments"].items():  # type: ignore[attr-defined]
+    for values in data["segments"].values():  # type: ignore[attr-defined]
         values["roi"] = 1.7976931348623157e308
     bundle = EvidenceBundle.from_data(data, CATALOG)
     derived = _BundleDerived(bundle)

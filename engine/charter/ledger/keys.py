@@ -17,7 +17,6 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .._sources import read_bytes
 from ..errors import CharterError
 from .auditor import verify_signature
 
@@ -127,6 +126,8 @@ class SigningKey:
         Raises:
             CharterError: ``key_file`` when the file is missing or not an Ed25519 private key.
         """
+        from .._sources import read_bytes  # here, not at the top: _sources imports yaml, which reading ledgers skips
+
         try:
             data = read_bytes(path, _MAX_KEY_FILE)
         except CharterError as exc:
@@ -155,6 +156,8 @@ def load_public_key_file(path: Path) -> tuple[str, bytes]:
     Raises:
         CharterError: ``key_file`` when the file does not hold one 32-byte key.
     """
+    from .._sources import read_bytes
+
     try:
         principal, encoded = read_bytes(path, _MAX_KEY_FILE).decode("utf-8").split()
         public = base64.b64decode(encoded, validate=True)
