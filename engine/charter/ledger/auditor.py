@@ -56,6 +56,34 @@ def _in_fast_profile(value: Any) -> bool:
     objects whose keys are below U+D800 (so code-point order equals UTF-16 order). Anything else
     takes the reference implementation. A property test holds the two paths to equality.
     """
+    # Iterative, with exact-type checks first: this runs on every body appended, and the common case
+    # is a few dozen plain dicts, strings and floats. Subclasses take the general checks below.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is dict:
+            for key, child in item.items():
+                if not (isinstance(key, str) and (key.isascii() or max(key) < "\ud800")):
+                    return False
+                pending.append(child)
+        elif kind is float:
+            if item.is_integer() or not 1e-4 <= abs(item) < 1e15:
+                return False
+        elif kind is int:
+            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+                return False
+        elif kind is list or kind is tuple:
+            pending.extend(item)
+        elif not _in_fast_profile_general(item):
+            return False
+    return True
+
+
+def _in_fast_profile_general(value: Any) -> bool:
+    """`_in_fast_profile` by `isinstance`, for subclasses of the JSON types (enums, say)."""
     if value is None or isinstance(value, bool | str):
         return True
     if isinstance(value, int):
