@@ -9,13 +9,14 @@ the database nor the rest of Charter:
 
 Charter's own ``charter verify`` runs the same code over the database. Checks, streamed in constant
 memory: every body is canonical JSON (RFC 8785; ``rfc8785`` is the reference, with a faster
-standard-library path where it provably gives the same bytes) of the right log; sequence numbers are dense from 0;
-each body names the previous record hash; each record hash is SHA-256(0x00 || body) and is covered by
-the log's receipt signature (one per append transaction, over the Merkle root of its entries; ledgers
-written before range receipts carry one per entry); bundles are signed by a key registered to the system's owner and valid at
-that sequence number (keys are added and revoked by ledger entries); receipt times never go back;
-checkpoint notes are signed by the pinned log key and their roots match the entries. Entries after
-the last matching checkpoint are reported as not covered: their absence could not be detected.
+standard-library path where it provably gives the same bytes) of the right log; sequence numbers are
+dense from 0; each body names the previous record hash; each record hash is SHA-256(0x00 || body)
+and is covered by the log's receipt signature (one per append transaction, over the Merkle root of
+its entries; ledgers written before range receipts carry one per entry); bundles are signed by a key
+registered to the system's owner and valid at that sequence number (keys are added and revoked by
+ledger entries); receipt times never go back; checkpoint notes are signed by the pinned log key and
+their roots match the entries. Entries after the last matching checkpoint are reported as not
+covered: their absence could not be detected.
 """
 
 from __future__ import annotations
