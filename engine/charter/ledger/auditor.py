@@ -448,6 +448,55 @@ class Report:
         return text
 
 
+class ReceiptTracker:
+    """Checks the log's receipts entry by entry, in seq order: one rule for the verifier and the checkpoint signer.
+
+    A per-entry receipt (ledgers written before range receipts) is checked at once; a range receipt
+    when the entry that closes its append transaction arrives, over the Merkle root of the range.
+
+    Args:
+        origin: the log's origin.
+        log_public_key: the log's raw Ed25519 public key.
+    """
+
+    def __init__(self, origin: str, log_public_key: bytes) -> None:
+        self.origin = origin
+        self.log_key = log_public_key
+        #: first seq of the append transaction whose range receipt is still to come, if any
+        self.open: int | None = None
+        self._range = CompactRange()
+
+    def feed(self, seq: int, record_hash: bytes, receipt: str, closing: RangeReceipt | None) -> Problem | None:
+        """Take the next entry; the damage its receipt (or its transaction's) shows, if any."""
+        if receipt:
+            if self.open is not None:
+                return Problem(self.open, "missing_receipt", f"entries {self.open}..{seq - 1} carry no receipt of "
+                               "the log")
+            if not verify_signature(self.log_key, RECEIPT_CONTEXT, receipt_message(self.origin, seq, record_hash),
+                                    receipt):
+                return Problem(seq, "bad_receipt", "the log's receipt signature does not match this body at this "
+                               "position: the entry was altered, inserted or moved")
+            return None
+        if self.open is None:
+            self.open, self._range = seq, CompactRange()
+        self._range.append(record_hash)
+        if closing is None:
+            return None
+        first, self.open = self.open, None
+        if closing.first != first or closing.root != self._range.root() or not verify_signature(
+                self.log_key, RANGE_RECEIPT_CONTEXT, range_receipt_message(self.origin, first, seq + 1, closing.root),
+                closing.signature):
+            return Problem(first, "bad_receipt", f"the log's receipt for entries {first}..{seq} does not match them: "
+                           "an entry was altered, inserted or moved")
+        return None
+
+    def unclosed(self, size: int) -> Problem | None:
+        """At the end of `size` entries: the transaction left without its receipt, if any."""
+        if self.open is None:
+            return None
+        return Problem(self.open, "missing_receipt", f"entries {self.open}..{size - 1} carry no receipt of the log")
+
+
 @dataclass
 class _Key:
     principal: str
@@ -494,8 +543,7 @@ class Verifier:
         self._owners: dict[str, str] = {}
         self._last_received = ""
         self._stopped = False
-        self._open: int | None = None  # first seq of an append transaction whose range receipt is pending
-        self._batch = CompactRange()
+        self._receipts = ReceiptTracker(origin, log_public_key)
 
     def _problem(self, seq: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(seq, kind, detail))
@@ -513,7 +561,7 @@ class Verifier:
         Raises:
             ValueError: the pass found problems or skipped signatures.
         """
-        if self._stopped or self.report.problems or not self.check_signatures or self._open is not None:
+        if self._stopped or self.report.problems or not self.check_signatures or self._receipts.open is not None:
             raise ValueError("only a clean verification with signatures checked can be resumed from")
         return {"log": self.origin, "size": self._range.size, "root": self._range.root().hex(),
                 "frontier": [h.hex() for h in self._range.frontier], "prev": self._prev.hex(),
@@ -569,18 +617,11 @@ class Verifier:
         if entry.record_hash is not None and entry.record_hash != record_hash:
             self._stop(entry.seq, "hash_mismatch", "the stored record hash is not SHA-256(0x00 || body)")
             return
-        if entry.receipt and self.check_signatures:
-            if self._open is not None:
-                self._stop(self._open, "missing_receipt", f"entries {self._open}..{entry.seq - 1} carry no "
-                           "receipt of the log")
+        if self.check_signatures:
+            damage = self._receipts.feed(entry.seq, record_hash, entry.receipt, entry.range_receipt)
+            if damage is not None:
+                self._stop(damage.seq, damage.kind, damage.detail)
                 return
-            if not verify_signature(self.log_key, RECEIPT_CONTEXT, receipt_message(self.origin, entry.seq, record_hash),
-                                    entry.receipt):
-                self._stop(entry.seq, "bad_receipt", "the log's receipt signature does not match this body at "
-                           "this position: the entry was altered, inserted or moved")
-                return
-        elif self.check_signatures and not self._receipt_range(entry, record_hash):
-            return
         try:
             body = parse_body(entry.body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -605,7 +646,8 @@ class Verifier:
             self._stop(entry.seq, "malformed_body", "missing or mistyped v, type or submission_id")
             return
         if body.get("prev") != self._prev.hex():
-            if self._open is not None and self._open < entry.seq:
+            opened = self._receipts.open
+            if opened is not None and opened < entry.seq:
                 # Both are in one transaction whose receipt is only checked at its end: the earlier
                 # entry is the first that may have been altered.
                 self._stop(entry.seq - 1, "chain_broken", f"entry {entry.seq} does not name this entry's record "
@@ -633,24 +675,6 @@ class Verifier:
                     self._stop(None, "checkpoint_mismatch", f"the first {size} entries do not have the root of "
                                "the signed checkpoint: history was rewritten")
                     return
-
-    def _receipt_range(self, entry: StoredEntry, record_hash: bytes) -> bool:
-        """Add the entry to its transaction's range; at the range's end, check the log's signature over it."""
-        if self._open is None:
-            self._open, self._batch = entry.seq, CompactRange()
-        self._batch.append(record_hash)
-        receipt = entry.range_receipt
-        if receipt is None:
-            return True
-        first = self._open
-        self._open = None
-        if receipt.first != first or receipt.root != self._batch.root() or not verify_signature(
-                self.log_key, RANGE_RECEIPT_CONTEXT, range_receipt_message(self.origin, first, entry.seq + 1,
-                                                                           receipt.root), receipt.signature):
-            self._stop(first, "bad_receipt", f"the log's receipt for entries {first}..{entry.seq} does not match "
-                       "them: an entry was altered, inserted or moved")
-            return False
-        return True
 
     def _check_content(self, seq: int, body: dict[str, Any]) -> None:
         kind = body.get("type")
@@ -707,9 +731,9 @@ class Verifier:
         """
         if not self._stopped:
             size = self._range.size
-            if self._open is not None:
-                self._problem(self._open, "missing_receipt", f"entries {self._open}..{size - 1} carry no receipt "
-                              "of the log")
+            unclosed = self._receipts.unclosed(size)
+            if unclosed is not None:
+                self.report.problems.append(unclosed)
             if claimed_size is not None and claimed_size != size:
                 self._problem(size, "head_mismatch", f"the head claims {claimed_size} entries, {size} were found")
             for pending in self._pending:

@@ -13,9 +13,8 @@ from typing import Any
 
 from ..errors import CharterError
 from . import merkle
-from .auditor import CompactRange
-from .hashing import RANGE_RECEIPT_CONTEXT, RECEIPT_CONTEXT, leaf_hash, range_receipt_message, receipt_message
-from .keys import verify_signature
+from .auditor import CompactRange, ReceiptTracker
+from .hashing import leaf_hash
 from .notes import Checkpoint, open_checkpoint, sign_checkpoint
 from .store import Ledger
 
@@ -93,36 +92,24 @@ def _check_own_entries(ledger: Ledger, connection: Any, start: int, size: int, s
     assert key is not None
     first = ledger.range_start(connection, start)
     prev = ledger.entry_hash(connection, first - 1) if first else b""
-    pending: CompactRange | None = None
-    opened = first
+    receipts = ReceiptTracker(ledger.origin, key.public)
+    last = first - 1
     for entry in ledger.snapshot_entries(connection, first):
-        if entry.seq >= size and pending is None:
+        if entry.seq >= size and receipts.open is None:
             break
         if leaf_hash(entry.body) != entry.record_hash or (prev and entry.prev_hash != prev):
             raise _refuse(f"entry {entry.seq} does not match its hash or does not chain on")
-        if entry.receipt:
-            if pending is not None or not verify_signature(
-                    key.public, RECEIPT_CONTEXT, receipt_message(ledger.origin, entry.seq, entry.record_hash),
-                    entry.receipt):
-                raise _refuse(f"entry {entry.seq} does not carry the log's receipt")
-        else:
-            if pending is None:
-                pending, opened = CompactRange(), entry.seq
-            pending.append(entry.record_hash)
-            closing = entry.range_receipt
-            if closing is not None:
-                if closing.first != opened or closing.root != pending.root() or not verify_signature(
-                        key.public, RANGE_RECEIPT_CONTEXT,
-                        range_receipt_message(ledger.origin, opened, entry.seq + 1, closing.root), closing.signature):
-                    raise _refuse(f"entries {opened}..{entry.seq} do not carry the log's receipt")
-                pending = None
+        damage = receipts.feed(entry.seq, entry.record_hash, entry.receipt, entry.range_receipt)
+        if damage is not None:
+            raise _refuse(str(damage))
         if start <= entry.seq < size:
             if entry.seq != signed.size:
                 raise _refuse(f"entry {signed.size} is missing")
             signed.append(entry.record_hash)
-        prev = entry.record_hash
-    if pending is not None:
-        raise _refuse(f"entries from {opened} on carry no receipt of the log")
+        prev, last = entry.record_hash, entry.seq
+    unclosed = receipts.unclosed(last + 1)
+    if unclosed is not None:
+        raise _refuse(str(unclosed))
 
 
 def checkpoint_due(ledger: Ledger, every: int) -> bool:
