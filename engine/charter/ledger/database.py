@@ -181,21 +181,19 @@ def ensure_schema(engine: Engine, *, create: bool, read_only: bool = False) -> N
             ``ledger_missing`` when there is no ledger and `create` is false; ``schema_outdated``
             for an older ledger opened read-only.
     """
-    if _stored_revision(engine) == SCHEMA_HEAD and _tables(engine) >= _HEAD_TABLES:
-        return  # what the checks below conclude for a ledger at the newest revision
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+            current = _stored_revision(connection) if "alembic_version" in tables else None
+    except DBAPIError as exc:
+        raise CharterError.single("database_unavailable", f"cannot open the ledger database: {exc.orig}") from exc
+    if current == SCHEMA_HEAD and tables >= _HEAD_TABLES:
+        return  # what the checks below conclude for a ledger at the newest revision, without importing alembic
     from alembic import command
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     config = _alembic_config()
     script = ScriptDirectory.from_config(config)
-    try:
-        with engine.connect() as connection:
-            tables = set(inspect(connection).get_table_names())
-            current = MigrationContext.configure(connection).get_current_revision() if "alembic_version" in tables \
-                else None
-    except DBAPIError as exc:
-        raise CharterError.single("database_unavailable", f"cannot open the ledger database: {exc.orig}") from exc
     known = {revision.revision for revision in script.walk_revisions()}
     if current is not None and current not in known:
         if not tables >= _LEDGER_TABLES:
@@ -220,21 +218,9 @@ def ensure_schema(engine: Engine, *, create: bool, read_only: bool = False) -> N
             command.upgrade(config, "head")
 
 
-def _tables(engine: Engine) -> set[str]:
-    try:
-        with engine.connect() as connection:
-            return set(inspect(connection).get_table_names())
-    except DBAPIError:
-        return set()
-
-
-def _stored_revision(engine: Engine) -> str | None:
-    """The one revision in ``alembic_version``, read without alembic; None if there is none or it cannot be read."""
-    try:
-        with engine.connect() as connection:
-            revisions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    except DBAPIError:
-        return None
+def _stored_revision(connection: Connection) -> str | None:
+    """The one revision in ``alembic_version``, read without alembic; None if there is not exactly one."""
+    revisions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     return revisions[0] if len(revisions) == 1 else None
 
 
