@@ -136,23 +136,6 @@ class NamespaceViews:
                    _freeze(snap.previous.kpis if snap.previous else {}))
 
 
-def peers_reference(segments: Mapping[str, Mapping[str, float]], segment: str) -> dict[str, float]:
-    """Per KPI, the mean over the other groups of `segment`'s dimension: the definition `peers` follows.
-
-    Each mean is ``math.fsum(v / n for v in others)``: dividing before adding keeps it finite even
-    for values near the float maximum, and ``fsum`` rounds the exact sum once, so the order of the
-    groups does not matter. O(segments) per call; `_BundleDerived.peers` gives the same bits in
-    O(KPIs) and falls back to this where it cannot.
-    """
-    dimension = segment.split(":", 1)[0]
-    totals: dict[str, list[float]] = {}
-    for key, values in segments.items():
-        if key != segment and key.split(":", 1)[0] == dimension:
-            for kpi_id, value in values.items():
-                totals.setdefault(kpi_id, []).append(value)
-    return {kpi_id: math.fsum(v / len(vs) for v in vs) for kpi_id, vs in sorted(totals.items())}
-
-
 #: Every finite double is an integer multiple of 2**-1074: scaled by 2**1074, doubles add exactly as integers.
 _SCALE = 1074
 
@@ -209,7 +192,9 @@ class _Peers:
     def mean(self, own: float | None) -> float:
         """The mean over the groups but the one whose value is `own` (None: a group without the KPI).
 
-        Bit for bit ``math.fsum(v / n for v in others)`` (`peers_reference`). Where that sum overflows
+        Bit for bit ``math.fsum(v / n for v in others)``: dividing before adding keeps it finite even for
+        values near the float maximum, and ``fsum`` rounds the exact sum once, so the order of the
+        groups does not matter (a hypothesis test holds it to that definition). Where that sum overflows
         (values near the float maximum: it used to crash evaluation), the exact mean of the others,
         correctly rounded; it is never beyond the largest value, so it always exists.
         """
@@ -246,7 +231,7 @@ class _BundleDerived:
         return self._sums
 
     def peers(self, segment: str) -> dict[str, float]:
-        """`peers_reference` for `segment`, to the bit, in O(KPIs); see `_Peers.mean` for overflow."""
+        """Per KPI, the mean over the other groups of `segment`'s dimension, in O(KPIs); see `_Peers.mean`."""
         own = self.bundle.segments.get(segment, {})
         return {kpi_id: sums.mean(own.get(kpi_id))
                 for kpi_id, sums in self._dimension_sums().get(segment.split(":", 1)[0], {}).items()

@@ -23,7 +23,7 @@ from charter import submission
 from charter.bundle import MAX_KPI_PROBLEMS, MAX_SEGMENTS, EvidenceBundle
 from charter.errors import CharterError
 from charter.escalation import load_escalation
-from charter.evaluate import _BundleDerived, evaluate_bundle, peers_reference
+from charter.evaluate import _BundleDerived, evaluate_bundle
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, NewEntry
 from charter.submission import register_system, submit_bundle
@@ -38,6 +38,17 @@ def _claims(segments: int) -> dict[str, object]:
     data = json.loads(CLAIMS.read_text())
     data["segments"] = {f"age:g{i}": {"approval_rate": 0.6 + (i % 50) / 250} for i in range(segments)}
     return data
+
+
+def peers_reference(segments: dict[str, dict[str, float]], segment: str) -> dict[str, float]:
+    """The definition of ``peers``: per KPI, ``math.fsum(v / n for v in others)`` over the dimension's other groups."""
+    dimension = segment.split(":", 1)[0]
+    totals: dict[str, list[float]] = {}
+    for key, values in segments.items():
+        if key != segment and key.split(":", 1)[0] == dimension:
+            for kpi_id, value in values.items():
+                totals.setdefault(kpi_id, []).append(value)
+    return {kpi_id: math.fsum(v / len(vs) for v in vs) for kpi_id, vs in sorted(totals.items())}
 
 
 _values = st.floats(allow_nan=False, allow_infinity=False, min_value=-1.7e308, max_value=1.7e308) | \
