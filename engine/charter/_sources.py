@@ -345,12 +345,6 @@ _scanstring: Any = getattr(json.decoder, "scanstring")  # noqa: B009 - public, b
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
-def json_position(text: str, path: Iterable[str | int]) -> tuple[int, int] | None:
-    """The (line, column), both 1-based, where the value at `path` starts in JSON `text`, or None."""
-    key = tuple(path)
-    return json_positions(text, [key]).get(key)
-
-
 def json_positions(text: str, paths: Iterable[Iterable[str | int]]) -> dict[PathKey, tuple[int, int]]:
     """(line, column), both 1-based, where the value at each of `paths` starts in JSON `text`.
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charter._sources import json_position, parse_json_strict, parse_yaml
+from charter._sources import json_positions, parse_json_strict, parse_yaml
 from charter.errors import CharterError, json_path, parse_json_path
 
 
@@ -107,7 +107,7 @@ def test_json_position_points_at_the_value_of_every_path(value: object, indent: 
 
     text = json.dumps(value, indent=indent)
     path = data.draw(st.sampled_from(_paths(value)))
-    position = json_position(text, path)
+    position = json_positions(text, [path]).get(path)
     assert position is not None
     line, column = position
     offset = sum(len(row) + 1 for row in text.split("\n")[:line - 1]) + column - 1
