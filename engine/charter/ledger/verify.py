@@ -13,6 +13,7 @@ from typing import Any
 
 from .auditor import Problem, Report, Verifier, parse_body
 from .store import Entry, Ledger
+from .verified import full_pass_of, load_verified_state
 
 
 def _column_mismatches(entry: Entry, body: dict[str, Any]) -> list[str]:
@@ -47,8 +48,6 @@ def verify_with_state(ledger: Ledger, log_public_key: bytes, extra_notes: Iterab
     extend its Merkle frontier. A state that is missing, not validly signed, or does not fit the
     checkpoints (a stored or held checkpoint it did not verify) means a full pass.
     """
-    from .verified import load_verified_state
-
     notes_held = list(extra_notes)
     with ledger.snapshot() as connection:
         size, head_hash, last_received = ledger.snapshot_head(connection)
@@ -95,7 +94,5 @@ def verify_with_state(ledger: Ledger, log_public_key: bytes, extra_notes: Iterab
             report.problems.append(Problem(entry.seq, "head_mismatch", "the head row's hash or time is not the "
                                            "last entry's"))
     if state is not None:
-        from .verified import full_pass_of
-
         report.full_pass = full_pass_of(state)
     return report, verifier, state
