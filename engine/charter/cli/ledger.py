@@ -196,7 +196,6 @@ def submit(
     Every bundle is read and validated before the first is appended: one bad file means nothing is
     written. The policy directory must hold escalation.yaml, so that breaches open incidents.
     """
-    from .._limits import LIMITS
     from .._sources import read_bytes
     from ..escalation import load_escalation
     from ..evaluate import Status
@@ -218,7 +217,7 @@ def submit(
     problems: list[Diagnostic] = []
     for path in bundles:
         try:
-            prepared.append(prepare_bundle(read_bytes(path, LIMITS.max_bytes), catalog, key=signer, file=str(path)))
+            prepared.append(prepare_bundle(read_bytes(path), catalog, key=signer, file=str(path)))
         except CharterError as exc:
             problems.extend(exc.diagnostics)
     if problems:

@@ -17,6 +17,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .._text import echo
 from ..errors import CharterError
 from .auditor import verify_signature
 
@@ -37,8 +38,7 @@ def check_principal(principal: str) -> str:
         CharterError: ``bad_principal`` otherwise.
     """
     if not _PRINCIPAL.fullmatch(principal):
-        shown = principal if len(principal) <= 80 else principal[:80] + "…"
-        raise CharterError.single("bad_principal", f"principal {shown!r} must be 1-200 letters, digits or "
+        raise CharterError.single("bad_principal", f"principal {echo(principal, 80)} must be 1-200 letters, digits or "
                                   "._@+-, starting with a letter or digit (no spaces, no slashes)")
     return principal
 
@@ -50,8 +50,7 @@ def check_origin(origin: str) -> str:
         CharterError: ``bad_origin`` otherwise.
     """
     if not _ORIGIN.fullmatch(origin):
-        shown = origin if len(origin) <= 80 else origin[:80] + "…"
-        raise CharterError.single("bad_origin", f"--origin {shown!r} ({len(origin)} characters) must be 1-200 "
+        raise CharterError.single("bad_origin", f"--origin {echo(origin, 80)} ({len(origin)} characters) must be 1-200 "
                                   "letters, digits or ._:/@+- (no spaces)")
     return origin
 
