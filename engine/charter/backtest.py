@@ -36,6 +36,7 @@ from .errors import CharterError
 from .evaluate import NamespaceViews, Status, _freeze, _Outcome, _run, _Snapshot, applicable, rule_outcomes
 from .frameworks import FrameworkSet
 from .kpis import KpiCatalog
+from .ledger.auditor import SYSTEM_REGISTERED
 from .ledger.store import Ledger
 from .policy.compile import BREACH, MISSING, PASS, REFERENCE, WARN, PolicyProgram, RuleSlot, compile_policy
 from .policy.compiler import CompiledPolicy, CompiledRule, PolicyCompiler
@@ -43,7 +44,7 @@ from .policy.context import evaluation_time
 from .policy.expressions import symbols_used
 from .policy.model import Scope
 from .registry import AISystem
-from .submission import BUNDLE, EVALUATION, FINDING, SYSTEM_REGISTERED, parse_summary_line, summary_line
+from .submission import BUNDLE, EVALUATION, FINDING, parse_summary_line, summary_line
 from .validation import collect_validation_errors
 
 _STATUSES = {PASS: "pass", WARN: "warn", BREACH: "breach", MISSING: "missing"}
@@ -536,7 +537,7 @@ def _registrations(ledger: Ledger) -> dict[str, list[tuple[int, AISystem]]]:
     """Every registration of every system, in ledger order: a bundle is judged as its system stood then."""
     out: dict[str, list[tuple[int, AISystem]]] = defaultdict(list)
     for seq, _, _, payload in ledger.stream_payloads((SYSTEM_REGISTERED,)):
-        system = AISystem.model_validate(payload)
+        system = AISystem.model_validate(payload["system"])
         out[system.id].append((seq, system))
     return out
 

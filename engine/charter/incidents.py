@@ -11,6 +11,7 @@ graph allows for that stage and severity, and a rationale; anyone else is refuse
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import math
@@ -26,6 +27,8 @@ from .vocabulary import RiskTier, Severity
 
 if TYPE_CHECKING:  # reading incidents (`charter incidents list`) needs neither pydantic nor networkx
     from .escalation import EscalationGraph
+    from .ledger.auditor import Problem
+    from .ledger.keys import SigningKey
     from .registry import AISystem
 
 OPENED = "incident.opened"
@@ -211,7 +214,8 @@ def apply(book: IncidentBook, entry: Entry) -> None:
         incident.stage_entered_at = at
         incident.deadline = _stored_deadline(p)
         incident.times.setdefault(action, at)
-        incident.actors[action] = p["principal"]
+        actor = str(p.get("actor", p.get("principal")))
+        incident.actors[action] = actor
         if action == "reopen":
             # a reopened incident starts a new escalation round: levels, pages and keys begin afresh
             incident.reopen_count += 1
@@ -223,7 +227,7 @@ def apply(book: IncidentBook, entry: Entry) -> None:
         if p.get("decision"):
             incident.decisions.extend(p["decision"])
             incident.current_decision = list(p["decision"])
-        incident.timeline.append({"at": at, "seq": entry.seq, "event": action, "by": f"{p['principal']} ({p['role']})",
+        incident.timeline.append({"at": at, "seq": entry.seq, "event": action, "by": f"{actor} ({p['role']})",
                                   "note": p["note"] + (f" [decision: {', '.join(p['decision'])}]"
                                                        if p.get("decision") else "")})
 
@@ -264,7 +268,7 @@ def incident_entries(book: IncidentBook, graph: EscalationGraph, system: AISyste
         if latest is not None and latest.state in (State.RESOLVED, State.CLOSED) and \
                 at - _time(latest.times.get("resolve", latest.opened_at)) <= REOPEN_WINDOW:
             reopen = {"incident_id": latest.id, "action": "reopen", "from": latest.state.value,
-                      "to": State.OPEN.value, "principal": AUTOMATIC, "role": "system",
+                      "to": State.OPEN.value, "actor": AUTOMATIC, "role": "system",
                       "note": "the breach recurred within the reopen window",
                       "deadline": deadline_for(graph, latest.severity, latest.tier, State.OPEN, at)}
             entries.append(NewEntry(TRANSITION, reopen,
@@ -348,68 +352,134 @@ def allowed_roles(graph: EscalationGraph, incident: Incident, action: str) -> se
     return roles
 
 
-def transition(ledger: Ledger, graph: EscalationGraph, incident_id_: str, action: str, principal: str, note: str,
-               decisions: Iterable[str] = (), expires: str | None = None) -> Entry:
-    """Move an incident, as `principal`, with a rationale; refused unless the graph allows it.
+def authorize_transition(graph: EscalationGraph, incident: Incident, action: str, principal: str,
+                         decisions: list[str]) -> str:
+    """The role in which `principal` may take `action` on `incident` under `graph`; refused otherwise.
+
+    The one rule for the command that records a transition and for `charter verify`, which asks it
+    again for every recorded transition under the escalation configuration then in force.
 
     Raises:
-        CharterError: unknown incident or action, a state the action cannot start from, a principal
-            without an allowed role, a missing rationale, a decision beyond the role's authority, or
-            an independence breach. Nothing is recorded then.
+        CharterError: a state the action cannot start from, a principal without an allowed role, a
+            decision beyond the role's authority, or an independence breach.
     """
+    sources, _, _ = ACTIONS[action]
+    if incident.state not in sources:
+        raise CharterError.single("invalid_transition", f"{incident.id} is {incident.state.value}; {action} "
+                                  f"needs {' or '.join(s.value for s in sources)}")
+    declared = graph.config.roles
+    allowed = allowed_roles(graph, incident, action)
+    held = [r for r in graph.roles_of(principal) if r in allowed]
+    if not held:
+        raise CharterError.single("not_authorized", f"{principal!r} holds none of the roles that may {action} "
+                                  f"a {incident.severity.value} incident: {', '.join(sorted(allowed))}")
+    entry_role = graph.config.entry
+    if held == [entry_role] and principal != incident.owner and incident.owner in declared[entry_role].members:
+        # the first line acts on its own systems only; a colleague in the same role is not the owner
+        raise CharterError.single("not_authorized", f"{principal!r} holds only {entry_role!r} and does not own "
+                                  f"{incident.system_id}; its owner is {incident.owner!r}")
+    role = max(held, key=lambda r: declared[r].authority)
+    if graph.tier(incident.tier).separation_of_duties:
+        _check_independence(incident, action, principal)
+    if action == "decide":
+        if not decisions:
+            raise CharterError.single("decision_required", "decide needs at least one --decision")
+        for decision in decisions:
+            if decision not in graph.config.decisions:
+                raise CharterError.single("unknown_decision", f"unknown decision {decision!r}; one of "
+                                          f"{', '.join(graph.config.decisions)}")
+            if not graph.may_decide(role, decision):
+                raise CharterError.single("not_authorized", f"{role!r} lacks the authority to {decision} "
+                                          f"(needs {graph.config.decisions[decision].min_authority})")
+    elif decisions:
+        raise CharterError.single("usage", "--decision belongs to the decide action")
+    return role
+
+
+def transition(ledger: Ledger, incident_id_: str, action: str, key: SigningKey, note: str,
+               decisions: Iterable[str] = (), expires: str | None = None) -> Entry:
+    """Move an incident with a rationale, signed by `key`: its registered principal is the actor.
+
+    The escalation configuration in force in the ledger decides who may; the actor signs the
+    request (incident, action, rationale, decisions, waiver length), and the log adds the states,
+    the role and the next deadline.
+
+    Raises:
+        CharterError: unknown incident or action, an unregistered key, a missing rationale, or
+            anything `authorize_transition` refuses. Nothing is recorded then.
+    """
+    from .authority import active_escalation, signed_entry
+
     if action not in ACTIONS:
         raise CharterError.single("usage", f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
     if not note.strip():
         raise CharterError.single("rationale_required", "every transition needs a rationale (--note)")
     decision_list = sorted(set(decisions))
+    if expires is not None and "accept_risk" not in decision_list:
+        raise CharterError.single("usage", "--expires belongs to the accept_risk decision")
 
     def build(next_seq: int) -> list[NewEntry]:
+        graph, _ = active_escalation(ledger, next_seq)
         book = load_book(ledger)
         incident = book.incidents.get(incident_id_)
         if incident is None:
             raise CharterError.single("unknown_incident", f"no incident {incident_id_}")
-        sources, target, _ = ACTIONS[action]
-        if incident.state not in sources:
-            raise CharterError.single("invalid_transition", f"{incident_id_} is {incident.state.value}; {action} "
-                                      f"needs {' or '.join(s.value for s in sources)}")
-        declared = graph.config.roles
-        allowed = allowed_roles(graph, incident, action)
-        held = [r for r in graph.roles_of(principal) if r in allowed]
-        if not held:
-            raise CharterError.single("not_authorized", f"{principal!r} holds none of the roles that may {action} "
-                                      f"a {incident.severity.value} incident: {', '.join(sorted(allowed))}")
-        entry_role = graph.config.entry
-        if held == [entry_role] and principal != incident.owner and incident.owner in declared[entry_role].members:
-            # the first line acts on its own systems only; a colleague in the same role is not the owner
-            raise CharterError.single("not_authorized", f"{principal!r} holds only {entry_role!r} and does not own "
-                                      f"{incident.system_id}; its owner is {incident.owner!r}")
-        role = max(held, key=lambda r: declared[r].authority)
-        if graph.tier(incident.tier).separation_of_duties:
-            _check_independence(incident, action, principal)
-        payload: dict[str, Any] = {"incident_id": incident_id_, "action": action, "from": incident.state.value,
-                                   "to": target.value, "principal": principal, "role": role, "note": note,
-                                   "deadline": deadline_for(graph, incident.severity, incident.tier, target,
-                                                            ledger.clock())}
-        entries = []
-        if action == "decide":
-            if not decision_list:
-                raise CharterError.single("decision_required", "decide needs at least one --decision")
-            for decision in decision_list:
-                if decision not in graph.config.decisions:
-                    raise CharterError.single("unknown_decision", f"unknown decision {decision!r}; one of "
-                                              f"{', '.join(graph.config.decisions)}")
-                if not graph.may_decide(role, decision):
-                    raise CharterError.single("not_authorized", f"{role!r} lacks the authority to {decision} "
-                                              f"(needs {graph.config.decisions[decision].min_authority})")
-            payload["decision"] = decision_list
-            if "accept_risk" in decision_list:
-                entries.append(_waiver_entry(ledger, graph, incident, principal, expires))
-        elif decision_list:
-            raise CharterError.single("usage", "--decision belongs to the decide action")
-        return [NewEntry(TRANSITION, payload, f"{action}:{incident_id_}:{next_seq}", subject=incident.system_id),
-                *entries]
+        statement: dict[str, Any] = {"incident_id": incident_id_, "action": action, "note": note}
+        if decision_list:
+            statement["decision"] = decision_list
+        if expires is not None:
+            statement["expires"] = expires
+        entry = signed_entry(ledger, TRANSITION, statement, key, subject=incident.system_id, size=next_seq)
+        assert isinstance(entry.payload, dict)
+        principal = entry.payload["actor"]
+        role = authorize_transition(graph, incident, action, principal, decision_list)
+        target = ACTIONS[action][1]
+        derived = {"from": incident.state.value, "to": target.value, "role": role,
+                   "deadline": deadline_for(graph, incident.severity, incident.tier, target, ledger.clock())}
+        entries = [dataclasses.replace(entry, payload={**entry.payload, **derived})]
+        if "accept_risk" in decision_list:
+            entries.append(_waiver_entry(ledger, graph, incident, principal, expires))
+        return entries
 
     return ledger.append(build)[0]
+
+
+def transition_problems(ledger: Ledger, start: int = 0, stop: int | None = None) -> list[Problem]:
+    """Recorded transitions from seq `start` on that the escalation configuration then in force did not allow.
+
+    `charter verify` asks this after the standalone checks (which can only see that the actor holds
+    some escalation role): each transition is judged again by `authorize_transition`, against the
+    incident as folded from the entries before it, and must record the role and states it gives.
+    """
+    from .authority import escalation_at
+    from .ledger.auditor import ESCALATION_ACTIVATED, Problem
+
+    book = IncidentBook()
+    graph: EscalationGraph | None = None
+    problems = []
+    for entry in ledger.entries(0, stop, types=(*INCIDENT_TYPES, ESCALATION_ACTIVATED)):
+        p = entry.payload
+        if entry.type == ESCALATION_ACTIVATED:
+            graph = escalation_at(entry)
+            continue
+        if entry.type == TRANSITION and entry.seq >= start and p.get("actor") != AUTOMATIC:
+            incident = book.incidents.get(p.get("incident_id", ""))
+            action = p.get("action", "")
+            try:
+                if incident is None or graph is None or action not in ACTIONS:
+                    raise CharterError.single("not_authorized", "a transition of no known incident, action or "
+                                              "escalation configuration")
+                role = authorize_transition(graph, incident, action, str(p.get("actor")), list(p.get("decision", [])))
+                if (p.get("role"), p.get("from"), p.get("to")) != (role, incident.state.value,
+                                                                   ACTIONS[action][1].value):
+                    raise CharterError.single("not_authorized", f"the entry records role {p.get('role')!r} and "
+                                              f"{p.get('from')} -> {p.get('to')}; the rule gives {role!r} and "
+                                              f"{incident.state.value} -> {ACTIONS[action][1].value}")
+            except CharterError as exc:
+                problems.append(Problem(entry.seq, "not_authorized", f"{action} of {p.get('incident_id')} by "
+                                        f"{p.get('actor')!r}: {exc.diagnostics[0].message}"))
+        apply(book, entry)
+    return problems
 
 
 def _check_independence(incident: Incident, action: str, principal: str) -> None:

@@ -16,22 +16,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._sources import SourceMap, parse_json_strict
+from .authority import ActivePolicies, KeyRequest, active_escalation, active_policies, signed_entry
 from .bundle import EvidenceBundle
 from .errors import CharterError
 from .escalation import EscalationGraph
 from .evaluate import Finding, Status, evaluate_bundle
 from .incidents import INCIDENT_TYPES, IncidentNotice, apply, incident_entries, incident_notices, load_book
 from .kpis import KpiCatalog
+from .ledger.auditor import (
+    ESCALATION_ACTIVATED,
+    GOVERNANCE_CONFIG,
+    KEY_ADDED,
+    KEY_REVOKED,
+    POLICY_ACTIVATED,
+    SYSTEM_REGISTERED,
+)
 from .ledger.hashing import BUNDLE_CONTEXT, canonical
-from .ledger.keys import SigningKey, check_principal, key_id_of, verify_signature
+from .ledger.keys import SigningKey, verify_signature
 from .ledger.store import Entry, Ledger, NewEntry
-from .policy.compiler import CompiledPolicy, PolicyCompiler
+from .policy.compiler import PolicyCompiler
 from .registry import AISystem, SystemRegistry
 
-KEY_ADDED = "key.added"
-KEY_REVOKED = "key.revoked"
-SYSTEM_REGISTERED = "system.registered"
-POLICY_PUBLISHED = "policy.published"
 BUNDLE = "bundle"
 EVALUATION = "evaluation"
 FINDING = "finding"
@@ -42,7 +47,7 @@ FINDING = "finding"
 
 @dataclass(frozen=True)
 class KeyRecord:
-    """A submitter key as the ledger knows it at some point."""
+    """A key as the ledger knows it at some point: registered by an administrator, or an administrator's own."""
 
     key_id: str
     principal: str
@@ -57,73 +62,81 @@ class KeyRecord:
 
 
 def key_records(ledger: Ledger, before: int | None = None) -> dict[str, KeyRecord]:
-    """Submitter keys from the key entries with seq < `before` (default: all)."""
-    records: dict[str, KeyRecord] = {}
-    for entry in ledger.entries(0, before, types=(KEY_ADDED, KEY_REVOKED)):
-        payload = entry.payload
-        if entry.type == KEY_ADDED:
-            records.setdefault(payload["key_id"], KeyRecord(payload["key_id"], payload["principal"],
-                                                            base64.b64decode(payload["public_key"]), entry.seq))
-        elif (record := records.get(payload["key_id"])) and record.revoked_seq is None:
-            records[record.key_id] = KeyRecord(record.key_id, record.principal, record.public, record.added_seq,
-                                               entry.seq, payload.get("reason"))
+    """The keys of the ledger's first `before` entries (default: all), from its authority state."""
+    records = {}
+    for key_id, (principal, public, added, revoked) in ledger.authority(before).keys.items():
+        reason = None
+        if revoked is not None:
+            revocation = ledger.entry(revoked)
+            reason = revocation.payload.get("reason") if revocation is not None else None
+        records[key_id] = KeyRecord(key_id, principal, base64.b64decode(public), added, revoked, reason)
     return records
 
 
-def register_key(ledger: Ledger, principal: str, public: bytes) -> Entry:
-    """Register a submitter's public key for `principal` (idempotent)."""
-    check_principal(principal)
-    if len(public) != 32:
-        raise CharterError.single("key_file", "an Ed25519 public key has 32 bytes")
-    key_id = key_id_of(public)
-    submission_id = f"key:{key_id}"
-    existing = ledger.by_submission(submission_id)
-    if existing is not None:
-        if existing.payload["principal"] != principal:
-            raise CharterError.single("key_registered", f"key {key_id} is already registered to "
-                                      f"{existing.payload['principal']!r}")
-        record = key_records(ledger).get(key_id)
-        if record is not None and record.revoked_seq is not None:
-            raise CharterError.single("key_revoked", f"key {key_id} was revoked at seq {record.revoked_seq} and "
-                                      "cannot be registered again; generate a new key")
-        return existing
-    payload = {"key_id": key_id, "principal": principal, "public_key": base64.b64encode(public).decode()}
-    return ledger.append([NewEntry(KEY_ADDED, payload, submission_id, subject=principal)])[0]
+def register_key(ledger: Ledger, request: KeyRequest, admin: SigningKey) -> Entry:
+    """Register a principal's key, as `admin` (an administrator), from its holder's request (idempotent).
 
-
-def revoke_key(ledger: Ledger, key_id: str, reason: str) -> Entry:
-    """Revoke a submitter key from the next seq on; earlier entries it signed stay valid."""
+    Raises:
+        CharterError: the key is registered to someone else or was revoked, the request's proof of
+            possession is bad, or `admin` is no administrator.
+    """
     def build(next_seq: int) -> list[NewEntry]:
-        record = key_records(ledger).get(key_id)
-        if record is None:
+        known = ledger.authority(next_seq).keys.get(request.key_id)
+        if known is not None:
+            if known[0] != request.principal:
+                raise CharterError.single("key_registered", f"key {request.key_id} is already registered to "
+                                          f"{known[0]!r}")
+            if known[3] is not None:
+                raise CharterError.single("key_revoked", f"key {request.key_id} was revoked at seq {known[3]} and "
+                                          "cannot be registered again; generate a new key")
+            return []
+        return [signed_entry(ledger, KEY_ADDED, {"key_id": request.key_id, "principal": request.principal,
+                                                 "public_key": base64.b64encode(request.public).decode(),
+                                                 "possession": request.possession},
+                             admin, subject=request.principal, size=next_seq)]
+    appended = ledger.append(build)
+    if appended:
+        return appended[0]
+    added = ledger.entry(int(ledger.authority().keys[request.key_id][2]))
+    assert added is not None
+    return added
+
+
+def revoke_key(ledger: Ledger, key_id: str, reason: str, actor: SigningKey) -> Entry:
+    """Revoke a key from the next seq on, as its owner or an administrator; earlier entries it signed stay valid."""
+    def build(next_seq: int) -> list[NewEntry]:
+        known = ledger.authority(next_seq).keys.get(key_id)
+        if known is None:
             raise CharterError.single("unknown_key", f"no key {key_id} is registered")
-        if record.revoked_seq is not None:
-            raise CharterError.single("key_revoked", f"key {key_id} was already revoked at seq {record.revoked_seq}")
-        return [NewEntry(KEY_REVOKED, {"key_id": key_id, "reason": reason}, f"revoke:{key_id}",
-                         subject=record.principal)]
+        if known[3] is not None:
+            raise CharterError.single("key_revoked", f"key {key_id} was already revoked at seq {known[3]}")
+        return [signed_entry(ledger, KEY_REVOKED, {"key_id": key_id, "reason": reason}, actor,
+                             subject=str(known[0]), size=next_seq)]
     return ledger.append(build)[0]
 
 
 # -- systems -------------------------------------------------------------------------------------
 
 
-def register_system(ledger: Ledger, system: AISystem) -> Entry | None:
-    """Register or update a system; None when the ledger already holds exactly this registration."""
-    payload = system.model_dump(mode="json")
-    digest = hashlib.sha256(canonical(payload)).hexdigest()
-    current = systems_in_ledger(ledger)
-    if system.id in current and current[system.id].model_dump(mode="json") == payload:
-        return None
-    entries = ledger.append([NewEntry(SYSTEM_REGISTERED, payload, f"system:{system.id}:{digest}:{ledger.size()}",
-                                      subject=system.id)])
-    return entries[0]
+def register_system(ledger: Ledger, system: AISystem, registrar: SigningKey) -> Entry | None:
+    """Register or update a system, as `registrar` (a system registrar); None when the ledger holds exactly this."""
+    document = system.model_dump(mode="json")
+
+    def build(next_seq: int) -> list[NewEntry]:
+        current = systems_in_ledger(ledger, next_seq)
+        if system.id in current and current[system.id].model_dump(mode="json") == document:
+            return []
+        return [signed_entry(ledger, SYSTEM_REGISTERED, {"system": document}, registrar, subject=system.id,
+                             size=next_seq)]
+    appended = ledger.append(build)
+    return appended[0] if appended else None
 
 
 def systems_in_ledger(ledger: Ledger, before: int | None = None) -> dict[str, AISystem]:
     """The registry as of seq `before` (default: now): the latest registration of each system."""
     systems: dict[str, AISystem] = {}
     for entry in ledger.entries(0, before, types=(SYSTEM_REGISTERED,)):
-        system = AISystem.model_validate(entry.payload)
+        system = AISystem.model_validate(entry.payload["system"])
         systems[system.id] = system
     return systems
 
@@ -195,14 +208,6 @@ class SubmitResult:
     finding_entries: list[Entry] = field(default_factory=list)
     duplicate: bool = False
     incidents: list[IncidentNotice] = field(default_factory=list)
-    #: False when no escalation graph routed the findings (recorded in the evaluation entry)
-    routed: bool = True
-
-
-def publish_documents(policies: Sequence[CompiledPolicy]) -> list[dict[str, Any]]:
-    """The ledger form of each policy version: id, version, digest and the document itself."""
-    return [{"id": p.policy.id, "version": p.policy.version, "digest": p.digest,
-             "document": p.policy.model_dump(mode="json")} for p in policies]
 
 
 @dataclass(frozen=True)
@@ -246,22 +251,43 @@ class _Judgement:
     system: AISystem
     findings: list[Finding]
     when: datetime.datetime
+    policies: ActivePolicies
+    graph: EscalationGraph
+    escalation_seq: int
 
 
-def _judge(ledger: Ledger, prepared: PreparedBundle, catalog: KpiCatalog, policies: Sequence[CompiledPolicy],
+_COMPILERS: dict[int, tuple[KpiCatalog, PolicyCompiler]] = {}
+
+
+def default_compiler(catalog: KpiCatalog) -> PolicyCompiler:
+    """A compiler for `catalog` with the built-in control catalogs, made once per catalog."""
+    held = _COMPILERS.get(id(catalog))
+    if held is None or held[0] is not catalog:
+        from .frameworks import load_frameworks
+
+        held = (catalog, PolicyCompiler(catalog, load_frameworks()))
+        _COMPILERS[id(catalog)] = held
+    return held[1]
+
+
+def _judge(ledger: Ledger, prepared: PreparedBundle, catalog: KpiCatalog, compiler: PolicyCompiler,
            at: datetime.datetime | None, size: int) -> _Judgement:
-    """Evaluate against the registry, keys and history of the first `size` entries (no lock held)."""
+    """Evaluate against what was in force, the registry, keys and history of the first `size` entries (no lock held)."""
     bundle, file = prepared.bundle, prepared.file
     system = registry_in_ledger(ledger, size).require(bundle.system_id, file=file)
     _check_signer(ledger, bundle, system, prepared.message, size, file)
+    policies = active_policies(ledger, compiler, size)
+    graph, escalation_seq = active_escalation(ledger, size)
     history = [EvidenceBundle.from_data(e.payload, catalog)
                for e in ledger.entries(0, size, types=(BUNDLE,), subject=system.id)]
     when = at or ledger.clock()
-    return _Judgement(size, system, evaluate_bundle(system, bundle, policies, when, history), when)
+    findings = evaluate_bundle(system, bundle, policies.policy_set.policies, when, history)
+    return _Judgement(size, system, findings, when, policies, graph, escalation_seq)
 
 
-#: Entry types that can change how a bundle is judged: its system's registration, keys, its history.
-_JUDGEMENT_INPUTS = (SYSTEM_REGISTERED, KEY_ADDED, KEY_REVOKED, BUNDLE)
+#: Entry types that can change how a bundle is judged: what is in force, its system, keys, its history.
+_JUDGEMENT_INPUTS = (SYSTEM_REGISTERED, KEY_ADDED, KEY_REVOKED, BUNDLE, POLICY_ACTIVATED, ESCALATION_ACTIVATED,
+                     GOVERNANCE_CONFIG)
 
 
 def _still_valid(ledger: Ledger, judgement: _Judgement, head: int) -> bool:
@@ -269,19 +295,19 @@ def _still_valid(ledger: Ledger, judgement: _Judgement, head: int) -> bool:
     if head == judgement.size:
         return True
     for entry in ledger.entries(judgement.size, head, types=_JUDGEMENT_INPUTS):
-        if entry.type in (KEY_ADDED, KEY_REVOKED) or entry.subject == judgement.system.id:
+        if entry.type != BUNDLE or entry.subject == judgement.system.id:
             return False
     return True
 
 
-def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: KpiCatalog,
-                  policies: Sequence[CompiledPolicy], *, graph: EscalationGraph | None,
-                  key: SigningKey | None = None, file: str | None = None,
+def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: KpiCatalog, *,
+                  compiler: PolicyCompiler | None = None, key: SigningKey | None = None, file: str | None = None,
                   at: datetime.datetime | None = None) -> SubmitResult:
-    """Validate, check the signature, evaluate and append a bundle with its findings.
+    """Validate, check the signature, evaluate and append a bundle with its findings and incidents.
 
-    The bundle is judged before the ledger's write lock is taken, against the ledger as it stood
-    then; under the lock the append checks that nothing it was judged by (the system's
+    The bundle is judged against the policy set and the escalation configuration in force in the
+    ledger (never a folder the submitter names), before the ledger's write lock is taken; under the
+    lock the append checks that nothing it was judged by (what is in force, the system's
     registration, keys, the system's earlier bundles) changed meanwhile, and judges it again if
     something did. Evaluation, however large the bundle, never holds up other writers.
 
@@ -289,19 +315,17 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
         ledger: the ledger to append to.
         text: the bundle's JSON text, or a bundle already checked by `prepare_bundle`.
         catalog: KPIs the bundle is validated against.
-        policies: the compiled policy set; those that apply to the system judge the bundle.
-        graph: the escalation graph that routes breaches to incidents, in the same transaction. None
-            records the findings without opening incidents, and says so in the evaluation entry
-            (``"routing": "none"``) and in the result; the CLI refuses to submit without a graph.
+        compiler: compiles the recorded policy versions (default: `default_compiler(catalog)`).
         key: the submitter's key, to sign the bundle now; without it the bundle must carry a signature.
         file: the bundle's file name, for error locations.
         at: the evaluation time; default: the ledger clock at evaluation.
 
     Raises:
-        CharterError: bad bundle, unknown system, missing, bad, revoked or wrong-owner signature.
-            Nothing is appended then.
+        CharterError: bad bundle, unknown system, missing, bad, revoked or wrong-owner signature, or
+            no policy set or escalation configuration in force. Nothing is appended then.
     """
     prepared = text if isinstance(text, PreparedBundle) else prepare_bundle(text, catalog, key=key, file=file)
+    compiler = compiler or default_compiler(catalog)
     bundle, file, submission_id = prepared.bundle, prepared.file, prepared.submission_id
     existing = ledger.by_submission(submission_id)
     if existing is not None:
@@ -310,7 +334,7 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
         _check_signer(ledger, bundle, system, prepared.message, ledger.size(), file, check_revocation=False)
         return _existing_result(ledger, existing)
     unsigned = {k: v for k, v in prepared.data.items() if k != "signature"}
-    judgement = _judge(ledger, prepared, catalog, policies, at, ledger.size())
+    judgement = _judge(ledger, prepared, catalog, compiler, at, ledger.size())
     outcome: dict[str, Any] = {}
 
     def build(next_seq: int) -> list[NewEntry]:
@@ -319,53 +343,40 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
             outcome["duplicate"] = True  # an identical submission landed while we waited for the lock
             return []
         if not _still_valid(ledger, judgement, next_seq):
-            judgement = _judge(ledger, prepared, catalog, policies, at, next_seq)
-        system, findings, when = judgement.system, judgement.findings, judgement.when
-        outcome["findings"] = findings
-        published = {e.payload["digest"]: e.seq for e in ledger.entries(0, None, types=(POLICY_PUBLISHED,))}
-        entries = [NewEntry(POLICY_PUBLISHED, doc, f"policy:{doc['digest']}", subject=doc["id"])
-                   for doc in publish_documents(policies) if doc["digest"] not in published]
-        bundle_index = len(entries)
+            judgement = _judge(ledger, prepared, catalog, compiler, at, next_seq)
+        system, findings, when, graph = judgement.system, judgement.findings, judgement.when, judgement.graph
+        outcome["findings"], outcome["graph"] = findings, graph
+        policies = judgement.policies
+        entries = [NewEntry(BUNDLE, unsigned, submission_id, subject=system.id,
+                            key_id=bundle.signature.key_id if bundle.signature else None,
+                            signature=bundle.signature.value if bundle.signature else None)]
 
         def bundle_ref(done: list[Entry]) -> dict[str, Any]:
-            return {"seq": done[bundle_index].seq, "record_hash": done[bundle_index].record_hash.hex()}
+            return {"seq": done[0].seq, "record_hash": done[0].record_hash.hex()}
 
-        refs: dict[str, int] = {}
-
-        def policy_refs(done: list[Entry]) -> dict[str, int]:
-            # The new policy entries are done[:bundle_index], appended before any payload asks: read them once
-            # (scanning `done` and decoding payloads per finding made a submission O(findings^2)).
-            if not refs:
-                refs.update(published)
-                refs.update({e.payload["digest"]: e.seq for e in done[:bundle_index]})
-            return refs
-
-        entries.append(NewEntry(BUNDLE, unsigned, submission_id, subject=system.id,
-                                key_id=bundle.signature.key_id if bundle.signature else None,
-                                signature=bundle.signature.value if bundle.signature else None))
-        policy_list = [{"id": p.policy.id, "version": p.policy.version, "digest": p.digest} for p in policies]
-        routing = {} if graph is not None else {"routing": "none"}
+        policy_list = [{"id": p.policy.id, "version": p.policy.version, "digest": p.digest}
+                       for p in policies.policy_set.policies]
         entries.append(NewEntry(EVALUATION, lambda done: {
             "bundle": bundle_ref(done), "evaluated_at": when.isoformat(), "policies": policy_list,
-            "policy_seqs": {d: s for d, s in sorted(policy_refs(done).items())
-                            if d in {p["digest"] for p in policy_list}},
-            "findings": len(findings), "statuses": status_summary(findings), **routing},
+            "policy_seqs": dict(sorted(policies.published.items())),
+            "policy_activation": policies.activation_seq, "escalation": judgement.escalation_seq,
+            "findings": len(findings), "statuses": status_summary(findings)},
             f"evaluation:{submission_id}", subject=system.id))
         first_finding = len(entries)
         for index, finding in enumerate(findings):
-            entries.append(NewEntry(FINDING, _finding_payload(finding, bundle_ref, policy_refs),
+            entries.append(NewEntry(FINDING, _finding_payload(finding, bundle_ref, policies.published),
                                     f"finding:{submission_id}:{index}", subject=system.id))
-        if graph is not None:
-            def finding_ref(done: list[Entry], index: int) -> dict[str, Any]:
-                return {"seq": done[first_finding + index].seq,
-                        "record_hash": done[first_finding + index].record_hash.hex()}
 
-            book = load_book(ledger)
-            outcome["book"] = book
-            entries += incident_entries(book, graph, system,
-                                        [(i, f.model_dump(mode="json")) for i, f in enumerate(findings)
-                                         if f.status is Status.BREACH],
-                                        ledger.clock(), finding_ref)
+        def finding_ref(done: list[Entry], index: int) -> dict[str, Any]:
+            return {"seq": done[first_finding + index].seq,
+                    "record_hash": done[first_finding + index].record_hash.hex()}
+
+        book = load_book(ledger)
+        outcome["book"] = book
+        entries += incident_entries(book, graph, system,
+                                    [(i, f.model_dump(mode="json")) for i, f in enumerate(findings)
+                                     if f.status is Status.BREACH],
+                                    ledger.clock(), finding_ref)
         return entries
 
     appended = ledger.append(build)
@@ -374,15 +385,13 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
         assert duplicate is not None
         return _existing_result(ledger, duplicate)
     bundle_entry = next(e for e in appended if e.type == BUNDLE)
-    notices: list[IncidentNotice] = []
-    if graph is not None:
-        book = outcome["book"]
-        touched = [e for e in appended if e.type in INCIDENT_TYPES]
-        for entry in touched:
-            apply(book, entry)
-        notices = incident_notices(book, graph, touched)
+    book = outcome["book"]
+    touched = [e for e in appended if e.type in INCIDENT_TYPES]
+    for entry in touched:
+        apply(book, entry)
+    notices = incident_notices(book, outcome["graph"], touched)
     return SubmitResult(Receipt.of(ledger, bundle_entry), bundle_entry, outcome["findings"],
-                        [e for e in appended if e.type == FINDING], incidents=notices, routed=graph is not None)
+                        [e for e in appended if e.type == FINDING], incidents=notices)
 
 
 def status_summary(findings: Sequence[Finding]) -> list[str]:
@@ -408,11 +417,11 @@ def parse_summary_line(line: str) -> tuple[str, str | None, str, str]:
     return rule_ref, segment or None, status, severity
 
 
-def _finding_payload(finding: Finding, bundle_ref: Any, policy_refs: Any) -> Any:
+def _finding_payload(finding: Finding, bundle_ref: Any, published: dict[str, int]) -> Any:
     def build(done: list[Entry]) -> dict[str, Any]:
         payload = finding.model_dump(mode="json")
         payload["refs"] = {"bundle": bundle_ref(done),
-                           "policy": {"digest": finding.policy_digest, "seq": policy_refs(done)[finding.policy_digest]}}
+                           "policy": {"digest": finding.policy_digest, "seq": published[finding.policy_digest]}}
         return payload
     return build
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli, write_yaml
+from tests.governed import governance_args, governed_ledger
 
 EVIDENCE = REPO / "evidence"
 CLAIMS = EVIDENCE / "claims-approval-2026-05.json"
@@ -29,12 +30,8 @@ def cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[
 
 @pytest.fixture
 def ledger_dir(tmp_path: Path) -> Path:
-    """A working directory with an initialized ledger, the owners' keys registered and the demo systems."""
-    assert cli(tmp_path, "ledger", "init")[0] == 0
-    for owner in ("tom.berger", "maria.keller"):
-        assert cli(tmp_path, "keys", "generate", owner)[0] == 0
-    assert cli(tmp_path, "keys", "register", ".charter/keys/tom.berger.pub", ".charter/keys/maria.keller.pub")[0] == 0
-    assert cli(tmp_path, "systems", "register", str(EVIDENCE / "systems.yaml"))[0] == 0
+    """A working directory with a governed ledger: the demo's trust root, keys, systems, policies in force."""
+    governed_ledger(tmp_path)
     return tmp_path
 
 
@@ -48,18 +45,18 @@ def _size(directory: Path) -> int:
 # -- silent failures ---------------------------------------------------------------------------------
 
 
-def test_submit_refuses_without_an_escalation_configuration(ledger_dir: Path) -> None:
-    policies = ledger_dir / "governance"
+def test_submit_refuses_without_an_escalation_configuration_in_force(tmp_path: Path) -> None:
+    governed_ledger(tmp_path, activate_escalation=False)
+    policies = tmp_path / "governance"
     shutil.copytree(REPO / "policies", policies)
     (policies / "escalation.yaml").unlink()
-    before = _size(ledger_dir)
-    code, _, err = cli(ledger_dir, "submit", str(CLAIMS), "--key", ".charter/keys/tom.berger.key",
-                       "--policies", str(policies))
+    before = _size(tmp_path)
+    code, _, err = cli(tmp_path, "submit", str(CLAIMS), "--key", ".charter/keys/tom.berger.key")
     assert code == 2 and "no_escalation" in err and "open no incident" in err
-    assert _size(ledger_dir) == before  # nothing written
-    code, out, err = cli(ledger_dir, "policy", "lint", str(policies))
+    assert _size(tmp_path) == before  # nothing written
+    code, out, err = cli(tmp_path, "policy", "lint", str(policies))
     assert code == 0 and "no_escalation" in err and "1 warnings" in out
-    code, out, err = cli(ledger_dir, "policy", "lint", str(policies), "--strict")
+    code, out, err = cli(tmp_path, "policy", "lint", str(policies), "--strict")
     assert code == 1 and "ok:" not in out and "failed (--strict)" in out
 
 
@@ -197,7 +194,8 @@ def test_read_only_commands_never_write(tmp_path: Path) -> None:
     before = other.read_bytes()
     empty = tmp_path / "empty.db"
     empty.touch()
-    assert cli(tmp_path, "ledger", "init", "--db", f"sqlite:///{tmp_path / 'real.db'}")[0] == 0
+    assert cli(tmp_path, "ledger", "init", "--db", f"sqlite:///{tmp_path / 'real.db'}",
+               *governance_args(tmp_path))[0] == 0
     for url, code_expected in ((f"sqlite:///{other}", "not_a_ledger"), (f"sqlite:///{empty}", "ledger_missing"),
                                (f"sqlite:///{tmp_path / 'nowhere' / 'x.db'}", "ledger_missing")):
         for command in (("verify",), ("keys", "list"), ("incidents", "list"), ("systems", "list")):
@@ -211,7 +209,7 @@ def test_read_only_commands_never_write(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["postgresql+psycopg2://u@127.0.0.1/x", "sqlite+pysqlcipher:///x.db"])
 def test_missing_database_driver_is_a_located_error(tmp_path: Path, url: str) -> None:
-    code, _, err = cli(tmp_path, "ledger", "init", "--db", url)
+    code, _, err = cli(tmp_path, "ledger", "init", "--db", url, *governance_args(tmp_path))
     assert code == 2 and "database_driver" in err
 
 
@@ -255,7 +253,7 @@ def test_custom_kpi_redefining_a_builtin_is_located(tmp_path: Path) -> None:
 
 
 def test_long_origin_names_the_origin(tmp_path: Path) -> None:
-    code, _, err = cli(tmp_path, "ledger", "init", "--origin", "o" * 10_000)
+    code, _, err = cli(tmp_path, "ledger", "init", "--origin", "o" * 10_000, *governance_args(tmp_path))
     assert code == 2 and "--origin" in err and "10000 characters" in err and len(err) < 2000
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from charter.cli.demo import demo_governance
 from charter.escalation import EscalationGraph, load_escalation
 from charter.frameworks import FrameworkSet, load_frameworks
 from charter.incidents import load_book, transition
@@ -22,7 +23,7 @@ from charter.ledger import Ledger, SigningKey
 from charter.policy import PolicyCompiler, PolicySet, policy_files
 from charter.registry import SystemRegistry
 from charter.report import FORMATS, ReportDocument, bind, build_report, render
-from charter.submission import register_key, register_system, submit_bundle
+from charter.submission import submit_bundle
 from tests.conftest import REPO
 from tests.unit.ledger.helpers import StepClock
 
@@ -57,18 +58,13 @@ def build_scenario(url: str) -> Scenario:
     clock = StepClock()
     log_key = fixed_key(ORIGIN)
     ledger = Ledger.open(url, log_key=log_key, origin=ORIGIN, create=True, clock=clock)
-    owner_keys: dict[str, SigningKey] = {}
-    for system in registry.values():
-        if system.owner not in owner_keys:
-            owner_keys[system.owner] = fixed_key(system.owner)
-            register_key(ledger, system.owner, owner_keys[system.owner].public)
-        register_system(ledger, system)
+    keys = demo_governance(ledger, registry, policies.policies, REPO / "policies" / "escalation.yaml",
+                           make_key=fixed_key)
     bundles = sorted((REPO / "evidence").glob("*.json"), key=lambda p: json.loads(p.read_text())["measured_at"])
     for path in bundles:
         data = json.loads(path.read_text())
         clock.now = datetime.datetime.fromisoformat(data["measured_at"].replace("Z", "+00:00"))
-        submit_bundle(ledger, path.read_bytes(), catalog, policies.policies,
-                      key=owner_keys[registry[data["system_id"]].owner], graph=graph)
+        submit_bundle(ledger, path.read_bytes(), catalog, key=keys[registry[data["system_id"]].owner])
     book = load_book(ledger)
 
     def incident(system: str, rule: str) -> str:
@@ -78,11 +74,11 @@ def build_scenario(url: str) -> Scenario:
     claims = incident("claims-approval", "core.fairness/approval-parity")
     for action, who, decisions in [("investigate", "tom.berger", ()), ("validate", "carla.rossi", ()),
                                    ("decide", "anna.schmidt", ("retrain", "compensate"))]:
-        transition(ledger, graph, claims, action, who, f"{action}: scripted", decisions)
+        transition(ledger, claims, action, keys[who], f"{action}: scripted", decisions)
     fraud = incident("fraud-detector", "core.performance/recall-degradation")
     for action, who in [("investigate", "maria.keller"), ("validate", "carla.rossi")]:
-        transition(ledger, graph, fraud, action, who, f"{action}: scripted")
-    transition(ledger, graph, fraud, "decide", "anna.schmidt", "seasonal; accepted", ("accept_risk",), "P90D")
+        transition(ledger, fraud, action, keys[who], f"{action}: scripted")
+    transition(ledger, fraud, "decide", keys["anna.schmidt"], "seasonal; accepted", ("accept_risk",), "P90D")
     as_of = clock.now.replace(microsecond=0) + datetime.timedelta(days=2)
     return Scenario(ledger, log_key, policies, frameworks, graph, as_of)
 

@@ -126,10 +126,12 @@ def test_a_tighter_threshold_and_a_new_severity_show_as_changes(scenario: Scenar
 def test_each_bundle_is_judged_as_its_system_was_registered_then(tmp_path: Path) -> None:
     from charter.registry import SystemKind
     from charter.submission import register_system
+    from tests.golden.scenario import fixed_key
 
     scenario = build_scenario(f"sqlite:///{tmp_path / 'ledger.db'}")
     fraud = systems_in_ledger(scenario.ledger)["fraud-detector"]
-    register_system(scenario.ledger, fraud.model_copy(update={"kind": SystemKind.REGRESSOR}))  # after its bundles
+    register_system(scenario.ledger, fraud.model_copy(update={"kind": SystemKind.REGRESSOR}),  # after its bundles
+                    fixed_key("ben.okafor"))
     report = backtest(scenario.ledger, scenario.policies.policies)
     assert not report.breaches_appeared and not report.breaches_disappeared
     assert all(before == after for before, after in report.transitions)
@@ -209,9 +211,10 @@ rules:
 
 def test_history_is_what_the_ledger_held_at_submission(tmp_path: Path) -> None:
     """Backfilled windows, a resubmitted window and a re-registration: the recorded policies change nothing."""
+    from charter.cli.demo import demo_governance
     from charter.ledger import Ledger
-    from charter.registry import AISystem
-    from charter.submission import register_key, register_system, submit_bundle
+    from charter.registry import AISystem, SystemRegistry
+    from charter.submission import register_system, submit_bundle
     from tests.golden.scenario import fixed_key
     from tests.unit.ledger.helpers import StepClock
 
@@ -223,9 +226,9 @@ def test_history_is_what_the_ledger_held_at_submission(tmp_path: Path) -> None:
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", log_key=fixed_key("log"), origin="t/ledger",
                          create=True, clock=clock)
     owner = fixed_key("owner")
-    register_key(ledger, "owner", owner.public)
     system = AISystem(id="s1", name="S", owner="owner", risk_tier="high", kind="classifier", baseline={"recall": 0.8})
-    register_system(ledger, system)
+    demo_governance(ledger, SystemRegistry({"s1": system}), policies, REPO / "policies" / "escalation.yaml",
+                    make_key=fixed_key)
 
     def submit(month: int, recall: float, minutes: int = 0) -> None:
         start = datetime.datetime(2026, month, 1, tzinfo=datetime.UTC)
@@ -235,14 +238,14 @@ def test_history_is_what_the_ledger_held_at_submission(tmp_path: Path) -> None:
         data = {"system_id": "s1", "model_version": "1", "window_start": start.isoformat(),
                 "window_end": end.isoformat(), "measured_at": measured.isoformat(), "kpis": {"recall": recall},
                 "submitter": "owner"}
-        submit_bundle(ledger, json.dumps(data).encode(), builtin_catalog(), policies, key=owner, graph=None)
+        submit_bundle(ledger, json.dumps(data).encode(), builtin_catalog(), key=owner)
 
     submit(1, 0.72)
     submit(2, 0.85)
     submit(2, 0.70, minutes=5)  # the same window again, corrected
     submit(3, 0.55)
     submit(5, 0.40)  # April is missing for now: May's previous is March
-    register_system(ledger, system.model_copy(update={"baseline": {"recall": 0.9}}))  # revalidated
+    register_system(ledger, system.model_copy(update={"baseline": {"recall": 0.9}}), fixed_key("ben.okafor"))
     submit(4, 0.35)  # April, backfilled after May was judged without it
     submit(6, 0.74)
     report = backtest(ledger, policies)

@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from charter.authority import activate_escalation, signed_entry
 from charter.errors import CharterError
 from charter.escalation import load_escalation
 from charter.incidents import State, load_book, metrics, transition
 from charter.ledger import verify_ledger
+from charter.ledger.auditor import ESCALATION_ACTIVATED, document_digest
 from charter.notify import ChannelNotifier, DeliveryError, tick
 from charter.submission import submit_bundle
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import CATALOG, POLICIES, Populated, populate
+from tests.unit.ledger.helpers import CATALOG, Populated, key_of, populate
 
 GRAPH = load_escalation(REPO / "policies" / "escalation.yaml")
 FRAUD = sorted((REPO / "evidence").glob("fraud-detector-*.json"))
@@ -50,8 +53,7 @@ def _submit(world: tuple[Populated, Clock], path: Path, key_owner: str = "maria.
     populated, clock = world
     text = json.dumps(data).encode() if data is not None else path.read_bytes()
     clock.now = datetime.datetime.fromisoformat(json.loads(text)["measured_at"])
-    return submit_bundle(populated.ledger, text, CATALOG, POLICIES.policies, key=populated.owner_keys[key_owner],
-                         graph=GRAPH)
+    return submit_bundle(populated.ledger, text, CATALOG, key=populated.owner_keys[key_owner])
 
 
 def _incident(populated: Populated, rule: str = RECALL) -> Any:
@@ -89,27 +91,27 @@ def test_workflow_with_authority_checks(world: tuple[Populated, Clock]) -> None:
     size = ledger.size()
     for principal, action, code in [("tom.berger", "acknowledge", "not_authorized"),  # not this system's owner
                                     ("maria.keller", "validate", "invalid_transition"),
-                                    ("eve.nobody", "acknowledge", "not_authorized")]:
+                                    ("eve.nobody", "acknowledge", "unknown_key")]:  # no registered key
         with pytest.raises(CharterError) as info:
-            transition(ledger, GRAPH, incident.id, action, principal, "note")
+            transition(ledger, incident.id, action, key_of(principal), "note")
         assert info.value.code == code
     with pytest.raises(CharterError) as info:
-        transition(ledger, GRAPH, incident.id, "acknowledge", "maria.keller", "  ")
+        transition(ledger, incident.id, "acknowledge", key_of("maria.keller"), "  ")
     assert info.value.code == "rationale_required"
     assert ledger.size() == size  # nothing recorded by refused transitions
     clock.at("2026-05-02T08:00:00+00:00")
-    transition(ledger, GRAPH, incident.id, "acknowledge", "maria.keller", "on it")
-    transition(ledger, GRAPH, incident.id, "investigate", "maria.keller", "drift in instant payments")
+    transition(ledger, incident.id, "acknowledge", key_of("maria.keller"), "on it")
+    transition(ledger, incident.id, "investigate", key_of("maria.keller"), "drift in instant payments")
     with pytest.raises(CharterError) as info:  # model owners may not validate
-        transition(ledger, GRAPH, incident.id, "validate", "maria.keller", "fine")
+        transition(ledger, incident.id, "validate", key_of("maria.keller"), "fine")
     assert info.value.code == "not_authorized"
-    transition(ledger, GRAPH, incident.id, "validate", "carla.rossi", "confirmed")
+    transition(ledger, incident.id, "validate", key_of("carla.rossi"), "confirmed")
     with pytest.raises(CharterError) as info:  # risk may not decide a high-severity incident
-        transition(ledger, GRAPH, incident.id, "decide", "carla.rossi", "retrain", ["retrain"])
+        transition(ledger, incident.id, "decide", key_of("carla.rossi"), "retrain", ["retrain"])
     assert info.value.code == "not_authorized"
-    transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "retrain and roll back", ["retrain", "rollback"])
-    transition(ledger, GRAPH, incident.id, "resolve", "maria.keller", "retrained")
-    transition(ledger, GRAPH, incident.id, "close", "carla.rossi", "verified")
+    transition(ledger, incident.id, "decide", key_of("anna.schmidt"), "retrain and roll back", ["retrain", "rollback"])
+    transition(ledger, incident.id, "resolve", key_of("maria.keller"), "retrained")
+    transition(ledger, incident.id, "close", key_of("carla.rossi"), "verified")
     final = _incident(populated)
     assert final.state is State.CLOSED and final.decisions == ["retrain", "rollback"]
     assert [e["event"] for e in final.timeline] == ["opened", "acknowledge", "investigate", "validate", "decide",
@@ -125,13 +127,16 @@ def test_separation_of_duties_on_principals(world: tuple[Populated, Clock], tmp_
                                                                "members: [carla.rossi, omar.haddad, maria.keller]"))
     graph = load_escalation(tmp_path / "escalation.yaml", strict=False)
     assert "separation_of_duties" in {d.code for d in graph.check()}  # lint refuses this organisation
+    with pytest.raises(CharterError):  # and so does activation
+        _activate(populated, tmp_path / "escalation.yaml")
+    _activate(populated, tmp_path / "escalation.yaml", checked=False)  # forced in: the rule still holds
     _submit(world, FRAUD[3])
     incident = _incident(populated)
-    transition(populated.ledger, graph, incident.id, "investigate", "maria.keller", "mine")
+    transition(populated.ledger, incident.id, "investigate", key_of("maria.keller"), "mine")
     with pytest.raises(CharterError) as info:
-        transition(populated.ledger, graph, incident.id, "validate", "maria.keller", "looks fine to me")
+        transition(populated.ledger, incident.id, "validate", key_of("maria.keller"), "looks fine to me")
     assert info.value.code == "separation_of_duties"
-    transition(populated.ledger, graph, incident.id, "validate", "carla.rossi", "independently confirmed")
+    transition(populated.ledger, incident.id, "validate", key_of("carla.rossi"), "independently confirmed")
 
 
 def test_decider_authority_for_accept_risk_and_waiver(world: tuple[Populated, Clock]) -> None:
@@ -139,17 +144,17 @@ def test_decider_authority_for_accept_risk_and_waiver(world: tuple[Populated, Cl
     _submit(world, FRAUD[3])
     incident = _incident(populated)
     ledger = populated.ledger
-    transition(ledger, GRAPH, incident.id, "investigate", "maria.keller", "known seasonal effect")
-    transition(ledger, GRAPH, incident.id, "validate", "carla.rossi", "seasonal, documented")
+    transition(ledger, incident.id, "investigate", key_of("maria.keller"), "known seasonal effect")
+    transition(ledger, incident.id, "validate", key_of("carla.rossi"), "seasonal, documented")
     with pytest.raises(CharterError) as info:
-        transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "accept", ["accept_risk"])
+        transition(ledger, incident.id, "decide", key_of("anna.schmidt"), "accept", ["accept_risk"])
     assert info.value.code == "expiry_required"
     with pytest.raises(CharterError) as info:
-        transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "accept", ["accept_risk"], "P120D")
+        transition(ledger, incident.id, "decide", key_of("anna.schmidt"), "accept", ["accept_risk"], "P120D")
     assert info.value.code == "waiver_too_long"
-    transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "accept for 45 days", ["accept_risk"], "P45D")
-    transition(ledger, GRAPH, incident.id, "resolve", "maria.keller", "risk accepted")
-    transition(ledger, GRAPH, incident.id, "close", "carla.rossi", "filed")
+    transition(ledger, incident.id, "decide", key_of("anna.schmidt"), "accept for 45 days", ["accept_risk"], "P45D")
+    transition(ledger, incident.id, "resolve", key_of("maria.keller"), "risk accepted")
+    transition(ledger, incident.id, "close", key_of("carla.rossi"), "filed")
     before = len(load_book(ledger).incidents)
     _submit(world, FRAUD[4])  # May breach, inside the waiver: recorded, no incident, no reopening
     recall = [i for i in load_book(ledger).incidents.values() if i.rule == RECALL]
@@ -170,7 +175,7 @@ def test_resolved_incident_reopens_within_the_window(world: tuple[Populated, Clo
     clock.at("2026-05-20T00:00:00+00:00")  # resolved 13 days before the June submission
     for action, who, extra in [("investigate", "maria.keller", ()), ("validate", "carla.rossi", ()),
                                ("decide", "anna.schmidt", ("retrain",)), ("resolve", "maria.keller", ())]:
-        transition(ledger, GRAPH, incident.id, action, who, action, extra)
+        transition(ledger, incident.id, action, key_of(who), action, extra)
     _submit(world, FRAUD[4])
     again = _incident(populated)
     assert again.state is State.OPEN and again.reopen_count == 1 and again.id == incident.id
@@ -204,7 +209,7 @@ def test_missed_deadlines_escalate_once_and_notify_once(world: tuple[Populated, 
     assert tick(ledger, GRAPH, clock.now, recorder).notified == [] and len(recorder.sent) == count
     report = tick(ledger, GRAPH, clock.at("2026-05-06T00:00:00+00:00"), recorder)
     assert [line.split(" -> ")[1] for line in report.escalated] == ["governance_committee", "executive"]
-    transition(ledger, GRAPH, _incident(populated).id, "acknowledge", "jonas.weber", "the CRO takes it")
+    transition(ledger, _incident(populated).id, "acknowledge", key_of("jonas.weber"), "the CRO takes it")
     assert verify_ledger(ledger, populated.log_key.public).ok
 
 
@@ -273,12 +278,12 @@ def test_metrics_from_timestamps(world: tuple[Populated, Clock]) -> None:
     incident = _incident(populated)
     ledger = populated.ledger
     clock.at("2026-05-02T08:00:00+00:00")
-    transition(ledger, GRAPH, incident.id, "acknowledge", "maria.keller", "seen")  # 2 h
+    transition(ledger, incident.id, "acknowledge", key_of("maria.keller"), "seen")  # 2 h
     clock.at("2026-05-03T06:00:00+00:00")
-    transition(ledger, GRAPH, incident.id, "investigate", "maria.keller", "x")
-    transition(ledger, GRAPH, incident.id, "validate", "carla.rossi", "x")
+    transition(ledger, incident.id, "investigate", key_of("maria.keller"), "x")
+    transition(ledger, incident.id, "validate", key_of("carla.rossi"), "x")
     clock.at("2026-05-04T06:00:00+00:00")
-    transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "x", ["retrain"])  # 48 h
+    transition(ledger, incident.id, "decide", key_of("anna.schmidt"), "x", ["retrain"])  # 48 h
     result = metrics(load_book(ledger).incidents.values()).scopes
     assert result["portfolio"]["mttd"] == {"n": 1, "missing": 0, "rejected": 0, "median_h": 30.0, "p90_h": 30.0}
     assert result["portfolio"]["mtta"]["median_h"] == 2.0
@@ -333,9 +338,20 @@ def _graph(tmp_path: Path, *replacements: tuple[str, str]) -> Any:
     return load_escalation(tmp_path / "escalation.yaml")
 
 
-def _to_validated(ledger: Any, incident_id: str, graph: Any = GRAPH) -> None:
-    transition(ledger, graph, incident_id, "investigate", "maria.keller", "drift")
-    transition(ledger, graph, incident_id, "validate", "carla.rossi", "confirmed")
+def _activate(populated: Populated, path: Path, checked: bool = True) -> None:
+    """Put the escalation file at `path` in force, as the approver; unchecked, even one lint refuses."""
+    document = yaml.safe_load(path.read_text())
+    approver = key_of("omar.haddad")
+    if checked:
+        activate_escalation(populated.ledger, document, approver)
+        return
+    populated.ledger.append([signed_entry(populated.ledger, ESCALATION_ACTIVATED, {
+        "digest": document_digest(document), "document": document}, approver)])
+
+
+def _to_validated(ledger: Any, incident_id: str) -> None:
+    transition(ledger, incident_id, "investigate", key_of("maria.keller"), "drift")
+    transition(ledger, incident_id, "validate", key_of("carla.rossi"), "confirmed")
 
 
 def test_a_lapsed_waiver_on_a_decided_incident_lets_breaches_open_a_new_one(world: tuple[Populated, Clock]) -> None:
@@ -343,7 +359,7 @@ def test_a_lapsed_waiver_on_a_decided_incident_lets_breaches_open_a_new_one(worl
     _submit(world, FRAUD[3])
     incident = _incident(populated)
     _to_validated(populated.ledger, incident.id)
-    transition(populated.ledger, GRAPH, incident.id, "decide", "anna.schmidt", "accept 20 days", ["accept_risk"],
+    transition(populated.ledger, incident.id, "decide", key_of("anna.schmidt"), "accept 20 days", ["accept_risk"],
                "P20D")
     data = json.loads(FRAUD[4].read_text())
     data["measured_at"] = "2026-07-01T00:00:00Z"  # the waiver lapsed; the incident is still only decided
@@ -358,7 +374,7 @@ def test_a_decided_remedy_under_way_collects_repeated_breaches(world: tuple[Popu
     _submit(world, FRAUD[3])
     incident = _incident(populated)
     _to_validated(populated.ledger, incident.id)
-    transition(populated.ledger, GRAPH, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+    transition(populated.ledger, incident.id, "decide", key_of("anna.schmidt"), "retrain", ["retrain"])
     _submit(world, FRAUD[4])
     again = _incident(populated)
     assert again.state is State.DECIDED and len(again.findings) == 2
@@ -370,46 +386,48 @@ def test_owner_scope_holds_for_every_action_and_reopening_needs_a_validator(worl
     _submit(world, FRAUD[3])
     incident = _incident(populated)
     _to_validated(ledger, incident.id)
-    transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+    transition(ledger, incident.id, "decide", key_of("anna.schmidt"), "retrain", ["retrain"])
     size = ledger.size()
     with pytest.raises(CharterError) as info:  # tom.berger is a model owner, but not of the fraud detector
-        transition(ledger, GRAPH, incident.id, "resolve", "tom.berger", "done")
+        transition(ledger, incident.id, "resolve", key_of("tom.berger"), "done")
     assert info.value.code == "not_authorized" and "maria.keller" in str(info.value)
-    transition(ledger, GRAPH, incident.id, "resolve", "maria.keller", "retrained")
+    transition(ledger, incident.id, "resolve", key_of("maria.keller"), "retrained")
     with pytest.raises(CharterError) as info:  # the first line cannot reopen its own resolved incident
-        transition(ledger, GRAPH, incident.id, "reopen", "maria.keller", "again")
+        transition(ledger, incident.id, "reopen", key_of("maria.keller"), "again")
     assert info.value.code == "not_authorized"
     assert ledger.size() == size + 1
-    transition(ledger, GRAPH, incident.id, "reopen", "carla.rossi", "complaint received")
+    transition(ledger, incident.id, "reopen", key_of("carla.rossi"), "complaint received")
     assert _incident(populated).state is State.OPEN
 
 
 def test_only_the_tiers_decider_or_higher_may_decide(world: tuple[Populated, Clock], tmp_path: Path) -> None:
     populated, _ = world
-    graph = _graph(tmp_path, ("    must_reach: {critical: board, high: executive}",
-                              "    must_reach: {critical: board, high: executive}\n    deciders: {high: executive}"))
+    _graph(tmp_path, ("    must_reach: {critical: board, high: executive}",
+                      "    must_reach: {critical: board, high: executive}\n    deciders: {high: executive}"))
     _submit(world, FRAUD[3])
     incident = _incident(populated)
-    _to_validated(populated.ledger, incident.id, graph)
+    _activate(populated, tmp_path / "escalation.yaml")
+    _to_validated(populated.ledger, incident.id)
     with pytest.raises(CharterError) as info:  # the band's committee is below the high tier's decider
-        transition(populated.ledger, graph, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+        transition(populated.ledger, incident.id, "decide", key_of("anna.schmidt"), "retrain", ["retrain"])
     assert info.value.code == "not_authorized" and "executive" in str(info.value)
-    transition(populated.ledger, graph, incident.id, "decide", "jonas.weber", "retrain", ["retrain"])
-    assert transition(populated.ledger, graph, incident.id, "resolve", "maria.keller", "done")
+    transition(populated.ledger, incident.id, "decide", key_of("jonas.weber"), "retrain", ["retrain"])
+    assert transition(populated.ledger, incident.id, "resolve", key_of("maria.keller"), "done")
 
 
 def test_the_decider_may_not_be_the_validator_where_duties_are_separated(world: tuple[Populated, Clock],
                                                                          tmp_path: Path) -> None:
     populated, _ = world
-    graph = _graph(tmp_path, ("members: [anna.schmidt, david.osei, fatima.nowak]",
-                              "members: [anna.schmidt, david.osei, fatima.nowak, carla.rossi]"))
+    _graph(tmp_path, ("members: [anna.schmidt, david.osei, fatima.nowak]",
+                      "members: [anna.schmidt, david.osei, fatima.nowak, carla.rossi]"))
     _submit(world, FRAUD[3])
     incident = _incident(populated)
-    _to_validated(populated.ledger, incident.id, graph)
+    _activate(populated, tmp_path / "escalation.yaml")
+    _to_validated(populated.ledger, incident.id)
     with pytest.raises(CharterError) as info:
-        transition(populated.ledger, graph, incident.id, "decide", "carla.rossi", "retrain", ["retrain"])
+        transition(populated.ledger, incident.id, "decide", key_of("carla.rossi"), "retrain", ["retrain"])
     assert info.value.code == "separation_of_duties"
-    transition(populated.ledger, graph, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
+    transition(populated.ledger, incident.id, "decide", key_of("anna.schmidt"), "retrain", ["retrain"])
 
 
 def test_a_paged_role_removed_from_the_graph_is_reported_not_a_crash(world: tuple[Populated, Clock],
@@ -421,7 +439,8 @@ def test_a_paged_role_removed_from_the_graph_is_reported_not_a_crash(world: tupl
     renamed = _graph(tmp_path, *[("risk_compliance", "second_line")])
     report = tick(populated.ledger, renamed, clock.now, _Recorder())
     assert any("'risk_compliance' is no longer declared" in line for line in report.failed)
-    transition(populated.ledger, renamed, _incident(populated).id, "acknowledge", "maria.keller", "seen")
+    _activate(populated, tmp_path / "escalation.yaml")
+    transition(populated.ledger, _incident(populated).id, "acknowledge", key_of("maria.keller"), "seen")
 
 
 def test_the_tick_refuses_a_now_ahead_of_the_ledger_clock(world: tuple[Populated, Clock]) -> None:
@@ -444,8 +463,8 @@ def test_a_reopened_incident_escalates_and_notifies_in_a_new_round(world: tuple[
     assert incident.level == 1
     clock.at("2026-05-20T00:00:00+00:00")  # resolved within the reopen window of the June submission
     _to_validated(ledger, incident.id)
-    transition(ledger, GRAPH, incident.id, "decide", "anna.schmidt", "retrain", ["retrain"])
-    transition(ledger, GRAPH, incident.id, "resolve", "maria.keller", "retrained")
+    transition(ledger, incident.id, "decide", key_of("anna.schmidt"), "retrain", ["retrain"])
+    transition(ledger, incident.id, "resolve", key_of("maria.keller"), "retrained")
     assert tick(ledger, GRAPH, clock.now, recorder).notified == []  # nobody is paged about a resolved incident
     _submit(world, FRAUD[4])  # the breach recurs: reopened, level back to 0
     reopened = _incident(populated)

@@ -22,7 +22,7 @@ from charter.report import REPORT_ISSUED, ReportDocument, bind, build_report, is
 from charter.report.model import POINTS, PortfolioSnapshot, _governed
 from charter.submission import register_system, systems_in_ledger
 from tests.conftest import REPO, run_cli
-from tests.golden.scenario import FRAMEWORKS, GOLDEN, GOLDEN_FORMATS, Scenario, build_scenario, render_all
+from tests.golden.scenario import FRAMEWORKS, GOLDEN, GOLDEN_FORMATS, Scenario, build_scenario, fixed_key, render_all
 from tests.unit.ledger.helpers import drop_guards
 
 
@@ -196,7 +196,8 @@ def test_a_report_time_before_the_newest_evidence_is_refused(sqlite_scenario: Sc
 
 def test_retired_systems_are_listed_not_scored(scenario: Scenario) -> None:
     turbine = systems_in_ledger(scenario.ledger)["turbine-maintenance"]
-    register_system(scenario.ledger, turbine.model_copy(update={"status": SystemStatus.RETIRED}))
+    register_system(scenario.ledger, turbine.model_copy(update={"status": SystemStatus.RETIRED}),
+                    fixed_key("ben.okafor"))
     document = _document(scenario)
     assert document.not_in_scope == {"turbine-maintenance": "retired"}
     assert "turbine-maintenance" not in document.systems and "turbine-maintenance" not in document.scores.systems

@@ -28,7 +28,7 @@ from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, NewEntry
 from charter.submission import register_system, submit_bundle
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import POLICIES, REGISTRY, populate
+from tests.unit.ledger.helpers import POLICIES, REGISTRY, key_of, populate
 
 CATALOG = builtin_catalog()
 CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
@@ -142,8 +142,8 @@ def _submit_while_another_writer_acts(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(submission, "evaluate_bundle", evaluate)
     at = datetime.datetime.fromisoformat(json.loads(CLAIMS.read_text())["measured_at"].replace("Z", "+00:00"))
-    result = submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG, POLICIES.policies,
-                           key=populated.owner_keys["tom.berger"], at=at, graph=None)
+    result = submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG, key=populated.owner_keys["tom.berger"],
+                           at=at)
     return evaluated_systems, result, other
 
 
@@ -158,7 +158,8 @@ def test_evaluation_runs_outside_the_write_lock(tmp_path: Path, monkeypatch: pyt
 def test_a_registration_during_evaluation_is_judged_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     changed = REGISTRY["claims-approval"].model_copy(update={"tags": ("retagged",)})
     evaluated, _, _ = _submit_while_another_writer_acts(tmp_path, monkeypatch,
-                                                        lambda ledger: register_system(ledger, changed))
+                                                        lambda ledger: register_system(ledger, changed,
+                                                                                       key_of("ben.okafor")))
     assert len(evaluated) == 2 and evaluated[1].tags == ("retagged",)  # type: ignore[attr-defined]
 
 

@@ -12,7 +12,7 @@ import typer
 from .. import __version__
 from .._limits import DEFAULT_MAX_INPUT_BYTES, LIMITS
 from ..errors import CharterError
-from . import backtest_cmds, core, demo, escalation_cmds, incidents_cmds, ledger, report_cmds
+from . import backtest_cmds, core, demo, escalation_cmds, governance_cmds, incidents_cmds, ledger, report_cmds
 from .common import command_group, err, print_diagnostics
 
 app = typer.Typer(help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
@@ -21,6 +21,9 @@ app = typer.Typer(help="Charter: policy-as-code governance for AI performance.",
 policy_app = command_group("Lint and test policies.")
 policy_app.command("lint")(core.policy_lint)
 policy_app.command("test")(core.policy_test)
+policy_app.command("publish")(governance_cmds.policy_publish)
+policy_app.command("activate")(governance_cmds.policy_activate)
+escalation_cmds.escalation_app.command("activate")(governance_cmds.escalation_activate)
 app.add_typer(policy_app, name="policy")
 app.command()(core.kpis)
 app.command()(core.schema)
@@ -32,6 +35,7 @@ app.command()(ledger.verify)
 app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(ledger.keys_app, name="keys")
 app.add_typer(ledger.systems_app, name="systems")
+app.add_typer(governance_cmds.governance_app, name="governance")
 app.add_typer(escalation_cmds.escalation_app, name="escalation")
 app.add_typer(incidents_cmds.incidents_app, name="incidents")
 app.command()(incidents_cmds.escalate)

@@ -1,17 +1,23 @@
 """`charter demo`: the governance loop on a fresh ledger, from keys to a verified trail."""
 
+import base64
 import datetime
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import __version__
 from .._data import builtin_dir
 from .common import compile_policies, out, print_findings, print_listing, safe
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger, SigningKey
+    from ..policy.compiler import CompiledPolicy
+    from ..registry import SystemRegistry
 
 DEMO_ORIGIN = "charter.demo/ledger"
 FAIRNESS = "core.fairness/approval-parity"
@@ -46,21 +52,84 @@ def demo_story(act: Act, escalate: Callable[[], None]) -> list[tuple[str, Callab
     ]
 
 
+#: the demo's administrators (two of three approve a change of the governance configuration)
+DEMO_ADMINS = ("ana.costa", "ben.okafor", "chen.li")
+#: who holds the authority roles: the risk team authors and approves packs, the registrar keeps the inventory
+DEMO_ROLES = {"policy_author": ["carla.rossi"], "policy_approver": ["omar.haddad", "anna.schmidt"],
+              "system_registrar": ["ben.okafor"]}
+
+
+def demo_governance(ledger: "Ledger", registry: "SystemRegistry", policies: "Sequence[CompiledPolicy]",
+                    escalation: Path, say: Callable[[str], None] = lambda _: None, *,
+                    activate_escalation: bool = True,
+                    make_key: "Callable[[str], SigningKey] | None" = None) -> "dict[str, SigningKey]":
+    """Play the authority model on a new ledger; returns everyone's keys (administrators, role holders, members).
+
+    Two of the three administrators approve the trust root; one registers everyone else's key from
+    their requests (each with proof of possession); the registrar registers the systems; a policy
+    author publishes the packs and an approver, another person, activates them and (unless
+    `activate_escalation` is false) the escalation configuration. Every step is a signed entry the
+    ledger checked against the configuration in force.
+    """
+    from .._sources import load_yaml_file
+    from ..authority import (
+        Administrator,
+        GovernanceConfig,
+        KeyRequest,
+        activate_policies,
+        init_governance,
+        publish_policies,
+    )
+    from ..ledger import SigningKey
+    from ..submission import register_key, register_system
+
+    document, smap = load_yaml_file(escalation)
+    members = [m for role in document["roles"].values() for m in role["members"]]
+    people = dict.fromkeys([*DEMO_ADMINS, *(m for ms in DEMO_ROLES.values() for m in ms), *members,
+                            *(s.owner for s in registry.values())])
+    keys = {name: (make_key or SigningKey.generate)(name) for name in people}
+    config = GovernanceConfig(administrators=[Administrator(principal=name, public_key=base64.b64encode(
+        keys[name].public).decode()) for name in DEMO_ADMINS], threshold=2, roles=DEMO_ROLES)
+    init_governance(ledger, config, [keys[DEMO_ADMINS[0]], keys[DEMO_ADMINS[1]]])
+    say(f"trust root: administrators {', '.join(DEMO_ADMINS)} (2 of 3 approve changes); "
+        + "; ".join(f"{role}: {', '.join(names)}" for role, names in DEMO_ROLES.items()))
+    for name in people:
+        if name not in DEMO_ADMINS:
+            register_key(ledger, KeyRequest.of(keys[name], ledger.origin), keys[DEMO_ADMINS[0]])
+    say(f"{DEMO_ADMINS[0]} (administrator) registered {len(people) - len(DEMO_ADMINS)} keys from their holders' "
+        "requests")
+    for system in registry.values():
+        register_system(ledger, system, keys[DEMO_ROLES["system_registrar"][0]])
+        say(f"{DEMO_ROLES['system_registrar'][0]} registered {system.id} ({system.risk_tier.value} risk), owner "
+            f"{system.owner}")
+    author, approver = DEMO_ROLES["policy_author"][0], DEMO_ROLES["policy_approver"][0]
+    publish_policies(ledger, [(p.policy.id, p.policy.version, p.policy.model_dump(mode="json")) for p in policies],
+                     keys[author])
+    activate_policies(ledger, [p.digest for p in policies], keys[approver])
+    if activate_escalation:
+        from ..authority import activate_escalation as activate
+
+        activate(ledger, document, keys[approver], smap)
+    say(f"{author} published {len(policies)} policy versions; {approver} activated them"
+        + (" and the escalation configuration" if activate_escalation else ""))
+    return keys
+
+
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo ledger and keys go; recreated on every run.")]
     = Path(".charter/demo"),
 ) -> None:
-    """Run the loop: keys for the owners, systems registered, bundles submitted, findings, verify."""
+    """Run the loop: authority set up, systems registered, bundles submitted, findings, incidents, verify."""
     import shutil
 
-    from ..escalation import load_escalation
+    from ..authority import active_escalation
     from ..evaluate import Status
     from ..incidents import load_book, metrics, transition
     from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
     from ..notify import ChannelNotifier, tick
     from ..registry import SystemRegistry
     from ..report import bind, build_report, issue, render
-    from ..submission import register_key, register_system, submit_bundle
+    from ..submission import submit_bundle
 
     evidence = builtin_dir("evidence")
     policies = builtin_dir("policies")
@@ -79,24 +148,19 @@ def demo(
     out.print(f"[bold]Charter {__version__} demo[/]: a fresh ledger at {workdir / 'ledger.db'}\n")
 
     registry = SystemRegistry.from_file(evidence / "systems.yaml", catalog)
-    owner_keys: dict[str, SigningKey] = {}
-    for system in registry.values():
-        if system.owner not in owner_keys:
-            owner_keys[system.owner] = SigningKey.generate(system.owner)
-            owner_keys[system.owner].save(workdir / "keys" / f"{system.owner}.key")
-            register_key(ledger, system.owner, owner_keys[system.owner].public)
-        register_system(ledger, system)
-        out.print(f"registered {system.id} ({system.risk_tier.value} risk), owner {system.owner} with a new key")
+    keys = demo_governance(ledger, registry, policy_set.policies, policies / "escalation.yaml", out.print)
+    for name, key in keys.items():
+        key.save(workdir / "keys" / f"{name}.key")
+    out.print(f"everyone's keys are in {safe(str(workdir / 'keys'))}\n")
 
-    graph = load_escalation(policies / "escalation.yaml")
+    graph, _ = active_escalation(ledger)
     notifier = ChannelNotifier(workdir / "notifications.log")
     findings = []
     events: list[tuple[datetime.datetime, Callable[[], None]]] = []
 
     def submit(path: Path) -> None:
         owner = registry[json.loads(path.read_text())["system_id"]].owner
-        result = submit_bundle(ledger, path.read_bytes(), catalog, policy_set.policies, key=owner_keys[owner],
-                               file=path.name, graph=graph)
+        result = submit_bundle(ledger, path.read_bytes(), catalog, key=keys[owner], file=path.name)
         findings.extend(result.findings)
         count = sum(f.status is Status.BREACH for f in result.findings)
         out.print(f"{clock['now']:%Y-%m-%d %H:%M} submitted {path.name} signed by {owner}: seq "
@@ -112,12 +176,11 @@ def demo(
         def run() -> None:
             incident = next(i for i in load_book(ledger).incidents.values()
                             if i.system_id == system_id and i.rule == rule)
-            transition(ledger, graph, incident.id, action, principal, note, decisions)
+            transition(ledger, incident.id, action, keys[principal], note, decisions)
             extra = f" ({', '.join(decisions)})" if decisions else ""
             out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} {action}{extra}: "
                       f"{safe(note)}")
         return run
-
     for path, moment in zip(bundles, moments, strict=True):
         events.append((moment, functools.partial(submit, path)))
         events.append((moment + datetime.timedelta(minutes=1), escalate))

@@ -10,12 +10,12 @@ import typer
 from .._text import echo
 from ..errors import CharterError
 from .common import OutputFormat, command_group, out, parse_time, print_listing, safe
-from .escalation_cmds import FileOption, PoliciesOption, load
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
 
 if TYPE_CHECKING:
     from ..escalation import EscalationGraph
     from ..incidents import Incident
+    from ..ledger import Ledger
 
 incidents_app = command_group("List, show and move incidents.")
 #: one command per action of `charter.incidents.ACTIONS` (a test keeps the two equal)
@@ -35,14 +35,15 @@ def incidents_list(
     state: Annotated[str | None, typer.Option(help="Only incidents in this state.")] = None,
     system: Annotated[str | None, typer.Option(help="Only this system's incidents.")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
-    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None, policies: PoliciesOption = None,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """List incidents, oldest first, with the step each waits for and its deadline."""
     from ..incidents import load_book
 
-    # Incidents carry their deadlines; the escalation file is needed only to filter by role.
-    graph = load(file, policies) if role or file else None
-    incidents = list(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values())
+    ledger = open_ledger(db, ledger_key, writable=False)
+    # Incidents carry their deadlines; the escalation configuration in force is needed only to filter by role.
+    graph = _in_force(ledger) if role else None
+    incidents = list(load_book(ledger).incidents.values())
     if state:
         incidents = [i for i in incidents if i.state.value == state]
     if system:
@@ -63,6 +64,12 @@ def incidents_list(
                      incident.state.value, str(incident.level), f"{due['step']} by {due['due_at']}" if due else ""])
     print_listing("Incidents", ["id", "system", "rule", "segment", "severity", "state", "level", "next deadline"],
                   rows, ids={"id"})
+
+
+def _in_force(ledger: "Ledger") -> "EscalationGraph":
+    from ..authority import active_escalation
+
+    return active_escalation(ledger)[0]
 
 
 def _next(graph: "EscalationGraph | None", incident: "Incident") -> dict[str, str] | None:
@@ -121,23 +128,25 @@ def _values(values: dict[str, object]) -> str:
 def _action(action: str) -> Callable[..., None]:
     def command(
         incident_id: Annotated[str, typer.Argument()],
-        principal: Annotated[str, typer.Option("--as", help="Who acts (a member of an allowed role).")],
+        key: Annotated[Path, typer.Option("--key", help="Your private key: its registration names you as the actor "
+                                          "(a member of a role the escalation configuration in force allows).")],
         note: Annotated[str, typer.Option("--note", help="The rationale, recorded in the ledger.")],
         decision: Annotated[list[str], typer.Option("--decision", help="With decide: retrain, rollback, suspend, "
                                                     "accept_risk, adjust_policy, compensate.")] = [],  # noqa: B006
         expires: Annotated[str | None, typer.Option(help="With accept_risk: how long the waiver holds (P30D).")]
         = None,
-        db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None,
-        policies: PoliciesOption = None,
+        db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
     ) -> None:
         from ..incidents import transition
+        from ..ledger import SigningKey
 
-        graph = load(file, policies)
-        entry = transition(open_ledger(db, ledger_key, writable=True), graph, incident_id, action, principal, note,
-                           decision, expires)
-        out.print(f"{safe(incident_id)}: {action} recorded at seq {entry.seq} by {safe(principal)}")
+        actor = SigningKey.load(key)
+        entry = transition(open_ledger(db, ledger_key, writable=True), incident_id, action, actor, note, decision,
+                           expires)
+        out.print(f"{safe(incident_id)}: {action} recorded at seq {entry.seq} by {safe(entry.payload['actor'])} "
+                  f"({safe(entry.payload['role'])})")
 
-    command.__doc__ = f"{action.capitalize()} an incident (recorded in the ledger with its rationale)."
+    command.__doc__ = f"{action.capitalize()} an incident (signed, recorded in the ledger with its rationale)."
     return command
 
 
@@ -148,13 +157,16 @@ for _name in ACTION_NAMES:
 def escalate(
     now: Annotated[str, typer.Option("--now", help="The time to act as of (ISO 8601, or 'now').")] = "now",
     log_file: Annotated[Path, typer.Option(help="Where log channels write.")] = Path(".charter/notifications.log"),
-    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY, file: FileOption = None, policies: PoliciesOption = None,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Escalate overdue incidents and send pending notifications (idempotent: run it from cron)."""
+    """Escalate overdue incidents and send pending notifications, under the escalation configuration in force.
+
+    Idempotent: run it from cron.
+    """
     from ..notify import ChannelNotifier, tick
 
-    report = tick(open_ledger(db, ledger_key, writable=True), load(file, policies), parse_time(now, "--now"),
-                  ChannelNotifier(log_file))
+    ledger = open_ledger(db, ledger_key, writable=True)
+    report = tick(ledger, _in_force(ledger), parse_time(now, "--now"), ChannelNotifier(log_file))
     for line in report.escalated:
         out.print(f"escalated {line}")
     out.print(f"{len(report.escalated)} escalations, {len(report.notified)} notifications sent, "

@@ -27,10 +27,11 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..incidents import IncidentNotice
-    from ..ledger import Ledger
+    from ..kpis import KpiCatalog
+    from ..ledger import Ledger, SigningKey
 
 ledger_app = command_group("Initialize, checkpoint, prove and export the ledger.")
-keys_app = command_group("Submitter keys: generate, register, revoke, list.")
+keys_app = command_group("Principals' keys: generate, request, register, revoke, list.")
 systems_app = command_group("The registry of AI systems, kept in the ledger.")
 
 DEFAULT_KEY = Path(".charter/ledger.key")
@@ -62,23 +63,34 @@ def pinned_public_key(ledger_key: Path, given: Path | None) -> bytes:
 
 @ledger_app.command("init")
 def ledger_init(
+    governance: Annotated[Path, typer.Option("--governance", help="The governance file (YAML): administrators "
+                                             "with their public keys, the threshold, and who holds which "
+                                             "authority role. It becomes entry 0, the ledger's trust root.")],
+    admin_keys: Annotated[list[Path], typer.Option("--admin-key", help="An administrator's private key that "
+                                                   "approves the configuration (repeat up to the threshold).")],
     origin: Annotated[str, typer.Option(help="The log's name, bound into every entry and checkpoint.")]
     = "charter.local/ledger",
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Create the ledger (and its key, if the key file does not exist yet)."""
+    """Create the ledger with its trust root (and the log key, if the key file does not exist yet)."""
+    from ..authority import init_governance, load_governance
     from ..ledger import Ledger, SigningKey, default_url
     from ..ledger.keys import check_origin
 
     check_origin(origin)
+    config = load_governance(governance)
+    approvers = [SigningKey.load(path) for path in admin_keys]
+    config.require_approvals(approvers)  # before anything is created
     if ledger_key.exists():
         key = SigningKey.load(ledger_key)
     else:
         key = SigningKey.generate(origin)
         key.save(ledger_key)
     ledger = Ledger.open(db or default_url(), log_key=key, origin=origin, create=True)
+    init_governance(ledger, config, approvers)
     out.print(f"ledger {ledger.origin} ready: {ledger.size()} entries; log key {key.key_id} "
-              f"(public key in {ledger_key.with_suffix('.pub')})")
+              f"(public key in {ledger_key.with_suffix('.pub')}); trust root at seq 0 with "
+              f"{len(config.administrators)} administrators, {config.threshold} needed to change it")
 
 
 @keys_app.command("generate")
@@ -100,32 +112,69 @@ def keys_generate(
     out.print(f"{key.key_id}\n  private: {path} (keep it secret)\n  public:  {public_path}")
 
 
+@keys_app.command("request")
+def keys_request(
+    key_file: Annotated[Path, typer.Argument(help="Your private key (from `charter keys generate`).")],
+    request_file: Annotated[Path | None, typer.Option("--out", help="Where to write the request (default: "
+                                                      "beside the key, .request.json).")] = None,
+    origin: Annotated[str | None, typer.Option(help="The ledger's origin (default: read from the ledger).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Ask for your key to be registered: a request with proof that you hold the private key.
+
+    Hand the request to an administrator, who registers it with `charter keys register`.
+    """
+    from ..authority import KeyRequest
+    from ..ledger import SigningKey
+
+    key = SigningKey.load(key_file)
+    if not key.principal:
+        raise CharterError.single("key_file", "the key file names no principal (its first line)", file=str(key_file))
+    if origin is None:
+        origin = open_ledger(db, DEFAULT_KEY, writable=False).origin
+    target = request_file or key_file.with_suffix(".request.json")
+    if target.exists():
+        raise CharterError.single("key_exists", "the request file already exists; refusing to overwrite",
+                                  file=str(target))
+    request = KeyRequest.of(key, origin)
+    target.write_text(json.dumps(request.to_dict(origin), indent=2) + "\n", encoding="utf-8")
+    out.print(f"{request.key_id} of {request.principal}: request written to {safe(str(target))}")
+
+
 @keys_app.command("register")
 def keys_register(
-    public_files: Annotated[list[Path], typer.Argument(help="PRINCIPAL.pub files.")],
+    requests: Annotated[list[Path], typer.Argument(help="Key requests (from `charter keys request`).")],
+    key: Annotated[Path, typer.Option("--key", help="Your (an administrator's) private key.")],
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Register submitter public keys in the ledger."""
-    from ..ledger.keys import load_public_key_file
+    """Register principals' public keys, as an administrator, after checking each proof of possession."""
+    from .._sources import parse_json_strict, read_bytes
+    from ..authority import KeyRequest
+    from ..ledger import SigningKey
     from ..submission import register_key
 
+    admin = SigningKey.load(key)
     ledger = open_ledger(db, ledger_key, writable=True)
-    for path in public_files:
-        principal, public = load_public_key_file(path)
-        entry = register_key(ledger, principal, public)
-        out.print(f"seq {entry.seq}: {entry.payload['key_id']} registered for {principal}")
+    parsed = [KeyRequest.from_dict(parse_json_strict(read_bytes(path), str(path)), ledger.origin, str(path))
+              for path in requests]  # all checked before the first is registered
+    for request in parsed:
+        entry = register_key(ledger, request, admin)
+        out.print(f"seq {entry.seq}: {request.key_id} registered for {request.principal}")
 
 
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="ed25519:... key id.")],
     reason: Annotated[str, typer.Option(help="Why (compromise, rotation, leaver).")],
+    key: Annotated[Path, typer.Option("--key", help="Your private key: the key's owner or an administrator.")],
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Revoke a key: bundles it signs are refused from now on; earlier ones stay valid."""
+    """Revoke a key: what it signs is refused from now on; earlier entries stay valid."""
+    from ..ledger import SigningKey
     from ..submission import revoke_key
 
-    entry = revoke_key(open_ledger(db, ledger_key, writable=True), key_id, reason)
+    actor = SigningKey.load(key)
+    entry = revoke_key(open_ledger(db, ledger_key, writable=True), key_id, reason, actor)
     out.print(f"seq {entry.seq}: {key_id} revoked")
 
 
@@ -133,7 +182,7 @@ def keys_revoke(
 def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
               output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
               = OutputFormat.TABLE) -> None:
-    """List registered submitter keys."""
+    """List registered keys (administrators' keys come from the governance configuration)."""
     from ..submission import key_records
 
     records = list(key_records(open_ledger(db, ledger_key, writable=False)).values())
@@ -141,7 +190,7 @@ def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
         typer.echo(json.dumps([{"key_id": r.key_id, "principal": r.principal, "added_seq": r.added_seq,
                                 "revoked_seq": r.revoked_seq, "reason": r.reason} for r in records], indent=2))
         return
-    print_listing("Submitter keys", ["key id", "principal", "added at seq", "revoked at seq"],
+    print_listing("Keys", ["key id", "principal", "added at seq", "revoked at seq"],
                   [[r.key_id, r.principal, str(r.added_seq),
                     "" if r.revoked_seq is None else f"{r.revoked_seq} ({r.reason})"] for r in records],
                   ids={"key id", "principal"})
@@ -150,18 +199,21 @@ def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 @systems_app.command("register")
 def systems_register(
     file: Annotated[Path, typer.Argument(help="A systems.yaml file (systems: [...]).")],
+    key: Annotated[Path, typer.Option("--key", help="Your (a system registrar's) private key.")],
     policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs in baselines.")] = None,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Register (or update) the systems of a file in the ledger."""
+    """Register (or update: owner, classification) the systems of a file, as a system registrar."""
+    from ..ledger import SigningKey
     from ..registry import SystemRegistry
     from ..submission import register_system
     from .common import catalog_for
 
     registry = SystemRegistry.from_file(file, catalog_for(policies_dir(policies), None))
+    registrar = SigningKey.load(key)
     ledger = open_ledger(db, ledger_key, writable=True)
     for system in registry.values():
-        entry = register_system(ledger, system)
+        entry = register_system(ledger, system, registrar)
         out.print(f"{system.id}: " + (f"registered at seq {entry.seq}" if entry else "unchanged"))
 
 
@@ -184,7 +236,11 @@ def systems_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 def submit(
     bundles: Annotated[list[Path], typer.Argument(help="Evidence bundle files (JSON), or - for standard input.")],
     key: Annotated[Path | None, typer.Option("--key", help="Submitter's private key; signs the bundle.")] = None,
-    policies: Annotated[Path | None, typer.Option("--policies", help="Policy directory.")] = None,
+    bundle_only: Annotated[Path | None, typer.Option("--bundle-only", help="Only sign: write the signed bundle "
+                                                     "to this file for the log's operator to submit; needs --key "
+                                                     "and one bundle, neither the ledger nor its key.")] = None,
+    policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs (policies/kpis.yaml); when "
+                                                  "it holds policies, they must be the set in force.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Sign a checkpoint after this many new entries.")] = 256,
     at: Annotated[str | None, typer.Option("--at", help="Evaluation time (ISO 8601) for back-filled evidence; "
                                            "default: the time of submission.")] = None,
@@ -193,25 +249,23 @@ def submit(
 ) -> None:
     """Submit signed bundles: validate, evaluate, append with findings and incidents, print signed receipts.
 
-    Every bundle is read and validated before the first is appended: one bad file means nothing is
-    written. The policy directory must hold escalation.yaml, so that breaches open incidents.
+    Bundles are judged by the policy set and escalation configuration in force in the ledger, never
+    by a folder of the submitter's choosing. Every bundle is read and validated before the first is
+    appended: one bad file means nothing is written.
     """
     from .._sources import read_bytes
-    from ..escalation import load_escalation
     from ..evaluate import Status
     from ..ledger import SigningKey, make_checkpoint
     from ..ledger.checkpoints import checkpoint_due
     from ..submission import prepare_bundle, submit_bundle
+    from .common import catalog_for
 
     directory = policies_dir(policies)
-    policy_set, catalog, _ = compile_policies(directory, None, None)
-    escalation = directory / "escalation.yaml"
-    if not escalation.is_file():
-        raise CharterError.single("no_escalation", "no escalation configuration: breaches would be recorded but "
-                                  "open no incident and page nobody; add escalation.yaml to the policy directory "
-                                  "(see `charter escalation check`)", file=str(escalation))
-    graph = load_escalation(escalation)
+    catalog = catalog_for(directory, None)
     signer = SigningKey.load(key) if key else None
+    if bundle_only is not None:
+        _sign_only(bundles, signer, catalog, bundle_only)
+        return
     when = parse_time(at) if at else None
     prepared = []
     problems: list[Diagnostic] = []
@@ -223,10 +277,12 @@ def submit(
     if problems:
         raise CharterError(problems)
     ledger = open_ledger(db, ledger_key, writable=True)
+    if policies is not None:
+        _check_in_force(ledger, directory)
     results = []
     for item in prepared:
         try:
-            results.append(submit_bundle(ledger, item, catalog, policy_set.policies, at=when, graph=graph))
+            results.append(submit_bundle(ledger, item, catalog, at=when))
         except CharterError as exc:
             if results:  # bundles land one by one: say which did before this one was refused
                 landed = ", ".join(f"{r.bundle_entry.seq}" for r in results)
@@ -250,6 +306,37 @@ def submit(
         print_incident_notices([n for r in results for n in r.incidents])
     if any(f.status is Status.BREACH for f in findings):
         raise typer.Exit(1)
+
+
+def _sign_only(bundles: list[Path], signer: "SigningKey | None", catalog: "KpiCatalog", target: Path) -> None:
+    """`submit --bundle-only`: validate and sign one bundle, write it; the ledger is not touched."""
+    from .._sources import read_bytes
+    from ..submission import prepare_bundle
+
+    if signer is None or len(bundles) != 1:
+        raise CharterError.single("usage", "--bundle-only signs one bundle with --key")
+    prepared = prepare_bundle(read_bytes(bundles[0]), catalog, key=signer, file=str(bundles[0]))
+    if target.exists():
+        raise CharterError.single("output_exists", "refusing to overwrite", file=str(target))
+    target.write_text(json.dumps(prepared.data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    out.print(f"signed bundle for {safe(prepared.bundle.system_id)} written to {safe(str(target))}; the log's "
+              "operator submits it with `charter submit`")
+
+
+def _check_in_force(ledger: "Ledger", directory: Path) -> None:
+    """Refuse a policy folder that is not the set in force (a submitter does not choose its judges)."""
+    from ..authority import active_policies
+    from ..policy import PolicyCompiler, policy_files
+
+    if not policy_files(directory):
+        return  # a folder of custom KPIs only
+    policy_set, catalog, frameworks = compile_policies(directory, None, None)
+    active = active_policies(ledger, PolicyCompiler(catalog, frameworks))
+    if sorted(p.digest for p in policy_set.policies) != sorted(active.published):
+        raise CharterError.single("policies_not_active", f"the policies in {directory} are not the set in force "
+                                  f"(activated at seq {active.activation_seq}); bundles are judged by the "
+                                  "ledger's active set: drop --policies, or have the set published and "
+                                  "activated", file=str(directory))
 
 
 def print_incident_notices(notices: "list[IncidentNotice]") -> None:
@@ -380,6 +467,8 @@ def ledger_export(
     """Export entries, checkpoints, trust root and a standalone verifier for offline audit."""
     from ..ledger import export_ledger
 
-    count = export_ledger(open_ledger(db, ledger_key, writable=False), directory)
-    out.print(f"exported {count} entries to {directory}; verify with: python {directory / 'verify.py'} {directory}")
+    ledger = open_ledger(db, ledger_key, writable=False)
+    count = export_ledger(ledger, directory)
+    out.print(f"exported {count} entries to {directory}; verify with: python {directory / 'verify.py'} {directory} "
+              f"--log-key {ledger.meta()['log_key_id']} (check the fingerprint against the one you hold)")
 

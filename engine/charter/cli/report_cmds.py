@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import CharterError
-from .common import compile_policies, out, parse_time, policies_dir, safe
-from .escalation_cmds import escalation_file
+from .common import catalog_for, out, parse_time, policies_dir, safe
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger, pinned_public_key
 
 
@@ -109,8 +108,9 @@ def report(
     at: Annotated[str, typer.Option("--at", help="The report's time: evidence freshness and waivers are judged "
                                     "then (ISO 8601 or 'now'; not before the newest evidence, not in the future).")]
     = "now",
-    policies: Annotated[Path | None, typer.Option("--policies", help="Policy directory (default: ./policies, "
-                                                  "else the built-in packs).")] = None,
+    policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs (kpis.yaml); the policies "
+                                                  "and escalation configuration are those in force in the "
+                                                  "ledger.")] = None,
     full_verify: Annotated[bool, typer.Option("--full-verify", help="Read every entry again instead of "
                                               "resuming from the verified state the last report recorded.")]
     = False,
@@ -121,17 +121,22 @@ def report(
     The report is bound to a checkpoint signed just before it is built, states the verify result,
     and its SHA-256 is recorded in the ledger as it is issued.
     """
-    from ..escalation import load_escalation
+    from ..authority import active_escalation, active_policies
+    from ..frameworks import load_frameworks
     from ..ledger.store import format_time
     from ..notify import FUTURE_TOLERANCE
+    from ..policy import PolicyCompiler
     from ..report import bind, build_report, issue, render
     from ..submission import systems_in_ledger
 
-    directory = policies_dir(policies)
-    policy_set, _, frameworks = compile_policies(directory, None, None)
-    graph = load_escalation(escalation_file(None, directory))
     as_of = parse_time(at)
     ledger = open_ledger(db, ledger_key, writable=True)
+    # The policies and escalation configuration in force in the ledger, not a folder's: the report
+    # describes what governed the evidence. --policies only adds custom KPIs and control catalogs.
+    catalog = catalog_for(policies_dir(policies), None)
+    frameworks = load_frameworks(None)
+    policy_set = active_policies(ledger, PolicyCompiler(catalog, frameworks)).policy_set
+    graph, _ = active_escalation(ledger)
     ledger_now = ledger.clock()
     if as_of > ledger_now + FUTURE_TOLERANCE:
         raise CharterError.single("future_time", f"--at {format_time(as_of)} is later than now "

@@ -5,7 +5,11 @@ This file is deliberately self-contained: it imports only the standard library, 
 and ``rfc8785``, so an auditor can run it on an export (``charter ledger export DIR``) with neither
 the database nor the rest of Charter:
 
-    python verify.py EXPORT_DIR [--checkpoint NOTE_FILE]...
+    python verify.py EXPORT_DIR --log-key ed25519:FINGERPRINT [--checkpoint NOTE_FILE]...
+
+It trusts only what you hold: the log key's fingerprint you obtained out of band, or a checkpoint
+note you kept. Without either it still checks everything, but reports ``unanchored`` and exits 3,
+because a history rewritten under a new key would be just as consistent with the key it carries.
 
 Charter's own ``charter verify`` runs the same code over the database. Checks, streamed in constant
 memory: every body is canonical JSON (RFC 8785; ``rfc8785`` is the reference, with a faster
@@ -16,7 +20,10 @@ its entries; ledgers written before range receipts carry one per entry); bundles
 registered to the system's owner and valid at that sequence number (keys are added and revoked by
 ledger entries); receipt times never go back; checkpoint notes are signed by the pinned log key and
 their roots match the entries. Entries after the last matching checkpoint are reported as not
-covered: their absence could not be detected.
+covered: their absence could not be detected. Authority: entry 0 is the governance configuration,
+and every change of governance state is signed by a key registered to an actor whose role, under
+the configuration then in force, allows it (`Authority`); the export's head and checkpoint rows must
+agree with the entries and notes.
 """
 
 from __future__ import annotations
@@ -319,6 +326,24 @@ def open_checkpoint(note: str, origin: str, public: bytes) -> Checkpoint:
     return Checkpoint(origin, int(size_text), root, note)
 
 
+def checkpoint_row_problems(rows: Iterable[tuple[int, bytes, str]], origin: str, public: bytes) -> list[Problem]:
+    """Stored checkpoint rows ``(size, root, note)`` whose columns differ from the signed note they keep.
+
+    The note is what is signed; a row whose size or root column says otherwise misleads anyone who
+    reads the columns (a report's binding, a proof's tree size) instead of the note.
+    """
+    problems = []
+    for size, root, note in rows:
+        try:
+            signed = open_checkpoint(note, origin, public)
+        except NoteError:
+            continue  # the verifier reports the note itself
+        if (signed.size, signed.root) != (size, root):
+            problems.append(Problem(None, "checkpoint_row_mismatch", f"the checkpoint row of size {size} stores "
+                                    "a size or root its signed note does not have"))
+    return problems
+
+
 # -- entry bodies ---------------------------------------------------------------------------------
 
 
@@ -356,6 +381,371 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("a body is a JSON object")
     return value
+
+
+# -- authority ------------------------------------------------------------------------------------
+
+ACTION_CONTEXT = b"charter-action/v1\n"
+POSSESSION_CONTEXT = b"charter-key-possession/v1\n"
+
+GOVERNANCE_CONFIG = "governance.config"
+KEY_ADDED = "key.added"
+KEY_REVOKED = "key.revoked"
+SYSTEM_REGISTERED = "system.registered"
+POLICY_PUBLISHED = "policy.published"
+POLICY_ACTIVATED = "policy.activated"
+ESCALATION_ACTIVATED = "escalation.activated"
+INCIDENT_TRANSITION = "incident.transition"
+WAIVER_GRANTED = "waiver.granted"
+BUNDLE = "bundle"
+#: the actor the log names for what it does on its own (reopening an incident when a breach recurs)
+AUTOMATIC_ACTOR = "charter"
+
+#: roles of the governance configuration, and what each may do
+AUTHORITY_ROLES = {"policy_author": "publish policy versions",
+                   "policy_approver": "activate policy sets and escalation configurations",
+                   "system_registrar": "register systems, change their owner and classification"}
+#: entry types signed by an actor and accepted only under the configuration in force
+SIGNED_ACTIONS = (KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED, POLICY_ACTIVATED,
+                  ESCALATION_ACTIVATED, INCIDENT_TRANSITION)
+#: the role each signed action needs (key changes and transitions have rules of their own)
+_ROLE_FOR = {SYSTEM_REGISTERED: "system_registrar", POLICY_PUBLISHED: "policy_author",
+             POLICY_ACTIVATED: "policy_approver", ESCALATION_ACTIVATED: "policy_approver"}
+#: payload fields the log adds when it appends a signed statement: not part of what the actor signed
+DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",), INCIDENT_TRANSITION: ("from", "to", "role", "deadline")}
+#: entry types whose payload changes the authority state (the rest are only checked)
+AUTHORITY_INPUTS = (GOVERNANCE_CONFIG, KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED,
+                    POLICY_ACTIVATED, ESCALATION_ACTIVATED)
+
+
+def statement_of(entry_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What the actor signed: the payload without the fields the log derived when appending it."""
+    derived = DERIVED_FIELDS.get(entry_type, ())
+    return {k: v for k, v in payload.items() if k not in derived}
+
+
+def action_message(origin: str, entry_type: str, statement: dict[str, Any]) -> bytes:
+    """The bytes an actor signs (after ``ACTION_CONTEXT``): the log, the entry type and the statement.
+
+    Binding the log and the type means a signature given for one log or one kind of change is
+    useless for another.
+    """
+    return canonical_json({"log": origin, "statement": statement, "type": entry_type})
+
+
+def possession_message(origin: str, principal: str, key_id: str) -> bytes:
+    """What a new key signs (after ``POSSESSION_CONTEXT``) to prove its holder asked to register it."""
+    return canonical_json({"key_id": key_id, "log": origin, "principal": principal})
+
+
+def key_id_for(public: bytes) -> str:
+    """``ed25519:`` and the hex SHA-256 of a raw public key."""
+    return "ed25519:" + hashlib.sha256(public).hexdigest()
+
+
+def document_digest(document: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of a recorded document (a policy version, an escalation configuration)."""
+    return hashlib.sha256(canonical_json(document)).hexdigest()
+
+
+def _automatic_reopen(entry_type: str, payload: dict[str, Any], key_id: str | None) -> bool:
+    """The log's own reopening of an incident whose breach recurred (audited by re-deriving it, not by a role)."""
+    return (entry_type == INCIDENT_TRANSITION and key_id is None and payload.get("actor") == AUTOMATIC_ACTOR
+            and payload.get("action") == "reopen")
+
+
+def _config_problem(config: Any) -> str | None:
+    """What is wrong with a governance configuration's shape, if anything."""
+    if not isinstance(config, dict):
+        return "the configuration is not an object"
+    admins = config.get("administrators")
+    if not isinstance(admins, list) or not admins:
+        return "administrators must be a non-empty list"
+    names = set()
+    for admin in admins:
+        if not isinstance(admin, dict) or not isinstance(admin.get("principal"), str):
+            return "each administrator needs a principal and a public_key"
+        try:
+            if len(base64.b64decode(str(admin.get("public_key")), validate=True)) != 32:
+                return f"administrator {admin['principal']!r} has no 32-byte public key"
+        except ValueError:
+            return f"administrator {admin['principal']!r} has a public key that is not base64"
+        names.add(admin["principal"])
+    if len(names) != len(admins):
+        return "an administrator is listed twice"
+    threshold = config.get("threshold")
+    if type(threshold) is not int or not 1 <= threshold <= len(admins):
+        return f"threshold must be an integer from 1 to {len(admins)}"
+    roles = config.get("roles")
+    if not isinstance(roles, dict) or set(roles) - set(AUTHORITY_ROLES):
+        return f"roles must be an object with keys among {', '.join(AUTHORITY_ROLES)}"
+    if not all(isinstance(m, list) and all(isinstance(x, str) for x in m) for m in roles.values()):
+        return "each role lists principals (strings)"
+    return None
+
+
+class Authority:
+    """Who may change governance state, folded from the ledger entry by entry.
+
+    The one rule for both sides: the log asks `check` before it appends a signed change (and
+    refuses it when a problem comes back), and the verifier asks it again for every stored entry.
+    Seq 0 is the trust root: a governance configuration naming the administrators, their keys, a
+    threshold of them needed to change it, and who holds each authority role.
+
+    Args:
+        origin: the log's origin (signed statements bind it).
+        check_signatures: also check actors' signatures (roles are checked either way).
+    """
+
+    def __init__(self, origin: str, check_signatures: bool = True) -> None:
+        self.origin = origin
+        self.check_signatures = check_signatures
+        self.config: dict[str, Any] | None = None
+        self.config_seq: int | None = None
+        #: key id -> [principal, base64 public key, seq added, seq revoked or None]
+        self.keys: dict[str, list[Any]] = {}
+        self.owners: dict[str, str] = {}
+        #: digest -> [policy id, version, author, seq published]
+        self.policies: dict[str, list[Any]] = {}
+        #: "id@version" -> digest
+        self.versions: dict[str, str] = {}
+        #: digests of the active policy set, and the seq that activated it
+        self.active_policies: list[str] = []
+        self.active_policies_seq: int | None = None
+        #: principal -> escalation roles, in the active escalation configuration, and its seq
+        self.escalation_members: dict[str, list[str]] = {}
+        self.escalation_seq: int | None = None
+        #: the previous entry's (seq, type, payload): a waiver must follow the decision that grants it
+        self.last: list[Any] | None = None
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON form, to resume from (see `Verifier.state`)."""
+        return {name: getattr(self, name) for name in _AUTHORITY_STATE}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Take the state `to_state` returned."""
+        for name in _AUTHORITY_STATE:
+            setattr(self, name, json.loads(json.dumps(state[name])))
+
+    def copy(self) -> Authority:
+        """An independent copy: folding entries into it leaves this one as it was (readers may hold it)."""
+        twin = Authority(self.origin, self.check_signatures)
+        twin.__dict__.update(self.__dict__)
+        twin.keys = {key_id: list(key) for key_id, key in self.keys.items()}
+        for name in ("owners", "policies", "versions", "escalation_members"):
+            setattr(twin, name, dict(getattr(self, name)))
+        twin.active_policies = list(self.active_policies)
+        return twin
+
+    def admins(self) -> dict[str, bytes]:
+        """Administrator -> raw public key, under the configuration in force."""
+        if self.config is None:
+            return {}
+        return {a["principal"]: base64.b64decode(a["public_key"]) for a in self.config["administrators"]}
+
+    def holders(self, role: str) -> list[str]:
+        """The principals holding an authority role under the configuration in force."""
+        return list((self.config or {}).get("roles", {}).get(role, []))
+
+    def key_valid_at(self, key_id: str, seq: int) -> bool:
+        """Whether `key_id` was added before `seq` and not revoked before it."""
+        key = self.keys.get(key_id)
+        return key is not None and key[2] < seq and (key[3] is None or key[3] >= seq)
+
+    # -- the rule -------------------------------------------------------------------------------
+
+    def check(self, seq: int, entry_type: str, payload: dict[str, Any], key_id: str | None,
+              signature: str | None) -> Problem | None:
+        """The authority problem of an entry about to stand at `seq`, or None when it is allowed."""
+        if seq == 0 and entry_type != GOVERNANCE_CONFIG:
+            return Problem(0, "no_trust_root", "entry 0 must be the governance configuration (the trust root)")
+        if entry_type == GOVERNANCE_CONFIG:
+            return self._check_config(seq, payload)
+        if entry_type == WAIVER_GRANTED:
+            return self._check_waiver(seq, payload)
+        if entry_type not in SIGNED_ACTIONS or _automatic_reopen(entry_type, payload, key_id):
+            return None
+        statement = statement_of(entry_type, payload)
+        actor = statement.get("actor")
+        key = self.keys.get(str(key_id))
+        if not isinstance(actor, str) or not isinstance(statement.get("signed_at"), str):
+            return Problem(seq, "unsigned_change", f"{entry_type} names no actor or signing time")
+        if key is None or not self.key_valid_at(str(key_id), seq):
+            return Problem(seq, "unknown_key", f"{entry_type} by {actor!r} is signed by {key_id}, which is not "
+                           "a registered key valid at this seq")
+        if key[0] != actor:
+            return Problem(seq, "wrong_actor", f"{entry_type} claims actor {actor!r} but is signed by "
+                           f"{key[0]!r}'s key")
+        if self.check_signatures and not verify_signature(base64.b64decode(key[1]), ACTION_CONTEXT,
+                                                          action_message(self.origin, entry_type, statement),
+                                                          str(signature)):
+            return Problem(seq, "bad_signature", f"{actor!r}'s signature does not match the {entry_type} statement")
+        role = _ROLE_FOR.get(entry_type)
+        if role is not None and actor not in self.holders(role):
+            return Problem(seq, "not_authorized", f"{actor!r} does not hold {role} (needed to {AUTHORITY_ROLES[role]}) "
+                           f"under the governance configuration of seq {self.config_seq}")
+        return getattr(self, "_check_" + entry_type.replace(".", "_"), lambda *_: None)(seq, actor, payload)
+
+    def _check_config(self, seq: int, payload: dict[str, Any]) -> Problem | None:
+        config = payload.get("config")
+        problem = _config_problem(config)
+        if problem is not None:
+            return Problem(seq, "malformed_config", problem)
+        assert isinstance(config, dict)
+        message = action_message(self.origin, GOVERNANCE_CONFIG, statement_of(GOVERNANCE_CONFIG, payload))
+        approvals = payload.get("approvals")
+        if not isinstance(approvals, list):
+            return Problem(seq, "malformed_config", "approvals must be a list")
+        new_admins = {a["principal"]: base64.b64decode(a["public_key"]) for a in config["administrators"]}
+        current = self.admins()
+        if self.config is None and seq != 0:
+            return Problem(seq, "no_trust_root", "a governance configuration after entry 0 with none before it")
+        if self.config is not None and seq == 0:
+            return Problem(seq, "malformed_config", "the trust root is already set")
+        # An administrator who rotates their own key approves with the old key, the new one, or both.
+        approved: dict[str, set[str]] = {"new": set(), "current": set()}
+        for approval in approvals:
+            if not isinstance(approval, dict):
+                return Problem(seq, "malformed_config", "each approval is an object")
+            principal = str(approval.get("principal"))
+            valid = False
+            for label, admins in (("new", new_admins), ("current", current)):
+                public = admins.get(principal)
+                if public is not None and (not self.check_signatures or verify_signature(
+                        public, ACTION_CONTEXT, message, str(approval.get("signature")))):
+                    approved[label].add(principal)
+                    valid = True
+            if not valid:
+                return Problem(seq, "not_authorized", f"{principal!r}'s approval of the configuration is not a valid "
+                               "signature of an administrator")
+        needed = [("the new configuration's", "new", new_admins, config["threshold"])]
+        if self.config is not None:
+            needed.insert(0, ("the configuration in force's", "current", current, self.config["threshold"]))
+        for label, which, admins, threshold in needed:
+            if len(approved[which]) < threshold:
+                return Problem(seq, "not_authorized", f"the configuration needs {threshold} of {label} "
+                               f"administrators ({', '.join(sorted(admins))}); {len(approved[which])} approved it")
+        return None
+
+    def _check_key_added(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        if actor not in self.admins():
+            return Problem(seq, "not_authorized", f"{actor!r} registered a key but is no administrator")
+        principal, key_id = payload.get("principal"), str(payload.get("key_id"))
+        try:
+            public = base64.b64decode(str(payload.get("public_key")), validate=True)
+        except ValueError:
+            return Problem(seq, "malformed_body", "public key is not base64")
+        if key_id_for(public) != key_id or not isinstance(principal, str):
+            return Problem(seq, "malformed_body", "key id does not match the public key, or no principal")
+        if key_id in self.keys:
+            return Problem(seq, "key_registered", f"key {key_id} is already registered to {self.keys[key_id][0]!r}")
+        if self.check_signatures and not verify_signature(public, POSSESSION_CONTEXT,
+                                                          possession_message(self.origin, principal, key_id),
+                                                          str(payload.get("possession"))):
+            return Problem(seq, "no_possession", f"no proof that {principal!r} holds the key {key_id}")
+        return None
+
+    def _check_key_revoked(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        key = self.keys.get(str(payload.get("key_id")))
+        if key is None:
+            return Problem(seq, "unknown_key", "revocation of a key that was never added")
+        if actor != key[0] and actor not in self.admins():
+            return Problem(seq, "not_authorized", f"{actor!r} revoked {key[0]!r}'s key: only its owner or an "
+                           "administrator may")
+        if key[3] is not None:
+            return Problem(seq, "key_revoked", f"the key was already revoked at seq {key[3]}")
+        return None
+
+    def _check_policy_published(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        document, digest = payload.get("document"), payload.get("digest")
+        if not isinstance(document, dict) or document_digest(document) != digest:
+            return Problem(seq, "malformed_body", "the policy digest is not the SHA-256 of its document")
+        version = f"{document.get('id')}@{document.get('version')}"
+        if (document.get("id"), document.get("version")) != (payload.get("id"), payload.get("version")):
+            return Problem(seq, "malformed_body", "the policy id or version differs from its document's")
+        if self.versions.get(version, digest) != digest:
+            return Problem(seq, "policy_conflict", f"{version} was already published at seq "
+                           f"{self.policies[self.versions[version]][3]} with another document; publish a new version")
+        return None
+
+    def _check_policy_activated(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        digests = payload.get("policies")
+        if not isinstance(digests, list) or not digests or not all(isinstance(d, str) for d in digests):
+            return Problem(seq, "malformed_body", "an activation lists the digests of its policy versions")
+        for digest in digests:
+            if digest not in self.policies:
+                return Problem(seq, "unknown_policy", f"policy version {digest} was never published")
+            if digest not in self.active_policies and self.policies[digest][2] == actor:
+                return Problem(seq, "separation_of_duties", f"{actor!r} authored {self.policies[digest][0]} "
+                               f"{self.policies[digest][1]} and may not also activate it")
+        return None
+
+    def _check_escalation_activated(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        document = payload.get("document")
+        if not isinstance(document, dict) or document_digest(document) != payload.get("digest"):
+            return Problem(seq, "malformed_body", "the escalation digest is not the SHA-256 of its document")
+        return None
+
+    def _check_incident_transition(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        # Which role may take which step depends on the incident and the escalation graph: `charter
+        # verify` re-checks that with Charter's own rule; without Charter, membership is what can be checked.
+        if actor not in self.escalation_members:
+            return Problem(seq, "not_authorized", f"{actor!r} holds no role in the escalation configuration in "
+                           f"force (seq {self.escalation_seq})")
+        return None
+
+    def _check_waiver(self, seq: int, payload: dict[str, Any]) -> Problem | None:
+        last = self.last
+        granted = (last is not None and last[0] == seq - 1 and last[1] == INCIDENT_TRANSITION
+                   and "accept_risk" in (last[2].get("decision") or [])
+                   and last[2].get("incident_id") == payload.get("incident_id")
+                   and last[2].get("actor") == payload.get("owner"))
+        if not granted:
+            return Problem(seq, "not_authorized", "a waiver that no accept_risk decision right before it granted")
+        return None
+
+    # -- folding --------------------------------------------------------------------------------
+
+    def apply(self, seq: int, entry_type: str, payload: dict[str, Any]) -> None:
+        """Fold an entry (that `check` allowed, or that the verifier reported) into the state."""
+        self.last = [seq, entry_type, payload if entry_type == INCIDENT_TRANSITION else {}]
+        if entry_type == GOVERNANCE_CONFIG and _config_problem(payload.get("config")) is None:
+            self.config, self.config_seq = payload["config"], seq
+            for admin in payload["config"]["administrators"]:
+                key_id = key_id_for(base64.b64decode(admin["public_key"]))
+                self.keys.setdefault(key_id, [admin["principal"], admin["public_key"], seq, None])
+        elif entry_type == KEY_ADDED:
+            self.keys.setdefault(str(payload.get("key_id")), [str(payload.get("principal")),
+                                                              str(payload.get("public_key")), seq, None])
+        elif entry_type == KEY_REVOKED:
+            key = self.keys.get(str(payload.get("key_id")))
+            if key is not None and key[3] is None:
+                key[3] = seq
+        elif entry_type == SYSTEM_REGISTERED:
+            system = payload.get("system")
+            if isinstance(system, dict):
+                self.owners[str(system.get("id"))] = str(system.get("owner"))
+        elif entry_type == POLICY_PUBLISHED:
+            digest = str(payload.get("digest"))
+            self.policies.setdefault(digest, [str(payload.get("id")), str(payload.get("version")),
+                                              str(payload.get("actor")), seq])
+            self.versions.setdefault(f"{payload.get('id')}@{payload.get('version')}", digest)
+        elif entry_type == POLICY_ACTIVATED:
+            self.active_policies = [str(d) for d in payload.get("policies") or []]
+            self.active_policies_seq = seq
+        elif entry_type == ESCALATION_ACTIVATED:
+            members: dict[str, list[str]] = {}
+            roles = (payload.get("document") or {}).get("roles") or {}
+            for role, spec in sorted(roles.items()) if isinstance(roles, dict) else []:
+                for member in (spec or {}).get("members") or [] if isinstance(spec, dict) else []:
+                    members.setdefault(str(member), []).append(str(role))
+            self.escalation_members, self.escalation_seq = members, seq
+
+
+_AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
+                    "active_policies_seq", "escalation_members", "escalation_seq", "last")
 
 
 # -- the verifier ---------------------------------------------------------------------------------
@@ -497,14 +887,6 @@ class ReceiptTracker:
         return Problem(self.open, "missing_receipt", f"entries {self.open}..{size - 1} carry no receipt of the log")
 
 
-@dataclass
-class _Key:
-    principal: str
-    public: bytes
-    added: int
-    revoked: int | None = None
-
-
 class Verifier:
     """Streams entries in order and checks everything that can be checked.
 
@@ -539,14 +921,18 @@ class Verifier:
         self._pending = sorted(self._checkpoints)
         self._range = CompactRange()
         self._prev = ZERO_HASH
-        self._keys: dict[str, _Key] = {}
-        self._owners: dict[str, str] = {}
+        self.authority = Authority(origin, check_signatures)
         self._last_received = ""
         self._stopped = False
         self._receipts = ReceiptTracker(origin, log_public_key)
 
     def _problem(self, seq: int | None, kind: str, detail: str) -> None:
         self.report.problems.append(Problem(seq, kind, detail))
+
+    @property
+    def stopped(self) -> bool:
+        """Whether damage broke the chain, so that later entries were not judged."""
+        return self._stopped
 
     @property
     def root(self) -> bytes:
@@ -566,9 +952,7 @@ class Verifier:
         return {"log": self.origin, "size": self._range.size, "root": self._range.root().hex(),
                 "frontier": [h.hex() for h in self._range.frontier], "prev": self._prev.hex(),
                 "last_received": self._last_received,
-                "keys": {key_id: [k.principal, base64.b64encode(k.public).decode(), k.added, k.revoked]
-                         for key_id, k in sorted(self._keys.items())},
-                "owners": dict(sorted(self._owners.items())),
+                "authority": self.authority.to_state(),
                 "checkpoints": sorted(self.report.checkpoints)}
 
     def resume(self, state: dict[str, Any]) -> None:
@@ -589,10 +973,7 @@ class Verifier:
             raise ValueError("the state's frontier does not give its root")
         self._prev = bytes.fromhex(state["prev"])
         self._last_received = str(state["last_received"])
-        self._keys = {key_id: _Key(str(principal), base64.b64decode(public), int(added),
-                                   None if revoked is None else int(revoked))
-                      for key_id, (principal, public, added, revoked) in state["keys"].items()}
-        self._owners = {str(system): str(owner) for system, owner in state["owners"].items()}
+        self.authority.resume(state["authority"])
         verified = {int(c) for c in state["checkpoints"]}
         for checkpoint_size in [c for c in self._pending if c <= size]:
             if checkpoint_size == size and self._checkpoints[checkpoint_size].root != self._range.root():
@@ -677,46 +1058,32 @@ class Verifier:
                     return
 
     def _check_content(self, seq: int, body: dict[str, Any]) -> None:
-        kind = body.get("type")
+        kind = str(body.get("type"))
         payload = body.get("payload")
         if not isinstance(payload, dict):
             self._problem(seq, "malformed_body", "payload is not an object")
             return
-        if kind == "key.added":
-            key_id = str(payload.get("key_id"))
-            try:
-                public = base64.b64decode(str(payload.get("public_key")), validate=True)
-            except ValueError:
-                self._problem(seq, "malformed_body", "public key is not base64")
-                return
-            if "ed25519:" + hashlib.sha256(public).hexdigest() != key_id:
-                self._problem(seq, "malformed_body", "key id does not match the public key")
-            self._keys.setdefault(key_id, _Key(str(payload.get("principal")), public, seq))
-        elif kind == "key.revoked":
-            key = self._keys.get(str(payload.get("key_id")))
-            if key is None:
-                self._problem(seq, "unknown_key", "revocation of a key that was never added")
-            elif key.revoked is None:
-                key.revoked = seq
-        elif kind == "system.registered":
-            self._owners[str(payload.get("id"))] = str(payload.get("owner"))
-        elif kind == "bundle":
+        problem = self.authority.check(seq, kind, payload, body.get("key_id"), body.get("sig"))
+        if problem is not None:
+            self.report.problems.append(problem)
+        elif kind == BUNDLE:
             self._check_bundle(seq, body, payload)
+        self.authority.apply(seq, kind, payload)
 
     def _check_bundle(self, seq: int, body: dict[str, Any], payload: dict[str, Any]) -> None:
         key_id = str(body.get("key_id"))
-        key = self._keys.get(key_id)
-        if key is None or key.added >= seq:
+        key = self.authority.keys.get(key_id)
+        if key is None or key[2] >= seq:
             self._problem(seq, "unknown_key", f"bundle signed by {key_id}, which was not registered before it")
             return
-        if key.revoked is not None and key.revoked < seq:
-            self._problem(seq, "revoked_key", f"bundle signed by {key_id}, revoked at seq {key.revoked}")
+        if key[3] is not None and key[3] < seq:
+            self._problem(seq, "revoked_key", f"bundle signed by {key_id}, revoked at seq {key[3]}")
             return
-        owner = self._owners.get(str(payload.get("system_id")))
-        if owner != key.principal:
-            self._problem(seq, "wrong_owner", f"signed by {key.principal!r}, but the system's owner is {owner!r}")
-        if self.check_signatures and not verify_signature(key.public, BUNDLE_CONTEXT, canonical_json(payload),
-                                                          str(body.get("sig"))):
+        owner = self.authority.owners.get(str(payload.get("system_id")))
+        if owner != key[0]:
+            self._problem(seq, "wrong_owner", f"signed by {key[0]!r}, but the system's owner is {owner!r}")
+        if self.check_signatures and not verify_signature(base64.b64decode(key[1]), BUNDLE_CONTEXT,
+                                                          canonical_json(payload), str(body.get("sig"))):
             self._problem(seq, "bad_signature", "the submitter's signature does not match the bundle")
 
     def _stop(self, seq: int | None, kind: str, detail: str) -> None:
@@ -785,36 +1152,97 @@ def read_export(directory: Path) -> tuple[dict[str, Any], Iterator[StoredEntry],
     return trust, entries(), notes
 
 
+def read_head(directory: Path) -> dict[str, Any] | None:
+    """The database's head row and checkpoint rows as exported (``head.json``), if the export has them."""
+    path = directory / "head.json"
+    if not path.exists():
+        return None
+    head = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(head, dict):
+        raise ValueError("head.json is not an object")
+    return head
+
+
+def head_problems(head: dict[str, Any], report: Report, last_hash: bytes | None, origin: str,
+                  public: bytes) -> list[Problem]:
+    """What the exported head and checkpoint rows say that the entries and notes do not (as `charter verify`)."""
+    problems = []
+    size = int(head["size"])
+    if size != report.entries:
+        problems.append(Problem(report.entries, "head_mismatch", f"the head claims {size} entries, "
+                                f"{report.entries} were found"))
+    elif last_hash is not None and head.get("head_hash") != last_hash.hex():
+        problems.append(Problem(size - 1, "head_mismatch", "the head row's hash is not the last entry's"))
+    rows = [(int(r["size"]), bytes.fromhex(str(r["root"])), str(r["note"])) for r in head.get("checkpoints", [])]
+    return problems + checkpoint_row_problems(rows, origin, public)
+
+
+#: exit code of a verification that found nothing wrong but had no trust anchor of its own
+UNANCHORED = 3
+
+
+def _pinned_key(given: str, exported: bytes) -> bytes | None:
+    """The log key from ``--log-key`` (base64 of the raw key, or the ``ed25519:HEX`` fingerprint of the
+    exported one); None when a fingerprint is not the exported key's."""
+    if given.startswith("ed25519:"):
+        return exported if given == "ed25519:" + hashlib.sha256(exported).hexdigest() else None
+    return base64.b64decode(given, validate=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Verify an export directory; exit 0 when it verifies, 1 when it does not, 2 on bad input."""
+    """Verify an export directory; exit 0 when it verifies against a trust anchor you hold, 1 when it does
+    not verify, 2 on bad input, 3 when it verifies but nothing you hold anchors it (``unanchored``)."""
     parser = argparse.ArgumentParser(description="Verify an exported Charter ledger offline.")
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
-                        help="a checkpoint note you hold yourself (may be repeated)")
+                        help="a checkpoint note you hold yourself (may be repeated); it anchors the log key")
     parser.add_argument("--no-signatures", action="store_true", help="skip signature checks (faster)")
-    parser.add_argument("--log-key", help="the log's public key (base64) as you obtained it out of band; "
-                        "without it the export's own trust_root.json is trusted")
+    parser.add_argument("--log-key", help="the log's public key as you obtained it out of band: base64 of the raw "
+                        "key, or its fingerprint ed25519:HEX. Without it (or a held checkpoint) the export's own "
+                        "trust_root.json is all there is, and the result is 'unanchored' (exit 3)")
     parser.add_argument("--origin", help="the log's origin as you know it; default: the export's")
     args = parser.parse_args(argv)
     try:
         trust, entries, notes = read_export(args.export_dir)
-        notes += [p.read_text(encoding="utf-8") for p in args.checkpoint]
+        head = read_head(args.export_dir)
+        held = [p.read_text(encoding="utf-8") for p in args.checkpoint]
         exported_key = base64.b64decode(str(trust["log_public_key"]), validate=True)
-        public = base64.b64decode(args.log_key, validate=True) if args.log_key else exported_key
+        pinned = _pinned_key(args.log_key, exported_key) if args.log_key else exported_key
+        if pinned is None:
+            print(f"FAILED: the export's log key ed25519:{hashlib.sha256(exported_key).hexdigest()} is not "
+                  f"{args.log_key}: this is not the log you pinned")
+            return 1
+        public = pinned
         origin = args.origin or str(trust["origin"])
         if public != exported_key or origin != trust["origin"]:
             print("warning: the export's trust_root.json names another key or origin than the one you pinned",
                   file=sys.stderr)
-        print(f"pinned log key ed25519:{hashlib.sha256(public).hexdigest()} "
-              f"({'given' if args.log_key else 'from the export: compare it with your own copy'}), origin {origin}")
-        report = verify_entries(entries, origin, public, notes, not args.no_signatures)
+        anchored = bool(args.log_key or held)
+        print(f"log key ed25519:{hashlib.sha256(public).hexdigest()} "
+              f"({'pinned by you' if args.log_key else 'held checkpoint' if held else 'from the export itself'}), "
+              f"origin {origin}")
+        verifier = Verifier(origin, public, notes + held, not args.no_signatures)
+        last_hash = None
+        for entry in entries:
+            verifier.feed(entry)
+            last_hash = leaf_hash(entry.body)
+        report = verifier.finish(int(head["size"]) if head else None)
+        if head is not None and not verifier.stopped:
+            report.problems.extend(head_problems(head, report, last_hash, origin, public))
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         print(f"error: cannot read the export: {exc}", file=sys.stderr)
         return 2
     for problem in report.problems:
         print(problem)
     print(report.summary())
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    if not anchored:
+        print("UNANCHORED: nothing you hold anchors this export. It is consistent with the log key it carries, "
+              "but a history rewritten under a new key would be too. Pin the key you obtained out of band "
+              "(--log-key ed25519:HEX) or give a checkpoint you hold (--checkpoint FILE).")
+        return UNANCHORED
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`charter ledger export DIR`: everything an auditor needs, without the database or Charter.
 
 The directory holds ``entries.jsonl`` (each entry's exact body bytes and receipt), ``checkpoints/``
-(signed notes), ``trust_root.json`` (origin and log public key; compare it with the copy you were
-given out of band) and ``verify.py``, the standalone verifier.
+(signed notes), ``head.json`` (the head row and the checkpoint rows, as the database stores them),
+``trust_root.json`` (origin and log public key: the verifier trusts it only when you pin it with
+the copy you were given out of band) and ``verify.py``, the standalone verifier.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def export_ledger(ledger: Ledger, directory: Path) -> int:
             handle.write(json.dumps(line) + "\n")
             count += 1
         checkpoints = ledger.snapshot_checkpoints(connection)
+        size, head_hash, last_received = ledger.snapshot_head(connection)
+    head = {"size": size, "head_hash": head_hash.hex(), "last_received_at": last_received,
+            "checkpoints": [{"size": s, "root": root.hex(), "note": note} for s, root, note in checkpoints]}
+    (directory / "head.json").write_text(json.dumps(head, indent=2) + "\n", encoding="utf-8")
     for size, _, note in checkpoints:
         (directory / "checkpoints" / f"{size:012d}.note").write_text(note, encoding="utf-8")
     shutil.copyfile(auditor.__file__, directory / "verify.py")

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import CharterError
-from .auditor import CompactRange, RangeReceipt, StoredEntry
+from .auditor import AUTHORITY_INPUTS, Authority, CompactRange, RangeReceipt, StoredEntry
 from .database import ensure_schema, make_engine, write_transaction
 from .hashing import RANGE_RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, range_receipt_message
 from .keys import SigningKey, check_origin
@@ -121,6 +121,8 @@ class Ledger:
         self.origin = origin
         self.log_key = log_key
         self.clock = clock
+        #: (size, the authority state folded from the first `size` entries): appends check against it
+        self._authority_cache: tuple[int, Authority | None] = (0, None)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -196,8 +198,13 @@ class Ledger:
                 rows: list[dict[str, Any]] = []
                 appended: list[Entry] = []
                 tree = CompactRange()
+                authority = self.authority(head.size).copy()  # readers may hold the cached state: never change it
                 for new in batch:
                     payload = new.payload(appended) if callable(new.payload) else new.payload
+                    problem = authority.check(seq, new.type, payload, new.key_id, new.signature)
+                    if problem is not None:
+                        raise CharterError.single(problem.kind, problem.detail)
+                    authority.apply(seq, new.type, payload)
                     body_value: dict[str, Any] = {"v": 1, "log": self.origin, "seq": seq, "prev": prev.hex(),
                                                   "type": new.type, "received_at": received,
                                                   "submission_id": new.submission_id, "payload": payload}
@@ -229,10 +236,34 @@ class Ledger:
                                                                  root_hash=root, signature=signature))
                 connection.execute(update(ledger_head).where(ledger_head.c.id == 1).values(
                     size=seq, head_hash=prev, last_received_at=received))
+            authority.last = None  # a waiver must follow its decision in the same transaction
+            self._authority_cache = (seq, authority)
         except IntegrityError as exc:
             raise CharterError.single("append_conflict", "the append collided with an existing entry (a submission "
                                       f"id already in the ledger, or a forked write): {exc.orig}") from exc
         return appended
+
+    def authority(self, size: int | None = None) -> Authority:
+        """Who may change governance state after the first `size` entries (default: all).
+
+        Folded from the governance entries; a writer keeps the folded state between appends, so each
+        append reads only the governance entries appended since. The caller must not change the
+        result: it may be the cached state.
+        """
+        size = self.size() if size is None else size
+        cached_size, cached = self._authority_cache  # one tuple: threads never see a size of another state
+        if cached is not None and cached_size == size:
+            return cached
+        if cached is not None and cached_size < size:
+            authority, start = cached.copy(), cached_size
+        else:
+            authority, start = Authority(self.origin), 0
+        for entry in self.entries(start, size, types=AUTHORITY_INPUTS):
+            authority.apply(entry.seq, entry.type, entry.payload)
+        authority.last = None
+        if size >= cached_size:
+            self._authority_cache = (size, authority)
+        return authority
 
     # -- reading -------------------------------------------------------------------------------
 

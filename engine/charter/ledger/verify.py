@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .auditor import Problem, Report, Verifier, parse_body
+from .auditor import Problem, Report, Verifier, checkpoint_row_problems, parse_body
 from .store import Entry, Ledger
 from .verified import full_pass_of, load_verified_state
 
@@ -51,7 +51,8 @@ def verify_with_state(ledger: Ledger, log_public_key: bytes, extra_notes: Iterab
     notes_held = list(extra_notes)
     with ledger.snapshot() as connection:
         size, head_hash, last_received = ledger.snapshot_head(connection)
-        notes = [note for _, _, note in ledger.snapshot_checkpoints(connection)] + notes_held
+        rows = ledger.snapshot_checkpoints(connection)
+        notes = [note for _, _, note in rows] + notes_held
         verifier = Verifier(ledger.origin, log_public_key, notes, check_signatures)
         state = load_verified_state(ledger, log_public_key) if resume and check_signatures else None
         beyond_head = state is not None and int(state.get("size", 0)) > size
@@ -95,4 +96,11 @@ def verify_with_state(ledger: Ledger, log_public_key: bytes, extra_notes: Iterab
                                            "last entry's"))
     if state is not None:
         report.full_pass = full_pass_of(state)
+    report.problems.extend(checkpoint_row_problems(rows, ledger.origin, log_public_key))
+    if not verifier.stopped:
+        # Which escalation role may move which incident needs Charter's own rule, not only the auditor's.
+        from ..incidents import transition_problems
+
+        report.problems.extend(transition_problems(ledger, start, size))
+        report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report, verifier, state

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, delete, insert, select, update
 
+from charter.authority import Administrator, GovernanceConfig, init_governance
+from charter.cli.demo import demo_governance
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
@@ -18,7 +23,7 @@ from charter.ledger.hashing import leaf_hash
 from charter.ledger.schema import ledger_entry, ledger_head
 from charter.policy import PolicyCompiler, PolicySet, policy_files
 from charter.registry import SystemRegistry
-from charter.submission import register_key, register_system, submit_bundle
+from charter.submission import submit_bundle
 from tests.conftest import REPO
 
 ORIGIN = "test.example/ledger"
@@ -26,6 +31,7 @@ CATALOG = builtin_catalog()
 COMPILER = PolicyCompiler(CATALOG, load_frameworks())
 POLICIES: PolicySet = COMPILER.compile_files(policy_files(REPO / "policies"))
 REGISTRY = SystemRegistry.from_file(REPO / "evidence" / "systems.yaml", CATALOG)
+ESCALATION = REPO / "policies" / "escalation.yaml"
 
 
 class StepClock:
@@ -43,28 +49,41 @@ class StepClock:
 class Populated:
     ledger: Ledger
     log_key: SigningKey
+    #: everyone's keys, by principal: administrators, role holders, escalation members, owners
     owner_keys: dict[str, SigningKey]
 
 
-def new_ledger(url: str, log_key: SigningKey | None = None) -> Ledger:
-    return Ledger.open(url, log_key=log_key or SigningKey.generate(ORIGIN), origin=ORIGIN, create=True,
-                       clock=StepClock())
+def new_ledger(url: str, log_key: SigningKey | None = None, *, trust_root: bool = True) -> Ledger:
+    """A new (or reopened) ledger; with `trust_root`, entry 0 is a governance configuration of one administrator."""
+    ledger = Ledger.open(url, log_key=log_key or SigningKey.generate(ORIGIN), origin=ORIGIN, create=True,
+                         clock=StepClock())
+    if trust_root and ledger.size() == 0:
+        admin = key_of("ana.costa")
+        init_governance(ledger, GovernanceConfig(administrators=[Administrator(
+            principal="ana.costa", public_key=base64.b64encode(admin.public).decode())], threshold=1), [admin])
+    return ledger
+
+
+def key_of(principal: str) -> SigningKey:
+    """`principal`'s key in tests: derived from the name, so any test can act as anyone it set up."""
+    seed = hashlib.sha256(b"charter-test-key\n" + principal.encode()).digest()
+    return SigningKey(principal, Ed25519PrivateKey.from_private_bytes(seed))
+
+
+def govern(ledger: Ledger) -> dict[str, SigningKey]:
+    """The demo's authority set-up on `ledger`: trust root, keys (`key_of`), systems, policies, escalation."""
+    return demo_governance(ledger, REGISTRY, POLICIES.policies, ESCALATION, make_key=key_of)
 
 
 def populate(url: str, bundles: int = 6) -> Populated:
-    """A ledger with the demo's keys and systems and `bundles` fraud bundles with their findings."""
-    ledger = new_ledger(url)
+    """A ledger with the demo's authority set-up and `bundles` fraud bundles with their findings and incidents."""
+    ledger = new_ledger(url, trust_root=False)
     assert ledger.log_key is not None
-    owner_keys: dict[str, SigningKey] = {}
-    for system in REGISTRY.values():
-        owner_keys.setdefault(system.owner, SigningKey.generate(system.owner))
-        register_key(ledger, system.owner, owner_keys[system.owner].public)
-        register_system(ledger, system)
+    keys = govern(ledger)
     for path in sorted((REPO / "evidence").glob("fraud-detector-*.json"))[:bundles]:
         at = datetime.datetime.fromisoformat(json.loads(path.read_text())["measured_at"])
-        submit_bundle(ledger, path.read_bytes(), CATALOG, POLICIES.policies, key=owner_keys["maria.keller"], at=at,
-                      graph=None)
-    return Populated(ledger, ledger.log_key, owner_keys)
+        submit_bundle(ledger, path.read_bytes(), CATALOG, key=keys["maria.keller"], at=at)
+    return Populated(ledger, ledger.log_key, keys)
 
 
 # -- tampering ---------------------------------------------------------------------------------------

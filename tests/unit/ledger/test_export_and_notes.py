@@ -20,6 +20,7 @@ from charter.ledger import (
     prove_consistency,
     prove_inclusion,
 )
+from charter.ledger.auditor import leaf_hash
 from charter.ledger.notes import NoteError, open_checkpoint, sign_checkpoint
 from tests.unit.ledger.helpers import ORIGIN, Populated, populate
 
@@ -93,27 +94,35 @@ def test_standalone_verifier_imports_only_stdlib_cryptography_and_rfc8785(export
     assert modules - set(sys.stdlib_module_names) - {"__future__"} == {"cryptography", "rfc8785"}
 
 
+def _pin(populated: Populated) -> tuple[str, str]:
+    return "--log-key", populated.ledger.meta()["log_key_id"]
+
+
 def test_export_verifies_offline(exported: tuple[Populated, Path]) -> None:
-    result = _run_script(exported[1])
+    result = _run_script(exported[1], *_pin(exported[0]))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK:" in result.stdout and "anchored by checkpoint" in result.stdout
+    unpinned = _run_script(exported[1])  # consistent with the key it carries, which anyone could have made
+    assert unpinned.returncode == 3 and "UNANCHORED" in unpinned.stdout
 
 
 def test_tampered_export_fails_offline_at_the_first_bad_seq(exported: tuple[Populated, Path]) -> None:
     path = exported[1] / "entries.jsonl"
     lines = path.read_text().splitlines()
-    row = json.loads(lines[12])
+    # An entry inside a transaction of several (it does not carry the range receipt), past the set-up.
+    index = next(i for i in range(len(lines) // 2, len(lines)) if "range_receipt" not in json.loads(lines[i]))
+    row = json.loads(lines[index])
     body = json.loads(base64.b64decode(row["body"]))
     body["payload"]["tampered"] = True
     import rfc8785
 
     row["body"] = base64.b64encode(rfc8785.dumps(body)).decode()
-    lines[12] = json.dumps(row)
+    lines[index] = json.dumps(row)
     path.write_text("\n".join(lines) + "\n")
     result = _run_script(exported[1])
     assert result.returncode == 1
-    # Entry 13 no longer chains on 12; the transaction's range receipt would fail at its end too.
-    assert "seq 12: chain_broken" in result.stdout
+    # The next entry no longer chains on this one; the transaction's range receipt would fail at its end too.
+    assert f"seq {index}: chain_broken" in result.stdout
 
 
 def test_truncated_export_is_caught_by_a_held_checkpoint(exported: tuple[Populated, Path], tmp_path: Path) -> None:
@@ -127,7 +136,10 @@ def test_truncated_export_is_caught_by_a_held_checkpoint(exported: tuple[Populat
     # Cut at the end of a transaction (a line carrying its range receipt), as a careful attacker would.
     cut = max(i for i, line in enumerate(lines[:15]) if "range_receipt" in json.loads(line)) + 1
     path.write_text("\n".join(lines[:cut]) + "\n")
-    assert _run_script(export).returncode == 0  # without the held checkpoint the loss is invisible
+    last = base64.b64decode(json.loads(lines[cut - 1])["body"])
+    (export / "head.json").write_text(json.dumps({"size": cut, "head_hash": leaf_hash(last).hex(),
+                                                  "checkpoints": []}))  # and the head rewritten to match
+    assert _run_script(export, *_pin(populated)).returncode == 0  # without the held checkpoint the loss is invisible
     result = _run_script(export, "--checkpoint", str(held))
     assert result.returncode == 1 and "truncated" in result.stdout
 

@@ -12,7 +12,7 @@ from charter.ledger import Ledger, NewEntry, SigningKey, export_ledger, make_che
 from charter.ledger.auditor import check_receipt
 from charter.ledger.hashing import RECEIPT_CONTEXT, canonical, leaf_hash, receipt_message
 from charter.ledger.schema import ledger_entry, ledger_head, ledger_receipt
-from tests.unit.ledger.helpers import ORIGIN, drop_guards, new_ledger, populate, transaction_start
+from tests.unit.ledger.helpers import ORIGIN, drop_guards, key_of, new_ledger, populate, transaction_start
 
 
 def test_one_signature_per_transaction_and_a_provable_receipt_for_each_entry(db_url: str) -> None:
@@ -20,7 +20,7 @@ def test_one_signature_per_transaction_and_a_provable_receipt_for_each_entry(db_
     appended = ledger.append([NewEntry("note", {"i": i}, f"n{i}") for i in range(7)])
     with ledger.engine.connect() as connection:
         rows = connection.execute(select(ledger_receipt)).all()
-    assert [(r.first_seq, r.last_seq) for r in rows] == [(0, 6)]
+    assert [(r.first_seq, r.last_seq) for r in rows] == [(0, 0), (1, 7)]  # the trust root, then the notes
     assert appended[-1].range_receipt is not None and all(e.range_receipt is None for e in appended[:-1])
     assert ledger.log_key is not None
     for entry in appended:
@@ -87,12 +87,13 @@ def test_ledgers_with_per_entry_receipts_still_verify_after_upgrading(tmp_path: 
                                                  {"name": "created_at", "value": "2026-01-01T00:00:00.000Z"}])
         prev = bytes(32)
         for seq in range(3):  # as the earlier Charter wrote them: a receipt on every entry
-            body = canonical({"v": 1, "log": ORIGIN, "seq": seq, "prev": prev.hex(), "type": "note",
+            kind, payload = ("governance.config", _trust_root()) if seq == 0 else ("note", {"seq": seq})
+            body = canonical({"v": 1, "log": ORIGIN, "seq": seq, "prev": prev.hex(), "type": kind,
                               "received_at": "2026-01-01T00:00:00.000Z", "submission_id": f"old{seq}",
-                              "payload": {"seq": seq}})
+                              "payload": payload})
             record_hash = leaf_hash(body)
             connection.execute(insert(ledger_entry).values(
-                seq=seq, prev_hash=prev, record_hash=record_hash, body=body, entry_type="note",
+                seq=seq, prev_hash=prev, record_hash=record_hash, body=body, entry_type=kind,
                 submission_id=f"old{seq}", received_at="2026-01-01T00:00:00.000Z",
                 receipt=key.sign(RECEIPT_CONTEXT, receipt_message(ORIGIN, seq, record_hash))))
             prev = record_hash
@@ -113,6 +114,19 @@ def test_ledgers_with_per_entry_receipts_still_verify_after_upgrading(tmp_path: 
     _, entries, notes = read_export(tmp_path / "export")
     assert verify_entries(entries, ORIGIN, key.public, notes).ok
     assert transaction_start(ledger.engine, 6) == 3
+
+
+def _trust_root() -> dict[str, object]:
+    """A governance configuration of one administrator, approved by its key: what entry 0 holds."""
+    from charter.ledger.auditor import ACTION_CONTEXT, action_message, statement_of
+
+    admin = key_of("ana.costa")
+    payload: dict[str, object] = {"config": {"administrators": [{"principal": "ana.costa",
+                                                                 "public_key": _b64(admin.public)}],
+                                             "threshold": 1, "roles": {}},
+                                  "signed_at": "2026-01-01T00:00:00.000Z"}
+    message = action_message(ORIGIN, "governance.config", statement_of("governance.config", payload))
+    return {**payload, "approvals": [{"principal": "ana.costa", "signature": admin.sign(ACTION_CONTEXT, message)}]}
 
 
 def _b64(data: bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from pathlib import Path
@@ -11,14 +12,15 @@ import pytest
 import rfc8785
 from sqlalchemy import update
 
+from charter.authority import KeyRequest
 from charter.errors import CharterError
 from charter.ledger import SigningKey, make_checkpoint, verify_ledger
-from charter.ledger.auditor import StoredEntry, Verifier
+from charter.ledger.auditor import StoredEntry, Verifier, leaf_hash
 from charter.ledger.schema import ledger_entry, ledger_head
 from charter.registry import AISystem
 from charter.submission import register_key, register_system, revoke_key, submit_bundle
 from tests.conftest import REPO, run_cli
-from tests.unit.ledger.helpers import CATALOG, ORIGIN, POLICIES, Populated, drop_guards, populate
+from tests.unit.ledger.helpers import CATALOG, ORIGIN, Populated, drop_guards, key_of, populate
 
 CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
 
@@ -58,8 +60,8 @@ def test_identical_concurrent_submissions_get_one_entry_and_the_same_receipt(db_
 
     def submit() -> None:
         try:
-            results.append(submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG, POLICIES.policies,
-                                         key=populated.owner_keys["tom.berger"], graph=None))
+            results.append(submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG,
+                                         key=populated.owner_keys["tom.berger"]))
         except Exception as exc:  # collected so the assertion shows it
             errors.append(exc)
 
@@ -97,18 +99,18 @@ def test_long_identifiers_fit_on_every_backend(db_url: str) -> None:
     populated = populate(db_url, bundles=0)
     owner = "o" * 200
     key = SigningKey.generate(owner)
-    register_key(populated.ledger, owner, key.public)
+    register_key(populated.ledger, KeyRequest.of(key, populated.ledger.origin), key_of("ana.costa"))
     system = AISystem(id="s" * 128, name="long", owner=owner, risk_tier="high", kind="classifier")
-    assert register_system(populated.ledger, system) is not None
+    assert register_system(populated.ledger, system, key_of("ben.okafor")) is not None
     assert verify_ledger(populated.ledger, populated.log_key.public).ok
 
 
 def test_a_revoked_key_cannot_be_registered_again(db_url: str) -> None:
     populated = populate(db_url, bundles=0)
     key = populated.owner_keys["tom.berger"]
-    revoke_key(populated.ledger, key.key_id, "compromised")
+    revoke_key(populated.ledger, key.key_id, "compromised", key)
     with pytest.raises(CharterError) as info:
-        register_key(populated.ledger, "tom.berger", key.public)
+        register_key(populated.ledger, KeyRequest.of(key, populated.ledger.origin), key_of("ana.costa"))
     assert info.value.code == "key_revoked"
 
 
@@ -118,21 +120,35 @@ def test_bad_principals_are_refused(principal: str) -> None:
         SigningKey.generate(principal)
 
 
+_ADMIN = SigningKey.generate("ada")
+GENESIS = {"v": 1, "log": ORIGIN, "seq": 0, "prev": "00" * 32, "type": "governance.config",
+           "received_at": "2026-01-01T00:00:00.000Z", "submission_id": "genesis",
+           "payload": {"config": {"administrators": [{"principal": "ada",
+                                                      "public_key": base64.b64encode(_ADMIN.public).decode()}],
+                                  "threshold": 1, "roles": {}},
+                       "signed_at": "2026-01-01T00:00:00.000Z", "approvals": [{"principal": "ada", "signature": ""}]}}
+
+
 def _feed(body: dict[str, Any]) -> list[str]:
+    """The problems of `body` fed as entry 1, after a trust root (signatures unchecked)."""
     key = SigningKey.generate(ORIGIN)
     verifier = Verifier(ORIGIN, key.public, check_signatures=False)
-    verifier.feed(StoredEntry(0, rfc8785.dumps(body), ""))
+    genesis = rfc8785.dumps(GENESIS)
+    verifier.feed(StoredEntry(0, genesis, ""))
+    verifier.feed(StoredEntry(1, rfc8785.dumps({"seq": 1, "prev": leaf_hash(genesis).hex(), **body}), ""))
     return [p.kind for p in verifier.finish().problems]
 
 
-GOOD = {"v": 1, "log": ORIGIN, "seq": 0, "prev": "00" * 32, "type": "note", "received_at": "2026-01-01T00:00:00.000Z",
+GOOD = {"v": 1, "log": ORIGIN, "type": "note", "received_at": "2026-01-01T00:00:00.000Z",
         "submission_id": "s", "payload": {}}
 
 
 @pytest.mark.parametrize(("changes", "kind"), [
     ({"seq": False}, "seq_mismatch"), ({"received_at": ""}, "malformed_body"), ({"v": 2}, "malformed_body"),
     ({"type": 5}, "malformed_body"), ({"payload": []}, "malformed_body"),
-    ({"type": "key.added", "payload": {"key_id": 1, "public_key": "!"}}, "malformed_body"),
+    ({"type": "key.added", "payload": {"key_id": 1, "public_key": "!"}}, "unsigned_change"),
+    ({"type": "governance.config", "payload": {"config": [], "approvals": 5}}, "malformed_config"),
+    ({"type": "policy.activated", "payload": {"actor": 7, "policies": "x"}}, "unsigned_change"),
 ])
 def test_mistyped_bodies_are_problems_not_exceptions(changes: dict[str, Any], kind: str) -> None:
     assert _feed({**GOOD}) == []

@@ -12,12 +12,11 @@ from sqlalchemy import update
 
 from charter.errors import CharterError
 from charter.ledger import SigningKey, verify_ledger
-from charter.ledger.auditor import check_receipt
+from charter.ledger.auditor import POLICY_PUBLISHED, check_receipt
 from charter.ledger.schema import ledger_entry
 from charter.submission import (
     BUNDLE,
     FINDING,
-    POLICY_PUBLISHED,
     bundle_message,
     key_records,
     parse_summary_line,
@@ -29,7 +28,7 @@ from charter.submission import (
     systems_in_ledger,
 )
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import CATALOG, COMPILER, POLICIES, Populated, drop_guards, populate
+from tests.unit.ledger.helpers import CATALOG, COMPILER, Populated, drop_guards, populate
 
 CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
 
@@ -41,7 +40,7 @@ def loaded(db_url: str) -> Populated:
 
 def _submit(populated: Populated, data: dict[str, Any] | bytes, key: SigningKey | None = None) -> Any:
     text = data if isinstance(data, bytes) else json.dumps(data).encode()
-    return submit_bundle(populated.ledger, text, CATALOG, POLICIES.policies, key=key, file="b.json", graph=None)
+    return submit_bundle(populated.ledger, text, CATALOG, key=key, file="b.json")
 
 
 def _refused(populated: Populated, data: dict[str, Any] | bytes, key: SigningKey | None, code: str) -> None:
@@ -126,11 +125,11 @@ def test_unregistered_key_is_refused(loaded: Populated) -> None:
 
 def test_revoked_key_is_refused_from_the_revocation_on(loaded: Populated) -> None:
     key = loaded.owner_keys["tom.berger"]
-    revoke_key(loaded.ledger, key.key_id, "laptop stolen")
+    revoke_key(loaded.ledger, key.key_id, "laptop stolen", key)
     assert key_records(loaded.ledger)[key.key_id].revoked_seq is not None
     _refused(loaded, CLAIMS.read_bytes(), key, "revoked_key")
     with pytest.raises(CharterError):
-        revoke_key(loaded.ledger, key.key_id, "again")
+        revoke_key(loaded.ledger, key.key_id, "again", key)
     assert verify_ledger(loaded.ledger, loaded.log_key.public).ok
 
 
@@ -154,7 +153,7 @@ def test_verifier_flags_a_bundle_by_a_key_revoked_before_it(loaded: Populated) -
     from charter.ledger import NewEntry
 
     key = loaded.owner_keys["tom.berger"]
-    revoke_key(loaded.ledger, key.key_id, "rotation")
+    revoke_key(loaded.ledger, key.key_id, "rotation", key)
     data = json.loads(CLAIMS.read_text())
     signature = key.sign(b"charter-bundle/v1\n", bundle_message(data))
     loaded.ledger.append([NewEntry(BUNDLE, data, "forged", "claims-approval", key.key_id, signature)])

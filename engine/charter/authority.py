@@ -1,0 +1,431 @@
+"""Who may change governance state: the trust root, signed changes, and what is in force.
+
+The ledger's entry 0 is the governance configuration: administrators with their public keys, how
+many of them must approve a change of the configuration (the threshold), and who holds each
+authority role (policy authors and approvers, system registrars). Every later change of governance
+state is a statement signed by its actor's registered key; the ledger store refuses an entry the
+configuration in force does not allow (`charter.ledger.auditor.Authority`, the same rule `verify`
+applies afterwards), so nothing unauthorized is written.
+
+Evaluation uses only what is in force: the policy set and the escalation configuration that an
+approver activated in the ledger. A policy folder or an escalation file is a proposal until then.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._sources import SourceMap, load_yaml_file
+from .errors import CharterError
+from .ledger.auditor import (
+    ACTION_CONTEXT,
+    AUTHORITY_ROLES,
+    ESCALATION_ACTIVATED,
+    GOVERNANCE_CONFIG,
+    POLICY_ACTIVATED,
+    POLICY_PUBLISHED,
+    POSSESSION_CONTEXT,
+    Authority,
+    action_message,
+    document_digest,
+    possession_message,
+    verify_signature,
+)
+from .ledger.keys import SigningKey, check_principal, key_id_of, load_public_key_file
+from .ledger.store import Entry, Ledger, NewEntry, format_time
+from .validation import collect_validation_errors
+
+if TYPE_CHECKING:
+    from .escalation import EscalationGraph
+    from .policy.compiler import PolicyCompiler, PolicySet
+
+__all__ = ["AUTHORITY_ROLES", "ActivePolicies", "GovernanceConfig", "KeyRequest", "activate_escalation",
+           "activate_policies", "active_escalation", "active_policies", "init_governance", "load_governance",
+           "principal_of", "publish_policies", "signed_entry", "update_governance"]
+
+
+# -- the governance configuration ------------------------------------------------------------------
+
+
+class Administrator(BaseModel):
+    """An administrator and the public key its approvals are checked with."""
+
+    model_config = ConfigDict(extra="forbid")
+    principal: str
+    public_key: str = Field(description="Base64 of the raw 32-byte Ed25519 public key.")
+
+    @field_validator("principal")
+    @classmethod
+    def _principal(cls, value: str) -> str:
+        try:
+            return check_principal(value)
+        except CharterError as exc:
+            raise ValueError(exc.diagnostics[0].message) from exc
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, value: str) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise ValueError("not base64") from exc
+        if len(raw) != 32:
+            raise ValueError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
+        return value
+
+
+class GovernanceConfig(BaseModel):
+    """Administrators, their threshold, and the holders of each authority role."""
+
+    model_config = ConfigDict(extra="forbid")
+    administrators: list[Administrator] = Field(min_length=1)
+    threshold: int = Field(ge=1, description="How many administrators must approve a change of this configuration.")
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(value) - set(AUTHORITY_ROLES))
+        if unknown:
+            raise ValueError(f"unknown role {unknown[0]!r}; roles are {', '.join(AUTHORITY_ROLES)}")
+        return {role: sorted(set(members)) for role, members in sorted(value.items())}
+
+    def require_approvals(self, keys: Sequence[SigningKey]) -> None:
+        """Refuse unless `keys` belong to at least `threshold` of this configuration's administrators.
+
+        Raises:
+            CharterError: ``not_authorized``, naming who approved and who else could.
+        """
+        by_public = {base64.b64decode(a.public_key): a.principal for a in self.administrators}
+        approved = sorted({by_public[k.public] for k in keys if k.public in by_public})
+        if len(approved) < self.threshold:
+            raise CharterError.single("not_authorized", f"the configuration needs {self.threshold} of its "
+                                      f"administrators ({', '.join(sorted(by_public.values()))}) to approve it; "
+                                      f"{len(approved)} did ({', '.join(approved) or 'none'}): give each with "
+                                      "--admin-key")
+
+    def document(self) -> dict[str, Any]:
+        """The JSON form recorded in the ledger (and checked by the standalone verifier)."""
+        admins = sorted(self.administrators, key=lambda a: a.principal)
+        if len({a.principal for a in admins}) != len(admins):
+            raise CharterError.single("governance_config", "an administrator is listed twice", path="$.administrators")
+        if self.threshold > len(admins):
+            raise CharterError.single("governance_config", f"threshold {self.threshold} exceeds the "
+                                      f"{len(admins)} administrators", path="$.threshold")
+        return {"administrators": [a.model_dump() for a in admins], "threshold": self.threshold,
+                "roles": self.roles}
+
+
+def load_governance(path: Path) -> GovernanceConfig:
+    """Read a governance file (YAML): administrators with ``public_key`` or ``public_key_file``.
+
+    ``public_key_file`` names a ``.pub`` file written by ``charter keys generate``, relative to the
+    governance file; its principal must be the administrator's.
+
+    Raises:
+        CharterError: unreadable file, bad schema (with line numbers), or a key file of another principal.
+    """
+    data, smap = load_yaml_file(path)
+    if not isinstance(data, dict):
+        raise CharterError.single("governance_config", "a governance file is a mapping", file=str(path), line=1)
+    for index, admin in enumerate(data.get("administrators") or []):
+        if isinstance(admin, dict) and "public_key_file" in admin:
+            key_path = path.parent / str(admin.pop("public_key_file"))
+            principal, public = load_public_key_file(key_path)
+            if principal != admin.get("principal"):
+                raise CharterError.single("governance_config", f"{key_path} holds the key of {principal!r}, not "
+                                          f"of {admin.get('principal')!r}", file=str(path),
+                                          line=smap.line_of(["administrators", index]))
+            admin["public_key"] = base64.b64encode(public).decode()
+    try:
+        return GovernanceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise CharterError(collect_validation_errors(exc, smap, code="governance_config", file=str(path))) from exc
+
+
+# -- signed changes --------------------------------------------------------------------------------
+
+
+def principal_of(ledger: Ledger, key: SigningKey, size: int | None = None) -> str:
+    """The principal `key` is registered to in the ledger: the actor it signs as.
+
+    Raises:
+        CharterError: ``unknown_key`` when the key is not registered, or was revoked.
+    """
+    authority = ledger.authority(size)
+    record = authority.keys.get(key.key_id)
+    if record is None:
+        raise CharterError.single("unknown_key", f"key {key.key_id} is not registered in this ledger; an "
+                                  "administrator registers it (`charter keys register`)")
+    if record[3] is not None:
+        raise CharterError.single("revoked_key", f"key {key.key_id} of {record[0]!r} was revoked at seq {record[3]}")
+    return str(record[0])
+
+
+def sign_statement(origin: str, entry_type: str, statement: dict[str, Any], key: SigningKey) -> str:
+    """`key`'s signature over a statement of type `entry_type` for the log `origin`."""
+    return key.sign(ACTION_CONTEXT, action_message(origin, entry_type, statement))
+
+
+def signed_entry(ledger: Ledger, entry_type: str, fields: dict[str, Any], key: SigningKey, *,
+                 subject: str | None = None, derived: dict[str, Any] | None = None,
+                 size: int | None = None) -> NewEntry:
+    """An entry carrying `fields`, signed by `key` as the principal the ledger registered it to.
+
+    The statement is `fields` with the actor and the signing time; `derived` fields are added by
+    the log and not signed. The submission id is the statement's digest, so a signed statement
+    lands at most once however often it is handed in.
+    """
+    actor = principal_of(ledger, key, size)
+    statement = {**fields, "actor": actor, "signed_at": format_time(ledger.clock())}
+    message = action_message(ledger.origin, entry_type, statement)
+    return NewEntry(entry_type, {**statement, **(derived or {})},
+                    f"{entry_type}:{hashlib.sha256(message).hexdigest()}", subject=subject, key_id=key.key_id,
+                    signature=key.sign(ACTION_CONTEXT, message))
+
+
+def _config_entry(ledger: Ledger, config: GovernanceConfig, approvers: Sequence[SigningKey]) -> NewEntry:
+    statement = {"config": config.document(), "signed_at": format_time(ledger.clock())}
+    message = action_message(ledger.origin, GOVERNANCE_CONFIG, statement)
+    by_public = {a.public_key: a.principal for a in config.administrators}
+    current = ledger.authority().admins() if ledger.size() else {}
+    by_public.update({base64.b64encode(public).decode(): name for name, public in current.items()})
+    approvals = []
+    for key in approvers:
+        principal = by_public.get(base64.b64encode(key.public).decode())
+        if principal is None:
+            raise CharterError.single("not_authorized", f"key {key.key_id} is no administrator's key, in the "
+                                      "configuration in force or the new one")
+        approvals.append({"principal": principal, "signature": key.sign(ACTION_CONTEXT, message)})
+    approvals.sort(key=lambda a: a["principal"])
+    return NewEntry(GOVERNANCE_CONFIG, {**statement, "approvals": approvals},
+                    f"governance:{hashlib.sha256(message).hexdigest()}")
+
+
+def init_governance(ledger: Ledger, config: GovernanceConfig, approvers: Sequence[SigningKey]) -> Entry:
+    """Record the trust root as entry 0, approved by at least `config.threshold` of its administrators.
+
+    Raises:
+        CharterError: the ledger already has entries, or too few administrators approved.
+    """
+    if ledger.size():
+        raise CharterError.single("ledger_initialized", "this ledger already has its trust root; change the "
+                                  "configuration with `charter governance update`")
+    return ledger.append([_config_entry(ledger, config, approvers)])[0]
+
+
+def update_governance(ledger: Ledger, config: GovernanceConfig, approvers: Sequence[SigningKey]) -> Entry:
+    """Replace the configuration: a threshold of the current administrators and of the new ones must approve."""
+    return ledger.append([_config_entry(ledger, config, approvers)])[0]
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """A principal's request to register a public key, with proof that it holds the private key."""
+
+    principal: str
+    public: bytes
+    possession: str
+
+    @property
+    def key_id(self) -> str:
+        """The key id of the requested key."""
+        return key_id_of(self.public)
+
+    @classmethod
+    def of(cls, key: SigningKey, origin: str, principal: str | None = None) -> KeyRequest:
+        """The request `key`'s holder makes to register it for `principal` (default: the key file's) on `origin`."""
+        name = check_principal(principal or key.principal)
+        return cls(name, key.public, key.sign(POSSESSION_CONTEXT, possession_message(origin, name, key.key_id)))
+
+    def to_dict(self, origin: str) -> dict[str, Any]:
+        """The request file's JSON."""
+        return {"log": origin, "principal": self.principal, "key_id": self.key_id,
+                "public_key": base64.b64encode(self.public).decode(), "possession": self.possession}
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str, file: str | None = None) -> KeyRequest:
+        """Parse and check a request file's JSON for the log `origin`.
+
+        Raises:
+            CharterError: malformed, for another log, or a proof of possession that does not verify.
+        """
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in
+                                                 ("log", "principal", "public_key", "possession")):
+            raise CharterError.single("key_request", "a key request has log, principal, public_key and possession",
+                                      file=file, path="$")
+        if data["log"] != origin:
+            raise CharterError.single("key_request", f"the request is for log {data['log']!r}, not {origin!r}",
+                                      file=file, path="$.log")
+        try:
+            public = base64.b64decode(data["public_key"], validate=True)
+        except ValueError as exc:
+            raise CharterError.single("key_request", "public_key is not base64", file=file,
+                                      path="$.public_key") from exc
+        request = cls(check_principal(data["principal"]), public, data["possession"])
+        if len(public) != 32 or not verify_signature(public, POSSESSION_CONTEXT,
+                                                     possession_message(origin, request.principal, request.key_id),
+                                                     request.possession):
+            raise CharterError.single("no_possession", "the proof of possession does not verify: the request was "
+                                      "not made with the private key of this public key", file=file,
+                                      path="$.possession")
+        return request
+
+
+# -- policy sets and escalation configurations -----------------------------------------------------
+
+
+def publish_policies(ledger: Ledger, documents: Iterable[tuple[str, str, dict[str, Any]]],
+                     author: SigningKey) -> list[Entry]:
+    """Propose policy versions ``(id, version, document)``: recorded, not yet in force.
+
+    A version already published with the same document is skipped; with another document it is
+    refused (``policy_conflict``): a policy version is identified by its digest.
+    """
+    def build(next_seq: int) -> list[NewEntry]:
+        authority = ledger.authority(next_seq)
+        entries = []
+        for policy_id, version, document in documents:
+            digest = document_digest(document)
+            if digest in authority.policies:
+                continue
+            entries.append(signed_entry(ledger, POLICY_PUBLISHED, {"id": policy_id, "version": version,
+                                                                   "digest": digest, "document": document},
+                                        author, subject=policy_id, size=next_seq))
+        return entries
+    return ledger.append(build)
+
+
+def activate_policies(ledger: Ledger, digests: Sequence[str], approver: SigningKey) -> Entry | None:
+    """Put the policy versions `digests` in force as the whole policy set; None if that set is already in force."""
+    wanted = sorted(set(digests))
+
+    def build(next_seq: int) -> list[NewEntry]:
+        if sorted(ledger.authority(next_seq).active_policies) == wanted:
+            return []
+        return [signed_entry(ledger, POLICY_ACTIVATED, {"policies": wanted}, approver, size=next_seq)]
+    appended = ledger.append(build)
+    return appended[0] if appended else None
+
+
+def activate_escalation(ledger: Ledger, document: dict[str, Any], approver: SigningKey,
+                        source: SourceMap | None = None) -> Entry | None:
+    """Put an escalation configuration (the parsed YAML document) in force; None if exactly this one already is.
+
+    The document is checked as `charter escalation check` does (schema and graph) before anything is
+    recorded, and recorded as it was written, so what the approver reviewed is what the ledger holds.
+
+    Raises:
+        CharterError: schema or graph problems, a value JSON cannot hold, or an actor who may not activate it.
+    """
+    from .escalation import parse_escalation
+
+    graph = parse_escalation(document, source or SourceMap("escalation"))
+    problems = graph.check()
+    if problems:
+        raise CharterError(problems)
+    try:
+        digest = document_digest(document)
+    except (TypeError, ValueError) as exc:
+        raise CharterError.single("escalation_schema", f"the configuration holds a value JSON cannot record: {exc}",
+                                  file=source.file if source else None) from exc
+
+    def build(next_seq: int) -> list[NewEntry]:
+        current = _latest(ledger, ESCALATION_ACTIVATED, next_seq)
+        if current is not None and current.payload["digest"] == digest:
+            return []
+        return [signed_entry(ledger, ESCALATION_ACTIVATED, {"digest": digest, "document": document}, approver,
+                             size=next_seq)]
+    appended = ledger.append(build)
+    return appended[0] if appended else None
+
+
+def _latest(ledger: Ledger, entry_type: str, before: int | None) -> Entry | None:
+    latest = None
+    for entry in ledger.entries(0, before, types=(entry_type,)):
+        latest = entry
+    return latest
+
+
+@dataclass(frozen=True)
+class ActivePolicies:
+    """The policy set in force: compiled, with the seq that activated it and each version's published seq."""
+
+    policy_set: PolicySet
+    activation_seq: int
+    published: dict[str, int]
+    compiler: PolicyCompiler
+
+
+_COMPILED: dict[tuple[Any, ...], ActivePolicies] = {}
+
+
+def active_policies(ledger: Ledger, compiler: PolicyCompiler, before: int | None = None) -> ActivePolicies:
+    """The policy set in force before seq `before` (default: now), compiled from the recorded documents.
+
+    Raises:
+        CharterError: ``no_active_policies`` when no set was ever activated.
+    """
+    authority: Authority = ledger.authority(before)
+    if authority.active_policies_seq is None:
+        raise CharterError.single("no_active_policies", "no policy set is in force in this ledger: a policy author "
+                                  "publishes it (`charter policy publish`) and an approver activates it "
+                                  "(`charter policy activate`)")
+    published = {digest: int(authority.policies[digest][3]) for digest in authority.active_policies}
+    # Keyed by content, not by seq: two ledgers (or a ledger and its rewritten copy) may differ at the same seq.
+    key = (tuple(sorted(published.items())), authority.active_policies_seq, id(compiler))
+    cached = _COMPILED.get(key)
+    if cached is not None and cached.compiler is compiler:
+        return cached
+    documents = []
+    for digest, seq in sorted(published.items(), key=lambda item: item[1]):
+        entry = ledger.entry(seq)
+        assert entry is not None and entry.payload["digest"] == digest
+        documents.append((entry.payload["document"], SourceMap(f"ledger seq {seq}")))
+    result = ActivePolicies(compiler.compile_documents(documents), authority.active_policies_seq, published, compiler)
+    if len(_COMPILED) > 16:
+        _COMPILED.clear()
+    _COMPILED[key] = result
+    return result
+
+
+_GRAPHS: dict[bytes, EscalationGraph] = {}
+
+
+def escalation_at(entry: Entry) -> EscalationGraph:
+    """The escalation graph an ``escalation.activated`` entry put in force."""
+    from .escalation import parse_escalation
+
+    key = entry.record_hash  # by content: the same seq of two ledgers may hold different configurations
+    graph = _GRAPHS.get(key)
+    if graph is None:
+        graph = parse_escalation(entry.payload["document"], SourceMap(f"ledger seq {entry.seq}"))
+        if len(_GRAPHS) > 16:
+            _GRAPHS.clear()
+        _GRAPHS[key] = graph
+    return graph
+
+
+def active_escalation(ledger: Ledger, before: int | None = None) -> tuple[EscalationGraph, int]:
+    """The escalation configuration in force before seq `before` (default: now), and the seq that activated it.
+
+    Raises:
+        CharterError: ``no_escalation`` when none was ever activated: breaches would page nobody.
+    """
+    seq = ledger.authority(before).escalation_seq
+    entry = ledger.entry(seq) if seq is not None else None
+    if entry is None:
+        raise CharterError.single("no_escalation", "no escalation configuration is in force in this ledger: "
+                                  "breaches would be recorded but open no incident and page nobody; an approver "
+                                  "activates one (`charter escalation activate`)")
+    return escalation_at(entry), entry.seq

@@ -1,0 +1,111 @@
+"""The insider review's attacks, as typed at the command line: each is refused with exit 2 and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from charter.ledger import SigningKey
+from tests.conftest import REPO, run_cli
+from tests.governed import governed_ledger
+
+EVIDENCE = REPO / "evidence"
+CLAIMS = EVIDENCE / "claims-approval-2026-05.json"
+
+
+def cli(directory: Path, *args: str) -> tuple[int, str, str]:
+    result = run_cli(*args, cwd=directory)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stdout, result.stderr
+
+
+def size(directory: Path) -> int:
+    code, out, _ = cli(directory, "verify", "--full")
+    assert code == 0, out
+    return int(out.split("OK: ")[1].split()[0])
+
+
+@pytest.fixture(scope="module")
+def governed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("governed")
+    governed_ledger(directory)
+    at = json.loads(CLAIMS.read_text())["measured_at"]
+    assert cli(directory, "submit", str(CLAIMS), "--key", ".charter/keys/tom.berger.key", "--at", at)[0] == 1
+    return directory
+
+
+def _refused(directory: Path, code: str, *args: str) -> str:
+    before = size(directory)
+    status, out, err = cli(directory, *args)
+    assert status == 2 and code in err, (args, out, err)
+    assert size(directory) == before  # nothing written
+    return err
+
+
+def test_a_key_in_someone_elses_name_is_refused(governed: Path) -> None:
+    SigningKey.generate("maria.keller").save(governed / "impostor.key")
+    assert cli(governed, "keys", "request", "impostor.key", "--out", "impostor.json")[0] == 0
+    _refused(governed, "not_authorized", "keys", "register", "impostor.json", "--key", ".charter/keys/tom.berger.key")
+    forged = json.loads((governed / "impostor.json").read_text())
+    forged["principal"] = "tom.berger"  # the proof of possession was for maria.keller
+    (governed / "forged.json").write_text(json.dumps(forged))
+    _refused(governed, "no_possession", "keys", "register", "forged.json", "--key", ".charter/keys/ana.costa.key")
+
+
+def test_reowning_a_system_is_refused(governed: Path) -> None:
+    systems = (EVIDENCE / "systems.yaml").read_text().replace("owner: maria.keller", "owner: tom.berger")
+    (governed / "hijack.yaml").write_text(systems)
+    _refused(governed, "not_authorized", "systems", "register", "hijack.yaml", "--key", ".charter/keys/tom.berger.key")
+
+
+def test_revoking_someone_elses_key_is_refused(governed: Path) -> None:
+    _, out, _ = cli(governed, "keys", "list", "--format", "json")
+    maria = next(k["key_id"] for k in json.loads(out) if k["principal"] == "maria.keller")
+    _refused(governed, "not_authorized", "keys", "revoke", maria, "--reason", "spite", "--key",
+             ".charter/keys/tom.berger.key")
+
+
+def test_the_submitter_cannot_choose_relaxed_policies(governed: Path) -> None:
+    relaxed = governed / "policies-relaxed"
+    shutil.copytree(REPO / "policies", relaxed)
+    fairness = relaxed / "core" / "fairness.yaml"
+    fairness.write_text(fairness.read_text().replace("max: 0.10", "max: 0.90").replace("warn: 0.05", "warn: 0.80"))
+    june = json.loads(CLAIMS.read_text())
+    june["window_start"], june["window_end"] = "2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z"
+    june["measured_at"] = "2026-07-02T00:00:00Z"
+    (governed / "june.json").write_text(json.dumps(june))
+    _refused(governed, "policies_not_active", "submit", "june.json", "--key", ".charter/keys/tom.berger.key",
+             "--policies", str(relaxed))
+    # And publishing them under the same id and version is refused too: a version is its digest.
+    _refused(governed, "policy_conflict", "policy", "publish", "--policies", str(relaxed), "--key",
+             ".charter/keys/carla.rossi.key")
+
+
+def test_deciding_as_the_committee_without_being_it_is_refused(governed: Path) -> None:
+    _, out, _ = cli(governed, "incidents", "list", "--format", "json")
+    incident = json.loads(out)[0]["id"]
+    code, _, err = cli(governed, "incidents", "decide", incident, "--as", "anna.schmidt", "--note", "x",
+                       "--decision", "accept_risk")
+    assert code == 2 and "--as" in err  # a name typed on the command line says nothing any more
+    _refused(governed, "invalid_transition", "incidents", "decide", incident, "--key",
+             ".charter/keys/tom.berger.key", "--note", "fine", "--decision", "accept_risk", "--expires", "P30D")
+    assert cli(governed, "incidents", "investigate", incident, "--key", ".charter/keys/tom.berger.key",
+               "--note", "looking")[0] == 0
+    assert cli(governed, "incidents", "validate", incident, "--key", ".charter/keys/carla.rossi.key",
+               "--note", "confirmed")[0] == 0
+    _refused(governed, "not_authorized", "incidents", "decide", incident, "--key", ".charter/keys/tom.berger.key",
+             "--note", "fine", "--decision", "accept_risk", "--expires", "P30D")
+    SigningKey.generate("anna.schmidt").save(governed / "not-annas.key")  # her name, not her registered key
+    _refused(governed, "unknown_key", "incidents", "decide", incident, "--key", str(governed / "not-annas.key"),
+             "--note", "fine", "--decision", "accept_risk", "--expires", "P30D")
+
+
+def test_only_the_log_needs_the_log_key(governed: Path) -> None:
+    code, out, _ = cli(governed, "submit", str(CLAIMS), "--key", ".charter/keys/tom.berger.key", "--bundle-only",
+                       "signed.json", "--ledger-key", "/nonexistent/ledger.key")
+    assert code == 0 and (governed / "signed.json").exists()
+    code, out, _ = cli(governed, "submit", "signed.json", "--format", "json")  # the operator, without tom's key
+    assert code == 1 and json.loads(out)[0]["duplicate"]  # the same bundle: the same receipt
