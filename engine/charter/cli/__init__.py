@@ -12,7 +12,17 @@ import typer
 from .. import __version__
 from .._limits import DEFAULT_MAX_INPUT_BYTES, LIMITS
 from ..errors import CharterError
-from . import backtest_cmds, core, demo, escalation_cmds, governance_cmds, incidents_cmds, ledger, report_cmds
+from . import (
+    backtest_cmds,
+    core,
+    demo,
+    escalation_cmds,
+    governance_cmds,
+    incidents_cmds,
+    ledger,
+    report_cmds,
+    witness_cmds,
+)
 from .common import command_group, err, print_diagnostics
 
 app = typer.Typer(help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
@@ -33,6 +43,8 @@ app.command()(ledger.submit)
 app.command("replay")(ledger.replay_command)
 app.command()(ledger.verify)
 app.add_typer(ledger.ledger_app, name="ledger")
+app.add_typer(witness_cmds.checkpoint_app, name="checkpoint")
+app.add_typer(witness_cmds.witness_app, name="witness")
 app.add_typer(ledger.keys_app, name="keys")
 app.add_typer(ledger.systems_app, name="systems")
 app.add_typer(governance_cmds.governance_app, name="governance")
@@ -59,7 +71,9 @@ def _root(
 
 
 #: errors that report a ledger failing verification rather than bad input: exit code 1, like `charter verify`
-INTEGRITY_FAILURES = frozenset({"ledger_damaged", "inconsistent_history"})
+#: (a witness refusing a checkpoint that contradicts what it cosigned is such a failure of the log)
+INTEGRITY_FAILURES = frozenset({"ledger_damaged", "inconsistent_history", "equivocation", "witness_rollback",
+                                "witness_inconsistent", "witness_conflict"})
 
 
 def main() -> None:

@@ -384,6 +384,12 @@ def verify(
     log_public_key: Annotated[Path | None, typer.Option(help="The pinned log public key (default: "
                                                          "ledger.pub beside the ledger key).")] = None,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    witness: Annotated[list[Path], typer.Option("--witness", help="A witness public key whose cosignature a "
+                                                "published checkpoint must carry (repeatable).")]
+    = [],  # noqa: B006 - typer needs a list default for repeatable options
+    published: Annotated[Path | None, typer.Option("--published", help="The directory of published checkpoints "
+                                                   "(`charter checkpoint publish`) the ledger must agree with.")]
+    = None,
 ) -> None:
     """Verify the ledger: bytes, hashes, chain, seq, signatures, keys, checkpoints.
 
@@ -404,6 +410,10 @@ def verify(
         task = progress.add_task("verify", total=total)
         report = verify_ledger(ledger, public, notes, not no_signatures,
                                progress=lambda n: progress.update(task, completed=n), resume=not full)
+    if published is not None or witness:
+        from .witness_cmds import check_for_verify
+
+        report.problems.extend(check_for_verify(ledger, public, published, witness))
     for problem in report.problems:
         out.print(f"[red]{safe(str(problem))}[/]")
     out.print(("[green]" if report.ok else "[bold red]") + safe(report.summary()) + "[/]")

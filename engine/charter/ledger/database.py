@@ -66,7 +66,12 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+        connect_args = {}
+        if read_only:
+            # connect_args replace the URL's own ``options`` (a search_path, say): keep them in front.
+            given = parsed.query.get("options")
+            connect_args["options"] = " ".join([*([given] if isinstance(given, str) else given or []),
+                                                "-c default_transaction_read_only=on"])
         return _create(parsed, isolation_level="READ COMMITTED", pool_pre_ping=True, connect_args=connect_args)
     raise CharterError.single("database_url", f"unsupported database {backend!r}: use sqlite or postgresql")
 

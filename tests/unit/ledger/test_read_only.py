@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError
 
 from charter.errors import CharterError
 from charter.ledger import Ledger
@@ -24,6 +25,16 @@ def test_a_read_only_ledger_refuses_writes_with_a_located_error(tmp_path: Path) 
     with pytest.raises(CharterError) as info, write_transaction(reader.engine) as connection:
         connection.execute(insert(ledger_meta).values(name="x", value="y"))
     assert info.value.code == "database_readonly"
+
+
+def test_a_read_only_ledger_keeps_the_urls_own_options(db_url: str) -> None:
+    # On PostgreSQL the test URL selects its schema with ?options=-csearch_path=...; read-only
+    # sessions add their own option, which must not replace it.
+    size = populate(db_url, bundles=1).ledger.size()
+    reader = Ledger.open(db_url, read_only=True)
+    assert reader.size() == size
+    with pytest.raises((CharterError, DBAPIError)), write_transaction(reader.engine) as connection:
+        connection.execute(insert(ledger_meta).values(name="x", value="y"))
 
 
 @contextmanager
