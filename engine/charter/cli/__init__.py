@@ -1,6 +1,7 @@
 """The ``charter`` command: a thin layer that parses arguments, calls the library and renders.
 
-Exit codes: 0 ok, 1 breaches or failing tests or verification failures, 2 bad input or usage. Bad
+Exit codes: 0 ok, 1 breaches or failing tests or verification failures, 2 bad input or usage (`charter
+audit` adds 3: all verdicts agree over an export nothing outside it anchors). Bad
 input is reported as the located diagnostics of a `CharterError`, never as a traceback.
 """
 
@@ -12,7 +13,7 @@ import typer
 from .. import __version__
 from .._limits import DEFAULT_MAX_INPUT_BYTES, LIMITS
 from ..errors import CharterError
-from . import backtest_cmds, core, demo, escalation_cmds, incidents_cmds, ledger, report_cmds
+from . import audit_cmds, backtest_cmds, core, demo, escalation_cmds, incidents_cmds, ledger, report_cmds
 from .common import command_group, err, print_diagnostics
 
 app = typer.Typer(help="Charter: policy-as-code governance for AI performance.", no_args_is_help=True,
@@ -38,6 +39,7 @@ app.command()(incidents_cmds.escalate)
 app.command("metrics")(incidents_cmds.metrics_command)
 app.command("report")(report_cmds.report)
 app.command("backtest")(backtest_cmds.backtest_command)
+app.command("audit")(audit_cmds.audit_command)
 
 
 @app.callback(invoke_without_command=True)
