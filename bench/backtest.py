@@ -40,7 +40,7 @@ from sqlalchemy import select
 
 from charter.backtest import StatusEvaluator, backtest, stored_bundles
 from charter.bundle import EvidenceBundle
-from charter.evaluate import _Snapshot
+from charter.evaluate import _Snapshot, evaluate_bundle
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
@@ -50,7 +50,17 @@ from charter.policy import PolicyCompiler, policy_files
 from charter.policy.compiler import CompiledPolicy
 from charter.policy.context import evaluation_time
 from charter.registry import AISystem
-from charter.submission import BUNDLE, EVALUATION, register_system
+from charter.submission import (
+    BUNDLE,
+    EVALUATION,
+    FINDING,
+    POLICY_PUBLISHED,
+    publish_documents,
+    register_key,
+    register_system,
+    sign_bundle_data,
+    status_summary,
+)
 
 BASE = {"recall": 0.9, "precision": 0.86, "f1": 0.88, "roc_auc": 0.93, "pr_auc": 0.72, "accuracy": 0.91,
         "human_override_rate": 0.05, "latency_p95_ms": 150.0, "latency_p50_ms": 60.0, "approval_rate": 0.7,
@@ -134,16 +144,29 @@ def compile_bench_policy(folder: Path, edit: tuple[str, str] | None = None) -> t
 
 
 def build_ledger(url: str, systems: int, days: int, recorded: tuple[CompiledPolicy, ...],
-                 seed: int = 5) -> Ledger:
+                 seed: int = 5, submitted: bool = False, log_key: SigningKey | None = None) -> Ledger:
     """Systems and their daily bundles, each with the evaluation entry `charter submit` writes for it.
 
     The evaluation entries carry the status summary of the `recorded` policies (computed with the
     compiled evaluator), which is what a back-test compares against; the individual finding
     entries are left out (14.6 million of them at full scale).
+
+    With `submitted`, the ledger holds everything `charter submit` writes, so that it verifies and
+    every finding can be replayed (bench/audit.py): the owner's registered key, the published
+    policy version, signed bundles, evaluation entries citing their bundle and policy, and one
+    entry per finding, from `evaluate_bundle` itself. The bundles are the same either way.
     """
     rng = random.Random(seed)
-    ledger = Ledger.open(url, log_key=SigningKey.generate("bench.example/ledger"), origin="bench.example/ledger",
-                         create=True)
+    log_key = log_key or SigningKey.generate("bench.example/ledger")
+    ledger = Ledger.open(url, log_key=log_key, origin="bench.example/ledger", create=True)
+    signer = SigningKey.generate("maria.keller")
+    published: dict[str, int] = {}
+    if submitted:
+        register_key(ledger, "maria.keller", signer.public)
+        documents = publish_documents(recorded)
+        published = {doc["digest"]: entry.seq for doc, entry in zip(documents, ledger.append(
+            [NewEntry(POLICY_PUBLISHED, doc, f"policy:{doc['digest']}", subject=doc["id"]) for doc in documents]),
+            strict=True)}
     fleet = [AISystem(id=f"sys-{n:04d}", name=f"System {n}", owner="maria.keller", kind="classifier",
                       risk_tier=("high", "limited", "minimal")[n % 3],
                       baseline={"recall": 0.9, "precision": 0.86, "f1": 0.88, "latency_p95_ms": 150.0,
@@ -167,15 +190,46 @@ def build_ledger(url: str, systems: int, days: int, recorded: tuple[CompiledPoli
                        "submitter": system.owner}
             bundle = EvidenceBundle.model_validate(payload)
             history = earlier[system.id][::-1]
-            lines, _ = evaluator.lines(system, bundle, measured, history)
             earlier[system.id] = [*earlier[system.id][-2:], bundle]
             submission = f"bundle:bench:{system.id}:{day}"
+            if submitted:
+                batch += _submission(system, payload, bundle, measured, history, recorded, published, signer,
+                                     submission, len(batch))
+                continue
+            lines, _ = evaluator.lines(system, bundle, measured, history)
             batch.append(NewEntry(BUNDLE, payload, submission, subject=system.id))
             batch.append(NewEntry(EVALUATION, {"evaluated_at": measured.isoformat(), "findings": len(lines),
                                                "statuses": lines}, f"evaluation:{submission}", subject=system.id))
         evaluator.forget()
         ledger.append(batch)
     return ledger
+
+
+def _submission(system: AISystem, payload: dict[str, Any], bundle: EvidenceBundle, at: datetime.datetime,
+                history: list[EvidenceBundle], policies: tuple[CompiledPolicy, ...], published: dict[str, int],
+                signer: SigningKey, submission: str, offset: int) -> list[NewEntry]:
+    """The entries `submit_bundle` appends for one bundle (without incidents), citing the bundle within the batch."""
+    signature = sign_bundle_data(payload, signer)["signature"]
+    findings = evaluate_bundle(system, bundle, policies, at, history)
+
+    def bundle_ref(done: list[Any]) -> dict[str, Any]:
+        return {"seq": done[offset].seq, "record_hash": done[offset].record_hash.hex()}
+
+    def finding(index: int) -> Any:
+        data = findings[index].model_dump(mode="json")
+        return lambda done: {**data, "refs": {"bundle": bundle_ref(done), "policy": {
+            "digest": data["policy_digest"], "seq": published[data["policy_digest"]]}}}
+
+    policy_list = [{"id": p.policy.id, "version": p.policy.version, "digest": p.digest} for p in policies]
+    return [NewEntry(BUNDLE, payload, submission, subject=system.id, key_id=signature["key_id"],
+                     signature=signature["value"]),
+            NewEntry(EVALUATION, lambda done: {
+                "bundle": bundle_ref(done), "evaluated_at": at.isoformat(), "policies": policy_list,
+                "policy_seqs": {p["digest"]: published[p["digest"]] for p in policy_list},
+                "findings": len(findings), "statuses": status_summary(findings)},
+                f"evaluation:{submission}", subject=system.id),
+            *(NewEntry(FINDING, finding(i), f"finding:{submission}:{i}", subject=system.id)
+              for i in range(len(findings)))]
 
 
 def raw_read(ledger: Ledger) -> tuple[float, int]:

@@ -1,6 +1,7 @@
 """The ``charter`` command: a thin layer that parses arguments, calls the library and renders.
 
-Exit codes: 0 ok, 1 breaches or failing tests or verification failures, 2 bad input or usage. Bad
+Exit codes: 0 ok, 1 breaches or failing tests or verification failures, 2 bad input or usage (`charter
+audit` adds 3: all verdicts agree over an export nothing outside it anchors). Bad
 input is reported as the located diagnostics of a `CharterError`, never as a traceback.
 """
 
@@ -13,6 +14,7 @@ from .. import __version__
 from .._limits import DEFAULT_MAX_INPUT_BYTES, LIMITS
 from ..errors import CharterError
 from . import (
+    audit_cmds,
     backtest_cmds,
     core,
     demo,
@@ -54,6 +56,7 @@ app.command()(incidents_cmds.escalate)
 app.command("metrics")(incidents_cmds.metrics_command)
 app.command("report")(report_cmds.report)
 app.command("backtest")(backtest_cmds.backtest_command)
+app.command("audit")(audit_cmds.audit_command)
 
 
 @app.callback(invoke_without_command=True)

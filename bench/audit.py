@@ -1,0 +1,121 @@
+"""Auditing an export of the back-test benchmark's ledger, against the back-test of that ledger in the same run.
+
+Builds the ledger of bench/backtest.py (N systems, D daily bundles, the 40-rule policy) as
+`charter submit` leaves it (``build_ledger(submitted=True)``: registered key, published policy,
+signed bundles, evaluation entries and one entry per finding), then times in the same run:
+
+- backtest: `charter backtest`'s work with the candidate policy, with ``--jobs`` workers and in one process;
+- export: ``charter ledger export``;
+- audit: what ``charter audit EXPORT`` does after parsing its options: read the export, verify it
+  (signatures included), index it, and replay every bundle (`charter.audit.audit`).
+
+Target: the audit of the export takes at most 2x the back-test (``--jobs``) of the same ledger.
+Both are timed here, so the ratio holds on any machine; no test asserts a time. To show how replay's
+cost grows with history, the replay phase is also split into the first and second half of the
+bundles (10-50% and 50-90% of the way; bundles are appended day by day, so later ones have longer
+histories): a ratio near 1 is linear, near 2 or more grows with history.
+
+    python bench/audit.py [--systems 20] [--days 365] [--jobs N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+# bench/ is on the path when this file runs as a script: the ledger is bench/backtest.py's own
+from backtest import CANDIDATE_EDIT, build_ledger, compile_bench_policy
+
+from charter.audit import ExportedLedger, audit, read_export, verify_export
+from charter.backtest import backtest
+from charter.frameworks import load_frameworks
+from charter.kpis import builtin_catalog
+from charter.ledger import SigningKey, export_ledger
+from charter.policy import PolicyCompiler
+
+TARGET_X = 2.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", type=int, default=20)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for the back-test")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        recorded = compile_bench_policy(root / "recorded")
+        candidate = compile_bench_policy(root / "candidate", CANDIDATE_EDIT)
+        log_key = SigningKey.generate("bench.example/ledger")
+        started = time.perf_counter()
+        ledger = build_ledger(f"sqlite:///{root / 'ledger.db'}", args.systems, args.days, recorded, submitted=True,
+                              log_key=log_key)
+        setup = time.perf_counter() - started
+
+        gc.collect()
+        started = time.perf_counter()
+        report = backtest(ledger, candidate, jobs=args.jobs)  # workers only where backtest itself would use them
+        backtest_s = time.perf_counter() - started
+        started = time.perf_counter()
+        backtest(ledger, candidate, jobs=1)
+        backtest_one_s = time.perf_counter() - started
+
+        started = time.perf_counter()
+        entries = export_ledger(ledger, root / "export")
+        export_s = time.perf_counter() - started
+        ledger.engine.dispose()
+
+        gc.collect()
+        marks: list[tuple[int, float]] = []
+        started = time.perf_counter()
+        export = read_export(root / "export")
+        read_s = time.perf_counter() - started
+        started = time.perf_counter()
+        verified = verify_export(export, log_key.public, export.notes)
+        verify_s = time.perf_counter() - started
+        assert verified.ok, verified.summary()
+        started = time.perf_counter()
+        view = ExportedLedger(export.entries, export.origin)
+        index_s = time.perf_counter() - started
+        catalog = builtin_catalog()
+        started = time.perf_counter()
+        result = audit(view, catalog, PolicyCompiler(catalog, load_frameworks()),
+                       progress=lambda done, _: marks.append((done, time.perf_counter())))
+        replay_s = time.perf_counter() - started
+        assert not result.differences and not result.unreplayable, result.to_dict()
+
+    total = read_s + verify_s + index_s + replay_s
+
+    def at(share: float) -> float:
+        return min((t for done, t in marks if done >= share * result.bundles), default=started + replay_s)
+
+    # bundles 10-50% and 50-90% of the way: leaves out the first compile of the recorded policy
+    first_half, second_half = at(0.5) - at(0.1), at(0.9) - at(0.5)
+    out = {
+        "systems": args.systems, "days": args.days, "bundles": result.bundles, "entries": entries,
+        "findings_rederived": result.findings_rederived, "setup_s": round(setup, 1),
+        "jobs": args.jobs, "backtest_s": round(backtest_s, 2), "backtest_one_process_s": round(backtest_one_s, 2),
+        "backtest_bundles": report.bundles, "export_s": round(export_s, 2),
+        "audit_read_s": round(read_s, 2), "audit_verify_s": round(verify_s, 2), "audit_index_s": round(index_s, 2),
+        "audit_replay_s": round(replay_s, 2), "audit_total_s": round(total, 2),
+        "replay_ms_per_bundle": round(1000 * replay_s / max(result.bundles, 1), 2),
+        "replay_50_90pct_vs_10_50pct_x": round(second_half / first_half, 2) if first_half > 0 else None,
+        "audit_vs_backtest_x": round(total / backtest_s, 2),
+        "audit_vs_backtest_one_process_x": round(total / backtest_one_s, 2),
+        "target_x": TARGET_X, "within_target": total <= TARGET_X * backtest_s,
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for key, value in out.items():
+            print(f"{key:38} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""Semantic audit of an export: re-derive every recorded finding offline, after checking integrity.
+
+``charter ledger export DIR`` writes the entries' exact bodies; the standalone verifier proves they
+are the log's (hashes, chain, receipts, submitter signatures, checkpoints). That says nothing about
+whether the findings the log recorded are the ones its policies give: someone holding the log key
+could record a ``pass`` where the rules say ``breach``, and every signature would still verify.
+
+`audit` closes that gap. It first verifies the export with the standalone verifier's own functions
+(`auditor.read_export`, `auditor.verify_entries`), and only over an export that verifies, replays
+every bundle with `charter.submission.replay` (the same code `charter replay` runs on the database)
+through `ExportedLedger`, a read-only view of the export that answers the two reads replay makes,
+`entry(seq)` and `entries(start, stop, types=, subject=)`, from indexes built in one pass.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from ._sources import SourceMap
+from .errors import CharterError, Diagnostic
+from .ledger import auditor
+from .ledger.auditor import Report, StoredEntry
+from .ledger.hashing import leaf_hash
+from .ledger.store import Entry
+from .policy.compiler import PolicyCompiler, PolicySet
+from .submission import BUNDLE, ReplayResult, replay
+
+if TYPE_CHECKING:
+    from .kpis import KpiCatalog
+    from .ledger.store import Ledger
+
+ENTRIES_FILE = "entries.jsonl"
+TRUST_FILE = "trust_root.json"
+_LINE = re.compile(r"line (\d+)")
+
+
+class LedgerReader(Protocol):
+    """The reads `submission.replay` makes of a ledger: what `ExportedLedger` implements."""
+
+    def entry(self, seq: int) -> Entry | None:
+        """The entry at `seq`, if any."""
+
+    def entries(self, start: int = 0, stop: int | None = None, *, types: Sequence[str] = (),
+                subject: str | None = None) -> Iterator[Entry]:
+        """Entries with ``start <= seq < stop`` of these types and subject, in seq order."""
+
+
+@dataclass(frozen=True)
+class ExportedEntry(Entry):
+    """An entry of an export, its body parsed once (by the verifier's strict `auditor.parse_body`)."""
+
+    parsed: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def document(self) -> dict[str, Any]:
+        """The parsed body (shared: do not modify it)."""
+        return self.parsed
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload inside the body (shared: do not modify it)."""
+        payload: dict[str, Any] = self.parsed["payload"]
+        return payload
+
+
+class ExportedLedger:
+    """A read-only ledger over the entries of an export, indexed by type and subject.
+
+    Every body is parsed once, when the view is built; lookups are a list index (`entry`) or a
+    bisection into the per-type, per-subject or per-(type, subject) list of seqs (`entries`), so
+    replaying every bundle reads each entry a bounded number of times rather than scanning.
+
+    Args:
+        stored: the export's entries in seq order (as `auditor.read_export` yields them); build the
+            view only over entries that verified, since nothing here checks them.
+        origin: the log's origin.
+    """
+
+    def __init__(self, stored: Iterable[StoredEntry], origin: str) -> None:
+        self.origin = origin
+        self._entries: list[ExportedEntry] = []
+        by_type: dict[str, list[int]] = defaultdict(list)
+        by_subject: dict[str, list[int]] = defaultdict(list)
+        by_both: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for item in stored:
+            if item.seq != len(self._entries):
+                raise CharterError.single("export_malformed", f"expected seq {len(self._entries)}, found {item.seq}",
+                                          file=ENTRIES_FILE)
+            try:
+                body = auditor.parse_body(item.body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise CharterError.single("export_malformed", f"the body of entry {item.seq} is not JSON: {exc}",
+                                          file=ENTRIES_FILE) from exc
+            subject = body.get("subject")
+            entry = ExportedEntry(item.seq, bytes.fromhex(str(body.get("prev", ""))), leaf_hash(item.body),
+                                  item.body, str(body.get("type")), str(body.get("submission_id")),
+                                  subject if isinstance(subject, str) else None,
+                                  body.get("key_id") if isinstance(body.get("key_id"), str) else None,
+                                  str(body.get("received_at")), item.receipt, item.range_receipt, parsed=body)
+            self._entries.append(entry)
+            by_type[entry.type].append(entry.seq)
+            if entry.subject is not None:
+                by_subject[entry.subject].append(entry.seq)
+                by_both[(entry.type, entry.subject)].append(entry.seq)
+        self._by_type = dict(by_type)
+        self._by_subject = dict(by_subject)
+        self._by_both = dict(by_both)
+
+    def size(self) -> int:
+        """The number of entries."""
+        return len(self._entries)
+
+    def entry(self, seq: int) -> ExportedEntry | None:
+        """The entry at `seq`, if any."""
+        return self._entries[seq] if 0 <= seq < len(self._entries) else None
+
+    def entries(self, start: int = 0, stop: int | None = None, *, types: Sequence[str] = (),
+                subject: str | None = None) -> Iterator[ExportedEntry]:
+        """Entries with ``start <= seq < stop`` of `types` (any if empty) and `subject` (any if None), in seq order.
+
+        Lazy: a caller that stops after the first match pays for one bisection, not a scan.
+        """
+        stop = len(self._entries) if stop is None else min(stop, len(self._entries))
+        start = max(start, 0)
+        if start >= stop:
+            return iter(())
+        if not types:
+            if subject is None:
+                return iter(self._entries[start:stop])
+            return self._walk(self._by_subject.get(subject, []), start, stop)
+        if subject is None:
+            lists = [self._by_type.get(t, []) for t in dict.fromkeys(types)]
+        else:
+            lists = [self._by_both.get((t, subject), []) for t in dict.fromkeys(types)]
+        if len(lists) == 1:
+            return self._walk(lists[0], start, stop)
+        return (self._entries[seq] for seq in heapq.merge(*(self._seqs(s, start, stop) for s in lists)))
+
+    def _walk(self, seqs: list[int], start: int, stop: int) -> Iterator[ExportedEntry]:
+        return (self._entries[seq] for seq in self._seqs(seqs, start, stop))
+
+    @staticmethod
+    def _seqs(seqs: list[int], start: int, stop: int) -> Iterator[int]:
+        low, high = bisect.bisect_left(seqs, start), bisect.bisect_left(seqs, stop)
+        return (seqs[i] for i in range(low, high))
+
+    def bundle_seqs(self) -> list[int]:
+        """The seqs of every bundle entry, in order."""
+        return list(self._by_type.get(BUNDLE, []))
+
+
+# -- reading and verifying an export ---------------------------------------------------------------
+
+
+@dataclass
+class Export:
+    """An export directory read into memory: trust root, entries (bytes, unparsed) and checkpoint notes."""
+
+    directory: Path
+    origin: str
+    public_key: bytes
+    entries: list[StoredEntry]
+    notes: list[str]
+
+
+def read_export(directory: Path) -> Export:
+    """Read an export with the standalone verifier's reader, turning its errors into located `CharterError`s.
+
+    Raises:
+        CharterError: a missing directory or file, an unreadable trust root, a malformed line of
+            entries.jsonl (with its line number).
+    """
+    import base64
+    import json
+
+    if not directory.is_dir():
+        raise CharterError.single("file_not_found", "the export directory does not exist", file=str(directory))
+    for name in (TRUST_FILE, ENTRIES_FILE):
+        if not (directory / name).is_file():
+            raise CharterError.single("file_not_found", "missing from the export (written by `charter ledger "
+                                      "export`)", file=str(directory / name))
+    try:
+        trust, rows, notes = auditor.read_export(directory)
+        origin = trust["origin"]
+        public = base64.b64decode(str(trust["log_public_key"]), validate=True)
+        if not isinstance(origin, str) or len(public) != 32:
+            raise ValueError("origin must be a string and log_public_key a 32-byte Ed25519 key")
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise CharterError.single("export_malformed", f"cannot read the trust root: {exc}",
+                                  file=str(directory / TRUST_FILE)) from exc
+    try:
+        entries = list(rows)
+    except (OSError, ValueError) as exc:
+        found = _LINE.search(str(exc))
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        detail = str(cause) if not isinstance(cause, json.JSONDecodeError) else f"not JSON ({cause.msg})"
+        raise CharterError.single("export_malformed", f"malformed entry line: {detail}",
+                                  file=str(directory / ENTRIES_FILE),
+                                  line=int(found.group(1)) if found else None) from exc
+    return Export(directory, origin, public, entries, notes)
+
+
+def verify_export(export: Export, public_key: bytes, notes: Sequence[str] = (),
+                  progress: Callable[[int], None] | None = None) -> Report:
+    """Verify the export's entries against the pinned `public_key` with the standalone verifier.
+
+    Args:
+        export: from `read_export`.
+        public_key: the pinned log key (the export's own when the caller has none).
+        notes: checkpoint notes: the export's and any the caller holds.
+        progress: called now and then with the number of entries checked.
+    """
+    def fed() -> Iterator[StoredEntry]:
+        for index, item in enumerate(export.entries):
+            if progress is not None and index % 2000 == 0:
+                progress(index)
+            yield item
+
+    report = auditor.verify_entries(fed(), export.origin, public_key, notes)
+    if progress is not None:
+        progress(len(export.entries))
+    return report
+
+
+# -- re-deriving verdicts ---------------------------------------------------------------------------
+
+
+class _RecordedPolicyError(Exception):
+    """A recorded policy version that the catalogs at hand cannot compile."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        super().__init__(diagnostics)
+        self.diagnostics = tuple(diagnostics)
+
+
+class _MemoCompiler(PolicyCompiler):
+    """`PolicyCompiler` that compiles each recorded set of policy versions once.
+
+    `replay` compiles the policy versions a bundle was judged by from their ledger entries; in an
+    export those entries never change, so the set named by the same seqs compiles to the same result
+    (the seqs are in the source names replay gives, ``ledger seq N``).
+    """
+
+    def __init__(self, base: PolicyCompiler) -> None:
+        super().__init__(base.catalog, base.frameworks)
+        self._done: dict[tuple[str, ...], PolicySet | _RecordedPolicyError] = {}
+
+    def compile_documents(self, documents: Sequence[tuple[Any, SourceMap]]) -> PolicySet:
+        key = tuple(smap.file for _, smap in documents)
+        known = self._done.get(key)
+        if known is None:
+            try:
+                known = super().compile_documents(documents)
+            except CharterError as exc:
+                known = _RecordedPolicyError(exc.diagnostics)
+            self._done[key] = known
+        if isinstance(known, _RecordedPolicyError):
+            raise known
+        return known
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One recorded verdict that the re-derivation does not give."""
+
+    seq: int  # the bundle's
+    system: str
+    index: int | None  # the finding's position among the bundle's findings; None for the summary
+    rule: str  # policy/rule
+    segment: str | None
+    stored: str  # the recorded status ("absent" when there is no such finding)
+    rederived: str  # the re-derived status ("absent" likewise)
+    fields: tuple[str, ...]  # the finding fields that differ
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"seq": self.seq, "system": self.system, "index": self.index, "rule": self.rule,
+                "segment": self.segment, "stored": self.stored, "rederived": self.rederived,
+                "fields": list(self.fields)}
+
+
+@dataclass(frozen=True)
+class Unreplayable:
+    """A bundle whose findings could not be re-derived, and why."""
+
+    seq: int
+    code: str  # ``policy_uncompilable`` for a recorded policy the catalogs cannot compile
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"seq": self.seq, "code": self.code, "message": self.message}
+
+
+@dataclass
+class AuditResult:
+    """What re-deriving every bundle's findings found."""
+
+    bundles: int = 0
+    findings_stored: int = 0
+    findings_rederived: int = 0
+    differences: list[Difference] = field(default_factory=list)
+    unreplayable: list[Unreplayable] = field(default_factory=list)
+
+    @property
+    def bundles_differing(self) -> int:
+        """Bundles with at least one difference."""
+        return len({d.seq for d in self.differences})
+
+    @property
+    def uncompilable(self) -> list[Unreplayable]:
+        """Bundles skipped because a recorded policy cannot be compiled with the catalogs given."""
+        return [u for u in self.unreplayable if u.code == "policy_uncompilable"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"bundles": self.bundles, "findings_stored": self.findings_stored,
+                "findings_rederived": self.findings_rederived, "verdicts_differing": len(self.differences),
+                "bundles_differing": self.bundles_differing,
+                "differences": [d.to_dict() for d in self.differences],
+                "unreplayable": [u.to_dict() for u in self.unreplayable]}
+
+
+def differences_of(result: ReplayResult, system: str) -> list[Difference]:
+    """The verdicts of one replayed bundle that differ: per finding, and the evaluation entry's summary."""
+    out = []
+    for index in range(max(len(result.stored), len(result.replayed))):
+        old = result.stored[index] if index < len(result.stored) else None
+        new = result.replayed[index] if index < len(result.replayed) else None
+        if old == new:
+            continue
+        some = old or new or {}
+        fields = tuple(sorted(k for k in set(old or {}) | set(new or {}) if (old or {}).get(k) != (new or {}).get(k)))
+        out.append(Difference(result.bundle_seq, system, index, f"{some.get('policy', '?')}/{some.get('rule', '?')}",
+                              some.get("segment"), str((old or {}).get("status", "absent")),
+                              str((new or {}).get("status", "absent")), fields))
+    if not result.summary_matches:
+        from .evaluate import Finding
+        from .submission import status_summary
+
+        rederived = status_summary([Finding.model_validate(f) for f in result.replayed])
+        recorded = result.summary or []
+        for index in range(max(len(recorded), len(rederived))):
+            old_line = recorded[index] if index < len(recorded) else None
+            new_line = rederived[index] if index < len(rederived) else None
+            if old_line != new_line:
+                rule, segment, _, _ = _parse_line(old_line or new_line or "? ? ?")
+                out.append(Difference(result.bundle_seq, system, None, rule, segment,
+                                      _parse_line(old_line)[2] if old_line else "absent",
+                                      _parse_line(new_line)[2] if new_line else "absent", ("summary",)))
+    return out
+
+
+def _parse_line(line: str) -> tuple[str, str | None, str, str]:
+    from .submission import parse_summary_line
+
+    try:
+        return parse_summary_line(line)
+    except ValueError:
+        return line, None, "?", "?"
+
+
+def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
+          progress: Callable[[int, int], None] | None = None) -> AuditResult:
+    """Replay every bundle of the (verified) export and compare with what was recorded.
+
+    Args:
+        ledger: the export's entries.
+        catalog: the KPI catalog bundles are read with (built-in plus custom KPIs).
+        compiler: compiles the recorded policy versions (with the same catalog and the frameworks).
+        progress: called now and then with (bundles done, bundles in all).
+    """
+    memo = _MemoCompiler(compiler)
+    reader = cast("Ledger", ledger)  # replay reads only `entry` and `entries` (see `LedgerReader`)
+    result = AuditResult()
+    seqs = ledger.bundle_seqs()
+    for done, seq in enumerate(seqs):
+        if progress is not None and done % 50 == 0:
+            progress(done, len(seqs))
+        entry = ledger.entry(seq)
+        system = (entry.subject if entry is not None else None) or "?"
+        result.bundles += 1
+        try:
+            outcome = replay(reader, seq, catalog, memo)
+        except _RecordedPolicyError as exc:
+            first = exc.diagnostics[0]
+            where = str(first.location)
+            more = f" ({len(exc.diagnostics) - 1} more problems)" if len(exc.diagnostics) > 1 else ""
+            result.unreplayable.append(Unreplayable(seq, "policy_uncompilable", "a recorded policy version cannot be "
+                                                    f"compiled: {where + ': ' if where else ''}{first.message} "
+                                                    f"[{first.code}]{more}; give the policy directory with its "
+                                                    "custom KPIs and frameworks (--policies)"))
+            continue
+        except CharterError as exc:
+            first = exc.diagnostics[0]
+            result.unreplayable.append(Unreplayable(seq, first.code, first.message))
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a record without the fields replay reads
+            result.unreplayable.append(Unreplayable(seq, "malformed_record", f"the bundle's records cannot be "
+                                                    f"replayed: {type(exc).__name__}: {exc}"))
+            continue
+        result.findings_stored += len(outcome.stored)
+        result.findings_rederived += len(outcome.replayed)
+        if not outcome.matches:
+            result.differences.extend(differences_of(outcome, system))
+    if progress is not None:
+        progress(len(seqs), len(seqs))
+    return result

@@ -1,0 +1,223 @@
+"""Semantic audit of an export: the indexed view answers as the database does, and re-derivation finds forgeries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from charter.audit import ExportedLedger, audit, read_export, verify_export
+from charter.errors import CharterError
+from charter.frameworks import load_frameworks
+from charter.kpis import builtin_catalog
+from charter.ledger import Ledger, SigningKey, export_ledger
+from charter.ledger.auditor import CompactRange
+from charter.ledger.hashing import (
+    RANGE_RECEIPT_CONTEXT,
+    RECEIPT_CONTEXT,
+    canonical,
+    leaf_hash,
+    range_receipt_message,
+    receipt_message,
+)
+from charter.ledger.notes import sign_checkpoint
+from charter.policy import PolicyCompiler
+from charter.submission import BUNDLE, EVALUATION, FINDING, SYSTEM_REGISTERED, replay
+from tests.conftest import run_cli
+
+CATALOG = builtin_catalog()
+COMPILER = PolicyCompiler(CATALOG, load_frameworks())
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh demo ledger (``charter demo``) and its export, in a directory of their own."""
+    root = tmp_path_factory.mktemp("demo")
+    result = run_cli("demo", cwd=root)
+    assert result.returncode == 0, result.stderr
+    ledger = Ledger.open(f"sqlite:///{root / '.charter/demo/ledger.db'}", read_only=True)
+    export_ledger(ledger, root / "export")
+    ledger.engine.dispose()
+    return root
+
+
+def demo_log_key(root: Path) -> SigningKey:
+    return SigningKey.load(root / ".charter/demo/ledger.key")
+
+
+def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str, Any]], None],
+                  log_key: SigningKey) -> None:
+    """Copy an export, edit entry `seq`'s body, and make it verify again as an insider holding the log key could.
+
+    Every later body names the new previous hash, every receipt from the edited entry on is signed
+    again over the new record hashes, and checkpoints are signed again over the new roots.
+    """
+    shutil.copytree(source, target)
+    rows = [json.loads(line) for line in (source / "entries.jsonl").read_text().splitlines()]
+    bodies = [base64.b64decode(row["body"]) for row in rows]
+    origin = json.loads(bodies[0])["log"]
+    hashes: list[bytes] = []
+    for index, body in enumerate(bodies):
+        if index >= seq:
+            document = json.loads(body)
+            if index == seq:
+                edit(document["payload"])
+            document["prev"] = hashes[-1].hex() if hashes else bytes(32).hex()
+            bodies[index] = body = canonical(document)
+            rows[index]["body"] = base64.b64encode(body).decode()
+        hashes.append(leaf_hash(body))
+    first = 0
+    for index, row in enumerate(rows):
+        if row["receipt"]:
+            row["receipt"] = log_key.sign(RECEIPT_CONTEXT, receipt_message(origin, index, hashes[index]))
+            first = index + 1
+            continue
+        closing = row.get("range_receipt")
+        if closing is None:
+            continue
+        tree = CompactRange()
+        for leaf in hashes[first:index + 1]:
+            tree.append(leaf)
+        closing["root"] = base64.b64encode(tree.root()).decode()
+        closing["signature"] = log_key.sign(RANGE_RECEIPT_CONTEXT,
+                                            range_receipt_message(origin, first, index + 1, tree.root()))
+        first = index + 1
+    (target / "entries.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    for note in (target / "checkpoints").glob("*.note"):
+        size = int(note.stem)
+        tree = CompactRange()
+        for leaf in hashes[:size]:
+            tree.append(leaf)
+        note.write_text(sign_checkpoint(origin, size, tree.root(), log_key))
+
+
+def flip_status(payload: dict[str, Any]) -> None:
+    payload["status"] = "pass" if payload["status"] != "pass" else "breach"
+
+
+def breach_finding(root: Path) -> tuple[int, int]:
+    """(seq of a breach finding in the demo export, seq of its bundle)."""
+    export = read_export(root / "export")
+    view = ExportedLedger(export.entries, export.origin)
+    finding = next(e for e in view.entries(types=(FINDING,)) if e.payload["status"] == "breach")
+    return finding.seq, finding.payload["refs"]["bundle"]["seq"]
+
+
+def test_the_view_answers_as_the_database_does(demo: Path) -> None:
+    ledger = Ledger.open(f"sqlite:///{demo / '.charter/demo/ledger.db'}", read_only=True)
+    export = read_export(demo / "export")
+    view = ExportedLedger(export.entries, export.origin)
+    assert view.size() == ledger.size() == len(export.entries)
+    subject = next(iter(ledger.entries(types=(BUNDLE,)))).subject
+    queries: list[dict[str, Any]] = [
+        {}, {"start": 100, "stop": 200}, {"types": (BUNDLE,)}, {"types": (SYSTEM_REGISTERED,), "stop": 300},
+        {"types": (EVALUATION, FINDING), "start": 50, "stop": 400}, {"subject": subject},
+        {"subject": subject, "start": 200}, {"types": (BUNDLE,), "subject": subject, "stop": 500},
+        {"types": (BUNDLE, EVALUATION), "subject": subject}, {"types": ("no.such.type",)},
+        {"start": 500, "stop": 100}, {"subject": "no-such-system"}, {"start": len(export.entries) + 5}]
+    for query in queries:
+        mine = [(e.seq, e.record_hash, e.body, e.type, e.subject, e.payload) for e in view.entries(**query)]
+        theirs = [(e.seq, e.record_hash, e.body, e.type, e.subject, e.payload) for e in ledger.entries(**query)]
+        assert mine == theirs, query
+    for seq in (0, 1, 333, len(export.entries) - 1):
+        stored, exported = ledger.entry(seq), view.entry(seq)
+        assert stored is not None and exported is not None
+        assert (exported.body, exported.record_hash, exported.prev_hash, exported.received_at, exported.key_id) == (
+            stored.body, stored.record_hash, stored.prev_hash, stored.received_at, stored.key_id)
+    assert view.entry(len(export.entries)) is None and view.entry(-1) is None
+    # replay over the export gives exactly what it gives over the database
+    for seq in view.bundle_seqs()[:5]:
+        assert replay(view, seq, CATALOG, COMPILER) == replay(ledger, seq, CATALOG, COMPILER)  # type: ignore[arg-type]
+    ledger.engine.dispose()
+
+
+def test_every_demo_verdict_is_rederived(demo: Path) -> None:
+    export = read_export(demo / "export")
+    assert verify_export(export, demo_log_key(demo).public).ok
+    ticks: list[tuple[int, int]] = []
+    result = audit(ExportedLedger(export.entries, export.origin), CATALOG, COMPILER,
+                   progress=lambda done, total: ticks.append((done, total)))
+    bundles = sum(1 for item in export.entries if json.loads(item.body)["type"] == BUNDLE)
+    findings = sum(1 for item in export.entries if json.loads(item.body)["type"] == FINDING)
+    assert result.bundles == bundles == 20
+    assert result.findings_rederived == result.findings_stored == findings
+    assert result.differences == [] and result.unreplayable == []
+    assert ticks[-1] == (bundles, bundles)
+
+
+def test_a_finding_forged_by_the_log_key_holder_verifies_but_is_caught(demo: Path, tmp_path: Path) -> None:
+    finding_seq, bundle_seq = breach_finding(demo)
+    reseal_export(demo / "export", tmp_path / "forged", finding_seq, flip_status, demo_log_key(demo))
+    export = read_export(tmp_path / "forged")
+    report = verify_export(export, demo_log_key(demo).public, export.notes)
+    assert report.ok and report.covered == len(export.entries)  # integrity cannot tell
+    result = audit(ExportedLedger(export.entries, export.origin), CATALOG, COMPILER)
+    assert [(d.seq, d.stored, d.rederived, d.fields) for d in result.differences] == [
+        (bundle_seq, "pass", "breach", ("status",))]
+    assert result.differences[0].rule == f"{json.loads(export.entries[finding_seq].body)['payload']['policy']}/" \
+        f"{json.loads(export.entries[finding_seq].body)['payload']['rule']}"
+
+
+def test_a_forged_summary_is_caught_too(demo: Path, tmp_path: Path) -> None:
+    export = read_export(demo / "export")
+    view = ExportedLedger(export.entries, export.origin)
+    evaluation = next(e for e in view.entries(types=(EVALUATION,))
+                      if any(" breach " in line for line in e.payload["statuses"]))
+
+    def forge(payload: dict[str, Any]) -> None:
+        payload["statuses"] = [s.replace(" breach ", " pass ") for s in payload["statuses"]]
+
+    reseal_export(demo / "export", tmp_path / "forged", evaluation.seq, forge, demo_log_key(demo))
+    forged = read_export(tmp_path / "forged")
+    result = audit(ExportedLedger(forged.entries, forged.origin), CATALOG, COMPILER)
+    assert result.differences and {d.seq for d in result.differences} == {evaluation.payload["bundle"]["seq"]}
+    assert all(d.index is None and d.stored == "pass" and d.rederived == "breach" for d in result.differences)
+
+
+def test_a_forgery_without_the_log_key_fails_integrity(demo: Path, tmp_path: Path) -> None:
+    finding_seq, _ = breach_finding(demo)
+    reseal_export(demo / "export", tmp_path / "forged", finding_seq, flip_status, SigningKey.generate("mallory"))
+    export = read_export(tmp_path / "forged")
+    report = verify_export(export, demo_log_key(demo).public, export.notes)
+    assert not report.ok and report.first_bad_seq is not None and report.first_bad_seq <= finding_seq
+
+
+def test_a_recorded_policy_that_cannot_be_compiled_is_reported(demo: Path, tmp_path: Path) -> None:
+    export = read_export(demo / "export")
+    view = ExportedLedger(export.entries, export.origin)
+    policy = next(iter(view.entries(types=("policy.published",))))
+
+    def custom_kpi(payload: dict[str, Any]) -> None:
+        rules = payload["document"]["rules"]
+        rules[0] = {**{k: v for k, v in rules[0].items() if k in ("id", "title", "severity", "controls")},
+                    "kpi": "house_metric", "min": 0.5}
+
+    reseal_export(demo / "export", tmp_path / "custom", policy.seq, custom_kpi, demo_log_key(demo))
+    forged = read_export(tmp_path / "custom")
+    result = audit(ExportedLedger(forged.entries, forged.origin), CATALOG, COMPILER)
+    assert result.uncompilable and result.uncompilable == result.unreplayable
+    assert f"ledger seq {policy.seq}" in result.uncompilable[0].message
+    assert "house_metric" in result.uncompilable[0].message and "--policies" in result.uncompilable[0].message
+
+
+def test_malformed_entries_are_located_by_line(demo: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(demo / "export", broken)
+    lines = (broken / "entries.jsonl").read_text().splitlines(keepends=True)
+    lines[6] = lines[6][: len(lines[6]) // 2] + "\n"
+    (broken / "entries.jsonl").write_text("".join(lines))
+    with pytest.raises(CharterError) as caught:
+        read_export(broken)
+    location = caught.value.diagnostics[0].location
+    assert caught.value.code == "export_malformed"
+    assert location.file == str(broken / "entries.jsonl") and location.line == 7
+    (broken / "trust_root.json").unlink()
+    with pytest.raises(CharterError) as missing:
+        read_export(broken)
+    assert missing.value.code == "file_not_found" and missing.value.diagnostics[0].location.file.endswith(
+        "trust_root.json")
