@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from charter.ledger import SigningKey
+from charter.ledger.auditor import document_digest
 from tests.conftest import run_cli
 from tests.unit.test_audit import breach_finding, flip_status, reseal_export
 
@@ -106,17 +107,44 @@ def test_bad_input_exits_2_with_file_and_line(demo: Path) -> None:
 
 
 def test_custom_kpis_come_from_the_policy_directory(demo: Path) -> None:
-    view = json.loads(run_cli("ledger", "show", "8", "--db", f"sqlite:///{DEMO}/ledger.db", cwd=demo).stdout)
-    assert view["body"]["type"] == "policy.published"
+    rows = [json.loads(line) for line in (demo / "export" / "entries.jsonl").read_text().splitlines()]
+    seq = next(row["seq"] for row in rows
+               if json.loads(base64.b64decode(row["body"]))["type"] == "policy.published")
 
     def custom(payload: dict[str, Any]) -> None:
         rules = payload["document"]["rules"]
         rules[0] = {**{k: v for k, v in rules[0].items() if k in ("id", "title", "severity", "controls")},
                     "kpi": "house_metric", "min": 0.5}
 
-    reseal_export(demo / "export", demo / "custom", 8, custom, SigningKey.load(demo / DEMO / "ledger.key"))
+    # An insider with the log key, the policy author's and the approver's keys: integrity and authority
+    # hold, so only re-deriving the verdicts can tell.
+    bodies = [json.loads(base64.b64decode(row["body"])) for row in rows]
+    original = bodies[seq]["payload"]
+    edited = json.loads(json.dumps(original))
+    custom(edited)
+    old, new = original["digest"], document_digest(edited["document"])
+    activation = next(b["seq"] for b in bodies if b["type"] == "policy.activated")
+
+    def reactivate(payload: dict[str, Any]) -> None:
+        payload["policies"] = sorted(new if d == old else d for d in payload["policies"])
+
+    def repoint(payload: dict[str, Any]) -> None:
+        payload["policy_seqs"] = {(new if d == old else d): s for d, s in payload["policy_seqs"].items()}
+        for item in payload["policies"]:
+            item["digest"] = new if item["digest"] == old else item["digest"]
+
+    def refind(payload: dict[str, Any]) -> None:
+        if payload["policy_digest"] == old:
+            payload["policy_digest"] = payload["refs"]["policy"]["digest"] = new
+
+    later = tuple((b["seq"], repoint if b["type"] == "evaluation" else refind, None) for b in bodies
+                  if (b["type"] == "evaluation" and old in b["payload"]["policy_seqs"])
+                  or (b["type"] == "finding" and b["payload"].get("policy_digest") == old))
+    reseal_export(demo / "export", demo / "custom", seq, custom, SigningKey.load(demo / DEMO / "ledger.key"),
+                  SigningKey.load(demo / DEMO / "keys" / "carla.rossi.key"),
+                  ((activation, reactivate, SigningKey.load(demo / DEMO / "keys" / "omar.haddad.key")), *later))
     code, out, _ = audit(demo, "custom", "--log-key", f"{DEMO}/ledger.pub")
-    assert code == 2 and "recorded policy version cannot be compiled" in out and "ledger seq 8" in out
+    assert code == 2 and "recorded policy version cannot be compiled" in out and f"ledger seq {seq}" in out
     assert "house_metric" in out
     policies = demo / "house-policies"
     policies.mkdir()

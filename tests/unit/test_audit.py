@@ -16,7 +16,14 @@ from charter.errors import CharterError
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey, export_ledger
-from charter.ledger.auditor import CompactRange
+from charter.ledger.auditor import (
+    ACTION_CONTEXT,
+    SYSTEM_REGISTERED,
+    CompactRange,
+    action_message,
+    document_digest,
+    statement_of,
+)
 from charter.ledger.hashing import (
     RANGE_RECEIPT_CONTEXT,
     RECEIPT_CONTEXT,
@@ -27,7 +34,7 @@ from charter.ledger.hashing import (
 )
 from charter.ledger.notes import sign_checkpoint
 from charter.policy import PolicyCompiler
-from charter.submission import BUNDLE, EVALUATION, FINDING, SYSTEM_REGISTERED, replay
+from charter.submission import BUNDLE, EVALUATION, FINDING, replay
 from tests.conftest import run_cli
 
 CATALOG = builtin_catalog()
@@ -50,13 +57,21 @@ def demo_log_key(root: Path) -> SigningKey:
     return SigningKey.load(root / ".charter/demo/ledger.key")
 
 
+Edit = tuple[int, Callable[[dict[str, Any]], None], "SigningKey | None"]
+
+
 def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str, Any]], None],
-                  log_key: SigningKey) -> None:
+                  log_key: SigningKey, actor: SigningKey | None = None, more: tuple[Edit, ...] = ()) -> None:
     """Copy an export, edit entry `seq`'s body, and make it verify again as an insider holding the log key could.
 
     Every later body names the new previous hash, every receipt from the edited entry on is signed
-    again over the new record hashes, and checkpoints are signed again over the new roots.
+    again over the new record hashes, and checkpoints (and the exported head) are signed again over
+    the new roots. With `actor`, the edited statement is signed again with the actor's key (and a
+    recorded document's digest recomputed), as an insider who also stole that key could; `more`
+    edits later entries alike, each with its own actor.
     """
+    edits = {seq: (edit, actor), **{at: (change, signer) for at, change, signer in more}}
+    seq = min(edits)
     shutil.copytree(source, target)
     rows = [json.loads(line) for line in (source / "entries.jsonl").read_text().splitlines()]
     bodies = [base64.b64decode(row["body"]) for row in rows]
@@ -65,8 +80,15 @@ def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str
     for index, body in enumerate(bodies):
         if index >= seq:
             document = json.loads(body)
-            if index == seq:
-                edit(document["payload"])
+            if index in edits:
+                change, signer = edits[index]
+                change(document["payload"])
+                if signer is not None:
+                    payload = document["payload"]
+                    if "document" in payload and "digest" in payload:
+                        payload["digest"] = document_digest(payload["document"])
+                    document["sig"] = signer.sign(ACTION_CONTEXT, action_message(
+                        origin, document["type"], statement_of(document["type"], payload)))
             document["prev"] = hashes[-1].hex() if hashes else bytes(32).hex()
             bodies[index] = body = canonical(document)
             rows[index]["body"] = base64.b64encode(body).decode()
@@ -88,12 +110,17 @@ def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str
                                             range_receipt_message(origin, first, index + 1, tree.root()))
         first = index + 1
     (target / "entries.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    for note in (target / "checkpoints").glob("*.note"):
+    rows_of_checkpoints = []
+    for note in sorted((target / "checkpoints").glob("*.note")):
         size = int(note.stem)
         tree = CompactRange()
         for leaf in hashes[:size]:
             tree.append(leaf)
         note.write_text(sign_checkpoint(origin, size, tree.root(), log_key))
+        rows_of_checkpoints.append({"size": size, "root": tree.root().hex(), "note": note.read_text()})
+    head = json.loads((target / "head.json").read_text())
+    head.update(head_hash=hashes[-1].hex(), checkpoints=rows_of_checkpoints)
+    (target / "head.json").write_text(json.dumps(head))
 
 
 def flip_status(payload: dict[str, Any]) -> None:
