@@ -33,7 +33,47 @@ def test_reading_incidents_needs_no_parser_migrations_or_graphs(tmp_path: Path) 
                "'sqlite:///.charter/demo/ledger.db']\ntry:\n    main()\nexcept SystemExit:\n    pass")
     loaded = _modules_after(listing, tmp_path)
     assert "sqlalchemy" in loaded
-    assert loaded.isdisjoint({"alembic", "rule_engine", "networkx", "jinja2", "yaml"}), loaded
+    # pydantic: typer would validate every option through it (`common._coerce_without_pydantic`)
+    assert loaded.isdisjoint({"alembic", "rule_engine", "networkx", "jinja2", "yaml", "pydantic"}), loaded
+
+
+def test_options_coerced_without_pydantic_as_typer_coerces_them(tmp_path: Path) -> None:
+    """Every parameter of every command, given its default or a typical string, gets typer's own result or error."""
+    import typer.main
+    from typer._click import Command, Context
+    from typer._click.exceptions import BadParameter
+    from typer._coercion import RuntimeParam, build_runtime_param
+    from typer.core import _TyperParameter
+
+    from charter.cli import app
+
+    def outcome(runtime: RuntimeParam, value: object, param: _TyperParameter, ctx: Context) -> object:
+        try:
+            return runtime.coerce(value, param=param, ctx=ctx)
+        except BadParameter as exc:
+            return ("BadParameter", exc.format_message())
+
+    def commands(command: Command) -> list[Command]:
+        below = getattr(command, "commands", {}).values()
+        return [command, *(c for sub in below for c in commands(sub))]
+
+    (tmp_path / "a-file").write_text("x")
+    samples = ("", "x", "json", "TABLE", "nope", "5", "0", "-1", "1.5", "true", str(tmp_path), str(tmp_path / "a-file"),
+               str(tmp_path / "missing"), tmp_path, "a\0b")
+    checked = 0
+    for command in commands(typer.main.get_command(app)):
+        ctx = Context(command)
+        for param in command.params:
+            if not isinstance(param, _TyperParameter) or param.multiple or param.nargs != 1:
+                continue
+            ours = param.get_runtime_param()
+            assert type(ours).__name__ == "Deferred"
+            typers = build_runtime_param(param.type_descriptor)
+            for value in (param.default, *samples):
+                assert outcome(ours, value, param, ctx) == outcome(typers, value, param, ctx), (command.name,
+                                                                                             param.name, value)
+                checked += 1
+    assert checked > 1000
 
 
 def test_the_shipped_rule_engine_tables_match_the_installed_grammar() -> None:

@@ -46,6 +46,70 @@ class _LazyConsole:
         self.__getattr__("__exit__")(*exc)
 
 
+def _coerce_without_pydantic() -> None:
+    """Let typer coerce the values a command line usually carries without importing pydantic.
+
+    typer 0.29 coerces every parameter through a pydantic ``TypeAdapter``, built even for an option
+    that was not given; importing pydantic and building the adapters cost every command 60-100 ms
+    of CPU, a sixth of ``charter incidents list``. The adapters of str, choice, path and number
+    parameters call typer's own functions or return the value as it is; those are called here
+    directly for the values they settle (None is settled by typer before this). Any other value (a
+    conversion such as ``"5"`` to 5, a value to reject, a list, a custom parser) goes through typer's
+    adapter as before, so every result and message stays typer's. A typer without these internals
+    (older ones coerce through click, without pydantic) is left as it is.
+    """
+    try:
+        import typer.core
+        from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
+        from typer._param_types import choice_coercion_annotation, coerce_cli_choice, coerce_cli_path, routes_to_path
+    except ImportError:  # pragma: no cover - typer before 0.29
+        return
+    if getattr(typer.core, "build_runtime_param", None) is not build_runtime_param:  # pragma: no cover
+        return
+
+    class Deferred(RuntimeParam):
+        """Coerces the values that need no adapter; builds typer's runtime parameter for the rest, once."""
+
+        descriptor: TypeDescriptor
+        adapted: RuntimeParam | None
+
+        def __init__(self, descriptor: TypeDescriptor) -> None:
+            super().__init__(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation)
+            object.__setattr__(self, "descriptor", descriptor)
+            object.__setattr__(self, "adapted", None)
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            annotation, info = self.annotation, self.parameter_info
+            # The order of typer's `build_leaf_adapter`: parser, choices, numbers, str, paths.
+            if info.parser is None and self.descriptor.file_annotation is None:
+                choice = choice_coercion_annotation(annotation, info)
+                try:
+                    if choice is not None:
+                        return coerce_cli_choice(value, choices=choice[0], case_sensitive=choice[1], ctx=ctx)
+                    if annotation in (int, float):
+                        if (type(value) is annotation and not info.clamp and (info.min is None or value >= info.min)
+                                and (info.max is None or value <= info.max)):
+                            return value
+                    elif annotation is str:
+                        if type(value) is str:
+                            return value
+                    elif routes_to_path(annotation, info):
+                        path_type: Any = info.path_type
+                        if path_type is None and isinstance(annotation, type) and issubclass(annotation, Path):
+                            path_type = annotation
+                        return coerce_cli_path(value, info, path_type=path_type, param=param, ctx=ctx)
+                except (ValueError, AssertionError):
+                    pass  # pydantic turns these into the message typer shows: let the adapter word it
+            if self.adapted is None:
+                object.__setattr__(self, "adapted", build_runtime_param(self.descriptor))
+            assert self.adapted is not None
+            return self.adapted._coerce_value(value, param=param, ctx=ctx)
+
+    typer.core.build_runtime_param = Deferred  # type: ignore[attr-defined]
+
+
+_coerce_without_pydantic()
+
 out = cast("Console", _LazyConsole(highlight=False, soft_wrap=False))
 err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
 
@@ -148,11 +212,13 @@ def print_listing(title: str, headers: list[str], rows: list[list[str]], ids: se
                   title=title)
     for row in rows:
         table.add_row(*(safe(cell) for cell in row))
-    measured = Measurement.get(out, out.options.update(width=_UNBOUNDED), table)
     if not out.is_terminal:
-        # Console.print caps `width` at the console's own; a console of the table's width does not.
-        Console(file=out.file, width=measured.maximum, highlight=False, soft_wrap=False).print(table)
-    elif measured.minimum <= out.width:
+        # Console.print caps `width` at the console's own; on a console wider than any row, a table
+        # that does not expand is printed at its natural width (measured once, by the print).
+        Console(file=out.file, width=_UNBOUNDED, highlight=False, soft_wrap=False).print(table)
+        return
+    measured = Measurement.get(out, out.options.update(width=_UNBOUNDED), table)
+    if measured.minimum <= out.width:
         out.print(table)
     else:
         out.print(f"[bold]{safe(title)}[/]")
