@@ -38,8 +38,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from charter._data import builtin_dir
 from charter.backtest import StatusEvaluator, backtest, stored_bundles
 from charter.bundle import EvidenceBundle
+from charter.cli.demo import demo_governance
 from charter.evaluate import _Snapshot, evaluate_bundle
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
@@ -49,18 +51,8 @@ from charter.ledger.store import NewEntry
 from charter.policy import PolicyCompiler, policy_files
 from charter.policy.compiler import CompiledPolicy
 from charter.policy.context import evaluation_time
-from charter.registry import AISystem
-from charter.submission import (
-    BUNDLE,
-    EVALUATION,
-    FINDING,
-    POLICY_PUBLISHED,
-    publish_documents,
-    register_key,
-    register_system,
-    sign_bundle_data,
-    status_summary,
-)
+from charter.registry import AISystem, SystemRegistry
+from charter.submission import BUNDLE, EVALUATION, FINDING, sign_bundle_data, status_summary
 
 BASE = {"recall": 0.9, "precision": 0.86, "f1": 0.88, "roc_auc": 0.93, "pr_auc": 0.72, "accuracy": 0.91,
         "human_override_rate": 0.05, "latency_p95_ms": 150.0, "latency_p50_ms": 60.0, "approval_rate": 0.7,
@@ -159,20 +151,15 @@ def build_ledger(url: str, systems: int, days: int, recorded: tuple[CompiledPoli
     rng = random.Random(seed)
     log_key = log_key or SigningKey.generate("bench.example/ledger")
     ledger = Ledger.open(url, log_key=log_key, origin="bench.example/ledger", create=True)
-    signer = SigningKey.generate("maria.keller")
-    published: dict[str, int] = {}
-    if submitted:
-        register_key(ledger, "maria.keller", signer.public)
-        documents = publish_documents(recorded)
-        published = {doc["digest"]: entry.seq for doc, entry in zip(documents, ledger.append(
-            [NewEntry(POLICY_PUBLISHED, doc, f"policy:{doc['digest']}", subject=doc["id"]) for doc in documents]),
-            strict=True)}
     fleet = [AISystem(id=f"sys-{n:04d}", name=f"System {n}", owner="maria.keller", kind="classifier",
                       risk_tier=("high", "limited", "minimal")[n % 3],
                       baseline={"recall": 0.9, "precision": 0.86, "f1": 0.88, "latency_p95_ms": 150.0,
                                 "cost_per_prediction": 0.002}) for n in range(systems)]
-    for system in fleet:
-        register_system(ledger, system)
+    # The authority set-up every ledger starts with: trust root, keys, systems, the policy in force.
+    keys = demo_governance(ledger, SystemRegistry({s.id: s for s in fleet}), recorded,
+                           builtin_dir("policies") / "escalation.yaml")
+    signer = keys["maria.keller"]
+    published = {digest: int(record[3]) for digest, record in ledger.authority().policies.items()}
     evaluator = StatusEvaluator(recorded)
     earlier: dict[str, list[EvidenceBundle]] = {s.id: [] for s in fleet}
     drift = {s.id: rng.uniform(0.0, 0.0003) for s in fleet}

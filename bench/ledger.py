@@ -18,6 +18,7 @@ that estimate beside the measured ratio.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import tempfile
@@ -28,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, Table, insert
 
+from charter.authority import Administrator, GovernanceConfig, init_governance
 from charter.ledger import Ledger, NewEntry, SigningKey, verify_ledger
 from charter.ledger.database import make_engine, write_transaction
 from charter.ledger.hashing import canonical
@@ -76,6 +78,11 @@ def main() -> None:
 
     grouped = Ledger.open(f"sqlite:///{workdir / 'grouped.db'}", log_key=key, origin="bench/log", create=True)
     each = Ledger.open(f"sqlite:///{workdir / 'each.db'}", log_key=key, origin="bench/log", create=True)
+    admin = SigningKey.generate("admin")
+    config = GovernanceConfig(administrators=[Administrator(principal="admin", public_key=base64.b64encode(
+        admin.public).decode())], threshold=1)
+    for ledger in (grouped, each):  # every ledger starts with its trust root (not timed)
+        init_governance(ledger, config, [admin])
     t_plain_grouped = timed(plain_grouped)
     t_plain_serializing = timed(plain_grouped_serializing)
     t_grouped = timed(lambda: grouped.append(entries))

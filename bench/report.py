@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from charter._data import builtin_dir
 from charter.bundle import EvidenceBundle
+from charter.cli.demo import demo_governance
 from charter.escalation import load_escalation
 from charter.evaluate import evaluate_bundle
 from charter.frameworks import load_frameworks
@@ -41,18 +42,9 @@ from charter.ledger import Ledger, SigningKey
 from charter.ledger.schema import ledger_entry
 from charter.ledger.store import NewEntry
 from charter.policy import PolicyCompiler, policy_files
-from charter.registry import AISystem
+from charter.registry import AISystem, SystemRegistry
 from charter.report import PortfolioSnapshot, bind, build_report, render
-from charter.submission import (
-    BUNDLE,
-    EVALUATION,
-    FINDING,
-    POLICY_PUBLISHED,
-    publish_documents,
-    register_key,
-    register_system,
-    sign_bundle_data,
-)
+from charter.submission import BUNDLE, EVALUATION, FINDING, sign_bundle_data
 
 FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
 OWNERS = ("maria.keller", "tom.berger", "li.wang")
@@ -80,18 +72,13 @@ def build_ledger(url: str, systems: int, months: int, seed: int = 11) -> tuple[L
     clock = MonthClock()
     log_key = SigningKey.generate("bench.example/ledger")
     ledger = Ledger.open(url, log_key=log_key, origin="bench.example/ledger", create=True, clock=clock)
-    keys = {owner: SigningKey.generate(owner) for owner in OWNERS}
-    for owner, key in keys.items():
-        register_key(ledger, owner, key.public)
     fleet = [AISystem(id=f"sys-{n:04d}", name=f"System {n}", owner=OWNERS[n % 3], kind="classifier",
                       risk_tier=("high", "limited", "minimal")[n % 3], baseline={"recall": 0.9, "precision": 0.85})
              for n in range(systems)]
-    for system in fleet:
-        register_system(ledger, system)
-    documents = publish_documents(policy_set.policies)
-    published = {doc["digest"]: entry.seq for doc, entry in zip(documents, ledger.append(
-        [NewEntry(POLICY_PUBLISHED, doc, f"policy:{doc['digest']}", subject=doc["id"]) for doc in documents]),
-        strict=True)}
+    # The authority set-up every ledger starts with: trust root, keys, systems, the policy set in force.
+    keys = demo_governance(ledger, SystemRegistry({s.id: s for s in fleet}), policy_set.policies,
+                           builtin_dir("policies") / "escalation.yaml")
+    published = {digest: int(record[3]) for digest, record in ledger.authority().policies.items()}
     history: dict[str, list[EvidenceBundle]] = {s.id: [] for s in fleet}
     drift = {s.id: rng.uniform(0.0, 0.03) for s in fleet}
     for month in range(months):
