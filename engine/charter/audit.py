@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 from ._sources import SourceMap
 from .errors import CharterError, Diagnostic
@@ -34,22 +34,10 @@ from .submission import BUNDLE, ReplayResult, replay
 
 if TYPE_CHECKING:
     from .kpis import KpiCatalog
-    from .ledger.store import Ledger
 
 ENTRIES_FILE = "entries.jsonl"
 TRUST_FILE = "trust_root.json"
 _LINE = re.compile(r"line (\d+)")
-
-
-class LedgerReader(Protocol):
-    """The reads `submission.replay` makes of a ledger: what `ExportedLedger` implements."""
-
-    def entry(self, seq: int) -> Entry | None:
-        """The entry at `seq`, if any."""
-
-    def entries(self, start: int = 0, stop: int | None = None, *, types: Sequence[str] = (),
-                subject: str | None = None) -> Iterator[Entry]:
-        """Entries with ``start <= seq < stop`` of these types and subject, in seq order."""
 
 
 @dataclass(frozen=True)
@@ -376,18 +364,37 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
         compiler: compiles the recorded policy versions (with the same catalog and the frameworks).
         progress: called now and then with (bundles done, bundles in all).
     """
+    from .bundle import EvidenceBundle
+    from .ledger.auditor import SYSTEM_REGISTERED
+    from .registry import AISystem
+
     memo = _MemoCompiler(compiler)
-    reader = cast("Ledger", ledger)  # replay reads only `entry` and `entries` (see `LedgerReader`)
+    reader = ledger
     result = AuditResult()
     seqs = ledger.bundle_seqs()
+    # One pass: each subject's history and the registry grow as the bundles go by, each entry parsed once.
+    histories: dict[str | None, list[EvidenceBundle] | None] = {}
+    registrations = iter(ledger.entries(types=(SYSTEM_REGISTERED,)))
+    pending = next(registrations, None)
+    registry: dict[str, AISystem | None] = {}
     for done, seq in enumerate(seqs):
         if progress is not None and done % 50 == 0:
             progress(done, len(seqs))
         entry = ledger.entry(seq)
-        system = (entry.subject if entry is not None else None) or "?"
+        assert entry is not None
+        system = entry.subject or "?"
+        while pending is not None and pending.seq < seq:
+            try:
+                registered: AISystem | None = AISystem.model_validate(pending.payload["system"])
+            except ValueError:
+                registered = None  # replay reads the registry itself and reports it
+            registry[str((pending.payload.get("system") or {}).get("id"))] = registered
+            pending = next(registrations, None)
+        history = histories.setdefault(entry.subject, [])
         result.bundles += 1
         try:
-            outcome = replay(reader, seq, catalog, memo)
+            outcome = replay(reader, seq, catalog, memo, history=history,
+                             system=registry.get(str(entry.payload.get("system_id"))))
         except _RecordedPolicyError as exc:
             first = exc.diagnostics[0]
             where = str(first.location)
@@ -405,6 +412,12 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
             result.unreplayable.append(Unreplayable(seq, "malformed_record", f"the bundle's records cannot be "
                                                     f"replayed: {type(exc).__name__}: {exc}"))
             continue
+        finally:
+            if history is not None:
+                try:
+                    history.append(EvidenceBundle.from_data(entry.payload, catalog))
+                except CharterError:
+                    histories[entry.subject] = None  # later bundles: replay reads (and reports) it itself
         result.findings_stored += len(outcome.stored)
         result.findings_rederived += len(outcome.replayed)
         if not outcome.matches:

@@ -33,7 +33,7 @@ from .ledger.auditor import (
 )
 from .ledger.hashing import BUNDLE_CONTEXT, canonical
 from .ledger.keys import SigningKey, verify_signature
-from .ledger.store import Entry, Ledger, NewEntry
+from .ledger.store import Entry, Ledger, LedgerReader, NewEntry
 from .policy.compiler import PolicyCompiler
 from .registry import AISystem, SystemRegistry
 
@@ -132,7 +132,7 @@ def register_system(ledger: Ledger, system: AISystem, registrar: SigningKey) -> 
     return appended[0] if appended else None
 
 
-def systems_in_ledger(ledger: Ledger, before: int | None = None) -> dict[str, AISystem]:
+def systems_in_ledger(ledger: LedgerReader, before: int | None = None) -> dict[str, AISystem]:
     """The registry as of seq `before` (default: now): the latest registration of each system."""
     systems: dict[str, AISystem] = {}
     for entry in ledger.entries(0, before, types=(SYSTEM_REGISTERED,)):
@@ -141,7 +141,7 @@ def systems_in_ledger(ledger: Ledger, before: int | None = None) -> dict[str, AI
     return systems
 
 
-def registry_in_ledger(ledger: Ledger, before: int | None = None) -> SystemRegistry:
+def registry_in_ledger(ledger: LedgerReader, before: int | None = None) -> SystemRegistry:
     """The registry as a `SystemRegistry`."""
     return SystemRegistry(systems_in_ledger(ledger, before))
 
@@ -452,7 +452,7 @@ def _existing_result(ledger: Ledger, entry: Entry) -> SubmitResult:
     return SubmitResult(Receipt.of(ledger, entry), entry, findings, duplicate=True)
 
 
-def _findings_after(ledger: Ledger, bundle_entry: Entry) -> list[Entry]:
+def _findings_after(ledger: LedgerReader, bundle_entry: Entry) -> list[Entry]:
     found = []
     for entry in ledger.entries(bundle_entry.seq + 1, None, subject=bundle_entry.subject):
         if entry.type == EVALUATION:
@@ -502,8 +502,16 @@ class ReplayResult:
         return out
 
 
-def replay(ledger: Ledger, seq: int, catalog: KpiCatalog, compiler: PolicyCompiler) -> ReplayResult:
+def replay(ledger: LedgerReader, seq: int, catalog: KpiCatalog, compiler: PolicyCompiler, *,
+           history: Sequence[EvidenceBundle] | None = None, system: AISystem | None = None) -> ReplayResult:
     """Re-evaluate the bundle at `seq` under its recorded policy versions, system and history.
+
+    Args:
+        history: the bundles of the bundle's subject before `seq`, parsed, as read by default
+            (``entries(0, seq, types=(BUNDLE,), subject=...)``): a caller replaying every bundle in
+            seq order keeps one list per subject and extends it, instead of each replay parsing all
+            earlier bundles again (which makes replaying a whole ledger quadratic).
+        system: the system as registered before `seq` (``registry_in_ledger(ledger, seq)``), likewise.
 
     Raises:
         CharterError: no bundle at `seq`, or its evaluation record is missing.
@@ -524,9 +532,11 @@ def replay(ledger: Ledger, seq: int, catalog: KpiCatalog, compiler: PolicyCompil
             raise CharterError.single("no_policy", f"policy version {digest} is not at seq {policy_seq}")
         documents.append((published.payload["document"], SourceMap(f"ledger seq {policy_seq}")))
     policy_set = compiler.compile_documents(documents)
-    system = registry_in_ledger(ledger, seq).require(bundle.system_id)
-    history = [EvidenceBundle.from_data(e.payload, catalog)
-               for e in ledger.entries(0, seq, types=(BUNDLE,), subject=entry.subject)]
+    if system is None or system.id != bundle.system_id:
+        system = registry_in_ledger(ledger, seq).require(bundle.system_id)
+    if history is None:
+        history = [EvidenceBundle.from_data(e.payload, catalog)
+                   for e in ledger.entries(0, seq, types=(BUNDLE,), subject=entry.subject)]
     at = datetime.datetime.fromisoformat(record["evaluated_at"])
     replayed = [f.model_dump(mode="json") for f in evaluate_bundle(system, bundle, policy_set.policies, at, history)]
     stored = [{k: v for k, v in e.payload.items() if k != "refs"} for e in _findings_after(ledger, entry)]

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -104,6 +104,17 @@ def _with_range_receipts(query: Any) -> Any:
                              ledger_receipt.c.root_hash.label("range_root"),
                              ledger_receipt.c.signature.label("range_signature")).outerjoin(
         ledger_receipt, ledger_receipt.c.last_seq == ledger_entry.c.seq)
+
+
+class LedgerReader(Protocol):
+    """The reads that re-deriving a verdict makes (`charter.submission.replay`): a `Ledger`, or an export's view."""
+
+    def entry(self, seq: int) -> Entry | None:
+        """The entry at `seq`, if any."""
+
+    def entries(self, start: int = 0, stop: int | None = None, *, types: Sequence[str] = (),
+                subject: str | None = None) -> Iterator[Entry]:
+        """Entries with ``start <= seq < stop`` of these types and subject, in seq order."""
 
 
 class Ledger:
