@@ -33,7 +33,17 @@ from pydantic import ValidationError
 from ._sources import SourceMap
 from .bundle import EvidenceBundle
 from .errors import CharterError
-from .evaluate import NamespaceViews, Status, _freeze, _Outcome, _run, _Snapshot, applicable, rule_outcomes
+from .evaluate import (
+    NamespaceViews,
+    Status,
+    _freeze,
+    _Outcome,
+    _run,
+    _Snapshot,
+    applicable,
+    in_window_order,
+    rule_outcomes,
+)
 from .frameworks import FrameworkSet
 from .kpis import KpiCatalog
 from .ledger.auditor import SYSTEM_REGISTERED
@@ -549,15 +559,8 @@ def _as_registered(registrations: list[tuple[int, AISystem]], seq: int) -> AISys
 
 
 def _in_window_order(items: list[StoredBundle]) -> list[StoredBundle]:
-    """By window end, ties broken by digest as `history_for` does (digests are computed only for ties)."""
-    ordered = sorted(items, key=lambda b: b.bundle.window_end)
-    start = 0
-    for index in range(1, len(ordered) + 1):
-        if index == len(ordered) or ordered[index].bundle.window_end != ordered[start].bundle.window_end:
-            if index - start > 1:
-                ordered[start:index] = sorted(ordered[start:index], key=lambda b: b.bundle.digest())
-            start = index
-    return ordered
+    """By window end, ties broken by digest, as `history_for` orders them."""
+    return in_window_order(items, lambda stored: stored.bundle)
 
 
 def _key_order(key: Key) -> tuple[str, str, str]:

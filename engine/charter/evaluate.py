@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import rule_engine
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -458,10 +458,29 @@ def applicable(policies: Iterable[CompiledPolicy], system: AISystem) -> list[Com
     return [p for p in policies if p.policy.applies_to.matches(system)]
 
 
+_Item = TypeVar("_Item")
+
+
+def in_window_order(items: Sequence[_Item], bundle_of: Callable[[_Item], EvidenceBundle]) -> list[_Item]:
+    """`items` by their bundle's window end, ties broken by the bundle's digest.
+
+    Digests (a canonical serialization and a hash each) are computed only for ties, so ordering a
+    system's whole history stays cheap when it is done once per bundle.
+    """
+    ordered = sorted(items, key=lambda item: bundle_of(item).window_end)
+    start = 0
+    for index in range(1, len(ordered) + 1):
+        if index == len(ordered) or bundle_of(ordered[index]).window_end != bundle_of(ordered[start]).window_end:
+            if index - start > 1:
+                ordered[start:index] = sorted(ordered[start:index], key=lambda item: bundle_of(item).digest())
+            start = index
+    return ordered
+
+
 def history_for(bundle: EvidenceBundle, bundles: Iterable[EvidenceBundle]) -> list[EvidenceBundle]:
     """Bundles of the same system whose window ended before this one's, most recent first."""
     earlier = [b for b in bundles if b.system_id == bundle.system_id and b.window_end < bundle.window_end]
-    return sorted(earlier, key=lambda b: (b.window_end, b.digest()), reverse=True)
+    return in_window_order(earlier, lambda b: b)[::-1]
 
 
 def evaluate_bundle(system: AISystem, bundle: EvidenceBundle, policies: Iterable[CompiledPolicy],
