@@ -35,6 +35,9 @@ def test_reading_incidents_needs_no_parser_migrations_or_graphs(tmp_path: Path) 
     assert "sqlalchemy" in loaded
     # pydantic: typer would validate every option through it (`common._coerce_without_pydantic`)
     assert loaded.isdisjoint({"alembic", "rule_engine", "networkx", "jinja2", "yaml", "pydantic"}), loaded
+    # Reading the store needs neither checkpoints, exports nor verification (charter.ledger loads on use).
+    assert loaded.isdisjoint({"charter.ledger.checkpoints", "charter.ledger.export", "charter.ledger.verify",
+                              "statistics", "argparse"}), loaded
 
 
 def test_options_coerced_without_pydantic_as_typer_coerces_them(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import dataclasses
 import datetime
 import hashlib
 import math
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -608,6 +607,8 @@ def _stats(values: list[float], missing: int) -> dict[str, Any]:
         return {"n": 0, "missing": missing, "median_h": None, "p90_h": None}
     ordered = sorted(values)
     p90 = ordered[math.ceil(0.9 * len(ordered)) - 1]  # nearest rank
+    import statistics  # here: listing incidents needs no statistics
+
     return {"n": len(values), "missing": missing, "median_h": round(statistics.median(ordered) / 3600, 2),
             "p90_h": round(p90 / 3600, 2)}
 

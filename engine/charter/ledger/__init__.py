@@ -1,23 +1,37 @@
-"""The hash-chained, signed evidence ledger: store, hashing, Merkle checkpoints, proofs, verification."""
+"""The hash-chained, signed evidence ledger: store, hashing, Merkle checkpoints, proofs, verification.
 
-from .auditor import Report
-from .checkpoints import make_checkpoint, prove_consistency, prove_inclusion
-from .database import default_url
-from .export import export_ledger
-from .keys import SigningKey
-from .store import Entry, Ledger, NewEntry
-from .verify import verify_ledger
+The names below are loaded on first use (PEP 562), so a command that only reads the store
+(`charter incidents list`) does not import checkpoints, proofs, exports and verification.
+"""
 
-__all__ = [
-    "Entry",
-    "Ledger",
-    "NewEntry",
-    "Report",
-    "SigningKey",
-    "default_url",
-    "export_ledger",
-    "make_checkpoint",
-    "prove_consistency",
-    "prove_inclusion",
-    "verify_ledger",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .auditor import Report
+    from .checkpoints import make_checkpoint, prove_consistency, prove_inclusion
+    from .database import default_url
+    from .export import export_ledger
+    from .keys import SigningKey
+    from .store import Entry, Ledger, NewEntry
+    from .verify import verify_ledger
+
+#: public name -> the module that defines it
+_HOMES = {"Report": "auditor", "make_checkpoint": "checkpoints", "prove_consistency": "checkpoints",
+          "prove_inclusion": "checkpoints", "default_url": "database", "export_ledger": "export",
+          "SigningKey": "keys", "Entry": "store", "Ledger": "store", "NewEntry": "store",
+          "verify_ledger": "verify"}
+
+__all__ = ["Entry", "Ledger", "NewEntry", "Report", "SigningKey", "default_url", "export_ledger", "make_checkpoint",
+           "prove_consistency", "prove_inclusion", "verify_ledger"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value

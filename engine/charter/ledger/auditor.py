@@ -28,7 +28,6 @@ agree with the entries and notes.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import functools
 import hashlib
@@ -1192,6 +1191,8 @@ def _pinned_key(given: str, exported: bytes) -> bytes | None:
 def main(argv: list[str] | None = None) -> int:
     """Verify an export directory; exit 0 when it verifies against a trust anchor you hold, 1 when it does
     not verify, 2 on bad input, 3 when it verifies but nothing you hold anchors it (``unanchored``)."""
+    import argparse
+
     parser = argparse.ArgumentParser(description="Verify an exported Charter ledger offline.")
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("--checkpoint", type=Path, action="append", default=[],
