@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from .escalation import EscalationGraph
     from .policy.compiler import PolicyCompiler, PolicySet
 
-__all__ = ["AUTHORITY_ROLES", "ActivePolicies", "GovernanceConfig", "KeyRequest", "activate_escalation",
+__all__ = ["AUTHORITY_ROLES", "ActivePolicies", "GovernanceConfig", "KeyRequest", "SignedStatement", "Signer",
+           "activate_escalation",
            "activate_policies", "active_escalation", "active_policies", "init_governance", "load_governance",
            "principal_of", "publish_policies", "signed_entry", "update_governance"]
 
@@ -174,21 +175,94 @@ def sign_statement(origin: str, entry_type: str, statement: dict[str, Any], key:
     return key.sign(ACTION_CONTEXT, action_message(origin, entry_type, statement))
 
 
-def signed_entry(ledger: Ledger, entry_type: str, fields: dict[str, Any], key: SigningKey, *,
+@dataclass(frozen=True)
+class SignedStatement:
+    """A change an actor signed away from the log, for the log's operator to append (`charter ledger accept`).
+
+    The actor never needs the log key: they sign with their own (``--sign-only FILE``), and the
+    log checks the signature, the key's registration and the actor's role when it appends, as for
+    a change signed on the spot.
+    """
+
+    log: str
+    type: str
+    statement: dict[str, Any]
+    key_id: str
+    signature: str
+
+    @classmethod
+    def sign(cls, origin: str, entry_type: str, fields: dict[str, Any], key: SigningKey,
+             signed_at: str) -> SignedStatement:
+        """`fields` signed by `key` as the principal its key file names (the log checks that claim)."""
+        statement = {**fields, "actor": check_principal(key.principal), "signed_at": signed_at}
+        return cls(origin, entry_type, statement, key.key_id,
+                   key.sign(ACTION_CONTEXT, action_message(origin, entry_type, statement)))
+
+    @property
+    def submission_id(self) -> str:
+        """The id the entry carrying this statement has: its digest, so it lands at most once."""
+        return statement_id(self.log, self.type, self.statement)
+
+    def fields(self) -> dict[str, Any]:
+        """What the statement asks for, without who and when."""
+        return {k: v for k, v in self.statement.items() if k not in ("actor", "signed_at")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The statement file's JSON."""
+        return {"log": self.log, "type": self.type, "statement": self.statement, "key_id": self.key_id,
+                "signature": self.signature}
+
+    @classmethod
+    def from_dict(cls, data: Any, file: str | None = None) -> SignedStatement:
+        """Parse a statement file's JSON (the signature is checked when it is appended).
+
+        Raises:
+            CharterError: ``statement_file`` when a field is missing or mistyped.
+        """
+        shape = {"log": str, "type": str, "statement": dict, "key_id": str, "signature": str}
+        if not isinstance(data, dict) or any(not isinstance(data.get(k), t) for k, t in shape.items()):
+            raise CharterError.single("statement_file", "a signed statement has log, type, statement (an object), "
+                                      "key_id and signature", file=file, path="$")
+        if not isinstance(data["statement"].get("actor"), str) or not isinstance(data["statement"].get("signed_at"),
+                                                                                 str):
+            raise CharterError.single("statement_file", "the statement names no actor or signing time", file=file,
+                                      path="$.statement")
+        return cls(data["log"], data["type"], data["statement"], data["key_id"], data["signature"])
+
+
+def statement_id(origin: str, entry_type: str, statement: dict[str, Any]) -> str:
+    """The submission id of the entry carrying a signed statement: its type and the digest of what was signed."""
+    return f"{entry_type}:{hashlib.sha256(action_message(origin, entry_type, statement)).hexdigest()}"
+
+
+#: who signs a change: a key, now, or a statement signed earlier
+Signer = SigningKey | SignedStatement
+
+
+def signed_entry(ledger: Ledger, entry_type: str, fields: dict[str, Any], signer: Signer, *,
                  subject: str | None = None, derived: dict[str, Any] | None = None,
                  size: int | None = None) -> NewEntry:
-    """An entry carrying `fields`, signed by `key` as the principal the ledger registered it to.
+    """An entry carrying `fields`, signed by `signer`: a key (as the principal the ledger registered
+    it to, now), or a statement signed earlier that must ask for exactly `fields`.
 
     The statement is `fields` with the actor and the signing time; `derived` fields are added by
     the log and not signed. The submission id is the statement's digest, so a signed statement
     lands at most once however often it is handed in.
+
+    Raises:
+        CharterError: an unregistered or revoked key; a statement for another log or change.
     """
-    actor = principal_of(ledger, key, size)
-    statement = {**fields, "actor": actor, "signed_at": format_time(ledger.clock())}
-    message = action_message(ledger.origin, entry_type, statement)
-    return NewEntry(entry_type, {**statement, **(derived or {})},
-                    f"{entry_type}:{hashlib.sha256(message).hexdigest()}", subject=subject, key_id=key.key_id,
-                    signature=key.sign(ACTION_CONTEXT, message))
+    if isinstance(signer, SignedStatement):
+        if (signer.log, signer.type) != (ledger.origin, entry_type) or signer.fields() != fields:
+            raise CharterError.single("statement_mismatch", f"the signed statement ({signer.type} for "
+                                      f"{signer.log!r}) does not ask for this change to {ledger.origin!r}")
+        statement, key_id, signature = signer.statement, signer.key_id, signer.signature
+    else:
+        statement = {**fields, "actor": principal_of(ledger, signer, size), "signed_at": format_time(ledger.clock())}
+        key_id = signer.key_id
+        signature = signer.sign(ACTION_CONTEXT, action_message(ledger.origin, entry_type, statement))
+    return NewEntry(entry_type, {**statement, **(derived or {})}, statement_id(ledger.origin, entry_type, statement),
+                    subject=subject, key_id=key_id, signature=signature)
 
 
 def _config_entry(ledger: Ledger, config: GovernanceConfig, approvers: Sequence[SigningKey]) -> NewEntry:
@@ -285,8 +359,23 @@ class KeyRequest:
 # -- policy sets and escalation configurations -----------------------------------------------------
 
 
+def publication_statement(policy_id: str, version: str, document: dict[str, Any]) -> dict[str, Any]:
+    """What a policy author signs to publish a version: its id, version, document and the document's digest."""
+    return {"id": policy_id, "version": version, "digest": document_digest(document), "document": document}
+
+
+def activation_statement(digests: Sequence[str]) -> dict[str, Any]:
+    """What an approver signs to put a policy set in force: its versions' digests, sorted."""
+    return {"policies": sorted(set(digests))}
+
+
+def escalation_statement(document: dict[str, Any]) -> dict[str, Any]:
+    """What an approver signs to put an escalation configuration in force: the document and its digest."""
+    return {"digest": document_digest(document), "document": document}
+
+
 def publish_policies(ledger: Ledger, documents: Iterable[tuple[str, str, dict[str, Any]]],
-                     author: SigningKey) -> list[Entry]:
+                     author: Signer) -> list[Entry]:
     """Propose policy versions ``(id, version, document)``: recorded, not yet in force.
 
     A version already published with the same document is skipped; with another document it is
@@ -299,26 +388,25 @@ def publish_policies(ledger: Ledger, documents: Iterable[tuple[str, str, dict[st
             digest = document_digest(document)
             if digest in authority.policies:
                 continue
-            entries.append(signed_entry(ledger, POLICY_PUBLISHED, {"id": policy_id, "version": version,
-                                                                   "digest": digest, "document": document},
+            entries.append(signed_entry(ledger, POLICY_PUBLISHED, publication_statement(policy_id, version, document),
                                         author, subject=policy_id, size=next_seq))
         return entries
     return ledger.append(build)
 
 
-def activate_policies(ledger: Ledger, digests: Sequence[str], approver: SigningKey) -> Entry | None:
+def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer) -> Entry | None:
     """Put the policy versions `digests` in force as the whole policy set; None if that set is already in force."""
     wanted = sorted(set(digests))
 
     def build(next_seq: int) -> list[NewEntry]:
         if sorted(ledger.authority(next_seq).active_policies) == wanted:
             return []
-        return [signed_entry(ledger, POLICY_ACTIVATED, {"policies": wanted}, approver, size=next_seq)]
+        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(digests), approver, size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None
 
 
-def activate_escalation(ledger: Ledger, document: dict[str, Any], approver: SigningKey,
+def activate_escalation(ledger: Ledger, document: dict[str, Any], approver: Signer,
                         source: SourceMap | None = None) -> Entry | None:
     """Put an escalation configuration (the parsed YAML document) in force; None if exactly this one already is.
 
@@ -344,8 +432,7 @@ def activate_escalation(ledger: Ledger, document: dict[str, Any], approver: Sign
         current = _latest(ledger, ESCALATION_ACTIVATED, next_seq)
         if current is not None and current.payload["digest"] == digest:
             return []
-        return [signed_entry(ledger, ESCALATION_ACTIVATED, {"digest": digest, "document": document}, approver,
-                             size=next_seq)]
+        return [signed_entry(ledger, ESCALATION_ACTIVATED, escalation_statement(document), approver, size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None
 

@@ -25,9 +25,9 @@ from .ledger.store import Entry, Ledger, NewEntry, format_time
 from .vocabulary import RiskTier, Severity
 
 if TYPE_CHECKING:  # reading incidents (`charter incidents list`) needs neither pydantic nor networkx
+    from .authority import Signer
     from .escalation import EscalationGraph
     from .ledger.auditor import Problem
-    from .ledger.keys import SigningKey
     from .registry import AISystem
 
 OPENED = "incident.opened"
@@ -395,7 +395,29 @@ def authorize_transition(graph: EscalationGraph, incident: Incident, action: str
     return role
 
 
-def transition(ledger: Ledger, incident_id_: str, action: str, key: SigningKey, note: str,
+def transition_statement(incident_id_: str, action: str, note: str, decisions: Iterable[str] = (),
+                         expires: str | None = None) -> dict[str, Any]:
+    """What an actor signs to move an incident: the incident, the action, the rationale, decisions, waiver length.
+
+    Raises:
+        CharterError: an unknown action, no rationale, or an expiry without accepting risk.
+    """
+    if action not in ACTIONS:
+        raise CharterError.single("usage", f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if not note.strip():
+        raise CharterError.single("rationale_required", "every transition needs a rationale (--note)")
+    decision_list = sorted(set(decisions))
+    if expires is not None and "accept_risk" not in decision_list:
+        raise CharterError.single("usage", "--expires belongs to the accept_risk decision")
+    statement: dict[str, Any] = {"incident_id": incident_id_, "action": action, "note": note}
+    if decision_list:
+        statement["decision"] = decision_list
+    if expires is not None:
+        statement["expires"] = expires
+    return statement
+
+
+def transition(ledger: Ledger, incident_id_: str, action: str, key: Signer, note: str,
                decisions: Iterable[str] = (), expires: str | None = None) -> Entry:
     """Move an incident with a rationale, signed by `key`: its registered principal is the actor.
 
@@ -409,13 +431,8 @@ def transition(ledger: Ledger, incident_id_: str, action: str, key: SigningKey, 
     """
     from .authority import active_escalation, signed_entry
 
-    if action not in ACTIONS:
-        raise CharterError.single("usage", f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
-    if not note.strip():
-        raise CharterError.single("rationale_required", "every transition needs a rationale (--note)")
-    decision_list = sorted(set(decisions))
-    if expires is not None and "accept_risk" not in decision_list:
-        raise CharterError.single("usage", "--expires belongs to the accept_risk decision")
+    statement = transition_statement(incident_id_, action, note, decisions, expires)
+    decision_list = list(statement.get("decision", []))
 
     def build(next_seq: int) -> list[NewEntry]:
         graph, _ = active_escalation(ledger, next_seq)
@@ -423,11 +440,6 @@ def transition(ledger: Ledger, incident_id_: str, action: str, key: SigningKey, 
         incident = book.incidents.get(incident_id_)
         if incident is None:
             raise CharterError.single("unknown_incident", f"no incident {incident_id_}")
-        statement: dict[str, Any] = {"incident_id": incident_id_, "action": action, "note": note}
-        if decision_list:
-            statement["decision"] = decision_list
-        if expires is not None:
-            statement["expires"] = expires
         entry = signed_entry(ledger, TRANSITION, statement, key, subject=incident.system_id, size=next_seq)
         assert isinstance(entry.payload, dict)
         principal = entry.payload["actor"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._sources import SourceMap, parse_json_strict
-from .authority import ActivePolicies, KeyRequest, active_escalation, active_policies, signed_entry
+from .authority import ActivePolicies, KeyRequest, Signer, active_escalation, active_policies, signed_entry
 from .bundle import EvidenceBundle
 from .errors import CharterError
 from .escalation import EscalationGraph
@@ -73,7 +73,23 @@ def key_records(ledger: Ledger, before: int | None = None) -> dict[str, KeyRecor
     return records
 
 
-def register_key(ledger: Ledger, request: KeyRequest, admin: SigningKey) -> Entry:
+def key_statement(request: KeyRequest) -> dict[str, Any]:
+    """What an administrator signs to register a key: the key, its principal and the holder's proof of possession."""
+    return {"key_id": request.key_id, "principal": request.principal,
+            "public_key": base64.b64encode(request.public).decode(), "possession": request.possession}
+
+
+def revocation_statement(key_id: str, reason: str) -> dict[str, Any]:
+    """What a key's owner or an administrator signs to revoke it."""
+    return {"key_id": key_id, "reason": reason}
+
+
+def system_statement(system: AISystem) -> dict[str, Any]:
+    """What a registrar signs to register a system (or change its owner or classification)."""
+    return {"system": system.model_dump(mode="json")}
+
+
+def register_key(ledger: Ledger, request: KeyRequest, admin: Signer) -> Entry:
     """Register a principal's key, as `admin` (an administrator), from its holder's request (idempotent).
 
     Raises:
@@ -90,10 +106,8 @@ def register_key(ledger: Ledger, request: KeyRequest, admin: SigningKey) -> Entr
                 raise CharterError.single("key_revoked", f"key {request.key_id} was revoked at seq {known[3]} and "
                                           "cannot be registered again; generate a new key")
             return []
-        return [signed_entry(ledger, KEY_ADDED, {"key_id": request.key_id, "principal": request.principal,
-                                                 "public_key": base64.b64encode(request.public).decode(),
-                                                 "possession": request.possession},
-                             admin, subject=request.principal, size=next_seq)]
+        return [signed_entry(ledger, KEY_ADDED, key_statement(request), admin, subject=request.principal,
+                             size=next_seq)]
     appended = ledger.append(build)
     if appended:
         return appended[0]
@@ -102,7 +116,7 @@ def register_key(ledger: Ledger, request: KeyRequest, admin: SigningKey) -> Entr
     return added
 
 
-def revoke_key(ledger: Ledger, key_id: str, reason: str, actor: SigningKey) -> Entry:
+def revoke_key(ledger: Ledger, key_id: str, reason: str, actor: Signer) -> Entry:
     """Revoke a key from the next seq on, as its owner or an administrator; earlier entries it signed stay valid."""
     def build(next_seq: int) -> list[NewEntry]:
         known = ledger.authority(next_seq).keys.get(key_id)
@@ -110,7 +124,7 @@ def revoke_key(ledger: Ledger, key_id: str, reason: str, actor: SigningKey) -> E
             raise CharterError.single("unknown_key", f"no key {key_id} is registered")
         if known[3] is not None:
             raise CharterError.single("key_revoked", f"key {key_id} was already revoked at seq {known[3]}")
-        return [signed_entry(ledger, KEY_REVOKED, {"key_id": key_id, "reason": reason}, actor,
+        return [signed_entry(ledger, KEY_REVOKED, revocation_statement(key_id, reason), actor,
                              subject=str(known[0]), size=next_seq)]
     return ledger.append(build)[0]
 
@@ -118,7 +132,7 @@ def revoke_key(ledger: Ledger, key_id: str, reason: str, actor: SigningKey) -> E
 # -- systems -------------------------------------------------------------------------------------
 
 
-def register_system(ledger: Ledger, system: AISystem, registrar: SigningKey) -> Entry | None:
+def register_system(ledger: Ledger, system: AISystem, registrar: Signer) -> Entry | None:
     """Register or update a system, as `registrar` (a system registrar); None when the ledger holds exactly this."""
     document = system.model_dump(mode="json")
 
@@ -126,7 +140,7 @@ def register_system(ledger: Ledger, system: AISystem, registrar: SigningKey) -> 
         current = systems_in_ledger(ledger, next_seq)
         if system.id in current and current[system.id].model_dump(mode="json") == document:
             return []
-        return [signed_entry(ledger, SYSTEM_REGISTERED, {"system": document}, registrar, subject=system.id,
+        return [signed_entry(ledger, SYSTEM_REGISTERED, system_statement(system), registrar, subject=system.id,
                              size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None

@@ -109,3 +109,21 @@ def test_only_the_log_needs_the_log_key(governed: Path) -> None:
     assert code == 0 and (governed / "signed.json").exists()
     code, out, _ = cli(governed, "submit", "signed.json", "--format", "json")  # the operator, without tom's key
     assert code == 1 and json.loads(out)[0]["duplicate"]  # the same bundle: the same receipt
+
+
+def test_actors_sign_away_from_the_log_and_the_operator_appends(governed: Path) -> None:
+    # A committee member signs without the log key or write access; the operator appends.
+    _, out, _ = cli(governed, "incidents", "list", "--format", "json")
+    incident = json.loads(out)[-1]["id"]
+    code, _, _ = cli(governed, "incidents", "ack", incident, "--key", ".charter/keys/tom.berger.key", "--note",
+                     "seen", "--sign-only", "ack.json", "--ledger-key", "/nonexistent/ledger.key")
+    assert code == 0
+    code, _, _ = cli(governed, "incidents", "ack", incident, "--key", ".charter/keys/carla.rossi.key", "--note",
+                     "not mine to ack", "--sign-only", "wrong.json")
+    assert code == 0  # signing is not judging: the log judges when it appends
+    _refused(governed, "not_authorized", "ledger", "accept", "wrong.json")
+    before = size(governed)
+    code, out, _ = cli(governed, "ledger", "accept", "ack.json")
+    assert code == 0 and "recorded at seq" in out and size(governed) == before + 1
+    code, out, _ = cli(governed, "ledger", "accept", "ack.json")
+    assert code == 0 and "already" in out and size(governed) == before + 1

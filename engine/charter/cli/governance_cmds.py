@@ -13,7 +13,7 @@ import typer
 from ..errors import CharterError
 from .common import OutputFormat, command_group, compile_policies, out, policies_dir, print_listing, safe
 from .escalation_cmds import escalation_file
-from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
+from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, write_signed
 
 governance_app = command_group("The governance configuration: administrators, threshold, authority roles.")
 
@@ -110,14 +110,20 @@ def governance_update(
 
 
 def policy_publish(
-    key: ActorKey, policies: PoliciesOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    key: ActorKey, policies: PoliciesOption = None, sign_only: SignOnlyOption = None, db: DbOption = None,
+    ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Propose the policy versions of a directory, as a policy author: recorded, not yet in force."""
-    from ..authority import publish_policies
+    from ..authority import publication_statement, publish_policies
     from ..ledger import SigningKey
+    from ..ledger.auditor import POLICY_PUBLISHED
 
     policy_set, _, _ = compile_policies(policies_dir(policies), None, None)
     author = SigningKey.load(key)
+    if sign_only is not None:
+        write_signed(sign_only, POLICY_PUBLISHED, [publication_statement(
+            p.policy.id, p.policy.version, p.policy.model_dump(mode="json")) for p in policy_set.policies], author, db)
+        return
     entries = publish_policies(open_ledger(db, ledger_key, writable=True),
                                [(p.policy.id, p.policy.version, p.policy.model_dump(mode="json"))
                                 for p in policy_set.policies], author)
@@ -130,13 +136,19 @@ def policy_publish(
 
 
 def policy_activate(
-    key: ActorKey, policies: PoliciesOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    key: ActorKey, policies: PoliciesOption = None, sign_only: SignOnlyOption = None, db: DbOption = None,
+    ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Put the policy set of a directory in force, as a policy approver (every version must be published)."""
-    from ..authority import activate_policies
+    from ..authority import activate_policies, activation_statement
     from ..ledger import SigningKey
+    from ..ledger.auditor import POLICY_ACTIVATED
 
     policy_set, _, _ = compile_policies(policies_dir(policies), None, None)
+    if sign_only is not None:
+        write_signed(sign_only, POLICY_ACTIVATED, [activation_statement([p.digest for p in policy_set.policies])],
+                     SigningKey.load(key), db)
+        return
     entry = activate_policies(open_ledger(db, ledger_key, writable=True),
                               [p.digest for p in policy_set.policies], SigningKey.load(key))
     if entry is None:
@@ -149,17 +161,26 @@ def policy_activate(
 def escalation_activate(
     key: ActorKey,
     file: Annotated[Path | None, typer.Option("--file", help="escalation.yaml (default: in --policies).")] = None,
-    policies: PoliciesOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    policies: PoliciesOption = None, sign_only: SignOnlyOption = None, db: DbOption = None,
+    ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Put an escalation configuration in force, as a policy approver, after the checks of `escalation check`."""
     from .._sources import load_yaml_file
-    from ..authority import activate_escalation
+    from ..authority import activate_escalation, escalation_statement
+    from ..escalation import parse_escalation
     from ..ledger import SigningKey
+    from ..ledger.auditor import ESCALATION_ACTIVATED
 
     path = escalation_file(file, policies)
     document, smap = load_yaml_file(path)
     if not isinstance(document, dict):
         raise CharterError.single("escalation_schema", "an escalation configuration is a mapping", file=str(path))
+    if sign_only is not None:
+        problems = parse_escalation(document, smap).check()
+        if problems:
+            raise CharterError(problems)
+        write_signed(sign_only, ESCALATION_ACTIVATED, [escalation_statement(document)], SigningKey.load(key), db)
+        return
     entry = activate_escalation(open_ledger(db, ledger_key, writable=True), document, SigningKey.load(key), smap)
     if entry is None:
         out.print("this escalation configuration is already in force")

@@ -10,7 +10,7 @@ import typer
 from .._text import echo
 from ..errors import CharterError
 from .common import OutputFormat, command_group, out, parse_time, print_listing, safe
-from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
+from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, write_signed
 
 if TYPE_CHECKING:
     from ..escalation import EscalationGraph
@@ -135,12 +135,16 @@ def _action(action: str) -> Callable[..., None]:
                                                     "accept_risk, adjust_policy, compensate.")] = [],  # noqa: B006
         expires: Annotated[str | None, typer.Option(help="With accept_risk: how long the waiver holds (P30D).")]
         = None,
-        db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+        sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
     ) -> None:
-        from ..incidents import transition
+        from ..incidents import TRANSITION, transition, transition_statement
         from ..ledger import SigningKey
 
         actor = SigningKey.load(key)
+        if sign_only is not None:
+            write_signed(sign_only, TRANSITION, [transition_statement(incident_id, action, note, decision, expires)],
+                         actor, db)
+            return
         entry = transition(open_ledger(db, ledger_key, writable=True), incident_id, action, actor, note, decision,
                            expires)
         out.print(f"{safe(incident_id)}: {action} recorded at seq {entry.seq} by {safe(entry.payload['actor'])} "

@@ -44,6 +44,26 @@ KeyOption = Annotated[Path, typer.Option("--ledger-key", envvar="CHARTER_LEDGER_
                                          help="The ledger's private key file.")]
 
 
+SignOnlyOption = Annotated[Path | None, typer.Option("--sign-only", help="Only sign: write the signed change to "
+                                                     "this file, for the log's operator to append with `charter "
+                                                     "ledger accept`; needs no log key and writes nothing.")]
+
+
+def write_signed(target: Path, entry_type: str, fields: "list[dict[str, object]]", key: "SigningKey",
+                 db: str | None) -> None:
+    """`--sign-only`: sign each change in `fields` with `key` for the ledger's log, into a statement file."""
+    from ..authority import SignedStatement
+    from ..ledger.store import format_time, utc_now
+    from ..statements import write_statements
+
+    origin = open_ledger(db, DEFAULT_KEY, writable=False).origin
+    signed_at = format_time(utc_now())
+    statements = [SignedStatement.sign(origin, entry_type, dict(item), key, signed_at) for item in fields]
+    write_statements(target, statements)
+    out.print(f"{len(statements)} signed {entry_type} statement(s) by {safe(key.principal)} written to "
+              f"{safe(str(target))}; the log's operator appends them with `charter ledger accept`")
+
+
 def open_ledger(db: str | None, ledger_key: Path, *, writable: bool) -> "Ledger":
     """Open the configured ledger; writers load the log key, readers only need the database."""
     from ..ledger import Ledger, SigningKey, default_url
@@ -91,6 +111,34 @@ def ledger_init(
     out.print(f"ledger {ledger.origin} ready: {ledger.size()} entries; log key {key.key_id} "
               f"(public key in {ledger_key.with_suffix('.pub')}); trust root at seq 0 with "
               f"{len(config.administrators)} administrators, {config.threshold} needed to change it")
+
+
+@ledger_app.command("accept")
+def ledger_accept(
+    statement_files: Annotated[list[Path], typer.Argument(help="Statement files written with --sign-only.")],
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Append changes their actors signed elsewhere (--sign-only), as the log's operator.
+
+    Each is checked as if its actor had made it here: their key's registration, their role under
+    the configuration in force, the state of what they change. Every file is read first; a refused
+    statement stops the run, and the ones before it stay recorded (the command says which).
+    """
+    from ..statements import accept, read_statements
+
+    statements = [s for path in statement_files for s in read_statements(path)]
+    ledger = open_ledger(db, ledger_key, writable=True)
+    for index, statement in enumerate(statements):
+        try:
+            entry = accept(ledger, statement)
+        except CharterError:
+            if index:
+                err.print(f"[yellow]{index} of {len(statements)} statements were recorded before this one was "
+                          "refused[/]")
+            raise
+        actor = safe(str(statement.statement.get("actor")))
+        out.print(f"{statement.type} by {actor}: " + (f"recorded at seq {entry.seq}" if entry is not None
+                                                     else "already in force or recorded"))
 
 
 @keys_app.command("generate")
@@ -145,18 +193,22 @@ def keys_request(
 def keys_register(
     requests: Annotated[list[Path], typer.Argument(help="Key requests (from `charter keys request`).")],
     key: Annotated[Path, typer.Option("--key", help="Your (an administrator's) private key.")],
-    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Register principals' public keys, as an administrator, after checking each proof of possession."""
     from .._sources import parse_json_strict, read_bytes
     from ..authority import KeyRequest
     from ..ledger import SigningKey
-    from ..submission import register_key
+    from ..ledger.auditor import KEY_ADDED
+    from ..submission import key_statement, register_key
 
     admin = SigningKey.load(key)
-    ledger = open_ledger(db, ledger_key, writable=True)
+    ledger = open_ledger(db, ledger_key, writable=sign_only is None)
     parsed = [KeyRequest.from_dict(parse_json_strict(read_bytes(path), str(path)), ledger.origin, str(path))
               for path in requests]  # all checked before the first is registered
+    if sign_only is not None:
+        write_signed(sign_only, KEY_ADDED, [key_statement(r) for r in parsed], admin, db)
+        return
     for request in parsed:
         entry = register_key(ledger, request, admin)
         out.print(f"seq {entry.seq}: {request.key_id} registered for {request.principal}")
@@ -167,13 +219,17 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="ed25519:... key id.")],
     reason: Annotated[str, typer.Option(help="Why (compromise, rotation, leaver).")],
     key: Annotated[Path, typer.Option("--key", help="Your private key: the key's owner or an administrator.")],
-    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Revoke a key: what it signs is refused from now on; earlier entries stay valid."""
     from ..ledger import SigningKey
-    from ..submission import revoke_key
+    from ..ledger.auditor import KEY_REVOKED
+    from ..submission import revocation_statement, revoke_key
 
     actor = SigningKey.load(key)
+    if sign_only is not None:
+        write_signed(sign_only, KEY_REVOKED, [revocation_statement(key_id, reason)], actor, db)
+        return
     entry = revoke_key(open_ledger(db, ledger_key, writable=True), key_id, reason, actor)
     out.print(f"seq {entry.seq}: {key_id} revoked")
 
@@ -201,16 +257,20 @@ def systems_register(
     file: Annotated[Path, typer.Argument(help="A systems.yaml file (systems: [...]).")],
     key: Annotated[Path, typer.Option("--key", help="Your (a system registrar's) private key.")],
     policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs in baselines.")] = None,
-    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Register (or update: owner, classification) the systems of a file, as a system registrar."""
     from ..ledger import SigningKey
+    from ..ledger.auditor import SYSTEM_REGISTERED
     from ..registry import SystemRegistry
-    from ..submission import register_system
+    from ..submission import register_system, system_statement
     from .common import catalog_for
 
     registry = SystemRegistry.from_file(file, catalog_for(policies_dir(policies), None))
     registrar = SigningKey.load(key)
+    if sign_only is not None:
+        write_signed(sign_only, SYSTEM_REGISTERED, [system_statement(s) for s in registry.values()], registrar, db)
+        return
     ledger = open_ledger(db, ledger_key, writable=True)
     for system in registry.values():
         entry = register_system(ledger, system, registrar)

@@ -327,3 +327,31 @@ def test_activating_an_escalation_configuration_needs_an_approver(world: Populat
     document["roles"]["model_owner"]["members"].append("eve")
     _refused(world, "not_authorized", lambda: activate_escalation(world.ledger, document, key_of("tom.berger")))
     assert activate_escalation(world.ledger, document, key_of(APPROVER)) is not None
+
+
+# -- changes signed away from the log -----------------------------------------------------------------
+
+
+def test_a_statement_signed_elsewhere_is_checked_like_one_signed_here(world: Populated) -> None:
+    from charter.authority import SignedStatement
+    from charter.ledger.auditor import KEY_REVOKED
+    from charter.statements import accept
+    from charter.submission import revocation_statement
+
+    victim = key_of("maria.keller")
+    at = "2026-01-01T00:00:00.000Z"
+    statement = SignedStatement.sign(world.ledger.origin, KEY_REVOKED, revocation_statement(victim.key_id, "leaver"),
+                                     key_of(ADMIN), at)
+    forged = SignedStatement(statement.log, statement.type, {**statement.statement, "reason": "other"},
+                             statement.key_id, statement.signature)
+    _refused(world, "bad_signature", lambda: accept(world.ledger, forged))
+    elsewhere = SignedStatement.sign("another.example/ledger", KEY_REVOKED,
+                                     revocation_statement(victim.key_id, "leaver"), key_of(ADMIN), at)
+    _refused(world, "statement_mismatch", lambda: accept(world.ledger, elsewhere))
+    impostor = SignedStatement.sign(world.ledger.origin, KEY_REVOKED, revocation_statement(victim.key_id, "x"),
+                                    SigningKey.generate(ADMIN), at)  # the name, not the registered key
+    _refused(world, "unknown_key", lambda: accept(world.ledger, impostor))
+    entry = accept(world.ledger, statement)
+    assert entry is not None and entry.payload["actor"] == ADMIN and entry.key_id == key_of(ADMIN).key_id
+    assert accept(world.ledger, statement) is None  # handed in twice: recorded once
+    assert verify_ledger(world.ledger, world.log_key.public).ok
