@@ -1184,7 +1184,7 @@ def _pinned_key(given: str, exported: bytes) -> bytes | None:
     """The log key from ``--log-key`` (base64 of the raw key, or the ``ed25519:HEX`` fingerprint of the
     exported one); None when a fingerprint is not the exported key's."""
     if given.startswith("ed25519:"):
-        return exported if given == "ed25519:" + hashlib.sha256(exported).hexdigest() else None
+        return exported if given == key_id_for(exported) else None
     return base64.b64decode(given, validate=True)
 
 
@@ -1210,7 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
         exported_key = base64.b64decode(str(trust["log_public_key"]), validate=True)
         pinned = _pinned_key(args.log_key, exported_key) if args.log_key else exported_key
         if pinned is None:
-            print(f"FAILED: the export's log key ed25519:{hashlib.sha256(exported_key).hexdigest()} is not "
+            print(f"FAILED: the export's log key {key_id_for(exported_key)} is not "
                   f"{args.log_key}: this is not the log you pinned")
             return 1
         public = pinned
@@ -1219,7 +1219,7 @@ def main(argv: list[str] | None = None) -> int:
             print("warning: the export's trust_root.json names another key or origin than the one you pinned",
                   file=sys.stderr)
         anchored = bool(args.log_key or held)
-        print(f"log key ed25519:{hashlib.sha256(public).hexdigest()} "
+        print(f"log key {key_id_for(public)} "
               f"({'pinned by you' if args.log_key else 'held checkpoint' if held else 'from the export itself'}), "
               f"origin {origin}")
         verifier = Verifier(origin, public, notes + held, not args.no_signatures)

@@ -7,7 +7,6 @@ Private keys live in files (PEM, PKCS#8, mode 0600), never in the database. A ke
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .._text import echo
 from ..errors import CharterError
+from .auditor import key_id_for as key_id_of
 from .auditor import verify_signature
 
 __all__ = ["SigningKey", "key_id_of", "load_public_key_file", "raw_public", "verify_signature"]
@@ -53,11 +53,6 @@ def check_origin(origin: str) -> str:
         raise CharterError.single("bad_origin", f"--origin {echo(origin, 80)} ({len(origin)} characters) must be 1-200 "
                                   "letters, digits or ._:/@+- (no spaces)")
     return origin
-
-
-def key_id_of(public: bytes) -> str:
-    """``ed25519:<hex sha256 of the raw public key>``."""
-    return "ed25519:" + hashlib.sha256(public).hexdigest()
 
 
 def raw_public(key: Ed25519PublicKey) -> bytes:
