@@ -14,7 +14,6 @@ approver activated in the ledger. A policy folder or an escalation file is a pro
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from .ledger.auditor import (
     action_message,
     document_digest,
     possession_message,
+    statement_id,
     verify_signature,
 )
 from .ledger.keys import SigningKey, check_principal, key_id_of, load_public_key_file
@@ -230,11 +230,6 @@ class SignedStatement:
         return cls(data["log"], data["type"], data["statement"], data["key_id"], data["signature"])
 
 
-def statement_id(origin: str, entry_type: str, statement: dict[str, Any]) -> str:
-    """The submission id of the entry carrying a signed statement: its type and the digest of what was signed."""
-    return f"{entry_type}:{hashlib.sha256(action_message(origin, entry_type, statement)).hexdigest()}"
-
-
 #: who signs a change: a key, now, or a statement signed earlier
 Signer = SigningKey | SignedStatement
 
@@ -266,7 +261,8 @@ def signed_entry(ledger: Ledger, entry_type: str, fields: dict[str, Any], signer
 
 
 def _config_entry(ledger: Ledger, config: GovernanceConfig, approvers: Sequence[SigningKey]) -> NewEntry:
-    statement = {"config": config.document(), "signed_at": format_time(ledger.clock())}
+    statement = {"config": config.document(), "signed_at": format_time(ledger.clock()),
+                 "supersedes": ledger.authority().config_seq if ledger.size() else None}
     message = action_message(ledger.origin, GOVERNANCE_CONFIG, statement)
     by_public = {a.public_key: a.principal for a in config.administrators}
     current = ledger.authority().admins() if ledger.size() else {}
@@ -280,7 +276,7 @@ def _config_entry(ledger: Ledger, config: GovernanceConfig, approvers: Sequence[
         approvals.append({"principal": principal, "signature": key.sign(ACTION_CONTEXT, message)})
     approvals.sort(key=lambda a: a["principal"])
     return NewEntry(GOVERNANCE_CONFIG, {**statement, "approvals": approvals},
-                    f"governance:{hashlib.sha256(message).hexdigest()}")
+                    statement_id(ledger.origin, GOVERNANCE_CONFIG, statement))
 
 
 def init_governance(ledger: Ledger, config: GovernanceConfig, approvers: Sequence[SigningKey]) -> Entry:
@@ -364,14 +360,31 @@ def publication_statement(policy_id: str, version: str, document: dict[str, Any]
     return {"id": policy_id, "version": version, "digest": document_digest(document), "document": document}
 
 
-def activation_statement(digests: Sequence[str]) -> dict[str, Any]:
-    """What an approver signs to put a policy set in force: its versions' digests, sorted."""
-    return {"policies": sorted(set(digests))}
+def activation_statement(digests: Sequence[str], supersedes: int | None) -> dict[str, Any]:
+    """What an approver signs to put a policy set in force: its versions' digests, sorted, and the seq
+    of the set it replaces (so the statement cannot be replayed later to bring an old set back)."""
+    return {"policies": sorted(set(digests)), "supersedes": supersedes}
 
 
-def escalation_statement(document: dict[str, Any]) -> dict[str, Any]:
-    """What an approver signs to put an escalation configuration in force: the document and its digest."""
-    return {"digest": document_digest(document), "document": document}
+def escalation_statement(document: dict[str, Any], supersedes: int | None) -> dict[str, Any]:
+    """What an approver signs to put an escalation configuration in force: the document, its digest, and
+    the seq of the configuration it replaces."""
+    return {"digest": document_digest(document), "document": document, "supersedes": supersedes}
+
+
+def _require_normalized(document: dict[str, Any], policy_id: str, version: str) -> None:
+    """Refuse a policy document that is not in the form the compiler gives it (its digest would not be the
+    digest findings cite), or is no valid policy at all."""
+    from .policy.model import Policy
+
+    try:
+        normal = Policy.model_validate(document).model_dump(mode="json")
+    except ValidationError as exc:
+        raise CharterError.single("policy_schema", f"{policy_id} {version} is not a valid policy: "
+                                  f"{exc.errors()[0]['msg']}") from exc
+    if normal != document:
+        raise CharterError.single("policy_not_normalized", f"{policy_id} {version} is not in its normalized form "
+                                  "(publish what the compiler reads: `charter policy publish` does)")
 
 
 def publish_policies(ledger: Ledger, documents: Iterable[tuple[str, str, dict[str, Any]]],
@@ -385,6 +398,7 @@ def publish_policies(ledger: Ledger, documents: Iterable[tuple[str, str, dict[st
         authority = ledger.authority(next_seq)
         entries = []
         for policy_id, version, document in documents:
+            _require_normalized(document, policy_id, version)
             digest = document_digest(document)
             if digest in authority.policies:
                 continue
@@ -401,7 +415,9 @@ def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer) 
     def build(next_seq: int) -> list[NewEntry]:
         if sorted(ledger.authority(next_seq).active_policies) == wanted:
             return []
-        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(digests), approver, size=next_seq)]
+        in_force = ledger.authority(next_seq).active_policies_seq
+        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(digests, in_force), approver,
+                             size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None
 
@@ -432,7 +448,9 @@ def activate_escalation(ledger: Ledger, document: dict[str, Any], approver: Sign
         current = _latest(ledger, ESCALATION_ACTIVATED, next_seq)
         if current is not None and current.payload["digest"] == digest:
             return []
-        return [signed_entry(ledger, ESCALATION_ACTIVATED, escalation_statement(document), approver, size=next_seq)]
+        in_force = ledger.authority(next_seq).escalation_seq
+        return [signed_entry(ledger, ESCALATION_ACTIVATED, escalation_statement(document, in_force), approver,
+                             size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None
 
@@ -479,7 +497,12 @@ def active_policies(ledger: Ledger, compiler: PolicyCompiler, before: int | None
         entry = ledger.entry(seq)
         assert entry is not None and entry.payload["digest"] == digest
         documents.append((entry.payload["document"], SourceMap(f"ledger seq {seq}")))
-    result = ActivePolicies(compiler.compile_documents(documents), authority.active_policies_seq, published, compiler)
+    policy_set = compiler.compile_documents(documents)
+    if sorted(p.digest for p in policy_set.policies) != sorted(published):
+        raise CharterError.single("policy_digest_mismatch", "the policy set in force does not compile to the "
+                                  "versions recorded (a document was published in another form than its compiled "
+                                  "one); publish and activate it again")
+    result = ActivePolicies(policy_set, authority.active_policies_seq, published, compiler)
     if len(_COMPILED) > 16:
         _COMPILED.clear()
     _COMPILED[key] = result

@@ -456,11 +456,13 @@ def transition(ledger: Ledger, incident_id_: str, action: str, key: Signer, note
 
 
 def transition_problems(ledger: Ledger, start: int = 0, stop: int | None = None) -> list[Problem]:
-    """Recorded transitions from seq `start` on that the escalation configuration then in force did not allow.
+    """Recorded transitions and waivers from seq `start` on that the rules then in force did not allow.
 
     `charter verify` asks this after the standalone checks (which can only see that the actor holds
-    some escalation role): each transition is judged again by `authorize_transition`, against the
-    incident as folded from the entries before it, and must record the role and states it gives.
+    some escalation role): each signed transition is judged again by `authorize_transition`, against
+    the incident as folded from the entries before it, and must record the role and states it gives;
+    the log's own reopening must reopen a resolved or closed incident; a waiver must cover exactly
+    the incident its decision accepted, for the length that decision signed, within the maximum.
     """
     from .authority import escalation_at
     from .ledger.auditor import ESCALATION_ACTIVATED, Problem
@@ -468,29 +470,71 @@ def transition_problems(ledger: Ledger, start: int = 0, stop: int | None = None)
     book = IncidentBook()
     graph: EscalationGraph | None = None
     problems = []
+    decision: dict[str, Any] | None = None  # the transition right before a waiver
     for entry in ledger.entries(0, stop, types=(*INCIDENT_TYPES, ESCALATION_ACTIVATED)):
         p = entry.payload
         if entry.type == ESCALATION_ACTIVATED:
             graph = escalation_at(entry)
             continue
-        if entry.type == TRANSITION and entry.seq >= start and p.get("actor") != AUTOMATIC:
-            incident = book.incidents.get(p.get("incident_id", ""))
-            action = p.get("action", "")
+        if entry.seq >= start and entry.type in (TRANSITION, WAIVER):
             try:
-                if incident is None or graph is None or action not in ACTIONS:
-                    raise CharterError.single("not_authorized", "a transition of no known incident, action or "
-                                              "escalation configuration")
-                role = authorize_transition(graph, incident, action, str(p.get("actor")), list(p.get("decision", [])))
-                if (p.get("role"), p.get("from"), p.get("to")) != (role, incident.state.value,
-                                                                   ACTIONS[action][1].value):
-                    raise CharterError.single("not_authorized", f"the entry records role {p.get('role')!r} and "
-                                              f"{p.get('from')} -> {p.get('to')}; the rule gives {role!r} and "
-                                              f"{incident.state.value} -> {ACTIONS[action][1].value}")
+                if entry.type == WAIVER:
+                    _check_waiver(graph, book, p, decision)
+                else:
+                    _check_recorded_transition(graph, book, p, entry.key_id)
             except CharterError as exc:
-                problems.append(Problem(entry.seq, "not_authorized", f"{action} of {p.get('incident_id')} by "
-                                        f"{p.get('actor')!r}: {exc.diagnostics[0].message}"))
+                problems.append(Problem(entry.seq, "not_authorized", f"{entry.type} {p.get('action', '')} of "
+                                        f"{p.get('incident_id')} by {p.get('actor', p.get('owner'))!r}: "
+                                        f"{exc.diagnostics[0].message}"))
+        decision = p if entry.type == TRANSITION else None
         apply(book, entry)
     return problems
+
+
+def _check_recorded_transition(graph: EscalationGraph | None, book: IncidentBook, p: dict[str, Any],
+                               key_id: str | None) -> None:
+    incident = book.incidents.get(p.get("incident_id", ""))
+    action = p.get("action", "")
+    if incident is None or graph is None or action not in ACTIONS:
+        raise CharterError.single("not_authorized", "a transition of no known incident, action or escalation "
+                                  "configuration")
+    if p.get("actor") == AUTOMATIC and key_id is None:
+        if action != "reopen" or incident.state not in (State.RESOLVED, State.CLOSED) or \
+                p.get("from") != incident.state.value:
+            raise CharterError.single("not_authorized", f"the log reopens only resolved or closed incidents; this "
+                                      f"one was {incident.state.value}")
+        return
+    decisions = p.get("decision", [])
+    if not isinstance(decisions, list):
+        raise CharterError.single("not_authorized", "decisions are not a list")
+    role = authorize_transition(graph, incident, action, str(p.get("actor")), decisions)
+    if (p.get("role"), p.get("from"), p.get("to")) != (role, incident.state.value, ACTIONS[action][1].value):
+        raise CharterError.single("not_authorized", f"the entry records role {p.get('role')!r} and {p.get('from')} -> "
+                                  f"{p.get('to')}; the rule gives {role!r} and {incident.state.value} -> "
+                                  f"{ACTIONS[action][1].value}")
+
+
+def _check_waiver(graph: EscalationGraph | None, book: IncidentBook, p: dict[str, Any],
+                  decision: dict[str, Any] | None) -> None:
+    from .policy.model import _parse_duration
+
+    incident = book.incidents.get(p.get("incident_id", ""))
+    if incident is None or graph is None or decision is None or decision.get("incident_id") != incident.id:
+        raise CharterError.single("not_authorized", "a waiver no accept_risk decision right before it granted")
+    covers = (p.get("system_id"), p.get("rule"), p.get("segment"), p.get("owner"))
+    if covers != (incident.system_id, incident.rule, incident.segment, decision.get("actor")):
+        raise CharterError.single("not_authorized", "the waiver covers another system, rule, segment or owner than "
+                                  "the decision that granted it")
+    try:
+        length = _time(p["expires_at"]) - _time(p["granted_at"])
+        signed = _parse_duration(str(decision.get("expires")))
+    except (KeyError, ValueError) as exc:
+        raise CharterError.single("not_authorized", f"the waiver's times or the decision's length are unreadable: "
+                                  f"{exc}") from exc
+    rule = graph.config.decisions.get("accept_risk")
+    if length != signed or (rule is not None and rule.max_duration is not None and length > rule.max_duration):
+        raise CharterError.single("not_authorized", "the waiver lasts longer than the decision signed, or than the "
+                                  "escalation configuration allows")
 
 
 def _check_independence(incident: Incident, action: str, principal: str) -> None:

@@ -22,6 +22,7 @@ from charter.ledger.auditor import (
     CompactRange,
     action_message,
     document_digest,
+    statement_id,
     statement_of,
 )
 from charter.ledger.hashing import (
@@ -87,8 +88,9 @@ def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str
                     payload = document["payload"]
                     if "document" in payload and "digest" in payload:
                         payload["digest"] = document_digest(payload["document"])
-                    document["sig"] = signer.sign(ACTION_CONTEXT, action_message(
-                        origin, document["type"], statement_of(document["type"], payload)))
+                    statement = statement_of(document["type"], payload)
+                    document["sig"] = signer.sign(ACTION_CONTEXT, action_message(origin, document["type"], statement))
+                    document["submission_id"] = statement_id(origin, document["type"], statement)
             document["prev"] = hashes[-1].hex() if hashes else bytes(32).hex()
             bodies[index] = body = canonical(document)
             rows[index]["body"] = base64.b64encode(body).decode()

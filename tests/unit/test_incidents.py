@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from charter.authority import activate_escalation, signed_entry
+from charter.authority import activate_escalation, escalation_statement, signed_entry
 from charter.errors import CharterError
 from charter.escalation import load_escalation
 from charter.incidents import State, load_book, metrics, transition
 from charter.ledger import verify_ledger
-from charter.ledger.auditor import ESCALATION_ACTIVATED, document_digest
+from charter.ledger.auditor import ESCALATION_ACTIVATED
 from charter.notify import ChannelNotifier, DeliveryError, tick
 from charter.submission import submit_bundle
 from tests.conftest import REPO
@@ -345,8 +345,9 @@ def _activate(populated: Populated, path: Path, checked: bool = True) -> None:
     if checked:
         activate_escalation(populated.ledger, document, approver)
         return
-    populated.ledger.append([signed_entry(populated.ledger, ESCALATION_ACTIVATED, {
-        "digest": document_digest(document), "document": document}, approver)])
+    in_force = populated.ledger.authority().escalation_seq
+    populated.ledger.append([signed_entry(populated.ledger, ESCALATION_ACTIVATED,
+                                          escalation_statement(document, in_force), approver)])
 
 
 def _to_validated(ledger: Any, incident_id: str) -> None:

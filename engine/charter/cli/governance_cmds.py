@@ -146,8 +146,9 @@ def policy_activate(
 
     policy_set, _, _ = compile_policies(policies_dir(policies), None, None)
     if sign_only is not None:
-        write_signed(sign_only, POLICY_ACTIVATED, [activation_statement([p.digest for p in policy_set.policies])],
-                     SigningKey.load(key), db)
+        in_force = open_ledger(db, DEFAULT_KEY, writable=False).authority().active_policies_seq
+        write_signed(sign_only, POLICY_ACTIVATED, [activation_statement([p.digest for p in policy_set.policies],
+                                                                        in_force)], SigningKey.load(key), db)
         return
     entry = activate_policies(open_ledger(db, ledger_key, writable=True),
                               [p.digest for p in policy_set.policies], SigningKey.load(key))
@@ -179,7 +180,9 @@ def escalation_activate(
         problems = parse_escalation(document, smap).check()
         if problems:
             raise CharterError(problems)
-        write_signed(sign_only, ESCALATION_ACTIVATED, [escalation_statement(document)], SigningKey.load(key), db)
+        in_force = open_ledger(db, DEFAULT_KEY, writable=False).authority().escalation_seq
+        write_signed(sign_only, ESCALATION_ACTIVATED, [escalation_statement(document, in_force)],
+                     SigningKey.load(key), db)
         return
     entry = activate_escalation(open_ledger(db, ledger_key, writable=True), document, SigningKey.load(key), smap)
     if entry is None:

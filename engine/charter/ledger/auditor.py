@@ -432,6 +432,11 @@ def action_message(origin: str, entry_type: str, statement: dict[str, Any]) -> b
     return canonical_json({"log": origin, "statement": statement, "type": entry_type})
 
 
+def statement_id(origin: str, entry_type: str, statement: dict[str, Any]) -> str:
+    """The submission id of the entry carrying a signed statement: its type and the digest of what was signed."""
+    return f"{entry_type}:{hashlib.sha256(action_message(origin, entry_type, statement)).hexdigest()}"
+
+
 def possession_message(origin: str, principal: str, key_id: str) -> bytes:
     """What a new key signs (after ``POSSESSION_CONTEXT``) to prove its holder asked to register it."""
     return canonical_json({"key_id": key_id, "log": origin, "principal": principal})
@@ -447,10 +452,20 @@ def document_digest(document: Any) -> str:
     return hashlib.sha256(canonical_json(document)).hexdigest()
 
 
+#: the fields of the log's own reopening of an incident, and nothing else
+_AUTOMATIC_REOPEN = frozenset({"incident_id", "action", "from", "to", "actor", "role", "note", "deadline"})
+
+
 def _automatic_reopen(entry_type: str, payload: dict[str, Any], key_id: str | None) -> bool:
-    """The log's own reopening of an incident whose breach recurred (audited by re-deriving it, not by a role)."""
-    return (entry_type == INCIDENT_TRANSITION and key_id is None and payload.get("actor") == AUTOMATIC_ACTOR
-            and payload.get("action") == "reopen")
+    """The log's own reopening of a resolved or closed incident whose breach recurred.
+
+    Only that: no decision, no other state (`charter verify` re-derives that the incident was
+    resolved or closed; `charter audit` that the breach recurred).
+    """
+    return (entry_type == INCIDENT_TRANSITION and key_id is None and set(payload) == _AUTOMATIC_REOPEN
+            and payload.get("actor") == AUTOMATIC_ACTOR and payload.get("action") == "reopen"
+            and payload.get("role") == "system" and payload.get("from") in ("resolved", "closed")
+            and payload.get("to") == "open")
 
 
 def _config_problem(config: Any) -> str | None:
@@ -516,17 +531,22 @@ class Authority:
         self.escalation_seq: int | None = None
         #: the previous entry's (seq, type, payload): a waiver must follow the decision that grants it
         self.last: list[Any] | None = None
+        #: submission ids (digests) of the signed statements recorded: each lands once
+        self.statements: set[str] = set()
 
     # -- state ----------------------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
         """JSON form, to resume from (see `Verifier.state`)."""
-        return {name: getattr(self, name) for name in _AUTHORITY_STATE}
+        state = {name: getattr(self, name) for name in _AUTHORITY_STATE}
+        state["statements"] = sorted(self.statements)
+        return state
 
     def resume(self, state: dict[str, Any]) -> None:
         """Take the state `to_state` returned."""
         for name in _AUTHORITY_STATE:
             setattr(self, name, json.loads(json.dumps(state[name])))
+        self.statements = set(self.statements)
 
     def copy(self) -> Authority:
         """An independent copy: folding entries into it leaves this one as it was (readers may hold it)."""
@@ -536,13 +556,18 @@ class Authority:
         for name in ("owners", "policies", "versions", "escalation_members"):
             setattr(twin, name, dict(getattr(self, name)))
         twin.active_policies = list(self.active_policies)
+        twin.statements = set(self.statements)
         return twin
 
-    def admins(self) -> dict[str, bytes]:
-        """Administrator -> raw public key, under the configuration in force."""
+    def admins(self, seq: int | None = None) -> dict[str, bytes]:
+        """Administrator -> raw public key, under the configuration in force; with `seq`, only keys still
+        valid at `seq` (an administrator whose key was revoked approves nothing until a new one is configured)."""
         if self.config is None:
             return {}
-        return {a["principal"]: base64.b64decode(a["public_key"]) for a in self.config["administrators"]}
+        admins = {a["principal"]: base64.b64decode(a["public_key"]) for a in self.config["administrators"]}
+        if seq is None:
+            return admins
+        return {name: public for name, public in admins.items() if self.key_valid_at(key_id_for(public), seq)}
 
     def holders(self, role: str) -> list[str]:
         """The principals holding an authority role under the configuration in force."""
@@ -556,10 +581,23 @@ class Authority:
     # -- the rule -------------------------------------------------------------------------------
 
     def check(self, seq: int, entry_type: str, payload: dict[str, Any], key_id: str | None,
-              signature: str | None) -> Problem | None:
-        """The authority problem of an entry about to stand at `seq`, or None when it is allowed."""
+              signature: str | None, submission_id: str | None = None) -> Problem | None:
+        """The authority problem of an entry about to stand at `seq`, or None when it is allowed.
+
+        A signed statement's submission id must be its digest (`statement_id`), and a digest already
+        recorded is refused: a statement lands once, however often it is handed in again.
+        """
         if seq == 0 and entry_type != GOVERNANCE_CONFIG:
             return Problem(0, "no_trust_root", "entry 0 must be the governance configuration (the trust root)")
+        if entry_type in (GOVERNANCE_CONFIG, *SIGNED_ACTIONS) and not _automatic_reopen(entry_type, payload, key_id):
+            try:
+                expected = statement_id(self.origin, entry_type, statement_of(entry_type, payload))
+            except Exception:  # rfc8785 rejects values outside JSON's domain with its own errors
+                return Problem(seq, "malformed_body", "the statement cannot be canonicalized")
+            if submission_id is not None and submission_id != expected:
+                return Problem(seq, "malformed_body", "the submission id is not the signed statement's digest")
+            if expected in self.statements:
+                return Problem(seq, "replayed_statement", f"this {entry_type} statement was already recorded")
         if entry_type == GOVERNANCE_CONFIG:
             return self._check_config(seq, payload)
         if entry_type == WAIVER_GRANTED:
@@ -598,11 +636,18 @@ class Authority:
         if not isinstance(approvals, list):
             return Problem(seq, "malformed_config", "approvals must be a list")
         new_admins = {a["principal"]: base64.b64decode(a["public_key"]) for a in config["administrators"]}
-        current = self.admins()
+        current = self.admins(seq)
         if self.config is None and seq != 0:
             return Problem(seq, "no_trust_root", "a governance configuration after entry 0 with none before it")
         if self.config is not None and seq == 0:
             return Problem(seq, "malformed_config", "the trust root is already set")
+        if payload.get("supersedes") != self.config_seq:
+            return Problem(seq, "stale_statement", f"the configuration replaces the one of seq "
+                           f"{payload.get('supersedes')!r}, but the one in force is of seq {self.config_seq}")
+        revoked = [name for name, public in new_admins.items() if any(
+            key_id_for(public) == key_id and key[3] is not None for key_id, key in self.keys.items())]
+        if revoked:
+            return Problem(seq, "key_revoked", f"the configuration names revoked keys for {', '.join(revoked)}")
         # An administrator who rotates their own key approves with the old key, the new one, or both.
         approved: dict[str, set[str]] = {"new": set(), "current": set()}
         for approval in approvals:
@@ -640,6 +685,9 @@ class Authority:
             return Problem(seq, "malformed_body", "key id does not match the public key, or no principal")
         if key_id in self.keys:
             return Problem(seq, "key_registered", f"key {key_id} is already registered to {self.keys[key_id][0]!r}")
+        if principal in self.admins():
+            return Problem(seq, "not_authorized", f"{principal!r} is an administrator: their keys change only with "
+                           "the governance configuration, under its threshold")
         if self.check_signatures and not verify_signature(public, POSSESSION_CONTEXT,
                                                           possession_message(self.origin, principal, key_id),
                                                           str(payload.get("possession"))):
@@ -670,6 +718,9 @@ class Authority:
         return None
 
     def _check_policy_activated(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        if payload.get("supersedes") != self.active_policies_seq:
+            return Problem(seq, "stale_statement", f"the activation replaces the set of seq "
+                           f"{payload.get('supersedes')!r}, but the one in force is of seq {self.active_policies_seq}")
         digests = payload.get("policies")
         if not isinstance(digests, list) or not digests or not all(isinstance(d, str) for d in digests):
             return Problem(seq, "malformed_body", "an activation lists the digests of its policy versions")
@@ -682,6 +733,9 @@ class Authority:
         return None
 
     def _check_escalation_activated(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        if payload.get("supersedes") != self.escalation_seq:
+            return Problem(seq, "stale_statement", f"the activation replaces the configuration of seq "
+                           f"{payload.get('supersedes')!r}, but the one in force is of seq {self.escalation_seq}")
         document = payload.get("document")
         if not isinstance(document, dict) or document_digest(document) != payload.get("digest"):
             return Problem(seq, "malformed_body", "the escalation digest is not the SHA-256 of its document")
@@ -698,7 +752,7 @@ class Authority:
     def _check_waiver(self, seq: int, payload: dict[str, Any]) -> Problem | None:
         last = self.last
         granted = (last is not None and last[0] == seq - 1 and last[1] == INCIDENT_TRANSITION
-                   and "accept_risk" in (last[2].get("decision") or [])
+                   and isinstance(last[2].get("decision"), list) and "accept_risk" in last[2]["decision"]
                    and last[2].get("incident_id") == payload.get("incident_id")
                    and last[2].get("actor") == payload.get("owner"))
         if not granted:
@@ -707,10 +761,17 @@ class Authority:
 
     # -- folding --------------------------------------------------------------------------------
 
-    def apply(self, seq: int, entry_type: str, payload: dict[str, Any]) -> None:
-        """Fold an entry (that `check` allowed, or that the verifier reported) into the state."""
+    def apply(self, seq: int, entry_type: str, payload: dict[str, Any], submission_id: str | None = None) -> None:
+        """Fold an entry that `check` allowed into the state (the verifier does not fold refused ones)."""
         self.last = [seq, entry_type, payload if entry_type == INCIDENT_TRANSITION else {}]
+        if submission_id is not None and entry_type in (GOVERNANCE_CONFIG, *SIGNED_ACTIONS):
+            self.statements.add(submission_id)
         if entry_type == GOVERNANCE_CONFIG and _config_problem(payload.get("config")) is None:
+            kept = {a["public_key"] for a in payload["config"]["administrators"]}
+            for admin in (self.config or {}).get("administrators", []):
+                key = self.keys.get(key_id_for(base64.b64decode(admin["public_key"])))
+                if admin["public_key"] not in kept and key is not None and key[3] is None:
+                    key[3] = seq  # a key the new configuration drops (rotated, or its holder left) is revoked
             self.config, self.config_seq = payload["config"], seq
             for admin in payload["config"]["administrators"]:
                 key_id = key_id_for(base64.b64decode(admin["public_key"]))
@@ -732,19 +793,22 @@ class Authority:
                                               str(payload.get("actor")), seq])
             self.versions.setdefault(f"{payload.get('id')}@{payload.get('version')}", digest)
         elif entry_type == POLICY_ACTIVATED:
-            self.active_policies = [str(d) for d in payload.get("policies") or []]
+            policies = payload.get("policies")
+            self.active_policies = [str(d) for d in policies] if isinstance(policies, list) else []
             self.active_policies_seq = seq
         elif entry_type == ESCALATION_ACTIVATED:
             members: dict[str, list[str]] = {}
-            roles = (payload.get("document") or {}).get("roles") or {}
+            document = payload.get("document")
+            roles = document.get("roles") if isinstance(document, dict) else None
             for role, spec in sorted(roles.items()) if isinstance(roles, dict) else []:
-                for member in (spec or {}).get("members") or [] if isinstance(spec, dict) else []:
+                listed = spec.get("members") if isinstance(spec, dict) else None
+                for member in listed if isinstance(listed, list) else []:
                     members.setdefault(str(member), []).append(str(role))
             self.escalation_members, self.escalation_seq = members, seq
 
 
 _AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
-                    "active_policies_seq", "escalation_members", "escalation_seq", "last")
+                    "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements")
 
 
 # -- the verifier ---------------------------------------------------------------------------------
@@ -1062,12 +1126,15 @@ class Verifier:
         if not isinstance(payload, dict):
             self._problem(seq, "malformed_body", "payload is not an object")
             return
-        problem = self.authority.check(seq, kind, payload, body.get("key_id"), body.get("sig"))
+        submission_id = body.get("submission_id")
+        problem = self.authority.check(seq, kind, payload, body.get("key_id"), body.get("sig"), submission_id)
         if problem is not None:
             self.report.problems.append(problem)
-        elif kind == BUNDLE:
+            self.authority.last = [seq, kind, {}]  # an unauthorized change changes nothing
+            return
+        if kind == BUNDLE:
             self._check_bundle(seq, body, payload)
-        self.authority.apply(seq, kind, payload)
+        self.authority.apply(seq, kind, payload, submission_id)
 
     def _check_bundle(self, seq: int, body: dict[str, Any], payload: dict[str, Any]) -> None:
         key_id = str(body.get("key_id"))
@@ -1218,7 +1285,8 @@ def main(argv: list[str] | None = None) -> int:
         if public != exported_key or origin != trust["origin"]:
             print("warning: the export's trust_root.json names another key or origin than the one you pinned",
                   file=sys.stderr)
-        anchored = bool(args.log_key or held)
+        # A pinned key anchors only what it was used to check: without signatures it checks nothing.
+        anchored = bool(args.log_key or held) and not args.no_signatures
         print(f"log key {key_id_for(public)} "
               f"({'pinned by you' if args.log_key else 'held checkpoint' if held else 'from the export itself'}), "
               f"origin {origin}")

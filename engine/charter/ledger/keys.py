@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .._text import echo
 from ..errors import CharterError
+from .auditor import AUTOMATIC_ACTOR, verify_signature
 from .auditor import key_id_for as key_id_of
-from .auditor import verify_signature
 
 __all__ = ["SigningKey", "key_id_of", "load_public_key_file", "raw_public", "verify_signature"]
 
@@ -40,6 +40,9 @@ def check_principal(principal: str) -> str:
     if not _PRINCIPAL.fullmatch(principal):
         raise CharterError.single("bad_principal", f"principal {echo(principal, 80)} must be 1-200 letters, digits or "
                                   "._@+-, starting with a letter or digit (no spaces, no slashes)")
+    if principal == AUTOMATIC_ACTOR:
+        raise CharterError.single("bad_principal", f"{principal!r} is the name the log gives its own acts; choose "
+                                  "another principal")
     return principal
 
 

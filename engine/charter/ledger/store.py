@@ -212,10 +212,10 @@ class Ledger:
                 authority = self.authority(head.size).copy()  # readers may hold the cached state: never change it
                 for new in batch:
                     payload = new.payload(appended) if callable(new.payload) else new.payload
-                    problem = authority.check(seq, new.type, payload, new.key_id, new.signature)
+                    problem = authority.check(seq, new.type, payload, new.key_id, new.signature, new.submission_id)
                     if problem is not None:
                         raise CharterError.single(problem.kind, problem.detail)
-                    authority.apply(seq, new.type, payload)
+                    authority.apply(seq, new.type, payload, new.submission_id)
                     body_value: dict[str, Any] = {"v": 1, "log": self.origin, "seq": seq, "prev": prev.hex(),
                                                   "type": new.type, "received_at": received,
                                                   "submission_id": new.submission_id, "payload": payload}
@@ -270,7 +270,7 @@ class Ledger:
         else:
             authority, start = Authority(self.origin), 0
         for entry in self.entries(start, size, types=AUTHORITY_INPUTS):
-            authority.apply(entry.seq, entry.type, entry.payload)
+            authority.apply(entry.seq, entry.type, entry.payload, entry.submission_id)
         authority.last = None
         if size >= cached_size:
             self._authority_cache = (size, authority)

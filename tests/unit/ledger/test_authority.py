@@ -355,3 +355,136 @@ def test_a_statement_signed_elsewhere_is_checked_like_one_signed_here(world: Pop
     assert entry is not None and entry.payload["actor"] == ADMIN and entry.key_id == key_of(ADMIN).key_id
     assert accept(world.ledger, statement) is None  # handed in twice: recorded once
     assert verify_ledger(world.ledger, world.log_key.public).ok
+
+
+# -- what the review found: each hole is closed ------------------------------------------------------
+
+
+def _two_of_three(populated: Populated, config: GovernanceConfig) -> None:
+    update_governance(populated.ledger, config, [key_of(ADMIN), key_of("ben.okafor")])
+
+
+def test_a_rotated_administrator_key_stops_counting(world: Populated) -> None:
+    config = world.ledger.authority().config
+    assert config is not None
+    fresh = SigningKey.generate(ADMIN)
+    rotated = GovernanceConfig.model_validate({**config, "administrators": [
+        {**a, "public_key": base64.b64encode(fresh.public).decode()} if a["principal"] == ADMIN else a
+        for a in config["administrators"]]})
+    update_governance(world.ledger, rotated, [key_of(ADMIN), key_of("ben.okafor"), fresh])
+    thief = SigningKey.generate("omar.haddad")
+    request = KeyRequest.of(thief, world.ledger.origin)
+    _refused(world, "revoked_key", lambda: register_key(world.ledger, request, key_of(ADMIN)))  # the old key
+    with _unchecked():  # forced in, it is named
+        from charter.ledger import NewEntry
+        from charter.submission import key_statement
+
+        entry = world.ledger.append([NewEntry("key.added", {**key_statement(request), "actor": ADMIN,
+                                                            "signed_at": "2026-01-01T00:00:00.000Z"}, "x",
+                                              key_id=key_of(ADMIN).key_id, signature="")])[0]
+    assert _first_unauthorized(world)[0] == entry.seq
+
+
+def test_keys_of_administrators_change_only_with_the_configuration(world: Populated) -> None:
+    request = KeyRequest.of(SigningKey.generate("ben.okafor"), world.ledger.origin)
+    _refused(world, "not_authorized", lambda: register_key(world.ledger, request, key_of(ADMIN)))
+
+
+def test_a_revoked_administrator_key_approves_nothing(world: Populated) -> None:
+    config = world.ledger.authority().config
+    assert config is not None
+    revoke_key(world.ledger, key_of("ben.okafor").key_id, "laptop stolen", key_of("ben.okafor"))
+    thief = SigningKey.generate("thief")
+    keeps_revoked = GovernanceConfig.model_validate({**config, "administrators": [
+        *config["administrators"], {"principal": "thief", "public_key": base64.b64encode(thief.public).decode()}]})
+    _refused(world, "key_revoked", lambda: update_governance(world.ledger, keeps_revoked,
+                                                             [key_of("ben.okafor"), key_of("chen.li"), thief]))
+    takeover = GovernanceConfig.model_validate({**config, "administrators": [
+        *(a for a in config["administrators"] if a["principal"] != "ben.okafor"),
+        {"principal": "thief", "public_key": base64.b64encode(thief.public).decode()}]})
+    _refused(world, "not_authorized", lambda: update_governance(world.ledger, takeover,
+                                                                [key_of("ben.okafor"), key_of("chen.li"), thief]))
+
+
+def test_a_replayed_or_stale_statement_is_refused(world: Populated) -> None:
+    from charter.ledger import NewEntry
+
+    activation = next(world.ledger.entries(types=("policy.activated",)))
+    config = world.ledger.authority().config
+    assert config is not None
+    _two_of_three(world, GovernanceConfig.model_validate(config))  # the configuration moves on
+    signature = json.loads(activation.body)["sig"]
+    _refused(world, "malformed_body", lambda: world.ledger.append([NewEntry(  # under another submission id
+        activation.type, activation.payload, activation.submission_id + "x", key_id=activation.key_id,
+        signature=signature)]))
+    _refused(world, "replayed_statement", lambda: world.ledger.append([NewEntry(
+        activation.type, activation.payload, activation.submission_id, key_id=activation.key_id,
+        signature=signature)]))
+    genesis = world.ledger.entry(0)
+    assert genesis is not None
+    _refused(world, "replayed_statement", lambda: world.ledger.append([NewEntry(
+        genesis.type, genesis.payload, genesis.submission_id)]))
+
+
+def test_forged_reopening_and_widened_waivers_are_named(world: Populated) -> None:
+    from charter.ledger import NewEntry
+
+    _submit_claims(world)
+    incident = next(i for i in load_book(world.ledger).incidents.values() if i.severity.value == "high")
+    forged = {"incident_id": incident.id, "action": "reopen", "from": "open", "to": "decided", "actor": "charter",
+              "role": "system", "note": "x", "decision": ["accept_risk"], "deadline": None}
+    _refused(world, "malformed_body", lambda: world.ledger.append([NewEntry("incident.transition", forged, "f1")]))
+    transition(world.ledger, incident.id, "investigate", key_of("tom.berger"), "looking")
+    transition(world.ledger, incident.id, "validate", key_of("carla.rossi"), "confirmed")
+    transition(world.ledger, incident.id, "decide", key_of("anna.schmidt"), "accept", ["accept_risk"], "P30D")
+    waiver = next(world.ledger.entries(types=("waiver.granted",)))
+    widened = {**waiver.payload, "waiver_id": "WVR-x", "expires_at": "2999-01-01T00:00:00.000Z"}
+    with _unchecked():
+        decision = transition(world.ledger, incident.id, "resolve", key_of("tom.berger"), "done")
+        entry = world.ledger.append([NewEntry("waiver.granted", widened, "w2", subject=incident.system_id)])[0]
+    assert decision.seq == entry.seq - 1
+    report = verify_ledger(world.ledger, world.log_key.public, resume=False)
+    assert entry.seq in {p.seq for p in report.problems}
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).first_bad_seq == entry.seq
+
+
+def test_a_malformed_activation_is_reported_not_a_crash(world: Populated) -> None:
+    from charter.ledger import NewEntry
+
+    with _unchecked():
+        entry = world.ledger.append([NewEntry("policy.activated", {"policies": 5, "actor": ADMIN,
+                                                                   "signed_at": "x"}, "bad")])[0]
+    assert _first_unauthorized(world)[0] == entry.seq
+
+
+def test_only_normalized_policy_documents_are_published(world: Populated) -> None:
+    from charter.policy.model import Policy
+
+    policy = POLICIES.policies[0]
+    normal = {**policy.policy.model_dump(mode="json"), "version": "9.9.8"}
+    # The same policy with a defaulted field left out: valid, but not the form whose digest findings cite.
+    document = next(d for d in ({k: v for k, v in normal.items() if k != left} for left in normal)
+                    if _valid(Policy, d) and d != normal)
+    _refused(world, "policy_not_normalized", lambda: publish_policies(world.ledger, [(policy.policy.id, "9.9.8",
+                                                                                      document)], key_of(AUTHOR)))
+
+
+def test_without_signatures_a_pinned_key_anchors_nothing(world: Populated, tmp_path: Path) -> None:
+    export_ledger(world.ledger, tmp_path / "export")
+    fingerprint = world.ledger.meta()["log_key_id"]
+    assert _verify_export(tmp_path / "export", "--log-key", fingerprint).returncode == 0
+    assert _verify_export(tmp_path / "export", "--log-key", fingerprint, "--no-signatures").returncode == 3
+
+
+def test_charter_is_the_logs_name_not_a_principal() -> None:
+    from charter.ledger.keys import check_principal
+
+    with pytest.raises(CharterError):
+        check_principal("charter")
+
+
+def _valid(model: Any, document: dict[str, Any]) -> bool:
+    try:
+        return model.model_validate(document).model_dump(mode="json") is not None
+    except ValueError:
+        return False

@@ -87,14 +87,15 @@ def test_ledgers_with_per_entry_receipts_still_verify_after_upgrading(tmp_path: 
                                                  {"name": "created_at", "value": "2026-01-01T00:00:00.000Z"}])
         prev = bytes(32)
         for seq in range(3):  # as the earlier Charter wrote them: a receipt on every entry
-            kind, payload = ("governance.config", _trust_root()) if seq == 0 else ("note", {"seq": seq})
+            kind, payload, submission = (("governance.config", *_trust_root()) if seq == 0
+                                         else ("note", {"seq": seq}, f"old{seq}"))
             body = canonical({"v": 1, "log": ORIGIN, "seq": seq, "prev": prev.hex(), "type": kind,
-                              "received_at": "2026-01-01T00:00:00.000Z", "submission_id": f"old{seq}",
+                              "received_at": "2026-01-01T00:00:00.000Z", "submission_id": submission,
                               "payload": payload})
             record_hash = leaf_hash(body)
             connection.execute(insert(ledger_entry).values(
                 seq=seq, prev_hash=prev, record_hash=record_hash, body=body, entry_type=kind,
-                submission_id=f"old{seq}", received_at="2026-01-01T00:00:00.000Z",
+                submission_id=submission, received_at="2026-01-01T00:00:00.000Z",
                 receipt=key.sign(RECEIPT_CONTEXT, receipt_message(ORIGIN, seq, record_hash))))
             prev = record_hash
         connection.execute(update(ledger_head).values(size=3, head_hash=prev,
@@ -116,17 +117,18 @@ def test_ledgers_with_per_entry_receipts_still_verify_after_upgrading(tmp_path: 
     assert transaction_start(ledger.engine, 6) == 3
 
 
-def _trust_root() -> dict[str, object]:
-    """A governance configuration of one administrator, approved by its key: what entry 0 holds."""
-    from charter.ledger.auditor import ACTION_CONTEXT, action_message, statement_of
+def _trust_root() -> tuple[dict[str, object], str]:
+    """A governance configuration of one administrator, approved by its key, and its submission id: entry 0."""
+    from charter.ledger.auditor import ACTION_CONTEXT, action_message, statement_id
 
     admin = key_of("ana.costa")
     payload: dict[str, object] = {"config": {"administrators": [{"principal": "ana.costa",
                                                                  "public_key": _b64(admin.public)}],
                                              "threshold": 1, "roles": {}},
-                                  "signed_at": "2026-01-01T00:00:00.000Z"}
-    message = action_message(ORIGIN, "governance.config", statement_of("governance.config", payload))
-    return {**payload, "approvals": [{"principal": "ana.costa", "signature": admin.sign(ACTION_CONTEXT, message)}]}
+                                  "signed_at": "2026-01-01T00:00:00.000Z", "supersedes": None}
+    message = action_message(ORIGIN, "governance.config", payload)
+    approvals = [{"principal": "ana.costa", "signature": admin.sign(ACTION_CONTEXT, message)}]
+    return {**payload, "approvals": approvals}, statement_id(ORIGIN, "governance.config", payload)
 
 
 def _b64(data: bytes) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from charter.authority import KeyRequest
 from charter.errors import CharterError
 from charter.ledger import SigningKey, make_checkpoint, verify_ledger
-from charter.ledger.auditor import StoredEntry, Verifier, leaf_hash
+from charter.ledger.auditor import StoredEntry, Verifier, leaf_hash, statement_id
 from charter.ledger.schema import ledger_entry, ledger_head
 from charter.registry import AISystem
 from charter.submission import register_key, register_system, revoke_key, submit_bundle
@@ -121,12 +121,12 @@ def test_bad_principals_are_refused(principal: str) -> None:
 
 
 _ADMIN = SigningKey.generate("ada")
+_ROOT = {"config": {"administrators": [{"principal": "ada", "public_key": base64.b64encode(_ADMIN.public).decode()}],
+                    "threshold": 1, "roles": {}},
+         "signed_at": "2026-01-01T00:00:00.000Z", "supersedes": None}
 GENESIS = {"v": 1, "log": ORIGIN, "seq": 0, "prev": "00" * 32, "type": "governance.config",
-           "received_at": "2026-01-01T00:00:00.000Z", "submission_id": "genesis",
-           "payload": {"config": {"administrators": [{"principal": "ada",
-                                                      "public_key": base64.b64encode(_ADMIN.public).decode()}],
-                                  "threshold": 1, "roles": {}},
-                       "signed_at": "2026-01-01T00:00:00.000Z", "approvals": [{"principal": "ada", "signature": ""}]}}
+           "received_at": "2026-01-01T00:00:00.000Z", "submission_id": statement_id(ORIGIN, "governance.config", _ROOT),
+           "payload": {**_ROOT, "approvals": [{"principal": "ada", "signature": ""}]}}
 
 
 def _feed(body: dict[str, Any]) -> list[str]:
@@ -146,9 +146,10 @@ GOOD = {"v": 1, "log": ORIGIN, "type": "note", "received_at": "2026-01-01T00:00:
 @pytest.mark.parametrize(("changes", "kind"), [
     ({"seq": False}, "seq_mismatch"), ({"received_at": ""}, "malformed_body"), ({"v": 2}, "malformed_body"),
     ({"type": 5}, "malformed_body"), ({"payload": []}, "malformed_body"),
-    ({"type": "key.added", "payload": {"key_id": 1, "public_key": "!"}}, "unsigned_change"),
-    ({"type": "governance.config", "payload": {"config": [], "approvals": 5}}, "malformed_config"),
-    ({"type": "policy.activated", "payload": {"actor": 7, "policies": "x"}}, "unsigned_change"),
+    # signed changes whose submission id is not their statement's digest
+    ({"type": "key.added", "payload": {"key_id": 1, "public_key": "!"}}, "malformed_body"),
+    ({"type": "governance.config", "payload": {"config": [], "approvals": 5}}, "malformed_body"),
+    ({"type": "policy.activated", "payload": {"actor": 7, "policies": "x"}}, "malformed_body"),
 ])
 def test_mistyped_bodies_are_problems_not_exceptions(changes: dict[str, Any], kind: str) -> None:
     assert _feed({**GOOD}) == []

@@ -186,7 +186,7 @@ def test_a_fork_is_refused_at_write_time(victim: Populated) -> None:
 
 def test_rewrite_from_genesis_with_another_log_key(victim: Populated, tmp_path: Path) -> None:
     # The attacker rebuilds the whole history with a key of their own and re-signs the checkpoints.
-    forged = new_ledger(f"sqlite:///{tmp_path / 'forged.db'}", SigningKey.generate(ORIGIN))
+    forged = new_ledger(f"sqlite:///{tmp_path / 'forged.db'}", SigningKey.generate(ORIGIN), trust_root=False)
     rows = read_rows(victim.ledger.engine)
     for row in rows:
         forged.append([_as_new_entry(row)])
