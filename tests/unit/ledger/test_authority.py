@@ -488,3 +488,16 @@ def _valid(model: Any, document: dict[str, Any]) -> bool:
         return model.model_validate(document).model_dump(mode="json") is not None
     except ValueError:
         return False
+
+
+def test_a_forced_change_changes_nothing_for_later_appends(world: Populated) -> None:
+    # The insider forces a key for a made-up approver in; the store folds as verify does, so the key is unknown.
+    impostor = SigningKey.generate("omar.haddad")
+    with _unchecked():
+        register_key(world.ledger, KeyRequest.of(impostor, world.ledger.origin), key_of("tom.berger"))
+    fresh = type(world.ledger)(world.ledger.engine, world.ledger.origin, world.ledger.log_key)
+    assert impostor.key_id not in fresh.authority().keys
+    size = fresh.size()
+    with pytest.raises(CharterError) as info:
+        activate_policies(fresh, [p.digest for p in POLICIES.policies[:1]], impostor)
+    assert info.value.code == "unknown_key" and fresh.size() == size
