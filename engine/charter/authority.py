@@ -170,11 +170,6 @@ def principal_of(ledger: Ledger, key: SigningKey, size: int | None = None) -> st
     return str(record[0])
 
 
-def sign_statement(origin: str, entry_type: str, statement: dict[str, Any], key: SigningKey) -> str:
-    """`key`'s signature over a statement of type `entry_type` for the log `origin`."""
-    return key.sign(ACTION_CONTEXT, action_message(origin, entry_type, statement))
-
-
 @dataclass(frozen=True)
 class SignedStatement:
     """A change an actor signed away from the log, for the log's operator to append (`charter ledger accept`).
