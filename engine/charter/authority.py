@@ -408,11 +408,11 @@ def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer) 
     wanted = sorted(set(digests))
 
     def build(next_seq: int) -> list[NewEntry]:
-        if sorted(ledger.authority(next_seq).active_policies) == wanted:
+        authority = ledger.authority(next_seq)
+        if sorted(authority.active_policies) == wanted:
             return []
-        in_force = ledger.authority(next_seq).active_policies_seq
-        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(digests, in_force), approver,
-                             size=next_seq)]
+        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(digests, authority.active_policies_seq),
+                             approver, size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None
 
@@ -440,21 +440,14 @@ def activate_escalation(ledger: Ledger, document: dict[str, Any], approver: Sign
                                   file=source.file if source else None) from exc
 
     def build(next_seq: int) -> list[NewEntry]:
-        current = _latest(ledger, ESCALATION_ACTIVATED, next_seq)
+        in_force = ledger.authority(next_seq).escalation_seq
+        current = ledger.entry(in_force) if in_force is not None else None
         if current is not None and current.payload["digest"] == digest:
             return []
-        in_force = ledger.authority(next_seq).escalation_seq
         return [signed_entry(ledger, ESCALATION_ACTIVATED, escalation_statement(document, in_force), approver,
                              size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None
-
-
-def _latest(ledger: Ledger, entry_type: str, before: int | None) -> Entry | None:
-    latest = None
-    for entry in ledger.entries(0, before, types=(entry_type,)):
-        latest = entry
-    return latest
 
 
 @dataclass(frozen=True)

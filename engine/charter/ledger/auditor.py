@@ -468,6 +468,14 @@ def _automatic_reopen(entry_type: str, payload: dict[str, Any], key_id: str | No
             and payload.get("to") == "open")
 
 
+def _stale(seq: int, payload: dict[str, Any], in_force: int | None, what: str) -> Problem | None:
+    """A statement that replaces another than the one in force: signed before a later change, or replayed."""
+    if payload.get("supersedes") == in_force:
+        return None
+    return Problem(seq, "stale_statement", f"the statement replaces the {what} of seq {payload.get('supersedes')!r}, "
+                   f"but the one in force is of seq {in_force}")
+
+
 def _config_problem(config: Any) -> str | None:
     """What is wrong with a governance configuration's shape, if anything."""
     if not isinstance(config, dict):
@@ -641,9 +649,9 @@ class Authority:
             return Problem(seq, "no_trust_root", "a governance configuration after entry 0 with none before it")
         if self.config is not None and seq == 0:
             return Problem(seq, "malformed_config", "the trust root is already set")
-        if payload.get("supersedes") != self.config_seq:
-            return Problem(seq, "stale_statement", f"the configuration replaces the one of seq "
-                           f"{payload.get('supersedes')!r}, but the one in force is of seq {self.config_seq}")
+        stale = _stale(seq, payload, self.config_seq, "governance configuration")
+        if stale is not None:
+            return stale
         revoked = [name for name, public in new_admins.items() if any(
             key_id_for(public) == key_id and key[3] is not None for key_id, key in self.keys.items())]
         if revoked:
@@ -718,9 +726,9 @@ class Authority:
         return None
 
     def _check_policy_activated(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
-        if payload.get("supersedes") != self.active_policies_seq:
-            return Problem(seq, "stale_statement", f"the activation replaces the set of seq "
-                           f"{payload.get('supersedes')!r}, but the one in force is of seq {self.active_policies_seq}")
+        stale = _stale(seq, payload, self.active_policies_seq, "policy set")
+        if stale is not None:
+            return stale
         digests = payload.get("policies")
         if not isinstance(digests, list) or not digests or not all(isinstance(d, str) for d in digests):
             return Problem(seq, "malformed_body", "an activation lists the digests of its policy versions")
@@ -733,9 +741,9 @@ class Authority:
         return None
 
     def _check_escalation_activated(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
-        if payload.get("supersedes") != self.escalation_seq:
-            return Problem(seq, "stale_statement", f"the activation replaces the configuration of seq "
-                           f"{payload.get('supersedes')!r}, but the one in force is of seq {self.escalation_seq}")
+        stale = _stale(seq, payload, self.escalation_seq, "escalation configuration")
+        if stale is not None:
+            return stale
         document = payload.get("document")
         if not isinstance(document, dict) or document_digest(document) != payload.get("digest"):
             return Problem(seq, "malformed_body", "the escalation digest is not the SHA-256 of its document")
