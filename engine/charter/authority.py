@@ -26,6 +26,7 @@ from .errors import CharterError
 from .ledger.auditor import (
     ACTION_CONTEXT,
     AUTHORITY_ROLES,
+    ENDORSEMENT_CONTEXT,
     ESCALATION_ACTIVATED,
     GOVERNANCE_CONFIG,
     POLICY_ACTIVATED,
@@ -296,11 +297,16 @@ def update_governance(ledger: Ledger, config: GovernanceConfig, approvers: Seque
 
 @dataclass(frozen=True)
 class KeyRequest:
-    """A principal's request to register a public key, with proof that it holds the private key."""
+    """A principal's request to register a public key, with proof that it holds the private key.
+
+    A principal who already has a key endorses a request for another with it (`endorsement`:
+    the key id and its signature over the same message): the log refuses a second key without it.
+    """
 
     principal: str
     public: bytes
     possession: str
+    endorsement: dict[str, str] | None = None
 
     @property
     def key_id(self) -> str:
@@ -308,15 +314,27 @@ class KeyRequest:
         return key_id_of(self.public)
 
     @classmethod
-    def of(cls, key: SigningKey, origin: str, principal: str | None = None) -> KeyRequest:
-        """The request `key`'s holder makes to register it for `principal` (default: the key file's) on `origin`."""
+    def of(cls, key: SigningKey, origin: str, principal: str | None = None,
+           endorse_with: SigningKey | None = None) -> KeyRequest:
+        """The request `key`'s holder makes to register it for `principal` (default: the key file's) on
+        `origin`, endorsed by a key they already hold if given."""
         name = check_principal(principal or key.principal)
-        return cls(name, key.public, key.sign(POSSESSION_CONTEXT, possession_message(origin, name, key.key_id)))
+        message = possession_message(origin, name, key.key_id)
+        endorsement = None if endorse_with is None else {
+            "key_id": endorse_with.key_id, "signature": endorse_with.sign(ENDORSEMENT_CONTEXT, message)}
+        return cls(name, key.public, key.sign(POSSESSION_CONTEXT, message), endorsement)
+
+    def fields(self) -> dict[str, Any]:
+        """The request as recorded (what an administrator signs when registering it)."""
+        fields: dict[str, Any] = {"key_id": self.key_id, "principal": self.principal,
+                                  "public_key": base64.b64encode(self.public).decode(), "possession": self.possession}
+        if self.endorsement is not None:
+            fields["endorsement"] = self.endorsement
+        return fields
 
     def to_dict(self, origin: str) -> dict[str, Any]:
         """The request file's JSON."""
-        return {"log": origin, "principal": self.principal, "key_id": self.key_id,
-                "public_key": base64.b64encode(self.public).decode(), "possession": self.possession}
+        return {"log": origin, **self.fields()}
 
     @classmethod
     def from_dict(cls, data: Any, origin: str, file: str | None = None) -> KeyRequest:
@@ -332,12 +350,17 @@ class KeyRequest:
         if data["log"] != origin:
             raise CharterError.single("key_request", f"the request is for log {data['log']!r}, not {origin!r}",
                                       file=file, path="$.log")
+        endorsement = data.get("endorsement")
+        if endorsement is not None and not (isinstance(endorsement, dict) and all(
+                isinstance(endorsement.get(k), str) for k in ("key_id", "signature")) and len(endorsement) == 2):
+            raise CharterError.single("key_request", "an endorsement has key_id and signature", file=file,
+                                      path="$.endorsement")
         try:
             public = base64.b64decode(data["public_key"], validate=True)
         except ValueError as exc:
             raise CharterError.single("key_request", "public_key is not base64", file=file,
                                       path="$.public_key") from exc
-        request = cls(check_principal(data["principal"]), public, data["possession"])
+        request = cls(check_principal(data["principal"]), public, data["possession"], endorsement)
         if len(public) != 32 or not verify_signature(public, POSSESSION_CONTEXT,
                                                      possession_message(origin, request.principal, request.key_id),
                                                      request.possession):

@@ -81,7 +81,7 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
     try:
         if statement.type == KEY_ADDED:
             request = KeyRequest(fields["principal"], base64.b64decode(fields["public_key"], validate=True),
-                                 fields["possession"])
+                                 fields["possession"], fields.get("endorsement"))
             return register_key(ledger, request, statement)
         if statement.type == KEY_REVOKED:
             return revoke_key(ledger, fields["key_id"], fields["reason"], statement)

@@ -74,9 +74,9 @@ def key_records(ledger: Ledger, before: int | None = None) -> dict[str, KeyRecor
 
 
 def key_statement(request: KeyRequest) -> dict[str, Any]:
-    """What an administrator signs to register a key: the key, its principal and the holder's proof of possession."""
-    return {"key_id": request.key_id, "principal": request.principal,
-            "public_key": base64.b64encode(request.public).decode(), "possession": request.possession}
+    """What an administrator signs to register a key: the key, its principal, the holder's proof of
+    possession, and the endorsement of a key the principal already holds, if any."""
+    return request.fields()
 
 
 def revocation_statement(key_id: str, reason: str) -> dict[str, Any]:

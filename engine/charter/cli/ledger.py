@@ -166,6 +166,8 @@ def keys_request(
     request_file: Annotated[Path | None, typer.Option("--out", help="Where to write the request (default: "
                                                       "beside the key, .request.json).")] = None,
     origin: Annotated[str | None, typer.Option(help="The ledger's origin (default: read from the ledger).")] = None,
+    endorse_with: Annotated[Path | None, typer.Option("--endorse-with", help="A key you already have registered: "
+                                                      "a second key needs its endorsement.")] = None,
     db: DbOption = None,
 ) -> None:
     """Ask for your key to be registered: a request with proof that you hold the private key.
@@ -184,7 +186,7 @@ def keys_request(
     if target.exists():
         raise CharterError.single("key_exists", "the request file already exists; refusing to overwrite",
                                   file=str(target))
-    request = KeyRequest.of(key, origin)
+    request = KeyRequest.of(key, origin, endorse_with=SigningKey.load(endorse_with) if endorse_with else None)
     target.write_text(json.dumps(request.to_dict(origin), indent=2) + "\n", encoding="utf-8")
     out.print(f"{request.key_id} of {request.principal}: request written to {safe(str(target))}")
 

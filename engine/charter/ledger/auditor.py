@@ -386,6 +386,7 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 ACTION_CONTEXT = b"charter-action/v1\n"
 POSSESSION_CONTEXT = b"charter-key-possession/v1\n"
+ENDORSEMENT_CONTEXT = b"charter-key-endorsement/v1\n"
 
 GOVERNANCE_CONFIG = "governance.config"
 KEY_ADDED = "key.added"
@@ -696,10 +697,22 @@ class Authority:
         if principal in self.admins():
             return Problem(seq, "not_authorized", f"{principal!r} is an administrator: their keys change only with "
                            "the governance configuration, under its threshold")
-        if self.check_signatures and not verify_signature(public, POSSESSION_CONTEXT,
-                                                          possession_message(self.origin, principal, key_id),
+        message = possession_message(self.origin, principal, key_id)
+        if self.check_signatures and not verify_signature(public, POSSESSION_CONTEXT, message,
                                                           str(payload.get("possession"))):
             return Problem(seq, "no_possession", f"no proof that {principal!r} holds the key {key_id}")
+        # A principal who already has a key consents to another: one of their keys endorses the request,
+        # so no administrator alone can add a key in the name of someone already known.
+        current = {kid: key for kid, key in self.keys.items() if key[0] == principal and self.key_valid_at(kid, seq)}
+        if current:
+            endorsement = payload.get("endorsement")
+            if not isinstance(endorsement, dict):
+                endorsement = {}
+            endorser = current.get(str(endorsement.get("key_id")))
+            if endorser is None or (self.check_signatures and not verify_signature(
+                    base64.b64decode(endorser[1]), ENDORSEMENT_CONTEXT, message, str(endorsement.get("signature")))):
+                return Problem(seq, "no_endorsement", f"{principal!r} already has a key: another one needs the "
+                               "endorsement of one they hold")
         return None
 
     def _check_key_revoked(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:

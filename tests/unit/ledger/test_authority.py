@@ -501,3 +501,18 @@ def test_a_forced_change_changes_nothing_for_later_appends(world: Populated) -> 
     with pytest.raises(CharterError) as info:
         activate_policies(fresh, [p.digest for p in POLICIES.policies[:1]], impostor)
     assert info.value.code == "unknown_key" and fresh.size() == size
+
+
+def test_a_second_key_needs_the_endorsement_of_the_first(world: Populated) -> None:
+    second = SigningKey.generate("tom.berger")
+    # An administrator alone cannot add a key in the name of someone who already has one.
+    _refused(world, "no_endorsement", lambda: register_key(world.ledger, KeyRequest.of(second, world.ledger.origin),
+                                                           key_of(ADMIN)))
+    stranger = SigningKey.generate("tom.berger")
+    forged = KeyRequest.of(second, world.ledger.origin, endorse_with=stranger)  # endorsed by a key not his
+    _refused(world, "no_endorsement", lambda: register_key(world.ledger, forged, key_of(ADMIN)))
+    endorsed = KeyRequest.of(second, world.ledger.origin, endorse_with=key_of("tom.berger"))
+    parsed = KeyRequest.from_dict(endorsed.to_dict(world.ledger.origin), world.ledger.origin)
+    assert register_key(world.ledger, parsed, key_of(ADMIN)).payload["endorsement"]["key_id"] == \
+        key_of("tom.berger").key_id
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
