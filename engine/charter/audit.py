@@ -295,6 +295,9 @@ class AuditResult:
     findings_rederived: int = 0
     differences: list[Difference] = field(default_factory=list)
     unreplayable: list[Unreplayable] = field(default_factory=list)
+    #: incident transitions and waivers the escalation configuration then in force did not allow
+    #: (`incidents.transition_problems`, as `charter verify` checks them)
+    unauthorized: list[auditor.Problem] = field(default_factory=list)
 
     @property
     def bundles_differing(self) -> int:
@@ -312,7 +315,8 @@ class AuditResult:
                 "findings_rederived": self.findings_rederived, "verdicts_differing": len(self.differences),
                 "bundles_differing": self.bundles_differing,
                 "differences": [d.to_dict() for d in self.differences],
-                "unreplayable": [u.to_dict() for u in self.unreplayable]}
+                "unreplayable": [u.to_dict() for u in self.unreplayable],
+                "unauthorized": [{"seq": p.seq, "kind": p.kind, "detail": p.detail} for p in self.unauthorized]}
 
 
 def differences_of(result: ReplayResult, system: str) -> list[Difference]:
@@ -424,4 +428,9 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
             result.differences.extend(differences_of(outcome, system))
     if progress is not None:
         progress(len(seqs), len(seqs))
+    # The verifier shipped in the export can only see that an actor holds some escalation role;
+    # with Charter at hand, each transition and waiver is judged by the rule the command applied.
+    from .incidents import transition_problems
+
+    result.unauthorized = transition_problems(reader)
     return result

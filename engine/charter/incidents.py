@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .errors import CharterError
-from .ledger.store import Entry, Ledger, NewEntry, format_time
+from .ledger.store import Entry, Ledger, LedgerReader, NewEntry, format_time
 from .vocabulary import RiskTier, Severity
 
 if TYPE_CHECKING:  # reading incidents (`charter incidents list`) needs neither pydantic nor networkx
@@ -455,7 +455,7 @@ def transition(ledger: Ledger, incident_id_: str, action: str, key: Signer, note
     return ledger.append(build)[0]
 
 
-def transition_problems(ledger: Ledger, start: int = 0, stop: int | None = None) -> list[Problem]:
+def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None = None) -> list[Problem]:
     """Recorded transitions and waivers from seq `start` on that the rules then in force did not allow.
 
     `charter verify` asks this after the standalone checks (which can only see that the actor holds

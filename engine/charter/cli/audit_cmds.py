@@ -101,7 +101,7 @@ def audit_command(
         ledger = ExportedLedger(export.entries, export.origin)
         result = audit(ledger, catalog, PolicyCompiler(catalog, frameworks),
                        progress=lambda done, total: bar.update(task, completed=done, total=total))
-    code = (DIFFER if result.differences or len(result.uncompilable) < len(result.unreplayable)
+    code = (DIFFER if result.differences or result.unauthorized or len(result.uncompilable) < len(result.unreplayable)
             else BAD_INPUT if result.uncompilable else UNANCHORED if anchor == "unanchored" else AGREE)
     if output is OutputFormat.JSON:
         typer.echo(json.dumps({"export": str(export_dir), "anchor": anchor, "integrity": _integrity(report),
@@ -144,7 +144,8 @@ def _print(report: "Report", result: "AuditResult", anchor: str) -> None:
                          ("findings re-derived", result.findings_rederived),
                          ("verdicts differing", len(result.differences)),
                          ("bundles differing", result.bundles_differing),
-                         ("bundles not re-derived", len(result.unreplayable))):
+                         ("bundles not re-derived", len(result.unreplayable)),
+                         ("unauthorized transitions", len(result.unauthorized))):
         summary.add_row(label, str(count))
     out.print(summary)
     if result.differences:
@@ -160,7 +161,9 @@ def _print(report: "Report", result: "AuditResult", anchor: str) -> None:
         out.print(f"[red]bundle seq {item.seq} not re-derived[/]: {safe(item.message)} [dim]\\[{item.code}][/]")
     if len(result.unreplayable) > SHOWN:
         out.print(f"{len(result.unreplayable) - SHOWN} more bundles not re-derived (--format json lists them)")
-    if not result.differences and not result.unreplayable:
+    for problem in result.unauthorized[:SHOWN]:
+        out.print(f"[red]{safe(str(problem))}[/]")
+    if not result.differences and not result.unreplayable and not result.unauthorized:
         verdict = "every recorded verdict re-derived identically"
         out.print(f"[green]{verdict}[/]" if anchor != "unanchored" else
                   f"[yellow]{verdict}, but over an unanchored export (exit 3)[/]")

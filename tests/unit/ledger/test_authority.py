@@ -516,3 +516,25 @@ def test_a_second_key_needs_the_endorsement_of_the_first(world: Populated) -> No
     assert register_key(world.ledger, parsed, key_of(ADMIN)).payload["endorsement"]["key_id"] == \
         key_of("tom.berger").key_id
     assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_charter_audit_judges_transitions_the_exported_verifier_cannot(world: Populated, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import charter.incidents
+    from charter.audit import ExportedLedger, audit, read_export
+    from tests.unit.ledger.helpers import COMPILER
+
+    _submit_claims(world)
+    incident = next(i for i in load_book(world.ledger).incidents.values() if i.severity.value == "high")
+    transition(world.ledger, incident.id, "investigate", key_of("tom.berger"), "looking")
+    transition(world.ledger, incident.id, "validate", key_of("carla.rossi"), "confirmed")
+    monkeypatch.setattr(charter.incidents, "authorize_transition", lambda *args: "governance_committee")
+    with _unchecked():
+        entry = transition(world.ledger, incident.id, "decide", key_of("tom.berger"), "fine", ["retrain"])
+    monkeypatch.undo()
+    export_ledger(world.ledger, tmp_path / "export")
+    assert _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"]).returncode == 0
+    export = read_export(tmp_path / "export")
+    result = audit(ExportedLedger(export.entries, export.origin), CATALOG, COMPILER)
+    assert [(p.seq, p.kind) for p in result.unauthorized] == [(entry.seq, "not_authorized")]
+    assert not result.differences
