@@ -206,8 +206,8 @@ def test_forced_self_activation_is_named(world: Populated) -> None:
     assert entry is not None and _first_unauthorized(world) == (entry.seq, "not_authorized")
 
 
-def test_forced_decision_by_the_model_owner_is_named_by_charter_verify(world: Populated,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def _forced_owner_decision(world: Populated, monkeypatch: pytest.MonkeyPatch, *decision: Any) -> Any:
+    """The model owner decides a validated high-severity incident, forced past the command's and the store's rule."""
     import charter.incidents
 
     _submit_claims(world)
@@ -216,8 +216,14 @@ def test_forced_decision_by_the_model_owner_is_named_by_charter_verify(world: Po
     transition(world.ledger, incident.id, "validate", key_of("carla.rossi"), "confirmed")
     monkeypatch.setattr(charter.incidents, "authorize_transition", lambda *args: "governance_committee")
     with _unchecked():
-        entry = transition(world.ledger, incident.id, "decide", key_of("tom.berger"), "fine", ["accept_risk"], "P30D")
+        entry = transition(world.ledger, incident.id, "decide", key_of("tom.berger"), "fine", *decision)
     monkeypatch.undo()
+    return entry
+
+
+def test_forced_decision_by_the_model_owner_is_named_by_charter_verify(world: Populated,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = _forced_owner_decision(world, monkeypatch, ["accept_risk"], "P30D")
     # The owner holds an escalation role, so the standalone check (role membership) passes; Charter's
     # own rule (who decides a high-severity incident) names it.
     seq, kind = _first_unauthorized(world)
@@ -520,18 +526,10 @@ def test_a_second_key_needs_the_endorsement_of_the_first(world: Populated) -> No
 
 def test_charter_audit_judges_transitions_the_exported_verifier_cannot(world: Populated, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import charter.incidents
     from charter.audit import ExportedLedger, audit, read_export
     from tests.unit.ledger.helpers import COMPILER
 
-    _submit_claims(world)
-    incident = next(i for i in load_book(world.ledger).incidents.values() if i.severity.value == "high")
-    transition(world.ledger, incident.id, "investigate", key_of("tom.berger"), "looking")
-    transition(world.ledger, incident.id, "validate", key_of("carla.rossi"), "confirmed")
-    monkeypatch.setattr(charter.incidents, "authorize_transition", lambda *args: "governance_committee")
-    with _unchecked():
-        entry = transition(world.ledger, incident.id, "decide", key_of("tom.berger"), "fine", ["retrain"])
-    monkeypatch.undo()
+    entry = _forced_owner_decision(world, monkeypatch, ["retrain"])
     export_ledger(world.ledger, tmp_path / "export")
     assert _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"]).returncode == 0
     export = read_export(tmp_path / "export")
