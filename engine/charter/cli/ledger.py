@@ -340,7 +340,7 @@ def submit(
         raise CharterError(problems)
     ledger = open_ledger(db, ledger_key, writable=True)
     if policies is not None:
-        _check_in_force(ledger, directory)
+        _check_in_force(ledger, directory, catalog)
     results = []
     for item in prepared:
         try:
@@ -385,15 +385,22 @@ def _sign_only(bundles: list[Path], signer: "SigningKey | None", catalog: "KpiCa
               "operator submits it with `charter submit`")
 
 
-def _check_in_force(ledger: "Ledger", directory: Path) -> None:
-    """Refuse a policy folder that is not the set in force (a submitter does not choose its judges)."""
-    from ..authority import active_policies
-    from ..policy import PolicyCompiler, policy_files
+def _check_in_force(ledger: "Ledger", directory: Path, catalog: "KpiCatalog") -> None:
+    """Refuse a policy folder that is not the set in force (a submitter does not choose its judges).
 
-    if not policy_files(directory):
+    Compiles with the compiler submission uses (`default_compiler`), so the set in force is compiled
+    once for this check and the judging that follows.
+    """
+    from ..authority import active_policies
+    from ..policy import policy_files
+    from ..submission import default_compiler
+
+    files = policy_files(directory)
+    if not files:
         return  # a folder of custom KPIs only
-    policy_set, catalog, frameworks = compile_policies(directory, None, None)
-    active = active_policies(ledger, PolicyCompiler(catalog, frameworks))
+    compiler = default_compiler(catalog)
+    policy_set = compiler.compile_files(files)
+    active = active_policies(ledger, compiler)
     if sorted(p.digest for p in policy_set.policies) != sorted(active.published):
         raise CharterError.single("policies_not_active", f"the policies in {directory} are not the set in force "
                                   f"(activated at seq {active.activation_seq}); bundles are judged by the "

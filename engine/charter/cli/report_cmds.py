@@ -122,20 +122,18 @@ def report(
     and its SHA-256 is recorded in the ledger as it is issued.
     """
     from ..authority import active_escalation, active_policies
-    from ..frameworks import load_frameworks
     from ..ledger.store import format_time
     from ..notify import FUTURE_TOLERANCE
-    from ..policy import PolicyCompiler
     from ..report import bind, build_report, issue, render
-    from ..submission import systems_in_ledger
+    from ..submission import default_compiler, systems_in_ledger
 
     as_of = parse_time(at)
     ledger = open_ledger(db, ledger_key, writable=True)
     # The policies and escalation configuration in force in the ledger, not a folder's: the report
     # describes what governed the evidence. --policies only adds custom KPIs and control catalogs.
-    catalog = catalog_for(policies_dir(policies), None)
-    frameworks = load_frameworks(None)
-    policy_set = active_policies(ledger, PolicyCompiler(catalog, frameworks)).policy_set
+    compiler = default_compiler(catalog_for(policies_dir(policies), None))
+    frameworks = compiler.frameworks
+    policy_set = active_policies(ledger, compiler).policy_set
     graph, _ = active_escalation(ledger)
     ledger_now = ledger.clock()
     if as_of > ledger_now + FUTURE_TOLERANCE:
