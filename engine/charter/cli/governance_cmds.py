@@ -122,7 +122,8 @@ def policy_publish(
     author = SigningKey.load(key)
     if sign_only is not None:
         write_signed(sign_only, POLICY_PUBLISHED, [publication_statement(
-            p.policy.id, p.policy.version, p.policy.model_dump(mode="json")) for p in policy_set.policies], author, db)
+            p.policy.id, p.policy.version, p.policy.model_dump(mode="json")) for p in policy_set.policies], author,
+            open_ledger(db, ledger_key, writable=False))
         return
     entries = publish_policies(open_ledger(db, ledger_key, writable=True),
                                [(p.policy.id, p.policy.version, p.policy.model_dump(mode="json"))
@@ -146,9 +147,10 @@ def policy_activate(
 
     policy_set, _, _ = compile_policies(policies_dir(policies), None, None)
     if sign_only is not None:
-        in_force = open_ledger(db, DEFAULT_KEY, writable=False).authority().active_policies_seq
-        write_signed(sign_only, POLICY_ACTIVATED, [activation_statement([p.digest for p in policy_set.policies],
-                                                                        in_force)], SigningKey.load(key), db)
+        reader = open_ledger(db, ledger_key, writable=False)
+        write_signed(sign_only, POLICY_ACTIVATED, [activation_statement(
+            [p.digest for p in policy_set.policies], reader.authority().active_policies_seq)], SigningKey.load(key),
+            reader)
         return
     entry = activate_policies(open_ledger(db, ledger_key, writable=True),
                               [p.digest for p in policy_set.policies], SigningKey.load(key))
@@ -180,9 +182,9 @@ def escalation_activate(
         problems = parse_escalation(document, smap).check()
         if problems:
             raise CharterError(problems)
-        in_force = open_ledger(db, DEFAULT_KEY, writable=False).authority().escalation_seq
-        write_signed(sign_only, ESCALATION_ACTIVATED, [escalation_statement(document, in_force)],
-                     SigningKey.load(key), db)
+        reader = open_ledger(db, ledger_key, writable=False)
+        statement = escalation_statement(document, reader.authority().escalation_seq)
+        write_signed(sign_only, ESCALATION_ACTIVATED, [statement], SigningKey.load(key), reader)
         return
     entry = activate_escalation(open_ledger(db, ledger_key, writable=True), document, SigningKey.load(key), smap)
     if entry is None:

@@ -143,7 +143,7 @@ def _action(action: str) -> Callable[..., None]:
         actor = SigningKey.load(key)
         if sign_only is not None:
             write_signed(sign_only, TRANSITION, [transition_statement(incident_id, action, note, decision, expires)],
-                         actor, db)
+                         actor, open_ledger(db, ledger_key, writable=False))
             return
         entry = transition(open_ledger(db, ledger_key, writable=True), incident_id, action, actor, note, decision,
                            expires)

@@ -50,15 +50,15 @@ SignOnlyOption = Annotated[Path | None, typer.Option("--sign-only", help="Only s
 
 
 def write_signed(target: Path, entry_type: str, fields: "list[dict[str, object]]", key: "SigningKey",
-                 db: str | None) -> None:
-    """`--sign-only`: sign each change in `fields` with `key` for the ledger's log, into a statement file."""
+                 ledger: "Ledger") -> None:
+    """`--sign-only`: sign each change in `fields` with `key` for `ledger`'s log (opened read-only), into a
+    statement file."""
     from ..authority import SignedStatement
     from ..ledger.store import format_time, utc_now
     from ..statements import write_statements
 
-    origin = open_ledger(db, DEFAULT_KEY, writable=False).origin
     signed_at = format_time(utc_now())
-    statements = [SignedStatement.sign(origin, entry_type, dict(item), key, signed_at) for item in fields]
+    statements = [SignedStatement.sign(ledger.origin, entry_type, dict(item), key, signed_at) for item in fields]
     write_statements(target, statements)
     out.print(f"{len(statements)} signed {entry_type} statement(s) by {safe(key.principal)} written to "
               f"{safe(str(target))}; the log's operator appends them with `charter ledger accept`")
@@ -209,7 +209,7 @@ def keys_register(
     parsed = [KeyRequest.from_dict(parse_json_strict(read_bytes(path), str(path)), ledger.origin, str(path))
               for path in requests]  # all checked before the first is registered
     if sign_only is not None:
-        write_signed(sign_only, KEY_ADDED, [key_statement(r) for r in parsed], admin, db)
+        write_signed(sign_only, KEY_ADDED, [key_statement(r) for r in parsed], admin, ledger)
         return
     for request in parsed:
         entry = register_key(ledger, request, admin)
@@ -230,7 +230,8 @@ def keys_revoke(
 
     actor = SigningKey.load(key)
     if sign_only is not None:
-        write_signed(sign_only, KEY_REVOKED, [revocation_statement(key_id, reason)], actor, db)
+        write_signed(sign_only, KEY_REVOKED, [revocation_statement(key_id, reason)], actor,
+                     open_ledger(db, ledger_key, writable=False))
         return
     entry = revoke_key(open_ledger(db, ledger_key, writable=True), key_id, reason, actor)
     out.print(f"seq {entry.seq}: {key_id} revoked")
@@ -271,7 +272,8 @@ def systems_register(
     registry = SystemRegistry.from_file(file, catalog_for(policies_dir(policies), None))
     registrar = SigningKey.load(key)
     if sign_only is not None:
-        write_signed(sign_only, SYSTEM_REGISTERED, [system_statement(s) for s in registry.values()], registrar, db)
+        write_signed(sign_only, SYSTEM_REGISTERED, [system_statement(s) for s in registry.values()], registrar,
+                     open_ledger(db, ledger_key, writable=False))
         return
     ledger = open_ledger(db, ledger_key, writable=True)
     for system in registry.values():
