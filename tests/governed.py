@@ -10,27 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from charter.cli.demo import demo_governance
-from charter.frameworks import load_frameworks
-from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
-from charter.policy import PolicyCompiler, policy_files
-from charter.registry import SystemRegistry
-from tests.conftest import REPO
+from tests.unit.ledger.helpers import ESCALATION, POLICIES, REGISTRY
 
 ORIGIN = "charter.local/ledger"
 
 
 def governed_ledger(directory: Path, *, activate_escalation: bool = True) -> Ledger:
     """Create the ledger in `directory`; with `activate_escalation` False, no escalation configuration is in force."""
-    catalog = builtin_catalog()
-    policies = PolicyCompiler(catalog, load_frameworks()).compile_files(policy_files(REPO / "policies")).policies
-    registry = SystemRegistry.from_file(REPO / "evidence" / "systems.yaml", catalog)
     log_key = SigningKey.generate(ORIGIN)
     log_key.save(directory / ".charter" / "ledger.key")
     ledger = Ledger.open(f"sqlite:///{directory / '.charter' / 'ledger.db'}", log_key=log_key, origin=ORIGIN,
                          create=True)
-    keys = demo_governance(ledger, registry, policies, REPO / "policies" / "escalation.yaml",
-                           activate_escalation=activate_escalation)
+    keys = demo_governance(ledger, REGISTRY, POLICIES.policies, ESCALATION, activate_escalation=activate_escalation)
     for name, key in keys.items():
         key.save(directory / ".charter" / "keys" / f"{name}.key")
     return ledger
