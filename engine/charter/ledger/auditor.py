@@ -1014,6 +1014,11 @@ class Verifier:
         self.report.problems.append(Problem(seq, kind, detail))
 
     @property
+    def last_hash(self) -> bytes | None:
+        """The record hash of the last entry verified, if any."""
+        return self._prev if self._range.size else None
+
+    @property
     def stopped(self) -> bool:
         """Whether damage broke the chain, so that later entries were not judged."""
         return self._stopped
@@ -1312,13 +1317,11 @@ def main(argv: list[str] | None = None) -> int:
               f"({'pinned by you' if args.log_key else 'held checkpoint' if held else 'from the export itself'}), "
               f"origin {origin}")
         verifier = Verifier(origin, public, notes + held, not args.no_signatures)
-        last_hash = None
         for entry in entries:
             verifier.feed(entry)
-            last_hash = leaf_hash(entry.body)
         report = verifier.finish(int(head["size"]) if head else None)
         if head is not None and not verifier.stopped:
-            report.problems.extend(head_problems(head, report, last_hash, origin, public))
+            report.problems.extend(head_problems(head, report, verifier.last_hash, origin, public))
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         print(f"error: cannot read the export: {exc}", file=sys.stderr)
         return 2
