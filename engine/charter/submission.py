@@ -63,14 +63,23 @@ class KeyRecord:
 
 def key_records(ledger: Ledger, before: int | None = None) -> dict[str, KeyRecord]:
     """The keys of the ledger's first `before` entries (default: all), from its authority state."""
-    records = {}
-    for key_id, (principal, public, added, revoked) in ledger.authority(before).keys.items():
-        reason = None
-        if revoked is not None:
-            revocation = ledger.entry(revoked)
-            reason = revocation.payload.get("reason") if revocation is not None else None
-        records[key_id] = KeyRecord(key_id, principal, base64.b64decode(public), added, revoked, reason)
-    return records
+    keys = ledger.authority(before).keys
+    return {key_id: _key_record(ledger, key_id, keys[key_id]) for key_id in keys}
+
+
+def key_record(ledger: Ledger, key_id: str, before: int | None = None) -> KeyRecord | None:
+    """One key as the first `before` entries know it, or None if it was not registered by then."""
+    known = ledger.authority(before).keys.get(key_id)
+    return None if known is None else _key_record(ledger, key_id, known)
+
+
+def _key_record(ledger: Ledger, key_id: str, known: list[Any]) -> KeyRecord:
+    principal, public, added, revoked = known
+    reason = None
+    if revoked is not None:  # read only for revoked keys: the reason is in the revocation entry
+        revocation = ledger.entry(revoked)
+        reason = revocation.payload.get("reason") if revocation is not None else None
+    return KeyRecord(key_id, principal, base64.b64decode(public), added, revoked, reason)
 
 
 def key_statement(request: KeyRequest) -> dict[str, Any]:
@@ -444,7 +453,7 @@ def _check_signer(ledger: Ledger, bundle: EvidenceBundle, system: AISystem, mess
                   file: str | None, check_revocation: bool = True) -> None:
     assert bundle.signature is not None
     key_id = bundle.signature.key_id
-    record = key_records(ledger, next_seq).get(key_id)
+    record = key_record(ledger, key_id, next_seq)
     where = {"file": file, "path": "$.signature.key_id"}
     if record is None:
         raise CharterError.single("unknown_key", f"key {key_id} is not registered; register it with "
