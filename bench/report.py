@@ -43,8 +43,8 @@ from charter.ledger.schema import ledger_entry
 from charter.ledger.store import NewEntry
 from charter.policy import PolicyCompiler, policy_files
 from charter.registry import AISystem, SystemRegistry
-from charter.report import PortfolioSnapshot, bind, build_report, render
-from charter.submission import BUNDLE, EVALUATION, FINDING, sign_bundle_data
+from charter.report import PortfolioSnapshot, bind, build, render
+from charter.submission import BUNDLE, EVALUATION, FINDING, default_compiler, sign_bundle_data
 
 FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
 OWNERS = ("maria.keller", "tom.berger", "li.wang")
@@ -134,7 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        ledger, log_key, (policy_set, frameworks), graph = build_ledger(
+        ledger, log_key, (_, frameworks), graph = build_ledger(
             f"sqlite:///{Path(folder) / 'ledger.db'}", args.systems, args.months)
         setup = time.perf_counter() - started
 
@@ -146,23 +146,24 @@ def main() -> None:
         as_of = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(days=30 * args.months + 2)
         # The first report on this ledger: every entry verified, a checkpoint signed from scratch.
         started = time.perf_counter()
-        _, binding = bind(ledger, log_key.public, as_of, full=True)
+        compiler = default_compiler(builtin_catalog())
+        state = bind(ledger, log_key.public, as_of, compiler, full=True)
         bind_full = time.perf_counter() - started
         # What the previous report leaves behind (its issue entry), then the next report's binding,
         # which resumes from the verified state the first one recorded.
         ledger.append([NewEntry("report.issued", {"bench": True}, "report:bench")])
         started = time.perf_counter()
-        snapshot, binding = bind(ledger, log_key.public, as_of)
+        state = bind(ledger, log_key.public, as_of, compiler)
         bind_incremental = time.perf_counter() - started
+        binding = state.binding
         verified_ok = binding.verified
 
         started = time.perf_counter()
-        snapshot = PortfolioSnapshot.load(ledger, binding.checkpoint_size)
+        state.snapshot = PortfolioSnapshot.load(ledger, binding.described_size)
         query = time.perf_counter() - started
 
         started = time.perf_counter()
-        documents = [build_report(snapshot, f, frameworks, policy_set.policies, graph, binding, as_of)
-                     for f in FRAMEWORKS]
+        documents = [build(state, f, frameworks) for f in FRAMEWORKS]
         evaluate = time.perf_counter() - started
 
         started = time.perf_counter()

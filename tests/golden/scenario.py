@@ -22,8 +22,8 @@ from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
 from charter.policy import PolicyCompiler, PolicySet, policy_files
 from charter.registry import SystemRegistry
-from charter.report import FORMATS, ReportDocument, bind, build_report, render
-from charter.submission import submit_bundle
+from charter.report import FORMATS, BoundState, ReportDocument, bind, build, render
+from charter.submission import default_compiler, submit_bundle
 from tests.conftest import REPO
 from tests.unit.ledger.helpers import StepClock
 
@@ -83,14 +83,18 @@ def build_scenario(url: str) -> Scenario:
     return Scenario(ledger, log_key, policies, frameworks, graph, as_of)
 
 
+def bind_scenario(scenario: Scenario, as_of: datetime.datetime | None = None) -> BoundState:
+    """Verify, checkpoint and read the scenario's ledger as it stood at `as_of` (default: the scenario's time)."""
+    return bind(scenario.ledger, scenario.log_key.public, as_of or scenario.as_of, default_compiler(builtin_catalog()))
+
+
 def render_all(scenario: Scenario, formats: tuple[str, ...] = GOLDEN_FORMATS) -> dict[str, str]:
     """File name -> text of every framework's report in `formats`, bound to one checkpoint."""
-    snapshot, binding = bind(scenario.ledger, scenario.log_key.public, scenario.as_of)
+    state = bind_scenario(scenario)
     texts = {}
     for framework in FRAMEWORKS:
-        document: ReportDocument = build_report(snapshot, framework, scenario.frameworks, scenario.policies.policies,
-                                                scenario.graph, binding, scenario.as_of)
+        document: ReportDocument = build(state, framework, scenario.frameworks)
         for fmt in formats:
             assert fmt in FORMATS
-            texts[f"{framework}.{fmt}"] = render(document, fmt, scenario.graph)
+            texts[f"{framework}.{fmt}"] = render(document, fmt, state.graph)
     return texts

@@ -55,7 +55,7 @@ app.add_typer(escalation_cmds.escalation_app, name="escalation")
 app.add_typer(incidents_cmds.incidents_app, name="incidents")
 app.command()(incidents_cmds.escalate)
 app.command("metrics")(incidents_cmds.metrics_command)
-app.command("report")(report_cmds.report)
+app.add_typer(report_cmds.report_app, name="report")
 app.command("backtest")(backtest_cmds.backtest_command)
 app.command("audit")(audit_cmds.audit_command)
 

@@ -23,6 +23,11 @@ DEMO_ORIGIN = "charter.demo/ledger"
 FAIRNESS = "core.fairness/approval-parity"
 RECALL = "core.performance/recall-floor"
 REPORT_FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
+DEMO_FORMATS = ("html", "md", "json", "oscal")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 Act = Callable[..., Callable[[], None]]
 
 def demo_story(act: Act, escalate: Callable[[], None]) -> list[tuple[str, Callable[[], None]]]:
@@ -128,8 +133,9 @@ def demo(
     from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
     from ..notify import ChannelNotifier, tick
     from ..registry import SystemRegistry
-    from ..report import bind, build_report, issue, render
-    from ..submission import submit_bundle
+    from ..report import bind, build, issue, render
+    from ..submission import default_compiler, submit_bundle
+    from .report_cmds import SUFFIXES
 
     evidence = builtin_dir("evidence")
     policies = builtin_dir("policies")
@@ -201,19 +207,22 @@ def demo(
     portfolio = metrics(load_book(ledger).incidents.values()).scopes["portfolio"]
     out.print("portfolio: " + "; ".join(f"{name} median {v['median_h']} h (n={v['n']}, open {v['missing']})"
                                          for name, v in portfolio.items()))
-    snapshot, binding = bind(ledger, log_key.public, clock["now"])
+    state = bind(ledger, log_key.public, clock["now"], default_compiler(catalog))
     reports = workdir / "reports"
     reports.mkdir()
     for framework in REPORT_FRAMEWORKS:
-        document = build_report(snapshot, framework, frameworks, policy_set.policies, graph, binding, clock["now"])
-        for fmt in ("html", "md", "json"):
-            text = render(document, fmt, graph)
-            (reports / f"{framework}.{fmt}").write_text(text, encoding="utf-8")
-            issue(ledger, document, fmt, text, f"{framework}.{fmt}")
-        score = document.scores.framework
-        out.print(f"report {framework}: readiness {score.readiness:.0%}, coverage {score.coverage:.0%} "
-                  f"({score.covered} of {score.assessed} controls)")
-    out.print(f"reports (HTML, Markdown, JSON) for checkpoint {binding.checkpoint_size} written to "
+        document = build(state, framework, frameworks)
+        renditions = [(fmt, render(document, fmt, graph), f"{framework}{SUFFIXES[fmt]}") for fmt in DEMO_FORMATS]
+        for _, text, name in renditions:
+            (reports / name).write_text(text, encoding="utf-8")
+        issue(ledger, document, renditions)
+        figures = document.figures
+        out.print(f"report {framework}: {figures.applicable} applicable control-system pairs "
+                  f"({figures.not_applicable} not applicable); "
+                  + ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in figures.statuses.items()
+                              if n and status != "not_applicable")
+                  + f"; KPI health {_percent(figures.kpi_health)}")
+    out.print(f"reports ({', '.join(DEMO_FORMATS)}) for checkpoint {state.binding.checkpoint_size} written to "
               f"{safe(str(reports.resolve()))}; issuing each is a ledger entry")
     checkpoint = make_checkpoint(ledger)
     report = verify_ledger(ledger, log_key.public)

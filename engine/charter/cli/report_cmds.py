@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import CharterError
-from .common import catalog_for, out, parse_time, policies_dir, safe
+from .common import out, parse_time, safe
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger, pinned_public_key
 
 
@@ -19,14 +19,6 @@ class FrameworkName(StrEnum):
     ISO_42001 = "iso-42001"
     EU_AI_ACT = "eu-ai-act"
     NIST_AI_RMF = "nist-ai-rmf"
-
-
-class ReportFormat(StrEnum):
-    """Report formats."""
-
-    HTML = "html"
-    MD = "md"
-    JSON = "json"
 
 
 class ReportFile:
@@ -99,56 +91,143 @@ class ReportFile:
                 leftover.unlink(missing_ok=True)
 
 
+#: file suffix of each format when one call writes several
+SUFFIXES = {"html": ".html", "md": ".md", "json": ".json", "oscal": ".oscal.json"}
+
+
+def parse_formats(text: str) -> list[str]:
+    """``html,md,json,oscal`` -> the formats, in that order, each once.
+
+    Raises:
+        CharterError: an unknown or repeated format.
+    """
+    formats = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [f for f in formats if f not in SUFFIXES]
+    if not formats or unknown:
+        raise CharterError.single("usage", f"--format takes one or more of {', '.join(SUFFIXES)} separated by "
+                                  f"commas; got {text!r}")
+    if len(set(formats)) != len(formats):
+        raise CharterError.single("usage", f"--format names a format twice: {text!r}")
+    return formats
+
+
+def output_paths(output: Path, formats: list[str]) -> dict[str, Path]:
+    """Where each format goes: `output` itself for one format; for several, `output` with each format's suffix."""
+    if len(formats) == 1:
+        return {formats[0]: output}
+    name = output.name
+    for suffix in sorted(SUFFIXES.values(), key=len, reverse=True):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return {fmt: output.with_name(name + SUFFIXES[fmt]) for fmt in formats}
+
+
+report_app = typer.Typer(help="Audit-readiness reports: issue one (bound to a signed checkpoint), or verify one.",
+                         invoke_without_command=True, no_args_is_help=False)
+
+
+@report_app.callback(invoke_without_command=True)
 def report(
-    framework: Annotated[FrameworkName, typer.Option("--framework", help="The framework to report on.")],
-    output_file: Annotated[Path, typer.Option("-o", "--output", help="Where to write the report.")],
-    output: Annotated[ReportFormat, typer.Option("--format", help="html (self-contained), md or json.")]
-    = ReportFormat.HTML,
+    ctx: typer.Context,
+    framework: Annotated[FrameworkName | None, typer.Option("--framework", help="The framework to report on.")]
+    = None,
+    output_file: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write the report (with "
+                                                     "several formats, the suffix is each format's).")] = None,
+    output: Annotated[str, typer.Option("--format", help="html (self-contained), md, json, oscal (OSCAL 1.1 "
+                                        "assessment results), or several separated by commas: one report, "
+                                        "one checkpoint.")] = "html",
     system: Annotated[str | None, typer.Option(help="Only this system.")] = None,
-    at: Annotated[str, typer.Option("--at", help="The report's time: evidence freshness and waivers are judged "
-                                    "then (ISO 8601 or 'now'; not before the newest evidence, not in the future).")]
+    at: Annotated[str, typer.Option("--at", help="The report's time (ISO 8601 or 'now'): the ledger is described "
+                                    "as it stood then; entries received later, decisions included, are left out.")]
     = "now",
-    policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs (kpis.yaml); the policies "
-                                                  "and escalation configuration are those in force in the "
-                                                  "ledger.")] = None,
+    kpis_file: Annotated[Path | None, typer.Option("--kpis", help="A custom KPI catalog the policies in force "
+                                                   "need. Never read from the current folder: the same ledger and "
+                                                   "--at give the same report wherever it is run.")] = None,
     full_verify: Annotated[bool, typer.Option("--full-verify", help="Read every entry again instead of "
                                               "resuming from the verified state the last report recorded.")]
     = False,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Write an audit-readiness report: controls, rules, evidence, incidents, gaps, scores, KPI trends.
+    """Write an audit-readiness report: per control and system, applicability, status and the evidence behind it.
 
-    The report is bound to a checkpoint signed just before it is built, states the verify result,
-    and its SHA-256 is recorded in the ledger as it is issued.
+    The report is bound to a checkpoint signed just before it is built, cites every ledger entry it
+    relies on with an inclusion proof, and each file's SHA-256 is recorded in the ledger as it is
+    issued (`charter report verify FILE` checks it later).
     """
-    from ..authority import active_escalation, active_policies
+    if ctx.invoked_subcommand is not None:
+        return
+    if framework is None or output_file is None:
+        raise CharterError.single("usage", "charter report needs --framework and -o/--output "
+                                  "(or a subcommand: charter report verify FILE)")
+    from contextlib import ExitStack
+
+    from ..kpis import load_catalog
+    from ..ledger.checkpoints import make_checkpoint
     from ..ledger.store import format_time
     from ..notify import FUTURE_TOLERANCE
-    from ..report import bind, build_report, issue, render
+    from ..report import bind, build, issue, render
     from ..submission import default_compiler, systems_in_ledger
 
+    formats = parse_formats(output)
+    paths = output_paths(output_file, formats)
     as_of = parse_time(at)
     ledger = open_ledger(db, ledger_key, writable=True)
-    # The policies and escalation configuration in force in the ledger, not a folder's: the report
-    # describes what governed the evidence. --policies only adds custom KPIs and control catalogs.
-    compiler = default_compiler(catalog_for(policies_dir(policies), None))
-    frameworks = compiler.frameworks
-    policy_set = active_policies(ledger, compiler).policy_set
-    graph, _ = active_escalation(ledger)
+    # The policies and escalation configuration in force in the ledger, never a folder's: the report
+    # describes what governed the evidence. --kpis only adds a custom KPI catalog, named explicitly.
+    compiler = default_compiler(load_catalog(kpis_file))
     ledger_now = ledger.clock()
     if as_of > ledger_now + FUTURE_TOLERANCE:
         raise CharterError.single("future_time", f"--at {format_time(as_of)} is later than now "
                                   f"({format_time(ledger_now)}); a report cannot describe evidence as it will be")
     if system is not None and system not in systems_in_ledger(ledger):
         raise CharterError.single("unknown_system", f"system {system!r} is not registered in the ledger")
-    with ReportFile(output_file) as target:
-        snapshot, binding = bind(ledger, pinned_public_key(ledger_key, None), as_of, full=full_verify)
-        document = build_report(snapshot, framework.value, frameworks, policy_set.policies, graph, binding, as_of,
-                                system)
-        text = render(document, output.value, graph)
-        target.publish(text.encode())
-        entry = issue(ledger, document, output.value, text, output_file.name)
-    score = document.scores.framework
-    out.print(f"{safe(str(output_file))}: {framework.value} readiness {score.readiness:.0%}, coverage "
-              f"{score.coverage:.0%} ({score.covered} of {score.assessed} controls), bound to checkpoint "
-              f"{binding.checkpoint_size}; issued at seq {entry.seq} (sha256 {entry.payload['sha256'][:16]}…)")
+    with ExitStack() as stack:
+        targets = {fmt: stack.enter_context(ReportFile(path)) for fmt, path in paths.items()}
+        state = bind(ledger, pinned_public_key(ledger_key, None), as_of, compiler, full=full_verify)
+        document = build(state, framework.value, compiler.frameworks, system)
+        renditions = []
+        for fmt, target in targets.items():
+            text = render(document, fmt, state.graph)
+            target.publish(text.encode())
+            renditions.append((fmt, text, paths[fmt].name))
+        entries = issue(ledger, document, renditions)
+        # a checkpoint covering the issue entries, so `report verify` can prove them at once
+        make_checkpoint(ledger)
+    figures = document.figures
+    health = "n/a" if figures.kpi_health is None else f"{figures.kpi_health:.0%}"
+    completeness = "n/a" if figures.documentary_completeness is None else f"{figures.documentary_completeness:.0%}"
+    for path, entry in zip(paths.values(), entries, strict=True):
+        out.print(f"{safe(str(path))}: issued at seq {entry.seq} (sha256 {entry.payload['sha256'][:16]}…)")
+    out.print(f"{framework.value}: {figures.applicable} applicable control-system pairs, {figures.not_applicable} "
+              f"not applicable; documentary completeness {completeness}; KPI health {health} over "
+              f"{figures.kpi_pairs} rule-system pairs; {figures.open_nonconformities} open nonconformities; bound "
+              f"to checkpoint {state.binding.checkpoint_size}, describing {state.binding.described_size} entries")
+    out.print(f"verified before reporting: {safe(state.verification)}")
+
+
+@report_app.command("verify")
+def report_verify(
+    report_file: Annotated[Path, typer.Argument(help="An issued report file (any format).")],
+    log_key: Annotated[Path | None, typer.Option("--log-key", help="The log's public key (default: the .pub "
+                                                 "beside --key); never the database's copy.")] = None,
+    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Check a report file: its SHA-256 is issued in the ledger, its checkpoint is signed, and its citations are proven.
+
+    Exit 0 when every check passes, 1 on any mismatch (a changed byte, a missing or unsigned
+    checkpoint, a failed proof), 2 on bad input.
+    """
+    from .._sources import read_bytes
+    from ..report import verify_report
+
+    data = read_bytes(report_file)
+    ledger = open_ledger(db, ledger_key, writable=False)
+    verdict = verify_report(ledger, pinned_public_key(ledger_key, log_key), data)
+    for line in verdict.checked:
+        out.print(f"ok: {safe(line)}")
+    for problem in verdict.problems:
+        out.print(f"FAILED: {safe(problem)}")
+    if not verdict.ok:
+        raise typer.Exit(1)
+    out.print(f"{safe(str(report_file))}: verified")

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from .auditor import EMPTY_ROOT, CompactRange, inclusion_root
 from .hashing import node_hash
 
-__all__ = ["EMPTY_ROOT", "CompactRange", "ProofError", "consistency_proof", "inclusion_proof", "root",
-           "verify_consistency", "verify_inclusion"]
+__all__ = ["EMPTY_ROOT", "CompactRange", "MerkleTree", "ProofError", "consistency_proof", "inclusion_proof",
+           "root", "verify_consistency", "verify_inclusion"]
 
 
 class ProofError(ValueError):
@@ -53,6 +53,53 @@ def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     if index < k:
         return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
     return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+
+
+class MerkleTree:
+    """One tree whose subtree roots are computed once, for many inclusion proofs against the same size.
+
+    `inclusion_proof` recomputes the sibling subtrees for every call, O(n) each; a report citing
+    thousands of entries asks for proofs of many leaves of one tree, so the subtree roots are kept.
+    """
+
+    def __init__(self, leaves: Sequence[bytes]) -> None:
+        self._leaves = list(leaves)
+        self._roots: dict[tuple[int, int], bytes] = {}
+
+    @property
+    def size(self) -> int:
+        """The number of leaves."""
+        return len(self._leaves)
+
+    def _root(self, start: int, stop: int) -> bytes:
+        if stop - start == 1:
+            return self._leaves[start]
+        held = self._roots.get((start, stop))
+        if held is None:
+            middle = start + _split(stop - start)
+            held = self._roots[(start, stop)] = node_hash(self._root(start, middle), self._root(middle, stop))
+        return held
+
+    def root(self) -> bytes:
+        """MTH of all leaves."""
+        return self._root(0, len(self._leaves)) if self._leaves else EMPTY_ROOT
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """PATH(index, D[n]), equal to `inclusion_proof(index, leaves)`."""
+        if not 0 <= index < len(self._leaves):
+            raise ProofError(f"leaf index {index} is outside a tree of size {len(self._leaves)}")
+        path: list[bytes] = []
+        start, stop = 0, len(self._leaves)
+        while stop - start > 1:
+            middle = start + _split(stop - start)
+            if index < middle:
+                path.append(self._root(middle, stop))
+                stop = middle
+            else:
+                path.append(self._root(start, middle))
+                start = middle
+        path.reverse()  # RFC order: the sibling nearest the leaf first
+        return path
 
 
 def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:

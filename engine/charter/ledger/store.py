@@ -294,6 +294,21 @@ class Ledger:
         with self.engine.connect() as connection:
             return int(connection.execute(select(ledger_head.c.size).where(ledger_head.c.id == 1)).scalar_one())
 
+    def size_at(self, moment: datetime.datetime, stop: int | None = None) -> int:
+        """How many entries the ledger held at `moment`: the seq of the first entry received after it.
+
+        An entry received later cannot precede one received earlier in the chain, so the first entry
+        stamped after `moment` ends the prefix even if a skewed clock stamped a later one earlier.
+        """
+        query = select(func.min(ledger_entry.c.seq)).where(ledger_entry.c.received_at > format_time(moment))
+        if stop is not None:
+            query = query.where(ledger_entry.c.seq < stop)
+        with self.engine.connect() as connection:
+            first_after = connection.execute(query).scalar_one()
+        if first_after is not None:
+            return int(first_after)
+        return self.size() if stop is None else stop
+
     def entry(self, seq: int) -> Entry | None:
         """The entry at `seq`, if any (with the range receipt it closes, if it closes one)."""
         with self.engine.connect() as connection:

@@ -1,12 +1,14 @@
-"""Audit-readiness reports per framework: build from one signed ledger state, render, and record the issue.
+"""Audit-readiness reports per framework: build from one signed ledger state, render, issue, and verify.
 
-    snapshot, binding = bind(ledger, log_public_key, as_of)   # signs a checkpoint and verifies
-    document = build_report(snapshot, "iso-42001", frameworks, policies, graph, binding, as_of)
-    text = render(document, "html", graph)
-    issue(ledger, document, "html", text, "report.html")      # the report's hash enters the ledger
+    state = bind(ledger, log_public_key, as_of, compiler)        # verify, sign a checkpoint, read the prefix at as_of
+    document = build(state, "iso-42001", frameworks)             # statuses, figures, citations with inclusion proofs
+    text = render(document, "html", state.graph)
+    issue(ledger, document, [("html", text, "report.html")])     # the report's hash enters the ledger
+    verify_report(ledger, log_public_key, data)                  # later, by anyone holding the file
 
 HTML is one self-contained file (inline CSS and SVG, no script, no external asset) that prints
-well; Markdown suits a repository or a ticket; JSON follows `ReportDocument`'s schema.
+well; Markdown suits a repository or a ticket; JSON follows `ReportDocument`'s schema; OSCAL writes
+assessment results and a plan of action and milestones.
 """
 
 from __future__ import annotations
@@ -14,53 +16,108 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup
 
 from ..errors import CharterError
 from ..escalation import EscalationGraph
+from ..frameworks import FrameworkSet
 from ..ledger.checkpoints import make_checkpoint
 from ..ledger.store import Entry, Ledger, NewEntry, format_time
 from ..ledger.verified import full_pass_of, record_verified_state
 from ..ledger.verify import verify_with_state
+from ..policy.compiler import CompiledPolicy
 from .model import (
-    FORMULA,
+    KPI_HEALTH_FORMULA,
+    InclusionProofRef,
     LedgerBinding,
     PortfolioSnapshot,
+    ReportContext,
     ReportDocument,
+    ReportInputs,
     build_report,
+    report_inputs,
 )
 from .svg import STATUS_COLOURS, escalation_svg, trend_chart
 
-__all__ = ["FORMATS", "FORMULA", "REPORT_ISSUED", "PortfolioSnapshot", "ReportDocument", "bind", "build_report",
-           "issue", "render"]
+if TYPE_CHECKING:
+    from ..policy.compiler import PolicyCompiler
 
-FORMATS = ("html", "md", "json")
+__all__ = ["FORMATS", "KPI_HEALTH_FORMULA", "REPORT_ISSUED", "BoundState", "PortfolioSnapshot", "ReportDocument",
+           "bind", "build", "build_report", "issue", "render", "verify_report"]
+
+FORMATS = ("html", "md", "json", "oscal")
 REPORT_ISSUED = "report.issued"
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: pairs listed per control in HTML and Markdown (worst first); JSON lists them all
 ATTENTION_LIMIT = 15
 
 
-def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, *,
-         full: bool = False) -> tuple[PortfolioSnapshot, LedgerBinding]:
-    """Verify the ledger, read its state, and sign a checkpoint of exactly that state.
+@dataclass
+class BoundState:
+    """One verified, checkpointed ledger state, read as it stood at the report time.
+
+    Everything a report judges by comes from the ledger prefix `snapshot.size`: the systems, the
+    policy set and escalation configuration in force, the applicability statements and the
+    documents and attestations. Nothing is read from the current folder.
+    """
+
+    snapshot: PortfolioSnapshot
+    binding: LedgerBinding
+    policies: Sequence[CompiledPolicy]
+    graph: EscalationGraph
+    inputs: ReportInputs
+    context: ReportContext
+    as_of: datetime.datetime
+    leaves: list[bytes]
+    #: what this run's verification read (it resumes from the last verified state, so it varies from
+    #: run to run and stays out of the report, whose bytes depend only on the ledger and the time)
+    verification: str = ""
+
+
+def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple[ReportContext, dict[str, int]]:
+    """Applicability and typed evidence as recorded in the first `size` entries, judged at `as_of`."""
+    from ..applicability import applicability_statements, control_applicability
+    from ..evidence import evidence_index
+
+    statements = applicability_statements(ledger, size)
+    index = evidence_index(ledger, size)
+
+    def applicability(framework: Any, control_id: str, system: Any) -> Any:
+        return control_applicability(framework, control_id, system, as_of, statements)
+
+    return ReportContext(applicability=applicability, evidence=index.for_control), statements.seqs()
+
+
+def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compiler: PolicyCompiler, *,
+         full: bool = False) -> BoundState:
+    """Verify the ledger, read it as it stood at `as_of`, and bind that state to a signed checkpoint.
+
+    The report describes the first entries received by `as_of` (a prefix of the ledger) and is
+    bound to the earliest signed checkpoint that covers them; when none does, one of exactly that
+    prefix is signed. Reports of the same ledger and time are therefore bound to the same
+    checkpoint, and give the same bytes, however many reports were issued in between.
 
     The order makes failures cheap and clean: a ledger that does not verify gets no report and no
     checkpoint (its figures could not be trusted; `charter verify` locates the damage), and a report
-    time before the newest evidence is refused before anything is signed.
-
-    Verification resumes from the log-signed verified state the previous binding recorded (entries
-    since then are read, and must extend its Merkle frontier); `full` reads every entry again. The
-    state reached is recorded for the next report.
+    time before the newest evidence is refused before anything is signed. Verification resumes from
+    the log-signed verified state the previous binding recorded (entries since then are read, and
+    must extend its Merkle frontier); `full` reads every entry again. The state reached is recorded
+    for the next report.
 
     Raises:
-        CharterError: the ledger is empty, does not verify, `as_of` precedes the newest evidence, or
-            the log key is missing.
+        CharterError: the ledger is empty or does not verify, it held nothing or nothing in force at
+            `as_of`, `as_of` precedes the newest evidence, or the log key is missing.
     """
+    from ..authority import active_escalation, active_policies
+    from ..ledger.auditor import NoteError, open_checkpoint
+    from ..ledger.merkle import MerkleTree
+
     if ledger.size() == 0:
         raise CharterError.single("empty_ledger", "the ledger holds no entries: there is nothing to report on")
     verdict, verifier, resumed = verify_with_state(ledger, log_public_key, resume=not full)
@@ -68,20 +125,59 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, *,
         raise CharterError.single("ledger_damaged", f"the ledger does not verify, so no report is issued: "
                                   f"{verdict.summary()}; run charter verify for the details")
     size = verdict.entries  # exactly the entries verified, even if more were appended meanwhile
-    snapshot = PortfolioSnapshot.load(ledger, size)
+    described = ledger.size_at(as_of, stop=size)
+    if described == 0:
+        raise CharterError.single("report_time", f"the ledger held no entries at {format_time(as_of)}")
+    snapshot = PortfolioSnapshot.load(ledger, described)
     snapshot.check_as_of(as_of)
-    checkpoint = make_checkpoint(ledger, size)
-    # The verifier computed its root over the record hashes it just checked (or extended the signed
-    # frontier it resumed from); the new checkpoint anchors exactly those once the roots agree.
-    if verifier.root != checkpoint.root:
-        raise CharterError.single("ledger_damaged", f"the checkpoint of {size} entries does not match the entries "
-                                  "just verified: the ledger changed under the report; run charter verify")
-    verdict.checkpoints.append(checkpoint.size)
+    active = active_policies(ledger, compiler, described)
+    graph, escalation_seq = active_escalation(ledger, described)
+    context, applicability_seqs = ledger_context(ledger, described, as_of)
+    covering = min((c for c in ledger.checkpoints() if described <= c[0] <= size), default=None,
+                   key=lambda c: c[0])
+    if covering is None:
+        checkpoint = make_checkpoint(ledger, described)
+    else:
+        try:
+            checkpoint = open_checkpoint(covering[2], ledger.origin, log_public_key)
+        except NoteError as exc:
+            raise CharterError.single("ledger_damaged", f"the stored checkpoint {covering[0]} does not verify "
+                                      f"with the log key: {exc}; run charter verify") from None
+    leaves = ledger.leaf_hashes(checkpoint.size)
+    # The verifier checked every record hash up to `size`; the checkpoint must anchor exactly those.
+    if MerkleTree(leaves).root() != checkpoint.root or (checkpoint.size == size and verifier.root != checkpoint.root):
+        raise CharterError.single("ledger_damaged", f"the checkpoint of {checkpoint.size} entries does not match "
+                                  "the entries just verified: the ledger changed under the report; run charter verify")
     record_verified_state(ledger, verifier, full_pass_of(resumed) if resumed else (size, format_time(ledger.clock())))
     binding = LedgerBinding(origin=ledger.origin, checkpoint_size=checkpoint.size,
                             checkpoint_root=checkpoint.root.hex(), checkpoint_note=checkpoint.note,
-                            verified=verdict.ok, verify_summary=verdict.summary())
-    return snapshot, binding
+                            described_size=described, verified=True,
+                            verify_summary=f"OK: every entry through checkpoint {checkpoint.size} verified (chain, "
+                            "log receipts, signatures and the authority behind each change) before this report was "
+                            "built")
+    inputs = report_inputs(active.policy_set.policies, graph, policy_activation_seq=active.activation_seq,
+                           escalation_seq=escalation_seq, applicability=applicability_seqs)
+    return BoundState(snapshot, binding, active.policy_set.policies, graph, inputs, context, as_of, leaves,
+                      verdict.summary())
+
+
+def build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system: str | None = None
+          ) -> ReportDocument:
+    """The report of one framework over a bound state, with an inclusion proof of every entry it cites."""
+    from ..ledger.merkle import MerkleTree
+
+    document = build_report(state.snapshot, framework_id, frameworks, state.policies, state.graph, state.binding,
+                            state.as_of, state.inputs, state.context, system)
+    tree = MerkleTree(state.leaves)
+    if tree.root().hex() != state.binding.checkpoint_root:
+        raise CharterError.single("ledger_damaged", "the entries read for the proofs do not match the checkpoint")
+    proofs = []
+    for seq, record_hash in document.cited().items():
+        if state.leaves[seq].hex() != record_hash:
+            raise CharterError.single("ledger_damaged", f"entry {seq} changed while the report was built")
+        proofs.append(InclusionProofRef(seq=seq, record_hash=record_hash,
+                                        path=[h.hex() for h in tree.inclusion_proof(seq)]))
+    return document.model_copy(update={"proofs": proofs})
 
 
 def _percent(value: float | None) -> str:
@@ -107,9 +203,13 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 
 def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
-    """The report as ``html``, ``md`` or ``json`` text (deterministic for the same document)."""
+    """The report as ``html``, ``md``, ``json`` or ``oscal`` text (deterministic for the same document)."""
     if fmt == "json":
         return json.dumps(document.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    if fmt == "oscal":
+        from .oscal import render_oscal
+
+        return render_oscal(document)
     context: dict[str, Any] = {"doc": document, "colours": STATUS_COLOURS, "attention_limit": ATTENTION_LIMIT}
     if fmt == "html":
         context["charts"] = [Markup(trend_chart(t)) for t in document.trends]
@@ -120,21 +220,147 @@ def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
     raise CharterError.single("usage", f"unknown report format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
-def issue(ledger: Ledger, document: ReportDocument, fmt: str, text: str, name: str) -> Entry:
-    """Record that this exact report was handed out: its SHA-256, name, format, inputs and checkpoint.
+def _issue_key(digest: str, name: str) -> str:
+    return f"report:{digest}:{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
-    Issuing the same bytes under the same name again returns the existing entry.
+
+def issue(ledger: Ledger, document: ReportDocument, renditions: Sequence[tuple[str, str, str]]) -> list[Entry]:
+    """Record that these exact files were handed out: (format, text, name) each, in one append.
+
+    Each entry holds the file's SHA-256, name, format, the checkpoint and inputs the report is bound
+    to, and its separate figures. Issuing the same bytes under the same name again returns the
+    existing entry.
     """
-    data = text.encode()
+    fresh: list[NewEntry] = []
+    existing: dict[str, Entry] = {}
+    figures = document.figures
+    for fmt, text, name in renditions:
+        data = text.encode()
+        digest = hashlib.sha256(data).hexdigest()
+        key = _issue_key(digest, name)
+        found = ledger.by_submission(key)
+        if found is not None:
+            existing[key] = found
+            continue
+        payload = {"framework": document.framework, "format": fmt, "sha256": digest, "bytes": len(data),
+                   "name": name, "system": document.system, "as_of": document.as_of,
+                   "checkpoint": {"size": document.ledger.checkpoint_size, "root": document.ledger.checkpoint_root},
+                   "described_size": document.ledger.described_size,
+                   "policy_set_digest": document.inputs.policy_set_digest,
+                   "escalation_digest": document.inputs.escalation_digest,
+                   "figures": {"documentary_completeness": figures.documentary_completeness,
+                               "kpi_health": figures.kpi_health,
+                               "open_nonconformities": figures.open_nonconformities},
+                   "issued_at": format_time(ledger.clock())}
+        fresh.append(NewEntry(REPORT_ISSUED, payload, key, subject=document.system))
+    appended = {e.submission_id: e for e in ledger.append(fresh)} if fresh else {}
+    found_all = {**existing, **appended}
+    return [found_all[_issue_key(hashlib.sha256(text.encode()).hexdigest(), name)] for _, text, name in renditions]
+
+
+@dataclass
+class ReportVerdict:
+    """What `verify_report` checked, and what failed."""
+
+    checked: list[str]
+    problems: list[str]
+    entry: Entry | None
+
+    @property
+    def ok(self) -> bool:
+        """True when every check passed."""
+        return not self.problems
+
+
+def verify_report(ledger: Ledger, log_public_key: bytes, data: bytes) -> ReportVerdict:
+    """Check that `data` is a report this ledger issued, bound to a signed checkpoint, with every citation proven.
+
+    Recomputes the file's SHA-256 and finds its ``report.issued`` entry; checks the entry's record
+    hash against its body, the log key's signature on the report's checkpoint and on a checkpoint
+    covering the issue entry, the issue entry's inclusion in it and its consistency with the report's
+    checkpoint. For a JSON report, also every cited entry's inclusion proof against the report's
+    checkpoint and its record hash against the ledger. The log key is the pinned one, never the
+    database's copy.
+    """
+    from ..ledger import merkle
+    from ..ledger.auditor import NoteError, leaf_hash, open_checkpoint
+
+    checked: list[str] = []
+    problems: list[str] = []
     digest = hashlib.sha256(data).hexdigest()
-    key = f"report:{digest}:{hashlib.sha256(name.encode()).hexdigest()[:16]}"
-    existing = ledger.by_submission(key)
-    if existing is not None:
-        return existing
-    payload = {"framework": document.framework, "format": fmt, "sha256": digest, "bytes": len(data),
-               "name": name, "system": document.system, "as_of": document.as_of,
-               "checkpoint": {"size": document.ledger.checkpoint_size, "root": document.ledger.checkpoint_root},
-               "policy_set_digest": document.inputs.policy_set_digest,
-               "escalation_digest": document.inputs.escalation_digest,
-               "readiness": document.scores.framework.readiness, "issued_at": format_time(ledger.clock())}
-    return ledger.append([NewEntry(REPORT_ISSUED, payload, key, subject=document.system)])[0]
+    entry = next((e for e in ledger.entries(types=(REPORT_ISSUED,)) if e.payload.get("sha256") == digest), None)
+    if entry is None:
+        problems.append(f"no report.issued entry records SHA-256 {digest}: the file was changed after it was "
+                        "issued, or this ledger did not issue it")
+        return ReportVerdict(checked, problems, None)
+    payload = entry.payload
+    checked.append(f"SHA-256 {digest} is recorded by the report.issued entry at seq {entry.seq} "
+                   f"({payload['framework']}, {payload['format']}, {payload['name']!r}, issued {payload['issued_at']})")
+    if leaf_hash(entry.body) != entry.record_hash:
+        problems.append(f"entry {entry.seq}'s body does not hash to its record hash")
+    stored = {size: (root, note) for size, root, note in ledger.checkpoints()}
+
+    def signed(size: int) -> Any:
+        held = stored.get(size)
+        if held is None:
+            return None
+        try:
+            return open_checkpoint(held[1], ledger.origin, log_public_key)
+        except NoteError as exc:
+            problems.append(f"checkpoint {size}: {exc}")
+            return None
+
+    bound_size, bound_root = int(payload["checkpoint"]["size"]), str(payload["checkpoint"]["root"])
+    bound = signed(bound_size)
+    if bound is None:
+        problems.append(f"the report's checkpoint of size {bound_size} is missing or not signed by the log key")
+    elif bound.root.hex() != bound_root:
+        problems.append(f"the report's checkpoint {bound_size} has root {bound.root.hex()}, not {bound_root}")
+    else:
+        checked.append(f"the report is bound to checkpoint {bound_size} (root {bound_root[:16]}…), signed by the "
+                       "log key")
+    covering_size = min((size for size in stored if size > entry.seq), default=None)
+    covering = signed(covering_size) if covering_size is not None else None
+    if covering is None:
+        problems.append(f"no checkpoint signed by the log key covers the issue entry at seq {entry.seq}; sign one "
+                        "with `charter ledger checkpoint`")
+    else:
+        leaves = ledger.leaf_hashes(covering.size)
+        try:
+            merkle.verify_inclusion(leaf_hash(entry.body), entry.seq, covering.size,
+                                    merkle.inclusion_proof(entry.seq, leaves), covering.root)
+            checked.append(f"the issue entry is included in checkpoint {covering.size}")
+            if bound is not None and bound.size <= covering.size:
+                merkle.verify_consistency(bound.size, covering.size, bound.root, covering.root,
+                                          merkle.consistency_proof(bound.size, leaves))
+                checked.append(f"checkpoint {bound.size} is a prefix of checkpoint {covering.size}")
+        except merkle.ProofError as exc:
+            problems.append(f"proof against checkpoint {covering.size} failed: {exc}")
+    if payload["format"] == "json" and bound is not None:
+        problems.extend(_check_citations(ledger, data, bound, checked))
+    return ReportVerdict(checked, problems, entry)
+
+
+def _check_citations(ledger: Ledger, data: bytes, bound: Any, checked: list[str]) -> list[str]:
+    """Every cited entry of a JSON report: its proof leads to the bound root and the ledger holds that hash there."""
+    from ..ledger import merkle
+
+    document = json.loads(data)
+    problems = []
+    if document.get("ledger", {}).get("checkpoint_root") != bound.root.hex():
+        problems.append("the report names another checkpoint root than its issue entry")
+    proofs = document.get("proofs", [])
+    leaves = ledger.leaf_hashes(bound.size)
+    for proof in proofs:
+        seq = int(proof["seq"])
+        try:
+            merkle.verify_inclusion(bytes.fromhex(proof["record_hash"]), seq, bound.size,
+                                    [bytes.fromhex(h) for h in proof["path"]], bound.root)
+        except (merkle.ProofError, ValueError) as exc:
+            problems.append(f"cited entry {seq}: {exc}")
+            continue
+        if seq >= len(leaves) or leaves[seq].hex() != proof["record_hash"]:
+            problems.append(f"cited entry {seq}: the ledger holds another record hash there")
+    if not problems:
+        checked.append(f"all {len(proofs)} cited entries are included in checkpoint {bound.size}")
+    return problems

@@ -1,14 +1,18 @@
-"""What an audit-readiness report says: controls, their rules and evidence, gaps, scores, portfolio KPIs.
+"""What an audit-readiness report says: per control and system, whether it applies, what evidences it, its status.
 
-A report describes exactly one ledger state: the caller signs a checkpoint first and everything
-here is read from the entries below its size. `PortfolioSnapshot` reads that state once (systems,
-findings, bundles, incidents, waivers) so that the three frameworks' reports share one pass over
-the ledger; `build_report` turns it into a `ReportDocument` for one framework.
+A report describes exactly one ledger state: the ledger is verified and a checkpoint signed first, and
+everything here is read from the entries the ledger held at the report's time (`--at`), which is a
+prefix of that checkpoint. `PortfolioSnapshot` reads that prefix once (systems, findings, bundles,
+incidents, waivers) so that the three frameworks' reports share one pass over the ledger;
+`build_report` turns it into a `ReportDocument` for one framework.
 
-Readiness is computed, never asserted: each (rule, system) pair that a control's rules apply to
-earns points from its latest evidence (see `POINTS` and `FORMULA`), a control scores the mean of
-its pairs, a framework the sum over its controls divided by the controls in scope (uncovered
-controls count as zero), and the overall score is the mean of the three frameworks.
+For each (control, system) the report decides, in this order (see `STATUS_DEFINITIONS`):
+applicability (EU AI Act classification and dates, ISO/IEC 42001 Statement of Applicability, NIST AI
+RMF target profile), then a status: ``not_applicable``, ``nonconformity``, ``operating``,
+``implemented``, ``designed`` or ``no_evidence``. Per framework it shows separate figures, never one
+blended score: documentary completeness, KPI health (`KPI_HEALTH_FORMULA`) and open nonconformities.
+Every pair cites the ledger entries behind it (seq and record hash) with an inclusion proof against
+the report's checkpoint.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import statistics
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,7 +38,7 @@ from ..policy.model import Scope
 from ..registry import AISystem, SystemStatus
 from ..submission import BUNDLE, EVALUATION, FINDING, systems_in_ledger
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: controls a framework is assessed on: the leaves that policies cite
 ASSESSED_KINDS = {"iso-42001": ("annex_a_control", "clause"), "eu-ai-act": ("article",),
                   "nist-ai-rmf": ("subcategory",)}
@@ -42,26 +46,102 @@ ASSESSED_KINDS = {"iso-42001": ("annex_a_control", "clause"), "eu-ai-act": ("art
 DEFAULT_MAX_AGE = datetime.timedelta(days=90)
 POINTS = {"pass": 1.0, "warn": 0.75, "breach_governed": 0.5, "breach_open": 0.25, "missing": 0.0, "error": 0.0,
           "stale": 0.0, "no_evidence": 0.0}
-FORMULA = (
-    "pair points (latest evidence of one rule for one system): pass 1, warn 0.75, breach whose risk is "
-    "accepted by an unexpired waiver or whose incident has a decision 0.5, breach still under investigation "
-    "0.25, missing, error, stale (older than the policy's max_age, else 90 days) or no evidence 0; for a "
-    "segment rule the worst segment of the latest window speaks, and a breach is governed only when every "
-    "breached segment is. "
-    "control score = mean of its pairs' points. framework readiness = sum of control scores / number of "
-    "assessed controls, where a control no rule covers counts 0 and a covered control that applies to no "
-    "system in scope is left out. coverage = covered controls / assessed controls. overall = mean of the "
-    "three frameworks' readiness. system score = mean points of the system's pairs in this framework. "
-    "Only active systems are in scope; suspended and retired ones are listed, not scored."
+KPI_HEALTH_FORMULA = (
+    "KPI health is a monitoring figure, not a measure of conformity. Each (rule, system) pair whose rule is "
+    "mapped as primary evidence to a control of this framework that applies to the system earns points from its "
+    "latest evidence: pass 1, warn 0.75, breach whose risk is accepted by an unexpired waiver or whose incident "
+    "has a decision 0.5, breach still under investigation 0.25, missing, error, stale (older than the policy's "
+    "max_age, else 90 days) or no evidence 0; for a segment rule the worst segment of the latest window speaks, "
+    "and a breach is governed only when every breached segment is. KPI health = mean points over those pairs. "
+    "Supporting mappings do not count. No figure is averaged across frameworks."
 )
+CONTROL_STATUSES = ("not_applicable", "nonconformity", "operating", "implemented", "designed", "no_evidence")
+STATUS_DEFINITIONS = {
+    "not_applicable": "the control does not apply to the system: EU AI Act role, classification or application "
+                      "date; excluded by the ISO/IEC 42001 Statement of Applicability; outside the NIST AI RMF "
+                      "target profile. The reason is shown and the pair leaves every figure.",
+    "nonconformity": "a primary KPI rule of the control is in breach with current evidence and the breach is not "
+                     "governed: its incident has no decision yet, or the waiver that accepted it has expired.",
+    "operating": "every primary KPI rule of the control that applies to the system passes (or warns) on current "
+                 "evidence. A supporting mapping never makes a control operating.",
+    "implemented": "a current document describes the control and a current signed attestation states it is in "
+                   "place.",
+    "designed": "a current document describes the control, but no current attestation states it is in place.",
+    "no_evidence": "none of the above: no current document, attestation or passing primary KPI evidence. Expired "
+                   "attestations, documents past their review date and stale KPI evidence count as missing.",
+}
+APPLICABILITY_NOTE = (
+    "Applicability comes first. EU AI Act: the system's recorded role(s) and classification and the application "
+    "date as amended by Regulation (EU) 2026/1744 (an obligation not yet applicable is not applicable until its "
+    "date). ISO/IEC 42001: clauses 4-10 always apply; Annex A controls per the Statement of Applicability in "
+    "force. NIST AI RMF: the target profile in force. Where applicability cannot be decided (no classification, "
+    "a control the statement does not decide), the control is presumed to apply and the reason is shown."
+)
+
+ControlStatusName = Literal["not_applicable", "nonconformity", "operating", "implemented", "designed", "no_evidence"]
+ApplicabilityStatus = Literal["applicable", "not_yet_applicable", "not_applicable", "undetermined"]
+
+
+class ApplicabilityDecision(Protocol):
+    """What `charter.applicability.control_applicability` returns (the fields a report reads)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def applies_from(self) -> datetime.date | None: ...
+    @property
+    def source(self) -> str: ...
+
+
+class EvidenceRecord(Protocol):
+    """A recorded document or attestation (`charter.evidence.EvidenceItem`), as a report reads it."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def record_hash(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def valid_until(self) -> str | None: ...
+
+    def status_at(self, at: datetime.datetime) -> str: ...
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What besides KPI findings a report judges by, read from the same ledger prefix.
+
+    `applicability(framework, control_id, system)` decides whether a control applies at the report's
+    time; `evidence(control_ref, system_id)` lists the documents and attestations citing a control for
+    a system (organisation-wide ones included).
+    """
+
+    applicability: Callable[[Framework, str, AISystem], ApplicabilityDecision]
+    evidence: Callable[[str, str], Sequence[EvidenceRecord]]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Citation(_Model):
+    """A ledger entry a report relies on; `proofs` holds its inclusion proof against the report's checkpoint."""
+
+    seq: int
+    record_hash: str = Field(description="hex SHA-256 record hash of the entry")
+
+
 class PairStatus(_Model):
-    """The latest evidence of one rule for one system."""
+    """The latest evidence of one rule for one system, with the ledger entries behind it."""
 
     system: str
     rule: str
@@ -74,16 +154,48 @@ class PairStatus(_Model):
     fresh: bool
     points: float
     note: str
+    governed: bool | None = Field(default=None, description="for a breach: whether a decision or an unexpired "
+                                  "waiver governs it")
+    finding: Citation | None = Field(default=None, description="the finding entry that speaks for the pair")
+    bundle: Citation | None = Field(default=None, description="the evidence bundle that finding judged")
+    evaluated_at: str | None = None
+    observed: dict[str, float | str | None] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    explanation: str = ""
 
 
-class RuleSummary(_Model):
-    """How one rule mapped to a control fares across the systems in scope."""
+class ApplicabilityRef(_Model):
+    """Whether a control applies to a system, and why."""
 
-    rule: str
-    systems: int
-    counts: dict[str, int] = Field(description="pairs per status: pass, warn, breach, missing, error, "
-                                   "no_evidence, stale")
-    points: float = Field(description="sum of the pairs' points")
+    status: ApplicabilityStatus
+    reason: str
+    applies_from: str | None = None
+    source: str = ""
+
+
+class EvidenceRef(_Model):
+    """A document or attestation cited for a control and system, with its state at the report's time."""
+
+    kind: str
+    id: str
+    title: str
+    actor: str
+    state: str = Field(description="current, expired, past_review, withdrawn or not_yet_valid")
+    valid_until: str | None
+    seq: int
+    record_hash: str
+
+
+class ControlSystemStatus(_Model):
+    """One (control, system) pair: applicability, status and the evidence behind it."""
+
+    system: str
+    applicability: ApplicabilityRef
+    status: ControlStatusName
+    reason: str
+    primary_rules: list[str] = Field(description="primary KPI rules of the control that apply to the system")
+    supporting_rules: list[str]
+    evidence: list[EvidenceRef]
 
 
 class IncidentRef(_Model):
@@ -124,7 +236,7 @@ class WaiverRef(_Model):
 
 
 class ControlReport(_Model):
-    """One assessed control."""
+    """One assessed control across the systems in scope."""
 
     id: str
     ref: str
@@ -132,35 +244,48 @@ class ControlReport(_Model):
     kind: str
     group: str
     group_title: str
-    coverage: Literal["covered", "gap", "not_applicable"]
-    score: float | None
-    rules: list[str]
-    summaries: list[RuleSummary]
-    attention: list[PairStatus] = Field(description="pairs below full points: warn, breach, missing, error, stale, "
-                                        "no evidence")
+    primary_rules: list[str]
+    supporting_rules: list[str]
+    counts: dict[str, int] = Field(description="systems per control status")
+    systems: list[ControlSystemStatus]
+    attention: list[PairStatus] = Field(description="primary pairs below full points: warn, breach, missing, error, "
+                                        "stale, no evidence")
     open_incidents: list[IncidentRef]
     decisions: list[DecisionRef]
     waivers: list[WaiverRef]
 
 
-class FrameworkScore(_Model):
-    """Readiness and coverage of one framework."""
+class Figures(_Model):
+    """Separate figures of one framework over its (control, system) pairs; no blended score."""
 
-    readiness: float
-    coverage: float
-    assessed: int
-    covered: int
+    pairs: int = Field(description="(control, system) pairs: assessed controls x systems in scope")
     not_applicable: int
+    applicable: int = Field(description="pairs that apply, including those whose applicability is undetermined")
+    undetermined: int = Field(description="applicable pairs whose applicability could not be decided")
+    statuses: dict[str, int] = Field(description="pairs per control status")
+    documented: int = Field(description="applicable pairs with a current document")
+    documentary_completeness: float | None = Field(description="documented / applicable")
+    attested: int = Field(description="applicable pairs with a current attestation")
+    kpi_pairs: int = Field(description="(rule, system) pairs counted in KPI health")
+    kpi_health: float | None
+    open_nonconformities: int = Field(description="pairs in nonconformity")
+    nonconformities_by_severity: dict[str, int] = Field(description="open nonconformity pairs by the severity of "
+                                                        "the worst breached primary rule")
 
 
-class Scores(_Model):
-    """The scores of the report, with the formula that produced them."""
+class SystemFigures(_Model):
+    """The figures of one system in this framework."""
 
-    formula: str
-    framework: FrameworkScore
-    frameworks: dict[str, FrameworkScore]
-    overall: float
-    systems: dict[str, float | None]
+    statuses: dict[str, int]
+    kpi_health: float | None
+
+
+class Definitions(_Model):
+    """How to read the statuses and figures (printed in every report)."""
+
+    applicability: str = APPLICABILITY_NOTE
+    statuses: dict[str, str] = Field(default_factory=lambda: dict(STATUS_DEFINITIONS))
+    kpi_health: str = KPI_HEALTH_FORMULA
 
 
 class StaleRule(_Model):
@@ -173,10 +298,20 @@ class StaleRule(_Model):
     window_end: str | None
 
 
+class UndeterminedRef(_Model):
+    """A (control, system) pair whose applicability could not be decided."""
+
+    control: str
+    system: str
+    reason: str
+
+
 class Gaps(_Model):
     """What the governance set-up does not cover."""
 
-    uncovered_controls: list[str]
+    controls_without_evidence: list[str] = Field(description="applicable controls with no primary KPI rule and "
+                                                 "no document or attestation for any system in scope")
+    undetermined_applicability: list[UndeterminedRef]
     rules_without_current_evidence: list[StaleRule]
     policies_without_current_evidence: list[str]
 
@@ -214,12 +349,14 @@ class Trend(_Model):
 
 
 class LedgerBinding(_Model):
-    """The signed ledger state the report describes."""
+    """The signed ledger state the report is bound to, and the prefix of it the report describes."""
 
     origin: str
     checkpoint_size: int
     checkpoint_root: str
     checkpoint_note: str
+    described_size: int = Field(description="entries the ledger held at the report's time (a prefix of the "
+                                "checkpoint); later entries are not described")
     verified: bool
     verify_summary: str
 
@@ -233,11 +370,23 @@ class PolicyRef(_Model):
 
 
 class ReportInputs(_Model):
-    """What besides the ledger the report depends on, pinned by digest so it can be reproduced."""
+    """What the report judged by, all recorded in the ledger, pinned by digest and seq."""
 
     policies: list[PolicyRef]
     policy_set_digest: str = Field(description="SHA-256 over the sorted policy digests, one per line")
+    policy_activation_seq: int | None = Field(default=None, description="the policy.activated entry in force")
     escalation_digest: str = Field(description="SHA-256 of the escalation configuration (RFC 8785 JSON)")
+    escalation_seq: int | None = Field(default=None, description="the escalation.activated entry in force")
+    applicability: dict[str, int] = Field(default_factory=dict, description="framework -> seq of the applicability "
+                                          "statement in force (ISO SoA, NIST target profile)")
+
+
+class InclusionProofRef(_Model):
+    """An RFC 6962 audit path of one cited entry against the report's checkpoint."""
+
+    seq: int
+    record_hash: str
+    path: list[str] = Field(description="hex hashes, nearest the leaf first")
 
 
 class ReportDocument(_Model):
@@ -253,13 +402,30 @@ class ReportDocument(_Model):
                                          "active: id -> status")
     ledger: LedgerBinding
     inputs: ReportInputs
-    scores: Scores
+    definitions: Definitions
+    figures: Figures
+    system_figures: dict[str, SystemFigures]
     controls: list[ControlReport]
     pairs: list[PairStatus] = Field(description="every (rule, system) pair in scope, by system and rule")
     gaps: Gaps
     portfolio: Portfolio
     trends: list[Trend]
     escalation_mermaid: str
+    proofs: list[InclusionProofRef] = Field(default_factory=list, description="an inclusion proof of every cited "
+                                            "entry against the checkpoint, by seq")
+
+    def cited(self) -> dict[int, str]:
+        """Seq -> record hash of every ledger entry this report cites."""
+        cited: dict[int, str] = {}
+        for pair in self.pairs:
+            for citation in (pair.finding, pair.bundle):
+                if citation is not None:
+                    cited[citation.seq] = citation.record_hash
+        for control in self.controls:
+            for row in control.systems:
+                for item in row.evidence:
+                    cited[item.seq] = item.record_hash
+        return dict(sorted(cited.items()))
 
 
 # -- reading the ledger once ---------------------------------------------------------------------
@@ -274,7 +440,12 @@ class _Latest:
     status: str
     window_end: str
     evaluated_at: str
-    segment: str | None = None  # the worst segment, for segment rules
+    segment: str | None  # the worst segment, for segment rules
+    finding: Citation
+    bundle: Citation
+    observed: dict[str, Any]
+    thresholds: dict[str, float]
+    explanation: str
     breached_segments: list[str | None] = field(default_factory=list)
 
 
@@ -303,7 +474,8 @@ class PortfolioSnapshot:
         entries and one evaluation per system, not every finding ever made.
         """
         snapshot = cls(size, dict(systems_in_ledger(ledger, before=size)))
-        latest_bundle: dict[str, tuple[datetime.datetime, int, str]] = {}  # system -> (window end, seq, submission)
+        # system -> (window end, seq, submission, record hash)
+        latest_bundle: dict[str, tuple[datetime.datetime, int, str, bytes]] = {}
         for entry in ledger.entries(0, size, types=(BUNDLE,)):
             p = entry.payload
             system_id = p["system_id"]
@@ -318,10 +490,12 @@ class PortfolioSnapshot:
             measured = _time(p["measured_at"])
             if snapshot.newest_measured_at is None or measured > snapshot.newest_measured_at:
                 snapshot.newest_measured_at = measured
-            candidate = (_time(p["window_end"]), entry.seq, entry.submission_id)
-            if system_id not in latest_bundle or candidate > latest_bundle[system_id]:
+            candidate = (_time(p["window_end"]), entry.seq, entry.submission_id, entry.record_hash)
+            if system_id not in latest_bundle or candidate[:3] > latest_bundle[system_id][:3]:
                 latest_bundle[system_id] = candidate
-        evaluations = sorted(f"{EVALUATION}:{submission}" for _, _, submission in latest_bundle.values())
+        bundles = {submission: Citation(seq=seq, record_hash=record_hash.hex())
+                   for _, seq, submission, record_hash in latest_bundle.values()}
+        evaluations = sorted(f"{EVALUATION}:{submission}" for submission in bundles)
         finding_ids = [f"{FINDING}:{entry.submission_id.split(':', 1)[1]}:{index}"
                        for entry in ledger.by_submissions(evaluations, size)
                        for index in range(int(entry.payload["findings"]))]
@@ -329,11 +503,14 @@ class PortfolioSnapshot:
             p = entry.payload
             key = (p["system_id"], f"{p['policy']}/{p['rule']}")
             current = snapshot.latest.get(key)
-            if current is None:
-                current = snapshot.latest[key] = _Latest(p["status"], p["window_end"], p["evaluated_at"],
-                                                         p.get("segment"))
-            elif _WORST_RANK[p["status"]] > _WORST_RANK[current.status]:
-                current.status, current.segment = p["status"], p.get("segment")
+            bundle = bundles[entry.submission_id.split(":", 1)[1].rsplit(":", 1)[0]]
+            finding = Citation(seq=entry.seq, record_hash=entry.record_hash.hex())
+            if current is None or _WORST_RANK[p["status"]] > _WORST_RANK[current.status]:
+                breached = current.breached_segments if current is not None else []
+                current = snapshot.latest[key] = _Latest(
+                    p["status"], p["window_end"], p["evaluated_at"], p.get("segment"), finding, bundle,
+                    dict(p.get("observed") or {}), dict(p.get("thresholds") or {}), p.get("explanation", ""),
+                    breached)
             if p["status"] == "breach":
                 current.breached_segments.append(p.get("segment"))
         for entry in ledger.entries(0, size, types=INCIDENT_TYPES):
@@ -343,15 +520,16 @@ class PortfolioSnapshot:
         return snapshot
 
     def check_as_of(self, as_of: datetime.datetime) -> None:
-        """Refuse a report time before the newest evidence: the report would cite bundles not yet measured.
+        """Refuse a report time before the newest evidence the ledger held then (a bundle measured later).
 
         Raises:
             CharterError: `as_of` is earlier than the newest bundle's measured_at.
         """
         if self.newest_measured_at is not None and as_of < self.newest_measured_at:
             raise CharterError.single("report_time", f"the report time {format_time(as_of)} is before the newest "
-                                      f"evidence (measured at {format_time(self.newest_measured_at)}); a report "
-                                      "describes the ledger as it stands, so its time cannot precede what it cites")
+                                      f"evidence the ledger held then (measured at "
+                                      f"{format_time(self.newest_measured_at)}); a report cannot cite a "
+                                      "measurement not yet made")
 
     def governance_index(self) -> tuple[dict[tuple[str, str, str | None], list[Waiver]],
                                         dict[tuple[str, str, str | None], Incident]]:
@@ -396,16 +574,25 @@ def _pairs(policies: Sequence[CompiledPolicy], systems: Iterable[AISystem]) -> l
             if policy.policy.applies_to.matches(system) for rule in policy.rules]
 
 
-def _rule_controls(policies: Sequence[CompiledPolicy]) -> dict[tuple[str, str], list[str]]:
-    """(framework, control id) -> qualified rule ids citing it (a paragraph cites its article)."""
-    mapping: dict[tuple[str, str], list[str]] = defaultdict(list)
+def rule_controls(policies: Sequence[CompiledPolicy]) -> tuple[dict[tuple[str, str], list[str]],
+                                                              dict[tuple[str, str], list[str]]]:
+    """(framework, control id) -> qualified rule ids citing it, primary and supporting (a paragraph cites its article).
+
+    A control a rule cites both ways counts as primary.
+    """
+    primary: dict[tuple[str, str], list[str]] = defaultdict(list)
+    supporting: dict[tuple[str, str], list[str]] = defaultdict(list)
     for policy in policies:
         for rule in policy.rules:
-            for text in rule.rule.controls:
-                ref = parse_control_ref(text)
-                if ref is not None and rule.ref not in mapping[(ref.framework, ref.control)]:
-                    mapping[(ref.framework, ref.control)].append(rule.ref)
-    return mapping
+            for mapping, texts in ((primary, rule.rule.controls),
+                                   (supporting, getattr(rule.rule, "supporting_controls", ()))):
+                for text in texts:
+                    ref = parse_control_ref(text)
+                    if ref is not None and rule.ref not in mapping[(ref.framework, ref.control)]:
+                        mapping[(ref.framework, ref.control)].append(rule.ref)
+    for key, rules in supporting.items():
+        supporting[key] = [rule for rule in rules if rule not in primary.get(key, ())]
+    return primary, supporting
 
 
 def _governed(snapshot: PortfolioSnapshot, key: tuple[str, str, str | None], at: datetime.datetime) -> str | None:
@@ -428,6 +615,19 @@ def _governed(snapshot: PortfolioSnapshot, key: tuple[str, str, str | None], at:
     return f"{incident.id} decided: {', '.join(decision)}"
 
 
+def _ungoverned(snapshot: PortfolioSnapshot, key: tuple[str, str, str | None], at: datetime.datetime) -> str:
+    """Why a breach of `key` is not governed: an expired waiver, an undecided incident, or no incident."""
+    waivers, incidents = snapshot.governance_index()
+    lapsed = [w for w in waivers.get(key, ()) if _time(w.expires_at) <= at]
+    if lapsed:
+        waiver = max(lapsed, key=lambda w: w.expires_at)
+        return f"the waiver {waiver.id} that accepted the risk expired at {waiver.expires_at}"
+    incident = incidents.get(key)
+    if incident is None:
+        return "breach with no incident"
+    return f"breach under investigation ({incident.id}, {incident.state.value})"
+
+
 def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datetime) -> PairStatus:
     latest = snapshot.latest.get((pair.system.id, pair.rule.ref))
     system, rule, severity = pair.system.id, pair.rule.ref, pair.rule.rule.severity.value
@@ -438,62 +638,89 @@ def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datet
     max_age = pair.rule.rule.max_age or pair.policy.policy.max_age or DEFAULT_MAX_AGE
     age = as_of - _time(latest.window_end)
     fresh = age <= max_age
-    status, note = latest.status, ""
+    status, note, governed = latest.status, "", None
     if not fresh:
         points, note = POINTS["stale"], f"stale: the latest window ended {age.days} days ago"
     elif status == "breach":
-        reasons = [_governed(snapshot, (system, rule, s), as_of) for s in dict.fromkeys(latest.breached_segments)]
+        keys = [(system, rule, s) for s in dict.fromkeys(latest.breached_segments)]
+        reasons = [_governed(snapshot, key, as_of) for key in keys]
         governed = all(reasons)
         points = POINTS["breach_governed"] if governed else POINTS["breach_open"]
-        note = "; ".join(r for r in reasons if r) if governed else "breach under investigation"
+        note = "; ".join(r for r in reasons if r) if governed else \
+            "; ".join(_ungoverned(snapshot, key, as_of) for key, reason in zip(keys, reasons, strict=True)
+                      if not reason)
     else:
         points = POINTS[status]
     return PairStatus(system=system, rule=rule, severity=severity, status=status, segment=segment,
-                      window_end=latest.window_end,
-                      age_days=round(age.total_seconds() / 86400, 1), fresh=fresh, points=points, note=note)
-
-
-def _summary(rule: str, pairs: Sequence[PairStatus]) -> RuleSummary:
-    counts: dict[str, int] = defaultdict(int)
-    for pair in pairs:
-        counts[pair.status if pair.fresh or pair.status == "no_evidence" else "stale"] += 1
-    return RuleSummary(rule=rule, systems=len(pairs), counts=dict(sorted(counts.items())),
-                       points=round(sum(p.points for p in pairs), 4))
+                      window_end=latest.window_end, age_days=round(age.total_seconds() / 86400, 1), fresh=fresh,
+                      points=points, note=note, governed=governed, finding=latest.finding, bundle=latest.bundle,
+                      evaluated_at=latest.evaluated_at, observed=latest.observed, thresholds=latest.thresholds,
+                      explanation=latest.explanation)
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
 
 
-def _framework_score(framework: Framework, mapping: dict[tuple[str, str], list[str]],
-                     pair_points: dict[str, list[float]]) -> tuple[FrameworkScore, dict[str, float | None]]:
-    """Score every assessed control of a framework; `pair_points` maps rule -> points of its pairs."""
+def assessed_controls(framework: Framework) -> list[str]:
+    """The ids of the controls a framework is assessed on: leaves of the assessed kinds, in catalog order."""
     kinds = ASSESSED_KINDS.get(framework.id, ())
-    assessed = [c for c in framework.controls.values() if c.kind in kinds and _is_leaf(framework, c.id)]
-    scores: dict[str, float | None] = {}
-    covered = not_applicable = 0
-    total = 0.0
-    for control in assessed:
-        rules = mapping.get((framework.id, control.id), [])
-        points = [p for rule in rules for p in pair_points.get(rule, [])]
-        if not rules:
-            scores[control.id] = 0.0
-            continue
-        covered += 1
-        if not points:
-            scores[control.id] = None
-            not_applicable += 1
-            continue
-        scores[control.id] = _mean(points)
-        total += statistics.fmean(points)
-    denominator = len(assessed) - not_applicable
-    return FrameworkScore(readiness=round(total / denominator, 4) if denominator else 0.0,
-                          coverage=round(covered / len(assessed), 4) if assessed else 0.0,
-                          assessed=len(assessed), covered=covered, not_applicable=not_applicable), scores
+    parents = {c.parent for c in framework.controls.values() if c.parent}
+    return [c.id for c in framework.controls.values() if c.kind in kinds and c.id not in parents]
 
 
-def _is_leaf(framework: Framework, control_id: str) -> bool:
-    return not any(c.parent == control_id for c in framework.controls.values())
+def _applicability_ref(decision: ApplicabilityDecision) -> ApplicabilityRef:
+    since = decision.applies_from.isoformat() if decision.applies_from is not None else None
+    return ApplicabilityRef(status=decision.status,  # type: ignore[arg-type]
+                            reason=decision.reason, applies_from=since, source=decision.source)
+
+
+def _evidence_ref(item: EvidenceRecord, as_of: datetime.datetime) -> EvidenceRef:
+    return EvidenceRef(kind=item.kind, id=item.id, title=item.title, actor=item.actor, state=item.status_at(as_of),
+                       valid_until=item.valid_until, seq=item.seq, record_hash=item.record_hash)
+
+
+def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus],
+                   evidence: Sequence[EvidenceRef]) -> tuple[ControlStatusName, str]:
+    """The status of one (control, system) and why, per `STATUS_DEFINITIONS` (the one implementation of that rule).
+
+    `primary` are the pairs of the control's primary KPI rules on the system; `evidence` the
+    documents and attestations citing the control for the system, with their state at the report time.
+    """
+    if applicability.status in ("not_applicable", "not_yet_applicable"):
+        return "not_applicable", applicability.reason
+    prefix = f"applicability undetermined ({applicability.reason}); " if applicability.status == "undetermined" \
+        else ""
+    open_breaches = [p for p in primary if p.fresh and p.status == "breach" and not p.governed]
+    if open_breaches:
+        named = "; ".join(f"{p.rule}{f' [{p.segment}]' if p.segment else ''}: {p.note}" for p in open_breaches)
+        return "nonconformity", prefix + named
+    if primary and all(p.fresh and p.status in ("pass", "warn") for p in primary):
+        rules = ", ".join(p.rule for p in primary)
+        return "operating", prefix + f"every primary KPI rule passes on current evidence ({rules})"
+    documents = [e for e in evidence if e.kind == "document" and e.state == "current"]
+    attestations = [e for e in evidence if e.kind == "attestation" and e.state == "current"]
+    kpi = "; ".join(f"{p.rule}: {_pair_words(p)}" for p in primary)
+    kpi_note = f"; primary KPI evidence: {kpi}" if kpi else ""
+    if documents and attestations:
+        return "implemented", prefix + (f"documented ({', '.join(e.id for e in documents)}) and attested "
+                                        f"({', '.join(e.id for e in attestations)}){kpi_note}")
+    if documents:
+        return "designed", prefix + f"documented ({', '.join(e.id for e in documents)}); no current attestation" \
+            + kpi_note
+    lapsed = [f"{e.kind} {e.id} {e.state.replace('_', ' ')}" for e in evidence if e.state != "current"]
+    missing = "; ".join(lapsed) if lapsed else "no document or attestation recorded"
+    return "no_evidence", prefix + missing + (kpi_note or "; no primary KPI rule")
+
+
+def _pair_words(pair: PairStatus) -> str:
+    if pair.status == "no_evidence":
+        return "no evidence"
+    if not pair.fresh:
+        return "stale"
+    if pair.status == "breach":
+        return "breach governed" if pair.governed else "breach"
+    return pair.status
 
 
 def _incident_ref(incident: Incident) -> IncidentRef:
@@ -547,54 +774,89 @@ def _trends(snapshot: PortfolioSnapshot, policies: Sequence[CompiledPolicy], sys
     return sorted(worst_first, key=lambda t: (t.system, t.kpi, t.segment or ""))
 
 
-def _inputs(policies: Sequence[CompiledPolicy], graph: EscalationGraph) -> ReportInputs:
+def report_inputs(policies: Sequence[CompiledPolicy], graph: EscalationGraph, *, policy_activation_seq: int | None,
+                  escalation_seq: int | None, applicability: dict[str, int]) -> ReportInputs:
+    """The inputs block: every policy by digest, the escalation configuration, and the seqs that put them in force."""
     refs = sorted((PolicyRef(id=p.policy.id, version=p.policy.version, digest=p.digest) for p in policies),
                   key=lambda r: (r.id, r.version))
     joined = "".join(f"{digest}\n" for digest in sorted(r.digest for r in refs))
     return ReportInputs(policies=refs, policy_set_digest=hashlib.sha256(joined.encode()).hexdigest(),
-                        escalation_digest=graph.digest)
+                        policy_activation_seq=policy_activation_seq, escalation_digest=graph.digest,
+                        escalation_seq=escalation_seq, applicability=dict(sorted(applicability.items())))
 
 
 def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: FrameworkSet,
                  policies: Sequence[CompiledPolicy], graph: EscalationGraph, binding: LedgerBinding,
-                 as_of: datetime.datetime, system: str | None = None) -> ReportDocument:
+                 as_of: datetime.datetime, inputs: ReportInputs, context: ReportContext,
+                 system: str | None = None) -> ReportDocument:
     """The audit-readiness report of `framework_id` over `snapshot`, optionally for one system."""
     framework = frameworks[framework_id]
     snapshot.check_as_of(as_of)
     registered = sorted(snapshot.systems.values(), key=lambda s: s.id)
-    # a system named on purpose is reported whatever its status; a portfolio report scores the active ones
+    # a system named on purpose is reported whatever its status; a portfolio report covers the active ones
     systems = [s for s in registered if s.id == system] if system is not None else \
         [s for s in registered if s.status is SystemStatus.ACTIVE]
     scope = {s.id for s in systems}
     not_in_scope = {s.id: s.status.value for s in registered if system is None and s.id not in scope}
     statuses = snapshot.assess(policies, systems, as_of)
-    by_rule: dict[str, list[PairStatus]] = defaultdict(list)
-    by_system: dict[str, list[PairStatus]] = defaultdict(list)
-    for status in statuses:
-        by_rule[status.rule].append(status)
-        by_system[status.system].append(status)
-    pair_points = {rule: [s.points for s in items] for rule, items in by_rule.items()}
-    mapping = _rule_controls(policies)
-
-    all_scores = {fid: _framework_score(fw, mapping, pair_points) for fid, fw in frameworks.items()
-                  if fid in ASSESSED_KINDS}
-    this_score, control_scores = all_scores[framework_id]
+    by_pair = {(p.rule, p.system): p for p in statuses}
+    primary_map, supporting_map = rule_controls(policies)
     incidents = [i for i in snapshot.book.incidents.values() if i.system_id in scope]
+
     controls: list[ControlReport] = []
+    kpi_pairs: dict[tuple[str, str], PairStatus] = {}
     rules_in_framework: set[str] = set()
-    for control_id, score in control_scores.items():
+    undetermined: list[UndeterminedRef] = []
+    per_system: dict[str, Counter[str]] = {s.id: Counter() for s in systems}
+    per_system_kpi: dict[str, dict[str, PairStatus]] = {s.id: {} for s in systems}
+    documented = attested = 0
+    nonconformity_severity: Counter[str] = Counter()
+    without_evidence: list[str] = []
+    for control_id in assessed_controls(framework):
         control = framework.controls[control_id]
-        rules = mapping.get((framework_id, control_id), [])
-        rules_in_framework.update(rules)
-        group = framework.controls.get(control.parent or "")
-        ruleset = set(rules)
+        ref = f"{framework_id}:{control_id}"
+        primary_rules = primary_map.get((framework_id, control_id), [])
+        supporting_rules = supporting_map.get((framework_id, control_id), [])
+        rules_in_framework.update(primary_rules)
+        rows: list[ControlSystemStatus] = []
+        any_evidence_path = False
+        for target in systems:
+            applicability = _applicability_ref(context.applicability(framework, control_id, target))
+            primary = [by_pair[(r, target.id)] for r in primary_rules if (r, target.id) in by_pair]
+            supporting = [r for r in supporting_rules if (r, target.id) in by_pair]
+            evidence = sorted((_evidence_ref(item, as_of) for item in context.evidence(ref, target.id)),
+                              key=lambda e: (e.seq, e.id))
+            status, reason = control_status(applicability, primary, evidence)
+            rows.append(ControlSystemStatus(system=target.id, applicability=applicability, status=status,
+                                            reason=reason, primary_rules=[p.rule for p in primary],
+                                            supporting_rules=supporting, evidence=evidence))
+            per_system[target.id][status] += 1
+            if status == "not_applicable":
+                continue
+            any_evidence_path = any_evidence_path or bool(primary) or bool(evidence)
+            if applicability.status == "undetermined":
+                undetermined.append(UndeterminedRef(control=ref, system=target.id, reason=applicability.reason))
+            documented += any(e.kind == "document" and e.state == "current" for e in evidence)
+            attested += any(e.kind == "attestation" and e.state == "current" for e in evidence)
+            for pair in primary:
+                kpi_pairs[(pair.rule, pair.system)] = pair
+                per_system_kpi[target.id][pair.rule] = pair
+            if status == "nonconformity":
+                worst = max((p for p in primary if p.fresh and p.status == "breach" and not p.governed),
+                            key=lambda p: _SEVERITY_RANK.get(p.severity, 0))
+                nonconformity_severity[worst.severity] += 1
+        if any(r.status != "not_applicable" for r in rows) and not any_evidence_path:
+            without_evidence.append(control_id)
+        ruleset = set(primary_rules) | set(supporting_rules)
         mapped_incidents = sorted((i for i in incidents if i.rule in ruleset), key=lambda i: (i.opened_at, i.id))
+        group = framework.controls.get(control.parent or "")
         controls.append(ControlReport(
-            id=control_id, ref=f"{framework_id}:{control_id}", title=control.title or control_id, kind=control.kind,
+            id=control_id, ref=ref, title=control.title or control_id, kind=control.kind,
             group=group.id if group else "", group_title=(group.title or group.id) if group else "",
-            coverage="gap" if not rules else ("not_applicable" if score is None else "covered"), score=score,
-            rules=rules, summaries=[_summary(rule, by_rule.get(rule, [])) for rule in rules],
-            attention=sorted((s for rule in rules for s in by_rule.get(rule, []) if s.points < 1.0),
+            primary_rules=primary_rules, supporting_rules=supporting_rules,
+            counts=dict(sorted(Counter(r.status for r in rows).items())), systems=rows,
+            attention=sorted((by_pair[(r, s.id)] for r in primary_rules for s in systems
+                              if (r, s.id) in by_pair and by_pair[(r, s.id)].points < 1.0),
                              key=lambda s: (s.points, s.system, s.rule)),
             open_incidents=[_incident_ref(i) for i in mapped_incidents if i.state not in (State.RESOLVED,
                                                                                            State.CLOSED)],
@@ -603,26 +865,39 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
                                granted_at=w.granted_at, expires_at=w.expires_at, active=_waiver_active(w, as_of))
                      for w in snapshot.book.waivers if w.rule in ruleset and w.system_id in scope]))
 
-    system_scores = {s.id: _mean([p.points for p in by_system[s.id] if p.rule in rules_in_framework])
-                     for s in systems}
+    counts: Counter[str] = Counter()
+    for rows_by_system in per_system.values():
+        counts.update(rows_by_system)
+    total = sum(counts.values())
+    applicable = total - counts["not_applicable"]
+    figures = Figures(
+        pairs=total, not_applicable=counts["not_applicable"], applicable=applicable, undetermined=len(undetermined),
+        statuses={status: counts[status] for status in CONTROL_STATUSES}, documented=documented,
+        documentary_completeness=round(documented / applicable, 4) if applicable else None, attested=attested,
+        kpi_pairs=len(kpi_pairs), kpi_health=_mean([p.points for p in kpi_pairs.values()]),
+        open_nonconformities=counts["nonconformity"],
+        nonconformities_by_severity=dict(sorted(nonconformity_severity.items())))
+    system_figures = {s.id: SystemFigures(statuses={status: per_system[s.id][status] for status in CONTROL_STATUSES},
+                                          kpi_health=_mean([p.points for p in per_system_kpi[s.id].values()]))
+                      for s in systems}
     stale = [StaleRule(policy=p.rule.split("/")[0], rule=p.rule.split("/", 1)[1], system=p.system, status=p.status,
                        window_end=p.window_end) for p in statuses if not p.fresh]
     current_policies = {p.rule.split("/")[0] for p in statuses if p.fresh}
     applied_policies = {p.rule.split("/")[0] for p in statuses}
-    readiness = [score.readiness for score, _ in all_scores.values()]
     return ReportDocument(
         framework=framework_id, framework_name=framework.info.name, as_of=format_time(as_of), system=system,
-        systems=sorted(scope), not_in_scope=not_in_scope, ledger=binding, inputs=_inputs(policies, graph),
-        scores=Scores(formula=FORMULA, framework=this_score,
-                      frameworks={fid: score for fid, (score, _) in sorted(all_scores.items())},
-                      overall=round(statistics.fmean(readiness), 4) if readiness else 0.0, systems=system_scores),
-        controls=controls, pairs=sorted(statuses, key=lambda p: (p.system, p.rule)),
-        gaps=Gaps(uncovered_controls=[c.id for c in controls if c.coverage == "gap"],
+        systems=sorted(scope), not_in_scope=not_in_scope, ledger=binding, inputs=inputs, definitions=Definitions(),
+        figures=figures, system_figures=system_figures, controls=controls,
+        pairs=sorted(statuses, key=lambda p: (p.system, p.rule)),
+        gaps=Gaps(controls_without_evidence=without_evidence, undetermined_applicability=undetermined,
                   rules_without_current_evidence=stale,
                   policies_without_current_evidence=sorted(applied_policies - current_policies)),
         portfolio=_portfolio(snapshot, systems, statuses, incidents, as_of),
         trends=_trends(snapshot, policies, systems, rules_in_framework),
         escalation_mermaid=graph.render("mermaid"))
+
+
+_SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
 def _portfolio(snapshot: PortfolioSnapshot, systems: Sequence[AISystem], statuses: Sequence[PairStatus],

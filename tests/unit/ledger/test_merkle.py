@@ -156,3 +156,14 @@ def test_proof_generation_rejects_bad_arguments() -> None:
                  lambda: merkle.consistency_proof(4, _tree(3))):
         with pytest.raises(ProofError):
             call()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 33, 100])
+def test_cached_tree_agrees_with_the_recursive_definition(n: int) -> None:
+    leaves = [leaf_hash(f"entry {i}".encode()) for i in range(n)]
+    tree = merkle.MerkleTree(leaves)
+    assert tree.root() == merkle.root(leaves)
+    for index in range(n):
+        assert tree.inclusion_proof(index) == merkle.inclusion_proof(index, leaves)
+    with pytest.raises(merkle.ProofError):
+        tree.inclusion_proof(n)

@@ -1,0 +1,79 @@
+"""The control-status rule: applicability first, then nonconformity, operating, implemented, designed, no evidence."""
+
+from __future__ import annotations
+
+import pytest
+
+from charter.ledger import merkle
+from charter.report.model import (
+    CONTROL_STATUSES,
+    STATUS_DEFINITIONS,
+    ApplicabilityRef,
+    Citation,
+    EvidenceRef,
+    PairStatus,
+    control_status,
+)
+
+APPLICABLE = ApplicabilityRef(status="applicable", reason="applies", source="test")
+
+
+def pair(status: str = "pass", *, fresh: bool = True, governed: bool | None = None, rule: str = "p/r") -> PairStatus:
+    return PairStatus(system="s", rule=rule, severity="high", status=status, fresh=fresh, points=0.0, note="note",
+                      governed=governed, finding=Citation(seq=7, record_hash="00" * 32))
+
+
+def item(kind: str, state: str = "current", ident: str = "x") -> EvidenceRef:
+    return EvidenceRef(kind=kind, id=ident, title="t", actor="a", state=state, valid_until=None, seq=3,
+                       record_hash="11" * 32)
+
+
+@pytest.mark.parametrize(("applicability", "primary", "evidence", "expected"), [
+    ("not_applicable", [pair("breach")], [item("document")], "not_applicable"),
+    ("not_yet_applicable", [pair()], [], "not_applicable"),
+    ("applicable", [pair("breach", governed=False)], [item("document"), item("attestation")], "nonconformity"),
+    ("applicable", [pair("breach", governed=True)], [item("document")], "designed"),
+    ("applicable", [pair("breach", governed=False, fresh=False)], [], "no_evidence"),
+    ("applicable", [pair("pass"), pair("warn", rule="p/q")], [], "operating"),
+    ("applicable", [pair("pass"), pair("missing", rule="p/q")], [], "no_evidence"),
+    ("applicable", [pair("pass", fresh=False)], [item("document"), item("attestation")], "implemented"),
+    ("applicable", [], [item("document"), item("attestation")], "implemented"),
+    ("applicable", [], [item("document"), item("attestation", "expired")], "designed"),
+    ("applicable", [], [item("document", "past_review"), item("attestation")], "no_evidence"),
+    ("applicable", [], [item("attestation", "expired")], "no_evidence"),
+    ("applicable", [], [item("attestation")], "no_evidence"),
+    ("applicable", [], [item("document", "withdrawn")], "no_evidence"),
+    ("undetermined", [pair()], [], "operating"),
+    ("undetermined", [], [], "no_evidence"),
+])
+def test_status_ladder(applicability: str, primary: list[PairStatus], evidence: list[EvidenceRef],
+                       expected: str) -> None:
+    decision = ApplicabilityRef(status=applicability, reason="because", source="test")  # type: ignore[arg-type]
+    status, reason = control_status(decision, primary, evidence)
+    assert status == expected
+    assert reason  # every status says why
+    if applicability == "undetermined":
+        assert reason.startswith("applicability undetermined (because)")
+    if expected == "not_applicable":
+        assert reason == "because"
+
+
+def test_lapsed_evidence_is_named_in_the_reason() -> None:
+    status, reason = control_status(APPLICABLE, [], [item("attestation", "expired", "att:12")])
+    assert status == "no_evidence" and "attestation att:12 expired" in reason
+
+
+def test_every_status_is_defined_for_readers() -> None:
+    assert set(STATUS_DEFINITIONS) == set(CONTROL_STATUSES)
+
+
+def test_a_supporting_mapping_never_makes_a_control_operating() -> None:
+    # control_status only ever sees primary pairs; a control with none is not operating, whatever else passes
+    assert control_status(APPLICABLE, [], [])[0] == "no_evidence"
+
+
+def test_cached_proofs_verify_against_the_root() -> None:
+    leaves = [bytes([i]) * 32 for i in range(37)]
+    tree = merkle.MerkleTree(leaves)
+    for index in (0, 17, 36):
+        merkle.verify_inclusion(leaves[index], index, 37, tree.inclusion_proof(index), tree.root())
