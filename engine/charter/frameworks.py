@@ -1,8 +1,11 @@
 """Control catalogs of ISO/IEC 42001, the EU AI Act and the NIST AI RMF, and control references.
 
 A policy rule cites controls as ``FRAMEWORK:CONTROL`` (``iso-42001:A.6.2.6``, ``eu-ai-act:art-15``,
-``nist-ai-rmf:MEASURE-2.5``). A reference may name a paragraph of an article (``eu-ai-act:art-15(3)``);
-it resolves to the article, which must exist in the catalog.
+``nist-ai-rmf:MEASURE-2.5``). A reference may name a paragraph of an article (``eu-ai-act:art-15(3)``,
+``eu-ai-act:art-13(3)(b)(ii)``); it resolves to the article, which must exist in the catalog and list
+that paragraph under ``paragraphs``. A catalog also says which kinds of control are *assessed* (given
+a status in reports); only an assessed leaf control may be cited, so a citation is never dropped
+silently by the report.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._data import builtin_dir
 from ._sources import load_yaml_file
@@ -22,6 +26,10 @@ from .errors import CharterError, DiagnosticCollector
 from .validation import collect_validation_errors
 
 _REF = re.compile(r"^(?P<framework>[a-z0-9-]+):(?P<control>[A-Za-z0-9.\-]+?)(?P<paragraph>(\([0-9a-z]+\))*)$")
+#: a paragraph as a catalog lists it: ``"2"``, ``"2(a)"``, ``"3(b)(ii)"``
+_PARAGRAPH = re.compile(r"^[0-9a-z]{1,8}(\([0-9a-z]{1,8}\)){0,3}$")
+#: the longest control reference accepted; real ones are under 40 characters
+MAX_REF_LENGTH = 120
 
 
 class Control(BaseModel):
@@ -34,6 +42,27 @@ class Control(BaseModel):
     title: str | None = None
     parent: str | None = None
     summary: str = ""
+    paragraphs: tuple[str, ...] | None = Field(
+        default=None, description="The paragraphs and points a reference may name, as \"2\", \"2(a)\", "
+        "\"3(b)(ii)\"; a listed point implies its paragraph. None: the control has none to cite.")
+
+    @field_validator("paragraphs")
+    @classmethod
+    def _paragraphs(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        bad = [p for p in value if not _PARAGRAPH.match(p)]
+        if bad:
+            raise ValueError(f"paragraphs {bad} are not of the form 2, 2(a) or 3(b)(ii)")
+        return value
+
+    def citable_paragraphs(self) -> frozenset[str]:
+        """Every paragraph a reference may name: those listed, and the paragraph of every listed point."""
+        out: set[str] = set()
+        for paragraph in self.paragraphs or ():
+            parts = paragraph.split("(")
+            out.update("(".join(parts[:n]) for n in range(1, len(parts) + 1))
+        return frozenset(out)
 
 
 class FrameworkInfo(BaseModel):
@@ -43,6 +72,9 @@ class FrameworkInfo(BaseModel):
 
     id: str = Field(pattern=r"^[a-z0-9-]+$")
     name: str
+    assessed_kinds: tuple[str, ...] | None = Field(
+        default=None, description="Kinds of control that reports assess (give a status); only their leaves "
+        "may be cited by rules. None: every leaf control is assessed.")
 
 
 @dataclass(frozen=True)
@@ -57,6 +89,33 @@ class Framework:
     def id(self) -> str:
         """The prefix used in control references."""
         return self.info.id
+
+    def is_leaf(self, control_id: str) -> bool:
+        """Whether no control of the catalog names `control_id` as its parent."""
+        return control_id not in self._parents
+
+    @cached_property
+    def _parents(self) -> frozenset[str]:
+        return frozenset(c.parent for c in self.controls.values() if c.parent is not None)
+
+    def assessed(self, control_id: str) -> bool:
+        """Whether reports assess `control_id`: a leaf of an assessed kind (see `FrameworkInfo.assessed_kinds`).
+
+        Policy lint refuses citations of any other control, and reports give a status to exactly these,
+        so the two share this one definition.
+        """
+        control = self.controls.get(control_id)
+        if control is None or not self.is_leaf(control_id):
+            return False
+        kinds = self.info.assessed_kinds
+        return kinds is None or control.kind in kinds
+
+    def assessed_controls(self) -> list[Control]:
+        """The controls reports assess, in catalog order."""
+        parents = self._parents
+        kinds = self.info.assessed_kinds
+        return [c for c in self.controls.values()
+                if c.id not in parents and (kinds is None or c.kind in kinds)]
 
 
 @dataclass(frozen=True)
@@ -95,7 +154,12 @@ class FrameworkSet(Mapping[str, Framework]):
         return len(self._frameworks)
 
     def check_ref(self, text: str) -> str | None:
-        """Why `text` is not a valid control reference, or None when it resolves."""
+        """Why `text` is not a valid control reference, or None when it resolves.
+
+        A paragraph must be one the control's catalog entry lists under ``paragraphs``.
+        """
+        if len(text) > MAX_REF_LENGTH:
+            return f"control reference {text[:40]!r}... is {len(text)} characters long (at most {MAX_REF_LENGTH})"
         ref = parse_control_ref(text)
         if ref is None:
             return (f"control reference {text!r} is not of the form FRAMEWORK:CONTROL "
@@ -108,7 +172,33 @@ class FrameworkSet(Mapping[str, Framework]):
             close = difflib.get_close_matches(ref.control, list(framework.controls), n=1)
             hint = f" (did you mean {ref.framework}:{close[0]}?)" if close else ""
             return f"control {ref.control!r} does not exist in {ref.framework} ({framework.info.name}){hint}"
+        if ref.paragraph:
+            return _check_paragraph(ref, framework.controls[ref.control])
         return None
+
+    def check_citable(self, text: str) -> str | None:
+        """Why a rule may not cite `text`, or None: it must resolve (`check_ref`) to an assessed control.
+
+        A chapter, a clause with sub-clauses or a category is never given a status by reports, so a rule
+        citing it would count for nothing; the author is told to cite the leaves instead.
+        """
+        reason = self.check_ref(text)
+        if reason is not None:
+            return reason
+        ref = parse_control_ref(text)
+        assert ref is not None
+        framework = self._frameworks[ref.framework]
+        if framework.assessed(ref.control):
+            return None
+        control = framework.controls[ref.control]
+        children = [c.id for c in framework.controls.values() if c.parent == ref.control]
+        if children:
+            shown = ", ".join(children[:6]) + (", ..." if len(children) > 6 else "")
+            return (f"{ref.framework}:{ref.control} is a {control.kind} with {len(children)} sub-controls "
+                    f"({shown}); reports assess only leaves, so cite the ones the rule evidences")
+        kinds = ", ".join(framework.info.assessed_kinds or ())
+        return (f"{ref.framework}:{ref.control} is a {control.kind}; reports assess only {kinds} controls "
+                f"of {ref.framework}, so a rule citing it would count for nothing")
 
     def resolve(self, text: str) -> Control | None:
         """The control a valid reference names, or None."""
@@ -116,6 +206,27 @@ class FrameworkSet(Mapping[str, Framework]):
         if ref is None or ref.framework not in self._frameworks:
             return None
         return self._frameworks[ref.framework].controls.get(ref.control)
+
+
+def _check_paragraph(ref: ControlRef, control: Control) -> str | None:
+    """Why the paragraph of `ref` is not one `control` lists, or None."""
+    head, rest = ref.paragraph[1:].split(")", 1)
+    wanted = head + rest  # "(3)(b)(ii)" is written "3(b)(ii)" in catalogs
+    if control.paragraphs is None:
+        return (f"paragraph {wanted} of {ref.framework}:{ref.control} cannot be checked: the catalog lists no "
+                f"paragraphs for {ref.control} (cite the {control.kind} as a whole, or list its paragraphs)")
+    citable = control.citable_paragraphs()
+    if wanted in citable:
+        return None
+    close = difflib.get_close_matches(wanted, sorted(citable), n=1)
+    hint = f" (did you mean {ref.framework}:{ref.control}{_ref_suffix(close[0])}?)" if close else ""
+    return f"paragraph {wanted} of {ref.framework}:{ref.control} does not exist in the catalog{hint}"
+
+
+def _ref_suffix(paragraph: str) -> str:
+    """The reference form of a catalog paragraph: ``"2(a)"`` -> ``"(2)(a)"``."""
+    head, _, rest = paragraph.partition("(")
+    return f"({head})" + (f"({rest}" if rest else "")
 
 
 def load_framework_file(path: Path) -> Framework:

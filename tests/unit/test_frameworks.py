@@ -22,11 +22,17 @@ def test_catalog_sizes(frameworks: FrameworkSet) -> None:
     assert _count(frameworks, "nist-ai-rmf", "function") == 4
     assert _count(frameworks, "nist-ai-rmf", "category") == 19
     assert _count(frameworks, "nist-ai-rmf", "subcategory") == 72
-    assert _count(frameworks, "eu-ai-act", "article") == 31
+    # the 31 articles of the first catalog, plus 4a, 21, 47, 48, 60 and 71 (frameworks-review.md §2.1)
+    assert _count(frameworks, "eu-ai-act", "article") == 37
+    assert {"art-4a", "art-21", "art-47", "art-48", "art-60", "art-71"} <= set(frameworks["eu-ai-act"].controls)
+    assert frameworks["eu-ai-act"].controls["art-3"].kind == "definition"
+    assert frameworks["eu-ai-act"].controls["annex-iv"].parent == "ch-iii.s2"
 
 
 @pytest.mark.parametrize("ref", ["iso-42001:A.6.2.6", "iso-42001:9.1", "eu-ai-act:art-15", "eu-ai-act:art-10(2)(f)",
-                                 "nist-ai-rmf:MEASURE-2.11", "nist-ai-rmf:GOVERN"])
+                                 "nist-ai-rmf:MEASURE-2.11", "nist-ai-rmf:GOVERN", "eu-ai-act:art-13(3)(b)(vii)",
+                                 "eu-ai-act:art-13(3)(b)", "eu-ai-act:art-17(1)", "eu-ai-act:art-3(49)(c)",
+                                 "eu-ai-act:art-73(11)", "eu-ai-act:art-50(2)", "eu-ai-act:art-9(10)"])
 def test_valid_refs(frameworks: FrameworkSet, ref: str) -> None:
     assert frameworks.check_ref(ref) is None
     assert frameworks.resolve(ref) is not None
@@ -38,6 +44,18 @@ def test_valid_refs(frameworks: FrameworkSet, ref: str) -> None:
     ("A.6.2.6", "not of the form"),
     ("nist-ai-rmf:MEASURE 2.5", "not of the form"),
     ("eu-ai-act:art-155", "did you mean eu-ai-act:art-55"),
+    ("eu-ai-act:art-10(2)(zz)", "paragraph 2(zz) of eu-ai-act:art-10 does not exist in the catalog"),
+    ("eu-ai-act:art-10(2)(i)", "did you mean eu-ai-act:art-10(2)(h)?"),
+    ("eu-ai-act:art-15(6)", "paragraph 6 of eu-ai-act:art-15 does not exist"),
+    ("eu-ai-act:art-13(3)(b)(viii)", "did you mean eu-ai-act:art-13(3)(b)(vii)?"),
+    ("eu-ai-act:art-17(2)(a)", "paragraph 2(a) of eu-ai-act:art-17"),
+    ("eu-ai-act:art-11(1)", "the catalog lists no paragraphs for art-11"),
+    ("iso-42001:A.6.2.6(1)", "the catalog lists no paragraphs for A.6.2.6"),
+    ("eu-ai-act:art-10()", "not of the form"),
+    ("eu-ai-act:art-10(2", "not of the form"),
+    ("eu-ai-act:art-10(2)(F)", "not of the form"),
+    ("eu-ai-act:art-10" + "(2)" * 60, "characters long (at most 120)"),
+    ("eu-ai-act:" + "a" * 5000, "characters long"),
 ])
 def test_invalid_refs(frameworks: FrameworkSet, ref: str, fragment: str) -> None:
     assert fragment in (frameworks.check_ref(ref) or "")
@@ -58,6 +76,7 @@ def test_every_control_cited_by_the_shipped_policies_exists(frameworks: Framewor
         document = yaml.safe_load(path.read_text())
         for rule in document.get("rules", []):
             cited.extend(rule.get("controls", []))
+            cited.extend(rule.get("supporting_controls", []))
     assert cited
     assert [ref for ref in cited if frameworks.check_ref(ref)] == []
 
@@ -92,3 +111,76 @@ def test_policy_packs_exist_with_tests_and_map_to_all_three_frameworks(framework
         assert all(rule.rule.controls for policy in by_pack[pack] for rule in policy.rules), pack
         if kind is not None:
             assert all(kind in (policy.policy.applies_to.kinds or ()) for policy in by_pack[pack]), pack
+
+
+def test_catalog_paragraphs_imply_their_parents(frameworks: FrameworkSet) -> None:
+    art13 = frameworks["eu-ai-act"].controls["art-13"]
+    assert {"3", "3(b)", "3(b)(v)"} <= art13.citable_paragraphs()
+    assert "4" not in art13.citable_paragraphs()
+    assert frameworks["eu-ai-act"].controls["art-11"].citable_paragraphs() == frozenset()
+
+
+@pytest.mark.parametrize(("ref", "assessed"), [
+    ("iso-42001:A.6.2.6", True), ("iso-42001:9.2.1", True), ("iso-42001:9.2", False), ("iso-42001:7.5", False),
+    ("iso-42001:A.6", False), ("iso-42001:annex-a", False),
+    ("eu-ai-act:art-15", True), ("eu-ai-act:art-71", True), ("eu-ai-act:ch-iii.s3", False),
+    ("eu-ai-act:annex-iv", False), ("eu-ai-act:annex-iii.5", False), ("eu-ai-act:art-3", False),
+    ("nist-ai-rmf:MEASURE-2.5", True), ("nist-ai-rmf:MEASURE-2", False), ("nist-ai-rmf:MEASURE", False),
+])
+def test_assessed_controls_are_leaves_of_the_assessed_kinds(frameworks: FrameworkSet, ref: str, assessed: bool) -> None:
+    framework, control = ref.split(":")
+    assert frameworks[framework].assessed(control) is assessed
+    assert (frameworks.check_citable(ref) is None) is assessed
+    assert (control in {c.id for c in frameworks[framework].assessed_controls()}) is assessed
+
+
+def test_assessed_control_counts(frameworks: FrameworkSet) -> None:
+    assert len(frameworks["eu-ai-act"].assessed_controls()) == 37
+    assert len(frameworks["nist-ai-rmf"].assessed_controls()) == 72
+    iso = frameworks["iso-42001"].assessed_controls()
+    assert sum(c.kind == "annex_a_control" for c in iso) == 38 and "9.2" not in {c.id for c in iso}
+
+
+def test_unassessed_citations_say_what_to_cite(frameworks: FrameworkSet) -> None:
+    assert "cite the ones the rule evidences" in (frameworks.check_citable("iso-42001:9.2") or "")
+    assert "9.2.1, 9.2.2" in (frameworks.check_citable("iso-42001:9.2") or "")
+    assert "only article controls" in (frameworks.check_citable("eu-ai-act:annex-iii.5") or "")
+    assert "does not exist" in (frameworks.check_citable("eu-ai-act:art-10(2)(zz)") or "")
+
+
+def test_catalog_without_assessed_kinds_assesses_every_leaf(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("framework: {id: x, name: X}\ncontrols:\n  - {id: A, kind: group}\n"
+                                     "  - {id: A.1, kind: item, parent: A, paragraphs: ['1', '2(a)']}\n")
+    frameworks = load_frameworks(tmp_path)
+    assert [c.id for c in frameworks["x"].assessed_controls()] == ["A.1"]
+    assert frameworks.check_citable("x:A.1(2)(a)") is None
+    assert "sub-controls" in (frameworks.check_citable("x:A") or "")
+
+
+@pytest.mark.parametrize("paragraphs", ["['(2)']", "['2(a']", "['2(a)(b)(c)(d)(e)']", "['']"])
+def test_malformed_catalog_paragraphs_are_refused(tmp_path: Path, paragraphs: str) -> None:
+    (tmp_path / "x.yaml").write_text("framework: {id: x, name: X}\ncontrols:\n"
+                                     f"  - {{id: A, kind: c, paragraphs: {paragraphs}}}\n")
+    with pytest.raises(CharterError) as info:
+        load_frameworks(tmp_path)
+    assert info.value.code == "framework_schema" and info.value.diagnostics[0].location.line == 3
+
+
+def test_every_paragraph_cited_by_the_shipped_policies_is_listed(frameworks: FrameworkSet) -> None:
+    import yaml
+
+    cited = []
+    for path in sorted((REPO / "policies").rglob("*.yaml")):
+        if path.name.endswith("_test.yaml") or path.name == "escalation.yaml":
+            continue
+        for rule in yaml.safe_load(path.read_text()).get("rules", []):
+            cited.extend(r for r in (*rule.get("controls", []), *rule.get("supporting_controls", [])) if "(" in r)
+    assert len(cited) > 50
+    assert [ref for ref in cited if frameworks.check_citable(ref)] == []
+
+
+def test_new_eu_entries_carry_an_obligation_block(frameworks: FrameworkSet) -> None:
+    controls = frameworks["eu-ai-act"].controls
+    for control_id in ("art-3", "art-4a", "art-21", "art-47", "art-48", "art-60", "art-71", "annex-iv"):
+        obligation = (controls[control_id].model_extra or {}).get("obligation")
+        assert isinstance(obligation, dict) and set(obligation) == {"holders", "systems", "applies_from"}, control_id

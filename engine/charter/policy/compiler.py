@@ -300,13 +300,24 @@ class PolicyCompiler:
 
     def check_references(self, rules: list[tuple[int, Rule]], smap: SourceMap,
                          problems: DiagnosticCollector) -> None:
-        """Every cited control must exist in the loaded frameworks."""
+        """Every cited control, primary or supporting, must exist in the loaded frameworks (down to the
+        paragraph) and be one reports assess; no control may be both primary and supporting."""
         for index, rule in rules:
-            for c_index, control in enumerate(rule.controls):
-                reason = self.frameworks.check_ref(control)
-                if reason:
-                    problems.add("unknown_control", reason,
-                                 smap.location(("rules", index, "controls", c_index), rule=rule.id))
+            primary = set(rule.controls)
+            for field_name in ("controls", "supporting_controls"):
+                for c_index, control in enumerate(getattr(rule, field_name)):
+                    at = smap.location(("rules", index, field_name, c_index), rule=rule.id)
+                    reason = self.frameworks.check_ref(control)
+                    if reason:
+                        problems.add("unknown_control", reason, at)
+                        continue
+                    reason = self.frameworks.check_citable(control)
+                    if reason:
+                        problems.add("unassessed_control", reason, at)
+                    if field_name == "supporting_controls" and control in primary:
+                        problems.add("control_both_primary_and_supporting",
+                                     f"{control} is listed in both controls (primary) and supporting_controls; "
+                                     "a mapping is one or the other", at)
 
     # -- all stages ----------------------------------------------------------------------------
 

@@ -11,7 +11,16 @@ import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ..registry import AISystem, RiskTier, SystemKind
 from ..vocabulary import Severity as Severity  # defined in vocabulary for the CLI; still importable here
@@ -67,6 +76,8 @@ Duration = Annotated[
 ]
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
 PolicyId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,127}$")]
+#: a control reference as written; the compiler checks it against the catalogs
+ControlText = Annotated[str, Field(min_length=1, max_length=120)]
 
 
 class AppliesTo(BaseModel):
@@ -112,7 +123,11 @@ class Rule(BaseModel):
     sustained: int = Field(default=1, ge=1, le=100,
                            description="Breach only after this many consecutive failing bundles.")
     max_age: Duration | None = Field(default=None, description="Evidence older than this is stale.")
-    controls: tuple[str, ...] = ()
+    controls: tuple[ControlText, ...] = Field(
+        default=(), description="Primary mappings: the controls this rule's KPI is operating evidence for.")
+    supporting_controls: tuple[ControlText, ...] = Field(
+        default=(), description="Supporting mappings: controls the rule gives context on; they never make a "
+        "control operating.")
     remediation: str | None = Field(default=None, max_length=4000)
 
     @field_validator("max_age", mode="before")
@@ -154,6 +169,15 @@ class Rule(BaseModel):
         if self.dimension is not None and self.scope is not Scope.SEGMENTS:
             raise ValueError("'dimension' needs scope: segments")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_supporting(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A rule without supporting mappings serializes as before the field existed, so the digests of
+        # policy versions already recorded in ledgers still match what the compiler computes.
+        data: dict[str, Any] = handler(self)
+        if not self.supporting_controls:
+            data.pop("supporting_controls", None)
+        return data
 
 
 class Policy(BaseModel):

@@ -135,3 +135,76 @@ def test_missing_directory_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(CharterError) as info:
         policy_files(tmp_path / "nope")
     assert info.value.code == "file_not_found"
+
+
+def test_supporting_controls_are_checked_like_primary_ones(compile_policy: Compile) -> None:
+    document = _policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15(1)"],
+                             supporting_controls=["eu-ai-act:art-13(3)(b)(ii)", "iso-42001:A.6.2.99"]))
+    with pytest.raises(CharterError) as info:
+        compile_policy(document)
+    [problem] = info.value.diagnostics
+    assert (problem.code, problem.location.path) == ("unknown_control", "$.rules[0].supporting_controls[1]")
+    assert problem.location.line is not None and problem.location.rule == "r"
+
+
+def test_a_control_may_not_be_both_primary_and_supporting(compile_policy: Compile) -> None:
+    document = _policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15(1)", "iso-42001:A.6.2.4"],
+                             supporting_controls=["iso-42001:A.6.2.4"]))
+    with pytest.raises(CharterError) as info:
+        compile_policy(document)
+    [problem] = info.value.diagnostics
+    assert problem.code == "control_both_primary_and_supporting"
+    assert problem.location.path == "$.rules[0].supporting_controls[0]" and problem.location.line is not None
+
+
+@pytest.mark.parametrize("ref", ["iso-42001:9.2", "iso-42001:7.5", "eu-ai-act:ch-iii.s3", "eu-ai-act:annex-iii.5",
+                                 "eu-ai-act:annex-iv", "eu-ai-act:art-3(49)", "nist-ai-rmf:MEASURE-2",
+                                 "nist-ai-rmf:GOVERN"])
+@pytest.mark.parametrize("field", ["controls", "supporting_controls"])
+def test_controls_reports_do_not_assess_are_refused(compile_policy: Compile, ref: str, field: str) -> None:
+    rule = _rule(kpi="recall", min=0.5, controls=["iso-42001:A.6.2.4"])
+    rule[field] = [*rule.get(field, []), ref] if field == "controls" else [ref]
+    assert _codes(compile_policy, _policy(rule)) == ["unassessed_control"]
+
+
+def test_supporting_controls_enter_the_digest_and_empty_ones_leave_it_unchanged(compile_policy: Compile) -> None:
+    plain = compile_policy(_policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15(1)"]))).policies[0]
+    assert "supporting_controls" not in plain.policy.model_dump(mode="json")["rules"][0]
+    empty = compile_policy(_policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15(1)"],
+                                         supporting_controls=[]))).policies[0]
+    supported = compile_policy(_policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15(1)"],
+                                             supporting_controls=["eu-ai-act:art-9(8)"]))).policies[0]
+    assert plain.digest == empty.digest != supported.digest
+    dumped = supported.policy.model_dump(mode="json")
+    assert dumped["rules"][0]["supporting_controls"] == ["eu-ai-act:art-9(8)"]
+    assert supported.rules[0].rule.supporting_controls == ("eu-ai-act:art-9(8)",)
+    assert supported.rules[0].rule.controls == ("eu-ai-act:art-15(1)",)
+
+
+def test_digest_of_a_rule_without_supporting_controls_is_the_one_recorded_before_the_field(
+        compile_policy: Compile) -> None:
+    # Pinned from the release before `supporting_controls` existed: ledgers hold such digests.
+    policy = compile_policy(_policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15"]))).policies[0]
+    assert policy.digest == PRE_SUPPORTING_DIGEST
+
+
+def test_publication_accepts_the_normalized_form_with_supporting_controls() -> None:
+    from charter.authority import _require_normalized
+    from charter.policy.model import Policy
+
+    document = Policy.model_validate(_policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15(1)"],
+                                                   supporting_controls=["eu-ai-act:art-9(8)"]))).model_dump(mode="json")
+    _require_normalized(document, "p", "1.0.0")
+    with pytest.raises(CharterError) as info:
+        _require_normalized({**document, "rules": [{**document["rules"][0], "supporting_controls": []}]}, "p", "1.0.0")
+    assert info.value.code == "policy_not_normalized"
+
+
+@pytest.mark.parametrize("ref", ["x" * 121, "eu-ai-act:art-10" + "(a)" * 40])
+def test_overlong_control_texts_are_schema_errors(compile_policy: Compile, ref: str) -> None:
+    codes = _codes(compile_policy, _policy(_rule(kpi="recall", min=0.5, supporting_controls=[ref])))
+    assert codes == ["policy_schema"]
+
+
+#: digest of ``_policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15"]))`` at a8e4a6d
+PRE_SUPPORTING_DIGEST = "1fadfaf0fffa000d817c304ad4b79def9c4d6c2a2c86f56ef8cc2252395ce174"
