@@ -304,13 +304,14 @@ class _Builder:
     def _time(self, problems: DiagnosticCollector, text: str, path: str) -> datetime.datetime | None:
         try:
             moment = datetime.datetime.fromisoformat(text)
-        except (TypeError, ValueError):
+            year = moment.astimezone(datetime.UTC).year if moment.tzinfo else None
+        except (TypeError, ValueError, OverflowError):
             problems.add("bad_time", f"{_echo(text)} is not an RFC 3339 time", path=path)
             return None
-        if moment.tzinfo is None:
+        if year is None:
             problems.add("bad_time", f"{_echo(text)} has no time zone", path=path)
             return None
-        if not 1900 <= moment.astimezone(datetime.UTC).year <= 2999:  # OSCAL's date-time pattern
+        if not 1900 <= year <= 2999:  # OSCAL's date-time pattern
             problems.add("bad_time", f"{_echo(text)} is outside the years 1900-2999 that OSCAL accepts", path=path)
             return None
         self.times[path] = format_time(moment)
@@ -520,13 +521,17 @@ class _Builder:
         opened, deadline = self.risk_times[(risk.kind, risk.id)]
         controls = ", ".join(sorted(_md(c) for c in risk.controls)) or "none listed"
         if risk.kind == "incident":
-            statement = (f"Rule {_md(risk.rule)} is breached on AI system {_md(risk.system)} (incident {_md(risk.id)}, "
-                         f"{_md(risk.state)}); the controls it bears on ({controls}) cannot be shown operating until "
-                         "it is resolved.")
-        else:
+            statement = (f"Rule {_md(risk.rule)} was breached on AI system {_md(risk.system)} "
+                         f"(incident {_md(risk.id)}, {_md(risk.state)}); the controls it bears on ({controls}) "
+                         "cannot be shown operating until it is resolved.")
+        elif risk.state == "active":
             statement = (f"A breach of rule {_md(risk.rule)} on AI system {_md(risk.system)} is accepted by waiver "
-                         f"{_md(risk.id)} ({_md(risk.state)}); the controls it bears on ({controls}) are not shown "
-                         "operating while it holds.")
+                         f"{_md(risk.id)}; the controls it bears on ({controls}) are not shown operating while it "
+                         "holds.")
+        else:
+            statement = (f"Waiver {_md(risk.id)} accepting breaches of rule {_md(risk.rule)} on AI system "
+                         f"{_md(risk.system)} has {_md(risk.state)}: the controls it bears on ({controls}) are in "
+                         "nonconformity until the rule passes again or a new waiver is granted.")
         description = (f"{risk.kind.capitalize()} {_md(risk.id)} on AI system {_md(risk.system)}, "
                        f"rule {_md(risk.rule)}, severity {_md(risk.severity) or 'not given'}, opened {opened}.")
         if _line(risk.description):
@@ -674,11 +679,13 @@ class _Builder:
         systems = sorted({r.system for r in self.risks} | {o.system for o in observations})
         items = []
         for risk in self.risks:
+            deadline = self.risk_times[(risk.kind, risk.id)][1]
             item: dict[str, Any] = {
                 "uuid": _uuid("poam-item", data.origin, risk.kind, risk.id),
                 "title": _md(risk.title) or f"{risk.kind.capitalize()} {_md(risk.id)}",
-                "description": f"{'Open nonconformity' if risk.kind == 'incident' else 'Accepted risk'} "
-                               f"{_md(risk.id)} on AI system {_md(risk.system)} (rule {_md(risk.rule)}).",
+                "description": f"{'Incident' if risk.kind == 'incident' else 'Waiver'} {_md(risk.id)} on AI system "
+                               f"{_md(risk.system)} (rule {_md(risk.rule)}), {_md(risk.state)}"
+                               f"{f', due {deadline}' if deadline else ''}.",
                 "props": self._props([("kind", risk.kind), ("state", risk.state), ("system", risk.system)]),
             }
             related = self._related(risk)
