@@ -133,9 +133,8 @@ def demo(
     from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
     from ..notify import ChannelNotifier, tick
     from ..registry import SystemRegistry
-    from ..report import bind, build, issue, render
+    from ..report import SUFFIXES, bind, build, issue, render_files
     from ..submission import default_compiler, submit_bundle
-    from .report_cmds import SUFFIXES
 
     evidence = builtin_dir("evidence")
     policies = builtin_dir("policies")
@@ -212,7 +211,8 @@ def demo(
     reports.mkdir()
     for framework in REPORT_FRAMEWORKS:
         document = build(state, framework, frameworks)
-        renditions = [(fmt, render(document, fmt, graph), f"{framework}{SUFFIXES[fmt]}") for fmt in DEMO_FORMATS]
+        renditions = [(rendition, text, f"{framework}{SUFFIXES[rendition]}")
+                      for rendition, text in render_files(document, DEMO_FORMATS, graph).items() if text is not None]
         for _, text, name in renditions:
             (reports / name).write_text(text, encoding="utf-8")
         issue(ledger, document, renditions)

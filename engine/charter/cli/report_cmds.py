@@ -79,6 +79,18 @@ class ReportFile:
         except OSError as exc:
             raise self._fail(exc) from exc
 
+    def withdraw(self) -> None:
+        """Remove whatever `path` holds (an earlier report's file that this one does not replace), restorably."""
+        try:
+            if self.path.exists():
+                assert self._temporary is not None, "withdraw inside the with block"
+                self._backup = self._temporary.with_suffix(".previous")
+                os.link(self.path, self._backup)
+                self.path.unlink()
+                self._published = True
+        except OSError as exc:
+            raise self._fail(exc) from exc
+
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if exc_type is not None and self._published:
             if self._backup is not None:
@@ -91,8 +103,8 @@ class ReportFile:
                 leftover.unlink(missing_ok=True)
 
 
-#: file suffix of each format when one call writes several
-SUFFIXES = {"html": ".html", "md": ".md", "json": ".json", "oscal": ".oscal.json"}
+#: the formats `--format` takes
+FORMATS = ("html", "md", "json", "oscal")
 
 
 def parse_formats(text: str) -> list[str]:
@@ -102,9 +114,9 @@ def parse_formats(text: str) -> list[str]:
         CharterError: an unknown or repeated format.
     """
     formats = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [f for f in formats if f not in SUFFIXES]
+    unknown = [f for f in formats if f not in FORMATS]
     if not formats or unknown:
-        raise CharterError.single("usage", f"--format takes one or more of {', '.join(SUFFIXES)} separated by "
+        raise CharterError.single("usage", f"--format takes one or more of {', '.join(FORMATS)} separated by "
                                   f"commas; got {text!r}")
     if len(set(formats)) != len(formats):
         raise CharterError.single("usage", f"--format names a format twice: {text!r}")
@@ -112,15 +124,24 @@ def parse_formats(text: str) -> list[str]:
 
 
 def output_paths(output: Path, formats: list[str]) -> dict[str, Path]:
-    """Where each format goes: `output` itself for one format; for several, `output` with each format's suffix."""
-    if len(formats) == 1:
-        return {formats[0]: output}
+    """Where each rendition goes.
+
+    One format: `output` itself. Several: `output` with each format's suffix in place of its own.
+    ``oscal`` also writes its plan of action and milestones beside the assessment results
+    (``.poam.json``).
+    """
+    from ..report import SUFFIXES
+
     name = output.name
     for suffix in sorted(SUFFIXES.values(), key=len, reverse=True):
-        if name.endswith(suffix):
+        if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
             break
-    return {fmt: output.with_name(name + SUFFIXES[fmt]) for fmt in formats}
+    paths = {formats[0]: output} if len(formats) == 1 else \
+        {fmt: output.with_name(name + SUFFIXES[fmt]) for fmt in formats}
+    if "oscal" in formats:
+        paths["oscal-poam"] = output.with_name(name + SUFFIXES["oscal-poam"])
+    return paths
 
 
 report_app = typer.Typer(help="Audit-readiness reports: issue one (bound to a signed checkpoint), or verify one.",
@@ -166,7 +187,7 @@ def report(
     from ..ledger.checkpoints import make_checkpoint
     from ..ledger.store import format_time
     from ..notify import FUTURE_TOLERANCE
-    from ..report import bind, build, issue, render
+    from ..report import bind, build, issue, render_files
     from ..submission import default_compiler, systems_in_ledger
 
     formats = parse_formats(output)
@@ -187,17 +208,21 @@ def report(
         state = bind(ledger, pinned_public_key(ledger_key, None), as_of, compiler, full=full_verify)
         document = build(state, framework.value, compiler.frameworks, system)
         renditions = []
-        for fmt, target in targets.items():
-            text = render(document, fmt, state.graph)
+        for rendition, text in render_files(document, formats, state.graph).items():
+            target = targets[rendition]
+            if text is None:  # nothing open: no plan of action, and none left from an earlier report
+                target.withdraw()
+                continue
             target.publish(text.encode())
-            renditions.append((fmt, text, paths[fmt].name))
+            renditions.append((rendition, text, paths[rendition].name))
         entries = issue(ledger, document, renditions)
         # a checkpoint covering the issue entries, so `report verify` can prove them at once
         make_checkpoint(ledger)
     figures = document.figures
     health = "n/a" if figures.kpi_health is None else f"{figures.kpi_health:.0%}"
     completeness = "n/a" if figures.documentary_completeness is None else f"{figures.documentary_completeness:.0%}"
-    for path, entry in zip(paths.values(), entries, strict=True):
+    for (_, _, name), entry in zip(renditions, entries, strict=True):
+        path = next(p for p in paths.values() if p.name == name)
         out.print(f"{safe(str(path))}: issued at seq {entry.seq} (sha256 {entry.payload['sha256'][:16]}…)")
     out.print(f"{framework.value}: {figures.applicable} applicable control-system pairs, {figures.not_applicable} "
               f"not applicable; documentary completeness {completeness}; KPI health {health} over "

@@ -43,13 +43,15 @@ from .model import (
     build_report,
     report_inputs,
 )
+from .oscal import OscalControlStatus, OscalInput, OscalObservation, OscalRisk, render_oscal
 from .svg import STATUS_COLOURS, escalation_svg, trend_chart
 
 if TYPE_CHECKING:
     from ..policy.compiler import PolicyCompiler
 
-__all__ = ["FORMATS", "KPI_HEALTH_FORMULA", "REPORT_ISSUED", "BoundState", "PortfolioSnapshot", "ReportDocument",
-           "bind", "build", "build_report", "issue", "render", "verify_report"]
+__all__ = ["FORMATS", "KPI_HEALTH_FORMULA", "REPORT_ISSUED", "SUFFIXES", "BoundState", "PortfolioSnapshot",
+           "ReportDocument", "bind", "build", "build_report", "issue", "oscal_input", "render", "render_files",
+           "verify_report"]
 
 FORMATS = ("html", "md", "json", "oscal")
 REPORT_ISSUED = "report.issued"
@@ -203,13 +205,11 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 
 def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
-    """The report as ``html``, ``md``, ``json`` or ``oscal`` text (deterministic for the same document)."""
+    """The report as ``html``, ``md``, ``json`` or ``oscal`` (its assessment results) text; deterministic."""
     if fmt == "json":
         return json.dumps(document.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
     if fmt == "oscal":
-        from .oscal import render_oscal
-
-        return render_oscal(document)
+        return render_oscal(oscal_input(document))["assessment-results"]
     context: dict[str, Any] = {"doc": document, "colours": STATUS_COLOURS, "attention_limit": ATTENTION_LIMIT}
     if fmt == "html":
         context["charts"] = [Markup(trend_chart(t)) for t in document.trends]
@@ -218,6 +218,80 @@ def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
     if fmt == "md":
         return _environment(False).get_template("report.md.j2").render(context)
     raise CharterError.single("usage", f"unknown report format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+#: the file suffix of each rendition; ``oscal-poam`` accompanies ``oscal`` when there is a risk to plan for
+SUFFIXES = {"html": ".html", "md": ".md", "json": ".json", "oscal": ".oscal.json", "oscal-poam": ".poam.json"}
+
+
+def render_files(document: ReportDocument, formats: Sequence[str], graph: EscalationGraph) -> dict[str, str | None]:
+    """Rendition -> text for `formats`; ``oscal`` also gives ``oscal-poam``: the POA&M, None when nothing is open.
+
+    OSCAL keeps assessment results and a plan of action in two documents (one JSON object holding
+    both root keys is no valid OSCAL), so ``oscal`` writes two files.
+    """
+    texts: dict[str, str | None] = {}
+    for fmt in formats:
+        if fmt == "oscal":
+            documents = render_oscal(oscal_input(document))
+            texts["oscal"] = documents["assessment-results"]
+            texts["oscal-poam"] = documents.get("plan-of-action-and-milestones")
+        else:
+            texts[fmt] = render(document, fmt, graph)
+    return texts
+
+
+def oscal_input(document: ReportDocument) -> OscalInput:
+    """What the OSCAL export needs of a report: its cited findings, its statuses and its open risks."""
+    controls_of: dict[str, set[str]] = {}
+    for control in document.controls:
+        for rule in (*control.primary_rules, *control.supporting_rules):
+            controls_of.setdefault(rule, set()).add(control.ref)
+    observations = {}
+    for pair in document.pairs:
+        if pair.rule not in controls_of:
+            continue
+        status = pair.status if pair.fresh or pair.status == "no_evidence" else "stale"
+        observations[(pair.rule, pair.system)] = OscalObservation(
+            id=f"{pair.rule}@{pair.system}", system=pair.system, rule=pair.rule,
+            title=f"{pair.rule} on {pair.system}" + (f" [{pair.segment}]" if pair.segment else ""), status=status,
+            controls=tuple(sorted(controls_of[pair.rule])),
+            observed={k: float(v) for k, v in pair.observed.items() if isinstance(v, int | float)},
+            thresholds=dict(pair.thresholds), explanation=pair.explanation or pair.note,
+            collected=pair.evaluated_at or pair.window_end or document.as_of,
+            ledger_seq=pair.finding.seq if pair.finding else None,
+            record_hash=pair.finding.record_hash if pair.finding else None)
+    statuses = tuple(
+        OscalControlStatus(control=control.ref, system=row.system, status=row.status, reason=row.reason,
+                           observations=tuple(observations[(rule, row.system)].id
+                                              for rule in (*row.primary_rules, *row.supporting_rules)
+                                              if (rule, row.system) in observations))
+        for control in document.controls for row in control.systems)
+    severity_of = {(pair.rule, pair.system): pair.severity for pair in document.pairs}
+    risks: dict[tuple[str, str], OscalRisk] = {}
+    for control in document.controls:
+        for incident in control.open_incidents:
+            risks[("incident", incident.id)] = OscalRisk(
+                id=incident.id, kind="incident", system=incident.system, rule=incident.rule,
+                controls=tuple(sorted(controls_of.get(incident.rule, ()))),
+                title=f"{incident.rule} on {incident.system}" + (f" [{incident.segment}]" if incident.segment else ""),
+                description=f"{incident.severity} breach of {incident.rule}, incident {incident.id}, {incident.state}",
+                severity=incident.severity, state=incident.state, opened=incident.opened_at, deadline=None,
+                ledger_seq=None, record_hash=None)
+        for waiver in control.waivers:
+            risks[("waiver", waiver.id)] = OscalRisk(
+                id=waiver.id, kind="waiver", system=waiver.system, rule=waiver.rule,
+                controls=tuple(sorted(controls_of.get(waiver.rule, ()))),
+                title=f"accepted risk of {waiver.rule} on {waiver.system}",
+                description=f"risk accepted by {waiver.owner} on incident {waiver.incident} until {waiver.expires_at}",
+                severity=severity_of.get((waiver.rule, waiver.system), "not given"),
+                state="active" if waiver.active else "expired", opened=waiver.granted_at,
+                deadline=waiver.expires_at, ledger_seq=None, record_hash=None)
+    return OscalInput(framework=document.framework, framework_name=document.framework_name,
+                      title=f"Charter assessment of {document.framework_name}", as_of=document.as_of,
+                      origin=document.ledger.origin, checkpoint_size=document.ledger.checkpoint_size,
+                      checkpoint_root=document.ledger.checkpoint_root, statuses=statuses,
+                      observations=tuple(observations.values()), risks=tuple(risks.values()))
 
 
 def _issue_key(digest: str, name: str) -> str:

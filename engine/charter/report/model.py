@@ -39,9 +39,6 @@ from ..registry import AISystem, SystemStatus
 from ..submission import BUNDLE, EVALUATION, FINDING, systems_in_ledger
 
 SCHEMA_VERSION = 3
-#: controls a framework is assessed on: the leaves that policies cite
-ASSESSED_KINDS = {"iso-42001": ("annex_a_control", "clause"), "eu-ai-act": ("article",),
-                  "nist-ai-rmf": ("subcategory",)}
 #: evidence older than this is stale when the policy states no max_age
 DEFAULT_MAX_AGE = datetime.timedelta(days=90)
 POINTS = {"pass": 1.0, "warn": 0.75, "breach_governed": 0.5, "breach_open": 0.25, "missing": 0.0, "error": 0.0,
@@ -585,7 +582,7 @@ def rule_controls(policies: Sequence[CompiledPolicy]) -> tuple[dict[tuple[str, s
     for policy in policies:
         for rule in policy.rules:
             for mapping, texts in ((primary, rule.rule.controls),
-                                   (supporting, getattr(rule.rule, "supporting_controls", ()))):
+                                   (supporting, rule.rule.supporting_controls)):
                 for text in texts:
                     ref = parse_control_ref(text)
                     if ref is not None and rule.ref not in mapping[(ref.framework, ref.control)]:
@@ -660,13 +657,6 @@ def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datet
 
 def _mean(values: Sequence[float]) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
-
-
-def assessed_controls(framework: Framework) -> list[str]:
-    """The ids of the controls a framework is assessed on: leaves of the assessed kinds, in catalog order."""
-    kinds = ASSESSED_KINDS.get(framework.id, ())
-    parents = {c.parent for c in framework.controls.values() if c.parent}
-    return [c.id for c in framework.controls.values() if c.kind in kinds and c.id not in parents]
 
 
 def _applicability_ref(decision: ApplicabilityDecision) -> ApplicabilityRef:
@@ -812,8 +802,8 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
     documented = attested = 0
     nonconformity_severity: Counter[str] = Counter()
     without_evidence: list[str] = []
-    for control_id in assessed_controls(framework):
-        control = framework.controls[control_id]
+    for control in framework.assessed_controls():
+        control_id = control.id
         ref = f"{framework_id}:{control_id}"
         primary_rules = primary_map.get((framework_id, control_id), [])
         supporting_rules = supporting_map.get((framework_id, control_id), [])
