@@ -247,3 +247,22 @@ def test_statuses_of_an_item_without_a_ledger() -> None:
     at = [datetime.datetime(2025, 12, 31, tzinfo=datetime.UTC), datetime.datetime(2026, 1, 10, tzinfo=datetime.UTC),
           datetime.datetime(2026, 1, 20, tzinfo=datetime.UTC), datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)]
     assert [item.status_at(t) for t in at] == ["not_yet_valid", "current", "withdrawn", "withdrawn"]
+
+
+def test_the_demo_evidence_gives_each_status_the_issue_asks_for(world: Populated, frameworks: FrameworkSet) -> None:
+    from charter.cli.demo import demo_evidence
+
+    demo_evidence(world.ledger, world.owner_keys, frameworks=frameworks)
+    index = evidence_index(world.ledger)
+    report_time = world.ledger.clock() + datetime.timedelta(days=180)  # the demo reports half a year later
+
+    def current(ref: str) -> list[str]:
+        items = index.for_control(ref, "claims-approval")
+        return sorted(i.kind for i in items if i.status_at(report_time) == "current")
+
+    assert current("iso-42001:A.2.2") == ["attestation", "document"]  # implemented
+    assert current("iso-42001:5.2") == ["attestation", "document"]
+    assert current("iso-42001:6.1.3") == ["document"]  # designed
+    assert current("iso-42001:A.3.2") == []  # its attestation expired: no evidence
+    assert [i.status_at(report_time) for i in index.for_control("iso-42001:A.3.2", "claims-approval")] == ["expired"]
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
