@@ -266,3 +266,21 @@ def test_the_demo_evidence_gives_each_status_the_issue_asks_for(world: Populated
     assert current("iso-42001:A.3.2") == []  # its attestation expired: no evidence
     assert [i.status_at(report_time) for i in index.for_control("iso-42001:A.3.2", "claims-approval")] == ["expired"]
     assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_a_resumed_verification_knows_the_evidence_before_its_state(world: Populated,
+                                                                    frameworks: FrameworkSet) -> None:
+    from charter.ledger.verified import record_verified_state
+    from charter.ledger.verify import verify_with_state
+    from tests.unit.ledger.test_authority import _unchecked
+
+    entry = record_attestation(world.ledger, _attestation(frameworks), key_of(ATTESTER), frameworks)
+    report, verifier, _ = verify_with_state(world.ledger, world.log_key.public)
+    assert report.ok
+    state = record_verified_state(world.ledger, verifier, (report.entries, "2026-01-01T00:00:00.000Z"))
+    assert state["authority"]["evidence"] == {str(entry.seq): [EVIDENCE_ATTESTATION, ATTESTER, None, None]}
+    with _unchecked():
+        forced = withdraw_evidence(world.ledger, f"att:{entry.seq}", "spite", key_of(OWNER))
+    resumed = verify_ledger(world.ledger, world.log_key.public, resume=True)
+    assert resumed.resumed_from == report.entries
+    assert [(p.seq, p.kind) for p in resumed.problems] == [(forced.seq, "not_authorized")]
