@@ -26,6 +26,9 @@ from .errors import CharterError
 from .incidents import TRANSITION, transition
 from .ledger.auditor import (
     ESCALATION_ACTIVATED,
+    EVIDENCE_ATTESTATION,
+    EVIDENCE_DOCUMENT,
+    EVIDENCE_WITHDRAWN,
     KEY_ADDED,
     KEY_REVOKED,
     POLICY_ACTIVATED,
@@ -36,6 +39,8 @@ from .ledger.store import Entry, Ledger
 from .registry import AISystem
 from .submission import register_key, register_system, revoke_key
 
+#: evidence statements (`charter.evidence`), accepted like the changes above
+EVIDENCE_TYPES = (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
 #: at most this many statements in one file
 MAX_STATEMENTS = 10_000
 
@@ -97,8 +102,13 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
         if statement.type == TRANSITION:
             return transition(ledger, fields["incident_id"], fields["action"], statement, fields["note"],
                               fields.get("decision", ()), fields.get("expires"))
+        if statement.type in EVIDENCE_TYPES:
+            from .evidence import accept_evidence
+
+            return accept_evidence(ledger, statement)
     except (KeyError, TypeError, ValueError) as exc:
         raise CharterError.single("statement_file", f"the {statement.type} statement lacks or mistypes a field: "
                                   f"{exc}") from exc
     raise CharterError.single("statement_file", f"statements of type {statement.type!r} are not accepted: signed "
-                              "statements record key, system, policy, escalation and incident changes")
+                              "statements record key, system, policy, escalation and incident changes, "
+                              "documents and attestations")

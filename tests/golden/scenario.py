@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from charter.cli.demo import demo_governance
+from charter.cli.demo import demo_evidence, demo_governance
 from charter.escalation import EscalationGraph, load_escalation
 from charter.frameworks import FrameworkSet, load_frameworks
 from charter.incidents import load_book, transition
@@ -60,6 +60,7 @@ def build_scenario(url: str) -> Scenario:
     ledger = Ledger.open(url, log_key=log_key, origin=ORIGIN, create=True, clock=clock)
     keys = demo_governance(ledger, registry, policies.policies, REPO / "policies" / "escalation.yaml",
                            make_key=fixed_key)
+    demo_evidence(ledger, keys, frameworks=frameworks)
     bundles = sorted((REPO / "evidence").glob("*.json"), key=lambda p: json.loads(p.read_text())["measured_at"])
     for path in bundles:
         data = json.loads(path.read_text())

@@ -20,6 +20,7 @@ from . import (
     core,
     demo,
     escalation_cmds,
+    evidence_cmds,
     governance_cmds,
     incidents_cmds,
     ledger,
@@ -53,6 +54,7 @@ app.add_typer(ledger.systems_app, name="systems")
 app.add_typer(governance_cmds.governance_app, name="governance")
 app.add_typer(escalation_cmds.escalation_app, name="escalation")
 app.add_typer(incidents_cmds.incidents_app, name="incidents")
+app.add_typer(evidence_cmds.evidence_app, name="evidence")
 app.command()(incidents_cmds.escalate)
 app.command("metrics")(incidents_cmds.metrics_command)
 app.add_typer(report_cmds.report_app, name="report")

@@ -3,6 +3,7 @@
 import base64
 import datetime
 import functools
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from .._data import builtin_dir
 from .common import compile_policies, out, print_findings, print_listing, safe
 
 if TYPE_CHECKING:
+    from ..frameworks import FrameworkSet
     from ..ledger import Ledger, SigningKey
     from ..policy.compiler import CompiledPolicy
     from ..registry import SystemRegistry
@@ -61,7 +63,7 @@ def demo_story(act: Act, escalate: Callable[[], None]) -> list[tuple[str, Callab
 DEMO_ADMINS = ("ana.costa", "ben.okafor", "chen.li")
 #: who holds the authority roles: the risk team authors and approves packs, the registrar keeps the inventory
 DEMO_ROLES = {"policy_author": ["carla.rossi"], "policy_approver": ["omar.haddad", "anna.schmidt"],
-              "system_registrar": ["ben.okafor"]}
+              "system_registrar": ["ben.okafor"], "evidence_attester": ["anna.schmidt"]}
 
 
 def demo_governance(ledger: "Ledger", registry: "SystemRegistry", policies: "Sequence[CompiledPolicy]",
@@ -120,6 +122,43 @@ def demo_governance(ledger: "Ledger", registry: "SystemRegistry", policies: "Seq
     return keys
 
 
+def demo_evidence(ledger: "Ledger", keys: "dict[str, SigningKey]", say: Callable[[str], None] = lambda _: None,
+                  frameworks: "FrameworkSet | None" = None) -> None:
+    """Record the demo's process-control evidence, dated by the ledger's clock (so it is deterministic).
+
+    The AI policy is documented and attested (ISO/IEC 42001 A.2.2 and 5.2: implemented); the risk
+    treatment plan is documented only (6.1.3: designed); the roles-and-responsibilities attestation
+    (A.3.2) held for 90 days and has expired by the time the demo reports (no evidence).
+    """
+    from ..evidence import attestation_fields, document_fields, record_attestation, record_document
+
+    attester = DEMO_ROLES["evidence_attester"][0]
+    now = ledger.clock()
+    policy = hashlib.sha256(b"Charter demo: AI policy 2.1 (approved by the board)\n").hexdigest()
+    record_document(ledger, document_fields(
+        name="AI policy", version="2.1", sha256=policy, uri="https://intranet.example/governance/ai-policy-2.1.pdf",
+        owner=attester, review_by=(now + datetime.timedelta(days=365)).date(),
+        controls=["iso-42001:A.2.2", "iso-42001:5.2"], frameworks=frameworks), keys[attester], frameworks)
+    record_attestation(ledger, attestation_fields(
+        statement="The AI policy 2.1 is approved by the board, published to all staff and in force.\n"
+                  "Exceptions are granted only by the AI governance committee.",
+        controls=["iso-42001:A.2.2", "iso-42001:5.2"], valid_from=now,
+        valid_until=now + datetime.timedelta(days=365), documents=[policy], frameworks=frameworks),
+        keys[attester], frameworks)
+    plan = hashlib.sha256(b"Charter demo: AI risk treatment plan and Statement of Applicability 1.0\n").hexdigest()
+    record_document(ledger, document_fields(
+        name="AI risk treatment plan and Statement of Applicability", version="1.0", sha256=plan,
+        uri="https://intranet.example/governance/risk-treatment-1.0.xlsx", owner="carla.rossi",
+        review_by=(now + datetime.timedelta(days=180)).date(), controls=["iso-42001:6.1.3"],
+        frameworks=frameworks), keys[attester], frameworks)
+    record_attestation(ledger, attestation_fields(
+        statement="AI roles and responsibilities are assigned and communicated (RACI 3, quarterly re-attestation).",
+        controls=["iso-42001:A.3.2"], valid_from=now, valid_until=now + datetime.timedelta(days=90),
+        frameworks=frameworks), keys[attester], frameworks)
+    say(f"{attester} (evidence attester) recorded the AI policy and the risk treatment plan, attested the AI "
+        "policy for a year and the roles and responsibilities for 90 days")
+
+
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo ledger and keys go; recreated on every run.")]
     = Path(".charter/demo"),
@@ -129,6 +168,7 @@ def demo(
 
     from ..authority import active_escalation
     from ..evaluate import Status
+    from ..evidence import evidence_index
     from ..incidents import load_book, metrics, transition
     from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
     from ..notify import ChannelNotifier, tick
@@ -154,6 +194,7 @@ def demo(
 
     registry = SystemRegistry.from_file(evidence / "systems.yaml", catalog)
     keys = demo_governance(ledger, registry, policy_set.policies, policies / "escalation.yaml", out.print)
+    demo_evidence(ledger, keys, out.print, frameworks)
     for name, key in keys.items():
         key.save(workdir / "keys" / f"{name}.key")
     out.print(f"everyone's keys are in {safe(str(workdir / 'keys'))}\n")
@@ -206,6 +247,10 @@ def demo(
     portfolio = metrics(load_book(ledger).incidents.values()).scopes["portfolio"]
     out.print("portfolio: " + "; ".join(f"{name} median {v['median_h']} h (n={v['n']}, open {v['missing']})"
                                          for name, v in portfolio.items()))
+    print_listing(f"Evidence of process controls at {clock['now']:%Y-%m-%d %H:%M}",
+                  ["id", "controls", "kind", "title", "status"],
+                  [[i.id, ", ".join(i.controls), i.kind, i.title, i.status_at(clock["now"])]
+                   for i in evidence_index(ledger).items], ids={"id"})
     state = bind(ledger, log_key.public, clock["now"], default_compiler(catalog))
     reports = workdir / "reports"
     reports.mkdir()

@@ -28,7 +28,7 @@ def governance_new(
     admins: Annotated[list[Path], typer.Option("--admin", help="An administrator's public key file (.pub); repeat.")],
     threshold: Annotated[int, typer.Option(help="How many administrators must approve a change.", min=1)],
     roles: Annotated[list[str], typer.Option("--role", help="ROLE=PRINCIPAL (policy_author, policy_approver, "
-                                             "system_registrar); repeat.")] = [],  # noqa: B006
+                                             "system_registrar, evidence_attester); repeat.")] = [],  # noqa: B006
     output: Annotated[Path, typer.Option("--out", help="The governance file to write.")] = Path("governance.yaml"),
 ) -> None:
     """Write a governance file from administrators' public keys and role holders, for `charter ledger init`."""

@@ -29,6 +29,7 @@ agree with the entries and notes.
 from __future__ import annotations
 
 import base64
+import datetime
 import functools
 import hashlib
 import json
@@ -397,6 +398,9 @@ POLICY_ACTIVATED = "policy.activated"
 ESCALATION_ACTIVATED = "escalation.activated"
 INCIDENT_TRANSITION = "incident.transition"
 WAIVER_GRANTED = "waiver.granted"
+EVIDENCE_DOCUMENT = "evidence.document"
+EVIDENCE_ATTESTATION = "evidence.attestation"
+EVIDENCE_WITHDRAWN = "evidence.withdrawn"
 BUNDLE = "bundle"
 #: the actor the log names for what it does on its own (reopening an incident when a breach recurs)
 AUTOMATIC_ACTOR = "charter"
@@ -404,10 +408,12 @@ AUTOMATIC_ACTOR = "charter"
 #: roles of the governance configuration, and what each may do
 AUTHORITY_ROLES = {"policy_author": "publish policy versions",
                    "policy_approver": "activate policy sets and escalation configurations",
-                   "system_registrar": "register systems, change their owner and classification"}
+                   "system_registrar": "register systems, change their owner and classification",
+                   "evidence_attester": "attest process controls and record documents"}
 #: entry types signed by an actor and accepted only under the configuration in force
 SIGNED_ACTIONS = (KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED, POLICY_ACTIVATED,
-                  ESCALATION_ACTIVATED, INCIDENT_TRANSITION)
+                  ESCALATION_ACTIVATED, INCIDENT_TRANSITION,
+                  EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
 #: the role each signed action needs (key changes and transitions have rules of their own)
 _ROLE_FOR = {SYSTEM_REGISTERED: "system_registrar", POLICY_PUBLISHED: "policy_author",
              POLICY_ACTIVATED: "policy_approver", ESCALATION_ACTIVATED: "policy_approver"}
@@ -415,7 +421,8 @@ _ROLE_FOR = {SYSTEM_REGISTERED: "system_registrar", POLICY_PUBLISHED: "policy_au
 DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",), INCIDENT_TRANSITION: ("from", "to", "role", "deadline")}
 #: entry types whose payload changes the authority state (the rest are only checked)
 AUTHORITY_INPUTS = (GOVERNANCE_CONFIG, KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED,
-                    POLICY_ACTIVATED, ESCALATION_ACTIVATED)
+                    POLICY_ACTIVATED, ESCALATION_ACTIVATED,
+                    EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
 
 
 def statement_of(entry_type: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -507,6 +514,88 @@ def _config_problem(config: Any) -> str | None:
     return None
 
 
+#: bounds on evidence statements: a statement is a paragraph or a page, not a document's bytes
+MAX_EVIDENCE_TEXT = 20_000
+MAX_EVIDENCE_FIELD = 500
+MAX_EVIDENCE_URI = 2048
+MAX_EVIDENCE_ITEMS = 200
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+_EVIDENCE_FIELDS = {
+    EVIDENCE_DOCUMENT: {"name", "version", "sha256", "uri", "owner", "review_by", "controls", "systems"},
+    EVIDENCE_ATTESTATION: {"statement", "controls", "systems", "valid_from", "valid_until", "documents"},
+    EVIDENCE_WITHDRAWN: {"seq", "reason"},
+}
+
+
+def _text_problem(name: str, value: Any, limit: int) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return f"{name} must be a non-empty string"
+    if len(value) > limit:
+        return f"{name} has {len(value):,} characters, at most {limit:,} are allowed"
+    return None
+
+
+def _list_problem(name: str, value: Any, minimum: int) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= MAX_EVIDENCE_FIELD
+                                              for v in value):
+        return f"{name} must be a list of non-empty strings of at most {MAX_EVIDENCE_FIELD} characters"
+    if not minimum <= len(value) <= MAX_EVIDENCE_ITEMS:
+        return f"{name} lists {len(value)} items; {minimum} to {MAX_EVIDENCE_ITEMS} are allowed"
+    if len(set(value)) != len(value):
+        return f"{name} lists an item twice"
+    return None
+
+
+def evidence_shape_problem(entry_type: str, statement: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a document, attestation or withdrawal statement, if anything.
+
+    The rule the log applies before appending and `verify` after: field names, types and bounds,
+    digests, dates and a validity period that ends after it starts. Whether the controls exist in
+    the catalogs is Charter's own check (this file has no catalogs).
+    """
+    fields = set(statement) - {"actor", "signed_at"}
+    expected = _EVIDENCE_FIELDS[entry_type]
+    if fields != expected:
+        return (f"a {entry_type} statement has the fields {', '.join(sorted(expected))}; this one has "
+                f"{', '.join(sorted(fields)) or 'none'}")
+    if entry_type == EVIDENCE_WITHDRAWN:
+        if type(statement["seq"]) is not int or statement["seq"] < 0:
+            return "seq must be the sequence number of the evidence withdrawn"
+        return _text_problem("reason", statement["reason"], MAX_EVIDENCE_FIELD)
+    problem = _list_problem("controls", statement["controls"], 1) or _list_problem("systems", statement["systems"], 0)
+    if problem is not None:
+        return problem
+    if entry_type == EVIDENCE_DOCUMENT:
+        for name, limit in (("name", MAX_EVIDENCE_FIELD), ("version", MAX_EVIDENCE_FIELD),
+                            ("owner", MAX_EVIDENCE_FIELD), ("uri", MAX_EVIDENCE_URI)):
+            problem = _text_problem(name, statement[name], limit)
+            if problem is not None:
+                return problem
+        if not isinstance(statement["sha256"], str) or not _SHA256.fullmatch(statement["sha256"]):
+            return "sha256 must be 64 lowercase hex digits"
+        review_by = statement["review_by"]
+        if not isinstance(review_by, str) or not _DATE.fullmatch(review_by):
+            return "review_by must be a date (YYYY-MM-DD)"
+        try:
+            datetime.date.fromisoformat(review_by)
+        except ValueError:
+            return f"review_by {review_by!r} is no calendar date"
+        return None
+    problem = _text_problem("statement", statement["statement"], MAX_EVIDENCE_TEXT)
+    if problem is not None:
+        return problem
+    start, end = statement["valid_from"], statement["valid_until"]
+    if not all(isinstance(t, str) and _RFC3339_MS.fullmatch(t) for t in (start, end)):
+        return "valid_from and valid_until must be RFC 3339 UTC times with milliseconds"
+    if end <= start:
+        return f"valid_until {end} is not after valid_from {start}"
+    documents = statement["documents"]
+    if _list_problem("documents", documents, 0) is not None or not all(_SHA256.fullmatch(d) for d in documents):
+        return f"documents must list distinct sha256 digests (64 lowercase hex digits), at most {MAX_EVIDENCE_ITEMS}"
+    return None
+
+
 class Authority:
     """Who may change governance state, folded from the ledger entry by entry.
 
@@ -542,6 +631,8 @@ class Authority:
         self.last: list[Any] | None = None
         #: submission ids (digests) of the signed statements recorded: each lands once
         self.statements: set[str] = set()
+        #: str(seq) of each recorded document or attestation -> [type, actor, sha256 or None, seq withdrawn or None]
+        self.evidence: dict[str, list[Any]] = {}
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -566,6 +657,7 @@ class Authority:
             setattr(twin, name, dict(getattr(self, name)))
         twin.active_policies = list(self.active_policies)
         twin.statements = set(self.statements)
+        twin.evidence = {seq: list(record) for seq, record in self.evidence.items()}
         return twin
 
     def admins(self, seq: int | None = None) -> dict[str, bytes]:
@@ -780,6 +872,59 @@ class Authority:
             return Problem(seq, "not_authorized", "a waiver that no accept_risk decision right before it granted")
         return None
 
+    def _check_evidence_document(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        problem = evidence_shape_problem(EVIDENCE_DOCUMENT, statement_of(EVIDENCE_DOCUMENT, payload))
+        if problem is not None:
+            return Problem(seq, "malformed_body", problem)
+        return self._evidence_scope_problem(seq, actor, payload)
+
+    def _check_evidence_attestation(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        problem = evidence_shape_problem(EVIDENCE_ATTESTATION, statement_of(EVIDENCE_ATTESTATION, payload))
+        if problem is not None:
+            return Problem(seq, "malformed_body", problem)
+        recorded = {record[2] for record in self.evidence.values()
+                    if record[0] == EVIDENCE_DOCUMENT and record[3] is None}
+        for digest in payload["documents"]:
+            if digest not in recorded:
+                return Problem(seq, "unknown_document", f"the attestation cites document sha256 {digest}, which "
+                               "is not recorded (or was withdrawn) in this ledger")
+        return self._evidence_scope_problem(seq, actor, payload)
+
+    def _evidence_scope_problem(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        """Organisation-wide evidence needs an evidence attester; evidence scoped to systems may also come
+        from the owner of every system it names."""
+        systems = payload["systems"]
+        unknown = [s for s in systems if s not in self.owners]
+        if unknown:
+            return Problem(seq, "unknown_system", f"the evidence names systems not registered in this ledger: "
+                           f"{', '.join(unknown)}")
+        if actor in self.holders("evidence_attester"):
+            return None
+        role = f"evidence_attester (needed to {AUTHORITY_ROLES['evidence_attester']})"
+        if not systems:
+            return Problem(seq, "not_authorized", f"{actor!r} does not hold {role} under the governance "
+                           f"configuration of seq {self.config_seq}, and organisation-wide evidence needs it")
+        foreign = [s for s in systems if self.owners[s] != actor]
+        if foreign:
+            return Problem(seq, "not_authorized", f"{actor!r} neither holds {role} nor owns "
+                           f"{', '.join(foreign)}")
+        return None
+
+    def _check_evidence_withdrawn(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        problem = evidence_shape_problem(EVIDENCE_WITHDRAWN, statement_of(EVIDENCE_WITHDRAWN, payload))
+        if problem is not None:
+            return Problem(seq, "malformed_body", problem)
+        record = self.evidence.get(str(payload["seq"]))
+        if record is None:
+            return Problem(seq, "unknown_evidence", f"seq {payload['seq']} records no document or attestation")
+        if record[3] is not None:
+            return Problem(seq, "evidence_withdrawn", f"the evidence of seq {payload['seq']} was already withdrawn "
+                           f"at seq {record[3]}")
+        if actor != record[1] and actor not in self.admins():
+            return Problem(seq, "not_authorized", f"{actor!r} may not withdraw {record[1]!r}'s evidence: only its "
+                           "attester or recorder, or an administrator, may")
+        return None
+
     # -- folding --------------------------------------------------------------------------------
 
     def apply(self, seq: int, entry_type: str, payload: dict[str, Any], submission_id: str | None = None) -> None:
@@ -826,10 +971,18 @@ class Authority:
                 for member in listed if isinstance(listed, list) else []:
                     members.setdefault(str(member), []).append(str(role))
             self.escalation_members, self.escalation_seq = members, seq
+        elif entry_type in (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION):
+            sha256 = payload.get("sha256") if entry_type == EVIDENCE_DOCUMENT else None
+            self.evidence[str(seq)] = [entry_type, str(payload.get("actor")), sha256, None]
+        elif entry_type == EVIDENCE_WITHDRAWN:
+            record = self.evidence.get(str(payload.get("seq")))
+            if record is not None and record[3] is None:
+                record[3] = seq
 
 
 _AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
-                    "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements")
+                    "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements",
+                    "evidence")
 
 
 # -- the verifier ---------------------------------------------------------------------------------

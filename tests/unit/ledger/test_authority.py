@@ -536,3 +536,105 @@ def test_charter_audit_judges_transitions_the_exported_verifier_cannot(world: Po
     result = audit(ExportedLedger(export.entries, export.origin), CATALOG, COMPILER)
     assert [(p.seq, p.kind) for p in result.unauthorized] == [(entry.seq, "not_authorized")]
     assert not result.differences
+
+
+# -- typed evidence: documents, attestations, withdrawals ---------------------------------------------
+
+EVIDENCE_ATTESTER = "anna.schmidt"
+
+
+def _evidence_fields(kind: str, **changes: Any) -> dict[str, Any]:
+    import datetime
+
+    from charter.evidence import attestation_fields, document_fields
+
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    if kind == "document":
+        return {**document_fields(name="AI policy", version="1", sha256="ab" * 32, uri="https://x.example/p",
+                                  owner=EVIDENCE_ATTESTER, review_by="2027-01-01", controls=["iso-42001:A.2.2"]),
+                **changes}
+    return {**attestation_fields(statement="in place", controls=["iso-42001:A.2.2"], valid_from=start,
+                                 valid_until=start + datetime.timedelta(days=30)), **changes}
+
+
+def test_forced_organisation_wide_evidence_without_the_role_is_named(world: Populated) -> None:
+    from charter.evidence import record_attestation, record_document
+
+    with _unchecked():
+        entry = record_document(world.ledger, _evidence_fields("document"), key_of("tom.berger"))
+    assert _first_unauthorized(world) == (entry.seq, "not_authorized")
+    with _unchecked():  # after it: an owner attesting for a system they do not own is named too
+        later = record_attestation(world.ledger, _evidence_fields("attestation", systems=["fraud-detector"]),
+                                   key_of("tom.berger"))
+    report = verify_ledger(world.ledger, world.log_key.public, resume=False)
+    assert [(p.seq, p.kind) for p in report.problems] == [(entry.seq, "not_authorized"),
+                                                          (later.seq, "not_authorized")]
+
+
+def test_forced_evidence_for_an_unregistered_system_or_document_is_named(world: Populated) -> None:
+    from charter.evidence import record_attestation
+
+    with _unchecked():
+        entry = record_attestation(world.ledger, _evidence_fields("attestation", systems=["ghost"]),
+                                   key_of(EVIDENCE_ATTESTER))
+    assert _first_unauthorized(world) == (entry.seq, "unknown_system")
+
+
+def test_forced_attestation_citing_an_unrecorded_document_is_named(world: Populated) -> None:
+    from charter.evidence import record_attestation
+
+    with _unchecked():
+        entry = record_attestation(world.ledger, _evidence_fields("attestation", documents=["cd" * 32]),
+                                   key_of(EVIDENCE_ATTESTER))
+    assert _first_unauthorized(world) == (entry.seq, "unknown_document")
+
+
+def test_forced_withdrawal_by_a_stranger_is_named_and_changes_nothing(world: Populated) -> None:
+    from charter.evidence import evidence_index, record_attestation, withdraw_evidence
+
+    attested = record_attestation(world.ledger, _evidence_fields("attestation"), key_of(EVIDENCE_ATTESTER))
+    with _unchecked():
+        entry = withdraw_evidence(world.ledger, f"att:{attested.seq}", "spite", key_of("tom.berger"))
+    assert _first_unauthorized(world) == (entry.seq, "not_authorized")
+    # The forced withdrawal folded nothing: the attester may still withdraw it (and only once).
+    fresh = type(world.ledger)(world.ledger.engine, world.ledger.origin, world.ledger.log_key)
+    assert fresh.authority().evidence[str(attested.seq)][3] is None
+    withdraw_evidence(fresh, f"att:{attested.seq}", "superseded", key_of(EVIDENCE_ATTESTER))
+    assert evidence_index(fresh).items[0].withdrawal_reason == "spite"  # the index reads what is recorded
+    with pytest.raises(CharterError) as info:
+        withdraw_evidence(fresh, f"att:{attested.seq}", "again", key_of(EVIDENCE_ATTESTER))
+    assert info.value.code == "evidence_withdrawn"
+
+
+@pytest.mark.parametrize("changes", [
+    {"valid_until": "2025-12-01T00:00:00.000Z"},  # ends before it starts
+    {"statement": "x" * 20_001},
+    {"documents": ["not-hex"]},
+    {"controls": []},
+    {"extra": "smuggled"},
+])
+def test_forced_malformed_attestations_are_named(world: Populated, changes: dict[str, Any]) -> None:
+    from charter.ledger import NewEntry
+    from charter.ledger.auditor import ACTION_CONTEXT, EVIDENCE_ATTESTATION, action_message, statement_id
+
+    statement = {**_evidence_fields("attestation"), **changes, "actor": EVIDENCE_ATTESTER,
+                 "signed_at": "2026-01-01T00:00:00.000Z"}
+    signature = key_of(EVIDENCE_ATTESTER).sign(ACTION_CONTEXT, action_message(world.ledger.origin,
+                                                                              EVIDENCE_ATTESTATION, statement))
+    new = NewEntry(EVIDENCE_ATTESTATION, statement, statement_id(world.ledger.origin, EVIDENCE_ATTESTATION, statement),
+                   key_id=key_of(EVIDENCE_ATTESTER).key_id, signature=signature)
+    _refused(world, "malformed_body", lambda: world.ledger.append([new]))
+    with _unchecked():
+        entry = world.ledger.append([new])[0]
+    assert _first_unauthorized(world) == (entry.seq, "malformed_body")
+
+
+def test_evidence_is_checked_by_the_exported_verifier(world: Populated, tmp_path: Path) -> None:
+    from charter.evidence import record_document
+
+    record_document(world.ledger, _evidence_fields("document"), key_of(EVIDENCE_ATTESTER))
+    with _unchecked():
+        entry = record_document(world.ledger, _evidence_fields("document", version="2"), key_of("tom.berger"))
+    export_ledger(world.ledger, tmp_path / "export")
+    result = _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"])
+    assert result.returncode == 1 and f"seq {entry.seq}: not_authorized" in result.stdout

@@ -1,0 +1,286 @@
+"""Typed evidence: documents and attestations recorded under the authority rule, read back with statuses over time."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from charter.authority import SignedStatement
+from charter.errors import CharterError
+from charter.evidence import (
+    EvidenceItem,
+    attestation_fields,
+    document_fields,
+    evidence_index,
+    record_attestation,
+    record_document,
+    withdraw_evidence,
+)
+from charter.frameworks import FrameworkSet
+from charter.ledger import verify_ledger
+from charter.ledger.auditor import EVIDENCE_ATTESTATION, EVIDENCE_DOCUMENT
+from charter.statements import accept
+from tests.unit.ledger.helpers import Populated, key_of, populate
+
+ATTESTER, OWNER, ADMIN, OTHER_OWNER = "anna.schmidt", "tom.berger", "ana.costa", "maria.keller"
+T0 = datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)
+POLICY = hashlib.sha256(b"ai policy").hexdigest()
+
+
+@pytest.fixture
+def world(db_url: str) -> Populated:
+    return populate(db_url, bundles=0)
+
+
+def _document(frameworks: FrameworkSet, **changes: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"name": "AI policy", "version": "2.1", "sha256": POLICY,
+                              "uri": "https://intranet.example/ai-policy.pdf", "owner": ATTESTER,
+                              "review_by": "2026-12-31", "controls": ["iso-42001:A.2.2", "iso-42001:5.2"],
+                              "systems": (), "frameworks": frameworks}
+    fields.update(changes)
+    return document_fields(**fields)
+
+
+def _attestation(frameworks: FrameworkSet, **changes: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"statement": "The AI policy is in force.\nPublished to all staff.",
+                              "controls": ["iso-42001:A.2.2"], "valid_from": T0,
+                              "valid_until": T0 + datetime.timedelta(days=365), "frameworks": frameworks}
+    fields.update(changes)
+    return attestation_fields(**fields)
+
+
+def _refused(world: Populated, code: str, action: Callable[[], Any]) -> CharterError:
+    size = world.ledger.size()
+    with pytest.raises(CharterError) as info:
+        action()
+    assert info.value.code == code, str(info.value)
+    assert world.ledger.size() == size
+    return info.value
+
+
+def test_documents_and_attestations_are_recorded_and_indexed(world: Populated, frameworks: FrameworkSet) -> None:
+    document = record_document(world.ledger, _document(frameworks), key_of(ATTESTER), frameworks)
+    attestation = record_attestation(world.ledger, _attestation(frameworks, documents=[POLICY]), key_of(ATTESTER),
+                                     frameworks)
+    index = evidence_index(world.ledger)
+    assert [i.id for i in index.items] == [f"doc:{POLICY[:12]}:{document.seq}", f"att:{attestation.seq}"]
+    doc, att = index.items
+    assert (doc.kind, doc.seq, doc.record_hash, doc.actor, doc.title) == (
+        "document", document.seq, document.record_hash.hex(), ATTESTER, "AI policy 2.1")
+    assert (doc.sha256, doc.owner, doc.valid_until, doc.systems) == (POLICY, ATTESTER, "2026-12-31", ())
+    assert att.title == "The AI policy is in force." and att.documents == (POLICY,)
+    assert att.valid_from == "2026-03-01T00:00:00.000Z" and att.valid_until == "2027-03-01T00:00:00.000Z"
+    assert index.for_control("iso-42001:5.2", "claims-approval") == [doc]
+    assert index.for_control("iso-42001:A.2.2", "fraud-detector") == [doc, att]
+    assert index.for_control("iso-42001:A.3.2", "fraud-detector") == []
+    assert evidence_index(world.ledger, document.seq + 1).items == [doc]  # entries below size only
+    assert evidence_index(world.ledger, document.seq).items == []
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_statuses_over_time(world: Populated, frameworks: FrameworkSet) -> None:
+    record_document(world.ledger, _document(frameworks, review_by="2026-01-05"), key_of(ATTESTER), frameworks)
+    entry = record_attestation(world.ledger, _attestation(frameworks, valid_until=T0 + datetime.timedelta(days=90)),
+                               key_of(ATTESTER), frameworks)
+    doc, att = evidence_index(world.ledger).items
+    day = datetime.timedelta(days=1)
+    recorded = datetime.datetime.fromisoformat(doc.valid_from.replace("Z", "+00:00"))
+    assert doc.status_at(recorded - day) == "not_yet_valid"
+    assert doc.status_at(datetime.datetime(2026, 1, 5, 23, 59, tzinfo=datetime.UTC)) == "current"  # the review day
+    assert doc.status_at(datetime.datetime(2026, 1, 6, tzinfo=datetime.UTC)) == "past_review"
+    assert att.status_at(T0 - day) == "not_yet_valid"
+    assert att.status_at(T0) == "current"
+    assert att.status_at(T0 + 89 * day) == "current"
+    assert att.status_at(T0 + 90 * day) == "expired"  # valid_until is exclusive
+    withdrawal = withdraw_evidence(world.ledger, att.id, "RACI reorganised", key_of(ATTESTER))
+    withdrawn = evidence_index(world.ledger).get(f"att:{entry.seq}")
+    assert withdrawn is not None and withdrawn.withdrawn_seq == withdrawal.seq
+    assert withdrawn.withdrawal_reason == "RACI reorganised"
+    at = datetime.datetime.fromisoformat(withdrawn.withdrawn_at.replace("Z", "+00:00"))  # type: ignore[union-attr]
+    assert withdrawn.status_at(at) == "withdrawn"
+    assert withdrawn.status_at(at - datetime.timedelta(milliseconds=1)) != "withdrawn"
+    assert evidence_index(world.ledger, withdrawal.seq).get(att.id) == att  # before the withdrawal: as it was
+
+
+def test_a_paragraph_counts_for_its_article(world: Populated, frameworks: FrameworkSet) -> None:
+    record_attestation(world.ledger, _attestation(frameworks, controls=["eu-ai-act:art-10(2)"],
+                                                  systems=["claims-approval"]), key_of(OWNER), frameworks)
+    index = evidence_index(world.ledger)
+    assert len(index.for_control("eu-ai-act:art-10", "claims-approval")) == 1
+    assert len(index.for_control("eu-ai-act:art-10(2)", "claims-approval")) == 1
+    assert index.for_control("eu-ai-act:art-10(3)", "claims-approval") == []
+    assert index.for_control("eu-ai-act:art-10", "fraud-detector") == []  # scoped to another system
+    assert index.for_control("eu-ai-act:art-1", "claims-approval") == []
+
+
+# -- authority ---------------------------------------------------------------------------------------
+
+
+def test_organisation_wide_evidence_needs_the_attester_role(world: Populated, frameworks: FrameworkSet) -> None:
+    error = _refused(world, "not_authorized", lambda: record_document(world.ledger, _document(frameworks),
+                                                                      key_of(OWNER), frameworks))
+    assert "evidence_attester" in str(error)
+    _refused(world, "not_authorized", lambda: record_attestation(world.ledger, _attestation(frameworks),
+                                                                 key_of(ADMIN), frameworks))
+
+
+def test_owners_evidence_their_own_systems_only(world: Populated, frameworks: FrameworkSet) -> None:
+    entry = record_attestation(world.ledger, _attestation(frameworks, systems=["claims-approval"]), key_of(OWNER),
+                               frameworks)
+    assert entry.payload["actor"] == OWNER and entry.payload["systems"] == ["claims-approval"]
+    _refused(world, "not_authorized", lambda: record_attestation(
+        world.ledger, _attestation(frameworks, systems=["claims-approval", "fraud-detector"]), key_of(OWNER),
+        frameworks))
+    _refused(world, "unknown_system", lambda: record_attestation(
+        world.ledger, _attestation(frameworks, systems=["no-such-system"]), key_of(ATTESTER), frameworks))
+    # The attester may scope evidence to any registered system.
+    record_document(world.ledger, _document(frameworks, systems=["fraud-detector"]), key_of(ATTESTER), frameworks)
+
+
+def test_an_attestation_cites_only_recorded_documents(world: Populated, frameworks: FrameworkSet) -> None:
+    _refused(world, "unknown_document", lambda: record_attestation(
+        world.ledger, _attestation(frameworks, documents=[POLICY]), key_of(ATTESTER), frameworks))
+    document = record_document(world.ledger, _document(frameworks), key_of(ATTESTER), frameworks)
+    record_attestation(world.ledger, _attestation(frameworks, documents=[POLICY]), key_of(ATTESTER), frameworks)
+    withdraw_evidence(world.ledger, str(document.seq), "superseded", key_of(ATTESTER))
+    _refused(world, "unknown_document", lambda: record_attestation(
+        world.ledger, _attestation(frameworks, documents=[POLICY], statement="again"), key_of(ATTESTER), frameworks))
+
+
+def test_who_may_withdraw(world: Populated, frameworks: FrameworkSet) -> None:
+    entry = record_attestation(world.ledger, _attestation(frameworks, systems=["claims-approval"]), key_of(OWNER),
+                               frameworks)
+    _refused(world, "not_authorized", lambda: withdraw_evidence(world.ledger, f"att:{entry.seq}", "spite",
+                                                                key_of(OTHER_OWNER)))
+    _refused(world, "not_authorized", lambda: withdraw_evidence(world.ledger, f"att:{entry.seq}", "mine now",
+                                                                key_of(ATTESTER)))
+    _refused(world, "unknown_evidence", lambda: withdraw_evidence(world.ledger, "att:1", "no", key_of(ADMIN)))
+    _refused(world, "unknown_evidence", lambda: withdraw_evidence(world.ledger, f"doc:abc:{entry.seq}", "no",
+                                                                  key_of(ADMIN)))
+    _refused(world, "unknown_evidence", lambda: withdraw_evidence(world.ledger, "att:x", "no", key_of(ADMIN)))
+    withdraw_evidence(world.ledger, f"att:{entry.seq}", "owner left", key_of(ADMIN))  # an administrator may
+    _refused(world, "evidence_withdrawn", lambda: withdraw_evidence(world.ledger, f"att:{entry.seq}", "twice",
+                                                                    key_of(OWNER)))
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_a_statement_signed_elsewhere_lands_once(world: Populated, frameworks: FrameworkSet) -> None:
+    from charter.ledger import NewEntry
+
+    statement = SignedStatement.sign(world.ledger.origin, EVIDENCE_DOCUMENT, _document(frameworks),
+                                     key_of(ATTESTER), "2026-01-01T00:00:00.000Z")
+    entry = accept(world.ledger, statement)
+    assert entry is not None and entry.payload["actor"] == ATTESTER
+    assert accept(world.ledger, statement) is None  # handed in twice: recorded once
+    signature = statement.signature
+    _refused(world, "replayed_statement", lambda: world.ledger.append([NewEntry(
+        EVIDENCE_DOCUMENT, entry.payload, entry.submission_id, key_id=entry.key_id, signature=signature)]))
+    _refused(world, "malformed_body", lambda: world.ledger.append([NewEntry(  # under another submission id
+        EVIDENCE_DOCUMENT, entry.payload, entry.submission_id + "x", key_id=entry.key_id, signature=signature)]))
+    forged = SignedStatement(statement.log, statement.type, {**statement.statement, "review_by": "2099-01-01"},
+                             statement.key_id, statement.signature)
+    _refused(world, "bad_signature", lambda: accept(world.ledger, forged))
+    bogus = SignedStatement.sign(world.ledger.origin, EVIDENCE_ATTESTATION,
+                                 {**_attestation(frameworks), "controls": ["iso-42001:A.99"]}, key_of(ATTESTER),
+                                 "2026-01-01T00:00:00.000Z")
+    _refused(world, "unknown_control", lambda: accept(world.ledger, bogus))
+
+
+# -- hostile input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("changes", "code"), [
+    ({"sha256": "abc"}, "bad_digest"),
+    ({"sha256": "g" * 64}, "bad_digest"),
+    ({"controls": ["iso-42001:A.99.9"]}, "unknown_control"),
+    ({"controls": ["iso-42001:A.2"]}, "unknown_control"),  # an objective that groups controls
+    ({"controls": ["nist:GOVERN-1.1"]}, "unknown_control"),
+    ({"controls": []}, "evidence_controls"),
+    ({"review_by": "next year"}, "evidence_field"),
+    ({"owner": "../etc"}, "evidence_field"),
+    ({"name": " "}, "evidence_field"),
+    ({"uri": "x" * 5000}, "evidence_too_long"),
+])
+def test_bad_documents_are_refused_before_signing(frameworks: FrameworkSet, changes: dict[str, Any],
+                                                  code: str) -> None:
+    with pytest.raises(CharterError) as info:
+        _document(frameworks, **changes)
+    assert code in {d.code for d in info.value.diagnostics}, str(info.value)
+    assert all(d.location.path for d in info.value.diagnostics)
+
+
+@pytest.mark.parametrize(("changes", "code"), [
+    ({"valid_until": T0 - datetime.timedelta(days=1)}, "evidence_period"),
+    ({"valid_until": T0}, "evidence_period"),
+    ({"statement": "x" * 10_000_000}, "evidence_too_long"),
+    ({"statement": ""}, "evidence_field"),
+    ({"documents": ["not-a-digest"]}, "bad_digest"),
+    ({"controls": ["iso-42001:A.2.2", "bogus"]}, "unknown_control"),
+])
+def test_bad_attestations_are_refused_before_signing(frameworks: FrameworkSet, changes: dict[str, Any],
+                                                     code: str) -> None:
+    with pytest.raises(CharterError) as info:
+        _attestation(frameworks, **changes)
+    assert code in {d.code for d in info.value.diagnostics}, str(info.value)[:500]
+    assert len(str(info.value)) < 2000  # a 10 MB statement is counted, not echoed
+
+
+def test_every_problem_is_reported_at_once(frameworks: FrameworkSet) -> None:
+    with pytest.raises(CharterError) as info:
+        _document(frameworks, sha256="x", controls=["iso-42001:Z"], review_by="soon")
+    assert {d.code for d in info.value.diagnostics} == {"bad_digest", "unknown_control", "evidence_field"}
+
+
+def test_an_uppercase_digest_is_normalized(frameworks: FrameworkSet) -> None:
+    assert _document(frameworks, sha256=POLICY.upper())["sha256"] == POLICY
+
+
+def test_statuses_of_an_item_without_a_ledger() -> None:
+    item = EvidenceItem(kind="attestation", id="att:5", seq=5, record_hash="00" * 32, controls=("iso-42001:A.2.2",),
+                        systems=(), actor=ATTESTER, title="t", valid_from="2026-01-01T00:00:00.000Z",
+                        valid_until="2026-02-01T00:00:00.000Z", withdrawn_at="2026-01-15T00:00:00.000Z",
+                        sha256=None, uri=None, owner=None)
+    at = [datetime.datetime(2025, 12, 31, tzinfo=datetime.UTC), datetime.datetime(2026, 1, 10, tzinfo=datetime.UTC),
+          datetime.datetime(2026, 1, 20, tzinfo=datetime.UTC), datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)]
+    assert [item.status_at(t) for t in at] == ["not_yet_valid", "current", "withdrawn", "withdrawn"]
+
+
+def test_the_demo_evidence_gives_each_status_the_issue_asks_for(world: Populated, frameworks: FrameworkSet) -> None:
+    from charter.cli.demo import demo_evidence
+
+    demo_evidence(world.ledger, world.owner_keys, frameworks=frameworks)
+    index = evidence_index(world.ledger)
+    report_time = world.ledger.clock() + datetime.timedelta(days=180)  # the demo reports half a year later
+
+    def current(ref: str) -> list[str]:
+        items = index.for_control(ref, "claims-approval")
+        return sorted(i.kind for i in items if i.status_at(report_time) == "current")
+
+    assert current("iso-42001:A.2.2") == ["attestation", "document"]  # implemented
+    assert current("iso-42001:5.2") == ["attestation", "document"]
+    assert current("iso-42001:6.1.3") == ["document"]  # designed
+    assert current("iso-42001:A.3.2") == []  # its attestation expired: no evidence
+    assert [i.status_at(report_time) for i in index.for_control("iso-42001:A.3.2", "claims-approval")] == ["expired"]
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_a_resumed_verification_knows_the_evidence_before_its_state(world: Populated,
+                                                                    frameworks: FrameworkSet) -> None:
+    from charter.ledger.verified import record_verified_state
+    from charter.ledger.verify import verify_with_state
+    from tests.unit.ledger.test_authority import _unchecked
+
+    entry = record_attestation(world.ledger, _attestation(frameworks), key_of(ATTESTER), frameworks)
+    report, verifier, _ = verify_with_state(world.ledger, world.log_key.public)
+    assert report.ok
+    state = record_verified_state(world.ledger, verifier, (report.entries, "2026-01-01T00:00:00.000Z"))
+    assert state["authority"]["evidence"] == {str(entry.seq): [EVIDENCE_ATTESTATION, ATTESTER, None, None]}
+    with _unchecked():
+        forced = withdraw_evidence(world.ledger, f"att:{entry.seq}", "spite", key_of(OWNER))
+    resumed = verify_ledger(world.ledger, world.log_key.public, resume=True)
+    assert resumed.resumed_from == report.entries
+    assert [(p.seq, p.kind) for p in resumed.problems] == [(forced.seq, "not_authorized")]
