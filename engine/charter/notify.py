@@ -116,17 +116,23 @@ def due_escalations(graph: EscalationGraph, incident: Incident, now: datetime.da
 def recipients(graph: EscalationGraph, incident: Incident) -> list[tuple[int, str, str]]:
     """Everyone an incident should have reached so far: (level, role, principal).
 
-    A paged role that escalation.yaml no longer declares has nobody to reach; `tick` reports it.
+    While the incident is undecided: its owner (or the entry role) and the roles escalation paged.
+    While a serious incident awaits its first Art. 73 report, whatever its state: the reporting
+    role, at level 0 (its validator's classification pages it at once, not the chain). A paged role
+    that escalation.yaml no longer declares has nobody to reach; `tick` reports it.
     """
     roles = graph.config.roles
-    entry = graph.config.entry
-    owner_first = [incident.owner] if incident.owner in roles[entry].members else list(roles[entry].members)
-    out = [(0, entry, person) for person in owner_first]
+    out: list[tuple[int, str, str]] = []
+    if incident.active:
+        entry = graph.config.entry
+        owner_first = [incident.owner] if incident.owner in roles[entry].members else list(roles[entry].members)
+        out += [(0, entry, person) for person in owner_first]
     regulatory = graph.config.regulatory
-    if regulatory and incident.severity in regulatory.severities and incident.tier in regulatory.tiers:
+    if regulatory and incident.awaiting_report:
         out += [(0, regulatory.role, person) for person in roles[regulatory.role].members]
-    for level, role in enumerate(incident.escalated_to, start=1):
-        out += [(level, role, person) for person in (roles[role].members if role in roles else ())]
+    if incident.active:
+        for level, role in enumerate(incident.escalated_to, start=1):
+            out += [(level, role, person) for person in (roles[role].members if role in roles else ())]
     return out
 
 
@@ -161,9 +167,9 @@ def tick(ledger: Ledger, graph: EscalationGraph, now: datetime.datetime, notifie
 
     ledger.append(build)
     for incident in load_book(ledger).incidents.values():
-        if not incident.active:
-            continue  # decided, resolved or closed: nobody needs paging any more
-        for role in incident.escalated_to:
+        if not incident.active and not incident.awaiting_report:
+            continue  # decided, resolved or closed, and no Art. 73 report outstanding: nobody needs paging
+        for role in incident.escalated_to if incident.active else ():
             if role not in graph.config.roles:
                 report.failed.append(f"{incident.id}: paged role {role!r} is no longer declared in escalation.yaml")
         for level, role, person in recipients(graph, incident):
@@ -171,9 +177,14 @@ def tick(ledger: Ledger, graph: EscalationGraph, now: datetime.datetime, notifie
                 key = notification_key(incident, level, person, index)
                 if key in incident.notified:
                     continue
-                message = {"key": key, "incident": incident.id, "system": incident.system_id, "rule": incident.rule,
-                           "segment": incident.segment, "severity": incident.severity.value,
-                           "state": incident.state.value, "level": level, "role": role, "title": incident.title}
+                message: dict[str, Any] = {"key": key, "incident": incident.id, "system": incident.system_id,
+                                           "rule": incident.rule, "segment": incident.segment,
+                                           "severity": incident.severity.value, "state": incident.state.value,
+                                           "level": level, "role": role, "title": incident.title}
+                if incident.awaiting_report and graph.config.regulatory and role == graph.config.regulatory.role:
+                    assert incident.classification is not None
+                    message["serious_incident"] = {k: incident.classification[k] for k in (
+                        "ground", "aware_at", "basis", "due_at")}
                 try:
                     notifier.send(channel, person, message)
                 except DeliveryError as exc:
