@@ -7,6 +7,8 @@ under the idempotency key (incident, round, level, recipient, channel) after it 
 the tick twice never notifies twice, and a failing channel is retried by the next tick without
 repeating the channels that worked (the key travels with the message, so a receiver can drop the
 rare duplicate of a crash between delivery and record). A reopened incident starts a new round.
+A serious incident (EU AI Act Art. 73) pages the reporting role until its first report is filed,
+whatever its state; `page_reporting` makes that page at once, when the incident is classified.
 
 The tick refuses a `now` later than the ledger's clock (beyond a small tolerance): escalation
 times are ledger times, and a clock running ahead would page people before their deadline.
@@ -172,29 +174,51 @@ def tick(ledger: Ledger, graph: EscalationGraph, now: datetime.datetime, notifie
         for role in incident.escalated_to if incident.active else ():
             if role not in graph.config.roles:
                 report.failed.append(f"{incident.id}: paged role {role!r} is no longer declared in escalation.yaml")
-        for level, role, person in recipients(graph, incident):
-            for index, channel in enumerate(graph.config.roles[role].channels):
-                key = notification_key(incident, level, person, index)
-                if key in incident.notified:
-                    continue
-                message: dict[str, Any] = {"key": key, "incident": incident.id, "system": incident.system_id,
-                                           "rule": incident.rule, "segment": incident.segment,
-                                           "severity": incident.severity.value, "state": incident.state.value,
-                                           "level": level, "role": role, "title": incident.title}
-                if incident.awaiting_report and graph.config.regulatory and role == graph.config.regulatory.role:
-                    assert incident.classification is not None
-                    message["serious_incident"] = {k: incident.classification[k] for k in (
-                        "ground", "aware_at", "basis", "due_at")}
-                try:
-                    notifier.send(channel, person, message)
-                except DeliveryError as exc:
-                    report.failed.append(f"{key}: {exc}")
-                    continue
-                try:
-                    ledger.append([NewEntry(NOTIFIED, {"incident_id": incident.id, "key": key, "level": level,
-                                                       "role": role, "recipient": person, "channel": channel.type,
-                                                       "sent_at": format_time(now)}, key, subject=incident.system_id)])
-                except CharterError:
-                    continue  # another tick recorded it first
-                report.notified.append(key)
+        _deliver(ledger, graph, incident, now, notifier, report)
+    return report
+
+
+def _deliver(ledger: Ledger, graph: EscalationGraph, incident: Incident, now: datetime.datetime, notifier: Notifier,
+             report: TickReport, only_role: str | None = None) -> None:
+    """Notify every recipient of `incident` (or only those of `only_role`) not yet notified, recording each delivery."""
+    for level, role, person in recipients(graph, incident):
+        if only_role is not None and role != only_role:
+            continue
+        for index, channel in enumerate(graph.config.roles[role].channels):
+            key = notification_key(incident, level, person, index)
+            if key in incident.notified:
+                continue
+            message: dict[str, Any] = {"key": key, "incident": incident.id, "system": incident.system_id,
+                                       "rule": incident.rule, "segment": incident.segment,
+                                       "severity": incident.severity.value, "state": incident.state.value,
+                                       "level": level, "role": role, "title": incident.title}
+            if incident.awaiting_report and graph.config.regulatory and role == graph.config.regulatory.role:
+                assert incident.classification is not None
+                message["serious_incident"] = {k: incident.classification[k] for k in (
+                    "ground", "aware_at", "basis", "due_at")}
+            try:
+                notifier.send(channel, person, message)
+            except DeliveryError as exc:
+                report.failed.append(f"{key}: {exc}")
+                continue
+            try:
+                ledger.append([NewEntry(NOTIFIED, {"incident_id": incident.id, "key": key, "level": level,
+                                                   "role": role, "recipient": person, "channel": channel.type,
+                                                   "sent_at": format_time(now)}, key, subject=incident.system_id)])
+            except CharterError:
+                continue  # another tick recorded it first
+            report.notified.append(key)
+
+
+def page_reporting(ledger: Ledger, graph: EscalationGraph, incident_id: str, notifier: Notifier) -> TickReport:
+    """Page the Art. 73 reporting role about a serious incident at once, as of the ledger's clock.
+
+    The same deliveries `tick` makes, under the same idempotency keys: a later tick repeats none of
+    them and retries the ones that failed. Nothing happens for an incident not awaiting a report.
+    """
+    report = TickReport()
+    incident = load_book(ledger).incidents.get(incident_id)
+    regulatory = graph.config.regulatory
+    if incident is not None and regulatory is not None and incident.awaiting_report:
+        _deliver(ledger, graph, incident, ledger.clock(), notifier, report, regulatory.role)
     return report

@@ -26,7 +26,7 @@ from charter.incidents import (
     transition,
 )
 from charter.ledger import verify_ledger
-from charter.notify import tick
+from charter.notify import page_reporting, tick
 from charter.policy.model import Severity
 from charter.registry import RiskTier
 from tests.unit.ledger.helpers import Populated, key_of, populate
@@ -201,10 +201,11 @@ def test_a_decided_incident_classified_serious_still_pages_legal_but_a_closed_on
     classify(ledger, incident.id, key_of("carla.rossi"), "after the decision", serious=True, ground="c",
              aware_at=clock.now)
     messages = _Messages()
+    assert len(page_reporting(ledger, GRAPH, incident.id, messages).notified) == 1  # at once, on classification
     tick(ledger, GRAPH, clock.now, messages)
-    # decided: the chain is quiet about it, legal is not
-    assert {r for r, m in messages.sent if m["incident"] == incident.id} == {LEGAL}
-    assert tick(ledger, GRAPH, clock.now, messages).notified == []  # paged once
+    # decided: the chain is quiet about it, legal is not, and the tick repeats no page
+    assert [r for r, m in messages.sent if m["incident"] == incident.id] == [LEGAL]
+    assert page_reporting(ledger, GRAPH, incident.id, messages).notified == []
     transition(ledger, incident.id, "resolve", key_of("tom.berger"), "retrained")
     transition(ledger, incident.id, "close", key_of("carla.rossi"), "done")
     _refused(populated, "invalid_transition", lambda: classify(ledger, incident.id, key_of("carla.rossi"),

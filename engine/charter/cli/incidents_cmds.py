@@ -222,6 +222,8 @@ def incidents_classify(
     aware_at: Annotated[str | None, typer.Option("--aware-at", help="When the organisation became aware of the "
                                                  "serious incident (ISO 8601, or 'now'): the clock runs from it.")]
     = None,
+    log_file: Annotated[Path, typer.Option(help="Where log channels write the page to the reporting role.")]
+    = Path(".charter/notifications.log"),
     sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Classify an incident as an EU AI Act serious incident (Art. 3(49)), which starts the Art. 73 clock and pages
@@ -246,14 +248,19 @@ def incidents_classify(
         out.print(f"{safe(incident_id)}: recorded as not a serious incident at seq {entry.seq} by "
                   f"{safe(p['actor'])} ({safe(p['role'])})")
         return
+    from ..notify import ChannelNotifier, page_reporting
+
     graph = _in_force(ledger)
     assert graph.config.regulatory is not None  # classify refused the serious incident otherwise
     role = graph.config.regulatory.role
     out.print(f"{safe(incident_id)}: serious incident (Art. 3(49)({ground})) recorded at seq {entry.seq} by "
               f"{safe(p['actor'])} ({safe(p['role'])}); Art. 73 report due {p['reporting']['due_at']} "
               f"({p['reporting']['basis']}, {p['reporting']['allowed']} from awareness {p['aware_at']})")
-    out.print(f"paged {role}: {safe(', '.join(graph.config.roles[role].members))} (delivered by `charter "
-              "escalate`, until a report is filed)")
+    paged = page_reporting(ledger, graph, incident_id, ChannelNotifier(log_file))
+    out.print(f"paged {role}: {safe(', '.join(graph.config.roles[role].members))} ({len(paged.notified)} "
+              "notifications sent)")
+    for line in paged.failed:
+        out.print(f"[yellow]delivery failed[/] {safe(line)}: the classification stands; `charter escalate` retries")
 
 
 @incidents_app.command("file-report")
