@@ -4,9 +4,9 @@
 the severities they apply to and the time the lower role has before the higher one is paged), the
 investigate/validate/decide stages per severity band with exactly one accountable role each, the
 decision catalogue with the minimum authority each decision needs, per-risk-tier overrides, and the
-EU AI Act Art. 73 reporting clock. It is loaded into a networkx DiGraph (edges point up the chain)
-and validated: acyclic, every role staffed and reachable, every severity reaches a role that may
-decide, separation of duties for tiers that require it, and deciders paged within the regulatory clock.
+EU AI Act Art. 73 reporting role and deadlines. It is loaded into a networkx DiGraph (edges point up
+the chain) and validated: acyclic, every role staffed and reachable, every severity reaches a role that
+may decide, separation of duties for tiers that require it, and Art. 73 deadlines no longer than the law's.
 """
 
 from __future__ import annotations
@@ -144,21 +144,50 @@ class TierOverride(BaseModel):
         default_factory=dict, description="A role the chain must reach under inaction (executive, board).")
 
 
-class RegulatoryClock(BaseModel):
-    """EU AI Act Art. 73 serious-incident reporting: paged in parallel, with deadlines as data."""
+class ReportingDeadlines(BaseModel):
+    """EU AI Act Art. 73 reporting deadlines, counted from the recorded awareness of a serious incident."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: RoleName
-    severities: tuple[Severity, ...] = Field(min_length=1)
-    tiers: tuple[RiskTier, ...] = Field(min_length=1)
-    deadlines: dict[str, Duration] = Field(min_length=1, description="Art. 73: default 15d, death 10d, "
-                                           "widespread or critical infrastructure 2d.")
+    default: Duration = Field(description="Art. 73(2): at the latest 15 days after awareness.")
+    death: Duration = Field(description="Art. 73(4): a death, at the latest 10 days after awareness.")
+    widespread_or_critical_infrastructure: Duration = Field(
+        description="Art. 73(3): a widespread infringement or an Art. 3(49)(b) disruption, at the latest 2 days.")
 
-    @field_validator("deadlines", mode="before")
+    @field_validator("default", "death", "widespread_or_critical_infrastructure", mode="before")
     @classmethod
-    def _durations(cls, value: Any) -> Any:
-        return {k: _parse_duration(v) for k, v in value.items()} if isinstance(value, dict) else value
+    def _duration(cls, value: Any) -> Any:
+        return _parse_duration(value)
+
+
+#: the keys the regulatory section had while KPI severity started the Art. 73 clock
+_RETIRED_REGULATORY_KEYS = ("severities", "tiers")
+
+
+class RegulatoryClock(BaseModel):
+    """EU AI Act Art. 73 serious-incident reporting: who files, and the deadlines as data.
+
+    The clock starts when an incident's validator classifies it as a serious incident under an
+    Art. 3(49) ground (`charter incidents classify`), from the awareness time they record; that
+    pages `role` at once, beside the escalation chain. KPI severity and risk tier no longer start
+    it: a fairness breach of severity high is the likeliest serious incident (Art. 3(49)(c)).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: RoleName = Field(description="The legal/reporting role: paged on classification, files the reports.")
+    deadlines: ReportingDeadlines
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, value: Any) -> Any:
+        retired = [k for k in _RETIRED_REGULATORY_KEYS if isinstance(value, dict) and k in value]
+        if retired:
+            raise ValueError(f"{' and '.join(retired)} no longer start the Art. 73 clock and are refused rather than "
+                             "ignored: a serious incident is now a classification by the incident's validator "
+                             "(`charter incidents classify ID --serious --ground a|b|c|d`), whatever the KPI "
+                             f"severity or risk tier; remove {', '.join(retired)} from regulatory")
+        return value
 
 
 DECISIONS = ("retrain", "rollback", "suspend", "accept_risk", "adjust_policy", "compensate")
@@ -274,12 +303,8 @@ class EscalationGraph:
         steps = [PlanStep(role, datetime.timedelta(seconds=lengths[role]), tuple(paths[role]),
                           self.config.roles[role].members, "escalation" if role != self.config.entry else "entry")
                  for role in sorted(lengths, key=lambda r: (lengths[r], r))]
-        regulatory = self.config.regulatory
-        if regulatory and severity in regulatory.severities and tier in regulatory.tiers:
-            steps.append(PlanStep(regulatory.role, datetime.timedelta(0), (regulatory.role,),
-                                  self.config.roles[regulatory.role].members,
-                                  "potential serious incident: paged in parallel (EU AI Act Art. 73)"))
-            steps.sort(key=lambda s: (s.after, s.role))
+        # The reporting role is not in the plan: inaction never pages it; a serious-incident
+        # classification does, at once (`charter incidents classify`).
         return steps
 
     def may_decide(self, role: str, decision: str) -> bool:
@@ -346,12 +371,36 @@ class EscalationGraph:
                              "it must be in exactly one", at("stages"))
         if problems:
             return problems.diagnostics
+        self._check_reporting(problems)
         self._check_dead_edges(problems)
         for severity in Severity:
             band_index = next(i for i, b in enumerate(config.stages) if severity in b.severities)
             for tier in RiskTier:
                 self._check_route(severity, tier, band_index, problems)
         return problems.diagnostics
+
+    def classifiers(self) -> list[str]:
+        """The roles that may classify a serious incident: those of the validate stage, in any band."""
+        return sorted({r for band in self.config.stages for r in (*band.validate_.responsible,
+                                                                  band.validate_.accountable)})
+
+    def _check_reporting(self, problems: DiagnosticCollector) -> None:
+        """Art. 73's special deadlines shorten the general one; a file that lengthens them misreads the law.
+
+        The clock starts from a classification, which pages the reporting role at once, so no
+        escalation timing can be late for it (the former check that the decider is paged before the
+        tightest deadline had nothing left to measure); what can be wrong is who files and the deadlines.
+        """
+        regulatory = self.config.regulatory
+        if regulatory is None:
+            return
+        deadlines = regulatory.deadlines
+        for name in ("death", "widespread_or_critical_infrastructure"):
+            special = getattr(deadlines, name)
+            if special > deadlines.default:
+                problems.add("regulatory_clock", f"the {name} deadline {format_duration(special)} is longer than "
+                             f"the default {format_duration(deadlines.default)}; Art. 73(3) and (4) only shorten it",
+                             self.smap.location(("regulatory", "deadlines", name)))
 
     def _check_dead_edges(self, problems: DiagnosticCollector) -> None:
         """An edge listing a severity whose incidents never reach its source would never fire: a misreading."""
@@ -391,15 +440,6 @@ class EscalationGraph:
                 who = f"principals {', '.join(shared)} hold both roles" if shared else "the same role"
                 problems.add("separation_of_duties", f"severity {severity.value}, tier {tier.value}: the validator "
                              f"{validator!r} must be independent of the investigator {investigator!r}; {who}", where)
-        regulatory = config.regulatory
-        if regulatory and severity in regulatory.severities and tier in regulatory.tiers:
-            paged_after = datetime.timedelta(seconds=nx.shortest_path_length(view, config.entry, decider,
-                                                                             weight="weight"))
-            tightest = min(regulatory.deadlines.values())
-            if paged_after > tightest:
-                problems.add("regulatory_clock", f"severity {severity.value}, tier {tier.value}: the decider is "
-                             f"paged after {format_duration(paged_after)}, later than the tightest reporting "
-                             f"deadline {format_duration(tightest)}", where)
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -417,7 +457,8 @@ class EscalationGraph:
                       for name, role in self.config.roles.items()]
             lines += [f"    {e.source} -->|{label(e)}| {e.target}" for e in self.config.edges]
             if self.config.regulatory:
-                lines.append(f"    {self.config.entry} -. Art. 73, in parallel .-> {self.config.regulatory.role}")
+                lines += [f"    {role} -. Art. 73 serious incident .-> {self.config.regulatory.role}"
+                          for role in self.classifiers()]
             return "\n".join(lines) + "\n"
         if fmt == "dot":
             def dot(text: str) -> str:
@@ -428,8 +469,8 @@ class EscalationGraph:
                       for name, role in self.config.roles.items()]
             lines += [f'    {e.source} -> {e.target} [label="{label(e)}"];' for e in self.config.edges]
             if self.config.regulatory:
-                lines.append(f'    {self.config.entry} -> {self.config.regulatory.role} [style=dashed, '
-                             'label="Art. 73, in parallel"];')
+                lines += [f'    {role} -> {self.config.regulatory.role} [style=dashed, label="Art. 73 serious '
+                          'incident"];' for role in self.classifiers()]
             return "\n".join(lines) + "\n}\n"
         raise CharterError.single("usage", f"unknown format {fmt!r}: use mermaid or dot")
 

@@ -7,6 +7,11 @@ no table of its own and survives any restart. Breach findings open incidents, de
 window of a resolved incident reopens it, and one covered by an unexpired accepted-risk waiver is
 recorded without opening anything. Each transition names a principal whose role the escalation
 graph allows for that stage and severity, and a rationale; anyone else is refused.
+
+EU AI Act Art. 73 runs beside the workflow: the incident's validator classifies it as a serious
+incident under an Art. 3(49) ground (or records that it is not one) with the time the organisation
+became aware of it, which fixes the reporting deadline and pages the reporting role; that role
+records each report filed with the authority. KPI severity plays no part in it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .errors import CharterError
+from .ledger.auditor import INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED
 from .ledger.store import Entry, Ledger, LedgerReader, NewEntry, format_time
 from .vocabulary import RiskTier, Severity
 
@@ -36,7 +42,16 @@ TRANSITION = "incident.transition"
 ESCALATED = "incident.escalated"
 NOTIFIED = "notification.sent"
 WAIVER = "waiver.granted"
-INCIDENT_TYPES = (OPENED, FINDING_ATTACHED, TRANSITION, ESCALATED, NOTIFIED, WAIVER)
+CLASSIFIED = INCIDENT_CLASSIFIED
+REPORT_FILED = INCIDENT_REPORT_FILED
+INCIDENT_TYPES = (OPENED, FINDING_ATTACHED, TRANSITION, ESCALATED, NOTIFIED, WAIVER, CLASSIFIED, REPORT_FILED)
+#: EU AI Act Art. 3(49): the harms that make an incident a serious incident
+GROUNDS = {"a": "the death of a person, or serious harm to a person's health",
+           "b": "a serious and irreversible disruption of the management or operation of critical infrastructure",
+           "c": "the infringement of obligations under Union law intended to protect fundamental rights",
+           "d": "serious harm to property or the environment"}
+#: Art. 73(5): an initial, possibly incomplete report may be followed by a complete one
+REPORT_KINDS = ("initial", "complete")
 REOPEN_WINDOW = datetime.timedelta(days=30)
 AUTOMATIC = "charter"
 
@@ -106,6 +121,10 @@ class Incident:
     reopen_count: int = 0
     deadline: tuple[str, str] | None = None  # (step, due) as stored when the stage began
     chain: list[tuple[str, float]] = field(default_factory=list)  # escalation plan pinned at opening
+    #: the latest Art. 3(49) triage: serious, ground, aware_at, basis, due_at, by, role, seq, at, note
+    classification: dict[str, Any] | None = None
+    #: Art. 73 reports filed: kind, authority, reference, filed_at, by, seq
+    filings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str, str | None]:
@@ -116,6 +135,32 @@ class Incident:
     def active(self) -> bool:
         """Not yet decided: deadlines and escalation apply."""
         return self.state in ACTIVE
+
+    @property
+    def serious(self) -> bool:
+        """Classified by its validator as an Art. 3(49) serious incident (the latest classification)."""
+        return bool(self.classification and self.classification["serious"])
+
+    @property
+    def awaiting_report(self) -> bool:
+        """Serious, and no report filed yet: the reporting role is paged until one is."""
+        return self.serious and not self.filings
+
+    def first_report(self) -> dict[str, Any] | None:
+        """The earliest report filed (initial, or a complete report filed first), which Art. 73's deadline is about."""
+        return min(self.filings, key=lambda f: f["filed_at"]) if self.filings else None
+
+    def reporting_status(self, now: datetime.datetime | None = None) -> str | None:
+        """``on_time`` or ``late`` once a report is filed; before, ``pending`` or, past the deadline at
+        `now`, ``overdue``; None for an incident not classified serious."""
+        if not self.serious:
+            return None
+        assert self.classification is not None
+        due = _time(self.classification["due_at"])
+        first = self.first_report()
+        if first is not None:
+            return "on_time" if _time(first["filed_at"]) <= due else "late"
+        return "overdue" if now is not None and now > due else "pending"
 
     @property
     def risk_accepted(self) -> bool:
@@ -207,6 +252,28 @@ def apply(book: IncidentBook, entry: Entry) -> None:
                                   "note": p["reason"]})
     elif entry.type == NOTIFIED:
         incident.notified.add(p["key"])
+    elif entry.type == CLASSIFIED:
+        raw = p.get("reporting")
+        reporting: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        incident.classification = {"serious": p.get("serious") is True and bool(reporting), "ground": p.get("ground"),
+                                   "death": bool(p.get("death")), "widespread": bool(p.get("widespread")),
+                                   "aware_at": p.get("aware_at"), "basis": reporting.get("basis"),
+                                   "allowed": reporting.get("allowed"), "due_at": reporting.get("due_at"),
+                                   "by": p.get("actor"), "role": p.get("role"), "seq": entry.seq, "at": at,
+                                   "note": p.get("note")}
+        event = (f"classified serious incident (Art. 3(49)({p.get('ground')}))" if incident.serious
+                 else "classified not a serious incident")
+        due = f"; report due {reporting.get('due_at')}" if reporting else ""
+        incident.timeline.append({"at": at, "seq": entry.seq, "event": event,
+                                  "by": f"{p.get('actor')} ({p.get('role')})", "note": f"{p.get('note')}{due}"})
+    elif entry.type == REPORT_FILED:
+        incident.filings.append({"kind": p.get("kind"), "authority": p.get("authority"),
+                                 "reference": p.get("reference"), "filed_at": str(p.get("filed_at")),
+                                 "by": p.get("actor"), "seq": entry.seq, "at": at})
+        incident.timeline.append({"at": at, "seq": entry.seq, "event": f"{p.get('kind')} report filed",
+                                  "by": f"{p.get('actor')} ({p.get('role')})",
+                                  "note": f"{p.get('authority')}, reference {p.get('reference')}, "
+                                          f"filed {p.get('filed_at')}"})
     elif entry.type == TRANSITION:
         action = p["action"]
         incident.state = State(p["to"])
@@ -366,18 +433,7 @@ def authorize_transition(graph: EscalationGraph, incident: Incident, action: str
     if incident.state not in sources:
         raise CharterError.single("invalid_transition", f"{incident.id} is {incident.state.value}; {action} "
                                   f"needs {' or '.join(s.value for s in sources)}")
-    declared = graph.config.roles
-    allowed = allowed_roles(graph, incident, action)
-    held = [r for r in graph.roles_of(principal) if r in allowed]
-    if not held:
-        raise CharterError.single("not_authorized", f"{principal!r} holds none of the roles that may {action} "
-                                  f"a {incident.severity.value} incident: {', '.join(sorted(allowed))}")
-    entry_role = graph.config.entry
-    if held == [entry_role] and principal != incident.owner and incident.owner in declared[entry_role].members:
-        # the first line acts on its own systems only; a colleague in the same role is not the owner
-        raise CharterError.single("not_authorized", f"{principal!r} holds only {entry_role!r} and does not own "
-                                  f"{incident.system_id}; its owner is {incident.owner!r}")
-    role = max(held, key=lambda r: declared[r].authority)
+    role = _acting_role(graph, incident, action, principal, action)
     if graph.tier(incident.tier).separation_of_duties:
         _check_independence(incident, action, principal)
     if action == "decide":
@@ -393,6 +449,22 @@ def authorize_transition(graph: EscalationGraph, incident: Incident, action: str
     elif decisions:
         raise CharterError.single("usage", "--decision belongs to the decide action")
     return role
+
+
+def _acting_role(graph: EscalationGraph, incident: Incident, action: str, principal: str, what: str) -> str:
+    """The highest role `principal` holds among those `allowed_roles` gives for `action`; refused otherwise."""
+    declared = graph.config.roles
+    allowed = allowed_roles(graph, incident, action)
+    held = [r for r in graph.roles_of(principal) if r in allowed]
+    if not held:
+        raise CharterError.single("not_authorized", f"{principal!r} holds none of the roles that may {what} "
+                                  f"a {incident.severity.value} incident: {', '.join(sorted(allowed))}")
+    entry_role = graph.config.entry
+    if held == [entry_role] and principal != incident.owner and incident.owner in declared[entry_role].members:
+        # the first line acts on its own systems only; a colleague in the same role is not the owner
+        raise CharterError.single("not_authorized", f"{principal!r} holds only {entry_role!r} and does not own "
+                                  f"{incident.system_id}; its owner is {incident.owner!r}")
+    return max(held, key=lambda r: declared[r].authority)
 
 
 def transition_statement(incident_id_: str, action: str, note: str, decisions: Iterable[str] = (),
@@ -455,6 +527,237 @@ def transition(ledger: Ledger, incident_id_: str, action: str, key: Signer, note
     return ledger.append(build)[0]
 
 
+# -- EU AI Act Art. 73: serious-incident classification and reports --------------------------------
+
+
+def _moment(value: datetime.datetime | str, option: str) -> str:
+    """`value` as the ledger writes times; refused without a timezone."""
+    try:
+        moment = value if isinstance(value, datetime.datetime) else _time(value)
+    except ValueError:
+        raise CharterError.single("usage", f"{option} {value!r} is not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise CharterError.single("usage", f"{option} {value!r} has no timezone; add Z or +01:00")
+    return format_time(moment)
+
+
+def classification_statement(incident_id_: str, *, serious: bool, note: str, ground: str | None = None,
+                             death: bool = False, widespread: bool = False,
+                             aware_at: datetime.datetime | str | None = None) -> dict[str, Any]:
+    """What a validator signs to classify an incident under Art. 3(49), or to record that it is not serious.
+
+    Args:
+        incident_id_: the incident.
+        serious: a serious incident (`ground` and `aware_at` required), or a triage that it is not one.
+        note: the rationale.
+        ground: ``a``, ``b``, ``c`` or ``d`` of Art. 3(49) (see `GROUNDS`).
+        death: the incident caused a death (Art. 73(4); ground ``a`` only).
+        widespread: a widespread infringement (Art. 3(61), Art. 73(3)).
+        aware_at: when the organisation became aware of the serious incident; the clock runs from it.
+
+    Raises:
+        CharterError: no rationale, a missing or unknown ground, no awareness time, or serious-only
+            details on a triage that finds it is not serious.
+    """
+    if not note.strip():
+        raise CharterError.single("rationale_required", "a classification needs a rationale (--note)")
+    if not serious:
+        given = [name for name, value in (("--ground", ground), ("--death", death), ("--widespread", widespread),
+                                          ("--aware-at", aware_at)) if value]
+        if given:
+            raise CharterError.single("usage", f"{', '.join(given)} belong to --serious; --not-serious records "
+                                      "that no Art. 3(49) ground applies")
+        return {"incident_id": incident_id_, "serious": False, "note": note}
+    if ground not in GROUNDS:
+        raise CharterError.single("usage", f"--serious needs --ground, one of {', '.join(GROUNDS)} (Art. 3(49)), "
+                                  f"not {ground!r}")
+    if death and ground != "a":
+        raise CharterError.single("usage", "--death is an Art. 3(49)(a) harm: use --ground a")
+    if aware_at is None:
+        raise CharterError.single("usage", "--serious needs --aware-at: the Art. 73 deadline runs from the moment "
+                                  "the organisation became aware")
+    return {"incident_id": incident_id_, "serious": True, "ground": ground, "death": bool(death),
+            "widespread": bool(widespread), "aware_at": _moment(aware_at, "--aware-at"), "note": note}
+
+
+def reporting_deadline(graph: EscalationGraph, ground: str, death: bool, widespread: bool,
+                       aware_at: datetime.datetime) -> dict[str, str]:
+    """The Art. 73 deadline of a serious incident, from escalation.yaml's `regulatory.deadlines`.
+
+    The tightest that applies: 2 days for a widespread infringement or a ground (b) disruption
+    (Art. 73(3)), 10 days for a death (73(4)), else 15 days (73(2)); counted from awareness.
+
+    Raises:
+        CharterError: the escalation configuration in force declares no regulatory section.
+    """
+    from .policy.model import format_duration
+
+    regulatory = graph.config.regulatory
+    if regulatory is None:
+        raise CharterError.single("no_regulatory_clock", "the escalation configuration in force has no regulatory "
+                                  "section: nobody files Art. 73 reports and no deadline is set")
+    deadlines = regulatory.deadlines
+    applicable = [("default", deadlines.default)]
+    if death:
+        applicable.append(("death", deadlines.death))
+    if widespread or ground == "b":
+        applicable.append(("widespread_or_critical_infrastructure", deadlines.widespread_or_critical_infrastructure))
+    basis, allowed = min(applicable, key=lambda item: item[1])
+    return {"basis": basis, "allowed": format_duration(allowed), "due_at": format_time(aware_at + allowed)}
+
+
+def authorize_classification(graph: EscalationGraph, incident: Incident, principal: str, statement: dict[str, Any],
+                             now: datetime.datetime) -> tuple[str, dict[str, str] | None]:
+    """The role in which `principal` classifies `incident`, and its reporting deadline; refused otherwise.
+
+    The one rule for `classify` and for `charter verify`. A classification is the validator's
+    decision: the roles that may validate the incident (and roles paged above them) may make it,
+    with the same owner scope and independence from the investigator. It may be made in any state
+    but closed: awareness does not wait for the workflow (a complaint may reach compliance before
+    the owner has acknowledged), and the deadline runs from awareness, not from the classification,
+    so making it early never shortens anyone's time; a closed incident is reopened first, with a
+    rationale, because closing it said nothing was left to do. It may be revised (a triage that found
+    it not serious, a ground that changed) until a report is filed; after that the authority has the
+    determination, and corrections go into the complete report.
+
+    Awareness may not lie after the moment the classification is recorded (a later one would delay
+    the clock, the one direction that hides a late report), nor before the end of the window in
+    which the breach became measurable (the incident's onset: a typo, or another incident).
+
+    Raises:
+        CharterError: a closed or already reported incident, a principal without a validator role, an
+            independence breach, an awareness time out of bounds, or no regulatory section in force.
+    """
+    if incident.state is State.CLOSED:
+        raise CharterError.single("invalid_transition", f"{incident.id} is closed; reopen it (with a rationale) "
+                                  "before classifying it")
+    if incident.filings:
+        raise CharterError.single("already_reported", f"{incident.id} was reported to "
+                                  f"{incident.filings[0]['authority']} on {incident.filings[0]['filed_at']}; "
+                                  "record corrections in the complete report")
+    role = _acting_role(graph, incident, "validate", principal, "validate, and so classify,")
+    if graph.tier(incident.tier).separation_of_duties:
+        _check_independence(incident, "validate", principal)
+    if not statement.get("serious"):
+        return role, None
+    aware = _time(str(statement["aware_at"]))
+    if aware > now:
+        raise CharterError.single("future_time", f"awareness {statement['aware_at']} is after the classification "
+                                  f"is recorded ({format_time(now)}); record the moment you became aware")
+    if aware < _time(incident.onset_at):
+        raise CharterError.single("awareness_before_onset", f"awareness {statement['aware_at']} is before "
+                                  f"{incident.id}'s breach became measurable ({incident.onset_at})")
+    return role, reporting_deadline(graph, str(statement["ground"]), bool(statement.get("death")),
+                                    bool(statement.get("widespread")), aware)
+
+
+def classify(ledger: Ledger, incident_id_: str, key: Signer, note: str, *, serious: bool,
+             ground: str | None = None, death: bool = False, widespread: bool = False,
+             aware_at: datetime.datetime | str | None = None) -> Entry:
+    """Record the validator's Art. 3(49) triage of an incident, signed by `key`.
+
+    A serious classification fixes the Art. 73 reporting deadline (stored with the entry, so a later
+    change of escalation.yaml never re-times it) and pages the reporting role: `charter escalate`
+    delivers the page like any other, until a report is filed.
+
+    Raises:
+        CharterError: anything `classification_statement` or `authorize_classification` refuses,
+            an unknown incident or an unregistered key. Nothing is recorded then.
+    """
+    from .authority import active_escalation, signed_entry
+
+    statement = classification_statement(incident_id_, serious=serious, note=note, ground=ground, death=death,
+                                         widespread=widespread, aware_at=aware_at)
+
+    def build(next_seq: int) -> list[NewEntry]:
+        graph, _ = active_escalation(ledger, next_seq)
+        incident = load_book(ledger).incidents.get(incident_id_)
+        if incident is None:
+            raise CharterError.single("unknown_incident", f"no incident {incident_id_}")
+        entry = signed_entry(ledger, CLASSIFIED, statement, key, subject=incident.system_id, size=next_seq)
+        assert isinstance(entry.payload, dict)
+        role, reporting = authorize_classification(graph, incident, entry.payload["actor"], statement,
+                                                   ledger.clock())
+        return [dataclasses.replace(entry, payload={**entry.payload, "role": role, "reporting": reporting})]
+
+    return ledger.append(build)[0]
+
+
+def filing_statement(incident_id_: str, *, authority: str, reference: str, kind: str,
+                     filed_at: datetime.datetime | str) -> dict[str, Any]:
+    """What the reporting role signs to record an Art. 73 report: authority, reference, kind and date.
+
+    Raises:
+        CharterError: an empty authority or reference, an unknown kind, or a time without a timezone.
+    """
+    if kind not in REPORT_KINDS:
+        raise CharterError.single("usage", f"--kind must be one of {', '.join(REPORT_KINDS)}, not {kind!r}")
+    if not authority.strip() or not reference.strip():
+        raise CharterError.single("usage", "a report names the authority it went to (--authority) and its "
+                                  "reference (--reference)")
+    return {"incident_id": incident_id_, "kind": kind, "authority": authority, "reference": reference,
+            "filed_at": _moment(filed_at, "--filed-at")}
+
+
+def authorize_filing(graph: EscalationGraph, incident: Incident, principal: str, statement: dict[str, Any],
+                     now: datetime.datetime) -> str:
+    """The role in which `principal` records a report on `incident`: the regulatory role; refused otherwise.
+
+    The one rule for `file_report` and for `charter verify`. Only members of escalation.yaml's
+    `regulatory.role` file; only for an incident its validator classified serious; filed no earlier
+    than the awareness and no later than the moment it is recorded.
+
+    Raises:
+        CharterError: no regulatory section, a principal outside its role, an incident not classified
+            serious, or a filing time out of bounds.
+    """
+    regulatory = graph.config.regulatory
+    if regulatory is None:
+        raise CharterError.single("no_regulatory_clock", "the escalation configuration in force has no regulatory "
+                                  "section: nobody may file Art. 73 reports")
+    if principal not in graph.config.roles[regulatory.role].members:
+        raise CharterError.single("not_authorized", f"{principal!r} is not in {regulatory.role!r}, the role that "
+                                  "files Art. 73 reports")
+    if not incident.serious:
+        raise CharterError.single("not_classified", f"{incident.id} is not classified as a serious incident; its "
+                                  "validator classifies it first (charter incidents classify)")
+    assert incident.classification is not None
+    filed = _time(str(statement["filed_at"]))
+    if filed > now:
+        raise CharterError.single("future_time", f"--filed-at {statement['filed_at']} is after the moment it is "
+                                  f"recorded ({format_time(now)})")
+    if filed < _time(incident.classification["aware_at"]):
+        raise CharterError.single("filed_before_awareness", f"--filed-at {statement['filed_at']} is before the "
+                                  f"recorded awareness {incident.classification['aware_at']}")
+    return regulatory.role
+
+
+def file_report(ledger: Ledger, incident_id_: str, key: Signer, *, authority: str, reference: str, kind: str,
+                filed_at: datetime.datetime | str) -> Entry:
+    """Record an Art. 73 report filed with a market surveillance authority, signed by `key`.
+
+    Raises:
+        CharterError: anything `filing_statement` or `authorize_filing` refuses, an unknown incident
+            or an unregistered key. Nothing is recorded then.
+    """
+    from .authority import active_escalation, signed_entry
+
+    statement = filing_statement(incident_id_, authority=authority, reference=reference, kind=kind,
+                                 filed_at=filed_at)
+
+    def build(next_seq: int) -> list[NewEntry]:
+        graph, _ = active_escalation(ledger, next_seq)
+        incident = load_book(ledger).incidents.get(incident_id_)
+        if incident is None:
+            raise CharterError.single("unknown_incident", f"no incident {incident_id_}")
+        entry = signed_entry(ledger, REPORT_FILED, statement, key, subject=incident.system_id, size=next_seq)
+        assert isinstance(entry.payload, dict)
+        role = authorize_filing(graph, incident, entry.payload["actor"], statement, ledger.clock())
+        return [dataclasses.replace(entry, payload={**entry.payload, "role": role})]
+
+    return ledger.append(build)[0]
+
+
 def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None = None) -> list[Problem]:
     """Recorded transitions and waivers from seq `start` on that the rules then in force did not allow.
 
@@ -462,7 +765,9 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
     some escalation role): each signed transition is judged again by `authorize_transition`, against
     the incident as folded from the entries before it, and must record the role and states it gives;
     the log's own reopening must reopen a resolved or closed incident; a waiver must cover exactly
-    the incident its decision accepted, for the length that decision signed, within the maximum.
+    the incident its decision accepted, for the length that decision signed, within the maximum; a
+    serious-incident classification must be the validator's (`authorize_classification`) with the
+    deadline the configuration then gave, and a report filed by the reporting role (`authorize_filing`).
     """
     from .authority import escalation_at
     from .ledger.auditor import ESCALATION_ACTIVATED, Problem
@@ -476,10 +781,12 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
         if entry.type == ESCALATION_ACTIVATED:
             graph = escalation_at(entry)
             continue
-        if entry.seq >= start and entry.type in (TRANSITION, WAIVER):
+        if entry.seq >= start and entry.type in (TRANSITION, WAIVER, CLASSIFIED, REPORT_FILED):
             try:
                 if entry.type == WAIVER:
                     _check_waiver(graph, book, p, decision)
+                elif entry.type in (CLASSIFIED, REPORT_FILED):
+                    _check_recorded_art73(graph, book, entry)
                 else:
                     _check_recorded_transition(graph, book, p, entry.key_id)
             except CharterError as exc:
@@ -489,6 +796,40 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
         decision = p if entry.type == TRANSITION else None
         apply(book, entry)
     return problems
+
+
+def _check_recorded_art73(graph: EscalationGraph | None, book: IncidentBook, entry: Entry) -> None:
+    """A recorded classification or filing, judged again by the rule that recorded it, as of its arrival."""
+    p = entry.payload
+    incident = book.incidents.get(str(p.get("incident_id", "")))
+    if incident is None or graph is None:
+        raise CharterError.single("not_authorized", "a classification or report of no known incident or escalation "
+                                  "configuration")
+    now = _time(entry.received_at)
+    try:
+        if entry.type == CLASSIFIED:
+            statement = classification_statement(
+                str(p["incident_id"]), serious=p["serious"] is True, note=str(p["note"]), ground=p.get("ground"),
+                death=p.get("death") is True, widespread=p.get("widespread") is True, aware_at=p.get("aware_at"))
+            signed = {k: v for k, v in p.items() if k not in ("actor", "signed_at", "role", "reporting")}
+            if signed != statement:
+                raise CharterError.single("not_authorized", "the classification's fields are not the ones the "
+                                          "command writes")
+            role, reporting = authorize_classification(graph, incident, str(p.get("actor")), statement, now)
+            if (p.get("role"), p.get("reporting")) != (role, reporting):
+                raise CharterError.single("not_authorized", f"the entry records role {p.get('role')!r} and reporting "
+                                          f"{p.get('reporting')}; the rule gives {role!r} and {reporting}")
+            return
+        statement = filing_statement(str(p["incident_id"]), authority=str(p["authority"]),
+                                     reference=str(p["reference"]), kind=str(p["kind"]), filed_at=str(p["filed_at"]))
+        if {k: v for k, v in p.items() if k not in ("actor", "signed_at", "role")} != statement:
+            raise CharterError.single("not_authorized", "the report's fields are not the ones the command writes")
+        role = authorize_filing(graph, incident, str(p.get("actor")), statement, now)
+        if p.get("role") != role:
+            raise CharterError.single("not_authorized", f"the entry records role {p.get('role')!r}; the rule gives "
+                                      f"{role!r}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CharterError.single("not_authorized", f"malformed {entry.type}: {exc!r}") from exc
 
 
 def _check_recorded_transition(graph: EscalationGraph | None, book: IncidentBook, p: dict[str, Any],
@@ -675,7 +1016,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mtta": ("opened", ("acknowledge", "investigate")),  # starting the investigation acknowledges too
     "time_to_decision": ("opened", ("decide",)),
     "mttr": ("opened", ("resolve",)),
+    # Art. 73: from awareness to the first report filed, over serious incidents only
+    "time_to_filing": ("aware", ("report_filed",)),
 }
+#: Art. 73 reporting outcomes counted per scope
+REPORTING_COUNTS = ("serious", "on_time", "late", "pending", "overdue")
 
 
 @dataclass
@@ -684,19 +1029,25 @@ class Metrics:
 
     scopes: dict[str, dict[str, Any]]
     rejected: list[dict[str, Any]]
+    #: scope -> Art. 73 counts: serious incidents, first report on time, late, not yet filed (pending),
+    #: and of those, past their deadline at the time asked (overdue)
+    reporting: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"scopes": {scope: {metric: stats}}, "rejected": [...]}``."""
-        return {"scopes": self.scopes, "rejected": self.rejected}
+        """JSON-ready: ``{"scopes": {scope: {metric: stats}}, "reporting": {scope: counts}, "rejected": [...]}``."""
+        return {"scopes": self.scopes, "reporting": self.reporting, "rejected": self.rejected}
 
 
-def metrics(incidents: Iterable[Incident]) -> Metrics:
-    """MTTD, MTTA, time to decision and MTTR (median, p90, counts) per system and for the portfolio.
+def metrics(incidents: Iterable[Incident], at: datetime.datetime | None = None) -> Metrics:
+    """MTTD, MTTA, time to decision, MTTR and time to filing (median, p90, counts) per system and portfolio.
 
     MTTD runs from the end of the window in which the breach became measurable to its detection;
-    the others from the incident's opening. Incidents that have not reached an endpoint count as
-    missing. A negative duration (clock skew or bad data) is left out of the statistics and listed
-    under `rejected`, naming the incident, so one bad clock neither skews nor blocks the portfolio.
+    time to filing from the recorded awareness of a serious incident to its first Art. 73 report,
+    over serious incidents only; the others from the incident's opening. Incidents that have not
+    reached an endpoint count as missing. A negative duration (clock skew or bad data) is left out
+    of the statistics and listed under `rejected`, naming the incident, so one bad clock neither
+    skews nor blocks the portfolio. `reporting` counts serious incidents by outcome; pending ones
+    past their deadline at `at` count as overdue too (none without `at`).
     """
     rows = list(incidents)
     scopes: dict[str, dict[str, Any]] = {}
@@ -704,14 +1055,30 @@ def metrics(incidents: Iterable[Incident]) -> Metrics:
     groups: dict[str, list[Incident]] = {"portfolio": rows}
     for incident in rows:
         groups.setdefault(incident.system_id, []).append(incident)
+    reporting: dict[str, dict[str, int]] = {}
     for name, members in sorted(groups.items()):
         scopes[name] = {}
+        counts = reporting[name] = dict.fromkeys(REPORTING_COUNTS, 0)
+        for incident in members:
+            status = incident.reporting_status(at)
+            if status is not None:
+                counts["serious"] += 1
+                counts["pending" if status == "overdue" else status] += 1
+                counts["overdue"] += status == "overdue"
         for metric, (start, ends) in METRICS.items():
             values: list[float] = []
             missing = skewed = 0
             for incident in members:
+                if metric == "time_to_filing" and not incident.serious:
+                    continue
                 points = {"onset": incident.onset_at, "detected": incident.detected_at, "opened": incident.opened_at,
                           **incident.times}
+                if incident.serious:
+                    assert incident.classification is not None
+                    first = incident.first_report()
+                    points["aware"] = incident.classification["aware_at"]
+                    if first is not None:
+                        points["report_filed"] = first["filed_at"]
                 reached = [points[end] for end in ends if end in points]
                 if not reached:
                     missing += 1
@@ -726,4 +1093,4 @@ def metrics(incidents: Iterable[Incident]) -> Metrics:
                     continue
                 values.append(seconds)
             scopes[name][metric] = {**_stats(values, missing), "rejected": skewed}
-    return Metrics(scopes, rejected)
+    return Metrics(scopes, rejected, reporting)

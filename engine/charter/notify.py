@@ -7,6 +7,8 @@ under the idempotency key (incident, round, level, recipient, channel) after it 
 the tick twice never notifies twice, and a failing channel is retried by the next tick without
 repeating the channels that worked (the key travels with the message, so a receiver can drop the
 rare duplicate of a crash between delivery and record). A reopened incident starts a new round.
+A serious incident (EU AI Act Art. 73) pages the reporting role until its first report is filed,
+whatever its state; `page_reporting` makes that page at once, when the incident is classified.
 
 The tick refuses a `now` later than the ledger's clock (beyond a small tolerance): escalation
 times are ledger times, and a clock running ahead would page people before their deadline.
@@ -116,17 +118,23 @@ def due_escalations(graph: EscalationGraph, incident: Incident, now: datetime.da
 def recipients(graph: EscalationGraph, incident: Incident) -> list[tuple[int, str, str]]:
     """Everyone an incident should have reached so far: (level, role, principal).
 
-    A paged role that escalation.yaml no longer declares has nobody to reach; `tick` reports it.
+    While the incident is undecided: its owner (or the entry role) and the roles escalation paged.
+    While a serious incident awaits its first Art. 73 report, whatever its state: the reporting
+    role, at level 0 (its validator's classification pages it at once, not the chain). A paged role
+    that escalation.yaml no longer declares has nobody to reach; `tick` reports it.
     """
     roles = graph.config.roles
-    entry = graph.config.entry
-    owner_first = [incident.owner] if incident.owner in roles[entry].members else list(roles[entry].members)
-    out = [(0, entry, person) for person in owner_first]
+    out: list[tuple[int, str, str]] = []
+    if incident.active:
+        entry = graph.config.entry
+        owner_first = [incident.owner] if incident.owner in roles[entry].members else list(roles[entry].members)
+        out += [(0, entry, person) for person in owner_first]
     regulatory = graph.config.regulatory
-    if regulatory and incident.severity in regulatory.severities and incident.tier in regulatory.tiers:
+    if regulatory and incident.awaiting_report:
         out += [(0, regulatory.role, person) for person in roles[regulatory.role].members]
-    for level, role in enumerate(incident.escalated_to, start=1):
-        out += [(level, role, person) for person in (roles[role].members if role in roles else ())]
+    if incident.active:
+        for level, role in enumerate(incident.escalated_to, start=1):
+            out += [(level, role, person) for person in (roles[role].members if role in roles else ())]
     return out
 
 
@@ -161,29 +169,56 @@ def tick(ledger: Ledger, graph: EscalationGraph, now: datetime.datetime, notifie
 
     ledger.append(build)
     for incident in load_book(ledger).incidents.values():
-        if not incident.active:
-            continue  # decided, resolved or closed: nobody needs paging any more
-        for role in incident.escalated_to:
+        if not incident.active and not incident.awaiting_report:
+            continue  # decided, resolved or closed, and no Art. 73 report outstanding: nobody needs paging
+        for role in incident.escalated_to if incident.active else ():
             if role not in graph.config.roles:
                 report.failed.append(f"{incident.id}: paged role {role!r} is no longer declared in escalation.yaml")
-        for level, role, person in recipients(graph, incident):
-            for index, channel in enumerate(graph.config.roles[role].channels):
-                key = notification_key(incident, level, person, index)
-                if key in incident.notified:
-                    continue
-                message = {"key": key, "incident": incident.id, "system": incident.system_id, "rule": incident.rule,
-                           "segment": incident.segment, "severity": incident.severity.value,
-                           "state": incident.state.value, "level": level, "role": role, "title": incident.title}
-                try:
-                    notifier.send(channel, person, message)
-                except DeliveryError as exc:
-                    report.failed.append(f"{key}: {exc}")
-                    continue
-                try:
-                    ledger.append([NewEntry(NOTIFIED, {"incident_id": incident.id, "key": key, "level": level,
-                                                       "role": role, "recipient": person, "channel": channel.type,
-                                                       "sent_at": format_time(now)}, key, subject=incident.system_id)])
-                except CharterError:
-                    continue  # another tick recorded it first
-                report.notified.append(key)
+        _deliver(ledger, graph, incident, now, notifier, report)
+    return report
+
+
+def _deliver(ledger: Ledger, graph: EscalationGraph, incident: Incident, now: datetime.datetime, notifier: Notifier,
+             report: TickReport, only_role: str | None = None) -> None:
+    """Notify every recipient of `incident` (or only those of `only_role`) not yet notified, recording each delivery."""
+    for level, role, person in recipients(graph, incident):
+        if only_role is not None and role != only_role:
+            continue
+        for index, channel in enumerate(graph.config.roles[role].channels):
+            key = notification_key(incident, level, person, index)
+            if key in incident.notified:
+                continue
+            message: dict[str, Any] = {"key": key, "incident": incident.id, "system": incident.system_id,
+                                       "rule": incident.rule, "segment": incident.segment,
+                                       "severity": incident.severity.value, "state": incident.state.value,
+                                       "level": level, "role": role, "title": incident.title}
+            if incident.awaiting_report and graph.config.regulatory and role == graph.config.regulatory.role:
+                assert incident.classification is not None
+                message["serious_incident"] = {k: incident.classification[k] for k in (
+                    "ground", "aware_at", "basis", "due_at")}
+            try:
+                notifier.send(channel, person, message)
+            except DeliveryError as exc:
+                report.failed.append(f"{key}: {exc}")
+                continue
+            try:
+                ledger.append([NewEntry(NOTIFIED, {"incident_id": incident.id, "key": key, "level": level,
+                                                   "role": role, "recipient": person, "channel": channel.type,
+                                                   "sent_at": format_time(now)}, key, subject=incident.system_id)])
+            except CharterError:
+                continue  # another tick recorded it first
+            report.notified.append(key)
+
+
+def page_reporting(ledger: Ledger, graph: EscalationGraph, incident_id: str, notifier: Notifier) -> TickReport:
+    """Page the Art. 73 reporting role about a serious incident at once, as of the ledger's clock.
+
+    The same deliveries `tick` makes, under the same idempotency keys: a later tick repeats none of
+    them and retries the ones that failed. Nothing happens for an incident not awaiting a report.
+    """
+    report = TickReport()
+    incident = load_book(ledger).incidents.get(incident_id)
+    regulatory = graph.config.regulatory
+    if incident is not None and regulatory is not None and incident.awaiting_report:
+        _deliver(ledger, graph, incident, ledger.clock(), notifier, report, regulatory.role)
     return report

@@ -23,7 +23,7 @@ from .authority import (
     publish_policies,
 )
 from .errors import CharterError
-from .incidents import TRANSITION, transition
+from .incidents import CLASSIFIED, REPORT_FILED, TRANSITION, classify, file_report, transition
 from .ledger.auditor import (
     ESCALATION_ACTIVATED,
     EVIDENCE_ATTESTATION,
@@ -106,6 +106,13 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
             from .evidence import accept_evidence
 
             return accept_evidence(ledger, statement)
+        if statement.type == CLASSIFIED:
+            return classify(ledger, fields["incident_id"], statement, fields["note"], serious=fields["serious"],
+                            ground=fields.get("ground"), death=fields.get("death", False),
+                            widespread=fields.get("widespread", False), aware_at=fields.get("aware_at"))
+        if statement.type == REPORT_FILED:
+            return file_report(ledger, fields["incident_id"], statement, authority=fields["authority"],
+                               reference=fields["reference"], kind=fields["kind"], filed_at=fields["filed_at"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CharterError.single("statement_file", f"the {statement.type} statement lacks or mistypes a field: "
                                   f"{exc}") from exc

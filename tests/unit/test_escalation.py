@@ -110,10 +110,43 @@ def test_f15_separation_of_duties_by_role_and_by_principal(tmp_path: Path) -> No
     assert "separation_of_duties" in _codes(tmp_path, shared_person)
 
 
-def test_f17_regulatory_clock_shorter_than_the_chain(tmp_path: Path) -> None:
+def test_f17_art73_deadlines_may_only_shorten_the_default(tmp_path: Path) -> None:
     document = copy.deepcopy(BASE)
-    document["tiers"]["high"]["timeout_factor"] = 2.0  # decider now paged after 6 days, beyond 2 days
-    assert "regulatory_clock" in _codes(tmp_path, document)
+    document["regulatory"]["deadlines"]["death"] = "P20D"  # Art. 73(4) gives 10 days, shorter than 15
+    path = write_yaml(tmp_path / "escalation.yaml", document)
+    with pytest.raises(CharterError) as info:
+        load_escalation(path)
+    assert [d.code for d in info.value.diagnostics] == ["regulatory_clock"]
+    assert info.value.location.path == "$.regulatory.deadlines.death" and info.value.location.line is not None
+    # The chain's timing no longer matters to Art. 73: a slow chain is no regulatory problem (the
+    # classification pages the reporting role at once).
+    slow = copy.deepcopy(BASE)
+    slow["tiers"]["high"]["timeout_factor"] = 2.0
+    assert load_escalation(write_yaml(tmp_path / "slow.yaml", slow)).check() == []
+
+
+@pytest.mark.parametrize("retired", [{"severities": ["critical"]}, {"tiers": ["high"]},
+                                     {"severities": ["critical"], "tiers": ["high"]}])
+def test_kpi_severity_no_longer_starts_the_art73_clock_and_the_old_keys_are_refused(
+        tmp_path: Path, retired: dict[str, Any]) -> None:
+    document = copy.deepcopy(BASE)
+    document["regulatory"].update(retired)
+    path = write_yaml(tmp_path / "escalation.yaml", document)
+    with pytest.raises(CharterError) as info:
+        load_escalation(path)
+    [diagnostic] = info.value.diagnostics
+    assert diagnostic.code == "escalation_schema" and diagnostic.location.path == "$.regulatory"
+    assert "charter incidents classify" in diagnostic.message
+    assert all(key in diagnostic.message for key in retired)
+
+
+@pytest.mark.parametrize("deadlines", [{"default": "P15D", "death": "P10D"},
+                                       {"default": "P15D", "death": "P10D",
+                                        "widespread_or_critical_infrastructure": "P2D", "gpai": "P1D"}])
+def test_art73_deadlines_are_exactly_the_three_of_the_act(tmp_path: Path, deadlines: dict[str, str]) -> None:
+    document = copy.deepcopy(BASE)
+    document["regulatory"]["deadlines"] = deadlines
+    assert _codes(tmp_path, document) == ["escalation_schema"]
 
 
 def test_high_risk_oversight_must_be_reached(tmp_path: Path) -> None:
@@ -134,7 +167,8 @@ def test_plan_times_for_a_critical_incident_on_a_high_risk_system() -> None:
     graph = load_escalation(REPO / "policies" / "escalation.yaml")
     plan = {step.role: step.after for step in graph.plan(Severity.CRITICAL, RiskTier.HIGH)}
     hours = datetime.timedelta(hours=1)
-    assert plan == {"model_owner": 0 * hours, "regulatory_reporting": 0 * hours, "risk_compliance": 12 * hours,
+    # The reporting role is not in the plan: inaction never pages it, a serious-incident classification does.
+    assert plan == {"model_owner": 0 * hours, "risk_compliance": 12 * hours,
                     "governance_committee": 36 * hours, "executive": 72 * hours, "board": 96 * hours}
     assert graph.decider(Severity.CRITICAL, RiskTier.HIGH) == "governance_committee"
     assert graph.may_decide("governance_committee", "compensate")
@@ -145,6 +179,9 @@ def test_render_formats() -> None:
     graph = load_escalation(REPO / "policies" / "escalation.yaml")
     assert graph.render("mermaid").startswith("flowchart BT\n")
     assert "model_owner -> risk_compliance" in graph.render("dot")
+    # the reporting role is paged by the validator's classification, not by the entry role
+    assert "risk_compliance -. Art. 73 serious incident .-> regulatory_reporting" in graph.render("mermaid")
+    assert graph.classifiers() == ["risk_compliance"]
     with pytest.raises(CharterError):
         graph.render("svg")
 

@@ -59,6 +59,20 @@ def demo_story(act: Act, escalate: Callable[[], None]) -> list[tuple[str, Callab
     ]
 
 
+def art73_story(classify: Act, report: Act) -> list[tuple[str, Callable[[], None]]]:
+    """EU AI Act Art. 73 beside the claims story: the validator classifies the validated fairness breach as a
+    potential serious incident (Art. 3(49)(c)), legal is paged at once and files the initial report in time."""
+    return [
+        ("2026-06-06T16:00:00+00:00", classify("claims-approval", FAIRNESS, "carla.rossi", "c",
+                                               "2026-06-06T15:00:00+00:00",
+                                               "Age disparity without lawful basis infringes fundamental-rights "
+                                               "obligations: a potential serious incident")),
+        ("2026-06-09T11:00:00+00:00", report("claims-approval", FAIRNESS, "eric.dubois", "initial",
+                                             "BaFin, market surveillance authority (Art. 74(6))", "KI-2026-0042",
+                                             "2026-06-09T10:30:00+00:00")),
+    ]
+
+
 #: the demo's administrators (two of three approve a change of the governance configuration)
 DEMO_ADMINS = ("ana.costa", "ben.okafor", "chen.li")
 #: who holds the authority roles: the risk team authors and approves packs, the registrar keeps the inventory
@@ -169,9 +183,9 @@ def demo(
     from ..authority import active_escalation
     from ..evaluate import Status
     from ..evidence import evidence_index
-    from ..incidents import load_book, metrics, transition
+    from ..incidents import classify, file_report, load_book, metrics, transition
     from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
-    from ..notify import ChannelNotifier, tick
+    from ..notify import ChannelNotifier, page_reporting, tick
     from ..registry import SystemRegistry
     from ..report import SUFFIXES, bind, build, issue, render_files
     from ..submission import default_compiler, submit_bundle
@@ -227,10 +241,38 @@ def demo(
             out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} {action}{extra}: "
                       f"{safe(note)}")
         return run
+    def serious(system_id: str, rule: str, principal: str, ground: str, aware_at: str,
+                note: str) -> Callable[[], None]:
+        def run() -> None:
+            incident = next(i for i in load_book(ledger).incidents.values()
+                            if i.system_id == system_id and i.rule == rule)
+            entry = classify(ledger, incident.id, keys[principal], note, serious=True, ground=ground,
+                             aware_at=aware_at)
+            assert graph.config.regulatory is not None
+            legal = graph.config.regulatory.role
+            page_reporting(ledger, graph, incident.id, notifier)  # at once, not at the next tick
+            out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} classified it a "
+                      f"potential serious incident (EU AI Act Art. 3(49)({ground}), aware since {aware_at[:16]}): "
+                      f"Art. 73 report due {entry.payload['reporting']['due_at'][:16]}; {legal} "
+                      f"({', '.join(graph.config.roles[legal].members)}) paged")
+        return run
+
+    def filing(system_id: str, rule: str, principal: str, kind: str, authority: str, reference: str,
+               filed_at: str) -> Callable[[], None]:
+        def run() -> None:
+            incident = next(i for i in load_book(ledger).incidents.values()
+                            if i.system_id == system_id and i.rule == rule)
+            file_report(ledger, incident.id, keys[principal], authority=authority, reference=reference, kind=kind,
+                        filed_at=filed_at)
+            status = load_book(ledger).incidents[incident.id].reporting_status(clock["now"])
+            out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} filed the {kind} "
+                      f"Art. 73 report with {safe(authority)} ({safe(reference)}): "
+                      f"{'in time' if status == 'on_time' else 'late'}")
+        return run
     for path, moment in zip(bundles, moments, strict=True):
         events.append((moment, functools.partial(submit, path)))
         events.append((moment + datetime.timedelta(minutes=1), escalate))
-    for when, step in demo_story(act, escalate):
+    for when, step in [*demo_story(act, escalate), *art73_story(serious, filing)]:
         events.append((datetime.datetime.fromisoformat(when), step))
     for moment, step in sorted(events, key=lambda e: e[0]):
         clock["now"] = moment
@@ -244,9 +286,13 @@ def demo(
                     i.state.value, ", ".join(i.escalated_to), ", ".join(i.decisions)]
                    for i in sorted(load_book(ledger).incidents.values(), key=lambda i: i.opened_at)],
                   ids={"incident"})
-    portfolio = metrics(load_book(ledger).incidents.values()).scopes["portfolio"]
+    measured = metrics(load_book(ledger).incidents.values(), at=clock["now"])
+    portfolio = measured.scopes["portfolio"]
     out.print("portfolio: " + "; ".join(f"{name} median {v['median_h']} h (n={v['n']}, open {v['missing']})"
                                          for name, v in portfolio.items()))
+    art73 = measured.reporting["portfolio"]
+    out.print(f"EU AI Act Art. 73: {art73['serious']} serious incident(s); first report on time {art73['on_time']}, "
+              f"late {art73['late']}, pending {art73['pending']}")
     print_listing(f"Evidence of process controls at {clock['now']:%Y-%m-%d %H:%M}",
                   ["id", "controls", "kind", "title", "status"],
                   [[i.id, ", ".join(i.controls), i.kind, i.title, i.status_at(clock["now"])]

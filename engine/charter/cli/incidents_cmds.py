@@ -1,4 +1,4 @@
-"""`charter incidents ...`, `charter escalate` and `charter metrics`: the incident workflow."""
+"""`charter incidents ...`, `charter escalate` and `charter metrics`: the incident workflow and Art. 73 reporting."""
 
 import json
 from collections.abc import Callable
@@ -101,9 +101,11 @@ def incidents_show(incident_id: Annotated[str, typer.Argument()], db: DbOption =
                              "status": p.get("status"), "condition": p.get("condition"),
                              "observed": p.get("observed", {}), "thresholds": p.get("thresholds", {}),
                              "explanation": p.get("explanation", "")})
+    serious = _serious_incident(incident)
     if output is OutputFormat.JSON:
         typer.echo(json.dumps({**_row(incident), "title": incident.title, "findings": findings,
-                               "next": _next(None, incident), "timeline": incident.timeline}, indent=2))
+                               "next": _next(None, incident), "classification": serious,
+                               "timeline": incident.timeline}, indent=2))
         return
     out.print(f"[bold]{safe(incident.id)}[/] {safe(incident.title)}: {safe(incident.system_id)} {safe(incident.rule)}"
               + (f" {safe('[' + incident.segment + ']')}" if incident.segment else "")
@@ -116,9 +118,53 @@ def incidents_show(incident_id: Annotated[str, typer.Argument()], db: DbOption =
                     f["condition"] or "", _values(f["observed"]), _values(f["thresholds"]), f["explanation"]]
                    for f in findings],
                   ids={"seq"})
+    if serious is not None:
+        _print_serious(serious)
     print_listing("Timeline", ["when", "seq", "event", "by", "note"],
                   [[e["at"], str(e["seq"]), e["event"], e["by"], e["note"]] for e in incident.timeline],
                   ids={"seq"})
+
+
+def _serious_incident(incident: "Incident") -> dict[str, object] | None:
+    """The Art. 3(49) triage and Art. 73 reports of an incident, with the reporting status as of now."""
+    from ..incidents import GROUNDS
+
+    if incident.classification is None:
+        return None
+    c = incident.classification
+    if not c["serious"]:
+        return {"serious": False, "by": c["by"], "role": c["role"], "seq": c["seq"], "at": c["at"],
+                "note": c["note"]}
+    return {"serious": True, "ground": c["ground"], "ground_text": GROUNDS.get(str(c["ground"]), ""),
+            "death": c["death"], "widespread": c["widespread"], "aware_at": c["aware_at"], "basis": c["basis"],
+            "allowed": c["allowed"], "due_at": c["due_at"], "status": incident.reporting_status(parse_time("now")),
+            "by": c["by"], "role": c["role"], "seq": c["seq"], "at": c["at"], "note": c["note"],
+            "filings": incident.filings}
+
+
+_STATUS = {"on_time": "first report filed in time", "late": "[red]first report filed late[/]",
+           "pending": "no report filed yet; the deadline has not passed",
+           "overdue": "[bold red]overdue: no report filed and the deadline has passed[/]"}
+
+
+def _print_serious(serious: dict[str, object]) -> None:
+    if not serious["serious"]:
+        out.print(f"serious incident: no (triage by {safe(str(serious['by']))} at seq {serious['seq']}: "
+                  f"{safe(str(serious['note']))})")
+        return
+    extra = ", ".join(x for x, on in (("death", serious["death"]), ("widespread infringement",
+                                                                     serious["widespread"])) if on)
+    out.print(f"serious incident (EU AI Act Art. 3(49)({serious['ground']}): {serious['ground_text']}"
+              + (f"; {extra}" if extra else "") + f"), classified by {safe(str(serious['by']))} at seq "
+              f"{serious['seq']}")
+    out.print(f"aware since {serious['aware_at']}; Art. 73 report due {serious['due_at']} "
+              f"({serious['basis']}, {serious['allowed']} from awareness): {_STATUS[str(serious['status'])]}")
+    filings = serious["filings"]
+    assert isinstance(filings, list)
+    if filings:
+        print_listing("Art. 73 reports", ["seq", "kind", "filed", "authority", "reference", "by"],
+                      [[str(f["seq"]), f["kind"], f["filed_at"], f["authority"], f["reference"], f["by"]]
+                       for f in filings], ids={"seq"})
 
 
 def _values(values: dict[str, object]) -> str:
@@ -158,6 +204,98 @@ for _name in ACTION_NAMES:
     incidents_app.command(_name if _name != "acknowledge" else "ack")(_action(_name))
 
 
+@incidents_app.command("classify")
+def incidents_classify(
+    incident_id: Annotated[str, typer.Argument()],
+    key: Annotated[Path, typer.Option("--key", help="Your private key: a member of a role that may validate "
+                                      "the incident.")],
+    note: Annotated[str, typer.Option("--note", help="The rationale, recorded in the ledger.")],
+    serious: Annotated[bool | None, typer.Option("--serious/--not-serious", help="A serious incident under "
+                                                 "Art. 3(49), or a triage that it is not one (say which).")] = None,
+    ground: Annotated[str | None, typer.Option(help="With --serious, the Art. 3(49) ground: a (death or serious "
+                                               "harm to health), b (critical infrastructure), c (fundamental "
+                                               "rights), d (property or environment).")] = None,
+    death: Annotated[bool, typer.Option("--death", help="The incident caused a death (ground a): 10 days.")]
+    = False,
+    widespread: Annotated[bool, typer.Option("--widespread", help="A widespread infringement (Art. 3(61)): "
+                                             "2 days.")] = False,
+    aware_at: Annotated[str | None, typer.Option("--aware-at", help="When the organisation became aware of the "
+                                                 "serious incident (ISO 8601, or 'now'): the clock runs from it.")]
+    = None,
+    log_file: Annotated[Path, typer.Option(help="Where log channels write the page to the reporting role.")]
+    = Path(".charter/notifications.log"),
+    sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Classify an incident as an EU AI Act serious incident (Art. 3(49)), which starts the Art. 73 clock and pages
+    the reporting role; or record that it is not one. The incident's validator decides (signed, in the ledger)."""
+    from ..incidents import CLASSIFIED, classification_statement, classify
+    from ..ledger import SigningKey
+
+    if serious is None:
+        raise CharterError.single("usage", "say --serious (with --ground and --aware-at) or --not-serious")
+    aware = parse_time(aware_at, "--aware-at") if aware_at is not None else None
+    actor = SigningKey.load(key)
+    if sign_only is not None:
+        write_signed(sign_only, CLASSIFIED, [classification_statement(
+            incident_id, serious=serious, note=note, ground=ground, death=death, widespread=widespread,
+            aware_at=aware)], actor, open_ledger(db, ledger_key, writable=False))
+        return
+    ledger = open_ledger(db, ledger_key, writable=True)
+    entry = classify(ledger, incident_id, actor, note, serious=serious, ground=ground, death=death,
+                     widespread=widespread, aware_at=aware)
+    p = entry.payload
+    if not serious:
+        out.print(f"{safe(incident_id)}: recorded as not a serious incident at seq {entry.seq} by "
+                  f"{safe(p['actor'])} ({safe(p['role'])})")
+        return
+    from ..notify import ChannelNotifier, page_reporting
+
+    graph = _in_force(ledger)
+    assert graph.config.regulatory is not None  # classify refused the serious incident otherwise
+    role = graph.config.regulatory.role
+    out.print(f"{safe(incident_id)}: serious incident (Art. 3(49)({ground})) recorded at seq {entry.seq} by "
+              f"{safe(p['actor'])} ({safe(p['role'])}); Art. 73 report due {p['reporting']['due_at']} "
+              f"({p['reporting']['basis']}, {p['reporting']['allowed']} from awareness {p['aware_at']})")
+    paged = page_reporting(ledger, graph, incident_id, ChannelNotifier(log_file))
+    out.print(f"paged {role}: {safe(', '.join(graph.config.roles[role].members))} ({len(paged.notified)} "
+              "notifications sent)")
+    for line in paged.failed:
+        out.print(f"[yellow]delivery failed[/] {safe(line)}: the classification stands; `charter escalate` retries")
+
+
+@incidents_app.command("file-report")
+def incidents_file_report(
+    incident_id: Annotated[str, typer.Argument()],
+    key: Annotated[Path, typer.Option("--key", help="Your private key: a member of the regulatory reporting "
+                                      "role.")],
+    authority: Annotated[str, typer.Option("--authority", help="The market surveillance authority it went to.")],
+    reference: Annotated[str, typer.Option("--reference", help="The authority's or your reference for it.")],
+    kind: Annotated[str, typer.Option("--kind", help="initial (may be incomplete, Art. 73(5)) or complete.")],
+    filed_at: Annotated[str, typer.Option("--filed-at", help="When it was filed (ISO 8601, or 'now').")],
+    sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Record an EU AI Act Art. 73 report filed for a serious incident (signed, in the ledger)."""
+    from ..incidents import REPORT_FILED, file_report, filing_statement, load_book
+    from ..ledger import SigningKey
+
+    filed = parse_time(filed_at, "--filed-at")
+    actor = SigningKey.load(key)
+    if sign_only is not None:
+        write_signed(sign_only, REPORT_FILED, [filing_statement(incident_id, authority=authority, reference=reference,
+                                                                kind=kind, filed_at=filed)],
+                     actor, open_ledger(db, ledger_key, writable=False))
+        return
+    ledger = open_ledger(db, ledger_key, writable=True)
+    entry = file_report(ledger, incident_id, actor, authority=authority, reference=reference, kind=kind,
+                        filed_at=filed)
+    incident = load_book(ledger).incidents[incident_id]
+    status = incident.reporting_status()
+    assert incident.classification is not None
+    out.print(f"{safe(incident_id)}: {kind} report to {safe(authority)} ({safe(reference)}) recorded at seq "
+              f"{entry.seq} by {safe(entry.payload['actor'])}; the first report was filed "
+              f"{'in time' if status == 'on_time' else 'late'} (due {incident.classification['due_at']})")
+
+
 def escalate(
     now: Annotated[str, typer.Option("--now", help="The time to act as of (ISO 8601, or 'now').")] = "now",
     log_file: Annotated[Path, typer.Option(help="Where log channels write.")] = Path(".charter/notifications.log"),
@@ -185,10 +323,12 @@ def metrics_command(
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.TABLE,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """MTTD, MTTA, time to decision and MTTR: medians, p90 and counts per system and portfolio."""
+    """MTTD, MTTA, time to decision, MTTR and Art. 73 time to filing: medians, p90 and counts per system and
+    portfolio, and serious incidents reported on time, late, or pending (overdue ones among them)."""
     from ..incidents import load_book, metrics
 
-    result = metrics(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values())
+    result = metrics(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values(),
+                     at=parse_time("now"))
     if output is OutputFormat.JSON:
         typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         return
@@ -200,6 +340,11 @@ def metrics_command(
                          "" if stats["p90_h"] is None else str(stats["p90_h"])])
     print_listing("Incident metrics", ["scope", "metric", "n", "open", "rejected", "median (h)", "p90 (h)"], rows,
                   ids={"scope"})
+    serious = [[scope, *(str(counts[k]) for k in ("serious", "on_time", "late", "pending", "overdue"))]
+               for scope, counts in result.reporting.items() if counts["serious"]]
+    if serious:
+        print_listing("Serious incidents (EU AI Act Art. 73)", ["scope", "serious", "on time", "late", "pending",
+                                                                  "of which overdue"], serious, ids={"scope"})
     for problem in result.rejected:
         out.print(f"[yellow]rejected[/] {safe(problem['incident'])} {problem['metric']}: {safe(problem['message'])} "
                   f"({problem['reason']}: the timestamps are not trustworthy)")

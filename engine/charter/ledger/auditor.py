@@ -401,6 +401,10 @@ WAIVER_GRANTED = "waiver.granted"
 EVIDENCE_DOCUMENT = "evidence.document"
 EVIDENCE_ATTESTATION = "evidence.attestation"
 EVIDENCE_WITHDRAWN = "evidence.withdrawn"
+#: an incident's validator classifies it as an EU AI Act serious incident (Art. 3(49)), or records that it is not
+INCIDENT_CLASSIFIED = "incident.classified"
+#: the reporting role records an Art. 73 report filed with a market surveillance authority
+INCIDENT_REPORT_FILED = "incident.report_filed"
 BUNDLE = "bundle"
 #: the actor the log names for what it does on its own (reopening an incident when a breach recurs)
 AUTOMATIC_ACTOR = "charter"
@@ -412,13 +416,14 @@ AUTHORITY_ROLES = {"policy_author": "publish policy versions",
                    "evidence_attester": "attest process controls and record documents"}
 #: entry types signed by an actor and accepted only under the configuration in force
 SIGNED_ACTIONS = (KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED, POLICY_ACTIVATED,
-                  ESCALATION_ACTIVATED, INCIDENT_TRANSITION,
+                  ESCALATION_ACTIVATED, INCIDENT_TRANSITION, INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED,
                   EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
 #: the role each signed action needs (key changes and transitions have rules of their own)
 _ROLE_FOR = {SYSTEM_REGISTERED: "system_registrar", POLICY_PUBLISHED: "policy_author",
              POLICY_ACTIVATED: "policy_approver", ESCALATION_ACTIVATED: "policy_approver"}
 #: payload fields the log adds when it appends a signed statement: not part of what the actor signed
-DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",), INCIDENT_TRANSITION: ("from", "to", "role", "deadline")}
+DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",), INCIDENT_TRANSITION: ("from", "to", "role", "deadline"),
+                  INCIDENT_CLASSIFIED: ("role", "reporting"), INCIDENT_REPORT_FILED: ("role",)}
 #: entry types whose payload changes the authority state (the rest are only checked)
 AUTHORITY_INPUTS = (GOVERNANCE_CONFIG, KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED,
                     POLICY_ACTIVATED, ESCALATION_ACTIVATED,
@@ -861,6 +866,14 @@ class Authority:
             return Problem(seq, "not_authorized", f"{actor!r} holds no role in the escalation configuration in "
                            f"force (seq {self.escalation_seq})")
         return None
+
+    def _check_incident_classified(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        # Only the incident's validators may classify it, and only the reporting role files: both depend
+        # on the incident and the graph, which `charter verify` re-checks; here, membership, as for transitions.
+        return self._check_incident_transition(seq, actor, payload)
+
+    def _check_incident_report_filed(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        return self._check_incident_transition(seq, actor, payload)
 
     def _check_waiver(self, seq: int, payload: dict[str, Any]) -> Problem | None:
         last = self.last

@@ -638,3 +638,115 @@ def test_evidence_is_checked_by_the_exported_verifier(world: Populated, tmp_path
     export_ledger(world.ledger, tmp_path / "export")
     result = _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"])
     assert result.returncode == 1 and f"seq {entry.seq}: not_authorized" in result.stdout
+
+
+# -- Art. 73: classifications and reports forced past the command -----------------------------------
+
+
+def _validated_claims(populated: Populated) -> Any:
+    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June."""
+    import datetime
+
+    _submit_claims(populated)
+    populated.ledger.clock.now = datetime.datetime(2026, 6, 6, 15, tzinfo=datetime.UTC)  # type: ignore[attr-defined]
+    incident = next(i for i in load_book(populated.ledger).incidents.values()
+                    if i.rule == "core.fairness/approval-parity")
+    transition(populated.ledger, incident.id, "investigate", key_of("tom.berger"), "proxy feature")
+    transition(populated.ledger, incident.id, "validate", key_of("carla.rossi"), "disparity confirmed")
+    return incident
+
+
+def _classify(populated: Populated, incident: Any, who: str) -> Any:
+    from charter.incidents import classify
+
+    return classify(populated.ledger, incident.id, key_of(who), "rights", serious=True, ground="c",
+                    aware_at="2026-06-06T12:00:00+00:00")
+
+
+def _file(populated: Populated, incident: Any, who: str) -> Any:
+    from charter.incidents import file_report
+
+    return file_report(populated.ledger, incident.id, key_of(who), authority="BaFin", reference="AI-1",
+                       kind="initial", filed_at="2026-06-06T14:00:00+00:00")
+
+
+@pytest.mark.parametrize("forgery", ["owner_classifies", "validator_files", "filed_unclassified",
+                                     "deadline_lengthened", "filed_before_awareness"])
+def test_forced_art73_entries_are_named_by_charter_verify(world: Populated, monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path, forgery: str) -> None:
+    import charter.incidents
+
+    incident = _validated_claims(world)
+    real_classification = charter.incidents.authorize_classification
+    real_deadline = charter.incidents.reporting_deadline
+    if forgery in ("validator_files", "filed_before_awareness"):
+        _classify(world, incident, "carla.rossi")
+    if forgery == "owner_classifies":  # the model owner classifies the incident he investigated
+        monkeypatch.setattr(charter.incidents, "authorize_classification",
+                            lambda graph, i, _who, statement, now: real_classification(graph, i, "carla.rossi",
+                                                                                       statement, now))
+        entry = _classify(world, incident, "tom.berger")
+    elif forgery == "deadline_lengthened":  # the validator's classification records 30 more days
+        import datetime
+
+        def later(*args: Any) -> dict[str, str]:
+            due = real_deadline(*args)
+            moved = datetime.datetime.fromisoformat(due["due_at"].replace("Z", "+00:00")) + datetime.timedelta(30)
+            return {**due, "due_at": moved.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+
+        monkeypatch.setattr(charter.incidents, "reporting_deadline", later)
+        entry = _classify(world, incident, "carla.rossi")
+    else:
+        monkeypatch.setattr(charter.incidents, "authorize_filing", lambda *args: "regulatory_reporting")
+        who = "carla.rossi" if forgery == "validator_files" else "eric.dubois"
+        if forgery == "filed_before_awareness":
+            from charter.incidents import file_report
+
+            entry = file_report(world.ledger, incident.id, key_of(who), authority="BaFin", reference="AI-1",
+                                kind="initial", filed_at="2026-06-06T11:00:00+00:00")
+        else:
+            entry = _file(world, incident, who)
+    monkeypatch.undo()
+    # Every actor holds an escalation role, so the standalone check (role membership) passes;
+    # Charter's own rule (who classifies, who files, what deadline) names the entry.
+    assert _first_unauthorized(world) == (entry.seq, "not_authorized")
+    if forgery == "owner_classifies":
+        from charter.audit import ExportedLedger, audit, read_export
+        from tests.unit.ledger.helpers import COMPILER
+
+        export_ledger(world.ledger, tmp_path / "export")
+        assert _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"]).returncode == 0
+        export = read_export(tmp_path / "export")
+        result = audit(ExportedLedger(export.entries, export.origin), CATALOG, COMPILER)
+        assert [(p.seq, p.kind) for p in result.unauthorized] == [(entry.seq, "not_authorized")]
+
+
+def test_a_filing_by_someone_outside_the_escalation_roles_is_named_by_the_exported_verifier(
+        world: Populated, tmp_path: Path) -> None:
+    incident = _validated_claims(world)
+    _classify(world, incident, "carla.rossi")
+    _refused(world, "not_authorized", lambda: _file(world, incident, "ben.okafor"))  # an administrator, not legal
+    with _unchecked():
+        import charter.incidents
+
+        original = charter.incidents.authorize_filing
+        charter.incidents.authorize_filing = lambda *args: "regulatory_reporting"  # type: ignore[assignment]
+        try:
+            entry = _file(world, incident, "ben.okafor")
+        finally:
+            charter.incidents.authorize_filing = original
+    assert _first_unauthorized(world) == (entry.seq, "not_authorized")
+    export_ledger(world.ledger, tmp_path / "export")
+    result = _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"])
+    assert result.returncode == 1 and "not_authorized" in result.stdout
+
+
+def test_a_classification_and_a_filing_land_once(world: Populated) -> None:
+    from charter.ledger import NewEntry
+
+    incident = _validated_claims(world)
+    for entry in (_classify(world, incident, "carla.rossi"), _file(world, incident, "eric.dubois")):
+        signature = json.loads(entry.body)["sig"]
+        _refused(world, "replayed_statement", lambda e=entry, s=signature: world.ledger.append([NewEntry(
+            e.type, e.payload, e.submission_id, key_id=e.key_id, signature=s)]))
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
