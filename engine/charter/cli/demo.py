@@ -112,6 +112,14 @@ def demo_governance(ledger: "Ledger", registry: "SystemRegistry", policies: "Seq
         activate(ledger, document, keys[approver], smap)
     say(f"{author} published {len(policies)} policy versions; {approver} activated them"
         + (" and the escalation configuration" if activate_escalation else ""))
+    from ..applicability import activate_applicability, load_applicability_file
+    from ..frameworks import load_frameworks
+
+    frameworks = load_frameworks()
+    for name in ("iso-42001", "nist-ai-rmf"):
+        document = load_applicability_file(builtin_dir("policies") / "applicability" / f"{name}.yaml", frameworks)
+        activate_applicability(ledger, document, keys[approver])
+    say(f"{approver} activated the Statement of Applicability (ISO/IEC 42001) and the target profile (NIST AI RMF)")
     return keys
 
 
