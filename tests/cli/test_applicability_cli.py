@@ -96,3 +96,19 @@ def test_activate_refuses_a_bad_document_with_its_line(governed: Path, tmp_path:
     line = text.splitlines().index("- id: A.7.33") + 1
     assert f"soa.yaml:{line}" in err
     assert size(governed) == before
+
+
+def test_the_published_schema_describes_the_documents() -> None:
+    """`charter schema applicability` is the model's schema: the demo documents fit it, a stray field does not."""
+    result = run_cli("schema", "applicability")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False and set(schema["required"]) == {"framework", "version", "scope",
+                                                                                   "decisions"}
+    assert schema["properties"]["framework"]["enum"] == ["iso-42001", "nist-ai-rmf"]
+    decision = schema["$defs"]["Decision"]
+    assert set(decision["required"]) == {"id", "included", "justification"}
+    for path in sorted((REPO / "policies" / "applicability").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        assert set(data) <= set(schema["properties"])
+        assert all(set(d) <= set(decision["properties"]) for d in data["decisions"])

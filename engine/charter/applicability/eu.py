@@ -116,9 +116,9 @@ def obligation_problems(data: dict[str, Any], smap: SourceMap) -> list[Diagnosti
 
 
 def obligation_of(control: Control) -> Obligation | None:
+    """The control's obligation block (checked when the catalog was loaded), or None."""
     raw = (control.model_extra or {}).get("obligation")
     return None if raw is None else Obligation.model_validate(raw)
-
 
 
 def _cite(control: Control) -> str:
@@ -126,7 +126,8 @@ def _cite(control: Control) -> str:
 
 
 def _roles(roles: Sequence[str]) -> str:
-    return " or ".join(str(r).replace("_", " ") for r in roles)
+    names = [str(r).replace("_", " ") for r in roles]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def eu_applicability(framework: Framework, control: Control, system: AISystem,
@@ -176,10 +177,10 @@ def eu_applicability(framework: Framework, control: Control, system: AISystem,
 
 
 _CLASS_TEXT = {"any": "any AI system", "high_risk": "high-risk AI systems",
-               "transparency": "systems with an Art 50 transparency duty of its holder",
-               "gpai": "providers of general-purpose AI models",
-               "gpai_systemic_risk": "providers of general-purpose AI models with systemic risk",
-               "fria": "high-risk Annex III systems whose deployer must assess fundamental-rights impacts (Art 27(1))",
+               "transparency": "systems with an Art 50 transparency duty",
+               "gpai": "general-purpose AI models",
+               "gpai_systemic_risk": "general-purpose AI models with systemic risk",
+               "fria": "high-risk Annex III systems that need a fundamental-rights impact assessment (Art 27(1))",
                "exempt_6_3": "Annex III systems exempt under Art 6(3)", "none": "no system"}
 
 
