@@ -259,6 +259,10 @@ def load_framework_file(path: Path) -> Framework:
         if control.parent is not None and control.parent not in controls:
             problems.add("unknown_parent", f"parent {control.parent!r} of {control.id!r} does not exist",
                          smap.location(("controls", index, "parent")))
+    if info.id == "eu-ai-act":  # who each article binds and from when: what applicability is decided by
+        from .applicability.eu import obligation_problems
+
+        problems.extend(obligation_problems(data, smap))
     problems.raise_if_any()
     extra = {k: v for k, v in data.items() if k not in {"framework", "controls"}}
     return Framework(info, controls, extra)

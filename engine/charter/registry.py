@@ -6,12 +6,23 @@ owner and risk tier. Until the ledger holds the registry, it is read from a ``sy
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ._sources import load_yaml_file
 from .bundle import Identifier, KpiValue
@@ -40,6 +51,147 @@ class SystemStatus(StrEnum):
     RETIRED = "retired"
 
 
+# -- EU AI Act classification ---------------------------------------------------------------------
+
+
+class EURole(StrEnum):
+    """An operator role of the EU AI Act (Art 3(3)-(8)) the organisation holds for a system."""
+
+    PROVIDER = "provider"
+    DEPLOYER = "deployer"
+    IMPORTER = "importer"
+    DISTRIBUTOR = "distributor"
+    AUTHORISED_REPRESENTATIVE = "authorised_representative"
+    PRODUCT_MANUFACTURER = "product_manufacturer"
+
+
+class TransparencyDuty(StrEnum):
+    """An Art 50 transparency duty a system falls under."""
+
+    INTERACTS_WITH_PEOPLE = "interacts_with_people"
+    SYNTHETIC_CONTENT = "synthetic_content"
+    EMOTION_RECOGNITION_OR_BIOMETRIC_CATEGORISATION = "emotion_recognition_or_biometric_categorisation"
+    DEEP_FAKE = "deep_fake"
+
+    @property
+    def paragraph(self) -> str:
+        """The paragraph of Art 50 that sets the duty."""
+        return _DUTY_PARAGRAPH[self]
+
+    @property
+    def bound_role(self) -> EURole:
+        """Who the paragraph binds: 50(1) and (2) the provider, 50(3) and (4) the deployer."""
+        return EURole.PROVIDER if self.paragraph in ("50(1)", "50(2)") else EURole.DEPLOYER
+
+
+_DUTY_PARAGRAPH = {TransparencyDuty.INTERACTS_WITH_PEOPLE: "50(1)", TransparencyDuty.SYNTHETIC_CONTENT: "50(2)",
+                   TransparencyDuty.EMOTION_RECOGNITION_OR_BIOMETRIC_CATEGORISATION: "50(3)",
+                   TransparencyDuty.DEEP_FAKE: "50(4)"}
+
+_Text = Field(min_length=1, max_length=4000)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProhibitedScreening(_Strict):
+    """The screening of the system against the prohibited practices of Art 5."""
+
+    outcome: Literal["clear", "prohibited"]
+    reasoning: str = _Text
+    screened_on: datetime.date
+
+
+class AnnexIProduct(_Strict):
+    """Art 6(1): the system is, or is a safety component of, a product under Annex I legislation."""
+
+    legislation: str = Field(min_length=1, max_length=400, description="The Union harmonisation act of Annex I.")
+    safety_component: bool = Field(description="True: a safety component of the product; false: the product itself.")
+
+
+class AnnexIIIUse(_Strict):
+    """Art 6(2): the use case of Annex III the system falls under (area 1-8, point a letter)."""
+
+    area: int = Field(ge=1, le=8)
+    point: str = Field(pattern=r"^[a-z]$")
+    reasoning: str = _Text
+
+
+class Exemption63(_Strict):
+    """Art 6(3): an Annex III system the provider considers not high-risk, with its documented ground (6(4))."""
+
+    ground: Literal["a", "b", "c", "d"]
+    reasoning: str = _Text
+    registered_art_49_2: bool = Field(description="Registered in the EU database as Art 49(2) requires.")
+
+    @field_validator("reasoning")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the Art 6(3) exemption needs its reasoning (Art 6(4)), not blank text")
+        return value
+
+
+class GeneralPurposeModel(_Strict):
+    """Whether the organisation provides the general-purpose model of the system, and if it has systemic risk."""
+
+    provider: bool
+    systemic_risk: bool
+
+
+class EUClassification(_Strict):
+    """The system's classification under the EU AI Act, separate from the organisation's own `risk_tier`.
+
+    High-risk by Art 6(1) (`annex_i`) or Art 6(2) (`annex_iii`, unless exempt under Art 6(3)).
+    """
+
+    roles: tuple[EURole, ...] = Field(min_length=1)
+    prohibited_screening: ProhibitedScreening
+    annex_i: AnnexIProduct | None = None
+    annex_iii: AnnexIIIUse | None = None
+    exemption_6_3: Exemption63 | None = None
+    profiles_natural_persons: bool = Field(description="Profiles natural persons (GDPR Art 4(4)): no Art 6(3) "
+                                           "exemption then.")
+    transparency: tuple[TransparencyDuty, ...] = ()
+    general_purpose_model: GeneralPurposeModel | None = None
+    public_body_deployer: bool = Field(description="Deployed by a body governed by public law or a private "
+                                       "entity providing public services (Art 27(1)).")
+    reasoning: str = _Text
+
+    @field_validator("roles", "transparency")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists an entry twice")
+        return value
+
+    @model_validator(mode="after")
+    def _exemption(self) -> EUClassification:
+        if self.exemption_6_3 is not None:
+            if self.annex_iii is None:
+                raise ValueError("an Art 6(3) exemption applies only to an Annex III system (annex_iii is null)")
+            if self.profiles_natural_persons:
+                raise ValueError("an Annex III system that profiles natural persons is always high-risk "
+                                 "(Art 6(3) last subparagraph): no exemption")
+        return self
+
+    @property
+    def high_risk(self) -> bool:
+        """High-risk under Art 6(1) or 6(2) (an Annex III system exempt under Art 6(3) is not)."""
+        return self.route is not None
+
+    @property
+    def route(self) -> Literal["annex_i", "annex_iii"] | None:
+        """The route that makes the system high-risk. A system on both routes takes Annex III: its obligations
+        apply from the earlier date."""
+        if self.annex_iii is not None and self.exemption_6_3 is None:
+            return "annex_iii"
+        if self.annex_i is not None:
+            return "annex_i"
+        return None
+
+
 class AISystem(BaseModel):
     """One registered AI system."""
 
@@ -55,6 +207,17 @@ class AISystem(BaseModel):
     tags: tuple[str, ...] = ()
     baseline: dict[str, KpiValue] = Field(
         default_factory=dict, description="KPI values accepted at validation, the reference for degradation.")
+    eu_ai_act: EUClassification | None = Field(
+        default=None, description="Classification under the EU AI Act; none recorded means applicability is "
+        "undetermined (never assumed).")
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        # An unclassified system is recorded as before classification existed: its registration digest stays.
+        data: dict[str, Any] = handler(self)
+        if data.get("eu_ai_act", 0) is None:
+            del data["eu_ai_act"]
+        return data
 
     def rule_view(self) -> dict[str, Any]:
         """The JSON-like data rules see as ``system`` (never the live object)."""

@@ -15,6 +15,7 @@ from .. import __version__
 from .._limits import DEFAULT_MAX_INPUT_BYTES, LIMITS
 from ..errors import CharterError
 from . import (
+    applicability_cmds,
     audit_cmds,
     backtest_cmds,
     core,
@@ -60,6 +61,7 @@ app.command("metrics")(incidents_cmds.metrics_command)
 app.add_typer(report_cmds.report_app, name="report")
 app.command("backtest")(backtest_cmds.backtest_command)
 app.command("audit")(audit_cmds.audit_command)
+app.add_typer(applicability_cmds.applicability_app, name="applicability")
 
 
 @app.callback(invoke_without_command=True)

@@ -41,6 +41,8 @@ class SchemaName(StrEnum):
     POLICY = "policy"
     POLICY_TEST = "policy-test"
     REPORT = "report"
+    APPLICABILITY = "applicability"
+    SYSTEMS = "systems"
 
 
 def kpis(
@@ -61,17 +63,22 @@ def kpis(
                    for k in rows], ids={"id"})
 
 
-def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy, policy-test or report.")]) -> None:
+def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy, policy-test, report, applicability "
+                                                      "(Statement of Applicability, target profile) or systems.")]
+           ) -> None:
     """Print the JSON Schema of a document type: for editor autocompletion, or to validate JSON reports."""
     from pydantic import TypeAdapter
 
+    from ..applicability import ApplicabilityDocument
     from ..bundle import EvidenceBundle
     from ..policy.model import Policy
     from ..policy.testing import TestFile
+    from ..registry import AISystem
     from ..report.model import ReportDocument
 
     model: Any = {SchemaName.BUNDLE: EvidenceBundle, SchemaName.POLICY: Policy,
-                  SchemaName.POLICY_TEST: TestFile, SchemaName.REPORT: ReportDocument}[name]
+                  SchemaName.POLICY_TEST: TestFile, SchemaName.REPORT: ReportDocument,
+                  SchemaName.APPLICABILITY: ApplicabilityDocument, SchemaName.SYSTEMS: dict[str, list[AISystem]]}[name]
     document = TypeAdapter(model).json_schema(mode="validation" if name is not SchemaName.REPORT else "serialization")
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     typer.echo(json.dumps(document, indent=2, sort_keys=True))

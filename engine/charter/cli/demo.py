@@ -133,6 +133,20 @@ def demo_governance(ledger: "Ledger", registry: "SystemRegistry", policies: "Seq
         activate(ledger, document, keys[approver], smap)
     say(f"{author} published {len(policies)} policy versions; {approver} activated them"
         + (" and the escalation configuration" if activate_escalation else ""))
+    from ..applicability import activate_applicability, load_applicability_file
+    from ..frameworks import load_frameworks
+
+    frameworks = load_frameworks()
+    for name in ("iso-42001", "nist-ai-rmf"):
+        document = load_applicability_file(builtin_dir("policies") / "applicability" / f"{name}.yaml", frameworks)
+        # The demo's documents name the demo's systems: on another registry (tests) they stay out of force.
+        missing = {s for d in document.decisions for s in d.systems or () if s not in registry}
+        if missing:
+            say(f"the demo's {document.label()} names systems not registered here ({', '.join(sorted(missing))}): "
+                "not activated, so its controls stay undetermined")
+            continue
+        activate_applicability(ledger, document, keys[approver])
+        say(f"{approver} activated the {document.label()} ({name})")
     return keys
 
 

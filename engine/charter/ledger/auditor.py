@@ -396,6 +396,7 @@ SYSTEM_REGISTERED = "system.registered"
 POLICY_PUBLISHED = "policy.published"
 POLICY_ACTIVATED = "policy.activated"
 ESCALATION_ACTIVATED = "escalation.activated"
+APPLICABILITY_ACTIVATED = "applicability.activated"
 INCIDENT_TRANSITION = "incident.transition"
 WAIVER_GRANTED = "waiver.granted"
 EVIDENCE_DOCUMENT = "evidence.document"
@@ -411,22 +412,24 @@ AUTOMATIC_ACTOR = "charter"
 
 #: roles of the governance configuration, and what each may do
 AUTHORITY_ROLES = {"policy_author": "publish policy versions",
-                   "policy_approver": "activate policy sets and escalation configurations",
+                   "policy_approver": "activate policy sets, escalation configurations and statements of "
+                                      "applicability",
                    "system_registrar": "register systems, change their owner and classification",
                    "evidence_attester": "attest process controls and record documents"}
 #: entry types signed by an actor and accepted only under the configuration in force
 SIGNED_ACTIONS = (KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED, POLICY_ACTIVATED,
                   ESCALATION_ACTIVATED, INCIDENT_TRANSITION, INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED,
-                  EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
+                  EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN, APPLICABILITY_ACTIVATED)
 #: the role each signed action needs (key changes and transitions have rules of their own)
 _ROLE_FOR = {SYSTEM_REGISTERED: "system_registrar", POLICY_PUBLISHED: "policy_author",
-             POLICY_ACTIVATED: "policy_approver", ESCALATION_ACTIVATED: "policy_approver"}
+             POLICY_ACTIVATED: "policy_approver", ESCALATION_ACTIVATED: "policy_approver",
+             APPLICABILITY_ACTIVATED: "policy_approver"}
 #: payload fields the log adds when it appends a signed statement: not part of what the actor signed
 DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",), INCIDENT_TRANSITION: ("from", "to", "role", "deadline"),
                   INCIDENT_CLASSIFIED: ("role", "reporting"), INCIDENT_REPORT_FILED: ("role",)}
 #: entry types whose payload changes the authority state (the rest are only checked)
 AUTHORITY_INPUTS = (GOVERNANCE_CONFIG, KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED,
-                    POLICY_ACTIVATED, ESCALATION_ACTIVATED,
+                    POLICY_ACTIVATED, ESCALATION_ACTIVATED, APPLICABILITY_ACTIVATED,
                     EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
 
 
@@ -632,6 +635,8 @@ class Authority:
         #: principal -> escalation roles, in the active escalation configuration, and its seq
         self.escalation_members: dict[str, list[str]] = {}
         self.escalation_seq: int | None = None
+        #: framework id -> seq of the applicability document (SoA, target profile) in force
+        self.applicability_seqs: dict[str, int] = {}
         #: the previous entry's (seq, type, payload): a waiver must follow the decision that grants it
         self.last: list[Any] | None = None
         #: submission ids (digests) of the signed statements recorded: each lands once
@@ -658,7 +663,7 @@ class Authority:
         twin = Authority(self.origin, self.check_signatures)
         twin.__dict__.update(self.__dict__)
         twin.keys = {key_id: list(key) for key_id, key in self.keys.items()}
-        for name in ("owners", "policies", "versions", "escalation_members"):
+        for name in ("owners", "policies", "versions", "escalation_members", "applicability_seqs"):
             setattr(twin, name, dict(getattr(self, name)))
         twin.active_policies = list(self.active_policies)
         twin.statements = set(self.statements)
@@ -859,6 +864,17 @@ class Authority:
             return Problem(seq, "malformed_body", "the escalation digest is not the SHA-256 of its document")
         return None
 
+    def _check_applicability_activated(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        framework, document = payload.get("framework"), payload.get("document")
+        if not isinstance(framework, str) or not isinstance(document, dict) or document.get("framework") != framework:
+            return Problem(seq, "malformed_body", "an applicability activation names its framework and document")
+        stale = _stale(seq, payload, self.applicability_seqs.get(framework), f"{framework} applicability document")
+        if stale is not None:
+            return stale
+        if document_digest(document) != payload.get("digest"):
+            return Problem(seq, "malformed_body", "the applicability digest is not the SHA-256 of its document")
+        return None
+
     def _check_incident_transition(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
         # Which role may take which step depends on the incident and the escalation graph: `charter
         # verify` re-checks that with Charter's own rule; without Charter, membership is what can be checked.
@@ -991,11 +1007,13 @@ class Authority:
             record = self.evidence.get(str(payload.get("seq")))
             if record is not None and record[3] is None:
                 record[3] = seq
+        elif entry_type == APPLICABILITY_ACTIVATED and isinstance(payload.get("framework"), str):
+            self.applicability_seqs[payload["framework"]] = seq
 
 
 _AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
                     "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements",
-                    "evidence")
+                    "evidence", "applicability_seqs")
 
 
 # -- the verifier ---------------------------------------------------------------------------------

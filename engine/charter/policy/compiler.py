@@ -30,6 +30,8 @@ from .model import Policy, Rule, Scope
 
 #: Files in a policy directory that are not policies.
 NON_POLICY_FILES = frozenset({"kpis.yaml", "escalation.yaml", "systems.yaml"})
+#: folders of a policy directory that hold other governance documents (Statements of Applicability)
+NON_POLICY_DIRS = frozenset({"applicability"})
 _SEGMENT_ONLY = frozenset({"segment", "peers"})
 
 
@@ -358,4 +360,5 @@ def policy_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise CharterError.single("file_not_found", "policy directory does not exist", file=str(directory))
     return [p for p in regular_files(directory, "*.yaml")
-            if not p.name.endswith("_test.yaml") and p.name not in NON_POLICY_FILES]
+            if not p.name.endswith("_test.yaml") and p.name not in NON_POLICY_FILES
+            and p.relative_to(directory).parts[0] not in NON_POLICY_DIRS]

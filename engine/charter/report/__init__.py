@@ -93,7 +93,8 @@ def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple
     def applicability(framework: Any, control_id: str, system: Any) -> Any:
         return control_applicability(framework, control_id, system, as_of, statements)
 
-    return ReportContext(applicability=applicability, evidence=index.for_control), statements.seqs()
+    seqs = {framework: active.seq for framework, active in statements.documents.items()}
+    return ReportContext(applicability=applicability, evidence=index.for_control), seqs
 
 
 def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compiler: PolicyCompiler, *,
