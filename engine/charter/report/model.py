@@ -838,7 +838,10 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
         if any(r.status != "not_applicable" for r in rows) and not any_evidence_path:
             without_evidence.append(control_id)
         ruleset = set(primary_rules) | set(supporting_rules)
-        mapped_incidents = sorted((i for i in incidents if i.rule in ruleset), key=lambda i: (i.opened_at, i.id))
+        # incidents and waivers bear on the control only where it applies
+        applies = {row.system for row in rows if row.status != "not_applicable"}
+        mapped_incidents = sorted((i for i in incidents if i.rule in ruleset and i.system_id in applies),
+                                  key=lambda i: (i.opened_at, i.id))
         group = framework.controls.get(control.parent or "")
         controls.append(ControlReport(
             id=control_id, ref=ref, title=control.title or control_id, kind=control.kind,
@@ -853,7 +856,7 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             decisions=[d for i in mapped_incidents for d in _decisions(i)],
             waivers=[WaiverRef(id=w.id, incident=w.incident_id, system=w.system_id, rule=w.rule, owner=w.owner,
                                granted_at=w.granted_at, expires_at=w.expires_at, active=_waiver_active(w, as_of))
-                     for w in snapshot.book.waivers if w.rule in ruleset and w.system_id in scope]))
+                     for w in snapshot.book.waivers if w.rule in ruleset and w.system_id in applies]))
 
     counts: Counter[str] = Counter()
     for rows_by_system in per_system.values():
