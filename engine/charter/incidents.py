@@ -255,7 +255,10 @@ def apply(book: IncidentBook, entry: Entry) -> None:
     elif entry.type == CLASSIFIED:
         raw = p.get("reporting")
         reporting: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        incident.classification = {"serious": p.get("serious") is True and bool(reporting), "ground": p.get("ground"),
+        # A forged entry without its deadline or awareness reads as no serious incident (verify names it).
+        serious = p.get("serious") is True and isinstance(reporting.get("due_at"), str) and \
+            isinstance(p.get("aware_at"), str)
+        incident.classification = {"serious": serious, "ground": p.get("ground"),
                                    "death": bool(p.get("death")), "widespread": bool(p.get("widespread")),
                                    "aware_at": p.get("aware_at"), "basis": reporting.get("basis"),
                                    "allowed": reporting.get("allowed"), "due_at": reporting.get("due_at"),
