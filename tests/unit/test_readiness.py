@@ -77,3 +77,15 @@ def test_cached_proofs_verify_against_the_root() -> None:
     tree = merkle.MerkleTree(leaves)
     for index in (0, 17, 36):
         merkle.verify_inclusion(leaves[index], index, 37, tree.inclusion_proof(index), tree.root())
+
+
+def test_now_is_taken_to_the_millisecond_as_the_ledger_stamps_entries() -> None:
+    import datetime
+
+    from charter.cli.common import parse_time
+
+    before = datetime.datetime.now(datetime.UTC)
+    parsed = parse_time("now")
+    # whole seconds would put an entry recorded earlier in this second "after now", out of the report
+    assert before - datetime.timedelta(milliseconds=1) <= parsed <= datetime.datetime.now(datetime.UTC)
+    assert parsed.microsecond % 1000 == 0

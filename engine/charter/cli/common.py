@@ -186,7 +186,10 @@ def parse_time(text: str, option: str = "--at") -> datetime.datetime:
     `option` names the command-line option in error messages.
     """
     if text == "now":
-        return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        # to the millisecond, as the ledger stamps entries: an entry recorded a moment ago, in this very
+        # second, is in the ledger "now" (whole seconds would leave it out)
+        moment = datetime.datetime.now(datetime.UTC)
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     try:
         value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
