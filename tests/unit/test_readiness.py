@@ -33,7 +33,7 @@ def item(kind: str, state: str = "current", ident: str = "x") -> EvidenceRef:
     ("not_yet_applicable", [pair()], [], "not_applicable"),
     ("applicable", [pair("breach", governed=False)], [item("document"), item("attestation")], "nonconformity"),
     ("applicable", [pair("breach", governed=True)], [item("document")], "designed"),
-    ("applicable", [pair("breach", governed=False, fresh=False)], [], "no_evidence"),
+    ("applicable", [pair("breach", governed=False, fresh=False)], [], "nonconformity"),  # stale: still open
     ("applicable", [pair("pass"), pair("warn", rule="p/q")], [], "operating"),
     ("applicable", [pair("pass"), pair("missing", rule="p/q")], [], "no_evidence"),
     ("applicable", [pair("pass", fresh=False)], [item("document"), item("attestation")], "implemented"),

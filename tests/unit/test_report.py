@@ -192,8 +192,8 @@ def test_a_report_at_a_time_before_a_decision_does_not_show_it(sqlite_scenario: 
     ledger = sqlite_scenario.ledger
     decide = next(e for e in ledger.entries(types=("incident.transition",)) if e.payload.get("action") == "decide")
     before = datetime.datetime.fromisoformat(decide.received_at.replace("Z", "+00:00")) - datetime.timedelta(seconds=1)
-    earlier = _document(sqlite_scenario, as_of=before)
-    now = _document(sqlite_scenario)
+    earlier = _document(sqlite_scenario, "iso-42001", as_of=before)  # ISO: its controls apply to claims-approval
+    now = _document(sqlite_scenario, "iso-42001")
     assert earlier.ledger.described_size <= decide.seq < now.ledger.described_size
     incident = decide.payload["incident_id"]
     assert not any(d.incident == incident for c in earlier.controls for d in c.decisions)
@@ -251,15 +251,25 @@ def test_report_is_bound_to_a_signed_checkpoint_and_its_issue_is_a_ledger_entry(
     assert not verify_report(scenario.ledger, stranger, data.encode()).ok  # only the pinned log key counts
 
 
-def test_report_verify_needs_a_checkpoint_covering_the_issue(sqlite_scenario: Scenario) -> None:
-    document = _document(sqlite_scenario)
-    text = render(document, "md", sqlite_scenario.graph) + "<!-- uncovered -->\n"
-    entry = issue(sqlite_scenario.ledger, document, [("md", text, "uncovered.md")])[0]
-    verdict = verify_report(sqlite_scenario.ledger, sqlite_scenario.log_key.public, text.encode())
-    if max(size for size, _, _ in sqlite_scenario.ledger.checkpoints()) <= entry.seq:
+def test_report_verify_rebuilds_the_report_and_needs_a_checkpoint_over_its_issue(scenario: Scenario) -> None:
+    ledger, public = scenario.ledger, scenario.log_key.public
+    document = _document(scenario)
+    honest = render(document, "md", scenario.graph)
+    # Whoever holds the log key can record any bytes as issued: a forged report, recorded and checkpointed.
+    forged = honest.replace("| open nonconformities |", "| open nonconformities | 0 |", 1) + "\n"
+    entry = issue(ledger, document, [("md", forged, "forged.md")])[0]
+    verdict = verify_report(ledger, public, forged.encode())
+    if max(size for size, _, _ in ledger.checkpoints()) <= entry.seq:
         assert not verdict.ok and "no checkpoint" in " ".join(verdict.problems)
-    make_checkpoint(sqlite_scenario.ledger)
-    assert verify_report(sqlite_scenario.ledger, sqlite_scenario.log_key.public, text.encode()).ok
+    make_checkpoint(ledger)
+    verdict = verify_report(ledger, public, forged.encode())
+    assert not verdict.ok and "not the eu-ai-act report this ledger gives" in verdict.problems[0]
+    assert any("included in checkpoint" in line for line in verdict.checked)  # issued, yet not what it says
+    issue(ledger, document, [("md", honest, "honest.md")])
+    make_checkpoint(ledger)
+    verdict = verify_report(ledger, public, honest.encode())
+    assert verdict.ok, verdict.problems
+    assert any("byte for byte the same" in line for line in verdict.checked)
 
 
 def test_a_tampered_ledger_gets_no_report(scenario: Scenario) -> None:
@@ -341,6 +351,13 @@ def test_retired_systems_are_listed_not_assessed(scenario: Scenario) -> None:
     assert all(p.system != "turbine-maintenance" for p in document.pairs)
     named = _document(scenario, system="turbine-maintenance", as_of=scenario.ledger.clock())
     assert named.systems == ["turbine-maintenance"] and named.pairs and named.not_in_scope == {}
+    newcomer = register_system(scenario.ledger, turbine.model_copy(update={"id": "hr-screening"}),
+                               fixed_key("ben.okafor"))
+    before = datetime.datetime.fromisoformat(newcomer.received_at.replace("Z", "+00:00")) - \
+        datetime.timedelta(milliseconds=1)
+    with pytest.raises(CharterError) as info:  # not yet registered then: refused, not an empty signed report
+        _document(scenario, system="hr-screening", as_of=before)
+    assert info.value.code == "unknown_system"
 
 
 def test_findings_are_read_by_exact_submission_id(scenario: Scenario) -> None:

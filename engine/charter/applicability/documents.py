@@ -235,7 +235,10 @@ def documented_applicability(framework: Framework, control: Control, system: AIS
         return Applicability("not_applicable", f"excluded by the {active.label}: {decision.justification}",
                              source=active.label)
     if decision.systems is not None and system.id not in decision.systems:
-        return Applicability("not_applicable", f"the {active.label} includes {control.id} only for "
-                             f"{', '.join(decision.systems)}: {decision.justification}", source=active.label)
+        # an inclusion limited to named systems says nothing about the others (one registered later, say):
+        # their exclusion needs a justification of its own, so they are presumed in scope until decided
+        return Applicability("undetermined", f"the {active.label} includes {control.id} for "
+                             f"{', '.join(decision.systems)} and does not decide it for {system.id}",
+                             source=active.label)
     return Applicability("applicable", f"included by the {active.label}: {decision.justification}",
                          source=active.label)

@@ -193,6 +193,8 @@ def report(
     formats = parse_formats(output)
     paths = output_paths(output_file, formats)
     as_of = parse_time(at)
+    # to the millisecond, as the report states it, so `report verify` rebuilds it at exactly this time
+    as_of = as_of.replace(microsecond=as_of.microsecond // 1000 * 1000)
     ledger = open_ledger(db, ledger_key, writable=True)
     # The policies and escalation configuration in force in the ledger, never a folder's: the report
     # describes what governed the evidence. --kpis only adds a custom KPI catalog, named explicitly.
@@ -236,19 +238,24 @@ def report_verify(
     report_file: Annotated[Path, typer.Argument(help="An issued report file (any format).")],
     log_key: Annotated[Path | None, typer.Option("--log-key", help="The log's public key (default: the .pub "
                                                  "beside --key); never the database's copy.")] = None,
+    kpis_file: Annotated[Path | None, typer.Option("--kpis", help="The custom KPI catalog the report was issued "
+                                                   "with, if any.")] = None,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Check a report file: its SHA-256 is issued in the ledger, its checkpoint is signed, and its citations are proven.
+    """Check a report file: issued in the ledger, bound to a signed checkpoint, citations proven, and rebuilt identical.
 
     Exit 0 when every check passes, 1 on any mismatch (a changed byte, a missing or unsigned
     checkpoint, a failed proof), 2 on bad input.
     """
     from .._sources import read_bytes
+    from ..kpis import load_catalog
     from ..report import verify_report
+    from ..submission import default_compiler
 
     data = read_bytes(report_file)
     ledger = open_ledger(db, ledger_key, writable=False)
-    verdict = verify_report(ledger, pinned_public_key(ledger_key, log_key), data)
+    verdict = verify_report(ledger, pinned_public_key(ledger_key, log_key), data,
+                            default_compiler(load_catalog(kpis_file)))
     for line in verdict.checked:
         out.print(f"ok: {safe(line)}")
     for problem in verdict.problems:

@@ -290,7 +290,7 @@ class PolicyCompiler:
             if compiled is not None and isinstance(compiled.statement.expression, rule_engine.ast.BooleanExpression):
                 value = compiled.statement.expression.value
                 warnings.add("constant_condition", f"{label} is always {'true' if value else 'false'}", at)
-        if not rule.controls:
+        if not rule.controls and not rule.supporting_controls:
             warnings.add("no_controls", "rule cites no control; audit reports cannot map it",
                          smap.location(base, rule=rule.id))
         needs = evidence_refs(breach.statement, self._kpi_ids)

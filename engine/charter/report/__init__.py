@@ -14,6 +14,7 @@ assessment results and a plan of action and milestones.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -98,7 +99,7 @@ def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple
 
 
 def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compiler: PolicyCompiler, *,
-         full: bool = False) -> BoundState:
+         full: bool = False, read_only: bool = False, described: int | None = None) -> BoundState:
     """Verify the ledger, read it as it stood at `as_of`, and bind that state to a signed checkpoint.
 
     The report describes the first entries received by `as_of` (a prefix of the ledger) and is
@@ -111,11 +112,14 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
     time before the newest evidence is refused before anything is signed. Verification resumes from
     the log-signed verified state the previous binding recorded (entries since then are read, and
     must extend its Merkle frontier); `full` reads every entry again. The state reached is recorded
-    for the next report.
+    for the next report. `read_only` writes nothing (no checkpoint, no verified state): it rebuilds a
+    report already issued, bound to a checkpoint that exists, over the `described` entries it states
+    (which must all have been received by `as_of`).
 
     Raises:
         CharterError: the ledger is empty or does not verify, it held nothing or nothing in force at
-            `as_of`, `as_of` precedes the newest evidence, or the log key is missing.
+            `as_of`, `as_of` precedes the newest evidence, the log key is missing, or (read-only) no
+            signed checkpoint covers the state.
     """
     from ..authority import active_escalation, active_policies
     from ..ledger.auditor import NoteError, open_checkpoint
@@ -128,7 +132,12 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
         raise CharterError.single("ledger_damaged", f"the ledger does not verify, so no report is issued: "
                                   f"{verdict.summary()}; run charter verify for the details")
     size = verdict.entries  # exactly the entries verified, even if more were appended meanwhile
-    described = ledger.size_at(as_of, stop=size)
+    held = ledger.size_at(as_of, stop=size)
+    if described is None:
+        described = held
+    elif not 0 < described <= held:
+        raise CharterError.single("report_time", f"the report states {described} entries, but the ledger held "
+                                  f"{held} at {format_time(as_of)}")
     if described == 0:
         raise CharterError.single("report_time", f"the ledger held no entries at {format_time(as_of)}")
     snapshot = PortfolioSnapshot.load(ledger, described)
@@ -138,6 +147,9 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
     context, applicability_seqs = ledger_context(ledger, described, as_of)
     covering = min((c for c in ledger.checkpoints() if described <= c[0] <= size), default=None,
                    key=lambda c: c[0])
+    if covering is None and read_only:
+        raise CharterError.single("no_checkpoint", f"no signed checkpoint covers the {described} entries the ledger "
+                                  f"held at {format_time(as_of)}")
     if covering is None:
         checkpoint = make_checkpoint(ledger, described)
     else:
@@ -151,7 +163,9 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
     if MerkleTree(leaves).root() != checkpoint.root or (checkpoint.size == size and verifier.root != checkpoint.root):
         raise CharterError.single("ledger_damaged", f"the checkpoint of {checkpoint.size} entries does not match "
                                   "the entries just verified: the ledger changed under the report; run charter verify")
-    record_verified_state(ledger, verifier, full_pass_of(resumed) if resumed else (size, format_time(ledger.clock())))
+    if not read_only:
+        record_verified_state(ledger, verifier,
+                              full_pass_of(resumed) if resumed else (size, format_time(ledger.clock())))
     binding = LedgerBinding(origin=ledger.origin, checkpoint_size=checkpoint.size,
                             checkpoint_root=checkpoint.root.hex(), checkpoint_note=checkpoint.note,
                             described_size=described, verified=True,
@@ -184,7 +198,14 @@ def build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system
 
 
 def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.0f}%"
+    """A share as a whole percentage, never rounding a few to none or most to all (1 of 343 is "<1%")."""
+    if value is None:
+        return "n/a"
+    if 0 < value < 0.005:
+        return "<1%"
+    if 0.995 <= value < 1:
+        return ">99%"
+    return f"{value * 100:.0f}%"
 
 
 def _markdown_text(value: object) -> str:
@@ -196,7 +217,9 @@ def _markdown_text(value: object) -> str:
     return text
 
 
+@functools.cache
 def _environment(autoescape: bool) -> jinja2.Environment:
+    """One environment per escaping mode, made once: compiling the templates costs more than a small report."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=autoescape,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                      keep_trailing_newline=True)
@@ -205,13 +228,62 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     return environment
 
 
+#: (control, system) rows listed per control in HTML and Markdown, the worst first when there are more
+ROW_LIMIT = 25
+#: (rule, system) pairs in the evidence trail of HTML and Markdown, the worst first when there are more
+TRAIL_LIMIT = 400
+_ROW_ORDER = {status: rank for rank, status in enumerate(
+    ("nonconformity", "no_evidence", "designed", "implemented", "operating", "not_applicable"))}
+
+
+def _shown(document: ReportDocument) -> dict[str, Any]:
+    """What HTML and Markdown list in full; the JSON report lists everything.
+
+    A portfolio of a thousand systems would otherwise print a million rows no reader can use: past
+    the limits, the rows most in need of attention are listed and the rest counted.
+    """
+    rows = {}
+    for control in document.controls:
+        listed = control.systems
+        if len(listed) > ROW_LIMIT:
+            listed = sorted(listed, key=lambda r: (_ROW_ORDER[r.status], r.system))[:ROW_LIMIT]
+        rows[control.ref] = listed
+    trail = document.pairs
+    if len(trail) > TRAIL_LIMIT:
+        trail = sorted(trail, key=lambda p: (p.points, p.system, p.rule))[:TRAIL_LIMIT]
+    return {"rows": rows, "trail": trail}
+
+
+def json_text(value: dict[str, Any]) -> str:
+    """JSON with sorted keys, one top-level member per line and one list element per line.
+
+    `json.dumps` with an indent runs in pure Python, which dominated the time of a large report;
+    encoding each element compactly runs in C, and a diff still shows which control or pair changed.
+    """
+    encode = json.JSONEncoder(sort_keys=True, separators=(", ", ": ")).encode
+    lines = ["{"]
+    members = sorted(value.items())
+    for index, (key, member) in enumerate(members):
+        comma = "," if index < len(members) - 1 else ""
+        if isinstance(member, list) and member:
+            lines.append(f"  {encode(key)}: [")
+            lines.extend(f"    {encode(element)}{',' if position < len(member) - 1 else ''}"
+                         for position, element in enumerate(member))
+            lines.append(f"  ]{comma}")
+        else:
+            lines.append(f"  {encode(key)}: {encode(member)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
     """The report as ``html``, ``md``, ``json`` or ``oscal`` (its assessment results) text; deterministic."""
     if fmt == "json":
-        return json.dumps(document.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        return json_text(document.model_dump(mode="json"))
     if fmt == "oscal":
         return render_oscal(oscal_input(document))["assessment-results"]
-    context: dict[str, Any] = {"doc": document, "colours": STATUS_COLOURS, "attention_limit": ATTENTION_LIMIT}
+    context: dict[str, Any] = {"doc": document, "colours": STATUS_COLOURS, "attention_limit": ATTENTION_LIMIT,
+                               "shown": _shown(document), "row_limit": ROW_LIMIT, "trail_limit": TRAIL_LIMIT}
     if fmt == "html":
         context["charts"] = [Markup(trend_chart(t)) for t in document.trends]
         context["escalation_svg"] = Markup(escalation_svg(graph))
@@ -347,15 +419,19 @@ class ReportVerdict:
         return not self.problems
 
 
-def verify_report(ledger: Ledger, log_public_key: bytes, data: bytes) -> ReportVerdict:
+def verify_report(ledger: Ledger, log_public_key: bytes, data: bytes,
+                  compiler: PolicyCompiler | None = None) -> ReportVerdict:
     """Check that `data` is a report this ledger issued, bound to a signed checkpoint, with every citation proven.
 
     Recomputes the file's SHA-256 and finds its ``report.issued`` entry; checks the entry's record
     hash against its body, the log key's signature on the report's checkpoint and on a checkpoint
     covering the issue entry, the issue entry's inclusion in it and its consistency with the report's
     checkpoint. For a JSON report, also every cited entry's inclusion proof against the report's
-    checkpoint and its record hash against the ledger. The log key is the pinned one, never the
-    database's copy.
+    checkpoint and its record hash against the ledger. Last, it rebuilds the report from what the
+    entry names (framework, system, time) and compares the bytes: a report is a function of the
+    ledger, so a file that says anything else was not made by `charter report`, whoever recorded
+    it. The log key is the pinned one, never the database's copy. `compiler` carries a custom KPI
+    catalog the policies in force need (default: the built-in catalog).
     """
     from ..ledger import merkle
     from ..ledger.auditor import NoteError, leaf_hash, open_checkpoint
@@ -413,7 +489,36 @@ def verify_report(ledger: Ledger, log_public_key: bytes, data: bytes) -> ReportV
             problems.append(f"proof against checkpoint {covering.size} failed: {exc}")
     if payload["format"] == "json" and bound is not None:
         problems.extend(_check_citations(ledger, data, bound, checked))
+    if not problems:
+        problems.extend(_check_rebuilt(ledger, log_public_key, payload, data, compiler, checked))
     return ReportVerdict(checked, problems, entry)
+
+
+def _check_rebuilt(ledger: Ledger, log_public_key: bytes, payload: dict[str, Any], data: bytes,
+                   compiler: PolicyCompiler | None, checked: list[str]) -> list[str]:
+    """Rebuild the issued report read-only and compare it with `data`, byte for byte."""
+    from ..kpis import builtin_catalog
+    from ..submission import default_compiler
+
+    compiler = compiler or default_compiler(builtin_catalog())
+    as_of = datetime.datetime.fromisoformat(str(payload["as_of"]).replace("Z", "+00:00"))
+    rendition = str(payload["format"])
+    try:
+        state = bind(ledger, log_public_key, as_of, compiler, read_only=True,
+                     described=int(payload["described_size"]))
+        if state.binding.checkpoint_size != int(payload["checkpoint"]["size"]):
+            return [f"rebuilt at {payload['as_of']}, the report binds to checkpoint {state.binding.checkpoint_size}, "
+                    f"not {payload['checkpoint']['size']}"]
+        document = build(state, str(payload["framework"]), compiler.frameworks, payload.get("system"))
+        texts = render_files(document, ["oscal" if rendition == "oscal-poam" else rendition], state.graph)
+    except CharterError as exc:
+        return [f"the report cannot be rebuilt from the ledger: {exc}"]
+    if (texts.get(rendition) or "").encode() != data:
+        return [f"the file is not the {payload['framework']} report this ledger gives at {payload['as_of']}: it was "
+                "changed before it was issued, or not made by charter report"]
+    checked.append(f"rebuilt from the ledger ({payload['framework']}, {payload['system'] or 'all systems'}, "
+                   f"{payload['as_of']}): byte for byte the same")
+    return []
 
 
 def _check_citations(ledger: Ledger, data: bytes, bound: Any, checked: list[str]) -> list[str]:

@@ -57,10 +57,12 @@ STATUS_DEFINITIONS = {
     "not_applicable": "the control does not apply to the system: EU AI Act role, classification or application "
                       "date; excluded by the ISO/IEC 42001 Statement of Applicability; outside the NIST AI RMF "
                       "target profile. The reason is shown and the pair leaves every figure.",
-    "nonconformity": "a primary KPI rule of the control is in breach with current evidence and the breach is not "
-                     "governed: its incident has no decision yet, or the waiver that accepted it has expired.",
+    "nonconformity": "the latest finding of a primary KPI rule of the control is a breach that is not governed: its "
+                     "incident has no decision yet, or the waiver that accepted it has expired. Stale evidence does "
+                     "not close it: a breach stays open until it is decided or a later finding passes.",
     "operating": "every primary KPI rule of the control that applies to the system passes (or warns) on current "
-                 "evidence. A supporting mapping never makes a control operating.",
+                 "evidence judged under the policy version in force. A supporting mapping never makes a control "
+                 "operating.",
     "implemented": "a current document describes the control and a current signed attestation states it is in "
                    "place.",
     "designed": "a current document describes the control, but no current attestation states it is in place.",
@@ -444,6 +446,7 @@ class _Latest:
     thresholds: dict[str, float]
     explanation: str
     breached_segments: list[str | None] = field(default_factory=list)
+    policy_digest: str = ""  # the policy version the finding was judged under
 
 
 @dataclass
@@ -507,7 +510,7 @@ class PortfolioSnapshot:
                 current = snapshot.latest[key] = _Latest(
                     p["status"], p["window_end"], p["evaluated_at"], p.get("segment"), finding, bundle,
                     dict(p.get("observed") or {}), dict(p.get("thresholds") or {}), p.get("explanation", ""),
-                    breached)
+                    breached, str(p.get("policy_digest", "")))
             if p["status"] == "breach":
                 current.breached_segments.append(p.get("segment"))
         for entry in ledger.entries(0, size, types=INCIDENT_TYPES):
@@ -634,18 +637,27 @@ def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datet
     segment = latest.segment if pair.rule.rule.scope is Scope.SEGMENTS else None
     max_age = pair.rule.rule.max_age or pair.policy.policy.max_age or DEFAULT_MAX_AGE
     age = as_of - _time(latest.window_end)
-    fresh = age <= max_age
+    # a finding judged under another version of the policy is no evidence for the version in force
+    superseded = bool(latest.policy_digest) and latest.policy_digest != pair.policy.digest
+    fresh = age <= max_age and not superseded
     status, note, governed = latest.status, "", None
-    if not fresh:
-        points, note = POINTS["stale"], f"stale: the latest window ended {age.days} days ago"
-    elif status == "breach":
+    if status == "breach":
+        # governed or not whatever its age: an undecided breach stays open when evidence stops coming
         keys = [(system, rule, s) for s in dict.fromkeys(latest.breached_segments)]
         reasons = [_governed(snapshot, key, as_of) for key in keys]
         governed = all(reasons)
-        points = POINTS["breach_governed"] if governed else POINTS["breach_open"]
         note = "; ".join(r for r in reasons if r) if governed else \
             "; ".join(_ungoverned(snapshot, key, as_of) for key, reason in zip(keys, reasons, strict=True)
                       if not reason)
+    if superseded:
+        points = POINTS["stale"]
+        note = "; ".join(filter(None, [f"judged under another version of {pair.policy.policy.id} "
+                                       f"({latest.policy_digest[:12]}), not the one in force", note]))
+    elif not fresh:
+        points = POINTS["stale"]
+        note = "; ".join(filter(None, [f"stale: the latest window ended {age.days} days ago", note]))
+    elif status == "breach":
+        points = POINTS["breach_governed"] if governed else POINTS["breach_open"]
     else:
         points = POINTS[status]
     return PairStatus(system=system, rule=rule, severity=severity, status=status, segment=segment,
@@ -681,7 +693,7 @@ def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus
         return "not_applicable", applicability.reason
     prefix = f"applicability undetermined ({applicability.reason}); " if applicability.status == "undetermined" \
         else ""
-    open_breaches = [p for p in primary if p.fresh and p.status == "breach" and not p.governed]
+    open_breaches = [p for p in primary if p.status == "breach" and p.governed is False]
     if open_breaches:
         named = "; ".join(f"{p.rule}{f' [{p.segment}]' if p.segment else ''}: {p.note}" for p in open_breaches)
         return "nonconformity", prefix + named
@@ -782,6 +794,9 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
     """The audit-readiness report of `framework_id` over `snapshot`, optionally for one system."""
     framework = frameworks[framework_id]
     snapshot.check_as_of(as_of)
+    if system is not None and system not in snapshot.systems:
+        raise CharterError.single("unknown_system", f"system {system!r} was not registered in the ledger at "
+                                  f"{format_time(as_of)}: a report on it would be empty")
     registered = sorted(snapshot.systems.values(), key=lambda s: s.id)
     # a system named on purpose is reported whatever its status; a portfolio report covers the active ones
     systems = [s for s in registered if s.id == system] if system is not None else \
@@ -832,7 +847,7 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
                 kpi_pairs[(pair.rule, pair.system)] = pair
                 per_system_kpi[target.id][pair.rule] = pair
             if status == "nonconformity":
-                worst = max((p for p in primary if p.fresh and p.status == "breach" and not p.governed),
+                worst = max((p for p in primary if p.status == "breach" and p.governed is False),
                             key=lambda p: _SEVERITY_RANK.get(p.severity, 0))
                 nonconformity_severity[worst.severity] += 1
         if any(r.status != "not_applicable" for r in rows) and not any_evidence_path:
