@@ -25,6 +25,7 @@ from .authority import (
 from .errors import CharterError
 from .incidents import CLASSIFIED, REPORT_FILED, TRANSITION, classify, file_report, transition
 from .ledger.auditor import (
+    APPLICABILITY_ACTIVATED,
     ESCALATION_ACTIVATED,
     EVIDENCE_ATTESTATION,
     EVIDENCE_DOCUMENT,
@@ -102,6 +103,10 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
         if statement.type == TRANSITION:
             return transition(ledger, fields["incident_id"], fields["action"], statement, fields["note"],
                               fields.get("decision", ()), fields.get("expires"))
+        if statement.type == APPLICABILITY_ACTIVATED:
+            from .applicability import ApplicabilityDocument, activate_applicability
+
+            return activate_applicability(ledger, ApplicabilityDocument.model_validate(fields["document"]), statement)
         if statement.type in EVIDENCE_TYPES:
             from .evidence import accept_evidence
 
@@ -113,9 +118,9 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
         if statement.type == REPORT_FILED:
             return file_report(ledger, fields["incident_id"], statement, authority=fields["authority"],
                                reference=fields["reference"], kind=fields["kind"], filed_at=fields["filed_at"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise CharterError.single("statement_file", f"the {statement.type} statement lacks or mistypes a field: "
                                   f"{exc}") from exc
     raise CharterError.single("statement_file", f"statements of type {statement.type!r} are not accepted: signed "
-                              "statements record key, system, policy, escalation and incident changes, "
-                              "documents and attestations")
+                              "statements record key, system, policy, escalation, applicability and incident "
+                              "changes, documents and attestations")

@@ -51,7 +51,8 @@ def test_show_explains_eu_decisions(governed: Path) -> None:
 def test_show_explains_statement_decisions_with_their_source(governed: Path) -> None:
     turbine = _show(governed, "turbine-maintenance", "iso-42001")
     assert turbine["A.7.3"]["status"] == "not_applicable" and turbine["A.7.3"]["source"].startswith("SoA v3 (seq ")
-    assert turbine["A.10.4"]["status"] == "not_applicable"
+    # included for other systems only: not decided for this one, so presumed to apply (never silently excluded)
+    assert turbine["A.10.4"]["status"] == "undetermined" and "does not decide it for" in turbine["A.10.4"]["reason"]
     assert turbine["6.1.3"]["status"] == "applicable"
     code, out, _ = cli(governed, "applicability", "show", "--system", "turbine-maintenance", "--framework",
                        "nist-ai-rmf")
@@ -112,3 +113,21 @@ def test_the_published_schema_describes_the_documents() -> None:
         data = yaml.safe_load(path.read_text())
         assert set(data) <= set(schema["properties"])
         assert all(set(d) <= set(decision["properties"]) for d in data["decisions"])
+
+
+def test_an_approver_signs_offline_and_the_operator_accepts(governed: Path, tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "policies" / "applicability" / "nist-ai-rmf.yaml").read_text())
+    data["version"] = str(data["version"]) + "1"
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = size(governed)
+    code, _, err = cli(governed, "applicability", "activate", str(profile), "--key",
+                         ".charter/keys/omar.haddad.key", "--sign-only", str(tmp_path / "signed.json"))
+    assert code == 0 and size(governed) == before, err  # signing writes nothing to the ledger
+    code, _, err = cli(governed, "ledger", "accept", str(tmp_path / "signed.json"))
+    assert code == 0 and size(governed) == before + 1, err
+    cli(governed, "ledger", "accept", str(tmp_path / "signed.json"))
+    assert size(governed) == before + 1  # a statement lands once
+    shown = _show(governed, "customer-chatbot", "nist-ai-rmf")
+    assert any(c["source"].startswith(f"profile v{data['version']}") or f"v{data['version']}" in c["source"]
+               for c in shown.values())

@@ -8,7 +8,7 @@ import typer
 
 from ..errors import CharterError
 from .common import OutputFormat, command_group, out, parse_time, print_listing, safe
-from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger
+from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, write_signed
 
 applicability_app = command_group("Which controls apply to which system: Statement of Applicability, target "
                                   "profile, EU AI Act classification.")
@@ -18,15 +18,22 @@ applicability_app = command_group("Which controls apply to which system: Stateme
 def applicability_activate(
     file: Annotated[Path, typer.Argument(help="The Statement of Applicability or target profile (YAML).")],
     key: Annotated[Path, typer.Option("--key", help="Your private key (a policy approver's).")],
-    db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+    sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Put a Statement of Applicability (ISO/IEC 42001) or target profile (NIST AI RMF) in force, as a policy
     approver, after validating it against the catalog (every control decided, each with its justification)."""
-    from ..applicability import activate_applicability, load_applicability_file
+    from ..applicability import activate_applicability, applicability_statement, load_applicability_file
     from ..frameworks import load_frameworks
     from ..ledger import SigningKey
+    from ..ledger.auditor import APPLICABILITY_ACTIVATED
 
     document = load_applicability_file(file, load_frameworks())
+    if sign_only is not None:
+        reader = open_ledger(db, ledger_key, writable=False)
+        in_force = reader.authority().applicability_seqs.get(document.framework)
+        statement = applicability_statement(document.model_dump(mode="json"), in_force)
+        write_signed(sign_only, APPLICABILITY_ACTIVATED, [statement], SigningKey.load(key), reader)
+        return
     entry = activate_applicability(open_ledger(db, ledger_key, writable=True), document, SigningKey.load(key))
     if entry is None:
         out.print(f"this {safe(document.label())} is already in force")
