@@ -108,7 +108,9 @@ def test_policy_packs_exist_with_tests_and_map_to_all_three_frameworks(framework
             {p.stem.removesuffix("_test") for p in folder.glob("*_test.yaml")}, f"{pack}: a policy without tests"
         cited = {ref.split(":")[0] for policy in by_pack[pack] for rule in policy.rules for ref in rule.rule.controls}
         assert cited == {"iso-42001", "eu-ai-act", "nist-ai-rmf"} or pack == "business", (pack, cited)
-        assert all(rule.rule.controls for policy in by_pack[pack] for rule in policy.rules), pack
+        # every rule maps somewhere; a self-reported ratio (audit-readiness) may only support, never evidence
+        assert all(rule.rule.controls or rule.rule.supporting_controls
+                   for policy in by_pack[pack] for rule in policy.rules), pack
         if kind is not None:
             assert all(kind in (policy.policy.applies_to.kinds or ()) for policy in by_pack[pack]), pack
 

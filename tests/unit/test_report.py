@@ -562,3 +562,18 @@ def test_cli_report_refuses_before_signing_and_exits_1_on_a_damaged_ledger(tmp_p
     verify = run_cli("verify", "--full", "--db", f"sqlite:///{database}", "--ledger-key", ".charter/demo/ledger.key",
                      cwd=tmp_path)
     assert verify.returncode == 1 and "column_mismatch" in verify.stdout
+
+
+def test_the_report_reads_evidence_as_the_evidence_index_gives_it(sqlite_scenario: Scenario) -> None:
+    from charter.evidence import evidence_index
+    from charter.report import ledger_context
+
+    ledger = sqlite_scenario.ledger
+    context, _ = ledger_context(ledger, ledger.size(), sqlite_scenario.as_of)
+    index = evidence_index(ledger, ledger.size())
+    assert index.items  # the scenario records documents and attestations
+    for framework in sqlite_scenario.frameworks.values():
+        for control in framework.assessed_controls():
+            ref = f"{framework.id}:{control.id}"
+            for system in ("claims-approval", "customer-chatbot", "nobody"):
+                assert [i.id for i in context.evidence(ref, system)] == [i.id for i in index.for_control(ref, system)]

@@ -86,7 +86,7 @@ class BoundState:
 def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple[ReportContext, dict[str, int]]:
     """Applicability and typed evidence as recorded in the first `size` entries, judged at `as_of`."""
     from ..applicability import applicability_statements, control_applicability
-    from ..evidence import evidence_index
+    from ..evidence import cites, evidence_index
 
     statements = applicability_statements(ledger, size)
     index = evidence_index(ledger, size)
@@ -94,8 +94,15 @@ def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple
     def applicability(framework: Any, control_id: str, system: Any) -> Any:
         return control_applicability(framework, control_id, system, as_of, statements)
 
+    @functools.cache
+    def citing(ref: str) -> list[Any]:  # once per control, not once per control and system
+        return [item for item in index.items if any(cites(c, ref) for c in item.controls)]
+
+    def evidence(ref: str, system_id: str) -> list[Any]:  # what `EvidenceIndex.for_control` gives
+        return [item for item in citing(ref) if not item.systems or system_id in item.systems]
+
     seqs = {framework: active.seq for framework, active in statements.documents.items()}
-    return ReportContext(applicability=applicability, evidence=index.for_control), seqs
+    return ReportContext(applicability=applicability, evidence=evidence), seqs
 
 
 def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compiler: PolicyCompiler, *,
