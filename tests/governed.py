@@ -11,6 +11,7 @@ from pathlib import Path
 
 from charter.cli.demo import demo_governance
 from charter.ledger import Ledger, SigningKey
+from tests.conftest import run_cli
 from tests.unit.ledger.helpers import ESCALATION, POLICIES, REGISTRY
 
 ORIGIN = "charter.local/ledger"
@@ -44,3 +45,17 @@ def governance_args(directory: Path, admins: tuple[str, ...] = ("ana.costa",), t
     for name in admins[:threshold]:
         args += ["--admin-key", str(keys / f"{name}.key")]
     return args
+
+
+def governed_cli(directory: Path, *args: str) -> tuple[int, str, str]:
+    """Run `charter ARGS` in `directory`: (exit code, stdout, stderr), never a traceback."""
+    result = run_cli(*args, cwd=directory)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stdout, result.stderr
+
+
+def ledger_size(directory: Path) -> int:
+    """The number of entries of the ledger in `directory`, as a full `charter verify` counts them."""
+    code, out, _ = governed_cli(directory, "verify", "--full")
+    assert code == 0, out
+    return int(out.split("OK: ")[1].split()[0])

@@ -9,21 +9,12 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, run_cli
-from tests.governed import governed_ledger
+from tests.governed import governed_cli, governed_ledger, ledger_size
 
 SOA = REPO / "policies" / "applicability" / "iso-42001.yaml"
 
 
-def cli(directory: Path, *args: str) -> tuple[int, str, str]:
-    result = run_cli(*args, cwd=directory)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.returncode, result.stdout, result.stderr
-
-
-def size(directory: Path) -> int:
-    code, out, _ = cli(directory, "verify", "--full")
-    assert code == 0, out
-    return int(out.split("OK: ")[1].split()[0])
+cli, size = governed_cli, ledger_size
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import base64
 import datetime
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from charter.cli.demo import demo_governance
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
+from charter.ledger.auditor import Authority
 from charter.ledger.hashing import leaf_hash
 from charter.ledger.schema import ledger_entry, ledger_head
 from charter.policy import PolicyCompiler, PolicySet, policy_files
@@ -168,3 +171,14 @@ def transaction_ends(engine: Engine) -> list[int]:
     with engine.connect() as connection:
         return [int(last) + 1 for last in connection.execute(
             select(ledger_receipt.c.last_seq).order_by(ledger_receipt.c.last_seq)).scalars()]
+
+
+@contextmanager
+def unchecked() -> Iterator[None]:
+    """Append as an insider with the log key would: the store's authority check is skipped."""
+    original = Authority.check
+    Authority.check = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Authority.check = original  # type: ignore[method-assign]

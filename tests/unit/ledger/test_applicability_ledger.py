@@ -7,8 +7,6 @@ insider forces them in; both backends.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -22,11 +20,11 @@ from charter.applicability import (
 from charter.errors import CharterError
 from charter.frameworks import load_frameworks
 from charter.ledger import verify_ledger
-from charter.ledger.auditor import APPLICABILITY_ACTIVATED, SYSTEM_REGISTERED, Authority
+from charter.ledger.auditor import APPLICABILITY_ACTIVATED, SYSTEM_REGISTERED
 from charter.registry import EUClassification
 from charter.submission import register_system, systems_in_ledger
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import Populated, key_of, populate
+from tests.unit.ledger.helpers import Populated, key_of, populate, unchecked
 
 FRAMEWORKS = load_frameworks()
 SOA = load_applicability_file(REPO / "policies" / "applicability" / "iso-42001.yaml", FRAMEWORKS)
@@ -38,15 +36,7 @@ def world(db_url: str) -> Populated:
     return populate(db_url, bundles=0)
 
 
-@contextmanager
-def _unchecked() -> Iterator[None]:
-    """Append as an insider with the log key would: the store's authority check is skipped."""
-    original = Authority.check
-    Authority.check = lambda *args, **kwargs: None  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Authority.check = original  # type: ignore[method-assign]
+_unchecked = unchecked
 
 
 def _first_problem(world: Populated) -> tuple[int | None, str]:

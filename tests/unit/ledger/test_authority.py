@@ -12,8 +12,7 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,10 @@ from charter.authority import (
 from charter.errors import CharterError
 from charter.incidents import load_book, transition
 from charter.ledger import SigningKey, verify_ledger
-from charter.ledger.auditor import Authority
 from charter.ledger.export import export_ledger
 from charter.submission import register_key, register_system, revoke_key, submit_bundle, systems_in_ledger
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import CATALOG, POLICIES, Populated, key_of, populate
+from tests.unit.ledger.helpers import CATALOG, POLICIES, Populated, key_of, populate, unchecked
 
 CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
 ADMIN, REGISTRAR, AUTHOR, APPROVER = "ana.costa", "ben.okafor", "carla.rossi", "omar.haddad"
@@ -55,15 +53,7 @@ def _refused(populated: Populated, code: str, action: Callable[[], Any]) -> None
     assert verify_ledger(populated.ledger, populated.log_key.public).ok
 
 
-@contextmanager
-def _unchecked() -> Iterator[None]:
-    """Append as an insider with the log key would: the store's authority check is skipped."""
-    original = Authority.check
-    Authority.check = lambda *args, **kwargs: None  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Authority.check = original  # type: ignore[method-assign]
+_unchecked = unchecked
 
 
 def _submit_claims(populated: Populated) -> Any:
