@@ -89,3 +89,11 @@ def test_now_is_taken_to_the_millisecond_as_the_ledger_stamps_entries() -> None:
     # whole seconds would put an entry recorded earlier in this second "after now", out of the report
     assert before - datetime.timedelta(milliseconds=1) <= parsed <= datetime.datetime.now(datetime.UTC)
     assert parsed.microsecond % 1000 == 0
+
+
+@pytest.mark.parametrize(("share", "shown"), [(None, "n/a"), (0.0, "0%"), (0.0029, "<1%"), (0.5, "50%"),
+                                              (0.996, ">99%"), (1.0, "100%")])
+def test_shares_never_round_a_few_to_none_or_most_to_all(share: float | None, shown: str) -> None:
+    from charter.report import percent
+
+    assert percent(share) == shown

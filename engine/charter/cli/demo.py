@@ -26,10 +26,6 @@ FAIRNESS = "core.fairness/approval-parity"
 RECALL = "core.performance/recall-floor"
 REPORT_FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
 DEMO_FORMATS = ("html", "md", "json", "oscal")
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
 Act = Callable[..., Callable[[], None]]
 
 def demo_story(act: Act, escalate: Callable[[], None]) -> list[tuple[str, Callable[[], None]]]:
@@ -201,7 +197,7 @@ def demo(
     from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
     from ..notify import ChannelNotifier, page_reporting, tick
     from ..registry import SystemRegistry
-    from ..report import SUFFIXES, bind, build, issue, render_files
+    from ..report import SUFFIXES, bind, build, issue, percent, render_files
     from ..submission import default_compiler, submit_bundle
 
     evidence = builtin_dir("evidence")
@@ -326,7 +322,7 @@ def demo(
                   f"({figures.not_applicable} not applicable); "
                   + ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in figures.statuses.items()
                               if n and status != "not_applicable")
-                  + f"; KPI health {_percent(figures.kpi_health)}")
+                  + f"; KPI health {percent(figures.kpi_health)}")
     out.print(f"reports ({', '.join(DEMO_FORMATS)}) for checkpoint {state.binding.checkpoint_size} written to "
               f"{safe(str(reports.resolve()))}; issuing each is a ledger entry")
     checkpoint = make_checkpoint(ledger)

@@ -187,7 +187,7 @@ def report(
     from ..ledger.checkpoints import make_checkpoint
     from ..ledger.store import format_time
     from ..notify import FUTURE_TOLERANCE
-    from ..report import bind, build, issue, render_files
+    from ..report import bind, build, issue, percent, render_files
     from ..submission import default_compiler, systems_in_ledger
 
     formats = parse_formats(output)
@@ -221,8 +221,7 @@ def report(
         # a checkpoint covering the issue entries, so `report verify` can prove them at once
         make_checkpoint(ledger)
     figures = document.figures
-    health = "n/a" if figures.kpi_health is None else f"{figures.kpi_health:.0%}"
-    completeness = "n/a" if figures.documentary_completeness is None else f"{figures.documentary_completeness:.0%}"
+    health, completeness = percent(figures.kpi_health), percent(figures.documentary_completeness)
     for (_, _, name), entry in zip(renditions, entries, strict=True):
         path = next(p for p in paths.values() if p.name == name)
         out.print(f"{safe(str(path))}: issued at seq {entry.seq} (sha256 {entry.payload['sha256'][:16]}…)")

@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from ..policy.compiler import PolicyCompiler
 
 __all__ = ["FORMATS", "KPI_HEALTH_FORMULA", "REPORT_ISSUED", "SUFFIXES", "BoundState", "PortfolioSnapshot",
-           "ReportDocument", "bind", "build", "build_report", "issue", "oscal_input", "render", "render_files",
+           "ReportDocument", "bind", "build", "build_report", "issue", "oscal_input", "percent", "render",
+           "render_files",
            "verify_report"]
 
 FORMATS = ("html", "md", "json", "oscal")
@@ -204,7 +205,7 @@ def build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system
     return document.model_copy(update={"proofs": proofs})
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     """A share as a whole percentage, never rounding a few to none or most to all (1 of 343 is "<1%")."""
     if value is None:
         return "n/a"
@@ -230,7 +231,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=autoescape,
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                      keep_trailing_newline=True)
-    environment.filters["percent"] = _percent
+    environment.filters["percent"] = percent
     environment.filters["cell"] = _markdown_text
     return environment
 
