@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charter.errors import CharterError
 from charter.frameworks import FrameworkSet, load_frameworks, parse_control_ref
@@ -186,3 +188,18 @@ def test_new_eu_entries_carry_an_obligation_block(frameworks: FrameworkSet) -> N
     for control_id in ("art-3", "art-4a", "art-21", "art-47", "art-48", "art-60", "art-71", "annex-iv"):
         obligation = (controls[control_id].model_extra or {}).get("obligation")
         assert isinstance(obligation, dict) and set(obligation) == {"holders", "systems", "applies_from"}, control_id
+
+
+_REF_LIKE = r"\A(eu-ai-act|iso-42001|nist-ai-rmf):[a-zA-Z0-9.\-]{0,12}(\([0-9a-z]{0,4}\)){0,8}\Z"
+_BUILTIN = load_frameworks()
+
+
+@given(st.text(max_size=300) | st.from_regex(_REF_LIKE))
+@settings(max_examples=300, deadline=None)
+def test_any_text_gets_a_verdict_and_never_an_exception(text: str) -> None:
+    frameworks = _BUILTIN
+    reason, citable = frameworks.check_ref(text), frameworks.check_citable(text)
+    assert reason is None or isinstance(reason, str)
+    assert reason is None or citable == reason  # check_citable refuses whatever check_ref refuses, for the same reason
+    if reason is None:
+        assert frameworks.resolve(text) is not None
