@@ -20,7 +20,7 @@ import dataclasses
 import datetime
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -667,23 +667,14 @@ def classify(ledger: Ledger, incident_id_: str, key: Signer, note: str, *, serio
         CharterError: anything `classification_statement` or `authorize_classification` refuses,
             an unknown incident or an unregistered key. Nothing is recorded then.
     """
-    from .authority import active_escalation, signed_entry
-
     statement = classification_statement(incident_id_, serious=serious, note=note, ground=ground, death=death,
                                          widespread=widespread, aware_at=aware_at)
 
-    def build(next_seq: int) -> list[NewEntry]:
-        graph, _ = active_escalation(ledger, next_seq)
-        incident = load_book(ledger).incidents.get(incident_id_)
-        if incident is None:
-            raise CharterError.single("unknown_incident", f"no incident {incident_id_}")
-        entry = signed_entry(ledger, CLASSIFIED, statement, key, subject=incident.system_id, size=next_seq)
-        assert isinstance(entry.payload, dict)
-        role, reporting = authorize_classification(graph, incident, entry.payload["actor"], statement,
-                                                   ledger.clock())
-        return [dataclasses.replace(entry, payload={**entry.payload, "role": role, "reporting": reporting})]
+    def derive(graph: EscalationGraph, incident: Incident, actor: str) -> dict[str, Any]:
+        role, reporting = authorize_classification(graph, incident, actor, statement, ledger.clock())
+        return {"role": role, "reporting": reporting}
 
-    return ledger.append(build)[0]
+    return _append_triage(ledger, incident_id_, CLASSIFIED, statement, key, derive)
 
 
 def filing_statement(incident_id_: str, *, authority: str, reference: str, kind: str,
@@ -743,20 +734,30 @@ def file_report(ledger: Ledger, incident_id_: str, key: Signer, *, authority: st
         CharterError: anything `filing_statement` or `authorize_filing` refuses, an unknown incident
             or an unregistered key. Nothing is recorded then.
     """
-    from .authority import active_escalation, signed_entry
-
     statement = filing_statement(incident_id_, authority=authority, reference=reference, kind=kind,
                                  filed_at=filed_at)
+
+    def derive(graph: EscalationGraph, incident: Incident, actor: str) -> dict[str, Any]:
+        return {"role": authorize_filing(graph, incident, actor, statement, ledger.clock())}
+
+    return _append_triage(ledger, incident_id_, REPORT_FILED, statement, key, derive)
+
+
+def _append_triage(ledger: Ledger, incident_id_: str, entry_type: str, statement: dict[str, Any], key: Signer,
+                   derive: Callable[[EscalationGraph, Incident, str], dict[str, Any]]) -> Entry:
+    """Append a signed classification or filing: `derive` authorizes its actor under the escalation
+    configuration in force and gives the fields the log adds; both are judged at the seq it lands at."""
+    from .authority import active_escalation, signed_entry
 
     def build(next_seq: int) -> list[NewEntry]:
         graph, _ = active_escalation(ledger, next_seq)
         incident = load_book(ledger).incidents.get(incident_id_)
         if incident is None:
             raise CharterError.single("unknown_incident", f"no incident {incident_id_}")
-        entry = signed_entry(ledger, REPORT_FILED, statement, key, subject=incident.system_id, size=next_seq)
+        entry = signed_entry(ledger, entry_type, statement, key, subject=incident.system_id, size=next_seq)
         assert isinstance(entry.payload, dict)
-        role = authorize_filing(graph, incident, entry.payload["actor"], statement, ledger.clock())
-        return [dataclasses.replace(entry, payload={**entry.payload, "role": role})]
+        added = derive(graph, incident, entry.payload["actor"])
+        return [dataclasses.replace(entry, payload={**entry.payload, **added})]
 
     return ledger.append(build)[0]
 
