@@ -80,6 +80,10 @@ class MerkleTree:
             held = self._roots[(start, stop)] = node_hash(self._root(start, middle), self._root(middle, stop))
         return held
 
+    def leaf(self, index: int) -> bytes:
+        """The leaf hash at `index`."""
+        return self._leaves[index]
+
     def root(self) -> bytes:
         """MTH of all leaves."""
         return self._root(0, len(self._leaves)) if self._leaves else EMPTY_ROOT

@@ -48,6 +48,7 @@ from .oscal import OscalControlStatus, OscalInput, OscalObservation, OscalRisk, 
 from .svg import STATUS_COLOURS, escalation_svg, trend_chart
 
 if TYPE_CHECKING:
+    from ..ledger.merkle import MerkleTree
     from ..policy.compiler import PolicyCompiler
 
 __all__ = ["FORMATS", "KPI_HEALTH_FORMULA", "REPORT_ISSUED", "SUFFIXES", "BoundState", "PortfolioSnapshot",
@@ -78,7 +79,7 @@ class BoundState:
     inputs: ReportInputs
     context: ReportContext
     as_of: datetime.datetime
-    leaves: list[bytes]
+    tree: MerkleTree  # of the checkpoint's entries: every report of this state proves its citations in it
     #: what this run's verification read (it resumes from the last verified state, so it varies from
     #: run to run and stays out of the report, whose bytes depend only on the ledger and the time)
     verification: str = ""
@@ -166,9 +167,9 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
         except NoteError as exc:
             raise CharterError.single("ledger_damaged", f"the stored checkpoint {covering[0]} does not verify "
                                       f"with the log key: {exc}; run charter verify") from None
-    leaves = ledger.leaf_hashes(checkpoint.size)
+    tree = MerkleTree(ledger.leaf_hashes(checkpoint.size))
     # The verifier checked every record hash up to `size`; the checkpoint must anchor exactly those.
-    if MerkleTree(leaves).root() != checkpoint.root or (checkpoint.size == size and verifier.root != checkpoint.root):
+    if tree.root() != checkpoint.root or (checkpoint.size == size and verifier.root != checkpoint.root):
         raise CharterError.single("ledger_damaged", f"the checkpoint of {checkpoint.size} entries does not match "
                                   "the entries just verified: the ledger changed under the report; run charter verify")
     if not read_only:
@@ -182,26 +183,21 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
                             "built")
     inputs = report_inputs(active.policy_set.policies, graph, policy_activation_seq=active.activation_seq,
                            escalation_seq=escalation_seq, applicability=applicability_seqs)
-    return BoundState(snapshot, binding, active.policy_set.policies, graph, inputs, context, as_of, leaves,
+    return BoundState(snapshot, binding, active.policy_set.policies, graph, inputs, context, as_of, tree,
                       verdict.summary())
 
 
 def build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system: str | None = None
           ) -> ReportDocument:
     """The report of one framework over a bound state, with an inclusion proof of every entry it cites."""
-    from ..ledger.merkle import MerkleTree
-
     document = build_report(state.snapshot, framework_id, frameworks, state.policies, state.graph, state.binding,
                             state.as_of, state.inputs, state.context, system)
-    tree = MerkleTree(state.leaves)
-    if tree.root().hex() != state.binding.checkpoint_root:
-        raise CharterError.single("ledger_damaged", "the entries read for the proofs do not match the checkpoint")
     proofs = []
-    for seq, record_hash in document.cited().items():
-        if state.leaves[seq].hex() != record_hash:
+    for seq, record_hash in document.cited().items():  # the tree's root is the checkpoint's: `bind` checked it
+        if state.tree.leaf(seq).hex() != record_hash:
             raise CharterError.single("ledger_damaged", f"entry {seq} changed while the report was built")
         proofs.append(InclusionProofRef(seq=seq, record_hash=record_hash,
-                                        path=[h.hex() for h in tree.inclusion_proof(seq)]))
+                                        path=[h.hex() for h in state.tree.inclusion_proof(seq)]))
     return document.model_copy(update={"proofs": proofs})
 
 
