@@ -26,6 +26,7 @@ from . import (
     incidents_cmds,
     ledger,
     report_cmds,
+    serve_cmds,
     witness_cmds,
 )
 from .common import command_group, err, print_diagnostics
@@ -62,6 +63,7 @@ app.add_typer(report_cmds.report_app, name="report")
 app.command("backtest")(backtest_cmds.backtest_command)
 app.command("audit")(audit_cmds.audit_command)
 app.add_typer(applicability_cmds.applicability_app, name="applicability")
+app.command("serve")(serve_cmds.serve)
 
 
 @app.callback(invoke_without_command=True)

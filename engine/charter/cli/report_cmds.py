@@ -184,42 +184,28 @@ def report(
     from contextlib import ExitStack
 
     from ..kpis import load_catalog
-    from ..ledger.checkpoints import make_checkpoint
-    from ..ledger.store import format_time
-    from ..notify import FUTURE_TOLERANCE
-    from ..report import bind, build, issue, percent, render_files
-    from ..submission import default_compiler, systems_in_ledger
+    from ..report import issue_report, percent
+    from ..submission import default_compiler
 
     formats = parse_formats(output)
     paths = output_paths(output_file, formats)
-    as_of = parse_time(at)
-    # to the millisecond, as the report states it, so `report verify` rebuilds it at exactly this time
-    as_of = as_of.replace(microsecond=as_of.microsecond // 1000 * 1000)
     ledger = open_ledger(db, ledger_key, writable=True)
     # The policies and escalation configuration in force in the ledger, never a folder's: the report
     # describes what governed the evidence. --kpis only adds a custom KPI catalog, named explicitly.
     compiler = default_compiler(load_catalog(kpis_file))
-    ledger_now = ledger.clock()
-    if as_of > ledger_now + FUTURE_TOLERANCE:
-        raise CharterError.single("future_time", f"--at {format_time(as_of)} is later than now "
-                                  f"({format_time(ledger_now)}); a report cannot describe evidence as it will be")
-    if system is not None and system not in systems_in_ledger(ledger):
-        raise CharterError.single("unknown_system", f"system {system!r} is not registered in the ledger")
     with ExitStack() as stack:
         targets = {fmt: stack.enter_context(ReportFile(path)) for fmt, path in paths.items()}
-        state = bind(ledger, pinned_public_key(ledger_key, None), as_of, compiler, full=full_verify)
-        document = build(state, framework.value, compiler.frameworks, system)
-        renditions = []
-        for rendition, text in render_files(document, formats, state.graph).items():
-            target = targets[rendition]
+
+        def publish(rendition: str, text: str | None) -> None:
             if text is None:  # nothing open: no plan of action, and none left from an earlier report
-                target.withdraw()
-                continue
-            target.publish(text.encode())
-            renditions.append((rendition, text, paths[rendition].name))
-        entries = issue(ledger, document, renditions)
-        # a checkpoint covering the issue entries, so `report verify` can prove them at once
-        make_checkpoint(ledger)
+                targets[rendition].withdraw()
+            else:
+                targets[rendition].publish(text.encode())
+
+        issued = issue_report(ledger, pinned_public_key(ledger_key, None), framework.value, formats, compiler,
+                              as_of=parse_time(at), names={fmt: path.name for fmt, path in paths.items()},
+                              publish=publish, system=system, full=full_verify)
+    document, state, renditions, entries = issued.document, issued.state, issued.files, issued.entries
     figures = document.figures
     health, completeness = percent(figures.kpi_health), percent(figures.documentary_completeness)
     for (_, _, name), entry in zip(renditions, entries, strict=True):

@@ -29,7 +29,7 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 WRITE_OPTION = "charter_write"
 #: The newest revision in ``migrations/versions`` (a test keeps it equal to `code_revision()`). A
 #: ledger already at it opens without importing alembic, which takes longer than a whole read command.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 
 def default_url(directory: Path | None = None) -> str:
@@ -232,4 +232,4 @@ def _stored_revision(connection: Connection) -> str | None:
 #: Tables every Charter ledger has, whatever its revision.
 _LEDGER_TABLES = frozenset({"ledger_meta", "ledger_head", "ledger_entry", "checkpoint"})
 #: Tables of the newest schema: a ledger at SCHEMA_HEAD has all of them.
-_HEAD_TABLES = _LEDGER_TABLES | {"ledger_receipt"}
+_HEAD_TABLES = _LEDGER_TABLES | {"ledger_receipt", "api_request"}

@@ -67,3 +67,16 @@ ledger_receipt = Table(
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("signature", String(100), nullable=False),
 )
+
+#: The service's replies to requests sent with an ``Idempotency-Key``: not ledger state (nothing here is
+#: hashed or signed), kept so that a client retrying a POST gets the first reply instead of a second effect.
+api_request = Table(
+    "api_request", metadata,
+    Column("principal", String(255), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", SmallInteger, nullable=True),  # NULL while the first request is still being answered
+    Column("response", LargeBinary, nullable=True),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_api_request_created_at", "created_at"),
+)

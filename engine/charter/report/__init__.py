@@ -17,7 +17,7 @@ import datetime
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ..ledger.merkle import MerkleTree
     from ..policy.compiler import PolicyCompiler
 
-__all__ = ["FORMATS", "KPI_HEALTH_FORMULA", "REPORT_ISSUED", "SUFFIXES", "BoundState", "PortfolioSnapshot",
+__all__ = ["FORMATS", "KPI_HEALTH_FORMULA", "REPORT_ISSUED", "SUFFIXES", "BoundState", "IssuedReport", "issue_report", "PortfolioSnapshot",
            "ReportDocument", "bind", "build", "build_report", "issue", "oscal_input", "percent", "render",
            "render_files",
            "verify_report"]
@@ -407,6 +407,56 @@ def issue(ledger: Ledger, document: ReportDocument, renditions: Sequence[tuple[s
     appended = {e.submission_id: e for e in ledger.append(fresh)} if fresh else {}
     found_all = {**existing, **appended}
     return [found_all[_issue_key(hashlib.sha256(text.encode()).hexdigest(), name)] for _, text, name in renditions]
+
+
+@dataclass(frozen=True)
+class IssuedReport:
+    """A report issued into the ledger: the document, its bound state, each file and its issue entry."""
+
+    document: ReportDocument
+    state: BoundState
+    files: list[tuple[str, str, str]]  # (rendition, text, name) of each file handed out
+    entries: list[Entry]
+
+
+def issue_report(ledger: Ledger, log_public_key: bytes, framework_id: str, formats: Sequence[str],
+                 compiler: PolicyCompiler, *, as_of: datetime.datetime, names: dict[str, str],
+                 publish: Callable[[str, str | None], None], system: str | None = None,
+                 full: bool = False) -> IssuedReport:
+    """Verify, bind, build and render a report, hand each file to `publish`, then record them in the ledger.
+
+    The CLI publishes to files (taking them back if recording fails), the service to its report
+    store: both go through this one function, so a report means the same wherever it was issued.
+
+    Args:
+        names: rendition -> the file name recorded for it (``oscal`` also needs ``oscal-poam``).
+        publish: called with each rendition and its text, or None when the rendition has nothing to
+            say (a plan of action with nothing open) and an earlier file of that name must go.
+
+    Raises:
+        CharterError: ``future_time`` for a time after now; ``unknown_system``; whatever binding refuses.
+    """
+    from ..notify import FUTURE_TOLERANCE
+    from ..submission import systems_in_ledger
+
+    # to the millisecond, as the report states it, so `report verify` rebuilds it at exactly this time
+    as_of = as_of.replace(microsecond=as_of.microsecond // 1000 * 1000)
+    now = ledger.clock()
+    if as_of > now + FUTURE_TOLERANCE:
+        raise CharterError.single("future_time", f"the report time {format_time(as_of)} is later than now "
+                                  f"({format_time(now)}); a report cannot describe evidence as it will be")
+    if system is not None and system not in systems_in_ledger(ledger):
+        raise CharterError.single("unknown_system", f"system {system!r} is not registered in the ledger")
+    state = bind(ledger, log_public_key, as_of, compiler, full=full)
+    document = build(state, framework_id, compiler.frameworks, system)
+    files = []
+    for rendition, text in render_files(document, formats, state.graph).items():
+        publish(rendition, text)
+        if text is not None:
+            files.append((rendition, text, names[rendition]))
+    entries = issue(ledger, document, files)
+    make_checkpoint(ledger)  # one covering the issue entries, so `report verify` can prove them at once
+    return IssuedReport(document, state, files, entries)
 
 
 @dataclass
