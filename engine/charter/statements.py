@@ -35,6 +35,8 @@ from .ledger.auditor import (
     POLICY_ACTIVATED,
     POLICY_PUBLISHED,
     SYSTEM_REGISTERED,
+    TOKEN_CREATED,
+    TOKEN_REVOKED,
 )
 from .ledger.store import Entry, Ledger
 from .registry import AISystem
@@ -115,6 +117,14 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
             return classify(ledger, fields["incident_id"], statement, fields["note"], serious=fields["serious"],
                             ground=fields.get("ground"), death=fields.get("death", False),
                             widespread=fields.get("widespread", False), aware_at=fields.get("aware_at"))
+        if statement.type == TOKEN_CREATED:
+            from .tokens import record_token
+
+            return record_token(ledger, fields, statement)
+        if statement.type == TOKEN_REVOKED:
+            from .tokens import revoke_token
+
+            return revoke_token(ledger, fields["token_id"], fields["reason"], statement)
         if statement.type == REPORT_FILED:
             return file_report(ledger, fields["incident_id"], statement, authority=fields["authority"],
                                reference=fields["reference"], kind=fields["kind"], filed_at=fields["filed_at"])
@@ -122,5 +132,5 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
         raise CharterError.single("statement_file", f"the {statement.type} statement lacks or mistypes a field: "
                                   f"{exc}") from exc
     raise CharterError.single("statement_file", f"statements of type {statement.type!r} are not accepted: signed "
-                              "statements record key, system, policy, escalation, applicability and incident "
-                              "changes, documents and attestations")
+                              "statements record key, token, system, policy, escalation, applicability and "
+                              "incident changes, documents and attestations")

@@ -27,6 +27,7 @@ from . import (
     ledger,
     report_cmds,
     serve_cmds,
+    tokens_cmds,
     witness_cmds,
 )
 from .common import command_group, err, print_diagnostics
@@ -52,6 +53,7 @@ app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(witness_cmds.checkpoint_app, name="checkpoint")
 app.add_typer(witness_cmds.witness_app, name="witness")
 app.add_typer(ledger.keys_app, name="keys")
+app.add_typer(tokens_cmds.tokens_app, name="tokens")
 app.add_typer(ledger.systems_app, name="systems")
 app.add_typer(governance_cmds.governance_app, name="governance")
 app.add_typer(escalation_cmds.escalation_app, name="escalation")

@@ -23,7 +23,10 @@ their roots match the entries. Entries after the last matching checkpoint are re
 covered: their absence could not be detected. Authority: entry 0 is the governance configuration,
 and every change of governance state is signed by a key registered to an actor whose role, under
 the configuration then in force, allows it (`Authority`); the export's head and checkpoint rows must
-agree with the entries and notes.
+agree with the entries and notes. An entry written through Charter's API records who asked for it
+(``via``: the authenticated principal, how, and the request id); a token named there must have been
+valid at that entry, issued to that principal and scoped for the write, and a signed entry must be
+signed by that principal's key.
 """
 
 from __future__ import annotations
@@ -406,6 +409,9 @@ EVIDENCE_WITHDRAWN = "evidence.withdrawn"
 INCIDENT_CLASSIFIED = "incident.classified"
 #: the reporting role records an Art. 73 report filed with a market surveillance authority
 INCIDENT_REPORT_FILED = "incident.report_filed"
+#: an API token issued to a principal (its argon2id hash, scopes and expiry), and its revocation
+TOKEN_CREATED = "token.created"
+TOKEN_REVOKED = "token.revoked"
 BUNDLE = "bundle"
 #: the actor the log names for what it does on its own (reopening an incident when a breach recurs)
 AUTOMATIC_ACTOR = "charter"
@@ -415,11 +421,13 @@ AUTHORITY_ROLES = {"policy_author": "publish policy versions",
                    "policy_approver": "activate policy sets, escalation configurations and statements of "
                                       "applicability",
                    "system_registrar": "register systems, change their owner and classification",
-                   "evidence_attester": "attest process controls and record documents"}
+                   "evidence_attester": "attest process controls and record documents",
+                   "auditor": "read everything, issue and verify reports; acts on nothing"}
 #: entry types signed by an actor and accepted only under the configuration in force
 SIGNED_ACTIONS = (KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED, POLICY_ACTIVATED,
                   ESCALATION_ACTIVATED, INCIDENT_TRANSITION, INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED,
-                  EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN, APPLICABILITY_ACTIVATED)
+                  EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN, APPLICABILITY_ACTIVATED,
+                  TOKEN_CREATED, TOKEN_REVOKED)
 #: the role each signed action needs (key changes and transitions have rules of their own)
 _ROLE_FOR = {SYSTEM_REGISTERED: "system_registrar", POLICY_PUBLISHED: "policy_author",
              POLICY_ACTIVATED: "policy_approver", ESCALATION_ACTIVATED: "policy_approver",
@@ -430,7 +438,7 @@ DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",), INCIDENT_TRANSITION: ("from
 #: entry types whose payload changes the authority state (the rest are only checked)
 AUTHORITY_INPUTS = (GOVERNANCE_CONFIG, KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED,
                     POLICY_ACTIVATED, ESCALATION_ACTIVATED, APPLICABILITY_ACTIVATED,
-                    EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
+                    EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN, TOKEN_CREATED, TOKEN_REVOKED)
 
 
 def statement_of(entry_type: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -519,6 +527,10 @@ def _config_problem(config: Any) -> str | None:
         return f"roles must be an object with keys among {', '.join(AUTHORITY_ROLES)}"
     if not all(isinstance(m, list) and all(isinstance(x, str) for x in m) for m in roles.values()):
         return "each role lists principals (strings)"
+    # Auditors act on nothing, administrators approve changes of this very configuration: not one person.
+    auditing = sorted(names & set(roles.get("auditor", [])))
+    if auditing:
+        return f"administrators may not hold the auditor role: {', '.join(auditing)}"
     return None
 
 
@@ -604,6 +616,93 @@ def evidence_shape_problem(entry_type: str, statement: dict[str, Any]) -> str | 
     return None
 
 
+# -- API tokens and the record of who asked (`via`) -------------------------------------------------
+
+#: what a token may be used for: reading only, submitting bundles, or any change its principal may make
+TOKEN_SCOPES = ("read", "submit", "act")
+#: the longest a token lives: a year (366 days, for leap years)
+MAX_TOKEN_DAYS = 366
+_TOKEN_ID = re.compile(r"[0-9a-f]{16}")
+#: an argon2id PHC string: ``$argon2id$v=19$m=...,t=...,p=...$salt$hash`` (unpadded standard base64)
+_ARGON2ID_PHC = re.compile(r"\$argon2id\$v=19\$m=[1-9][0-9]{0,9},t=[1-9][0-9]{0,4},p=[1-9][0-9]{0,3}"
+                           r"\$[A-Za-z0-9+/]{11,128}\$[A-Za-z0-9+/]{16,512}")
+_TOKEN_FIELDS = {TOKEN_CREATED: {"token_id", "principal", "scopes", "expires_at", "hash"},
+                 TOKEN_REVOKED: {"token_id", "reason"}}
+#: what a bundle submission appends (`charter.submission`, `charter.incidents`): all a ``submit`` token may write,
+#: besides the log's own reopening of an incident whose breach recurred
+SUBMIT_SCOPE_TYPES = (BUNDLE, "evaluation", "finding", "incident.opened", "incident.finding")
+VIA_METHODS = ("token", "oidc")
+_VIA_FIELDS = {"token": {"principal", "method", "request_id", "token_id"},
+               "oidc": {"principal", "method", "request_id", "issuer", "subject"}}
+#: the longest string a via field may hold (principals, issuers and subjects are short; this only bounds abuse)
+MAX_VIA_FIELD = 500
+
+
+def token_shape_problem(entry_type: str, statement: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a token.created or token.revoked statement, if anything.
+
+    Field names and types, the token id (16 lowercase hex digits), scopes (a sorted, non-empty subset
+    of `TOKEN_SCOPES` without repeats), the expiry (RFC 3339 UTC with milliseconds, after the signing
+    time and at most `MAX_TOKEN_DAYS` after it) and the hash (an argon2id PHC string).
+    """
+    fields = set(statement) - {"actor", "signed_at"}
+    expected = _TOKEN_FIELDS[entry_type]
+    if fields != expected:
+        return (f"a {entry_type} statement has the fields {', '.join(sorted(expected))}; this one has "
+                f"{', '.join(sorted(fields)) or 'none'}")
+    if not isinstance(statement["token_id"], str) or not _TOKEN_ID.fullmatch(statement["token_id"]):
+        return "token_id must be 16 lowercase hex digits"
+    if entry_type == TOKEN_REVOKED:
+        return _text_problem("reason", statement["reason"], MAX_EVIDENCE_FIELD)
+    problem = _text_problem("principal", statement["principal"], MAX_EVIDENCE_FIELD)
+    if problem is not None:
+        return problem
+    scopes = statement["scopes"]
+    if (not isinstance(scopes, list) or not scopes or not all(s in TOKEN_SCOPES for s in scopes)
+            or scopes != sorted(set(scopes))):
+        return f"scopes must be a sorted, non-empty list of distinct scopes among {', '.join(TOKEN_SCOPES)}"
+    expires, signed = statement["expires_at"], statement.get("signed_at")
+    if not all(isinstance(t, str) and _RFC3339_MS.fullmatch(t) for t in (expires, signed)):
+        return "expires_at and signed_at must be RFC 3339 UTC times with milliseconds"
+    try:
+        # "+00:00" rather than "Z": this file also runs offline, on Pythons older than 3.11.
+        lifetime = (datetime.datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+                    - datetime.datetime.fromisoformat(str(signed).replace("Z", "+00:00")))
+    except ValueError:
+        return f"expires_at {expires!r} or signed_at {signed!r} is no calendar time"
+    if lifetime <= datetime.timedelta(0):
+        return f"expires_at {expires} is not after signed_at {signed}"
+    if lifetime > datetime.timedelta(days=MAX_TOKEN_DAYS):
+        return f"expires_at {expires} is more than {MAX_TOKEN_DAYS} days after signed_at {signed}"
+    if not isinstance(statement["hash"], str) or not _ARGON2ID_PHC.fullmatch(statement["hash"]):
+        return "hash must be an argon2id PHC string ($argon2id$v=19$m=...,t=...,p=...$salt$hash)"
+    return None
+
+
+def via_shape_problem(via: Any) -> str | None:
+    """What is wrong with the shape of a via record (who asked for an entry through the API), if anything.
+
+    ``{principal, method, request_id}`` plus ``token_id`` for method ``token``, or ``issuer`` and
+    ``subject`` for method ``oidc``; every value a non-empty string of at most `MAX_VIA_FIELD` characters.
+    """
+    if not isinstance(via, dict):
+        return "via must be an object"
+    method = via.get("method")
+    if method not in VIA_METHODS:
+        return f"via method must be one of {', '.join(VIA_METHODS)}, not {method!r}"
+    expected = _VIA_FIELDS[method]
+    if set(via) != expected:
+        return f"a via of method {method} has the fields {', '.join(sorted(expected))}; this one has " \
+               f"{', '.join(sorted(map(str, via)))}"
+    for name in sorted(expected):
+        problem = _text_problem(f"via {name}", via[name], MAX_VIA_FIELD)
+        if problem is not None:
+            return problem
+    if method == "token" and not _TOKEN_ID.fullmatch(via["token_id"]):
+        return "via token_id must be 16 lowercase hex digits"
+    return None
+
+
 class Authority:
     """Who may change governance state, folded from the ledger entry by entry.
 
@@ -643,6 +742,8 @@ class Authority:
         self.statements: set[str] = set()
         #: str(seq) of each recorded document or attestation -> [type, actor, sha256 or None, seq withdrawn or None]
         self.evidence: dict[str, list[Any]] = {}
+        #: token id -> [principal, scopes, expires_at, seq created, seq revoked or None, argon2id hash]
+        self.tokens: dict[str, list[Any]] = {}
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -655,7 +756,9 @@ class Authority:
     def resume(self, state: dict[str, Any]) -> None:
         """Take the state `to_state` returned."""
         for name in _AUTHORITY_STATE:
-            setattr(self, name, json.loads(json.dumps(state[name])))
+            # A state recorded before tokens existed knows none: its ledger had no token entries to fold.
+            value = state.get(name, {}) if name in _LATER_STATE else state[name]
+            setattr(self, name, json.loads(json.dumps(value)))
         self.statements = set(self.statements)
 
     def copy(self) -> Authority:
@@ -668,6 +771,7 @@ class Authority:
         twin.active_policies = list(self.active_policies)
         twin.statements = set(self.statements)
         twin.evidence = {seq: list(record) for seq, record in self.evidence.items()}
+        twin.tokens = {token_id: list(record) for token_id, record in self.tokens.items()}
         return twin
 
     def admins(self, seq: int | None = None) -> dict[str, bytes]:
@@ -692,12 +796,63 @@ class Authority:
     # -- the rule -------------------------------------------------------------------------------
 
     def check(self, seq: int, entry_type: str, payload: dict[str, Any], key_id: str | None,
-              signature: str | None, submission_id: str | None = None) -> Problem | None:
+              signature: str | None, submission_id: str | None = None, *, via: dict[str, Any] | None = None,
+              received_at: str | None = None) -> Problem | None:
         """The authority problem of an entry about to stand at `seq`, or None when it is allowed.
 
         A signed statement's submission id must be its digest (`statement_id`), and a digest already
-        recorded is refused: a statement lands once, however often it is handed in again.
+        recorded is refused: a statement lands once, however often it is handed in again. An entry
+        written through the API carries `via` (who asked, and how they authenticated; see `check_via`),
+        judged at the entry's `received_at`; an entry without one (the local CLI) is judged as before.
         """
+        problem = self._check_entry(seq, entry_type, payload, key_id, signature, submission_id)
+        if problem is None and via is not None:
+            problem = self.check_via(seq, entry_type, payload, key_id, via, received_at)
+        return problem
+
+    def check_via(self, seq: int, entry_type: str, payload: dict[str, Any], key_id: str | None, via: Any,
+                  received_at: str | None) -> Problem | None:
+        """The problem of an entry's via record, or None when it proves who asked for the entry.
+
+        The shape (`via_shape_problem`); for a token: created before `seq`, not revoked before it, not
+        expired at `received_at`, issued to via's principal, with a scope that allows this entry type
+        (``read``: nothing; ``submit``: what a bundle submission appends; ``act``: anything). An entry
+        signed by a key must be signed by via's principal: the API's caller is the actor, not someone
+        relaying another's signature. Entries derived in the same transaction carry the same via and
+        have no key, so only the token is checked for them.
+        """
+        problem = via_shape_problem(via)
+        if problem is not None:
+            return Problem(seq, "malformed_via", problem)
+        principal = via["principal"]
+        if via["method"] == "token":
+            token_id = via["token_id"]
+            token = self.tokens.get(token_id)
+            if token is None or token[3] >= seq:
+                return Problem(seq, "unknown_token", f"the entry was written with token {token_id}, which was not "
+                               "created before it")
+            if token[4] is not None and token[4] < seq:
+                return Problem(seq, "token_revoked", f"the entry was written with token {token_id}, revoked at seq "
+                               f"{token[4]}")
+            if not isinstance(received_at, str) or received_at >= token[2]:
+                return Problem(seq, "token_expired", f"the entry was written at {received_at} with token {token_id}, "
+                               f"which expired at {token[2]}")
+            if token[0] != principal:
+                return Problem(seq, "unauthenticated_actor", f"the entry names {principal!r} as who asked, but "
+                               f"token {token_id} is {token[0]!r}'s")
+            if not any(_scope_allows(scope, entry_type, payload, key_id) for scope in token[1]):
+                return Problem(seq, "token_scope", f"token {token_id} has the scopes {', '.join(token[1])}, which "
+                               f"do not allow writing a {entry_type} entry")
+        if key_id is not None and (entry_type in SIGNED_ACTIONS or entry_type == BUNDLE):
+            key = self.keys.get(key_id)
+            if key is not None and key[0] != principal:
+                return Problem(seq, "unauthenticated_actor", f"the {entry_type} entry is signed by {key[0]!r}'s key "
+                               f"but was asked for by {principal!r}, who authenticated: one may not act in "
+                               "another's name")
+        return None
+
+    def _check_entry(self, seq: int, entry_type: str, payload: dict[str, Any], key_id: str | None,
+                     signature: str | None, submission_id: str | None) -> Problem | None:
         if seq == 0 and entry_type != GOVERNANCE_CONFIG:
             return Problem(0, "no_trust_root", "entry 0 must be the governance configuration (the trust root)")
         if entry_type in (GOVERNANCE_CONFIG, *SIGNED_ACTIONS) and not _automatic_reopen(entry_type, payload, key_id):
@@ -730,6 +885,9 @@ class Authority:
                                                           action_message(self.origin, entry_type, statement),
                                                           str(signature)):
             return Problem(seq, "bad_signature", f"{actor!r}'s signature does not match the {entry_type} statement")
+        if actor in self.holders("auditor"):
+            return Problem(seq, "not_authorized", f"{actor!r} holds the auditor role, and auditors act on nothing: "
+                           f"they may sign no {entry_type} (they {AUTHORITY_ROLES['auditor'].split(';')[0]})")
         role = _ROLE_FOR.get(entry_type)
         if role is not None and actor not in self.holders(role):
             return Problem(seq, "not_authorized", f"{actor!r} does not hold {role} (needed to {AUTHORITY_ROLES[role]}) "
@@ -878,6 +1036,11 @@ class Authority:
     def _check_incident_transition(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
         # Which role may take which step depends on the incident and the escalation graph: `charter
         # verify` re-checks that with Charter's own rule; without Charter, membership is what can be checked.
+        if actor in self.admins():
+            # Separation of duties: administrators run systems, keys and tokens; deciding incidents,
+            # classifying them and filing their reports is for others, so no one holds both powers.
+            return Problem(seq, "not_authorized", f"{actor!r} is an administrator, and administrators may not make "
+                           "incident transitions, classifications or report filings (separation of duties)")
         if actor not in self.escalation_members:
             return Problem(seq, "not_authorized", f"{actor!r} holds no role in the escalation configuration in "
                            f"force (seq {self.escalation_seq})")
@@ -954,6 +1117,32 @@ class Authority:
                            "attester or recorder, or an administrator, may")
         return None
 
+    def _check_token_created(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        problem = token_shape_problem(TOKEN_CREATED, statement_of(TOKEN_CREATED, payload))
+        if problem is not None:
+            return Problem(seq, "malformed_body", problem)
+        if actor != payload["principal"] and actor not in self.admins():
+            return Problem(seq, "not_authorized", f"{actor!r} created a token for {payload['principal']!r}: only the "
+                           "token's principal or an administrator may")
+        if payload["token_id"] in self.tokens:
+            return Problem(seq, "token_registered", f"token {payload['token_id']} was already created at seq "
+                           f"{self.tokens[payload['token_id']][3]}")
+        return None
+
+    def _check_token_revoked(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+        problem = token_shape_problem(TOKEN_REVOKED, statement_of(TOKEN_REVOKED, payload))
+        if problem is not None:
+            return Problem(seq, "malformed_body", problem)
+        token = self.tokens.get(payload["token_id"])
+        if token is None:
+            return Problem(seq, "unknown_token", f"revocation of token {payload['token_id']}, which was never created")
+        if actor != token[0] and actor not in self.admins():
+            return Problem(seq, "not_authorized", f"{actor!r} revoked {token[0]!r}'s token: only its principal or an "
+                           "administrator may")
+        if token[4] is not None:
+            return Problem(seq, "token_revoked", f"token {payload['token_id']} was already revoked at seq {token[4]}")
+        return None
+
     # -- folding --------------------------------------------------------------------------------
 
     def apply(self, seq: int, entry_type: str, payload: dict[str, Any], submission_id: str | None = None) -> None:
@@ -1009,11 +1198,31 @@ class Authority:
                 record[3] = seq
         elif entry_type == APPLICABILITY_ACTIVATED and isinstance(payload.get("framework"), str):
             self.applicability_seqs[payload["framework"]] = seq
+        elif entry_type == TOKEN_CREATED:
+            scopes = payload.get("scopes")
+            self.tokens.setdefault(str(payload.get("token_id")), [
+                str(payload.get("principal")), [str(s) for s in scopes] if isinstance(scopes, list) else [],
+                str(payload.get("expires_at")), seq, None, str(payload.get("hash"))])
+        elif entry_type == TOKEN_REVOKED:
+            token = self.tokens.get(str(payload.get("token_id")))
+            if token is not None and token[4] is None:
+                token[4] = seq
 
 
 _AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
                     "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements",
-                    "evidence", "applicability_seqs")
+                    "evidence", "applicability_seqs", "tokens")
+#: state added after verified states were first recorded: an older state lacks it
+_LATER_STATE = frozenset({"tokens"})
+
+
+def _scope_allows(scope: str, entry_type: str, payload: dict[str, Any], key_id: str | None) -> bool:
+    """Whether a token of `scope` may write an entry of `entry_type`."""
+    if scope == "act":
+        return True
+    if scope == "submit":
+        return entry_type in SUBMIT_SCOPE_TYPES or _automatic_reopen(entry_type, payload, key_id)
+    return False
 
 
 # -- the verifier ---------------------------------------------------------------------------------
@@ -1337,7 +1546,11 @@ class Verifier:
             self._problem(seq, "malformed_body", "payload is not an object")
             return
         submission_id = body.get("submission_id")
-        problem = self.authority.check(seq, kind, payload, body.get("key_id"), body.get("sig"), submission_id)
+        if "via" in body and body["via"] is None:
+            problem: Problem | None = Problem(seq, "malformed_via", "via must be an object")
+        else:
+            problem = self.authority.check(seq, kind, payload, body.get("key_id"), body.get("sig"), submission_id,
+                                           via=body.get("via"), received_at=body.get("received_at"))
         if problem is not None:
             self.report.problems.append(problem)
             self.authority.last = [seq, kind, {}]  # an unauthorized change changes nothing

@@ -9,11 +9,12 @@ submission id back the lock up: a race that slipped through would fail rather th
 from __future__ import annotations
 
 import base64
+import contextvars
 import dataclasses
 import datetime
 import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,13 +22,43 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import CharterError
-from .auditor import AUTHORITY_INPUTS, Authority, CompactRange, RangeReceipt, StoredEntry
+from .auditor import AUTHORITY_INPUTS, Authority, CompactRange, RangeReceipt, StoredEntry, via_shape_problem
 from .database import ensure_schema, make_engine, write_transaction
 from .hashing import RANGE_RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, range_receipt_message
 from .keys import SigningKey, check_origin
 from .schema import checkpoint, ledger_entry, ledger_head, ledger_meta, ledger_receipt
 
 Clock = Callable[[], datetime.datetime]
+
+
+#: who asked for the entries appended now, through the API (see `recording_via`); None for the local CLI
+_VIA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("charter_via", default=None)
+
+
+def recording_via(via: dict[str, Any]) -> AbstractContextManager[None]:
+    """While active, every entry `Ledger.append` writes records `via` in its body (who asked, and how).
+
+    `via` is ``{principal, method: "token" | "oidc", request_id}`` plus ``token_id`` (method token)
+    or ``issuer`` and ``subject`` (method oidc). It is part of the hashed record, not of any signed
+    statement, so no signature changes; the auditor checks it (`Authority.check_via`) when the
+    entry is appended and whenever the ledger is verified.
+
+    Raises:
+        CharterError: ``malformed_via`` when `via` does not have that shape.
+    """
+    problem = via_shape_problem(via)
+    if problem is not None:
+        raise CharterError.single("malformed_via", problem)
+    return _recording(dict(via))
+
+
+@contextmanager
+def _recording(via: dict[str, Any]) -> Iterator[None]:
+    token = _VIA.set(via)
+    try:
+        yield
+    finally:
+        _VIA.reset(token)
 
 
 def utc_now() -> datetime.datetime:
@@ -84,6 +115,12 @@ class Entry:
         """The payload inside the body."""
         payload: dict[str, Any] = self.document()["payload"]
         return payload
+
+    @property
+    def via(self) -> dict[str, Any] | None:
+        """Who asked for this entry through the API (see `recording_via`); None when it was written locally."""
+        via: dict[str, Any] | None = self.document().get("via")
+        return via
 
     def stored(self) -> StoredEntry:
         """The form the auditor checks."""
@@ -205,6 +242,7 @@ class Ledger:
                 if not batch:
                     return []
                 received = max(format_time(self.clock()), head.last_received_at)
+                via = _VIA.get()
                 prev, seq = bytes(head.head_hash), head.size
                 rows: list[dict[str, Any]] = []
                 appended: list[Entry] = []
@@ -212,7 +250,8 @@ class Ledger:
                 authority = self.authority(head.size).copy()  # readers may hold the cached state: never change it
                 for new in batch:
                     payload = new.payload(appended) if callable(new.payload) else new.payload
-                    problem = authority.check(seq, new.type, payload, new.key_id, new.signature, new.submission_id)
+                    problem = authority.check(seq, new.type, payload, new.key_id, new.signature, new.submission_id,
+                                              via=via, received_at=received)
                     if problem is not None:
                         raise CharterError.single(problem.kind, problem.detail)
                     authority.apply(seq, new.type, payload, new.submission_id)
@@ -225,6 +264,8 @@ class Ledger:
                         body_value["key_id"] = new.key_id
                     if new.signature is not None:
                         body_value["sig"] = new.signature
+                    if via is not None:
+                        body_value["via"] = via
                     body = canonical(body_value)
                     record_hash = leaf_hash(body)
                     tree.append(record_hash)
@@ -273,8 +314,10 @@ class Ledger:
             # As the verifier folds: an entry the rule refuses (forced in by someone who skipped it)
             # changes nothing, so what is appended next is judged as `verify` will judge it.
             body = entry.document()
-            if authority.check(entry.seq, entry.type, body["payload"], entry.key_id, body.get("sig"),
-                               entry.submission_id) is None:
+            # A null via is malformed: the verifier names the entry and folds nothing from it.
+            if body.get("via", {}) is not None and authority.check(
+                    entry.seq, entry.type, body["payload"], entry.key_id, body.get("sig"), entry.submission_id,
+                    via=body.get("via"), received_at=entry.received_at) is None:
                 authority.apply(entry.seq, entry.type, body["payload"], entry.submission_id)
         authority.last = None
         if size >= cached_size:

@@ -740,3 +740,64 @@ def test_a_classification_and_a_filing_land_once(world: Populated) -> None:
         _refused(world, "replayed_statement", lambda e=entry, s=signature: world.ledger.append([NewEntry(
             e.type, e.payload, e.submission_id, key_id=e.key_id, signature=s)]))
     assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+# -- the auditor role and separation of duties (issue 14) --------------------------------------------
+
+
+def _with_auditor(world: Populated, auditor: str) -> None:
+    """Give `auditor` the auditor role, approved by two of the demo's three administrators."""
+    config = world.ledger.authority().config
+    assert config is not None
+    roles = {**config["roles"], "auditor": [auditor]}
+    update_governance(world.ledger, GovernanceConfig(administrators=config["administrators"],
+                                                     threshold=config["threshold"], roles=roles),
+                      [key_of(ADMIN), key_of("ben.okafor")])
+
+
+def test_an_auditor_signs_no_governance_change(world: Populated) -> None:
+    import datetime
+
+    from charter.tokens import create_token, revoke_token
+
+    _with_auditor(world, AUTHOR)
+    policy = POLICIES.policies[0].policy
+    document = {**policy.model_dump(mode="json"), "version": "99.0.0"}
+    size = world.ledger.size()
+    with pytest.raises(CharterError) as info:
+        publish_policies(world.ledger, [(policy.id, "99.0.0", document)], key_of(AUTHOR))
+    assert info.value.code == "not_authorized" and "auditors act on nothing" in str(info.value)
+    assert world.ledger.size() == size
+    expires = world.ledger.clock.now + datetime.timedelta(days=30)  # type: ignore[attr-defined]
+    _refused(world, "not_authorized", lambda: create_token(world.ledger, AUTHOR, ["read"], expires, key_of(AUTHOR)))
+    _refused(world, "not_authorized", lambda: revoke_key(world.ledger, key_of(AUTHOR).key_id, "left", key_of(AUTHOR)))
+    # An administrator issues the auditor's read token; the auditor may not even revoke it.
+    entry, _ = create_token(world.ledger, AUTHOR, ["read"], expires, key_of(ADMIN))
+    _refused(world, "not_authorized",
+             lambda: revoke_token(world.ledger, entry.payload["token_id"], "done", key_of(AUTHOR)))
+    with _unchecked():
+        forced = publish_policies(world.ledger, [(policy.id, "99.0.0", document)], key_of(AUTHOR))[0]
+    assert _first_unauthorized(world) == (forced.seq, "not_authorized")
+
+
+def test_an_administrator_may_not_hold_the_auditor_role(world: Populated) -> None:
+    _refused(world, "malformed_config", lambda: _with_auditor(world, ADMIN))
+
+
+def test_an_administrator_decides_no_incident(world: Populated) -> None:
+    import yaml
+
+    # The escalation configuration names an administrator in the second line: the rule still refuses.
+    document = yaml.safe_load((REPO / "policies" / "escalation.yaml").read_text())
+    document["roles"]["risk_compliance"]["members"].append(ADMIN)
+    activate_escalation(world.ledger, document, key_of(APPROVER))
+    _submit_claims(world)
+    incident = next(i for i in load_book(world.ledger).incidents.values() if i.rule == "core.fairness/approval-parity")
+    transition(world.ledger, incident.id, "investigate", key_of("tom.berger"), "proxy feature")
+    _refused(world, "not_authorized", lambda: transition(world.ledger, incident.id, "validate", key_of(ADMIN), "ok"))
+    with _unchecked():
+        forced = transition(world.ledger, incident.id, "validate", key_of(ADMIN), "ok")
+    seq, kind = _first_unauthorized(world)
+    assert (seq, kind) == (forced.seq, "not_authorized")
+    report = verify_ledger(world.ledger, world.log_key.public, resume=False)
+    assert any("separation of duties" in p.detail for p in report.problems if p.seq == forced.seq)

@@ -119,6 +119,65 @@ def test_attack_is_detected_at_the_first_bad_seq(victim: Populated, attack: str)
     assert kind in {p.kind for p in report.problems if p.seq == first_bad}, report.problems
 
 
+# -- who asked through the API (`via`): part of the hashed record, so an edit of it breaks the hash ---------
+
+
+def _asked_through_the_api(victim: Populated) -> int:
+    """Append a signed change asked for with a token (its entry records the via); its seq."""
+    import datetime
+
+    from charter.ledger.store import recording_via
+    from charter.tokens import create_token, revoke_token
+
+    owner = victim.owner_keys["maria.keller"]
+    expires = victim.ledger.clock.now + datetime.timedelta(days=30)  # type: ignore[attr-defined]
+    created, _ = create_token(victim.ledger, "maria.keller", ["act"], expires, owner)
+    token_id = created.payload["token_id"]
+    with recording_via({"principal": "maria.keller", "method": "token", "request_id": "r1", "token_id": token_id}):
+        asked = revoke_token(victim.ledger, token_id, "rotated", owner)
+    assert asked.via is not None and _verify(victim).ok
+    return asked.seq
+
+
+VIA_EDITS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "another principal": lambda body: body["via"].update(principal="tom.berger"),
+    "another token": lambda body: body["via"].update(token_id="0123456789abcdef"),
+    "via removed": lambda body: body.pop("via"),
+}
+
+
+@pytest.mark.parametrize("rehash", [False, True], ids=["in place", "rehashed"])
+@pytest.mark.parametrize("edit", list(VIA_EDITS))
+def test_a_via_edited_after_the_fact_is_detected(victim: Populated, tmp_path: Path, edit: str, rehash: bool) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import rfc8785
+
+    from charter.ledger.export import export_ledger
+
+    seq = _asked_through_the_api(victim)
+    engine = victim.ledger.engine
+    rows = read_rows(engine)
+    body = json.loads(rows[seq]["body"])
+    VIA_EDITS[edit](body)
+    rows[seq] = {**rows[seq], "body": rfc8785.dumps(body)}
+    if rehash:
+        rows = rechain(rows, seq)
+    write_rows(engine, rows)
+    first_bad, kind = (transaction_start(engine, seq), "bad_receipt") if rehash else (seq, "hash_mismatch")
+    report = _verify(victim)
+    assert report.first_bad_seq == first_bad and kind in {p.kind for p in report.problems if p.seq == first_bad}
+    export_ledger(victim.ledger, tmp_path / "export")
+    offline = subprocess.run([sys.executable, "-I", str(tmp_path / "export" / "verify.py"), str(tmp_path / "export"),
+                              "--log-key", victim.ledger.meta()["log_key_id"]], capture_output=True, text=True,
+                             check=False)
+    # An export has no stored record hash beside the body: offline, the log's receipt is what breaks.
+    start = transaction_start(engine, seq)
+    assert offline.returncode == 1 and f"seq {start}: bad_receipt" in offline.stdout, offline.stdout
+
+
 def _boundary(engine: Any, above: int) -> int:
     """The first transaction boundary (a ledger size) above `above`."""
     return next(end for end in transaction_ends(engine) if end > above)
