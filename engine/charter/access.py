@@ -24,7 +24,6 @@ from .ledger.auditor import (
     INCIDENT_REPORT_FILED,
     INCIDENT_TRANSITION,
 )
-
 from .ledger.store import Ledger
 
 __all__ = ["OPERATIONS", "SCOPES", "Caller", "Operation", "Standing", "authorize", "standing_of", "visible_systems"]

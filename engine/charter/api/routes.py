@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path as PathParam, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from ..access import Caller, Operation, authorize, standing_of, visible_systems
@@ -482,8 +483,8 @@ async def issue_report(spec: ReportIssue, request: Request, caller: Authenticate
 
 def _issue_report(service: Service, caller: Caller, request: Request, key: str | None, body: bytes,
                   spec: ReportIssue) -> Response:
-    from ..report import SUFFIXES, issue_report
     from ..report import FORMATS as REPORT_FORMATS
+    from ..report import SUFFIXES, issue_report
 
     authorize(service.ledger, caller, Operation.ISSUE_REPORT)
     frameworks = ("iso-42001", "eu-ai-act", "nist-ai-rmf")

@@ -51,10 +51,26 @@ if TYPE_CHECKING:
     from ..ledger.merkle import MerkleTree
     from ..policy.compiler import PolicyCompiler
 
-__all__ = ["FORMATS", "KPI_HEALTH_FORMULA", "REPORT_ISSUED", "SUFFIXES", "BoundState", "IssuedReport", "issue_report", "PortfolioSnapshot",
-           "ReportDocument", "bind", "build", "build_report", "issue", "oscal_input", "percent", "render",
-           "render_files",
-           "verify_report"]
+__all__ = [
+    "FORMATS",
+    "KPI_HEALTH_FORMULA",
+    "REPORT_ISSUED",
+    "SUFFIXES",
+    "BoundState",
+    "IssuedReport",
+    "PortfolioSnapshot",
+    "ReportDocument",
+    "bind",
+    "build",
+    "build_report",
+    "issue",
+    "issue_report",
+    "oscal_input",
+    "percent",
+    "render",
+    "render_files",
+    "verify_report",
+]
 
 FORMATS = ("html", "md", "json", "oscal")
 REPORT_ISSUED = "report.issued"
