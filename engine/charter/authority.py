@@ -29,6 +29,7 @@ from .ledger.auditor import (
     ENDORSEMENT_CONTEXT,
     ESCALATION_ACTIVATED,
     GOVERNANCE_CONFIG,
+    INCIDENT_TRANSITION,
     POLICY_ACTIVATED,
     POLICY_PUBLISHED,
     POSSESSION_CONTEXT,
@@ -47,10 +48,26 @@ if TYPE_CHECKING:
     from .escalation import EscalationGraph
     from .policy.compiler import PolicyCompiler, PolicySet
 
-__all__ = ["AUTHORITY_ROLES", "ActivePolicies", "GovernanceConfig", "KeyRequest", "SignedStatement", "Signer",
-           "activate_escalation",
-           "activate_policies", "active_escalation", "active_policies", "init_governance", "load_governance",
-           "principal_of", "publish_policies", "signed_entry", "update_governance"]
+__all__ = [
+    "AUTHORITY_ROLES",
+    "ActivePolicies",
+    "GovernanceConfig",
+    "KeyRequest",
+    "SignedStatement",
+    "Signer",
+    "StepUpStatement",
+    "activate_escalation",
+    "activate_policies",
+    "active_escalation",
+    "active_policies",
+    "init_governance",
+    "load_governance",
+    "nonce_of",
+    "principal_of",
+    "publish_policies",
+    "signed_entry",
+    "update_governance",
+]
 
 
 # -- the governance configuration ------------------------------------------------------------------
@@ -83,6 +100,16 @@ class Administrator(BaseModel):
         return value
 
 
+class IdentityProvider(BaseModel):
+    """An OpenID Connect provider whose ID tokens may prove a transition (`charter.ledger.auditor.step_up_problem`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    issuer: str = Field(min_length=1, max_length=500)
+    audience: str = Field(min_length=1, max_length=500)
+    principal_claim: str = Field(default="sub", min_length=1, max_length=100)
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+
 class GovernanceConfig(BaseModel):
     """Administrators, their threshold, and the holders of each authority role."""
 
@@ -90,6 +117,9 @@ class GovernanceConfig(BaseModel):
     administrators: list[Administrator] = Field(min_length=1)
     threshold: int = Field(ge=1, description="How many administrators must approve a change of this configuration.")
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    identity_providers: list[IdentityProvider] = Field(
+        default_factory=list, description="OpenID Connect providers whose step-up sign-ins prove incident "
+        "transitions (instead of a key signature): the ledger trusts no other.")
 
     @field_validator("roles")
     @classmethod
@@ -121,8 +151,11 @@ class GovernanceConfig(BaseModel):
         if self.threshold > len(admins):
             raise CharterError.single("governance_config", f"threshold {self.threshold} exceeds the "
                                       f"{len(admins)} administrators", path="$.threshold")
-        return {"administrators": [a.model_dump() for a in admins], "threshold": self.threshold,
-                "roles": self.roles}
+        document: dict[str, Any] = {"administrators": [a.model_dump() for a in admins], "threshold": self.threshold,
+                                    "roles": self.roles}
+        if self.identity_providers:  # absent rather than empty: configurations without it keep their digests
+            document["identity_providers"] = [p.model_dump() for p in self.identity_providers]
+        return document
 
 
 def load_governance(path: Path) -> GovernanceConfig:
@@ -226,7 +259,35 @@ class SignedStatement:
         return cls(data["log"], data["type"], data["statement"], data["key_id"], data["signature"])
 
 
-#: who signs a change: a key, now, or a statement signed earlier
+@dataclass(frozen=True)
+class StepUpStatement(SignedStatement):
+    """An incident transition proven by a step-up OpenID Connect sign-in instead of a key signature.
+
+    The actor signed in with the provider named in the governance configuration, with the
+    transition's digest (`nonce_of`) as the sign-in's ``nonce``; the entry records the ID token and
+    the provider's key set, so `charter verify` checks the proof offline. `key_id` and `signature`
+    are empty: there is no key.
+    """
+
+    id_token: str = ""
+    jwks: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, origin: str, statement: dict[str, Any], id_token: str, jwks: dict[str, Any]) -> StepUpStatement:
+        """A transition statement (with actor and signing time) and its proof."""
+        return cls(origin, INCIDENT_TRANSITION, statement, "", "", id_token, jwks)
+
+    def proof(self) -> dict[str, Any]:
+        """The ``proof`` field of the entry."""
+        return {"method": "oidc", "id_token": self.id_token, "jwks": self.jwks}
+
+
+def nonce_of(origin: str, statement: dict[str, Any]) -> str:
+    """The nonce a step-up sign-in for this transition statement must carry: the statement's digest."""
+    return statement_id(origin, INCIDENT_TRANSITION, statement)
+
+
+#: who signs a change: a key, now, or a statement signed (or proven by a step-up sign-in) earlier
 Signer = SigningKey | SignedStatement
 
 
@@ -248,6 +309,11 @@ def signed_entry(ledger: Ledger, entry_type: str, fields: dict[str, Any], signer
             raise CharterError.single("statement_mismatch", f"the signed statement ({signer.type} for "
                                       f"{signer.log!r}) does not ask for this change to {ledger.origin!r}")
         statement, key_id, signature = signer.statement, signer.key_id, signer.signature
+        if isinstance(signer, StepUpStatement):
+            if entry_type != INCIDENT_TRANSITION:
+                raise CharterError.single("statement_mismatch", "a step-up sign-in proves incident transitions only")
+            return NewEntry(entry_type, {**statement, **(derived or {}), "proof": signer.proof()},
+                            statement_id(ledger.origin, entry_type, statement), subject=subject)
     else:
         statement = {**fields, "actor": principal_of(ledger, signer, size), "signed_at": format_time(ledger.clock())}
         key_id = signer.key_id

@@ -18,6 +18,7 @@ from .problems import install_handlers, problem_response
 from .routes import router
 from .service import Service
 from .settings import ServiceSettings, settings_from_environment
+from .stepup import router as step_up_router
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -90,6 +91,7 @@ def create_app(settings: ServiceSettings, *, ledger: Ledger | None = None,
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(router)
+    app.include_router(step_up_router)
     return app
 
 

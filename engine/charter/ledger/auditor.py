@@ -433,7 +433,8 @@ _ROLE_FOR = {SYSTEM_REGISTERED: "system_registrar", POLICY_PUBLISHED: "policy_au
              POLICY_ACTIVATED: "policy_approver", ESCALATION_ACTIVATED: "policy_approver",
              APPLICABILITY_ACTIVATED: "policy_approver"}
 #: payload fields the log adds when it appends a signed statement: not part of what the actor signed
-DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",), INCIDENT_TRANSITION: ("from", "to", "role", "deadline"),
+DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",),
+                  INCIDENT_TRANSITION: ("from", "to", "role", "deadline", "proof"),
                   INCIDENT_CLASSIFIED: ("role", "reporting"), INCIDENT_REPORT_FILED: ("role",)}
 #: entry types whose payload changes the authority state (the rest are only checked)
 AUTHORITY_INPUTS = (GOVERNANCE_CONFIG, KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED,
@@ -459,6 +460,125 @@ def action_message(origin: str, entry_type: str, statement: dict[str, Any]) -> b
 def statement_id(origin: str, entry_type: str, statement: dict[str, Any]) -> str:
     """The submission id of the entry carrying a signed statement: its type and the digest of what was signed."""
     return f"{entry_type}:{hashlib.sha256(action_message(origin, entry_type, statement)).hexdigest()}"
+
+
+#: the JWS algorithms a step-up ID token may be signed with (asymmetric only: see `check_step_up`)
+STEP_UP_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+#: bounds on a step-up proof: an ID token is a few KiB, a provider's key set a few keys
+MAX_ID_TOKEN = 16 * 1024
+MAX_JWKS_KEYS = 20
+
+
+def _b64url(text: str) -> bytes:
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _jwk_public(jwk: dict[str, Any], alg: str) -> Any:
+    """The public key of a JWK fit for `alg`, or None (wrong type, curve or use)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if jwk.get("use", "sig") != "sig" or jwk.get("alg", alg) != alg:
+        return None
+    if alg == "RS256" and jwk.get("kty") == "RSA":
+        n, e = int.from_bytes(_b64url(str(jwk.get("n"))), "big"), int.from_bytes(_b64url(str(jwk.get("e"))), "big")
+        return rsa.RSAPublicNumbers(e, n).public_key() if n.bit_length() >= 2048 else None
+    if alg == "ES256" and jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+        x, y = _b64url(str(jwk.get("x"))), _b64url(str(jwk.get("y")))
+        return ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"),
+                                             ec.SECP256R1()).public_key()
+    if alg == "EdDSA" and jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+        return Ed25519PublicKey.from_public_bytes(_b64url(str(jwk.get("x"))))
+    return None
+
+
+def _jws_valid(key: Any, alg: str, signing_input: bytes, signature: bytes) -> bool:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    try:
+        if alg == "RS256":
+            key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+        elif alg == "ES256":
+            if len(signature) != 64:
+                return False
+            der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+            key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+        else:
+            key.verify(signature, signing_input)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def step_up_problem(proof: Any, providers: Any, actor: str, nonce: str, at: datetime.datetime) -> str | None:
+    """Why a step-up proof does not show that `actor` signed in for this very change at `at`, or None.
+
+    The proof is ``{"method": "oidc", "id_token": JWS, "jwks": the provider's key set}``, recorded in
+    the entry, so this check needs neither the provider nor the network: the ID token must be signed
+    (RS256, ES256 or EdDSA; never ``none`` or HS*) by a key of that set, issued by an identity
+    provider the governance configuration in force names, for its audience, valid at `at`, with the
+    ``nonce`` the digest of the change, and name `actor` in the provider's principal claim.
+
+    The key set is what the log fetched from the provider when it appended the entry: like every
+    log-attested fact it is as trustworthy as the log and its witnesses.
+    """
+    if not isinstance(proof, dict) or set(proof) != {"method", "id_token", "jwks"} or proof["method"] != "oidc":
+        return "a step-up proof is {method: oidc, id_token, jwks}"
+    token, jwks = proof["id_token"], proof["jwks"]
+    if not isinstance(token, str) or len(token) > MAX_ID_TOKEN or token.count(".") != 2:
+        return "the ID token is not a compact JWS"
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not keys or len(keys) > MAX_JWKS_KEYS or not all(isinstance(k, dict)
+                                                                                       for k in keys):
+        return f"the archived key set is not a JWKS of 1 to {MAX_JWKS_KEYS} keys"
+    head, body, sig = token.split(".")
+    try:
+        header, claims, signature = json.loads(_b64url(head)), json.loads(_b64url(body)), _b64url(sig)
+    except (ValueError, RecursionError):
+        return "the ID token does not decode"
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return "the ID token's header or claims are not JSON objects"
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in STEP_UP_ALGORITHMS or "crit" in header:
+        return f"the ID token's algorithm is not one of {', '.join(STEP_UP_ALGORITHMS)}"
+    candidates = [k for k in keys if kid is None or k.get("kid") == kid]
+    if kid is None and len(keys) != 1:
+        return "the ID token names no key id and the key set holds several keys"
+    try:
+        valid = any(key is not None and _jws_valid(key, str(alg), f"{head}.{body}".encode(), signature)
+                    for key in (_jwk_public(k, str(alg)) for k in candidates))
+    except (ValueError, TypeError):
+        valid = False
+    if not valid:
+        return "the ID token's signature is not valid under the archived key set"
+    provider = next((p for p in providers if isinstance(p, dict) and p.get("issuer") == claims.get("iss")), None) \
+        if isinstance(providers, list) else None
+    if provider is None:
+        return f"the ID token's issuer {str(claims.get('iss'))[:100]!r} is not an identity provider of the " \
+               "governance configuration in force"
+    audience = claims.get("aud")
+    if provider.get("audience") not in (audience if isinstance(audience, list) else [audience]):
+        return "the ID token was not issued for the configured audience"
+    leeway = int(provider.get("leeway_seconds", 30))
+    moment = at.timestamp()
+    times = {name: claims.get(name) for name in ("exp", "iat", "nbf")}
+    if any(v is not None and (type(v) not in (int, float) or not math.isfinite(v)) for v in times.values()) \
+            or times["exp"] is None or times["iat"] is None:
+        return "the ID token's exp, iat and nbf must be numbers (exp and iat required)"
+    if moment > float(times["exp"]) + leeway:
+        return "the ID token had expired when the change was recorded"
+    if float(times["iat"]) - leeway > moment or (times["nbf"] is not None
+                                                 and float(times["nbf"]) - leeway > moment):
+        return "the ID token was issued after the change was recorded"
+    if claims.get("nonce") != nonce:
+        return "the ID token's nonce is not this change's digest: the sign-in was not made for it"
+    named = claims.get(str(provider.get("principal_claim", "sub")))
+    if named != actor:
+        return f"the ID token names {str(named)[:100]!r}, not the actor {actor!r}"
+    return None
 
 
 def possession_message(origin: str, principal: str, key_id: str) -> bytes:
@@ -527,6 +647,16 @@ def _config_problem(config: Any) -> str | None:
         return f"roles must be an object with keys among {', '.join(AUTHORITY_ROLES)}"
     if not all(isinstance(m, list) and all(isinstance(x, str) for x in m) for m in roles.values()):
         return "each role lists principals (strings)"
+    providers = config.get("identity_providers", [])
+    if not isinstance(providers, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("issuer"), str) and isinstance(p.get("audience"), str)
+            and isinstance(p.get("principal_claim", "sub"), str) and type(p.get("leeway_seconds", 30)) is int
+            and 0 <= p.get("leeway_seconds", 30) <= 300
+            and set(p) <= {"issuer", "audience", "principal_claim", "leeway_seconds"} for p in providers):
+        return ("identity_providers lists {issuer, audience, principal_claim, leeway_seconds (0 to 300)} "
+                "objects")
+    if len({p["issuer"] for p in providers}) != len(providers):
+        return "an identity provider is listed twice"
     # Auditors act on nothing, administrators approve changes of this very configuration: not one person.
     auditing = sorted(names & set(roles.get("auditor", [])))
     if auditing:
@@ -805,7 +935,7 @@ class Authority:
         written through the API carries `via` (who asked, and how they authenticated; see `check_via`),
         judged at the entry's `received_at`; an entry without one (the local CLI) is judged as before.
         """
-        problem = self._check_entry(seq, entry_type, payload, key_id, signature, submission_id)
+        problem = self._check_entry(seq, entry_type, payload, key_id, signature, submission_id, received_at)
         if problem is None and via is not None:
             problem = self.check_via(seq, entry_type, payload, key_id, via, received_at)
         return problem
@@ -843,6 +973,10 @@ class Authority:
             if not any(_scope_allows(scope, entry_type, payload, key_id) for scope in token[1]):
                 return Problem(seq, "token_scope", f"token {token_id} has the scopes {', '.join(token[1])}, which "
                                f"do not allow writing a {entry_type} entry")
+        if entry_type == INCIDENT_TRANSITION and key_id is None and "proof" in payload \
+                and payload.get("actor") != principal:
+            return Problem(seq, "unauthenticated_actor", f"the transition was proven by {payload.get('actor')!r}'s "
+                           f"sign-in but asked for by {principal!r}")
         if key_id is not None and (entry_type in SIGNED_ACTIONS or entry_type == BUNDLE):
             key = self.keys.get(key_id)
             if key is not None and key[0] != principal:
@@ -852,7 +986,8 @@ class Authority:
         return None
 
     def _check_entry(self, seq: int, entry_type: str, payload: dict[str, Any], key_id: str | None,
-                     signature: str | None, submission_id: str | None) -> Problem | None:
+                     signature: str | None, submission_id: str | None,
+                     received_at: str | None = None) -> Problem | None:
         if seq == 0 and entry_type != GOVERNANCE_CONFIG:
             return Problem(0, "no_trust_root", "entry 0 must be the governance configuration (the trust root)")
         if entry_type in (GOVERNANCE_CONFIG, *SIGNED_ACTIONS) and not _automatic_reopen(entry_type, payload, key_id):
@@ -875,15 +1010,26 @@ class Authority:
         key = self.keys.get(str(key_id))
         if not isinstance(actor, str) or not isinstance(statement.get("signed_at"), str):
             return Problem(seq, "unsigned_change", f"{entry_type} names no actor or signing time")
-        if key is None or not self.key_valid_at(str(key_id), seq):
+        if entry_type == INCIDENT_TRANSITION and key_id is None and "proof" in payload:
+            # proven by a step-up sign-in bound to this very transition instead of a key signature
+            try:
+                moment = datetime.datetime.fromisoformat(str(received_at or statement["signed_at"]).replace(
+                    "Z", "+00:00"))
+            except ValueError:
+                return Problem(seq, "malformed_body", "the transition's time does not parse")
+            why = step_up_problem(payload["proof"], (self.config or {}).get("identity_providers", []), actor,
+                                  statement_id(self.origin, entry_type, statement), moment)
+            if why is not None:
+                return Problem(seq, "bad_proof", f"{entry_type} by {actor!r}: {why}")
+        elif key is None or not self.key_valid_at(str(key_id), seq):
             return Problem(seq, "unknown_key", f"{entry_type} by {actor!r} is signed by {key_id}, which is not "
                            "a registered key valid at this seq")
-        if key[0] != actor:
+        elif key[0] != actor:
             return Problem(seq, "wrong_actor", f"{entry_type} claims actor {actor!r} but is signed by "
                            f"{key[0]!r}'s key")
-        if self.check_signatures and not verify_signature(base64.b64decode(key[1]), ACTION_CONTEXT,
-                                                          action_message(self.origin, entry_type, statement),
-                                                          str(signature)):
+        elif self.check_signatures and not verify_signature(base64.b64decode(key[1]), ACTION_CONTEXT,
+                                                            action_message(self.origin, entry_type, statement),
+                                                            str(signature)):
             return Problem(seq, "bad_signature", f"{actor!r}'s signature does not match the {entry_type} statement")
         if actor in self.holders("auditor"):
             return Problem(seq, "not_authorized", f"{actor!r} holds the auditor role, and auditors act on nothing: "
