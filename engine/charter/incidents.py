@@ -220,6 +220,17 @@ def load_book(ledger: Ledger) -> IncidentBook:
     return book
 
 
+#: how a transition's actor proved it was them (the ledger refuses a transition with neither proof)
+PROOF_SIGNATURE, PROOF_STEP_UP, PROOF_LOG = "key signature", "step-up sign-in", "the log (automatic)"
+
+
+def proof_of(entry: Entry) -> str:
+    """How the actor of a transition entry proved it: their key's signature, a step-up sign-in, or none (the log's own)."""
+    if entry.key_id is not None:
+        return PROOF_SIGNATURE
+    return PROOF_STEP_UP if "proof" in entry.payload else PROOF_LOG
+
+
 def apply(book: IncidentBook, entry: Entry) -> None:
     """Fold one entry into the book."""
     p = entry.payload
@@ -298,7 +309,8 @@ def apply(book: IncidentBook, entry: Entry) -> None:
             incident.current_decision = list(p["decision"])
         incident.timeline.append({"at": at, "seq": entry.seq, "event": action, "by": f"{actor} ({p['role']})",
                                   "note": p["note"] + (f" [decision: {', '.join(p['decision'])}]"
-                                                       if p.get("decision") else "")})
+                                                       if p.get("decision") else ""),
+                                  "proof": proof_of(entry)})
 
 
 # -- opening incidents from findings -------------------------------------------------------------

@@ -215,3 +215,38 @@ def test_step_up_problem_accepts_each_algorithm_and_refuses_hs256(provider: Prov
     forged = f"{header}.{body}." + base64.urlsafe_b64encode(hmac.new(public_pem, f"{header}.{body}".encode(),
                                                                       hashlib.sha256).digest()).rstrip(b"=").decode()
     assert "algorithm" in str(step_up_problem({**proof, "id_token": forged}, [PROVIDER], "ana", "n", at))
+
+
+def test_a_committee_decision_proven_by_step_up_is_counted_as_such_in_reports(
+        stepped: tuple[Populated, TestClient], provider: Provider) -> None:
+    """Validation by key signature, decision by a step-up sign-in: the report says how each decision was proven."""
+    from charter.incidents import load_book
+    from charter.report import bind, build
+
+    populated, client = stepped
+    ledger = populated.ledger
+    incident = next(i for i in load_book(ledger).incidents.values()
+                    if i.system_id == "fraud-detector" and i.severity.value == "high")
+    transition(ledger, incident.id, "acknowledge", key_of("maria.keller"), "on it")
+    transition(ledger, incident.id, "investigate", key_of("maria.keller"), "drift")
+    transition(ledger, incident.id, "validate", key_of("carla.rossi"), "confirmed")
+    bearer = {"Authorization": f"Bearer {provider.id_token('anna.schmidt', nonce=None)}"}
+    challenge = client.post(f"/v1/incidents/{incident.id}/transitions/challenge",
+                            json={"action": "decide", "note": "retrain now", "decision": ["retrain"]}, headers=bearer)
+    assert challenge.status_code == 200, challenge.text
+    statement, nonce = challenge.json()["statement"], challenge.json()["nonce"]
+    response = client.post(f"/v1/incidents/{incident.id}/transitions/step-up", headers=bearer, json={
+        "statement": statement, "id_token": provider.id_token("anna.schmidt", nonce=nonce, alg="EdDSA")})
+    assert response.status_code == 201, response.text
+    timeline = load_book(ledger).incidents[incident.id].timeline
+    assert [(e["event"], e.get("proof")) for e in timeline if e["event"] in ("validate", "decide")] == [
+        ("validate", "key signature"), ("decide", "step-up sign-in")]
+    make_checkpoint(ledger)
+    from charter.kpis import builtin_catalog
+    from charter.submission import default_compiler
+
+    compiler = default_compiler(builtin_catalog())
+    state = bind(ledger, populated.log_key.public, ledger.clock(), compiler)
+    document = build(state, "iso-42001", compiler.frameworks)
+    assert document.figures.decisions_by_proof.get("step-up sign-in") == 1
+    assert verify_ledger(ledger, populated.log_key.public).ok

@@ -219,6 +219,8 @@ class DecisionRef(_Model):
     by: str
     decisions: list[str]
     note: str
+    proven_by: str = Field(description="how the decider proved it was them: key signature or step-up sign-in "
+                           "(the ledger refuses a decision with neither)")
 
 
 class WaiverRef(_Model):
@@ -270,6 +272,9 @@ class Figures(_Model):
     open_nonconformities: int = Field(description="pairs in nonconformity")
     nonconformities_by_severity: dict[str, int] = Field(description="open nonconformity pairs by the severity of "
                                                         "the worst breached primary rule")
+    decisions_by_proof: dict[str, int] = Field(description="decisions on incidents of this framework's rules, by "
+                                               "how the decider proved it was them; none is merely asserted: the "
+                                               "ledger refuses a decision without its decider's proof")
 
 
 class SystemFigures(_Model):
@@ -737,7 +742,8 @@ def _decisions(incident: Incident) -> list[DecisionRef]:
         if event["event"] == "decide":
             note, _, listed = event["note"].partition(" [decision: ")
             out.append(DecisionRef(incident=incident.id, system=incident.system_id, at=event["at"], by=event["by"],
-                                   decisions=listed.rstrip("]").split(", ") if listed else [], note=note))
+                                   decisions=listed.rstrip("]").split(", ") if listed else [], note=note,
+                                   proven_by=str(event.get("proof", "key signature"))))
     return out
 
 
@@ -884,7 +890,9 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
         documentary_completeness=round(documented / applicable, 4) if applicable else None, attested=attested,
         kpi_pairs=len(kpi_pairs), kpi_health=_mean([p.points for p in kpi_pairs.values()]),
         open_nonconformities=counts["nonconformity"],
-        nonconformities_by_severity=dict(sorted(nonconformity_severity.items())))
+        nonconformities_by_severity=dict(sorted(nonconformity_severity.items())),
+        decisions_by_proof=dict(sorted(Counter(d.proven_by for d in {(d.incident, d.at): d for c in controls
+                                                                     for d in c.decisions}.values()).items())))
     system_figures = {s.id: SystemFigures(statuses={status: per_system[s.id][status] for status in CONTROL_STATUSES},
                                           kpi_health=_mean([p.points for p in per_system_kpi[s.id].values()]))
                       for s in systems}
