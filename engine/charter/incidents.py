@@ -225,7 +225,7 @@ PROOF_SIGNATURE, PROOF_STEP_UP, PROOF_LOG = "key signature", "step-up sign-in", 
 
 
 def proof_of(entry: Entry) -> str:
-    """How the actor of a transition entry proved it: their key's signature, a step-up sign-in, or none (the log's own)."""
+    """How a transition's actor proved it: their key's signature, a step-up sign-in, or none (the log's own)."""
     if entry.key_id is not None:
         return PROOF_SIGNATURE
     return PROOF_STEP_UP if "proof" in entry.payload else PROOF_LOG
