@@ -20,6 +20,8 @@ __all__ = ["ServiceClient"]
 _PROBLEM = "application/problem+json"
 #: how much of a non-JSON error body a message quotes
 _QUOTE = 300
+#: 5xx problems that are no outage but the server's ledger failing a check: kept, so the CLI exits 1 as locally
+_KEPT = frozenset({"ledger_damaged"})
 
 
 class ServiceClient:
@@ -30,11 +32,13 @@ class ServiceClient:
         token: the bearer credential; it is sent in the Authorization header only and never appears
             in an error message.
         timeout: seconds to wait for connecting and for each read.
+        transport: an httpx transport in place of the network (tests that simulate failures).
     """
 
-    def __init__(self, url: str, token: str, timeout: float = 30) -> None:
+    def __init__(self, url: str, token: str, timeout: float = 30, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=False,
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=False, transport=transport,
                                   headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
 
     def close(self) -> None:
@@ -143,16 +147,16 @@ def _refusal(response: httpx.Response, where: str) -> CharterError:
         problem = parsed if isinstance(parsed, dict) else {}
     detail = str(problem.get("detail") or response.text[:_QUOTE] or response.reason_phrase)
     request_id = response.headers.get("x-request-id")
-    if response.status_code >= 500:
-        code = str(problem.get("type", "")).rpartition(":")[2] or f"http_{response.status_code}"
-        quoted = f" (request {request_id})" if request_id else ""
-        return _unavailable(where, f"{response.status_code} {code}: {detail}{quoted}")
     diagnostics = []
     for item in problem.get("errors") or []:
         if isinstance(item, dict) and item.get("code") and item.get("message"):
             line = item.get("line")
             diagnostics.append(Diagnostic(str(item["code"]), str(item["message"]), Location(
                 file=item.get("file"), line=line if isinstance(line, int) else None, path=item.get("path"))))
+    if response.status_code >= 500 and not (diagnostics and all(d.code in _KEPT for d in diagnostics)):
+        code = str(problem.get("type", "")).rpartition(":")[2] or f"http_{response.status_code}"
+        quoted = f" (request {request_id})" if request_id else ""
+        return _unavailable(where, f"{response.status_code} {code}: {detail}{quoted}")
     if not diagnostics:
         code = str(problem.get("type", "")).rpartition(":")[2] or {401: "unauthenticated", 403: "forbidden",
                                                                    404: "not_found"}.get(response.status_code,
