@@ -186,11 +186,15 @@ def demo_evidence(ledger: "Ledger", keys: "dict[str, SigningKey]", say: Callable
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo ledger and keys go; recreated on every run.")]
     = Path(".charter/demo"),
+    db: Annotated[str | None, typer.Option("--db", help="An empty database for the demo ledger (postgresql://...), "
+                                           "e.g. to serve it with several workers; default: SQLite in WORKDIR. "
+                                           "Never read from CHARTER_DATABASE_URL.")] = None,
 ) -> None:
     """Run the loop: authority set up, systems registered, bundles submitted, findings, incidents, verify."""
     import shutil
 
     from ..authority import active_escalation
+    from ..errors import CharterError
     from ..evaluate import Status
     from ..evidence import evidence_index
     from ..incidents import classify, file_report, load_book, metrics, transition
@@ -202,6 +206,15 @@ def demo(
 
     evidence = builtin_dir("evidence")
     policies = builtin_dir("policies")
+    url = db or f"sqlite:///{workdir / 'ledger.db'}"
+    if db is not None:
+        try:
+            existing = Ledger.open(db, read_only=True)
+        except CharterError:
+            existing = None  # no ledger there (or none Charter can read): the demo creates one, or says why not
+        if existing is not None:
+            raise CharterError.single("ledger_exists", f"the database already holds the ledger {existing.origin!r}: "
+                                      "the demo writes a new ledger, into an empty database only")
     if workdir.exists():
         shutil.rmtree(workdir)
     policy_set, catalog, frameworks = compile_policies(policies, None, None)
@@ -212,9 +225,9 @@ def demo(
     clock = {"now": moments[0] - datetime.timedelta(days=1)}
     log_key = SigningKey.generate(DEMO_ORIGIN)
     log_key.save(workdir / "ledger.key")
-    ledger = Ledger.open(f"sqlite:///{workdir / 'ledger.db'}", log_key=log_key, origin=DEMO_ORIGIN, create=True,
-                         clock=lambda: clock["now"])
-    out.print(f"[bold]Charter {__version__} demo[/]: a fresh ledger at {workdir / 'ledger.db'}\n")
+    ledger = Ledger.open(url, log_key=log_key, origin=DEMO_ORIGIN, create=True, clock=lambda: clock["now"])
+    where = workdir / "ledger.db" if db is None else safe(url.split("@")[-1].split("?")[0])
+    out.print(f"[bold]Charter {__version__} demo[/]: a fresh ledger at {where}\n")
 
     registry = SystemRegistry.from_file(evidence / "systems.yaml", catalog)
     keys = demo_governance(ledger, registry, policy_set.policies, policies / "escalation.yaml", out.print)
@@ -330,7 +343,7 @@ def demo(
     out.print(f"\ncheckpoint signed at size {checkpoint.size}; verify: " + safe(report.summary()))
     breaches = [f for f in findings if f.status is Status.BREACH]
     out.print(f"{len(breaches)} breaches across {len({f.system_id for f in breaches})} systems, all in a verified "
-              f"ledger. Inspect it with `charter verify --db sqlite:///{workdir / 'ledger.db'} --ledger-key "
+              f"ledger. Inspect it with `charter verify --db {safe(url) if db is None else 'URL'} --ledger-key "
               f"{workdir / 'ledger.key'}`.")
     if not report.ok:
         raise typer.Exit(1)

@@ -15,7 +15,7 @@ import typer
 
 from ..errors import CharterError
 from .common import OutputFormat, command_group, out, parse_time, print_listing, safe
-from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, write_signed
+from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, signing_origin, write_signed
 
 if TYPE_CHECKING:
     from ..evidence import EvidenceItem
@@ -66,7 +66,7 @@ def evidence_document(
                              controls=control, systems=system, frameworks=frameworks)
     signer = SigningKey.load(key)
     if sign_only is not None:
-        write_signed(sign_only, EVIDENCE_DOCUMENT, [fields], signer, open_ledger(db, ledger_key, writable=False))
+        write_signed(sign_only, EVIDENCE_DOCUMENT, [fields], signer, signing_origin(db, ledger_key))
         return
     entry = record_document(open_ledger(db, ledger_key, writable=True), fields, signer, frameworks)
     out.print(f"seq {entry.seq}: document {safe(name)} {safe(version)} (sha256 {fields['sha256'][:16]}…) recorded "
@@ -130,7 +130,7 @@ def evidence_attest(
                                 valid_until=end, documents=document, frameworks=frameworks)
     signer = SigningKey.load(key)
     if sign_only is not None:
-        write_signed(sign_only, EVIDENCE_ATTESTATION, [fields], signer, open_ledger(db, ledger_key, writable=False))
+        write_signed(sign_only, EVIDENCE_ATTESTATION, [fields], signer, signing_origin(db, ledger_key))
         return
     entry = record_attestation(open_ledger(db, ledger_key, writable=True), fields, signer, frameworks)
     out.print(f"seq {entry.seq}: attestation att:{entry.seq} by {safe(entry.payload['actor'])} for "
@@ -154,7 +154,7 @@ def evidence_expire(
     signer = SigningKey.load(key)
     if sign_only is not None:
         fields = withdrawal_fields(parse_evidence_id(evidence_id), reason)
-        write_signed(sign_only, EVIDENCE_WITHDRAWN, [fields], signer, open_ledger(db, ledger_key, writable=False))
+        write_signed(sign_only, EVIDENCE_WITHDRAWN, [fields], signer, signing_origin(db, ledger_key))
         return
     entry = withdraw_evidence(open_ledger(db, ledger_key, writable=True), evidence_id, reason, signer)
     out.print(f"seq {entry.seq}: the evidence of seq {entry.payload['seq']} withdrawn by "

@@ -10,7 +10,8 @@ import typer
 from .._text import echo
 from ..errors import CharterError
 from .common import OutputFormat, command_group, out, parse_time, print_listing, safe
-from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, write_signed
+from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, signing_origin, write_signed
+from .remote import refuse_options, remote_client
 
 if TYPE_CHECKING:
     from ..escalation import EscalationGraph
@@ -40,6 +41,14 @@ def incidents_list(
     """List incidents, oldest first, with the step each waits for and its deadline."""
     from ..incidents import load_book
 
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        refuse_options(role=role)  # the roles' stages come from the escalation configuration, which the API has not
+        with client:
+            remote_cmds.incidents_list(client, state, system, output)
+        return
     ledger = open_ledger(db, ledger_key, writable=False)
     # Incidents carry their deadlines; the escalation configuration in force is needed only to filter by role.
     graph = _in_force(ledger) if role else None
@@ -88,6 +97,13 @@ def incidents_show(incident_id: Annotated[str, typer.Argument()], db: DbOption =
     """Show an incident: the breaching values and thresholds behind it, and its timeline."""
     from ..incidents import load_book
 
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            remote_cmds.incidents_show(client, incident_id, output)
+        return
     ledger = open_ledger(db, ledger_key, writable=False)
     incident = load_book(ledger).incidents.get(incident_id)
     if incident is None:
@@ -189,7 +205,17 @@ def _action(action: str) -> Callable[..., None]:
         actor = SigningKey.load(key)
         if sign_only is not None:
             write_signed(sign_only, TRANSITION, [transition_statement(incident_id, action, note, decision, expires)],
-                         actor, open_ledger(db, ledger_key, writable=False))
+                         actor, signing_origin(db, ledger_key))
+            return
+        client = remote_client(db)
+        if client is not None:
+            from . import remote_cmds
+
+            with client:
+                result, incident = remote_cmds.incident_change(client, incident_id, TRANSITION, transition_statement(
+                    incident_id, action, note, decision, expires), actor)
+            out.print(f"{safe(incident_id)}: {action} recorded at seq {result['seq']} by "
+                      f"{safe(remote_cmds.actor_of(incident, result['seq'], actor.principal))}")
             return
         entry = transition(open_ledger(db, ledger_key, writable=True), incident_id, action, actor, note, decision,
                            expires)
@@ -238,7 +264,23 @@ def incidents_classify(
     if sign_only is not None:
         write_signed(sign_only, CLASSIFIED, [classification_statement(
             incident_id, serious=serious, note=note, ground=ground, death=death, widespread=widespread,
-            aware_at=aware)], actor, open_ledger(db, ledger_key, writable=False))
+            aware_at=aware)], actor, signing_origin(db, ledger_key))
+        return
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            result, incident = remote_cmds.incident_change(client, incident_id, CLASSIFIED, classification_statement(
+                incident_id, serious=serious, note=note, ground=ground, death=death, widespread=widespread,
+                aware_at=aware), actor)
+        by = safe(remote_cmds.actor_of(incident, result["seq"], actor.principal))
+        if not serious:
+            out.print(f"{safe(incident_id)}: recorded as not a serious incident at seq {result['seq']} by {by}")
+            return
+        due = ((incident or {}).get("classification") or {}).get("due_at", "(ask the service)")
+        out.print(f"{safe(incident_id)}: serious incident (Art. 3(49)({ground})) recorded at seq {result['seq']} by "
+                  f"{by}; Art. 73 report due {due}; the service's next `charter escalate` pages the reporting role")
         return
     ledger = open_ledger(db, ledger_key, writable=True)
     entry = classify(ledger, incident_id, actor, note, serious=serious, ground=ground, death=death,
@@ -283,7 +325,17 @@ def incidents_file_report(
     if sign_only is not None:
         write_signed(sign_only, REPORT_FILED, [filing_statement(incident_id, authority=authority, reference=reference,
                                                                 kind=kind, filed_at=filed)],
-                     actor, open_ledger(db, ledger_key, writable=False))
+                     actor, signing_origin(db, ledger_key))
+        return
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            result, _ = remote_cmds.incident_change(client, incident_id, REPORT_FILED, filing_statement(
+                incident_id, authority=authority, reference=reference, kind=kind, filed_at=filed), actor)
+        out.print(f"{safe(incident_id)}: {kind} report to {safe(authority)} ({safe(reference)}) recorded at seq "
+                  f"{result['seq']} by {safe(actor.principal)}")
         return
     ledger = open_ledger(db, ledger_key, writable=True)
     entry = file_report(ledger, incident_id, actor, authority=authority, reference=reference, kind=kind,
@@ -327,13 +379,24 @@ def metrics_command(
     portfolio, and serious incidents reported on time, late, or pending (overdue ones among them)."""
     from ..incidents import load_book, metrics
 
-    result = metrics(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values(),
-                     at=parse_time("now"))
-    if output is OutputFormat.JSON:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
-        return
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            fetched = remote_cmds.metrics(client, output)
+        if fetched is None:
+            return
+        scopes, reporting, rejected = fetched["scopes"], fetched["reporting"], fetched["rejected"]
+    else:
+        result = metrics(load_book(open_ledger(db, ledger_key, writable=False)).incidents.values(),
+                         at=parse_time("now"))
+        if output is OutputFormat.JSON:
+            typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+            return
+        scopes, reporting, rejected = result.scopes, result.reporting, result.rejected
     rows = []
-    for scope, values in result.scopes.items():
+    for scope, values in scopes.items():
         for metric, stats in values.items():
             rows.append([scope, metric, str(stats["n"]), str(stats["missing"]), str(stats["rejected"]),
                          "" if stats["median_h"] is None else str(stats["median_h"]),
@@ -341,10 +404,10 @@ def metrics_command(
     print_listing("Incident metrics", ["scope", "metric", "n", "open", "rejected", "median (h)", "p90 (h)"], rows,
                   ids={"scope"})
     serious = [[scope, *(str(counts[k]) for k in ("serious", "on_time", "late", "pending", "overdue"))]
-               for scope, counts in result.reporting.items() if counts["serious"]]
+               for scope, counts in reporting.items() if counts["serious"]]
     if serious:
         print_listing("Serious incidents (EU AI Act Art. 73)", ["scope", "serious", "on time", "late", "pending",
                                                                   "of which overdue"], serious, ids={"scope"})
-    for problem in result.rejected:
+    for problem in rejected:
         out.print(f"[yellow]rejected[/] {safe(problem['incident'])} {problem['metric']}: {safe(problem['message'])} "
                   f"({problem['reason']}: the timestamps are not trustworthy)")

@@ -24,6 +24,7 @@ from .common import (
     print_listing,
     safe,
 )
+from .remote import refuse_options, remote_client
 
 if TYPE_CHECKING:
     from ..incidents import IncidentNotice
@@ -50,26 +51,45 @@ SignOnlyOption = Annotated[Path | None, typer.Option("--sign-only", help="Only s
 
 
 def write_signed(target: Path, entry_type: str, fields: "list[dict[str, object]]", key: "SigningKey",
-                 ledger: "Ledger") -> None:
-    """`--sign-only`: sign each change in `fields` with `key` for `ledger`'s log (opened read-only), into a
-    statement file."""
+                 ledger: "Ledger | str") -> None:
+    """`--sign-only`: sign each change in `fields` with `key` for `ledger`'s log (opened read-only, or its
+    origin: `signing_origin`), into a statement file."""
     from ..authority import SignedStatement
     from ..ledger.store import format_time, utc_now
     from ..statements import write_statements
 
     signed_at = format_time(utc_now())
-    statements = [SignedStatement.sign(ledger.origin, entry_type, dict(item), key, signed_at) for item in fields]
+    origin = ledger if isinstance(ledger, str) else ledger.origin
+    statements = [SignedStatement.sign(origin, entry_type, dict(item), key, signed_at) for item in fields]
     write_statements(target, statements)
     out.print(f"{len(statements)} signed {entry_type} statement(s) by {safe(key.principal)} written to "
               f"{safe(str(target))}; the log's operator appends them with `charter ledger accept`")
 
 
 def open_ledger(db: str | None, ledger_key: Path, *, writable: bool) -> "Ledger":
-    """Open the configured ledger; writers load the log key, readers only need the database."""
-    from ..ledger import Ledger, SigningKey, default_url
+    """Open the configured ledger; writers load the log key, readers only need the database.
 
+    Raises:
+        CharterError: ``not_remote`` while ``CHARTER_URL`` names a server: a command without a remote
+            form never quietly acts on a local ledger instead.
+    """
+    from ..ledger import Ledger, SigningKey, default_url
+    from .remote import refuse_local
+
+    refuse_local()
     key = SigningKey.load(ledger_key) if writable else None
     return Ledger.open(db or default_url(), log_key=key, read_only=not writable)
+
+
+def signing_origin(db: str | None, ledger_key: Path) -> str:
+    """The origin a statement signed here is bound to: the server's with ``CHARTER_URL``, else the local ledger's."""
+    from .remote import remote_client, remote_origin
+
+    client = remote_client(db)
+    if client is None:
+        return open_ledger(db, ledger_key, writable=False).origin
+    with client:
+        return remote_origin(client)
 
 
 def pinned_public_key(ledger_key: Path, given: Path | None) -> bytes:
@@ -96,7 +116,9 @@ def ledger_init(
     from ..authority import init_governance, load_governance
     from ..ledger import Ledger, SigningKey, default_url
     from ..ledger.keys import check_origin
+    from .remote import refuse_local
 
+    refuse_local()
     check_origin(origin)
     config = load_governance(governance)
     approvers = [SigningKey.load(path) for path in admin_keys]
@@ -127,6 +149,13 @@ def ledger_accept(
     from ..statements import accept, read_statements
 
     statements = [s for path in statement_files for s in read_statements(path)]
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            remote_cmds.accept(client, statements)
+        return
     ledger = open_ledger(db, ledger_key, writable=True)
     for index, statement in enumerate(statements):
         try:
@@ -181,7 +210,7 @@ def keys_request(
     if not key.principal:
         raise CharterError.single("key_file", "the key file names no principal (its first line)", file=str(key_file))
     if origin is None:
-        origin = open_ledger(db, DEFAULT_KEY, writable=False).origin
+        origin = signing_origin(db, DEFAULT_KEY)
     target = request_file or key_file.with_suffix(".request.json")
     if target.exists():
         raise CharterError.single("key_exists", "the request file already exists; refusing to overwrite",
@@ -231,7 +260,7 @@ def keys_revoke(
     actor = SigningKey.load(key)
     if sign_only is not None:
         write_signed(sign_only, KEY_REVOKED, [revocation_statement(key_id, reason)], actor,
-                     open_ledger(db, ledger_key, writable=False))
+                     signing_origin(db, ledger_key))
         return
     entry = revoke_key(open_ledger(db, ledger_key, writable=True), key_id, reason, actor)
     out.print(f"seq {entry.seq}: {key_id} revoked")
@@ -244,6 +273,13 @@ def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
     """List registered keys (administrators' keys come from the governance configuration)."""
     from ..submission import key_records
 
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            remote_cmds.keys_list(client, output)
+        return
     records = list(key_records(open_ledger(db, ledger_key, writable=False)).values())
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([{"key_id": r.key_id, "principal": r.principal, "added_seq": r.added_seq,
@@ -273,7 +309,7 @@ def systems_register(
     registrar = SigningKey.load(key)
     if sign_only is not None:
         write_signed(sign_only, SYSTEM_REGISTERED, [system_statement(s) for s in registry.values()], registrar,
-                     open_ledger(db, ledger_key, writable=False))
+                     signing_origin(db, ledger_key))
         return
     ledger = open_ledger(db, ledger_key, writable=True)
     for system in registry.values():
@@ -288,6 +324,13 @@ def systems_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
     """List the registered systems."""
     from ..submission import systems_in_ledger
 
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            remote_cmds.systems_list(client, output)
+        return
     systems = systems_in_ledger(open_ledger(db, ledger_key, writable=False))
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([s.model_dump(mode="json") for s in systems.values()], indent=2))
@@ -340,6 +383,17 @@ def submit(
             problems.extend(exc.diagnostics)
     if problems:
         raise CharterError(problems)
+    client = remote_client(db)
+    if client is not None:
+        from ..policy import policy_files
+        from . import remote_cmds
+
+        # The server judges by its set in force and its own clock; a folder of policies could not be checked
+        # against it here, and a back-dated evaluation is the log's operator's to make.
+        refuse_options(at=at, policies=policies if policies is not None and policy_files(directory) else None)
+        with client:
+            remote_cmds.submit(client, prepared, output)
+        return
     ledger = open_ledger(db, ledger_key, writable=True)
     if policies is not None:
         _check_in_force(ledger, directory, catalog)
@@ -472,6 +526,15 @@ def verify(
     from .._sources import read_text
     from ..ledger import verify_ledger
 
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        refuse_options(checkpoint=checkpoint, no_signatures=no_signatures, log_public_key=log_public_key,
+                       witness=witness, published=published)
+        with client:
+            remote_cmds.verify(client, full)
+        return
     public = pinned_public_key(ledger_key, log_public_key)
     notes = [read_text(path, MAX_NOTE_BYTES) for path in checkpoint]
     ledger = open_ledger(db, ledger_key, writable=False)

@@ -11,6 +11,7 @@ import typer
 from ..errors import CharterError
 from .common import out, parse_time, safe
 from .ledger import DEFAULT_KEY, DbOption, KeyOption, open_ledger, pinned_public_key
+from .remote import refuse_options, remote_client
 
 
 class FrameworkName(StrEnum):
@@ -189,6 +190,15 @@ def report(
 
     formats = parse_formats(output)
     paths = output_paths(output_file, formats)
+    client = remote_client(db)
+    if client is not None:
+        from ..ledger.store import format_time
+        from . import remote_cmds
+
+        refuse_options(kpis=kpis_file, full_verify=full_verify)  # the service's own catalog and verified state
+        with client:
+            remote_cmds.report(client, framework.value, formats, paths, system, format_time(parse_time(at)))
+        return
     ledger = open_ledger(db, ledger_key, writable=True)
     # The policies and escalation configuration in force in the ledger, never a folder's: the report
     # describes what governed the evidence. --kpis only adds a custom KPI catalog, named explicitly.
@@ -238,6 +248,14 @@ def report_verify(
     from ..submission import default_compiler
 
     data = read_bytes(report_file)
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        refuse_options(log_key=log_key, kpis=kpis_file)  # the server checks with its own pinned key and catalog
+        with client:
+            remote_cmds.report_verify(client, report_file, data)
+        return
     ledger = open_ledger(db, ledger_key, writable=False)
     verdict = verify_report(ledger, pinned_public_key(ledger_key, log_key), data,
                             default_compiler(load_catalog(kpis_file)))

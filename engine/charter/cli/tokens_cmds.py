@@ -15,7 +15,8 @@ import typer
 
 from ..errors import CharterError
 from .common import OutputFormat, command_group, err, out, print_listing, safe
-from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, write_signed
+from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, signing_origin, write_signed
+from .remote import remote_client
 
 tokens_app = command_group("API tokens for pipelines and scripts: create, revoke, list.")
 
@@ -71,9 +72,17 @@ def tokens_create(
     signer = SigningKey.load(key)
     if sign_only is not None:
         fields, text = token_statement(principal, scope, expires_at)
-        write_signed(sign_only, TOKEN_CREATED, [fields], signer, open_ledger(db, ledger_key, writable=False))
+        write_signed(sign_only, TOKEN_CREATED, [fields], signer, signing_origin(db, ledger_key))
         token_id = fields["token_id"]
         note = "it works once the log's operator has appended the statement"
+    elif (client := remote_client(db)) is not None:
+        from . import remote_cmds
+
+        fields, text = token_statement(principal, scope, expires_at)
+        with client:
+            result = remote_cmds.post_statement(client, remote_cmds.sign(client, TOKEN_CREATED, fields, signer))
+        token_id = fields["token_id"]
+        note = f"recorded at seq {result['seq']}"
     else:
         entry, text = create_token(open_ledger(db, ledger_key, writable=True), principal, scope, expires_at, signer)
         token_id = entry.payload["token_id"]
@@ -100,7 +109,16 @@ def tokens_revoke(
     signer = SigningKey.load(key)
     if sign_only is not None:
         write_signed(sign_only, TOKEN_REVOKED, [{"token_id": token_id, "reason": reason}], signer,
-                     open_ledger(db, ledger_key, writable=False))
+                     signing_origin(db, ledger_key))
+        return
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            result = remote_cmds.post_statement(client, remote_cmds.sign(
+                client, TOKEN_REVOKED, {"token_id": token_id, "reason": reason}, signer))
+        out.print(f"seq {result['seq']}: token {token_id} revoked")
         return
     entry = revoke_token(open_ledger(db, ledger_key, writable=True), token_id, reason, signer)
     out.print(f"seq {entry.seq}: token {token_id} revoked")
@@ -114,6 +132,13 @@ def tokens_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
     from ..ledger.store import format_time
     from ..tokens import token_index
 
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            remote_cmds.tokens_list(client, output)
+        return
     now = datetime.datetime.now(datetime.UTC)
     records = token_index(open_ledger(db, ledger_key, writable=False)).records()
     if output is OutputFormat.JSON:
@@ -125,3 +150,19 @@ def tokens_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
                   [[r.token_id, r.principal, ", ".join(r.scopes), format_time(r.expires_at), str(r.created_seq),
                     r.status(now) if r.revoked_seq is None else f"revoked at seq {r.revoked_seq}"]
                    for r in records], ids={"token id", "principal"})
+
+
+def whoami(output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+           = OutputFormat.TABLE) -> None:
+    """Who the Charter server (CHARTER_URL) says your credential (CHARTER_TOKEN) is: principal, scopes, roles."""
+    from .remote import URL_ENV
+
+    client = remote_client()
+    if client is None:
+        raise CharterError.single("usage", f"charter whoami asks a Charter server: set {URL_ENV} and CHARTER_TOKEN. "
+                                  "A local ledger has no authenticated caller: its commands act with the key you "
+                                  "pass (--key), and the ledger checks that key's role")
+    from . import remote_cmds
+
+    with client:
+        remote_cmds.whoami(client, output)
