@@ -102,6 +102,8 @@ def served(db_url: str, tmp_path: Path) -> Iterator[Served]:
     make_checkpoint(populated.ledger)
     with serve(populated, tmp_path) as client:
         yield Served(populated, client, tokens)
+    # return the connections now, not at garbage collection: parallel suites share PostgreSQL's 100 slots
+    populated.ledger.engine.dispose()
 
 
 def signing_key(principal: str) -> SigningKey:

@@ -178,3 +178,19 @@ def test_the_openapi_document_is_3_1_and_lists_the_routes(served: Served) -> Non
     for path in ("/v1/bundles", "/v1/statements", "/v1/incidents/{incident_id}/transitions", "/v1/findings",
                  "/v1/ledger/proofs/inclusion/{seq}", "/v1/reports/verify"):
         assert path in document["paths"]
+
+
+def test_a_database_that_refuses_connections_is_a_503_to_retry_not_a_500(served: Served,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load test found it: with PostgreSQL's connection slots exhausted, the driver's OperationalError
+    escaped as a 500 "internal error", although nothing was appended and a retry may succeed."""
+    from sqlalchemy.exc import OperationalError
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OperationalError("connect", {}, Exception("FATAL: sorry, too many clients already"))
+
+    monkeypatch.setattr(served.ledger, "size", refuse)
+    response = served.client.post("/v1/bundles", content=served.signed_bundle(), headers=served.headers("owner"))
+    body = _problem(response, 503)
+    assert body["type"] == "tag:charter,2026:problem:database_unavailable"
+    assert response.headers["Retry-After"] == "1" and "too many clients" not in response.text

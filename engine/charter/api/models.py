@@ -6,10 +6,37 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..evaluate import Finding
+
 __all__ = [
-    "BundleResult", "CheckpointItem", "EntryItem", "FindingItem", "Health", "IncidentDetail", "IncidentItem",
-    "KeyItem", "LedgerHead", "Page", "PolicyItem", "PolicySetInForce", "Readiness", "ReceiptModel", "ReportIssue",
-    "ReportItem", "SignedStatementIn", "StatementResult", "SystemItem", "TokenItem", "VerifyResult", "WaiverItem",
+    "BundleResult",
+    "CheckpointItem",
+    "ConsistencyProofModel",
+    "EntryItem",
+    "EntryPage",
+    "FindingItem",
+    "FindingPage",
+    "Health",
+    "IncidentDetail",
+    "IncidentItem",
+    "IncidentMetrics",
+    "IncidentPage",
+    "InclusionProofModel",
+    "KeyItem",
+    "LedgerHead",
+    "Page",
+    "PolicyItem",
+    "PolicySetInForce",
+    "Readiness",
+    "ReceiptModel",
+    "ReportIssue",
+    "ReportItem",
+    "SignedStatementIn",
+    "StatementResult",
+    "SystemItem",
+    "TokenItem",
+    "VerifyResult",
+    "WaiverItem",
     "WhoAmI",
 ]
 
@@ -99,7 +126,7 @@ class BundleResult(_Out):
 
     receipt: ReceiptModel
     duplicate: bool = Field(description="The bundle was already in the ledger: this is its first receipt.")
-    findings: list[dict[str, Any]]
+    findings: list[Finding]
     incidents: list[IncidentNoticeModel]
 
 
@@ -282,3 +309,49 @@ class Page(_Out):
 
     items: list[Any]
     next_cursor: str | None
+
+
+class FindingPage(Page):
+    """A page of recorded findings."""
+
+    items: list[FindingItem]
+
+
+class IncidentPage(Page):
+    """A page of incidents."""
+
+    items: list[IncidentItem]
+
+
+class EntryPage(Page):
+    """A page of ledger entries."""
+
+    items: list[EntryItem]
+
+
+class InclusionProofModel(_Out):
+    """An RFC 9162 inclusion proof of an entry against a signed checkpoint (hashes in base64)."""
+
+    leaf_index: int
+    tree_size: int
+    record_hash: str
+    hashes: list[str]
+    checkpoint: str = Field(description="The signed checkpoint note the proof is against.")
+
+
+class ConsistencyProofModel(_Out):
+    """An RFC 9162 consistency proof between two signed checkpoints (hashes in base64)."""
+
+    old_size: int
+    new_size: int
+    hashes: list[str]
+    old_checkpoint: str
+    new_checkpoint: str
+
+
+class IncidentMetrics(_Out):
+    """MTTD, MTTA, time to decision, MTTR and Art. 73 filing times per scope (portfolio and each system)."""
+
+    scopes: dict[str, dict[str, Any]] = Field(description="scope -> metric -> statistics (median, p90, counts).")
+    reporting: dict[str, dict[str, int]] = Field(description="scope -> serious incidents by reporting outcome.")
+    rejected: list[dict[str, Any]] = Field(description="Durations left out (negative: clock skew or bad data).")

@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import CharterError, Diagnostic
@@ -116,6 +117,17 @@ def _json_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
+def _validation_item(error: Any) -> ProblemItem:
+    """One of FastAPI's validation errors as a problem; a JSON syntax error is located by character, not path."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        position = loc[1] if len(loc) > 1 else "?"
+        reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+        return ProblemItem(code="json_syntax", message=f"the body is not JSON: {reason} at character {position}",
+                           path="$")
+    return ProblemItem(code="invalid_request", message=str(error.get("msg", "invalid")), path=_json_path(loc))
+
+
 def install_handlers(app: Any) -> None:
     """Make every error of `app` a problem+json response."""
 
@@ -125,18 +137,27 @@ def install_handlers(app: Any) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        items = [ProblemItem(code="invalid_request", message=str(error.get("msg", "invalid")),
-                             path=_json_path(tuple(error.get("loc", ())))) for error in exc.errors()]
+        items = [_validation_item(error) for error in exc.errors()]
         first = items[0] if items else ProblemItem(code="invalid_request", message="invalid request")
-        return problem_response(request, 422, "invalid_request", f"{first.path or 'the request'}: {first.message}",
-                                items)
+        return problem_response(request, 422, first.code, f"{first.path or 'the request'}: {first.message}", items)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8): as malformed as bad JSON
+            return problem_response(request, 422, "json_syntax", "the body is not JSON (UTF-8 text)",
+                                    [ProblemItem(code="json_syntax", message="the body is not UTF-8 JSON", path="$")])
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden",
                 413: "body_too_large", 415: "unsupported_media_type"}.get(exc.status_code, "http_error")
         return problem_response(request, exc.status_code, code, str(exc.detail),
                                 headers=dict(exc.headers or {}))
+
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        # The driver could not connect or lost the connection (server down, connection slots exhausted):
+        # nothing was appended, and the same request may succeed in a moment.
+        _log.warning("database unavailable: %s", type(exc).__name__,
+                     extra={"request_id": getattr(request.state, "request_id", None)})
+        return problem_response(request, 503, "database_unavailable", "the ledger database does not answer now; "
+                                "nothing was appended, retry shortly", headers={"Retry-After": "1"})
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("request failed", extra={"request_id": getattr(request.state, "request_id", None)})
@@ -146,4 +167,6 @@ def install_handlers(app: Any) -> None:
     app.add_exception_handler(CharterError, on_charter_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(OperationalError, on_database_down)
+    app.add_exception_handler(InterfaceError, on_database_down)
     app.add_exception_handler(Exception, on_unexpected)

@@ -26,11 +26,16 @@ from .idempotency import Reply, fingerprint, idempotent
 from .models import (
     BundleResult,
     CheckpointItem,
+    ConsistencyProofModel,
     EntryItem,
+    EntryPage,
+    FindingPage,
     IncidentDetail,
+    IncidentMetrics,
+    IncidentPage,
+    InclusionProofModel,
     KeyItem,
     LedgerHead,
-    Page,
     PolicySetInForce,
     ReportIssue,
     ReportItem,
@@ -286,7 +291,7 @@ def _readable(service: Service, caller: Caller, system: str | None) -> frozenset
     return standing.owns
 
 
-@router.get("/findings", response_model=Page, tags=["evidence"])
+@router.get("/findings", response_model=FindingPage, tags=["evidence"])
 def list_findings(caller: Authenticated, service: ServiceDep,
                   system: Annotated[str | None, Query(max_length=255)] = None,
                   rule: Annotated[str | None, Query(max_length=255, description="policy/rule or rule id")] = None,
@@ -333,7 +338,7 @@ def _incident_row(service: Service, incident: Any) -> dict[str, Any]:
             "next": {"step": due[0], "due_at": format_time(due[1])} if due else None}
 
 
-@router.get("/incidents", response_model=Page, tags=["incidents"])
+@router.get("/incidents", response_model=IncidentPage, tags=["incidents"])
 def list_incidents(caller: Authenticated, service: ServiceDep,
                    system: Annotated[str | None, Query(max_length=255)] = None,
                    state: Annotated[str | None, Query(
@@ -431,7 +436,7 @@ def policies_in_force(caller: Authenticated, service: ServiceDep) -> PolicySetIn
          "published_seq": active.published[p.digest]} for p in active.policy_set.policies])
 
 
-@router.get("/metrics/incidents", tags=["incidents"])
+@router.get("/metrics/incidents", response_model=IncidentMetrics, tags=["incidents"])
 def incident_metrics(caller: Authenticated, service: ServiceDep,
                      system: Annotated[str | None, Query(max_length=255)] = None) -> dict[str, Any]:
     """MTTD, MTTA, time to decision, MTTR and Art. 73 filing times (median, p90, counts), per system and overall."""
@@ -607,7 +612,7 @@ def _entry_item(entry: Entry) -> dict[str, Any]:
     return {"seq": entry.seq, "type": entry.type, "record_hash": entry.record_hash.hex(), "body": entry.document()}
 
 
-@router.get("/ledger/entries", response_model=Page, tags=["ledger"])
+@router.get("/ledger/entries", response_model=EntryPage, tags=["ledger"])
 def list_entries(caller: Authenticated, service: ServiceDep, cursor: Cursor = None, limit: Limit = 100,
                  type: Annotated[str | None, Query(max_length=64, description="Only entries of this type.")] = None,
                  ) -> dict[str, Any]:
@@ -634,7 +639,7 @@ def get_entry(seq: Annotated[int, PathParam(ge=0, le=2**62)], caller: Authentica
     return _entry_item(entry)
 
 
-@router.get("/ledger/proofs/inclusion/{seq}", tags=["ledger"])
+@router.get("/ledger/proofs/inclusion/{seq}", response_model=InclusionProofModel, tags=["ledger"])
 def inclusion_proof(seq: Annotated[int, PathParam(ge=0, le=2**62)], caller: Authenticated, service: ServiceDep,
                     size: Annotated[int | None, Query(ge=1, le=2**62, description="Checkpoint size (default: newest)")]
                     = None) -> dict[str, Any]:
@@ -645,7 +650,7 @@ def inclusion_proof(seq: Annotated[int, PathParam(ge=0, le=2**62)], caller: Auth
     return prove_inclusion(service.ledger, seq, size).to_dict()
 
 
-@router.get("/ledger/proofs/consistency", tags=["ledger"])
+@router.get("/ledger/proofs/consistency", response_model=ConsistencyProofModel, tags=["ledger"])
 def consistency_proof(caller: Authenticated, service: ServiceDep,
                       old: Annotated[int, Query(ge=1, le=2**62)], new: Annotated[int, Query(ge=1, le=2**62)]
                       ) -> dict[str, Any]:
