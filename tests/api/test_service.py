@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 
 import pytest
 
 from charter.api.problems import PROBLEM_MEDIA_TYPE
+from charter.authority import SignedStatement
 from charter.ledger import verify_ledger
 from charter.ledger.auditor import check_receipt
+from charter.ledger.store import format_time
 from charter.submission import BUNDLE
 from charter.tokens import revoke_token
 from tests.api.conftest import PERSONAS, Served, issue_tokens
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import key_of
+from tests.unit.ledger.helpers import key_of, populate
 
 
 def _problem(response: object, status: int) -> dict[str, object]:
@@ -194,3 +197,32 @@ def test_a_database_that_refuses_connections_is_a_503_to_retry_not_a_500(served:
     body = _problem(response, 503)
     assert body["type"] == "tag:charter,2026:problem:database_unavailable"
     assert response.headers["Retry-After"] == "1" and "too many clients" not in response.text
+
+
+def test_a_serious_classification_through_the_service_pages_the_reporting_role_at_once(
+        db_url: str, tmp_path: Path) -> None:
+    """As `charter incidents classify` does: legal is paged when the classification lands, not at the next tick."""
+    from charter.incidents import CLASSIFIED, classification_statement
+    from charter.tokens import create_token
+    from tests.api.conftest import serve
+    from tests.unit.test_incidents import Clock
+    from tests.unit.test_incidents_art73 import LEGAL, _validated_claims
+
+    populated = populate(db_url, bundles=0)
+    clock = Clock()
+    populated.ledger.clock = clock
+    incident = _validated_claims((populated, clock))
+    token = create_token(populated.ledger, "carla.rossi", ["act", "read"], clock.now + datetime.timedelta(days=30),
+                         key_of("carla.rossi"))[1]
+    statement = SignedStatement.sign(populated.ledger.origin, CLASSIFIED, classification_statement(
+        incident.id, serious=True, note="unlawful age disparity", ground="c", aware_at="2026-06-06T15:00:00+00:00"),
+        key_of("carla.rossi"), format_time(clock.now))
+    log = tmp_path / "notifications.log"
+    with serve(populated, tmp_path, notifications_log=log) as client:
+        response = client.post("/v1/statements", json=statement.to_dict(),
+                               headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 201, response.text
+        assert any(LEGAL in line for line in response.json()["paged"])
+        me = client.get("/v1/whoami", headers={"Authorization": f"Bearer {token}"}).json()
+        assert me["origin"] == populated.ledger.origin
+    assert LEGAL in log.read_text(encoding="utf-8")

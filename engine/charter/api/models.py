@@ -63,6 +63,7 @@ class WhoAmI(_Out):
     """The authenticated caller and what the ledger says they are."""
 
     principal: str
+    origin: str = Field(description="The log's origin: every signed statement names it.")
     method: str = Field(description="token or oidc")
     scopes: list[str]
     token_id: str | None = None
@@ -150,6 +151,8 @@ class StatementResult(_Out):
     submission_id: str
     duplicate: bool
     receipt: ReceiptModel
+    paged: list[str] | None = Field(default=None, description="For a serious-incident classification: the "
+                                    "reporting role's members paged at once (and deliveries that failed).")
 
 
 class SystemItem(_Out):

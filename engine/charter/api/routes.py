@@ -21,6 +21,7 @@ from fastapi.responses import FileResponse
 
 from ..access import Caller, Operation, authorize, standing_of, visible_systems
 from ..errors import CharterError
+from ..incidents import CLASSIFIED
 from ..ledger.store import Entry, recording_via
 from .idempotency import Reply, fingerprint, idempotent
 from .models import (
@@ -157,7 +158,8 @@ def _parse_time(text: str | None, name: str) -> datetime.datetime | None:
 def whoami(caller: Authenticated, service: ServiceDep) -> WhoAmI:
     """The authenticated caller and their standing in the ledger."""
     standing = authorize(service.ledger, caller, Operation.WHOAMI)
-    return WhoAmI(principal=caller.principal, method=caller.method, scopes=sorted(caller.scopes),
+    return WhoAmI(principal=caller.principal, origin=service.ledger.origin, method=caller.method,
+                  scopes=sorted(caller.scopes),
                   token_id=caller.token_id, issuer=caller.issuer, subject=caller.subject,
                   roles=standing.labels(), owns=sorted(standing.owns))
 
@@ -225,11 +227,25 @@ def _accept_statement(service: Service, caller: Caller, request: Request, key: s
             assert entry is not None
         else:
             APPENDS.labels(statement.type).inc()
-        return (200 if duplicate else 201), {
-            "seq": entry.seq, "type": entry.type, "record_hash": entry.record_hash.hex(),
-            "submission_id": entry.submission_id, "duplicate": duplicate, "receipt": _receipt(service, entry)}
+        result = {"seq": entry.seq, "type": entry.type, "record_hash": entry.record_hash.hex(),
+                  "submission_id": entry.submission_id, "duplicate": duplicate, "receipt": _receipt(service, entry)}
+        if not duplicate and entry.type == CLASSIFIED and entry.payload.get("serious"):
+            result["paged"] = _page_reporting(service, str(entry.payload["incident_id"]))
+        return (200 if duplicate else 201), result
 
     return _write(service, caller, request, key, body, run)
+
+
+def _page_reporting(service: Service, incident_id: str) -> list[str]:
+    """Page the Art. 73 reporting role at once about a serious incident, as `charter incidents classify` does.
+
+    A failed delivery does not undo the classification: `charter escalate` retries it.
+    """
+    from ..authority import active_escalation
+    from ..notify import page_reporting
+
+    report = page_reporting(service.ledger, active_escalation(service.ledger)[0], incident_id, service.notifier)
+    return [*report.notified, *(f"failed: {line}" for line in report.failed)]
 
 
 @router.post("/statements", status_code=201, response_model=StatementResult, tags=["governance"])

@@ -15,6 +15,7 @@ from ..incidents import ACTIVE, INCIDENT_TYPES, IncidentBook, apply
 from ..kpis import KpiCatalog, load_catalog
 from ..ledger import Ledger, SigningKey
 from ..ledger.checkpoints import checkpoint_due, make_checkpoint
+from ..notify import ChannelNotifier
 from ..policy.compiler import PolicyCompiler
 from .auth import Authenticator
 from .oidc import OIDCVerifier
@@ -48,6 +49,7 @@ class Service:
         if oidc is None and settings.oidc is not None:
             oidc = OIDCVerifier(settings.oidc)
         self.authenticator = Authenticator(self.ledger, oidc)
+        self.notifier = ChannelNotifier(settings.notifications_log)
         self._book = _BookCache()
         self._checkpoint_lock = threading.Lock()
 

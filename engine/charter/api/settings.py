@@ -34,6 +34,8 @@ class ServiceSettings(BaseModel):
                               "for download.")
     oidc: OIDCSettings | None = Field(default=None, description="The OpenID Connect provider people sign in with; "
                                       "without it only API tokens authenticate.")
+    notifications_log: Path = Field(default=Path(".charter/notifications.log"), description="Where log channels "
+                                    "write the pages the service sends (a serious incident's reporting role).")
     checkpoint_every: int = Field(default=256, ge=0, description="Sign a checkpoint after this many new entries.")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="The largest request body.")
     idempotency_hours: int = Field(default=24, ge=1, description="How long a reply to an Idempotency-Key is kept.")
