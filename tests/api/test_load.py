@@ -175,6 +175,7 @@ def served_ledger(postgres_url: str, tmp_path: Path) -> tuple[str, Path, dict[st
     return postgres_url, key_path, tokens
 
 
+@pytest.mark.load
 def test_eight_submitters_against_two_workers_leave_a_dense_verified_ledger(
         served_ledger: tuple[str, Path, dict[str, str]], tmp_path: Path) -> None:
     url, key_path, tokens = served_ledger
