@@ -160,6 +160,7 @@ OPERATIONS: dict[Operation, _Rule] = {
 class _StandingCache:
     size: int = -1
     standings: dict[str, Standing] = field(default_factory=dict)
+    entry_role: tuple[int | None, str | None] = (None, None)  # (escalation seq, its entry role)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -170,12 +171,11 @@ _caches_lock = threading.Lock()
 def standing_of(ledger: Ledger, principal: str) -> Standing:
     """What the ledger at its current head says `principal` is (cached per ledger size).
 
-    Missing configuration is no error here: without an escalation configuration in force nobody holds
-    an escalation role, and without registered systems nobody owns one.
+    Read from the authority state the ledger folds incrementally (administrators, roles, system
+    owners, members of the escalation configuration in force), so a request after an append costs
+    no re-read of the registry or the escalation document. Missing configuration is no error here:
+    without an escalation configuration in force nobody holds an escalation role.
     """
-    from .authority import active_escalation
-    from .submission import registry_in_ledger
-
     with _caches_lock:
         cache = _caches.setdefault(ledger, _StandingCache())
     size = ledger.size()
@@ -186,18 +186,26 @@ def standing_of(ledger: Ledger, principal: str) -> Standing:
         if known is not None:
             return known
         authority = ledger.authority(size)
-        try:
-            graph = active_escalation(ledger, size)[0]
-            escalation_roles, entry_role = frozenset(graph.roles_of(principal)), graph.config.entry
-        except CharterError:
-            escalation_roles, entry_role = frozenset(), None
-        registry = registry_in_ledger(ledger, size)
-        owns = frozenset(system_id for system_id in registry if registry[system_id].owner == principal)
+        escalation_roles = frozenset(authority.escalation_members.get(principal, []))
+        entry_role = _entry_role(ledger, authority.escalation_seq, cache)
+        owns = frozenset(system_id for system_id, owner in authority.owners.items() if owner == principal)
         roles = frozenset(role for role in ("policy_author", "policy_approver", "system_registrar",
                                             "evidence_attester", "auditor") if principal in authority.holders(role))
         standing = Standing(principal, principal in authority.admins(), roles, escalation_roles, owns, entry_role)
         cache.standings[principal] = standing
         return standing
+
+
+def _entry_role(ledger: Ledger, escalation_seq: int | None, cache: _StandingCache) -> str | None:
+    """The first-line role of the escalation configuration activated at `escalation_seq` (read once per seq)."""
+    if escalation_seq is None:
+        return None
+    if cache.entry_role[0] != escalation_seq:
+        entry = ledger.entry(escalation_seq)
+        document = entry.payload.get("document") if entry is not None else None
+        role = document.get("entry") if isinstance(document, dict) else None
+        cache.entry_role = (escalation_seq, str(role) if role is not None else None)
+    return cache.entry_role[1]
 
 
 def authorize(ledger: Ledger, caller: Caller, operation: Operation, *, system: str | None = None,

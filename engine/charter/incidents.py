@@ -200,7 +200,8 @@ class IncidentBook:
         """Add an opened incident."""
         self.incidents[incident.id] = incident
         latest = self._latest.get(incident.key)
-        if latest is None or incident.opened_at >= latest.opened_at:
+        # the same incident added again (as folded from its entry) replaces the one added before it
+        if latest is None or latest.id == incident.id or incident.opened_at >= latest.opened_at:
             self._latest[incident.key] = incident
 
     def latest_for(self, key: tuple[str, str, str | None]) -> Incident | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,14 @@ from .bundle import EvidenceBundle
 from .errors import CharterError
 from .escalation import EscalationGraph
 from .evaluate import Finding, Status, evaluate_bundle
-from .incidents import INCIDENT_TYPES, IncidentNotice, apply, incident_entries, incident_notices, load_book
+from .incidents import (
+    INCIDENT_TYPES,
+    IncidentBook,
+    IncidentNotice,
+    apply,
+    incident_entries,
+    incident_notices,
+)
 from .kpis import KpiCatalog
 from .ledger.auditor import (
     ESCALATION_ACTIVATED,
@@ -394,7 +403,7 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
             return {"seq": done[first_finding + index].seq,
                     "record_hash": done[first_finding + index].record_hash.hex()}
 
-        book = load_book(ledger)
+        book = books.advanced_to(ledger, next_seq)
         outcome["book"] = book
         entries += incident_entries(book, graph, system,
                                     [(i, f.model_dump(mode="json")) for i, f in enumerate(findings)
@@ -402,19 +411,63 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
                                     ledger.clock(), finding_ref)
         return entries
 
-    appended = ledger.append(build)
+    books = _incident_books(ledger)
+    # The cached book is advanced and extended under this lock, from the build (under the ledger's
+    # write lock) until the appended entries are folded into it; a failure drops it.
+    with books.lock:
+        try:
+            appended = ledger.append(build)
+            touched = [e for e in appended if e.type in INCIDENT_TYPES]
+            if appended:
+                for entry in touched:
+                    apply(outcome["book"], entry)
+                books.size = appended[-1].seq + 1
+                notices = incident_notices(outcome["book"], outcome["graph"], touched)
+        except BaseException:
+            books.invalidate()
+            raise
     if outcome.get("duplicate"):
         duplicate = ledger.by_submission(submission_id)
         assert duplicate is not None
         return _existing_result(ledger, duplicate)
     bundle_entry = next(e for e in appended if e.type == BUNDLE)
-    book = outcome["book"]
-    touched = [e for e in appended if e.type in INCIDENT_TYPES]
-    for entry in touched:
-        apply(book, entry)
-    notices = incident_notices(book, outcome["graph"], touched)
     return SubmitResult(Receipt.of(ledger, bundle_entry), bundle_entry, outcome["findings"],
                         [e for e in appended if e.type == FINDING], incidents=notices)
+
+
+class _IncidentBooks:
+    """A ledger's incident book as of `size` entries, kept between submissions so an append folds only
+    the entries since the last one instead of every incident entry of the ledger (under the write lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.size = -1
+        self.book = IncidentBook()
+
+    def invalidate(self) -> None:
+        """Forget the book: the next submission folds the ledger again."""
+        self.size, self.book = -1, IncidentBook()
+
+    def advanced_to(self, ledger: Ledger, size: int) -> IncidentBook:
+        """The book of the first `size` entries (hold `lock`; under the write lock, where `size` is the head)."""
+        if self.size < 0 or self.size > size:
+            self.book, self.size = IncidentBook(), 0
+        for entry in ledger.entries(self.size, size, types=INCIDENT_TYPES):
+            apply(self.book, entry)
+        self.size = size
+        return self.book
+
+
+_BOOKS: weakref.WeakKeyDictionary[Ledger, _IncidentBooks] = weakref.WeakKeyDictionary()
+_BOOKS_LOCK = threading.Lock()
+
+
+def _incident_books(ledger: Ledger) -> _IncidentBooks:
+    with _BOOKS_LOCK:
+        books = _BOOKS.get(ledger)
+        if books is None:
+            books = _BOOKS[ledger] = _IncidentBooks()
+        return books
 
 
 def status_summary(findings: Sequence[Finding]) -> list[str]:
