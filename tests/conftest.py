@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         if os.environ.get("CI"):
             pytest.fail("CHARTER_TEST_DATABASE_URL is not set: PostgreSQL ledger tests must run in CI")
         pytest.skip("set CHARTER_TEST_DATABASE_URL to run the PostgreSQL ledger tests")
+    with fresh_pg_schema("charter_test") as url:
+        yield url
+
+
+@contextmanager
+def fresh_pg_schema(prefix: str) -> Iterator[str]:
+    """A URL of CHARTER_TEST_DATABASE_URL's database searching a new schema of its own, dropped afterwards."""
     import uuid
 
     from sqlalchemy import create_engine
 
-    schema = f"charter_test_{uuid.uuid4().hex[:12]}"
+    assert PG_URL is not None
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     with admin.begin() as connection:
         connection.exec_driver_sql(f"CREATE SCHEMA {schema}")

@@ -35,7 +35,7 @@ from charter.ledger import Ledger, SigningKey
 from charter.ledger.auditor import check_receipt
 from charter.submission import sign_bundle_data
 from charter.tokens import create_token
-from tests.conftest import PG_URL, REPO, _pg_schema_url
+from tests.conftest import PG_URL, REPO, fresh_pg_schema
 from tests.unit.ledger.helpers import ORIGIN, govern, key_of
 
 SUBMITTERS = 8
@@ -57,16 +57,8 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("CHARTER_TEST_DATABASE_URL is not set: the load test must run in CI")
         pytest.skip("set CHARTER_TEST_DATABASE_URL to run the load test")
-    schema = f"charter_load_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield _pg_schema_url(schema)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
+    with fresh_pg_schema("charter_load") as url:
+        yield url
 
 
 def _template(system: str) -> dict[str, Any]:
