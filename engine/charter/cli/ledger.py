@@ -27,6 +27,9 @@ from .common import (
 from .remote import refuse_options, remote_client
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..authority import SignedStatement
     from ..incidents import IncidentNotice
     from ..kpis import KpiCatalog
     from ..ledger import Ledger, SigningKey
@@ -154,19 +157,32 @@ def ledger_accept(
         from . import remote_cmds
 
         with client:
-            remote_cmds.accept(client, statements)
+            hand_in_all(statements, lambda statement: remote_cmds.accept_one(client, statement))
         return
     ledger = open_ledger(db, ledger_key, writable=True)
+
+    def local(statement: "SignedStatement") -> int | None:
+        entry = accept(ledger, statement)
+        return entry.seq if entry is not None else None
+
+    hand_in_all(statements, local)
+
+
+def hand_in_all(statements: "list[SignedStatement]", hand_in: "Callable[[SignedStatement], int | None]") -> None:
+    """Hand in each statement in order (`hand_in` gives its seq, None if already recorded), saying what landed.
+
+    A refusal stops at that statement; the ones before it stay recorded, and the message says how many.
+    """
     for index, statement in enumerate(statements):
         try:
-            entry = accept(ledger, statement)
+            seq = hand_in(statement)
         except CharterError:
             if index:
                 err.print(f"[yellow]{index} of {len(statements)} statements were recorded before this one was "
                           "refused[/]")
             raise
         actor = safe(str(statement.statement.get("actor")))
-        out.print(f"{statement.type} by {actor}: " + (f"recorded at seq {entry.seq}" if entry is not None
+        out.print(f"{statement.type} by {actor}: " + (f"recorded at seq {seq}" if seq is not None
                                                      else "already in force or recorded"))
 
 

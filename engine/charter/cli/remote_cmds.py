@@ -80,19 +80,10 @@ def submit(client: "ServiceClient", prepared: "list[PreparedBundle]", output: Ou
         raise typer.Exit(1)
 
 
-def accept(client: "ServiceClient", statements: "list[SignedStatement]") -> None:
-    """`charter ledger accept` against a server: hand in each statement, in order."""
-    for index, statement in enumerate(statements):
-        try:
-            result = post_statement(client, statement)
-        except CharterError:
-            if index:
-                err.print(f"[yellow]{index} of {len(statements)} statements were recorded before this one was "
-                          "refused[/]")
-            raise
-        actor = safe(str(statement.statement.get("actor")))
-        out.print(f"{statement.type} by {actor}: " + ("already in force or recorded" if result["duplicate"]
-                                                     else f"recorded at seq {result['seq']}"))
+def accept_one(client: "ServiceClient", statement: "SignedStatement") -> int | None:
+    """`charter ledger accept` against a server: hand in one statement; its seq, None if already recorded."""
+    result = post_statement(client, statement)
+    return None if result["duplicate"] else int(result["seq"])
 
 
 def incident_change(client: "ServiceClient", incident_id: str, entry_type: str, fields: dict[str, Any],
