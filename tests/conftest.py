@@ -107,3 +107,30 @@ def fresh_pg_schema(prefix: str) -> Iterator[str]:
         with admin.begin() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+def wait_for_service(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0,
+                     log: Path | None = None) -> None:
+    """Poll `url`/readyz until it answers 200: the event a test of `charter serve` waits for.
+
+    Fails at once if the server exits, or when `timeout` seconds pass; the message carries the
+    server's log when there is one. The pause between polls grows to 0.25 s; it is never a wait
+    instead of a poll.
+    """
+    import time
+
+    import httpx
+
+    deadline, pause = time.monotonic() + timeout, 0.02
+    tail = (lambda: f":\n{log.read_text(errors='replace')}") if log is not None else (lambda: "")
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"charter serve exited with {process.returncode} before it was ready{tail()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+    raise AssertionError(f"charter serve was not ready within {timeout:.0f} s{tail()}")

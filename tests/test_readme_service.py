@@ -16,13 +16,11 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for_service
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 #: what the README's lines call `charter`: this checkout's package, as `run_cli` runs it
@@ -50,18 +48,7 @@ def _bash(line: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 
 
 def _wait_ready(port: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline, pause = time.monotonic() + 60, 0.05
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"charter serve exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(pause)  # between polls of the readiness endpoint
-        pause = min(pause * 2, 0.25)
-    pytest.fail(f"charter serve was not ready within 60 s:\n{log.read_text()}")
+    wait_for_service(f"http://127.0.0.1:{port}", server, 60, log)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -14,7 +14,6 @@ re-checks offline. This module never replaces that check; it refuses early and e
 from __future__ import annotations
 
 import threading
-import weakref
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -164,8 +163,6 @@ class _StandingCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_caches: weakref.WeakKeyDictionary[Ledger, _StandingCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
 
 
 def standing_of(ledger: Ledger, principal: str) -> Standing:
@@ -176,8 +173,7 @@ def standing_of(ledger: Ledger, principal: str) -> Standing:
     no re-read of the registry or the escalation document. Missing configuration is no error here:
     without an escalation configuration in force nobody holds an escalation role.
     """
-    with _caches_lock:
-        cache = _caches.setdefault(ledger, _StandingCache())
+    cache = ledger.kept("access.standings", _StandingCache)
     size = ledger.size()
     with cache.lock:
         if cache.size != size:

@@ -12,7 +12,6 @@ import base64
 import datetime
 import hashlib
 import threading
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -458,16 +457,8 @@ class _IncidentBooks:
         return self.book
 
 
-_BOOKS: weakref.WeakKeyDictionary[Ledger, _IncidentBooks] = weakref.WeakKeyDictionary()
-_BOOKS_LOCK = threading.Lock()
-
-
 def _incident_books(ledger: Ledger) -> _IncidentBooks:
-    with _BOOKS_LOCK:
-        books = _BOOKS.get(ledger)
-        if books is None:
-            books = _BOOKS[ledger] = _IncidentBooks()
-        return books
+    return ledger.kept("submission.incident_books", _IncidentBooks)
 
 
 def status_summary(findings: Sequence[Finding]) -> list[str]:

@@ -14,7 +14,6 @@ import hashlib
 import re
 import secrets
 import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -222,15 +221,8 @@ class TokenIndex:
         return record
 
 
-_INDEXES: weakref.WeakKeyDictionary[Ledger, TokenIndex] = weakref.WeakKeyDictionary()
-_INDEXES_LOCK = threading.Lock()
-
-
 def token_index(ledger: Ledger) -> TokenIndex:
     """The token index of `ledger`, refreshed if the ledger grew; cheap enough to call per request."""
-    with _INDEXES_LOCK:
-        index = _INDEXES.get(ledger)
-        if index is None:
-            index = _INDEXES[ledger] = TokenIndex(ledger)
+    index = ledger.kept("tokens.index", lambda: TokenIndex(ledger))
     index.refresh()
     return index

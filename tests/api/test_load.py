@@ -35,7 +35,7 @@ from charter.ledger import Ledger, SigningKey
 from charter.ledger.auditor import check_receipt
 from charter.submission import sign_bundle_data
 from charter.tokens import create_token
-from tests.conftest import PG_URL, REPO, fresh_pg_schema
+from tests.conftest import PG_URL, REPO, fresh_pg_schema, wait_for_service
 from tests.unit.ledger.helpers import ORIGIN, govern, key_of
 
 SUBMITTERS = 8
@@ -100,18 +100,8 @@ def cli_environment() -> dict[str, str]:
 
 
 def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float) -> None:
-    """Poll /readyz until it answers 200; fail if the server exits or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"charter serve exited with {process.returncode} before it was ready")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"charter serve was not ready within {timeout:.0f} s")
+    """Poll /readyz until it answers 200 (`tests.conftest.wait_for_service`)."""
+    wait_for_service(url, process, timeout)
 
 
 @dataclass

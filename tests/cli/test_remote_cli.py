@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import pytest
 from charter.cli.demo import demo_governance
 from charter.ledger import Ledger, SigningKey
 from charter.tokens import create_token
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, wait_for_service
 from tests.unit.ledger.helpers import ESCALATION, POLICIES, REGISTRY
 
 ORIGIN = "charter.local/ledger"
@@ -53,20 +52,8 @@ def build_ledger(directory: Path, url: str) -> Ledger:
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll /readyz until it answers 200; fail at once if the server exits, or after `READY_TIMEOUT`."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    pause = 0.02
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"charter serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(pause)  # between polls of the readiness endpoint, never instead of one
-        pause = min(pause * 2, 0.25)
-    pytest.fail(f"charter serve was not ready within {READY_TIMEOUT} s:\n{log.read_text()}")
+    """Poll /readyz until it answers 200 (`tests.conftest.wait_for_service`)."""
+    wait_for_service(url, process, READY_TIMEOUT, log)
 
 
 @dataclass

@@ -13,10 +13,11 @@ import contextvars
 import dataclasses
 import datetime
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -154,6 +155,9 @@ class LedgerReader(Protocol):
         """Entries with ``start <= seq < stop`` of these types and subject, in seq order."""
 
 
+_Kept = TypeVar("_Kept")
+
+
 class Ledger:
     """A hash-chained ledger in one database.
 
@@ -171,6 +175,21 @@ class Ledger:
         self.clock = clock
         #: (size, the authority state folded from the first `size` entries): appends check against it
         self._authority_cache: tuple[int, Authority | None] = (0, None)
+        #: read models kept between calls by the modules above (`kept`): incident book, token index, standings
+        self._kept: dict[str, Any] = {}
+        self._kept_lock = threading.Lock()
+
+    def kept(self, name: str, make: Callable[[], _Kept]) -> _Kept:
+        """The read model `name` kept with this ledger object, made by `make` on first use.
+
+        Modules above the store keep what they fold from the ledger here (and refresh it from the
+        entries appended since), so it lives exactly as long as the ledger object it describes.
+        """
+        with self._kept_lock:
+            if name not in self._kept:
+                self._kept[name] = make()
+            kept: _Kept = self._kept[name]
+            return kept
 
     # -- opening -------------------------------------------------------------------------------
 
