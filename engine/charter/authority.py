@@ -108,6 +108,19 @@ class IdentityProvider(BaseModel):
     audience: str = Field(min_length=1, max_length=500)
     principal_claim: str = Field(default="sub", min_length=1, max_length=100)
     leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks: dict[str, Any] = Field(description="The provider's public signing keys (a JWKS), pinned: an ID token "
+                                 "proves a transition only when signed by one of them; rotating them is a change "
+                                 "of this configuration")
+
+    @field_validator("jwks")
+    @classmethod
+    def _jwks(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from .ledger.auditor import _pinned_keys_problem
+
+        problem = _pinned_keys_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class GovernanceConfig(BaseModel):
@@ -256,30 +269,35 @@ class SignedStatement:
                                                                                  str):
             raise CharterError.single("statement_file", "the statement names no actor or signing time", file=file,
                                       path="$.statement")
-        return cls(data["log"], data["type"], data["statement"], data["key_id"], data["signature"])
+        statement = cls(data["log"], data["type"], data["statement"], data["key_id"], data["signature"])
+        try:
+            statement.submission_id  # noqa: B018 - canonicalizes the statement: refuse what cannot be signed JSON
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise CharterError.single("statement_file", f"the statement is not canonical JSON (RFC 8785): {exc}",
+                                      file=file, path="$.statement") from exc
+        return statement
 
 
 @dataclass(frozen=True)
 class StepUpStatement(SignedStatement):
     """An incident transition proven by a step-up OpenID Connect sign-in instead of a key signature.
 
-    The actor signed in with the provider named in the governance configuration, with the
-    transition's digest (`nonce_of`) as the sign-in's ``nonce``; the entry records the ID token and
-    the provider's key set, so `charter verify` checks the proof offline. `key_id` and `signature`
-    are empty: there is no key.
+    The actor signed in with a provider named in the governance configuration, with the
+    transition's digest (`nonce_of`) as the sign-in's ``nonce``; the entry records the ID token, and
+    `charter verify` checks it offline against the provider keys the configuration pins. `key_id`
+    and `signature` are empty: there is no key.
     """
 
     id_token: str = ""
-    jwks: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, origin: str, statement: dict[str, Any], id_token: str, jwks: dict[str, Any]) -> StepUpStatement:
+    def of(cls, origin: str, statement: dict[str, Any], id_token: str) -> StepUpStatement:
         """A transition statement (with actor and signing time) and its proof."""
-        return cls(origin, INCIDENT_TRANSITION, statement, "", "", id_token, jwks)
+        return cls(origin, INCIDENT_TRANSITION, statement, "", "", id_token)
 
     def proof(self) -> dict[str, Any]:
         """The ``proof`` field of the entry."""
-        return {"method": "oidc", "id_token": self.id_token, "jwks": self.jwks}
+        return {"method": "oidc", "id_token": self.id_token}
 
 
 def nonce_of(origin: str, statement: dict[str, Any]) -> str:

@@ -226,3 +226,45 @@ def test_a_serious_classification_through_the_service_pages_the_reporting_role_a
         me = client.get("/v1/whoami", headers={"Authorization": f"Bearer {token}"}).json()
         assert me["origin"] == populated.ledger.origin
     assert LEGAL in log.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("query", ["since=0001-01-01T00:00:00%2B14:00", "until=9999-12-31T23:59:59-14:00"])
+def test_times_at_the_edge_of_the_calendar_are_refused_not_crashed(served: Served, query: str) -> None:
+    body = _problem(served.client.get(f"/v1/findings?{query}", headers=served.headers("committee")), 422)
+    assert str(body["errors"][0]["path"]).startswith("query:")  # type: ignore[index]
+
+
+@pytest.mark.parametrize("value", ["NaN", "1" + "0" * 30])
+def test_a_statement_that_is_not_canonical_json_is_refused_with_its_path(served: Served, value: str) -> None:
+    text = ('{"log": "x", "type": "incident.transition", "key_id": "k", "signature": "s", '
+            f'"statement": {{"actor": "maria.keller", "signed_at": "2026-07-01T00:00:00Z", "n": {value}}}}}')
+    size = served.ledger.size()
+    response = served.client.post("/v1/statements", content=text, headers={
+        **served.headers("owner"), "Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500 and response.status_code != 401, response.text
+    assert served.ledger.size() == size
+
+
+def test_an_incident_one_may_not_read_looks_like_one_that_does_not_exist(served: Served) -> None:
+    incident = served.client.get("/v1/incidents?system=fraud-detector",
+                                 headers=served.headers("committee")).json()["items"][0]["id"]
+    hidden = _problem(served.client.get(f"/v1/incidents/{incident}", headers=served.headers("outsider")), 404)
+    missing = _problem(served.client.get("/v1/incidents/INC-00000000", headers=served.headers("outsider")), 404)
+    assert "fraud-detector" not in json.dumps(hidden) and hidden["type"] == missing["type"]
+
+
+def test_a_claim_left_without_reply_is_freed_and_a_conflict_is_not_kept(served: Served) -> None:
+    from sqlalchemy import insert
+
+    from charter.api.idempotency import STALE_CLAIM, fingerprint
+    from charter.ledger.schema import api_request
+
+    body = served.signed_bundle()
+    old = format_time(served.ledger.clock() - STALE_CLAIM - datetime.timedelta(minutes=1))
+    with served.ledger.engine.begin() as connection:  # a worker claimed the key, then died
+        connection.execute(insert(api_request).values(principal="maria.keller", idempotency_key="died",
+                                                      fingerprint=fingerprint("POST", "/v1/bundles", body),
+                                                      status=None, response=None, created_at=old))
+    response = served.client.post("/v1/bundles", content=body,
+                                  headers=served.headers("owner", **{"Idempotency-Key": "died"}))
+    assert response.status_code == 201, response.text

@@ -73,10 +73,10 @@ def provider() -> Provider:
                      "EdDSA": ed25519.Ed25519PrivateKey.generate()})
 
 
-def _trust(populated: Populated) -> None:
+def _trust(populated: Populated, provider: Provider) -> None:
     admins = [Administrator(principal=n, public_key=base64.b64encode(key_of(n).public).decode()) for n in DEMO_ADMINS]
     config = GovernanceConfig(administrators=admins, threshold=2, roles=DEMO_ROLES,
-                              identity_providers=[IdentityProvider(**PROVIDER)])
+                              identity_providers=[IdentityProvider(**PROVIDER, jwks=provider.jwks)])
     update_governance(populated.ledger, config, [key_of(DEMO_ADMINS[0]), key_of(DEMO_ADMINS[1])])
 
 
@@ -85,7 +85,7 @@ def stepped(db_url: str, tmp_path: Path, provider: Provider) -> Iterator[tuple[P
     populated = populate(db_url, bundles=5)
     # ID tokens are checked live against the wall clock: the ledger's clock runs at wall-clock time here
     populated.ledger.clock.now = datetime.datetime.now(datetime.UTC)  # type: ignore
-    _trust(populated)
+    _trust(populated, provider)
     make_checkpoint(populated.ledger)
     settings = OIDCSettings(issuer=ISSUER, audience=AUDIENCE, jwks_uri=f"{ISSUER}/jwks",
                             principal_claim="preferred_username")
@@ -121,7 +121,7 @@ def test_a_step_up_sign_in_proves_a_transition_live_and_offline(stepped: tuple[P
     assert response.status_code == 201, response.text
     entry = populated.ledger.entry(response.json()["seq"])
     assert entry is not None and entry.key_id is None
-    assert entry.payload["proof"]["id_token"] == proof and entry.payload["proof"]["jwks"] == provider.jwks
+    assert entry.payload["proof"] == {"method": "oidc", "id_token": proof}
     assert entry.via == {"principal": "maria.keller", "method": "oidc", "request_id": entry.via["request_id"],
                          "issuer": ISSUER, "subject": "sub-maria.keller"}
     report = verify_ledger(populated.ledger, populated.log_key.public)
@@ -155,11 +155,11 @@ def _forge(populated: Populated, provider: Provider, **token_changes: Any) -> No
                  "signed_at": format_time(ledger.clock())}
     nonce = token_changes.pop("nonce", nonce_of(ledger.origin, statement))
     alg = token_changes.pop("alg", "RS256")
-    jwks = token_changes.pop("jwks", provider.jwks)
+    signing = token_changes.pop("signing", provider)
     principal = token_changes.pop("principal", "maria.keller")
-    token = token_changes.pop("token", None) or provider.id_token(principal, nonce=nonce, alg=alg,
-                                                                  at=ledger.clock.now, **token_changes)  # type: ignore
-    signer = StepUpStatement.of(ledger.origin, statement, token, jwks)
+    token = token_changes.pop("token", None) or signing.id_token(principal, nonce=nonce, alg=alg,
+                                                                 at=ledger.clock.now, **token_changes)  # type: ignore
+    signer = StepUpStatement.of(ledger.origin, statement, token)
     with unchecked():
         transition(ledger, incident, "acknowledge", signer, "forged")
 
@@ -170,13 +170,16 @@ def _forge(populated: Populated, provider: Provider, **token_changes: Any) -> No
     ({"aud": "another-api"}, "audience"),
     ({"iss": "https://evil.example"}, "issuer"),
     ({"exp": 1_000_000_000}, "expired"),
-    ({"jwks": {"keys": [{"kty": "RSA", "kid": "RS256", "n": "AQAB", "e": "AQAB"}]}}, "signature"),
+    ({"signing": "attacker"}, "pinned"),  # a key set of the appender's own: the configuration pins the provider's
+    ({"exp": 10**400}, "numbers"),
     ({"token": "eyJhbGciOiJub25lIiwia2lkIjoiUlMyNTYifQ.eyJpc3MiOiJodHRwczovL2lkcC5leGFtcGxlIn0."}, "algorithm"),
 ])
 def test_verify_names_a_forged_step_up_proof(db_url: str, provider: Provider, changes: dict[str, Any],
                                             why: str) -> None:
     populated = populate(db_url, bundles=5)
-    _trust(populated)
+    _trust(populated, provider)
+    if changes.get("signing") == "attacker":
+        changes["signing"] = Provider({"RS256": rsa.generate_private_key(65537, 2048)})
     _forge(populated, provider, **changes)
     report = verify_ledger(populated.ledger, populated.log_key.public)
     assert not report.ok
@@ -194,8 +197,7 @@ def test_a_provider_not_in_the_governance_configuration_proves_nothing(db_url: s
     from charter.errors import CharterError
 
     with pytest.raises(CharterError) as refused:
-        transition(ledger, incident, "acknowledge", StepUpStatement.of(ledger.origin, statement, token, provider.jwks),
-                   "on it")
+        transition(ledger, incident, "acknowledge", StepUpStatement.of(ledger.origin, statement, token), "on it")
     assert refused.value.code == "bad_proof" and "not an identity provider" in str(refused.value)
     assert ledger.size() == size
 
@@ -204,8 +206,9 @@ def test_a_provider_not_in_the_governance_configuration_proves_nothing(db_url: s
 def test_step_up_problem_accepts_each_algorithm_and_refuses_hs256(provider: Provider, alg: str) -> None:
     at = datetime.datetime.now(datetime.UTC)
     token = provider.id_token("ana", nonce="n", alg=alg, at=at)
-    proof = {"method": "oidc", "id_token": token, "jwks": provider.jwks}
-    assert step_up_problem(proof, [PROVIDER], "ana", "n", at) is None
+    proof = {"method": "oidc", "id_token": token}
+    pinned = [{**PROVIDER, "jwks": provider.jwks}]
+    assert step_up_problem(proof, pinned, "ana", "n", at) is None
     public_pem = _jwk(provider.keys["RS256"].public_key(), "RS256")["n"].encode()
     header = base64.urlsafe_b64encode(b'{"alg":"HS256","kid":"RS256"}').rstrip(b"=").decode()
     body = token.split(".")[1]
@@ -214,7 +217,7 @@ def test_step_up_problem_accepts_each_algorithm_and_refuses_hs256(provider: Prov
 
     forged = f"{header}.{body}." + base64.urlsafe_b64encode(hmac.new(public_pem, f"{header}.{body}".encode(),
                                                                       hashlib.sha256).digest()).rstrip(b"=").decode()
-    assert "algorithm" in str(step_up_problem({**proof, "id_token": forged}, [PROVIDER], "ana", "n", at))
+    assert "algorithm" in str(step_up_problem({**proof, "id_token": forged}, pinned, "ana", "n", at))
 
 
 def test_a_committee_decision_proven_by_step_up_is_counted_as_such_in_reports(
@@ -250,3 +253,12 @@ def test_a_committee_decision_proven_by_step_up_is_counted_as_such_in_reports(
     document = build(state, "iso-42001", compiler.frameworks)
     assert document.figures.decisions_by_proof.get("step-up sign-in") == 1
     assert verify_ledger(ledger, populated.log_key.public).ok
+
+
+def test_the_step_up_id_token_in_the_ledger_is_no_bearer_credential(stepped: tuple[Populated, TestClient],
+                                                                    provider: Provider) -> None:
+    """Governance roles read entries; the ID token recorded as a proof must not log anyone in."""
+    _, client = stepped
+    bound = provider.id_token("maria.keller", nonce="f" * 64)
+    response = client.get("/v1/whoami", headers={"Authorization": f"Bearer {bound}"})
+    assert response.status_code == 401 and "nonce" in response.json()["detail"]

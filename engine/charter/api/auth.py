@@ -53,5 +53,10 @@ class Authenticator:
             raise CharterError.single("unauthenticated", "not a Charter API token, and this service has no OpenID "
                                       "Connect provider configured")
         identity = self.oidc.verify(credential)
+        if "nonce" in identity.claims:
+            # a step-up sign-in's ID token is recorded in the ledger, readable by governance roles: it
+            # proves one transition and must never work as a login
+            raise CharterError.single("unauthenticated", "an ID token bound to a nonce (a step-up sign-in) is not a "
+                                      "bearer credential")
         return Caller(identity.principal, "oidc", frozenset(SCOPES), issuer=identity.issuer,
                       subject=identity.subject, request_id=request_id)

@@ -4,7 +4,8 @@ The first request with a key claims it (a row with no reply yet, under the datab
 on principal and key, so two workers cannot both claim it), runs, and stores its reply. A retry with
 the same key and the same request (method, path, body digest) gets the stored reply; with another
 request it is refused (422), and while the first is still running, the retry is told so (409).
-Replies of 5xx are not kept: the client may retry those. Keys are per principal, so one caller
+Replies of 5xx and 409 are not kept: the client may retry those. A claim left without a reply for
+`STALE_CLAIM` (its process died) is freed for the next retry. Keys are per principal, so one caller
 cannot read another's replies by guessing their keys.
 """
 
@@ -26,6 +27,8 @@ from ..ledger.store import Ledger, format_time
 __all__ = ["MAX_KEY_LENGTH", "Reply", "idempotent"]
 
 MAX_KEY_LENGTH = 255
+#: a claim with no reply after this long belongs to a request that will never answer (its process died)
+STALE_CLAIM = datetime.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,12 @@ def idempotent(ledger: Ledger, principal: str, key: str | None, request_fingerpr
             raise CharterError.single("idempotency_key_reused", "this Idempotency-Key was used for another request "
                                       "(method, path or body differ); use a new key for a new request",
                                       path="header:Idempotency-Key")
+        if row.status is None and row.created_at < format_time(now - STALE_CLAIM):
+            # the process answering it died (or could not store its reply): free the key for this retry
+            with ledger.engine.begin() as connection:
+                connection.execute(delete(api_request).where(where & (api_request.c.created_at == row.created_at)
+                                                             & api_request.c.status.is_(None)))
+            return idempotent(ledger, principal, key, request_fingerprint, ttl_hours, run)
         if row.status is None:
             raise CharterError.single("idempotency_in_flight", "the first request with this Idempotency-Key is "
                                       "still being answered; retry later", path="header:Idempotency-Key")
@@ -90,7 +99,7 @@ def idempotent(ledger: Ledger, principal: str, key: str | None, request_fingerpr
         from .problems import charter_error_response
 
         response = charter_error_response(None, exc)
-        if response.status_code >= 500:
+        if response.status_code >= 500 or response.status_code == 409:  # try again later: keep nothing
             _release(ledger, where)
             raise
         _store(ledger, where, Reply(response.status_code, bytes(response.body)))
@@ -98,7 +107,7 @@ def idempotent(ledger: Ledger, principal: str, key: str | None, request_fingerpr
     except BaseException:
         _release(ledger, where)
         raise
-    if reply.status >= 500:
+    if reply.status >= 500 or reply.status == 409:
         _release(ledger, where)
     else:
         _store(ledger, where, reply)

@@ -153,16 +153,17 @@ def install_handlers(app: Any) -> None:
 
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
         # The driver could not connect or lost the connection (server down, connection slots exhausted):
-        # nothing was appended, and the same request may succeed in a moment.
+        # the same request may succeed in a moment; bundles and signed statements land at most once.
         _log.warning("database unavailable: %s", type(exc).__name__,
                      extra={"request_id": getattr(request.state, "request_id", None)})
         return problem_response(request, 503, "database_unavailable", "the ledger database does not answer now; "
-                                "nothing was appended, retry shortly", headers={"Retry-After": "1"})
+                                "retry shortly (a bundle or statement that did land is not recorded twice)", headers={"Retry-After": "1"})
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("request failed", extra={"request_id": getattr(request.state, "request_id", None)})
-        return problem_response(request, 500, "internal_error", "the request failed inside Charter; nothing was "
-                                "appended unless a receipt was returned. Quote the instance when reporting it.")
+        return problem_response(request, 500, "internal_error", "the request failed inside Charter; it may or may "
+                                "not have been recorded: retry with the same Idempotency-Key, and quote the instance "
+                                "when reporting it.")
 
     app.add_exception_handler(CharterError, on_charter_error)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -142,12 +142,12 @@ def _parse_time(text: str | None, name: str) -> datetime.datetime | None:
 
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
+        format_time(moment.astimezone(datetime.UTC))
+    except (ValueError, OverflowError) as exc:
         raise CharterError.single("invalid_request", f"{name} is not an ISO 8601 time: {text[:40]!r}",
                                   path=f"query:{name}") from exc
     if moment.tzinfo is None:
         raise CharterError.single("invalid_request", f"{name} needs a time zone (e.g. Z)", path=f"query:{name}")
-    format_time(moment)
     return moment
 
 
@@ -379,7 +379,13 @@ def get_incident(incident_id: Annotated[str, PathParam(max_length=255)], caller:
         if incident is None:
             authorize(service.ledger, caller, Operation.READ_CATALOG)
             raise CharterError.single("unknown_incident", f"no incident {incident_id!r}")
-        authorize(service.ledger, caller, Operation.READ_SYSTEM, system=incident.system_id)
+        try:
+            authorize(service.ledger, caller, Operation.READ_SYSTEM, system=incident.system_id)
+        except CharterError as refused:
+            if refused.code != "forbidden" or "scope" in str(refused):
+                raise
+            # as for an id that does not exist: a refusal would confirm the incident and name its system
+            raise CharterError.single("unknown_incident", f"no incident {incident_id!r} you may read") from None
         return {**_incident_row(service, incident), "title": incident.title, "findings": list(incident.findings),
                 "timeline": list(incident.timeline), "classification": incident.classification}
 

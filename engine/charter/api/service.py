@@ -59,8 +59,13 @@ class Service:
         with self._book.lock:
             size = self.ledger.size()
             if size > self._book.size:
-                for entry in self.ledger.entries(self._book.size, size, types=INCIDENT_TYPES):
-                    apply(self._book.book, entry)
+                try:
+                    for entry in self.ledger.entries(self._book.size, size, types=INCIDENT_TYPES):
+                        apply(self._book.book, entry)
+                except BaseException:
+                    # half folded: start again from nothing next time rather than fold entries twice
+                    self._book.book, self._book.size = IncidentBook(), 0
+                    raise
                 self._book.size = size
             yield self._book.book
 

@@ -6,8 +6,9 @@ identity provider instead of a key.
 2. The person signs in again at the provider with that nonce (OpenID Connect ``prompt=login``).
 3. ``POST /v1/incidents/{id}/transitions/step-up`` hands in the statement and the ID token. The
    service checks the token against the provider now, and the ledger appends the transition with
-   the ID token and the provider's key set, so `charter verify` checks offline that this person
-   signed in for this very transition (`charter.ledger.auditor.step_up_problem`).
+   the ID token; `charter verify` checks offline, against the provider keys the governance
+   configuration pins, that this person signed in for this very transition
+   (`charter.ledger.auditor.step_up_problem`).
 """
 
 from __future__ import annotations
@@ -104,11 +105,16 @@ def _step_up(service: Service, caller: Caller, request: Request, key: str | None
     if statement.get("actor") != caller.principal:
         raise CharterError.single("forbidden", f"the statement names {statement.get('actor')!r} as its actor, but "
                                   f"you authenticated as {caller.principal!r}", path="$.statement.actor")
-    identity = verifier.verify_id_token(proof.id_token, nonce_of(service.ledger.origin, statement))
+    try:
+        nonce = nonce_of(service.ledger.origin, statement)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CharterError.single("invalid_request", f"the statement is not canonical JSON (RFC 8785): {exc}",
+                                  path="$.statement") from exc
+    identity = verifier.verify_id_token(proof.id_token, nonce)
     if identity.principal != caller.principal:
         raise CharterError.single("forbidden", f"the step-up sign-in is {identity.principal!r}'s, not yours",
                                   path="$.id_token")
-    signer = StepUpStatement.of(service.ledger.origin, statement, proof.id_token, verifier.jwks())
+    signer = StepUpStatement.of(service.ledger.origin, statement, proof.id_token)
     fields = signer.fields()
 
     def run() -> tuple[int, Any]:

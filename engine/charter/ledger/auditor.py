@@ -513,27 +513,29 @@ def _jws_valid(key: Any, alg: str, signing_input: bytes, signature: bytes) -> bo
     return True
 
 
+def _plausible_time(value: float) -> bool:
+    try:
+        return math.isfinite(value) and abs(value) < 1e15  # seconds since 1970: far beyond any real token
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def step_up_problem(proof: Any, providers: Any, actor: str, nonce: str, at: datetime.datetime) -> str | None:
     """Why a step-up proof does not show that `actor` signed in for this very change at `at`, or None.
 
-    The proof is ``{"method": "oidc", "id_token": JWS, "jwks": the provider's key set}``, recorded in
-    the entry, so this check needs neither the provider nor the network: the ID token must be signed
-    (RS256, ES256 or EdDSA; never ``none`` or HS*) by a key of that set, issued by an identity
-    provider the governance configuration in force names, for its audience, valid at `at`, with the
-    ``nonce`` the digest of the change, and name `actor` in the provider's principal claim.
-
-    The key set is what the log fetched from the provider when it appended the entry: like every
-    log-attested fact it is as trustworthy as the log and its witnesses.
+    The proof is ``{"method": "oidc", "id_token": JWS}``, recorded in the entry. The ID token must be
+    issued by an identity provider the governance configuration in force names, signed (RS256,
+    ES256 or EdDSA; never ``none`` or HS*) by one of the keys the configuration pins for that
+    provider, for its audience, valid at `at`, with the ``nonce`` the digest of the change, and name
+    `actor` in the provider's principal claim. The keys come from the configuration, which only
+    the administrators' threshold changes, never from the entry: whoever appends cannot bring keys
+    of their own, and the check needs neither the provider nor the network.
     """
-    if not isinstance(proof, dict) or set(proof) != {"method", "id_token", "jwks"} or proof["method"] != "oidc":
-        return "a step-up proof is {method: oidc, id_token, jwks}"
-    token, jwks = proof["id_token"], proof["jwks"]
+    if not isinstance(proof, dict) or set(proof) != {"method", "id_token"} or proof["method"] != "oidc":
+        return "a step-up proof is {method: oidc, id_token}"
+    token = proof["id_token"]
     if not isinstance(token, str) or len(token) > MAX_ID_TOKEN or token.count(".") != 2:
         return "the ID token is not a compact JWS"
-    keys = jwks.get("keys") if isinstance(jwks, dict) else None
-    if not isinstance(keys, list) or not keys or len(keys) > MAX_JWKS_KEYS or not all(isinstance(k, dict)
-                                                                                       for k in keys):
-        return f"the archived key set is not a JWKS of 1 to {MAX_JWKS_KEYS} keys"
     head, body, sig = token.split(".")
     try:
         header, claims, signature = json.loads(_b64url(head)), json.loads(_b64url(body)), _b64url(sig)
@@ -541,31 +543,35 @@ def step_up_problem(proof: Any, providers: Any, actor: str, nonce: str, at: date
         return "the ID token does not decode"
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return "the ID token's header or claims are not JSON objects"
-    alg, kid = header.get("alg"), header.get("kid")
-    if alg not in STEP_UP_ALGORITHMS or "crit" in header:
-        return f"the ID token's algorithm is not one of {', '.join(STEP_UP_ALGORITHMS)}"
-    candidates = [k for k in keys if kid is None or k.get("kid") == kid]
-    if kid is None and len(keys) != 1:
-        return "the ID token names no key id and the key set holds several keys"
-    try:
-        valid = any(key is not None and _jws_valid(key, str(alg), f"{head}.{body}".encode(), signature)
-                    for key in (_jwk_public(k, str(alg)) for k in candidates))
-    except (ValueError, TypeError):
-        valid = False
-    if not valid:
-        return "the ID token's signature is not valid under the archived key set"
     provider = next((p for p in providers if isinstance(p, dict) and p.get("issuer") == claims.get("iss")), None) \
         if isinstance(providers, list) else None
     if provider is None:
         return f"the ID token's issuer {str(claims.get('iss'))[:100]!r} is not an identity provider of the " \
                "governance configuration in force"
+    jwks = provider.get("jwks")
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        return "the configuration pins no keys for this identity provider"
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in STEP_UP_ALGORITHMS or "crit" in header:
+        return f"the ID token's algorithm is not one of {', '.join(STEP_UP_ALGORITHMS)}"
+    candidates = [k for k in keys if kid is None or k.get("kid") == kid]
+    if kid is None and len(keys) != 1:
+        return "the ID token names no key id and the provider has several pinned keys"
+    try:
+        valid = any(key is not None and _jws_valid(key, str(alg), f"{head}.{body}".encode(), signature)
+                    for key in (_jwk_public(k, str(alg)) for k in candidates))
+    except (ValueError, TypeError, OverflowError):
+        valid = False
+    if not valid:
+        return "the ID token's signature is not valid under the provider's keys pinned in the configuration"
     audience = claims.get("aud")
     if provider.get("audience") not in (audience if isinstance(audience, list) else [audience]):
         return "the ID token was not issued for the configured audience"
     leeway = int(provider.get("leeway_seconds", 30))
     moment = at.timestamp()
     times = {name: claims.get(name) for name in ("exp", "iat", "nbf")}
-    if any(v is not None and (type(v) not in (int, float) or not math.isfinite(v)) for v in times.values()) \
+    if any(v is not None and (type(v) not in (int, float) or not _plausible_time(v)) for v in times.values()) \
             or times["exp"] is None or times["iat"] is None:
         return "the ID token's exp, iat and nbf must be numbers (exp and iat required)"
     if moment > float(times["exp"]) + leeway:
@@ -620,6 +626,17 @@ def _stale(seq: int, payload: dict[str, Any], in_force: int | None, what: str) -
                    f"but the one in force is of seq {in_force}")
 
 
+def _pinned_keys_problem(jwks: Any) -> str | None:
+    """What is wrong with an identity provider's pinned key set, if anything."""
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not 1 <= len(keys) <= MAX_JWKS_KEYS or not all(
+            isinstance(k, dict) and isinstance(k.get("kty"), str) for k in keys):
+        return f"jwks must hold 1 to {MAX_JWKS_KEYS} public keys"
+    if any(k.get(private) is not None for k in keys for private in ("d", "p", "q", "k")):
+        return "jwks holds private or symmetric key material"
+    return None
+
+
 def _config_problem(config: Any) -> str | None:
     """What is wrong with a governance configuration's shape, if anything."""
     if not isinstance(config, dict):
@@ -651,10 +668,10 @@ def _config_problem(config: Any) -> str | None:
     if not isinstance(providers, list) or not all(
             isinstance(p, dict) and isinstance(p.get("issuer"), str) and isinstance(p.get("audience"), str)
             and isinstance(p.get("principal_claim", "sub"), str) and type(p.get("leeway_seconds", 30)) is int
-            and 0 <= p.get("leeway_seconds", 30) <= 300
-            and set(p) <= {"issuer", "audience", "principal_claim", "leeway_seconds"} for p in providers):
-        return ("identity_providers lists {issuer, audience, principal_claim, leeway_seconds (0 to 300)} "
-                "objects")
+            and 0 <= p.get("leeway_seconds", 30) <= 300 and _pinned_keys_problem(p.get("jwks")) is None
+            and set(p) <= {"issuer", "audience", "principal_claim", "leeway_seconds", "jwks"} for p in providers):
+        return ("identity_providers lists {issuer, audience, principal_claim, leeway_seconds (0 to 300), jwks "
+                f"(the provider's public keys, 1 to {MAX_JWKS_KEYS})}} objects")
     if len({p["issuer"] for p in providers}) != len(providers):
         return "an identity provider is listed twice"
     # Auditors act on nothing, administrators approve changes of this very configuration: not one person.
