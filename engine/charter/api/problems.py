@@ -157,7 +157,8 @@ def install_handlers(app: Any) -> None:
         _log.warning("database unavailable: %s", type(exc).__name__,
                      extra={"request_id": getattr(request.state, "request_id", None)})
         return problem_response(request, 503, "database_unavailable", "the ledger database does not answer now; "
-                                "retry shortly (a bundle or statement that did land is not recorded twice)", headers={"Retry-After": "1"})
+                                "retry shortly (a bundle or statement that did land is not recorded twice)",
+                                headers={"Retry-After": "1"})
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("request failed", extra={"request_id": getattr(request.state, "request_id", None)})
