@@ -163,8 +163,6 @@ class _StandingCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-
-
 def standing_of(ledger: Ledger, principal: str) -> Standing:
     """What the ledger at its current head says `principal` is (cached per ledger size).
 
