@@ -91,3 +91,17 @@ def test_listings_follow_their_cursors() -> None:
                               else {"items": [3], "next_cursor": None})
 
     assert client(handler).get_all("/v1/incidents") == [1, 2, 3]
+
+
+def test_plain_http_to_another_machine_is_refused_before_the_token_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from charter.cli.remote import remote_client
+
+    monkeypatch.setenv("CHARTER_URL", "http://charter.example.com:8080")
+    monkeypatch.setenv("CHARTER_TOKEN", "chtr_0123456789abcdef_secret")
+    with pytest.raises(CharterError) as refused:
+        remote_client(None)
+    assert "https" in str(refused.value) and "secret" not in str(refused.value)
+    monkeypatch.setenv("CHARTER_URL", "http://127.0.0.1:8080")
+    client = remote_client(None)
+    assert client is not None
+    client.close()

@@ -70,6 +70,12 @@ def remote_client(db: str | None = None) -> "ServiceClient | None":
                                   "the server")
     if not url.startswith(("http://", "https://")):
         raise CharterError.single("usage", f"{URL_ENV} must be an http:// or https:// URL; got {url!r}")
+    from urllib.parse import urlsplit
+
+    if url.startswith("http://") and urlsplit(url).hostname not in ("localhost", "127.0.0.1", "::1"):
+        # the bearer token would cross the network in clear text
+        raise CharterError.single("usage", f"{URL_ENV} ({url}) is plain http to another machine: the token would "
+                                  "travel unencrypted; use https (plain http only to this machine)")
     from ..client import ServiceClient
 
     timeout = os.environ.get(TIMEOUT_ENV, "")
