@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import hashlib
 import math
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -211,6 +212,44 @@ class IncidentBook:
     def waiver_for(self, key: tuple[str, str, str | None], at: datetime.datetime) -> Waiver | None:
         """The waiver covering `key` at `at`, if any."""
         return next((w for w in self.waivers if w.covers(*key, at)), None)
+
+
+class KeptBook:
+    """A ledger's incident book as of `size` entries, kept with the ledger object (`kept_book`) so that
+    a submission under the write lock, or a service request, folds only the incident entries
+    appended since, not every incident entry of the ledger. Hold `lock` while reading or changing it.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.size = -1
+        self.book = IncidentBook()
+
+    def invalidate(self) -> None:
+        """Forget the book: the next reader folds the ledger again."""
+        self.size, self.book = -1, IncidentBook()
+
+    def advanced_to(self, ledger: Ledger, size: int) -> IncidentBook:
+        """The book of at least the first `size` entries (under the write lock, with `size` the head: exactly).
+
+        A fold that fails part-way forgets the book rather than fold the same entries twice later.
+        """
+        if self.size < 0:
+            self.book, self.size = IncidentBook(), 0
+        if self.size < size:
+            try:
+                for entry in ledger.entries(self.size, size, types=INCIDENT_TYPES):
+                    apply(self.book, entry)
+            except BaseException:
+                self.invalidate()
+                raise
+            self.size = size
+        return self.book
+
+
+def kept_book(ledger: Ledger) -> KeptBook:
+    """The incident book kept with `ledger` (see `KeptBook`)."""
+    return ledger.kept("incidents.book", KeptBook)
 
 
 def load_book(ledger: Ledger) -> IncidentBook:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,14 +21,7 @@ from .bundle import EvidenceBundle
 from .errors import CharterError
 from .escalation import EscalationGraph
 from .evaluate import Finding, Status, evaluate_bundle
-from .incidents import (
-    INCIDENT_TYPES,
-    IncidentBook,
-    IncidentNotice,
-    apply,
-    incident_entries,
-    incident_notices,
-)
+from .incidents import INCIDENT_TYPES, IncidentNotice, apply, incident_entries, incident_notices, kept_book
 from .kpis import KpiCatalog
 from .ledger.auditor import (
     ESCALATION_ACTIVATED,
@@ -410,7 +402,7 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
                                     ledger.clock(), finding_ref)
         return entries
 
-    books = _incident_books(ledger)
+    books = kept_book(ledger)
     # The cached book is advanced and extended under this lock, from the build (under the ledger's
     # write lock) until the appended entries are folded into it; a failure drops it.
     with books.lock:
@@ -432,33 +424,6 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
     bundle_entry = next(e for e in appended if e.type == BUNDLE)
     return SubmitResult(Receipt.of(ledger, bundle_entry), bundle_entry, outcome["findings"],
                         [e for e in appended if e.type == FINDING], incidents=notices)
-
-
-class _IncidentBooks:
-    """A ledger's incident book as of `size` entries, kept between submissions so an append folds only
-    the entries since the last one instead of every incident entry of the ledger (under the write lock)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.size = -1
-        self.book = IncidentBook()
-
-    def invalidate(self) -> None:
-        """Forget the book: the next submission folds the ledger again."""
-        self.size, self.book = -1, IncidentBook()
-
-    def advanced_to(self, ledger: Ledger, size: int) -> IncidentBook:
-        """The book of the first `size` entries (hold `lock`; under the write lock, where `size` is the head)."""
-        if self.size < 0 or self.size > size:
-            self.book, self.size = IncidentBook(), 0
-        for entry in ledger.entries(self.size, size, types=INCIDENT_TYPES):
-            apply(self.book, entry)
-        self.size = size
-        return self.book
-
-
-def _incident_books(ledger: Ledger) -> _IncidentBooks:
-    return ledger.kept("submission.incident_books", _IncidentBooks)
 
 
 def status_summary(findings: Sequence[Finding]) -> list[str]:

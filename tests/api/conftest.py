@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from charter.api.app import create_app
+from charter.api.oidc import OIDCVerifier
 from charter.api.settings import ServiceSettings
 from charter.authority import Administrator, GovernanceConfig, SignedStatement, update_governance
 from charter.cli.demo import DEMO_ADMINS, DEMO_ROLES
@@ -84,11 +85,11 @@ def issue_tokens(ledger: Ledger, scopes: tuple[str, ...] = ("read", "submit", "a
             for persona, principal in PERSONAS.items()}
 
 
-def serve(populated: Populated, tmp_path: Path, **settings: Any) -> TestClient:
+def serve(populated: Populated, tmp_path: Path, oidc: OIDCVerifier | None = None, **settings: Any) -> TestClient:
     """The application over `populated`'s ledger (its log key file is not needed: the ledger is open)."""
     options: dict[str, Any] = {"database_url": "unused://", "ledger_key": tmp_path / "unused.key",
                                "reports_dir": tmp_path / "reports", "checkpoint_every": 64, **settings}
-    return TestClient(create_app(ServiceSettings(**options), ledger=populated.ledger))
+    return TestClient(create_app(ServiceSettings(**options), ledger=populated.ledger, oidc=oidc))
 
 
 @pytest.fixture

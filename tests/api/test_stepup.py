@@ -34,6 +34,7 @@ from charter.incidents import transition, transition_statement
 from charter.ledger import make_checkpoint, verify_ledger
 from charter.ledger.auditor import step_up_problem
 from charter.ledger.store import Ledger, format_time
+from tests.api.conftest import serve
 from tests.unit.ledger.helpers import Populated, key_of, populate, unchecked
 
 ISSUER = "https://idp.example"
@@ -90,13 +91,16 @@ def stepped(db_url: str, tmp_path: Path, provider: Provider) -> Iterator[tuple[P
     settings = OIDCSettings(issuer=ISSUER, audience=AUDIENCE, jwks_uri=f"{ISSUER}/jwks",
                             principal_claim="preferred_username")
     verifier = OIDCVerifier(settings, fetch_json=lambda url: provider.jwks)
-    from charter.api.app import create_app
-    from charter.api.settings import ServiceSettings
-
-    app = create_app(ServiceSettings(database_url="unused://", ledger_key=tmp_path / "unused.key",
-                                     reports_dir=tmp_path / "reports"), ledger=populated.ledger, oidc=verifier)
-    with TestClient(app) as client:
+    with serve(populated, tmp_path, oidc=verifier) as client:
         yield populated, client
+
+
+def _challenge(client: TestClient, incident: str, bearer: dict[str, str], **transition: Any
+               ) -> tuple[dict[str, Any], str]:
+    """The statement and nonce the service gives for a transition to be proven by a step-up sign-in."""
+    response = client.post(f"/v1/incidents/{incident}/transitions/challenge", json=transition, headers=bearer)
+    assert response.status_code == 200, response.text
+    return response.json()["statement"], response.json()["nonce"]
 
 
 def _incident(ledger: Ledger) -> str:
@@ -110,10 +114,7 @@ def test_a_step_up_sign_in_proves_a_transition_live_and_offline(stepped: tuple[P
     populated, client = stepped
     incident = _incident(populated.ledger)
     bearer = {"Authorization": f"Bearer {provider.id_token('maria.keller', nonce=None)}"}
-    challenge = client.post(f"/v1/incidents/{incident}/transitions/challenge",
-                            json={"action": "acknowledge", "note": "on it"}, headers=bearer)
-    assert challenge.status_code == 200, challenge.text
-    statement, nonce = challenge.json()["statement"], challenge.json()["nonce"]
+    statement, nonce = _challenge(client, incident, bearer, action="acknowledge", note="on it")
     assert statement["actor"] == "maria.keller" and nonce == nonce_of(populated.ledger.origin, statement)
     proof = provider.id_token("maria.keller", nonce=nonce, alg="ES256")
     response = client.post(f"/v1/incidents/{incident}/transitions/step-up",
@@ -133,8 +134,7 @@ def test_the_service_refuses_a_sign_in_made_for_another_change_or_person(stepped
     populated, client = stepped
     incident = _incident(populated.ledger)
     bearer = {"Authorization": f"Bearer {provider.id_token('maria.keller', nonce=None)}"}
-    statement = client.post(f"/v1/incidents/{incident}/transitions/challenge",
-                            json={"action": "acknowledge", "note": "on it"}, headers=bearer).json()["statement"]
+    statement, _ = _challenge(client, incident, bearer, action="acknowledge", note="on it")
     size = populated.ledger.size()
     wrong_nonce = provider.id_token("maria.keller", nonce="0" * 64)
     response = client.post(f"/v1/incidents/{incident}/transitions/step-up",
@@ -234,10 +234,8 @@ def test_a_committee_decision_proven_by_step_up_is_counted_as_such_in_reports(
     transition(ledger, incident.id, "investigate", key_of("maria.keller"), "drift")
     transition(ledger, incident.id, "validate", key_of("carla.rossi"), "confirmed")
     bearer = {"Authorization": f"Bearer {provider.id_token('anna.schmidt', nonce=None)}"}
-    challenge = client.post(f"/v1/incidents/{incident.id}/transitions/challenge",
-                            json={"action": "decide", "note": "retrain now", "decision": ["retrain"]}, headers=bearer)
-    assert challenge.status_code == 200, challenge.text
-    statement, nonce = challenge.json()["statement"], challenge.json()["nonce"]
+    statement, nonce = _challenge(client, incident.id, bearer, action="decide", note="retrain now",
+                                  decision=["retrain"])
     response = client.post(f"/v1/incidents/{incident.id}/transitions/step-up", headers=bearer, json={
         "statement": statement, "id_token": provider.id_token("anna.schmidt", nonce=nonce, alg="EdDSA")})
     assert response.status_code == 201, response.text

@@ -14,9 +14,9 @@ import json
 import pytest
 
 from charter.errors import CharterError
-from charter.incidents import IncidentBook, load_book, transition
+from charter.incidents import IncidentBook, kept_book, load_book, transition
 from charter.ledger import Ledger
-from charter.submission import _incident_books, submit_bundle
+from charter.submission import submit_bundle
 from tests.conftest import REPO
 from tests.unit.ledger.helpers import CATALOG, key_of, populate
 
@@ -38,7 +38,7 @@ def _submit(ledger: Ledger, name: str, owner: str) -> None:
 def test_the_kept_book_equals_a_fresh_fold_through_transitions_other_writers_and_refusals(db_url: str) -> None:
     populated = populate(db_url, bundles=4)
     ledger = populated.ledger
-    kept = _incident_books(ledger)
+    kept = kept_book(ledger)
     assert _view(kept.book) == _view(load_book(ledger))
     incident = next(i for i in load_book(ledger).incidents.values() if i.system_id == "fraud-detector")
     transition(ledger, incident.id, "acknowledge", key_of("maria.keller"), "on it")  # not through a submission

@@ -341,7 +341,7 @@ def list_findings(caller: Authenticated, service: ServiceDep,
     return _page(items, limit, lambda item: int(item["seq"]))
 
 
-def _incident_row(service: Service, incident: Any) -> dict[str, Any]:
+def _incident_row(incident: Any) -> dict[str, Any]:
     from ..incidents import stage_deadline
     from ..ledger.store import format_time
 
@@ -364,7 +364,7 @@ def list_incidents(caller: Authenticated, service: ServiceDep,
     readable = _readable(service, caller, system)
     after = int(cursor) if cursor else -1
     with service.incidents() as book:
-        rows = [_incident_row(service, i) for i in book.incidents.values()
+        rows = [_incident_row(i) for i in book.incidents.values()
                 if (readable is None or i.system_id in readable) and (state is None or i.state.value == state)]
     rows = sorted((r for r in rows if r["seq"] > after), key=lambda r: r["seq"])
     return _page(rows[:limit + 1], limit, lambda row: int(row["seq"]))
@@ -386,7 +386,7 @@ def get_incident(incident_id: Annotated[str, PathParam(max_length=255)], caller:
                 raise
             # as for an id that does not exist: a refusal would confirm the incident and name its system
             raise CharterError.single("unknown_incident", f"no incident {incident_id!r} you may read") from None
-        return {**_incident_row(service, incident), "title": incident.title, "findings": list(incident.findings),
+        return {**_incident_row(incident), "title": incident.title, "findings": list(incident.findings),
                 "timeline": list(incident.timeline), "classification": incident.classification}
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
-from ..incidents import ACTIVE, INCIDENT_TYPES, IncidentBook, apply
+from ..incidents import ACTIVE, IncidentBook, kept_book
 from ..kpis import KpiCatalog, load_catalog
 from ..ledger import Ledger, SigningKey
 from ..ledger.checkpoints import checkpoint_due, make_checkpoint
@@ -22,13 +21,6 @@ from .oidc import OIDCVerifier
 from .settings import ServiceSettings
 
 __all__ = ["Service"]
-
-
-@dataclass
-class _BookCache:
-    size: int = 0
-    book: IncidentBook = field(default_factory=IncidentBook)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Service:
@@ -50,33 +42,25 @@ class Service:
             oidc = OIDCVerifier(settings.oidc)
         self.authenticator = Authenticator(self.ledger, oidc)
         self.notifier = ChannelNotifier(settings.notifications_log)
-        self._book = _BookCache()
         self._checkpoint_lock = threading.Lock()
 
     @contextmanager
     def incidents(self) -> Iterator[IncidentBook]:
-        """The incident book folded up to the ledger's head; read it inside the block (it is updated in place)."""
-        with self._book.lock:
-            size = self.ledger.size()
-            if size > self._book.size:
-                try:
-                    for entry in self.ledger.entries(self._book.size, size, types=INCIDENT_TYPES):
-                        apply(self._book.book, entry)
-                except BaseException:
-                    # half folded: start again from nothing next time rather than fold entries twice
-                    self._book.book, self._book.size = IncidentBook(), 0
-                    raise
-                self._book.size = size
-            yield self._book.book
+        """The incident book folded up to the ledger's head (the one submissions keep); read it inside the block."""
+        books = kept_book(self.ledger)
+        with books.lock:
+            yield books.advanced_to(self.ledger, self.ledger.size())
 
     def open_incidents_by_stage(self) -> tuple[int, dict[str, int]]:
         """The ledger's size and the open incidents by state, for the metrics endpoint."""
-        with self.incidents() as book:
+        size = self.ledger.size()
+        books = kept_book(self.ledger)
+        with books.lock:
             counts: dict[str, int] = {}
-            for incident in book.incidents.values():
+            for incident in books.advanced_to(self.ledger, size).incidents.values():
                 if incident.state in ACTIVE:
                     counts[incident.state.value] = counts.get(incident.state.value, 0) + 1
-            return self._book.size, counts
+            return size, counts
 
     def after_append(self) -> None:
         """Sign a checkpoint when enough entries arrived since the last one (one thread at a time per process)."""

@@ -203,17 +203,16 @@ def _action(action: str) -> Callable[..., None]:
         from ..ledger import SigningKey
 
         actor = SigningKey.load(key)
+        statement = transition_statement(incident_id, action, note, decision, expires)
         if sign_only is not None:
-            write_signed(sign_only, TRANSITION, [transition_statement(incident_id, action, note, decision, expires)],
-                         actor, signing_origin(db, ledger_key))
+            write_signed(sign_only, TRANSITION, [statement], actor, signing_origin(db, ledger_key))
             return
         client = remote_client(db)
         if client is not None:
             from . import remote_cmds
 
             with client:
-                result, incident = remote_cmds.incident_change(client, incident_id, TRANSITION, transition_statement(
-                    incident_id, action, note, decision, expires), actor)
+                result, incident = remote_cmds.incident_change(client, incident_id, TRANSITION, statement, actor)
             out.print(f"{safe(incident_id)}: {action} recorded at seq {result['seq']} by "
                       f"{safe(remote_cmds.actor_of(incident, result['seq'], actor.principal))}")
             return
@@ -261,19 +260,17 @@ def incidents_classify(
         raise CharterError.single("usage", "say --serious (with --ground and --aware-at) or --not-serious")
     aware = parse_time(aware_at, "--aware-at") if aware_at is not None else None
     actor = SigningKey.load(key)
+    statement = classification_statement(incident_id, serious=serious, note=note, ground=ground, death=death,
+                                         widespread=widespread, aware_at=aware)
     if sign_only is not None:
-        write_signed(sign_only, CLASSIFIED, [classification_statement(
-            incident_id, serious=serious, note=note, ground=ground, death=death, widespread=widespread,
-            aware_at=aware)], actor, signing_origin(db, ledger_key))
+        write_signed(sign_only, CLASSIFIED, [statement], actor, signing_origin(db, ledger_key))
         return
     client = remote_client(db)
     if client is not None:
         from . import remote_cmds
 
         with client:
-            result, incident = remote_cmds.incident_change(client, incident_id, CLASSIFIED, classification_statement(
-                incident_id, serious=serious, note=note, ground=ground, death=death, widespread=widespread,
-                aware_at=aware), actor)
+            result, incident = remote_cmds.incident_change(client, incident_id, CLASSIFIED, statement, actor)
         by = safe(remote_cmds.actor_of(incident, result["seq"], actor.principal))
         if not serious:
             out.print(f"{safe(incident_id)}: recorded as not a serious incident at seq {result['seq']} by {by}")
@@ -322,18 +319,16 @@ def incidents_file_report(
 
     filed = parse_time(filed_at, "--filed-at")
     actor = SigningKey.load(key)
+    statement = filing_statement(incident_id, authority=authority, reference=reference, kind=kind, filed_at=filed)
     if sign_only is not None:
-        write_signed(sign_only, REPORT_FILED, [filing_statement(incident_id, authority=authority, reference=reference,
-                                                                kind=kind, filed_at=filed)],
-                     actor, signing_origin(db, ledger_key))
+        write_signed(sign_only, REPORT_FILED, [statement], actor, signing_origin(db, ledger_key))
         return
     client = remote_client(db)
     if client is not None:
         from . import remote_cmds
 
         with client:
-            result, _ = remote_cmds.incident_change(client, incident_id, REPORT_FILED, filing_statement(
-                incident_id, authority=authority, reference=reference, kind=kind, filed_at=filed), actor)
+            result, _ = remote_cmds.incident_change(client, incident_id, REPORT_FILED, statement, actor)
         out.print(f"{safe(incident_id)}: {kind} report to {safe(authority)} ({safe(reference)}) recorded at seq "
                   f"{result['seq']} by {safe(actor.principal)}")
         return
