@@ -59,6 +59,55 @@ class Signature(BaseModel):
     value: str = Field(pattern=r"^[A-Za-z0-9+/]+={0,2}$", description="Base64 signature bytes.")
 
 
+class ProvenanceInput(BaseModel):
+    """One input a bundle's KPIs were computed from: a data file, or the selected rows of a table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["current", "reference"] = Field(description="The measured window's rows, or the drift reference.")
+    uri: str = Field(min_length=1, max_length=2000, description="The path or table as given (no password).")
+    digest_of: Literal["file", "rows"] = Field(description="file: SHA-256 of the file's bytes; rows: of the "
+                                               "window's selected rows in Charter's canonical text form.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    rows: int | None = Field(default=None, ge=0, description="Rows selected from this input (tables), or None "
+                             "for one file of several (the window's row count is in `rows` of the provenance).")
+
+
+class ProvenanceFile(BaseModel):
+    """A configuration file an ingest used: the mapping, or the declared (not computed) KPI values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    uri: str = Field(min_length=1, max_length=2000)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Provenance(BaseModel):
+    """How a bundle's KPIs were computed from data (``charter ingest``), so that anyone can recompute them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    generator: str = Field(min_length=1, max_length=200, description="The program and version: charter 0.1.0.")
+    source: str = Field(min_length=1, max_length=2000, description="SOURCE as given to charter ingest.")
+    reference_window: tuple[AwareDatetime, AwareDatetime] | None = Field(
+        default=None, description="Start and end of the drift reference window on the same source.")
+    inputs: tuple[ProvenanceInput, ...] = Field(min_length=1, max_length=MAX_ARTIFACTS)
+    mapping: ProvenanceFile
+    declared: ProvenanceFile | None = Field(default=None, description="KPI values stated, not computed.")
+    computed: tuple[str, ...] = Field(description="The KPIs computed from the data (the others were declared).")
+    rows: int = Field(ge=1, description="Rows in the measured window.")
+    label_coverage: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    min_label_coverage: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    labels_sufficient_at: AwareDatetime | None = Field(
+        default=None, description="When label coverage reached the threshold: from then on the window was measurable.")
+    quality: dict[str, dict[Literal["nulls", "nan"], int]] = Field(
+        default_factory=dict, max_length=1000, description="Null and NaN values per column of the window.")
+    drift: dict[str, dict[Literal["psi", "ks", "js", "bins"], KpiValue]] = Field(
+        default_factory=dict, max_length=1000, description="Drift against the reference, per feature and score.")
+    notes: tuple[Annotated[str, Field(max_length=500)], ...] = Field(
+        default=(), max_length=MAX_KPI_PROBLEMS * 10, description="KPIs not computed, and why.")
+
+
 class EvidenceBundle(BaseModel):
     """KPI evidence for one system and one measurement window."""
 
@@ -77,6 +126,7 @@ class EvidenceBundle(BaseModel):
         description='Per-group values, keyed "dimension:group" (region:asia).')
     artifacts: tuple[Artifact, ...] = Field(default=(), max_length=MAX_ARTIFACTS)
     submitter: str = Field(min_length=1, max_length=200, description="Principal submitting the bundle.")
+    provenance: Provenance | None = Field(default=None, description="Present when charter ingest computed the KPIs.")
     signature: Signature | None = None
 
     @model_validator(mode="after")
@@ -145,8 +195,13 @@ class EvidenceBundle(BaseModel):
     # -- canonical form ----------------------------------------------------------------------
 
     def unsigned_dict(self) -> dict[str, Any]:
-        """The JSON data of the bundle without its signature: what is hashed and signed."""
-        return self.model_dump(mode="json", exclude={"signature"}, exclude_defaults=False)
+        """The JSON data of the bundle without its signature: what is hashed and signed.
+
+        A bundle without provenance has no ``provenance`` key at all, so bundles written before ingest existed
+        keep their canonical bytes (and digests).
+        """
+        excluded = {"signature"} if self.provenance is not None else {"signature", "provenance"}
+        return self.model_dump(mode="json", exclude=excluded, exclude_defaults=False)
 
     def canonical_bytes(self) -> bytes:
         """RFC 8785 canonical JSON of `unsigned_dict`."""
