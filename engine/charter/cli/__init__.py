@@ -24,6 +24,7 @@ from . import (
     evidence_cmds,
     governance_cmds,
     incidents_cmds,
+    ingest_cmds,
     ledger,
     report_cmds,
     serve_cmds,
@@ -67,6 +68,7 @@ app.command("backtest")(backtest_cmds.backtest_command)
 app.command("audit")(audit_cmds.audit_command)
 app.add_typer(applicability_cmds.applicability_app, name="applicability")
 app.command("serve")(serve_cmds.serve)
+app.command("ingest")(ingest_cmds.ingest)
 
 
 @app.callback(invoke_without_command=True)

@@ -43,6 +43,8 @@ class SchemaName(StrEnum):
     REPORT = "report"
     APPLICABILITY = "applicability"
     SYSTEMS = "systems"
+    MAPPING = "mapping"
+    DECLARED = "declared"
 
 
 def kpis(
@@ -64,13 +66,16 @@ def kpis(
 
 
 def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy, policy-test, report, applicability "
-                                                      "(Statement of Applicability, target profile) or systems.")]
+                                                      "(Statement of Applicability, target profile), systems, "
+                                                      "mapping or declared (charter ingest's files).")]
            ) -> None:
     """Print the JSON Schema of a document type: for editor autocompletion, or to validate JSON reports."""
     from pydantic import TypeAdapter
 
     from ..applicability import ApplicabilityDocument
     from ..bundle import EvidenceBundle
+    from ..ingest.mapping import IngestMapping
+    from ..ingest.verify import Declared
     from ..policy.model import Policy
     from ..policy.testing import TestFile
     from ..registry import AISystem
@@ -78,7 +83,8 @@ def schema(name: Annotated[SchemaName, typer.Argument(help="bundle, policy, poli
 
     model: Any = {SchemaName.BUNDLE: EvidenceBundle, SchemaName.POLICY: Policy,
                   SchemaName.POLICY_TEST: TestFile, SchemaName.REPORT: ReportDocument,
-                  SchemaName.APPLICABILITY: ApplicabilityDocument, SchemaName.SYSTEMS: dict[str, list[AISystem]]}[name]
+                  SchemaName.APPLICABILITY: ApplicabilityDocument, SchemaName.SYSTEMS: dict[str, list[AISystem]],
+                  SchemaName.MAPPING: IngestMapping, SchemaName.DECLARED: Declared}[name]
     document = TypeAdapter(model).json_schema(mode="validation" if name is not SchemaName.REPORT else "serialization")
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     typer.echo(json.dumps(document, indent=2, sort_keys=True))

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..incidents import IncidentNotice
     from ..kpis import KpiCatalog
     from ..ledger import Ledger, SigningKey
+    from ..submission import PreparedBundle
 
 ledger_app = command_group("Initialize, checkpoint, prove and export the ledger.")
 keys_app = command_group("Principals' keys: generate, request, register, revoke, list.")
@@ -377,10 +378,8 @@ def submit(
     appended: one bad file means nothing is written.
     """
     from .._sources import read_bytes
-    from ..evaluate import Status
-    from ..ledger import SigningKey, make_checkpoint
-    from ..ledger.checkpoints import checkpoint_due
-    from ..submission import prepare_bundle, submit_bundle
+    from ..ledger import SigningKey
+    from ..submission import prepare_bundle
     from .common import catalog_for
 
     directory = policies_dir(policies)
@@ -389,7 +388,8 @@ def submit(
     if bundle_only is not None:
         _sign_only(bundles, signer, catalog, bundle_only)
         return
-    when = parse_time(at) if at else None
+    if at:
+        parse_time(at)  # a bad --at is refused before anything is read
     prepared = []
     problems: list[Diagnostic] = []
     for path in bundles:
@@ -399,6 +399,23 @@ def submit(
             problems.extend(exc.diagnostics)
     if problems:
         raise CharterError(problems)
+    submit_prepared(prepared, catalog, output, db=db, ledger_key=ledger_key, at=at, policies=policies,
+                    directory=directory, checkpoint_every=checkpoint_every)
+
+
+def submit_prepared(prepared: "list[PreparedBundle]", catalog: "KpiCatalog", output: OutputFormat, *,
+                    db: str | None, ledger_key: Path, at: str | None = None, policies: Path | None = None,
+                    directory: Path | None = None, checkpoint_every: int = 256) -> None:
+    """Submit validated (and signed) bundles to the ledger or the server, print receipts, findings and incidents.
+
+    Shared by `charter submit` and `charter ingest --submit`; exits 1 when a finding is a breach.
+    """
+    from ..evaluate import Status
+    from ..ledger import make_checkpoint
+    from ..ledger.checkpoints import checkpoint_due
+    from ..submission import submit_bundle
+
+    when = parse_time(at) if at else None
     client = remote_client(db)
     if client is not None:
         from ..policy import policy_files
@@ -406,12 +423,13 @@ def submit(
 
         # The server judges by its set in force and its own clock; a folder of policies could not be checked
         # against it here, and a back-dated evaluation is the log's operator's to make.
-        refuse_options(at=at, policies=policies if policies is not None and policy_files(directory) else None)
+        refuse_options(at=at, policies=policies if policies is not None and directory is not None
+                       and policy_files(directory) else None)
         with client:
             remote_cmds.submit(client, prepared, output)
         return
     ledger = open_ledger(db, ledger_key, writable=True)
-    if policies is not None:
+    if policies is not None and directory is not None:
         _check_in_force(ledger, directory, catalog)
     results = []
     for item in prepared:

@@ -8,6 +8,7 @@ recomputes a bundle's KPIs from the inputs it names. Only aggregates leave the e
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 from dataclasses import dataclass, field
@@ -20,15 +21,15 @@ from ..errors import CharterError
 from .mapping import IngestMapping, file_digest, load_mapping, mapping_schema, parse_mapping
 from .metrics import Computed, compute, prepare
 from .sources import ENGINES, Engine, Source, Window, files_digests, open_source, parse_source, rows_digest
+from .verify import Declared, VerifyReport, load_declared, verify_bundle
 
-__all__ = ["ENGINES", "Engine", "IngestMapping", "Measurement", "Source", "Window", "bundle_from", "load_mapping",
-           "mapping_schema", "measure", "parse_mapping", "parse_source", "round_kpi", "verify_bundle"]
+__all__ = ["ENGINES", "Declared", "Engine", "IngestMapping", "Measurement", "Source", "VerifyReport", "Window",
+           "bundle_from", "load_declared", "load_mapping", "mapping_schema", "measure", "needed_kpis", "parse_mapping",
+           "parse_source", "round_kpi", "verify_bundle"]
 
 #: Significant digits kept of each computed value: far below any threshold a policy states, and enough
 #: that the last-bit differences of floating-point sums between engines do not show in the bundle.
 SIGNIFICANT_DIGITS = 12
-#: How far a recomputed value may differ from the bundle's (relative) before `verify_bundle` fails.
-VERIFY_TOLERANCE = 1e-9
 
 
 def round_kpi(value: float) -> float:
@@ -134,9 +135,7 @@ def _inputs(source: Source, table: Any, current: Any, reference: Any, computed: 
             execute: Any) -> list[ProvenanceInput]:
     if source.kind == "files":
         files = files_digests(source)
-        single = len(files) == 1
-        return [ProvenanceInput(role="current", uri=uri, digest_of="file", sha256=sha, rows=None if not single
-                                else None) for uri, sha in files]
+        return [ProvenanceInput(role="current", uri=uri, digest_of="file", sha256=sha) for uri, sha in files]
     columns = list(current.raw.columns)
     out = [ProvenanceInput(role="current", uri=source.redacted(), digest_of="rows",
                            sha256=rows_digest(current.raw, columns), rows=computed.rows)]
@@ -150,10 +149,8 @@ def _inputs(source: Source, table: Any, current: Any, reference: Any, computed: 
 def _close(backend: Any, engine: Engine) -> None:
     if engine == "spark":
         return  # the session outlives one ingest (starting Spark takes seconds)
-    try:
+    with contextlib.suppress(Exception):  # closing is best effort; the result is already computed
         backend.disconnect()
-    except Exception:  # closing is best effort; the result is already computed
-        pass
 
 
 def bundle_from(measurement: Measurement, *, system_id: str, model_version: str, submitter: str,
@@ -193,6 +190,20 @@ def bundle_from(measurement: Measurement, *, system_id: str, model_version: str,
     data = {"system_id": system_id, "model_version": model_version,
             "window_start": measurement.window.start.isoformat(), "window_end": measurement.window.end.isoformat(),
             "measured_at": at.isoformat(), "kpis": {**declared, **kpis},
-            "segments": measurement.segments, "artifacts": [],
+            "segments": measurement.segments,
+            # The inputs are also artifacts, so every reader of bundles (reports, exports) names them.
+            "artifacts": [{"name": f"{i.role} data: {Path(i.uri).name if i.digest_of == 'file' else i.uri}"[:200],
+                           "sha256": i.sha256, "uri": i.uri} for i in measurement.inputs],
             "submitter": submitter, "provenance": provenance.model_dump(mode="json")}
     return EvidenceBundle.from_data(data, catalog or load_catalog(), file="(computed bundle)")
+
+
+def needed_kpis(policies: Any, system: Any) -> set[str]:
+    """The KPIs the policies that apply to `system` read, of this bundle or of the previous one and its peers."""
+    needed: set[str] = set()
+    for compiled in policies:
+        if not compiled.policy.applies_to.matches(system):
+            continue
+        for rule in compiled.rules:
+            needed.update(ref.kpi for ref in rule.needs if ref.where in (None, "previous", "peers", "bundle.kpis"))
+    return needed

@@ -32,7 +32,8 @@ class _Strict(BaseModel):
 
 
 class Cost(_Strict):
-    """The cost column and what one row is: a prediction (``cost_per_prediction``) or a request (``cost_per_request``)."""
+    """The cost column, and whether a row is a prediction (``cost_per_prediction``) or a request
+    (``cost_per_request``)."""
 
     column: Column
     per: Literal["prediction", "request"] = "prediction"

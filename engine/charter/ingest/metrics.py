@@ -69,7 +69,7 @@ def column_of(table: ir.Table, column: Column, role: str) -> ir.Value:
         except Exception:
             raise CharterError.single("mapping_column", f"{role}: {column_name(column)!r} is not a nested field of "
                                       "the source", path=f"$.{role}") from None
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 # -- normalisation ----------------------------------------------------------------------------------
@@ -206,11 +206,11 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
         ``labels_insufficient`` (label coverage below the mapping's threshold).
     """
     ibis = _ibis()
-    t, raw, roles = prepared.table, prepared.raw, prepared.roles
+    t, roles = prepared.table, prepared.roles
     has = set(t.columns)
     # One pass for the counts and the data-quality figures.
     aggs: dict[str, Any] = {"n": t.count()}
-    for name, (path, _) in roles.raw.items():
+    for name in roles.raw:
         if f"nan__{name}" in t.columns:
             aggs[f"nan__{name}"] = t[f"nan__{name}"].sum()
             aggs[f"null__{name}"] = t[name].isnull().sum() - t[f"nan__{name}"].sum()
@@ -275,9 +275,8 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
         if "score" in has:
             _ranking(out, t.filter(labelled & t.score.notnull()), execute)
             _calibration(out, t.filter(t.label.notnull() & t.score.notnull()), execute)
-    if "prediction" in has:
-        if int(counts["pred_n"]):
-            out.kpis["approval_rate"] = int(counts["pred_pos"]) / int(counts["pred_n"])
+    if "prediction" in has and int(counts["pred_n"]):
+        out.kpis["approval_rate"] = int(counts["pred_pos"]) / int(counts["pred_n"])
     _rates(out, counts)
     if "task" in has and "task_success" in has:
         task_success(out, t, execute)  # per task, not per action row
@@ -481,7 +480,8 @@ def _segments(out: Computed, t: ir.Table, mapping: IngestMapping, execute: Any) 
             values: dict[str, float] = {}
             if "tp" in record:
                 notes: list[str] = []
-                values.update(_ratios(*(int(record[k] or 0) for k in ("tp", "fp", "tn", "fn")), f" [{key}]", notes))
+                tp, fp, tn, fn = (int(record[k] or 0) for k in ("tp", "fp", "tn", "fn"))
+                values.update(_ratios(tp, fp, tn, fn, f" [{key}]", notes))
                 out.notes.extend(notes)
             if int(record.get("pred_n") or 0):
                 values["approval_rate"] = int(record["pred_pos"] or 0) / int(record["pred_n"])
