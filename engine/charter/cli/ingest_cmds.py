@@ -100,8 +100,9 @@ def ingest(
 
         data = sign_bundle_data(data, signer)
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    _summary(measurement, bundle.kpis, values.kpis if values else {}, output, to_stderr=not submit
-             and output_file is None)
+    # Standard output carries one document: the bundle, the submission's receipts, or (with --out) the summary.
+    _summary(measurement, bundle.kpis, values.kpis if values else {}, output,
+             to_stderr=submit or output_file is None)
     if output_file is not None:
         if output_file.exists():
             raise CharterError.single("output_exists", "refusing to overwrite", file=str(output_file))
