@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import rule_engine
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from .bundle import EvidenceBundle
 from .policy.compile import CompiledCondition
@@ -62,6 +62,9 @@ class Finding(BaseModel):
     model_version: str
     window_start: AwareDatetime
     window_end: AwareDatetime
+    measurable_at: AwareDatetime | None = Field(default=None, description=(
+        "When the window became measurable, if later than its end: labels that arrive late (charter ingest "
+        "records when their coverage sufficed). Omitted otherwise."))
     evaluated_at: AwareDatetime
     condition: str
     observed: dict[str, float | str | None]
@@ -71,6 +74,14 @@ class Finding(BaseModel):
     controls: tuple[str, ...]
     explanation: str
     remediation: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_measurability(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Findings recorded before ingest existed have no measurable_at: their payloads (and digests) stay the same.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("measurable_at") is None:
+            data.pop("measurable_at", None)
+        return data
 
     @property
     def rule_ref(self) -> str:
@@ -448,9 +459,16 @@ def _finding(rule: CompiledRule, policy: CompiledPolicy, bundle: EvidenceBundle,
         policy_digest=policy.digest, rule=rule.rule.id, title=rule.rule.title, segment=segment,
         status=outcome.status, severity=rule.rule.severity, bundle_digest=_derived(bundle).digest,
         model_version=bundle.model_version, window_start=bundle.window_start, window_end=bundle.window_end,
-        evaluated_at=at, condition=rule.breach_text, observed=outcome.observed, thresholds=rule.thresholds,
+        measurable_at=_measurable_at(bundle), evaluated_at=at, condition=rule.breach_text,
+        observed=outcome.observed, thresholds=rule.thresholds,
         consecutive=consecutive, sustained=rule.rule.sustained, controls=rule.rule.controls,
         explanation=outcome.explanation, remediation=rule.rule.remediation)
+
+
+def _measurable_at(bundle: EvidenceBundle) -> datetime.datetime | None:
+    """When late labels made the window measurable, if after its end (so MTTD runs from then, not earlier)."""
+    sufficient = bundle.provenance.labels_sufficient_at if bundle.provenance is not None else None
+    return sufficient if sufficient is not None and sufficient > bundle.window_end else None
 
 
 def applicable(policies: Iterable[CompiledPolicy], system: AISystem) -> list[CompiledPolicy]:

@@ -402,13 +402,16 @@ def incident_entries(book: IncidentBook, graph: EscalationGraph, system: AISyste
         payload = {"incident_id": new_id, "system_id": system.id, "owner": system.owner, "rule": rule,
                    "segment": finding.get("segment"), "severity": severity.value,
                    "tier": system.risk_tier.value, "title": finding["title"],
-                   "onset_at": finding["window_end"], "detected_at": finding["evaluated_at"],
+                   # Onset: when the breach became measurable (the window's end, or later when labels came late).
+                   "onset_at": finding.get("measurable_at") or finding["window_end"],
+                   "detected_at": finding["evaluated_at"],
                    "deadline": deadline_for(graph, severity, system.risk_tier, State.OPEN, at),
                    "chain": escalation_chain(graph, severity, system.risk_tier)}
         entries.append(NewEntry(OPENED, _payload(payload, "finding", ref), f"open:{new_id}", subject=system.id))
         book.add(Incident(new_id, system.id, system.owner, rule, finding.get("segment"),
                           Severity(finding["severity"]), system.risk_tier, finding["title"],
-                          format_time(at), finding["window_end"], finding["evaluated_at"]))
+                          format_time(at), finding.get("measurable_at") or finding["window_end"],
+                          finding["evaluated_at"]))
     return entries
 
 
