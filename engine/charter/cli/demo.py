@@ -16,7 +16,10 @@ from .._data import builtin_dir
 from .common import compile_policies, out, print_findings, print_listing, safe
 
 if TYPE_CHECKING:
+    from ..bundle import EvidenceBundle
     from ..frameworks import FrameworkSet
+    from ..ingest.demo_data import DemoWindow
+    from ..kpis import KpiCatalog
     from ..ledger import Ledger, SigningKey
     from ..policy.compiler import CompiledPolicy
     from ..registry import SystemRegistry
@@ -183,14 +186,44 @@ def demo_evidence(ledger: "Ledger", keys: "dict[str, SigningKey]", say: Callable
         "policy for a year and the roles and responsibilities for 90 days")
 
 
+def demo_bundle(window: "DemoWindow", owner: str, catalog: "KpiCatalog", engine: str = "duckdb",
+                spark: object = None) -> "EvidenceBundle":
+    """The bundle of one demo window, computed by `charter.ingest` from its log exactly as `charter ingest` would.
+
+    Paths are recorded relative to the working directory when they lie under it, so `charter ingest --verify`
+    recomputes the bundle from where the demo ran.
+    """
+    from ..ingest import Window, bundle_from, load_declared, load_mapping, measure
+
+    mapping = load_mapping(window.mapping_path)
+    declared = load_declared(window.declared_path)
+    reference = Window.parse(window.reference_month, option="--reference") if window.reference_month else None
+    # The system's whole log folder is the source: the window (and the drift reference) select their months.
+    measurement = measure(_shown(window.path.parent), mapping, Window.parse(window.month), reference=reference,
+                          engine=engine, spark=spark)  # type: ignore[arg-type]
+    return bundle_from(measurement, system_id=window.system_id, model_version=window.model_version,
+                       submitter=owner, mapping_file=window.mapping_path, mapping_uri=_shown(window.mapping_path),
+                       declared=dict(declared.kpis), declared_file=window.declared_path,
+                       declared_uri=_shown(window.declared_path), measured_at=window.measured_at,
+                       min_label_coverage=mapping.labels.min_coverage, catalog=catalog)
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it lies under it, else absolute."""
+    resolved, here = path.resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+
+
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo ledger and keys go; recreated on every run.")]
     = Path(".charter/demo"),
     db: Annotated[str | None, typer.Option("--db", help="An empty database for the demo ledger (postgresql://...), "
                                            "e.g. to serve it with several workers; default: SQLite in WORKDIR. "
                                            "Never read from CHARTER_DATABASE_URL.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="Where the KPIs are computed from the generated logs: "
+                                        "duckdb (embedded) or spark (local mode; the spark extra).")] = "duckdb",
 ) -> None:
-    """Run the loop: authority set up, systems registered, bundles submitted, findings, incidents, verify."""
+    """Run the loop: authority set up, logs generated, KPIs computed, bundles submitted, incidents, verify."""
     import shutil
 
     from ..authority import active_escalation
@@ -198,6 +231,8 @@ def demo(
     from ..evaluate import Status
     from ..evidence import evidence_index
     from ..incidents import classify, file_report, load_book, metrics, transition
+    from ..ingest.demo_data import generate_demo_data
+    from ..ingest.sources import spark_session
     from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
     from ..notify import ChannelNotifier, page_reporting, tick
     from ..registry import SystemRegistry
@@ -217,11 +252,16 @@ def demo(
                                       "the demo writes a new ledger, into an empty database only")
     if workdir.exists():
         shutil.rmtree(workdir)
+    if engine not in ("duckdb", "spark"):
+        raise CharterError.single("usage", f"--engine {engine!r}: use duckdb or spark")
+    spark = spark_session() if engine == "spark" else None
     policy_set, catalog, frameworks = compile_policies(policies, None, None)
-    bundles = sorted(evidence.glob("*.json"), key=lambda p: json.loads(p.read_text())["measured_at"])
+    # The owners' prediction logs, evaluation labels and agent traces, generated as Parquet; every bundle is
+    # computed from them (the hand-written bundles in evidence/ are test fixtures and examples only).
+    windows = generate_demo_data(workdir / "data")
     # The demo replays the year: each bundle arrives when it was measured, so the ledger's clock is
     # set to that moment rather than today's (which would make every bundle stale).
-    moments = [datetime.datetime.fromisoformat(json.loads(p.read_text())["measured_at"]) for p in bundles]
+    moments = [window.measured_at for window in windows]
     clock = {"now": moments[0] - datetime.timedelta(days=1)}
     log_key = SigningKey.generate(DEMO_ORIGIN)
     log_key.save(workdir / "ledger.key")
@@ -241,12 +281,17 @@ def demo(
     findings = []
     events: list[tuple[datetime.datetime, Callable[[], None]]] = []
 
-    def submit(path: Path) -> None:
-        owner = registry[json.loads(path.read_text())["system_id"]].owner
-        result = submit_bundle(ledger, path.read_bytes(), catalog, key=keys[owner], file=path.name)
+    def submit(window: "DemoWindow") -> None:
+        owner = registry[window.system_id].owner
+        bundle = demo_bundle(window, owner, catalog, engine, spark)
+        assert bundle.provenance is not None
+        result = submit_bundle(ledger, json.dumps(bundle.model_dump(mode="json")), catalog, key=keys[owner],
+                               file=f"{window.system_id}-{window.month}")
         findings.extend(result.findings)
         count = sum(f.status is Status.BREACH for f in result.findings)
-        out.print(f"{clock['now']:%Y-%m-%d %H:%M} submitted {path.name} signed by {owner}: seq "
+        out.print(f"{clock['now']:%Y-%m-%d %H:%M} {owner} ingested {window.system_id} {window.month} "
+                  f"({bundle.provenance.rows:,} rows, {len(bundle.provenance.computed)} KPIs computed on {engine}, "
+                  f"{len(bundle.kpis) - len(bundle.provenance.computed)} declared) and submitted it: seq "
                   f"{result.receipt.seq}, {len(result.findings)} findings"
                   + (f", [bold red]{count} breaches[/]" if count else ""))
 
@@ -292,8 +337,8 @@ def demo(
                       f"Art. 73 report with {safe(authority)} ({safe(reference)}): "
                       f"{'in time' if status == 'on_time' else 'late'}")
         return run
-    for path, moment in zip(bundles, moments, strict=True):
-        events.append((moment, functools.partial(submit, path)))
+    for window, moment in zip(windows, moments, strict=True):
+        events.append((moment, functools.partial(submit, window)))
         events.append((moment + datetime.timedelta(minutes=1), escalate))
     for when, step in [*demo_story(act, escalate), *art73_story(serious, filing)]:
         events.append((datetime.datetime.fromisoformat(when), step))
