@@ -149,6 +149,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _as_int(flag: Any) -> Any:
+    """A boolean as 0/1, null kept: PostgreSQL has no cast from boolean to bigint, so no engine gets one."""
+    ibis = _ibis()
+    return ibis.ifelse(flag.isnull(), ibis.null("int64"), ibis.ifelse(flag, ibis.literal(1, "int64"),
+                                                                      ibis.literal(0, "int64")))
+
+
 def _window_filter(ts: Any, window: Window) -> Any:
     ibis = _ibis()
     if ts.type().timezone is None:  # wall-clock times are read as UTC
@@ -178,7 +185,7 @@ def prepare(table: ir.Table, mapping: IngestMapping, window: Window) -> Prepared
         if name in roles.times:
             value = _as_time(value, path)
         elif name in roles.flags:
-            value = value.cast("int64") if value.type().is_boolean() else value
+            value = _as_int(value) if value.type().is_boolean() else value
         elif name.startswith("seg_") or name in {"outcome", "task"}:
             value = value.cast("string")
         columns[name] = value
@@ -186,11 +193,11 @@ def prepare(table: ir.Table, mapping: IngestMapping, window: Window) -> Prepared
     raw = raw.filter(_window_filter(raw.ts, window))
     cleaned = {name: _clean(raw[name]) for name in raw.columns}
     # NaN is counted before it becomes null, in a marker column beside the value.
-    cleaned.update({f"nan__{name}": raw[name].isnan().cast("int64") for name in raw.columns
+    cleaned.update({f"nan__{name}": _as_int(raw[name].isnan()) for name in raw.columns
                     if raw[name].type().is_floating()})
     if mapping.threshold is not None:
         cleaned["prediction"] = ibis.ifelse(cleaned["score"].isnull(), ibis.null("int64"),
-                                            (cleaned["score"] >= mapping.threshold).cast("int64"))
+                                            _as_int(cleaned["score"] >= mapping.threshold))
         roles.flags.add("prediction")
     return Prepared(raw.select(**cleaned), raw, roles)
 
@@ -552,7 +559,7 @@ def _histogram(t: ir.Table, name: str, edges: list[float], execute: Any) -> list
     """Counts per bin, bin = number of edges below the value (numpy.searchsorted(edges, x, side='left'))."""
     ibis = _ibis()
     value = t[name]
-    bin_ = sum(((value > edge).cast("int64") for edge in edges), ibis.literal(0, "int64"))
+    bin_ = sum((_as_int(value > edge) for edge in edges), ibis.literal(0, "int64"))
     binned = t.filter(value.notnull()).mutate(bin=bin_)
     frame = execute(binned.group_by("bin").aggregate(n=binned.count()))
     counts = [0] * (len(edges) + 1)

@@ -239,8 +239,11 @@ def spark_session(master: str | None = None) -> Any:
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.ui.enabled", "false")
                .config("spark.sql.shuffle.partitions", "8")
-               .config("spark.sql.ansi.enabled", "false"))
-    return builder.getOrCreate()
+               .config("spark.sql.ansi.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false"))  # progress bars would garble the CLI's output
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def _open_spark(source: Source, spark: Any, name: str) -> Opened:
@@ -250,7 +253,8 @@ def _open_spark(source: Source, spark: Any, name: str) -> Opened:
     backend = ibis.pyspark.connect(session)
     if source.kind == "spark":
         return Opened(backend.table(source.table or ""), backend, "spark")
-    files = [str(p) for p in source.files]
+    # Absolute: the JVM resolves relative paths against its own start directory, not Python's current one.
+    files = [str(p.resolve()) for p in source.files]
     reader = session.read
     if source.format == "parquet":
         frame = reader.parquet(*files)
