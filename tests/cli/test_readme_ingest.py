@@ -16,8 +16,8 @@ from tests.conftest import PG_URL, REPO, require_postgresql
 from tests.governed import governed_cli, governed_ledger
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
-_PG_TYPES = {pa.types.is_timestamp: "timestamptz", pa.types.is_integer: "bigint", pa.types.is_floating: "double precision",
-             pa.types.is_boolean: "boolean", pa.types.is_string: "text"}
+_PG_TYPES = {pa.types.is_timestamp: "timestamptz", pa.types.is_integer: "bigint",
+             pa.types.is_floating: "double precision", pa.types.is_boolean: "boolean", pa.types.is_string: "text"}
 
 
 def _readme_command() -> list[str]:
