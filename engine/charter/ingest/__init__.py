@@ -115,8 +115,8 @@ def measure(source: str | Path | Source, mapping: IngestMapping, window: Window,
                                           f"{str(exc).strip().splitlines()[0][:500] if str(exc).strip() else exc!r}"
                                           ) from None
 
-        current = prepare(opened.table, mapping, window)
-        prepared_reference = prepare(opened.table, mapping, reference) if reference is not None else None
+        current = prepare(opened.table, mapping, window, chosen)
+        prepared_reference = prepare(opened.table, mapping, reference, chosen) if reference is not None else None
         if prepared_reference is not None:
             rows = int(execute(prepared_reference.table.count()))
             if not rows:

@@ -141,12 +141,25 @@ def _check_kind(name: str, path: str, value: Any, roles: _Roles) -> None:
                                   path=f"$.{path}")
 
 
-def _clean(value: Any) -> Any:
-    """NaN as null: a NaN is counted in the quality report, then treated as a missing value."""
+def is_nan(value: Any, engine: str) -> Any:
+    """True where a floating-point value is NaN, false elsewhere (null included).
+
+    DuckDB folds ``isnan(x)`` to false from a Parquet file's statistics, which do not record NaN (seen with
+    DuckDB 2.0): there, a value that is neither null, finite nor infinite is NaN.
+    """
     ibis = _ibis()
-    if value.type().is_floating():
-        return ibis.ifelse(value.isnan(), ibis.null(value.type()), value)
-    return value
+    found = (value.notnull() & ~_duckdb_isfinite(value) & ~value.isinf()) if engine == "duckdb" else value.isnan()
+    return ibis.ifelse(found.isnull(), False, found)
+
+
+def _duckdb_isfinite(value: Any) -> Any:
+    ibis = _ibis()
+
+    @ibis.udf.scalar.builtin(name="isfinite")
+    def isfinite(x: float) -> bool:  # type: ignore[empty-body]
+        """DuckDB's own isfinite()."""
+
+    return isfinite(value)
 
 
 def _as_int(flag: Any) -> Any:
@@ -174,8 +187,11 @@ class Prepared:
     roles: _Roles
 
 
-def prepare(table: ir.Table, mapping: IngestMapping, window: Window) -> Prepared:
-    """Select the window's rows and name the mapped columns by role (``label``, ``score``, ``seg_region``...)."""
+def prepare(table: ir.Table, mapping: IngestMapping, window: Window, engine: str = "duckdb") -> Prepared:
+    """Select the window's rows and name the mapped columns by role (``label``, ``score``, ``seg_region``...).
+
+    NaN in a floating-point column becomes null, and a 0/1 marker column ``nan__NAME`` beside it counts it.
+    """
     ibis = _ibis()
     roles = _roles(table, mapping)
     for name, (path, value) in roles.raw.items():
@@ -191,10 +207,15 @@ def prepare(table: ir.Table, mapping: IngestMapping, window: Window) -> Prepared
         columns[name] = value
     raw = table.select(**columns)
     raw = raw.filter(_window_filter(raw.ts, window))
-    cleaned = {name: _clean(raw[name]) for name in raw.columns}
-    # NaN is counted before it becomes null, in a marker column beside the value.
-    cleaned.update({f"nan__{name}": _as_int(raw[name].isnan()) for name in raw.columns
-                    if raw[name].type().is_floating()})
+    cleaned: dict[str, Any] = {}
+    for name in raw.columns:
+        value = raw[name]
+        if value.type().is_floating():
+            nan = is_nan(value, engine)
+            cleaned[name] = ibis.ifelse(nan, ibis.null(value.type()), value)
+            cleaned[f"nan__{name}"] = _as_int(nan)
+        else:
+            cleaned[name] = value
     if mapping.threshold is not None:
         cleaned["prediction"] = ibis.ifelse(cleaned["score"].isnull(), ibis.null("int64"),
                                             _as_int(cleaned["score"] >= mapping.threshold))
@@ -226,7 +247,7 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
         if name in roles.flags:
             aggs[f"bad__{name}"] = (t[name].notnull() & (t[name] != 0) & (t[name] != 1)).sum()
     if "score" in has:
-        aggs["bad__score"] = (t.score.notnull() & ((t.score < 0) | (t.score > 1))).sum()
+        aggs["outside__score"] = (t.score.notnull() & ((t.score < 0) | (t.score > 1))).sum()
     labelled = None
     if "label" in has and "prediction" in has:
         labelled = t.label.notnull() & t.prediction.notnull()
@@ -236,6 +257,8 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
         aggs["pred_pos"] = (t.prediction == 1).sum()
     if "label" in has:
         aggs["label_n"] = t.label.notnull().sum()
+    if "task" in has:
+        aggs["cnt__task"] = t.task.count()
     for name in ("override", "eval_hallucinated", "eval_factually_correct", "eval_toxic", "eval_policy_violation",
                  "task_success"):
         if name in has:
@@ -260,8 +283,9 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
     if "stop_requested_at" in has and "stopped_at" in has:
         both = t.stop_requested_at.notnull() & t.stopped_at.notnull()
         aggs["stop_n"] = both.sum()
-        aggs["stop_max_s"] = ibis.ifelse(both, t.stopped_at.epoch_seconds() - t.stop_requested_at.epoch_seconds(),
-                                         ibis.null("int64")).max()
+        # Microseconds apart, an integer on every engine (epoch_seconds would drop the fraction).
+        elapsed = t.stopped_at.delta(t.stop_requested_at, unit="microsecond").cast("float64") / 1e6
+        aggs["stop_max_s"] = ibis.ifelse(both, elapsed, ibis.null("float64")).max()
     counts = _row(execute(t.aggregate(**aggs)))
     out = Computed(rows=int(counts["n"]))
     if out.rows == 0:
@@ -273,15 +297,16 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
         if int(counts.get(f"bad__{name}") or 0):
             raise CharterError.single("bad_flag", f"{path}: {int(counts[f'bad__{name}']):,} rows of the window hold "
                                       "a value other than 0, 1, true or false", path=f"$.{path}")
-    if int(counts.get("bad__score") or 0):
-        raise CharterError.single("bad_score", f"score: {int(counts['bad__score']):,} rows hold a score outside "
+    if int(counts.get("outside__score") or 0):
+        raise CharterError.single("bad_score", f"score: {int(counts['outside__score']):,} rows hold a score outside "
                                   "[0, 1]; the score is the positive class's probability", path="$.score")
     _label_coverage(out, counts, mapping, t, execute)
     if labelled is not None:
         _classification(out, counts, mapping)
-        if "score" in has:
-            _ranking(out, t.filter(labelled & t.score.notnull()), execute)
-            _calibration(out, t.filter(t.label.notnull() & t.score.notnull()), execute)
+    if "label" in has and "score" in has:
+        # Score KPIs need a label and a score; the predicted class plays no part in them.
+        _ranking(out, t.filter(t.label.notnull() & t.score.notnull()), execute)
+        _calibration(out, t.filter(t.label.notnull() & t.score.notnull()), execute)
     if "prediction" in has and int(counts["pred_n"]):
         out.kpis["approval_rate"] = int(counts["pred_pos"]) / int(counts["pred_n"])
     _rates(out, counts)
@@ -324,8 +349,10 @@ def _confusion(t: ir.Table, where: Any) -> dict[str, Any]:
 def _ratios(tp: int, fp: int, tn: int, fn: int, where: str, notes: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     total = tp + fp + tn + fn
-    if total:
-        out["accuracy"] = (tp + tn) / total
+    if not total:
+        notes.append(f"accuracy, precision, recall, f1{where}: not computed, no row has both a label and a prediction")
+        return out
+    out["accuracy"] = (tp + tn) / total
     if tp + fp:
         out["precision"] = tp / (tp + fp)
     else:
@@ -336,6 +363,8 @@ def _ratios(tp: int, fp: int, tn: int, fn: int, where: str, notes: list[str]) ->
         notes.append(f"recall{where}: not computed, no positive labels")
     if tp + fp and tp + fn:
         out["f1"] = 2 * tp / (2 * tp + fp + fn)
+    else:
+        notes.append(f"f1{where}: not computed, it needs both precision and recall")
     return out
 
 
@@ -363,7 +392,10 @@ def _label_coverage(out: Computed, counts: dict[str, Any], mapping: IngestMappin
 def _classification(out: Computed, counts: dict[str, Any], mapping: IngestMapping) -> None:
     tp, fp, tn, fn = (int(counts[k]) for k in ("tp", "fp", "tn", "fn"))
     out.kpis.update(_ratios(tp, fp, tn, fn, "", out.notes))
-    if mapping.unit_costs is not None:
+    if mapping.unit_costs is not None and not tp + fp + tn + fn:
+        out.notes.append("cost_false_positives, cost_false_negatives: not computed, no row has both a label and a "
+                         "prediction")
+    elif mapping.unit_costs is not None:
         if mapping.unit_costs.false_positive is not None:
             out.kpis["cost_false_positives"] = fp * mapping.unit_costs.false_positive
         if mapping.unit_costs.false_negative is not None:
@@ -383,7 +415,9 @@ def _ranking(out: Computed, t: ir.Table, execute: Any) -> None:
         p=ascending.pos.sum(), n=ascending.neg.sum())))
     positives, negatives = int(auc["p"] or 0), int(auc["n"] or 0)
     if not positives or not negatives:
-        out.notes.append("roc_auc, pr_auc: not computed, the labelled rows hold a single class")
+        out.notes.append("roc_auc, pr_auc, calibration_error: not computed, no row has both a label and a score"
+                         if not positives + negatives else
+                         "roc_auc, pr_auc: not computed, the labelled rows hold a single class")
         return
     out.kpis["roc_auc"] = int(auc["rank2"]) / (2 * positives * negatives)
     ap = _row(execute(descending.aggregate(
@@ -419,19 +453,25 @@ def _rates(out: Computed, counts: dict[str, Any]) -> None:
     mean("toxicity_rate", "eval_toxic")
     mean("jailbreak_success_rate", "jailbroken")
     mean("tokens_per_response", "tokens")
-    mean("task_success_rate", "task_success")
+    if "cnt__task" not in counts:  # with a task column the rate is per task (task_success), not per row
+        mean("task_success_rate", "task_success")
     if "cnt__cost" in counts:
         mean("cost_per_prediction", "cost")  # renamed cost_per_request when the mapping says so
     if "cnt__eval_policy_violation" in counts:
         out.kpis["policy_violations"] = float(int(counts.get("sum__eval_policy_violation") or 0))
-    if "p50__latency" in counts and counts["p50__latency"] is not None:
-        out.kpis["latency_p50_ms"] = float(counts["p50__latency"])
-        out.kpis["latency_p95_ms"] = float(counts["p95__latency"])
+    if "p50__latency" in counts:
+        if counts["p50__latency"] is not None:
+            out.kpis["latency_p50_ms"] = float(counts["p50__latency"])
+            out.kpis["latency_p95_ms"] = float(counts["p95__latency"])
+        else:
+            out.notes.append("latency_p50_ms, latency_p95_ms: not computed, no row of the window has a latency")
     if "cnt__outcome" in counts:
         actions = int(counts["cnt__outcome"])
         out.kpis["unauthorized_actions"] = float(int(counts["out__unauthorized"] or 0))
         if actions:
             out.kpis["actions_blocked_rate"] = int(counts["out__blocked"] or 0) / actions
+        else:
+            out.notes.append("actions_blocked_rate: not computed, no row of the window has an outcome")
     if "stop_n" in counts:
         if int(counts["stop_n"] or 0):
             out.kpis["time_to_stop_seconds"] = float(counts["stop_max_s"])
@@ -512,6 +552,8 @@ def _fairness(out: Computed, dimension: str, approvals: dict[str, float], recall
         if high > 0:
             ratio = low / high
             out.kpis["disparate_impact_ratio"] = min(ratio, out.kpis.get("disparate_impact_ratio", ratio))
+        else:
+            out.notes.append(f"disparate_impact_ratio [{dimension}]: not computed, no group has a favourable outcome")
     else:
         out.notes.append(f"fairness_gap, disparate_impact_ratio [{dimension}]: not computed, fewer than two groups")
     if len(recalls) >= 2:
