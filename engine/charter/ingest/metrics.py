@@ -155,8 +155,8 @@ def is_nan(value: Any, engine: str) -> Any:
 def _duckdb_isfinite(value: Any) -> Any:
     ibis = _ibis()
 
-    @ibis.udf.scalar.builtin(name="isfinite")
-    def isfinite(x: float) -> bool:  # type: ignore[empty-body]
+    @ibis.udf.scalar.builtin(name="isfinite")  # type: ignore[untyped-decorator]
+    def isfinite(x: float) -> bool:
         """DuckDB's own isfinite()."""
 
     return isfinite(value)
