@@ -67,3 +67,18 @@ def test_the_demo_loop_on_spark_records_the_bundles_and_breaches_of_duckdb(tmp_p
         assert json.dumps(on_spark, sort_keys=True) == json.dumps(on_duckdb, sort_keys=True)
     breaches = [line for line in runs["duckdb"][1].splitlines() if "BREACH" in line]
     assert breaches and breaches == [line for line in runs["spark"][1].splitlines() if "BREACH" in line]
+
+
+def test_a_spark_catalog_table_gives_the_same_kpis_as_its_files(tmp_path: Path, spark: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``spark:TABLE`` reads a table of the session's catalog; its KPIs are those of the files it was made from."""
+    from charter.ingest import Window, load_mapping, measure
+
+    monkeypatch.chdir(tmp_path)
+    [window] = [w for w in generate_demo_data(Path("data")) if (w.system_id, w.month) == ("claims-approval", "2026-05")]
+    spark.read.parquet(str(window.path.resolve())).createOrReplaceTempView("claims_predictions")
+    mapping = load_mapping(window.mapping_path)
+    from_table = measure("spark:claims_predictions", mapping, Window.parse("2026-05"), spark=spark)
+    from_files = measure(window.path, mapping, Window.parse("2026-05"))
+    assert from_table.engine == "spark" and from_table.inputs[0].digest_of == "rows"
+    assert from_table.kpis == from_files.kpis and from_table.segments == from_files.segments

@@ -209,6 +209,8 @@ def test_ingest_submits_through_the_full_loop(tmp_path: Path) -> None:
     recall = [f for f in result["findings"] if (f["policy"], f["rule"]) == ("core.performance", "recall-floor")]
     assert recall and recall[0]["status"] == "breach"
     assert result["incidents"], "the breach opens an incident"
+    # The mapping has no cost column and nothing is declared: the owner is told before the rules say "missing".
+    assert "warning: the policies in force for fraud-detector read" in err and "cost_per_prediction" in err
     code, out, _ = governed_cli(tmp_path, "verify")
     assert code == 0, out
 
@@ -228,3 +230,31 @@ def test_schema_mapping_is_published() -> None:
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert schema["title"] == "Charter ingest mapping" and schema["required"] == ["timestamp"]
+
+
+def test_agent_kpis_from_opentelemetry_spans_exported_as_json_lines(tmp_path: Path) -> None:
+    """GenAI spans whose attributes (with dots in their names) hold the tool call's outcome and the task."""
+    from charter.ingest import IngestMapping, Window, measure
+
+    spans = []
+    for i in range(40):
+        outcome = "denied" if i % 10 == 0 else ("unauthorized" if i % 13 == 0 else "allowed")
+        spans.append({"name": "execute_tool", "start_time": f"2026-06-{1 + i % 28:02d}T10:00:00Z",
+                      "attributes": {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "erp.order",
+                                     "charter.task.id": f"t{i // 4}", "charter.action.outcome": outcome,
+                                     "charter.task.success": i % 4 != 3 or i // 4 % 2 == 0}})
+    (tmp_path / "spans.jsonl").write_text("".join(json.dumps(s) + "\n" for s in spans), encoding="utf-8")
+    mapping = IngestMapping.model_validate({
+        "timestamp": "start_time",
+        "agent": {"outcome": ["attributes", "charter.action.outcome"], "task": ["attributes", "charter.task.id"],
+                  "task_success": ["attributes", "charter.task.success"], "outcome_values": {"blocked": "denied"}}})
+    measured = measure(tmp_path / "spans.jsonl", mapping, Window.parse("2026-06"))
+    blocked = sum(s["attributes"]["charter.action.outcome"] == "denied" for s in spans)
+    unauthorized = sum(s["attributes"]["charter.action.outcome"] == "unauthorized" for s in spans)
+    tasks: dict[str, bool] = {}
+    for s in spans:
+        task = s["attributes"]["charter.task.id"]
+        tasks[task] = tasks.get(task, False) or s["attributes"]["charter.task.success"]
+    assert measured.kpis["actions_blocked_rate"] == pytest.approx(blocked / len(spans), rel=1e-12)
+    assert measured.kpis["unauthorized_actions"] == unauthorized
+    assert measured.kpis["task_success_rate"] == pytest.approx(sum(tasks.values()) / len(tasks), rel=1e-12)

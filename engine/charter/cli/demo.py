@@ -278,6 +278,7 @@ def demo(
 
     graph, _ = active_escalation(ledger)
     notifier = ChannelNotifier(workdir / "notifications.log")
+    bundles = workdir / "bundles"
     findings = []
     events: list[tuple[datetime.datetime, Callable[[], None]]] = []
 
@@ -285,8 +286,13 @@ def demo(
         owner = registry[window.system_id].owner
         bundle = demo_bundle(window, owner, catalog, engine, spark)
         assert bundle.provenance is not None
+        name = f"{window.system_id}-{window.month}"
         result = submit_bundle(ledger, json.dumps(bundle.model_dump(mode="json")), catalog, key=keys[owner],
-                               file=f"{window.system_id}-{window.month}")
+                               file=name)
+        # Kept as recorded, for `charter ingest --verify` and for resubmission (signed again) through the service.
+        bundles.mkdir(exist_ok=True)
+        (bundles / f"{name}.json").write_text(json.dumps(result.bundle_entry.payload, indent=2, sort_keys=True)
+                                              + "\n", encoding="utf-8")
         findings.extend(result.findings)
         count = sum(f.status is Status.BREACH for f in result.findings)
         out.print(f"{clock['now']:%Y-%m-%d %H:%M} {owner} ingested {window.system_id} {window.month} "

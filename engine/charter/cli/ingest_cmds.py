@@ -111,11 +111,35 @@ def ingest(
     if submit:
         from ..submission import prepare_bundle
         from .ledger import submit_prepared
+        from .remote import remote_client
+
+        if remote_client(db) is None:
+            _warn_unmet_needs(bundle, db, ledger_key, catalog)
 
         prepared = prepare_bundle(text, catalog, file=str(output_file or f"ingest:{source}"))
         submit_prepared([prepared], catalog, output, db=db, ledger_key=ledger_key)
     elif output_file is None:
         typer.echo(text, nl=False)
+
+
+def _warn_unmet_needs(bundle: Any, db: str | None, ledger_key: Path, catalog: Any) -> None:
+    """Say, before submitting, which KPIs the policies in force read for this system that the bundle lacks."""
+    from ..authority import active_policies
+    from ..ingest import needed_kpis
+    from ..submission import default_compiler, registry_in_ledger
+    from .ledger import open_ledger
+
+    ledger = open_ledger(db, ledger_key, writable=False)
+    system = registry_in_ledger(ledger).get(bundle.system_id)
+    if system is None:
+        return  # the submission refuses it, naming the unknown system
+    needed = needed_kpis(active_policies(ledger, default_compiler(catalog)).policy_set.policies, system)
+    present = set(bundle.kpis) | {kpi for values in bundle.segments.values() for kpi in values}
+    unmet = sorted(needed - present)
+    if unmet:
+        err.print(f"[yellow]warning[/]: the policies in force for {safe(system.id)} read {', '.join(unmet)}, which "
+                  "the mapping does not compute and --declared does not state: those rules will report missing "
+                  "evidence")
 
 
 def _engine(engine: str | None, engines: tuple[str, ...]) -> Any:
