@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ CALIBRATION_BINS = 10
 #: Segment groups per dimension; more is refused (a segment column is a category, not an id).
 MAX_GROUPS = 1_000
 _SEGMENT_VALUE = re.compile(r"[\s:]+")
+#: Unicode categories replaced in segment keys: controls (ANSI escapes), formats (bidi overrides), separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 
 
 @dataclass
@@ -491,8 +494,10 @@ def task_success(out: Computed, t: ir.Table, execute: Any) -> None:
 
 
 def segment_key(dimension: str, value: str) -> str:
-    """``age:18-25`` from a group value: white space and colons become ``-`` (a key has neither)."""
-    return f"{dimension}:{_SEGMENT_VALUE.sub('-', value.strip())[:64] or '-'}"
+    """``age:18-25`` from a group value: white space, colons, control and bidirectional-format characters
+    become ``-`` (a key has no white space or colon, and data must not steer a terminal or a report)."""
+    visible = "".join("-" if unicodedata.category(c) in _INVISIBLE else c for c in value.strip())
+    return f"{dimension}:{_SEGMENT_VALUE.sub('-', visible)[:64] or '-'}"
 
 
 def _segments(out: Computed, t: ir.Table, mapping: IngestMapping, execute: Any) -> None:

@@ -1,0 +1,151 @@
+"""Hostile and broken inputs to `charter ingest`: refused quickly with a named problem, never a hang or a trace."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from charter.errors import CharterError
+from charter.ingest import IngestMapping, Window, load_mapping, measure
+from tests.conftest import run_cli
+
+UTC = dt.UTC
+TS = pa.timestamp("us", tz="UTC")
+JUNE = Window.parse("2026-06")
+
+
+def _log(path: Path, **columns: pa.Array) -> Path:
+    count = len(next(iter(columns.values())))
+    stamps = [dt.datetime(2026, 6, 1 + i % 28, tzinfo=UTC) for i in range(count)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"ts": pa.array(stamps, TS), **columns}), path)
+    return path
+
+
+def test_segment_values_cannot_steer_a_terminal_or_a_report(tmp_path: Path) -> None:
+    values = ["eu\x1b[31mred", "asia\u202eesrever", "us\nnext", "la:tam", "x\u200bzero"]
+    path = _log(tmp_path / "p.parquet", region=pa.array(values * 4), p=pa.array([1, 0, 1, 0, 1] * 4))
+    m = measure(path, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p",
+                                                    "segments": {"region": "region"}}), JUNE)
+    assert set(m.segments) == {"region:eu-[31mred", "region:asia-esrever", "region:us-next", "region:la-tam",
+                               "region:x-zero"}
+    for key in m.segments:
+        assert key.isprintable() and " " not in key
+
+
+def test_a_fifo_as_source_or_mapping_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.parquet"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            measure(fifo, IngestMapping.model_validate({"timestamp": "ts"}), JUNE)
+        except CharterError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=30)  # an upper bound for a hang, not a timing assertion: it returns at once
+    assert outcome and isinstance(outcome[0], CharterError) and outcome[0].code == "not_a_file"
+    with pytest.raises(CharterError) as caught:
+        load_mapping(fifo)
+    assert caught.value.code == "not_a_file"
+
+
+def test_a_huge_or_endless_mapping_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("timestamp: ts\n# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(CharterError) as caught:
+        load_mapping(big)
+    assert caught.value.code == "file_too_large"
+    with pytest.raises(CharterError) as caught:
+        load_mapping(Path("/dev/zero"))
+    assert caught.value.code == "not_a_file"
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(12)) + "timestamp: ts\n")
+    with pytest.raises(CharterError):
+        load_mapping(bomb)
+
+
+def test_column_names_are_names_not_sql(tmp_path: Path) -> None:
+    path = _log(tmp_path / "p.parquet", p=pa.array([1, 0] * 5))
+    mapping = IngestMapping.model_validate({"timestamp": "ts", "prediction": 'p"; DROP TABLE rows; --'})
+    with pytest.raises(CharterError) as caught:
+        measure(path, mapping, JUNE)
+    assert caught.value.code == "mapping_column" and "DROP TABLE" in str(caught.value)
+
+
+def test_a_segment_column_of_ids_is_refused(tmp_path: Path) -> None:
+    path = _log(tmp_path / "p.parquet", customer=pa.array([f"c{i}" for i in range(1_200)]),
+                p=pa.array([i % 2 for i in range(1_200)]))
+    with pytest.raises(CharterError) as caught:
+        measure(path, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p",
+                                                    "segments": {"customer": "customer"}}), JUNE)
+    assert caught.value.code == "too_many_groups"
+
+
+def test_a_folder_with_a_symlink_loop_and_mixed_formats(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    _log(folder / "a.parquet", p=pa.array([1, 0, 1]))
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    m = measure(folder, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p"}), JUNE)
+    assert m.computed.rows == 3 and len(m.inputs) == 1
+    (folder / "b.csv").write_text("ts,p\n2026-06-02T00:00:00Z,1\n")
+    with pytest.raises(CharterError) as caught:
+        measure(folder, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p"}), JUNE)
+    assert caught.value.code == "bad_source"
+
+
+MAPPING = "timestamp: ts\nlabel: label\nprediction: p\n"
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Path:
+    _log(tmp_path / "logs" / "a.parquet", label=pa.array([1, 0, 1, 1]), p=pa.array([1, 0, 0, 1]))
+    _log(tmp_path / "logs" / "b.parquet", label=pa.array([0, 0, 1, 1]), p=pa.array([1, 0, 1, 1]))
+    (tmp_path / "mapping.yaml").write_text(MAPPING)
+    (tmp_path / "declared.yaml").write_text("kpis: {monitoring_coverage: 0.9}\n")
+    result = run_cli("ingest", "logs", "--system", "s", "--window", "2026-06", "--mapping", "mapping.yaml",
+                     "--declared", "declared.yaml", "--model-version", "1", "--submitter", "x",
+                     "--measured-at", "2026-07-01T00:00:00Z", "--out", "bundle.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+@pytest.mark.parametrize(("tamper", "expected"), [
+    ("add a file", "input logs/c.parquet (current) is read now but not named in the bundle"),
+    ("remove a file", "input logs/b.parquet (current) is named in the bundle but no longer read"),
+    ("edit the declared values", "declared values declared.yaml: SHA-256 differs"),
+    ("rename the system", None),
+    ("drop a computed KPI", "kpis.accuracy: recomputed"),
+])
+def test_verify_tamper_matrix(recorded: Path, tamper: str, expected: str | None) -> None:
+    bundle = json.loads((recorded / "bundle.json").read_text())
+    if tamper == "add a file":
+        shutil.copy(recorded / "logs" / "a.parquet", recorded / "logs" / "c.parquet")
+    elif tamper == "remove a file":
+        (recorded / "logs" / "b.parquet").unlink()
+    elif tamper == "edit the declared values":
+        (recorded / "declared.yaml").write_text("kpis: {monitoring_coverage: 0.99}\n")
+    elif tamper == "rename the system":
+        bundle["system_id"] = "other"  # not a KPI: recomputation still agrees; the signature is what binds it
+    else:
+        del bundle["kpis"]["accuracy"]
+    (recorded / "bundle.json").write_text(json.dumps(bundle))
+    result = run_cli("ingest", "--verify", "bundle.json", cwd=recorded)
+    assert "Traceback" not in result.stderr
+    if expected is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1 and expected in result.stderr, result.stderr
