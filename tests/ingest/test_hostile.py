@@ -126,7 +126,7 @@ def recorded(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("tamper", "expected"), [
     ("add a file", "input logs/c.parquet (current) is read now but not named in the bundle"),
     ("remove a file", "input logs/b.parquet (current) is named in the bundle but no longer read"),
-    ("edit the declared values", "declared values declared.yaml: SHA-256 differs"),
+    ("edit the declared values", "declared values declared.yaml: its SHA-256 differs"),
     ("rename the system", None),
     ("drop a computed KPI", "kpis.accuracy: recomputed"),
 ])

@@ -85,22 +85,10 @@ def verify_bundle(bundle: Any, *, base: Path | None = None, engine: Engine | Non
                                   "ingest, so there is nothing to recompute it from")
     root = base or Path.cwd()
     report = VerifyReport()
-    mapping_path = _resolve(provenance.mapping.uri, root)
-    if not mapping_path.is_file():
-        raise CharterError.single("source_not_found", "the mapping the bundle names is not there",
-                                  file=str(mapping_path))
-    if file_digest(mapping_path) != provenance.mapping.sha256:
-        report.problems.append(f"mapping {provenance.mapping.uri}: its SHA-256 differs from the one recorded")
-    mapping = load_mapping(mapping_path)
+    mapping = load_mapping(_recorded_file(provenance.mapping, "mapping", root, report))
     declared: dict[str, float] = {}
     if provenance.declared is not None:
-        declared_path = _resolve(provenance.declared.uri, root)
-        if not declared_path.is_file():
-            raise CharterError.single("source_not_found", "the declared-values file the bundle names is not there",
-                                      file=str(declared_path))
-        if file_digest(declared_path) != provenance.declared.sha256:
-            report.problems.append(f"declared values {provenance.declared.uri}: SHA-256 differs from the one recorded")
-        declared = dict(load_declared(declared_path).kpis)
+        declared = dict(load_declared(_recorded_file(provenance.declared, "declared values", root, report)).kpis)
     reference = Window(*provenance.reference_window) if provenance.reference_window else None
     source = parse_source(provenance.source, base=root)
     measurement = measure(source, mapping, Window(bundle.window_start, bundle.window_end), reference=reference,
@@ -127,6 +115,16 @@ def verify_bundle(bundle: Any, *, base: Path | None = None, engine: Engine | Non
     for key in sorted(set(bundle.segments) | set(segments)):
         _compare(f"segments.{key}", dict(bundle.segments.get(key, {})), segments.get(key, {}), report)
     return report
+
+
+def _recorded_file(record: Any, what: str, root: Path, report: VerifyReport) -> Path:
+    """The file a provenance record names, its digest checked (a difference is reported, not raised)."""
+    path = _resolve(record.uri, root)
+    if not path.is_file():
+        raise CharterError.single("source_not_found", f"the {what} file the bundle names is not there", file=str(path))
+    if file_digest(path) != record.sha256:
+        report.problems.append(f"{what} {record.uri}: its SHA-256 differs from the one recorded")
+    return path
 
 
 def _compare(where: str, recorded: dict[str, float], recomputed: dict[str, float], report: VerifyReport) -> None:
