@@ -30,6 +30,8 @@ MAX_ARTIFACTS = 1_000
 MAX_SEGMENT_VALUES = 100_000
 #: KPI problems listed one by one; the rest are counted in one more diagnostic.
 MAX_KPI_PROBLEMS = 100
+#: Notes a computed bundle's provenance keeps (KPIs not computed, and why); the rest are counted in one more.
+MAX_PROVENANCE_NOTES = 1_000
 #: Schema problems listed one by one (in pydantic's order, which is the document's); the rest are counted.
 MAX_SCHEMA_PROBLEMS = 100
 
@@ -69,8 +71,8 @@ class ProvenanceInput(BaseModel):
     digest_of: Literal["file", "rows"] = Field(description="file: SHA-256 of the file's bytes; rows: of the "
                                                "window's selected rows in Charter's canonical text form.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    rows: int | None = Field(default=None, ge=0, description="Rows selected from this input (tables), or None "
-                             "for one file of several (the window's row count is in `rows` of the provenance).")
+    rows: int | None = Field(default=None, ge=0, description="Rows selected from this table (tables only; for "
+                             "files, the window's row count is `rows` of the provenance).")
 
 
 class ProvenanceFile(BaseModel):
@@ -105,7 +107,7 @@ class Provenance(BaseModel):
     drift: dict[str, dict[Literal["psi", "ks", "js", "bins"], KpiValue]] = Field(
         default_factory=dict, max_length=1000, description="Drift against the reference, per feature and score.")
     notes: tuple[Annotated[str, Field(max_length=500)], ...] = Field(
-        default=(), max_length=MAX_KPI_PROBLEMS * 10, description="KPIs not computed, and why.")
+        default=(), max_length=MAX_PROVENANCE_NOTES, description="KPIs not computed, and why.")
 
 
 class EvidenceBundle(BaseModel):

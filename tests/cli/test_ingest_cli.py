@@ -137,11 +137,13 @@ def test_csv_and_jsonl_give_the_same_kpis_as_parquet(data: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "code", "needle"), [
-    (("--window", "2027-01"), "empty_window", "the window holds no rows"),
+    (("--window", "2026-04"), "empty_window", "the window holds no rows"),
     (("--window", "2026-13"), "bad_window", "--window '2026-13'"),
     (("--window", "2026-06-01T00:00:00/2026-07-01T00:00:00"), "bad_window", "has no time zone"),
     (("--engine", "oracle"), "usage", "--engine 'oracle'"),
     (("--reference", "2026-06-15"), "bad_window", "overlaps"),
+    (("--measured-at", "2026-06-20T00:00:00Z"), "window_open", "has not closed"),
+    (("--out", "mapping.yaml"), "output_exists", "refusing to overwrite"),
 ])
 def test_bad_command_lines_exit_2_naming_the_problem(data: Path, args: tuple[str, ...], code: str,
                                                      needle: str) -> None:

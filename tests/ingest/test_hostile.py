@@ -149,3 +149,27 @@ def test_verify_tamper_matrix(recorded: Path, tamper: str, expected: str | None)
         assert result.returncode == 0, result.stderr
     else:
         assert result.returncode == 1 and expected in result.stderr, result.stderr
+
+
+def test_thousands_of_unmeasurable_groups_keep_the_bundle_valid(tmp_path: Path) -> None:
+    """Every group without labels adds a note; the bundle keeps the first ones and counts the rest."""
+    from charter.ingest import bundle_from
+
+    groups = [f"g{i}" for i in range(1_000)]
+    path = _log(tmp_path / "p.parquet", a=pa.array(groups), b=pa.array(list(reversed(groups))),
+                label=pa.array([None] * 1_000, pa.int64()), p=pa.array([i % 2 for i in range(1_000)]))
+    mapping = IngestMapping.model_validate({"timestamp": "ts", "label": "label", "prediction": "p",
+                                            "segments": {"a": "a", "b": "b"}, "labels": {"min_coverage": 0.0001}})
+    (tmp_path / "m.yaml").write_text("timestamp: ts\n")
+    with pytest.raises(CharterError) as caught:  # no label at all: not measurable
+        measure(path, mapping, JUNE)
+    assert caught.value.code == "labels_insufficient"
+    labels = [1] + [None] * 999
+    path = _log(tmp_path / "q.parquet", a=pa.array(groups), b=pa.array(list(reversed(groups))),
+                label=pa.array(labels, pa.int64()), p=pa.array([i % 2 for i in range(1_000)]))
+    measured = measure(path, mapping, JUNE)
+    assert len(measured.notes) > 1_000
+    bundle = bundle_from(measured, system_id="s", model_version="1", submitter="x", mapping_file=tmp_path / "m.yaml",
+                         measured_at=dt.datetime(2026, 7, 2, tzinfo=UTC))
+    assert bundle.provenance is not None and len(bundle.provenance.notes) == 1_000
+    assert bundle.provenance.notes[-1].startswith("... and ")

@@ -81,6 +81,12 @@ def ingest(
     at = parse_time(measured_at, "--measured-at") if measured_at else (values.measured_at if values else None)
     measured_window = Window.parse(window)
     reference_window = Window.parse(reference, option="--reference") if reference else None
+    when = at or datetime.datetime.now(datetime.UTC)
+    if when < measured_window.end:  # refused before the rows are read, not after
+        raise CharterError.single("window_open", f"the window {measured_window.label()} has not closed at "
+                                  f"{when.isoformat()}: a window is measured once it ended")
+    if output_file is not None and output_file.exists():
+        raise CharterError.single("output_exists", "refusing to overwrite", file=str(output_file))
     measurement = measure(source, parsed_mapping, measured_window, reference=reference_window, engine=chosen,
                           spark=spark)
     signer = _load_key(key)
@@ -92,7 +98,7 @@ def ingest(
 
     bundle = bundle_from(measurement, system_id=system, model_version=version, submitter=who,
                          mapping_file=mapping, declared=dict(values.kpis) if values else None,
-                         declared_file=declared, measured_at=at or datetime.datetime.now(datetime.UTC),
+                         declared_file=declared, measured_at=when,
                          min_label_coverage=parsed_mapping.labels.min_coverage, catalog=catalog)
     data = bundle.model_dump(mode="json", exclude={"signature"})
     if signer is not None:
@@ -104,8 +110,6 @@ def ingest(
     _summary(measurement, bundle.kpis, values.kpis if values else {}, output,
              to_stderr=submit or output_file is None)
     if output_file is not None:
-        if output_file.exists():
-            raise CharterError.single("output_exists", "refusing to overwrite", file=str(output_file))
         output_file.write_text(text, encoding="utf-8")
         err.print(f"bundle written to {safe(str(output_file))}")
     if submit:
@@ -115,7 +119,6 @@ def ingest(
 
         if remote_client(db) is None:
             _warn_unmet_needs(bundle, db, ledger_key, catalog)
-
         prepared = prepare_bundle(text, catalog, file=str(output_file or f"ingest:{source}"))
         submit_prepared([prepared], catalog, output, db=db, ledger_key=ledger_key)
     elif output_file is None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..bundle import EvidenceBundle, Provenance, ProvenanceFile, ProvenanceInput
+from ..bundle import MAX_PROVENANCE_NOTES, EvidenceBundle, Provenance, ProvenanceFile, ProvenanceInput
 from ..errors import CharterError
 from .mapping import IngestMapping, file_digest, load_mapping, mapping_schema, parse_mapping
 from .metrics import Computed, compute, prepare
@@ -49,7 +49,11 @@ class Measurement:
     computed: Computed
     inputs: list[ProvenanceInput]
     reference: Window | None = None
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """The KPIs not computed, and why."""
+        return self.computed.notes
 
     @property
     def kpis(self) -> dict[str, float]:
@@ -186,7 +190,7 @@ def bundle_from(measurement: Measurement, *, system_id: str, model_version: str,
         else round_kpi(c.label_coverage), min_label_coverage=min_label_coverage if c.label_coverage is not None
         else None, labels_sufficient_at=c.labels_sufficient_at, quality=c.quality,  # type: ignore[arg-type]
         drift={k: {m: round_kpi(x) for m, x in v.items()} for k, v in c.drift.items()},  # type: ignore[misc]
-        notes=tuple(c.notes))
+        notes=_capped(c.notes))
     data = {"system_id": system_id, "model_version": model_version,
             "window_start": measurement.window.start.isoformat(), "window_end": measurement.window.end.isoformat(),
             "measured_at": at.isoformat(), "kpis": {**declared, **kpis},
@@ -196,6 +200,14 @@ def bundle_from(measurement: Measurement, *, system_id: str, model_version: str,
                            "sha256": i.sha256, "uri": i.uri} for i in measurement.inputs],
             "submitter": submitter, "provenance": provenance.model_dump(mode="json")}
     return EvidenceBundle.from_data(data, catalog or load_catalog(), file="(computed bundle)")
+
+
+def _capped(notes: list[str]) -> tuple[str, ...]:
+    """At most `MAX_PROVENANCE_NOTES` notes, each at most 500 characters; what is left out is counted."""
+    kept = [note if len(note) <= 500 else note[:497] + "..." for note in notes[:MAX_PROVENANCE_NOTES - 1]]
+    if len(notes) >= MAX_PROVENANCE_NOTES:
+        kept.append(f"... and {len(notes) - len(kept):,} more notes of the same kind (per-group KPIs not computed)")
+    return tuple(kept)
 
 
 def needed_kpis(policies: Any, system: Any) -> set[str]:
