@@ -54,7 +54,8 @@ SENSITIVE = {"age": "age_band", "region": "region"}
 SEGMENTS = {"region": "region", "age": "age_band", "channel": "channel"}
 MAPPING: dict[str, Any] = {
     "timestamp": "ts", "label": "label", "score": "score", "threshold": THRESHOLD, "segments": SEGMENTS,
-    "sensitive": list(SENSITIVE), "override": "human_override", "latency_ms": "latency_ms",
+    "sensitive": list(SENSITIVE), "favourable": "positive", "override": "human_override",
+    "latency_ms": "latency_ms",
     "cost": {"column": "cost", "per": "prediction"}, "unit_costs": UNIT_COSTS,
     "drift": {"features": list(FEATURES), "score": True, "bins": BINS}, "labels": {"min_coverage": 0.9},
 }

@@ -33,7 +33,7 @@ def _log(path: Path, **columns: pa.Array) -> Path:
 def test_segment_values_cannot_steer_a_terminal_or_a_report(tmp_path: Path) -> None:
     values = ["eu\x1b[31mred", "asia\u202eesrever", "us\nnext", "la:tam", "x\u200bzero"]
     path = _log(tmp_path / "p.parquet", region=pa.array(values * 4), p=pa.array([1, 0, 1, 0, 1] * 4))
-    m = measure(path, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p",
+    m = measure(path, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p", "favourable": "positive",
                                                     "segments": {"region": "region"}}), JUNE)
     assert set(m.segments) == {"region:eu-[31mred", "region:asia-esrever", "region:us-next", "region:la-tam",
                                "region:x-zero"}
@@ -173,3 +173,17 @@ def test_thousands_of_unmeasurable_groups_keep_the_bundle_valid(tmp_path: Path) 
                          measured_at=dt.datetime(2026, 7, 2, tzinfo=UTC))
     assert bundle.provenance is not None and len(bundle.provenance.notes) == 1_000
     assert bundle.provenance.notes[-1].startswith("... and ")
+
+
+def test_approval_is_the_favourable_outcome_the_mapping_names(tmp_path: Path) -> None:
+    """A fraud model flags with 1: its favourable outcome is 0. Without `favourable`, no approval rate is made up."""
+    path = _log(tmp_path / "p.parquet", p=pa.array([1, 0, 0, 0, 1, 0, 0, 0]), band=pa.array(["a", "b"] * 4))
+    negative = measure(path, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p",
+                                                           "favourable": "negative"}), JUNE)
+    assert negative.kpis["approval_rate"] == 0.75
+    silent = measure(path, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p"}), JUNE)
+    assert "approval_rate" not in silent.kpis
+    assert any(note.startswith("approval_rate: not computed") for note in silent.notes)
+    with pytest.raises(ValueError, match="say which predicted class is favourable"):
+        IngestMapping.model_validate({"timestamp": "ts", "prediction": "p", "segments": {"band": "band"},
+                                     "sensitive": ["band"]})

@@ -102,6 +102,10 @@ class IngestMapping(_Strict):
     score: Column | None = Field(default=None, description="Probability of the positive class, in [0, 1].")
     threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False, description=(
         "Only without `prediction`: a row is predicted positive when its score is at least this."))
+    favourable: Literal["positive", "negative"] | None = Field(default=None, description=(
+        "Which predicted class is the favourable outcome for the person or case: positive where 1 means approved, "
+        "negative where 1 means flagged or refused. approval_rate and the between-group gaps are the favourable "
+        "outcome's rate; without this key neither is computed (a note says so)."))
     segments: dict[Dimension, Column] = Field(default_factory=dict, max_length=16, description=(
         "Dimension -> the column holding each row's group (region, age band)."))
     sensitive: list[Dimension] = Field(default_factory=list, description=(
@@ -130,6 +134,11 @@ class IngestMapping(_Strict):
         if unknown:
             raise ValueError(f"sensitive dimension(s) {', '.join(unknown)} are not among the segments "
                              f"({', '.join(self.segments) or 'none'})")
+        if self.sensitive and self.favourable is None:
+            raise ValueError("sensitive dimensions compare favourable-outcome rates: say which predicted class is "
+                             "favourable (favourable: positive, or negative where 1 means flagged)")
+        if self.favourable is not None and not self.predicts():
+            raise ValueError("favourable names a predicted class: map `prediction` (or `score` with `threshold`)")
         if self.threshold is not None and (self.prediction is not None or self.score is None):
             raise ValueError("threshold derives the prediction from the score: give it with `score` and "
                              "without `prediction`")

@@ -255,9 +255,9 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
     if "label" in has and "prediction" in has:
         labelled = t.label.notnull() & t.prediction.notnull()
         aggs.update(_confusion(t, labelled))
-    if "prediction" in has:
+    if "prediction" in has and mapping.favourable is not None:
         aggs["pred_n"] = t.prediction.notnull().sum()
-        aggs["pred_pos"] = (t.prediction == 1).sum()
+        aggs["pred_fav"] = (t.prediction == _favourable_class(mapping)).sum()
     if "label" in has:
         aggs["label_n"] = t.label.notnull().sum()
     if "task" in has:
@@ -310,8 +310,11 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
         # Score KPIs need a label and a score; the predicted class plays no part in them.
         _ranking(out, t.filter(t.label.notnull() & t.score.notnull()), execute)
         _calibration(out, t.filter(t.label.notnull() & t.score.notnull()), execute)
-    if "prediction" in has and int(counts["pred_n"]):
-        out.kpis["approval_rate"] = int(counts["pred_pos"]) / int(counts["pred_n"])
+    if "pred_n" in counts and int(counts["pred_n"]):
+        out.kpis["approval_rate"] = int(counts["pred_fav"]) / int(counts["pred_n"])
+    elif "prediction" in has and mapping.favourable is None:
+        out.notes.append("approval_rate: not computed, the mapping does not say which predicted class is favourable "
+                         "(favourable: positive|negative)")
     _rates(out, counts)
     if "task" in has and "task_success" in has:
         task_success(out, t, execute)  # per task, not per action row
@@ -337,6 +340,11 @@ def column_name_of(mapping: IngestMapping, path: str) -> str:
 def _row(frame: Any) -> dict[str, Any]:
     record: dict[str, Any] = frame.to_dict("records")[0]
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+
+
+def _favourable_class(mapping: IngestMapping) -> int:
+    """The predicted class (1 or 0) that is the favourable outcome."""
+    return 1 if mapping.favourable == "positive" else 0
 
 
 def _confusion(t: ir.Table, where: Any) -> dict[str, Any]:
@@ -507,9 +515,9 @@ def _segments(out: Computed, t: ir.Table, mapping: IngestMapping, execute: Any) 
         aggs: dict[str, Any] = {"n": t.count()}
         if "label" in has and "prediction" in has:
             aggs.update(_confusion(t, t.label.notnull() & t.prediction.notnull()))
-        if "prediction" in has:
+        if "prediction" in has and mapping.favourable is not None:
             aggs["pred_n"] = t.prediction.notnull().sum()
-            aggs["pred_pos"] = (t.prediction == 1).sum()
+            aggs["pred_fav"] = (t.prediction == _favourable_class(mapping)).sum()
         if "override" in has:
             aggs["sum__override"] = t.override.sum()
             aggs["cnt__override"] = t.override.count()
@@ -536,7 +544,7 @@ def _segments(out: Computed, t: ir.Table, mapping: IngestMapping, execute: Any) 
                 values.update(_ratios(tp, fp, tn, fn, f" [{key}]", notes))
                 out.notes.extend(notes)
             if int(record.get("pred_n") or 0):
-                values["approval_rate"] = int(record["pred_pos"] or 0) / int(record["pred_n"])
+                values["approval_rate"] = int(record["pred_fav"] or 0) / int(record["pred_n"])
                 approvals[key] = values["approval_rate"]
             if int(record.get("cnt__override") or 0):
                 values["human_override_rate"] = int(record["sum__override"] or 0) / int(record["cnt__override"])
