@@ -46,8 +46,8 @@ from charter.evaluate import _Snapshot, evaluate_bundle
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
+from charter.ledger.records import NewEntry
 from charter.ledger.schema import ledger_entry
-from charter.ledger.store import NewEntry
 from charter.policy import PolicyCompiler, policy_files
 from charter.policy.compiler import CompiledPolicy
 from charter.policy.context import evaluation_time

@@ -39,8 +39,8 @@ from charter.evaluate import evaluate_bundle
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
+from charter.ledger.records import NewEntry
 from charter.ledger.schema import ledger_entry
-from charter.ledger.store import NewEntry
 from charter.policy import PolicyCompiler, policy_files
 from charter.registry import AISystem, SystemRegistry
 from charter.report import PortfolioSnapshot, bind, build, render

@@ -28,7 +28,7 @@ from .errors import CharterError, Diagnostic
 from .ledger import auditor
 from .ledger.auditor import Report, StoredEntry
 from .ledger.hashing import leaf_hash
-from .ledger.store import Entry
+from .ledger.records import Entry
 from .policy.compiler import PolicyCompiler, PolicySet
 from .submission import BUNDLE, ReplayResult, replay
 

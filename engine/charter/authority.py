@@ -41,7 +41,8 @@ from .ledger.auditor import (
     verify_signature,
 )
 from .ledger.keys import SigningKey, check_principal, key_id_of, load_public_key_file
-from .ledger.store import Entry, Ledger, NewEntry, format_time
+from .ledger.records import Entry, NewEntry, format_time
+from .ledger.store import Ledger
 from .validation import collect_validation_errors
 
 if TYPE_CHECKING:

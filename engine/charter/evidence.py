@@ -32,7 +32,8 @@ from .ledger.auditor import (
     evidence_shape_problem,
 )
 from .ledger.keys import check_principal
-from .ledger.store import Entry, Ledger, LedgerReader, NewEntry, format_time
+from .ledger.records import Entry, LedgerReader, NewEntry, format_time
+from .ledger.store import Ledger
 
 if TYPE_CHECKING:
     from .authority import SignedStatement, Signer

@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CharterError
 from .ledger.auditor import INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED
-from .ledger.store import Entry, Ledger, LedgerReader, NewEntry, format_time
+from .ledger.records import Entry, LedgerReader, NewEntry, format_time
 from .vocabulary import RiskTier, Severity
 
 if TYPE_CHECKING:  # reading incidents (`charter incidents list`) needs neither pydantic nor networkx
     from .authority import Signer
     from .escalation import EscalationGraph
     from .ledger.auditor import Problem
+    from .ledger.store import Ledger
     from .registry import AISystem
 
 OPENED = "incident.opened"
@@ -252,7 +253,7 @@ def kept_book(ledger: Ledger) -> KeptBook:
     return ledger.kept("incidents.book", KeptBook)
 
 
-def load_book(ledger: Ledger) -> IncidentBook:
+def load_book(ledger: LedgerReader) -> IncidentBook:
     """Fold every incident and waiver entry of the ledger."""
     book = IncidentBook()
     for entry in ledger.entries(types=INCIDENT_TYPES):

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 from .errors import CharterError
 from .escalation import Channel, EscalationGraph
 from .incidents import ESCALATED, NOTIFIED, Incident, escalation_chain, load_book, stage_deadline
-from .ledger.store import Ledger, NewEntry, format_time
+from .ledger.records import NewEntry, format_time
+from .ledger.store import Ledger
 
 #: how far `now` may run ahead of the ledger's clock (clocks of two hosts drift a little)
 FUTURE_TOLERANCE = datetime.timedelta(minutes=5)

@@ -38,7 +38,8 @@ from .ledger.auditor import (
     TOKEN_CREATED,
     TOKEN_REVOKED,
 )
-from .ledger.store import Entry, Ledger
+from .ledger.records import Entry
+from .ledger.store import Ledger
 from .registry import AISystem
 from .submission import register_key, register_system, revoke_key
 

@@ -33,7 +33,8 @@ from .ledger.auditor import (
 )
 from .ledger.hashing import BUNDLE_CONTEXT, canonical
 from .ledger.keys import SigningKey, verify_signature
-from .ledger.store import Entry, Ledger, LedgerReader, NewEntry
+from .ledger.records import Entry, LedgerReader, NewEntry
+from .ledger.store import Ledger
 from .policy.compiler import PolicyCompiler
 from .registry import AISystem, SystemRegistry
 

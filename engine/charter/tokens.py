@@ -25,7 +25,8 @@ from .authority import Signer, signed_entry
 from .errors import CharterError
 from .ledger.auditor import TOKEN_CREATED, TOKEN_REVOKED, TOKEN_SCOPES
 from .ledger.keys import check_principal
-from .ledger.store import Entry, Ledger, NewEntry, format_time
+from .ledger.records import Entry, NewEntry, format_time
+from .ledger.store import Ledger
 
 __all__ = ["TOKEN_PREFIX", "TokenIndex", "TokenRecord", "create_token", "parse_token", "record_token",
            "revoke_token", "token_index", "token_statement"]

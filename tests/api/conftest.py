@@ -23,7 +23,7 @@ from charter.api.settings import ServiceSettings
 from charter.authority import Administrator, GovernanceConfig, SignedStatement, update_governance
 from charter.cli.demo import DEMO_ADMINS, DEMO_ROLES
 from charter.ledger import Ledger, SigningKey, make_checkpoint
-from charter.ledger.store import format_time
+from charter.ledger.records import format_time
 from charter.submission import sign_bundle_data
 from charter.tokens import create_token
 from tests.conftest import REPO

@@ -13,7 +13,7 @@ from charter.api.problems import PROBLEM_MEDIA_TYPE
 from charter.authority import SignedStatement
 from charter.ledger import verify_ledger
 from charter.ledger.auditor import check_receipt
-from charter.ledger.store import format_time
+from charter.ledger.records import format_time
 from charter.submission import BUNDLE
 from charter.tokens import revoke_token
 from tests.api.conftest import PERSONAS, Served, issue_tokens

@@ -33,7 +33,8 @@ from charter.cli.demo import DEMO_ADMINS, DEMO_ROLES
 from charter.incidents import transition, transition_statement
 from charter.ledger import make_checkpoint, verify_ledger
 from charter.ledger.auditor import step_up_problem
-from charter.ledger.store import Ledger, format_time
+from charter.ledger.records import format_time
+from charter.ledger.store import Ledger
 from tests.api.conftest import serve
 from tests.unit.ledger.helpers import Populated, key_of, populate, unchecked
 

@@ -14,7 +14,7 @@ from charter.cli.tokens_cmds import add_duration
 from charter.errors import CharterError
 from charter.ledger import verify_ledger
 from charter.ledger.auditor import TOKEN_CREATED, TOKEN_REVOKED, token_shape_problem
-from charter.ledger.store import format_time
+from charter.ledger.records import format_time
 from charter.statements import accept
 from charter.tokens import create_token, parse_token, revoke_token, token_index, token_statement
 from tests.unit.ledger.helpers import Populated, key_of, populate

@@ -21,8 +21,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import CharterError
+from ..ledger.records import format_time
 from ..ledger.schema import api_request
-from ..ledger.store import Ledger, format_time
+from ..ledger.store import Ledger
 
 __all__ = ["MAX_KEY_LENGTH", "Reply", "idempotent"]
 

@@ -22,7 +22,8 @@ from fastapi.responses import FileResponse
 from ..access import Caller, Operation, authorize, standing_of, visible_systems
 from ..errors import CharterError
 from ..incidents import CLASSIFIED
-from ..ledger.store import Entry, recording_via
+from ..ledger.records import Entry
+from ..ledger.store import recording_via
 from .idempotency import Reply, fingerprint, idempotent
 from .models import (
     BundleResult,
@@ -138,7 +139,7 @@ def _page(items: list[Any], limit: int, cursor_of: Callable[[Any], int]) -> dict
 def _parse_time(text: str | None, name: str) -> datetime.datetime | None:
     if text is None:
         return None
-    from ..ledger.store import format_time
+    from ..ledger.records import format_time
 
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -343,7 +344,7 @@ def list_findings(caller: Authenticated, service: ServiceDep,
 
 def _incident_row(incident: Any) -> dict[str, Any]:
     from ..incidents import stage_deadline
-    from ..ledger.store import format_time
+    from ..ledger.records import format_time
 
     due = stage_deadline(None, incident)
     return {"id": incident.id, "seq": int(incident.timeline[0]["seq"]) if incident.timeline else 0,

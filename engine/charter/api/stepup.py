@@ -23,7 +23,7 @@ from ..access import Caller, Operation, authorize
 from ..authority import StepUpStatement, nonce_of
 from ..errors import CharterError
 from ..incidents import TRANSITION, transition, transition_statement
-from ..ledger.store import format_time
+from ..ledger.records import format_time
 from .models import StatementResult
 from .observability import APPENDS
 from .routes import _PROBLEMS, Authenticated, IdempotencyKey, ServiceDep, _body, _receipt, _write

@@ -23,7 +23,8 @@ from .model import Applicability
 if TYPE_CHECKING:
     from ..authority import Signer
     from ..frameworks import Control, Framework, FrameworkSet
-    from ..ledger.store import Entry, Ledger, LedgerReader
+    from ..ledger.records import Entry, LedgerReader
+    from ..ledger.store import Ledger
 
 
 class _Strict(BaseModel):

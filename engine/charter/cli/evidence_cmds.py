@@ -182,7 +182,7 @@ def evidence_list(
 ) -> None:
     """List documents and attestations with their seq, record hash and status at a time."""
     from ..evidence import evidence_index
-    from ..ledger.store import format_time
+    from ..ledger.records import format_time
 
     moment = parse_time(at)
     stamp = format_time(moment)

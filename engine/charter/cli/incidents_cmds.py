@@ -10,7 +10,16 @@ import typer
 from .._text import echo
 from ..errors import CharterError
 from .common import OutputFormat, command_group, out, parse_time, print_listing, safe
-from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, signing_origin, write_signed
+from .ledger import (
+    DEFAULT_KEY,
+    DbOption,
+    KeyOption,
+    SignOnlyOption,
+    open_ledger,
+    open_reader,
+    signing_origin,
+    write_signed,
+)
 from .remote import refuse_options, remote_client
 
 if TYPE_CHECKING:
@@ -49,10 +58,14 @@ def incidents_list(
         with client:
             remote_cmds.incidents_list(client, state, system, output)
         return
-    ledger = open_ledger(db, ledger_key, writable=False)
     # Incidents carry their deadlines; the escalation configuration in force is needed only to filter by role.
-    graph = _in_force(ledger) if role else None
-    incidents = list(load_book(ledger).incidents.values())
+    if role:
+        ledger = open_ledger(db, ledger_key, writable=False)
+        graph = _in_force(ledger)
+        incidents = list(load_book(ledger).incidents.values())
+    else:
+        graph = None
+        incidents = list(load_book(open_reader(db, ledger_key)).incidents.values())
     if state:
         incidents = [i for i in incidents if i.state.value == state]
     if system:
@@ -83,7 +96,7 @@ def _in_force(ledger: "Ledger") -> "EscalationGraph":
 
 def _next(graph: "EscalationGraph | None", incident: "Incident") -> dict[str, str] | None:
     from ..incidents import stage_deadline
-    from ..ledger.store import format_time
+    from ..ledger.records import format_time
 
     due = stage_deadline(graph, incident)
     return {"step": due[0], "due_at": format_time(due[1])} if due else None
@@ -104,7 +117,7 @@ def incidents_show(incident_id: Annotated[str, typer.Argument()], db: DbOption =
         with client:
             remote_cmds.incidents_show(client, incident_id, output)
         return
-    ledger = open_ledger(db, ledger_key, writable=False)
+    ledger = open_reader(db, ledger_key)
     incident = load_book(ledger).incidents.get(incident_id)
     if incident is None:
         raise CharterError.single("unknown_incident", f"no incident {echo(incident_id)}")

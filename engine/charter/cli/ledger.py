@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..incidents import IncidentNotice
     from ..kpis import KpiCatalog
     from ..ledger import Ledger, SigningKey
+    from ..ledger.records import LedgerReader
     from ..submission import PreparedBundle
 
 ledger_app = command_group("Initialize, checkpoint, prove and export the ledger.")
@@ -59,7 +60,7 @@ def write_signed(target: Path, entry_type: str, fields: "list[dict[str, object]]
     """`--sign-only`: sign each change in `fields` with `key` for `ledger`'s log (opened read-only, or its
     origin: `signing_origin`), into a statement file."""
     from ..authority import SignedStatement
-    from ..ledger.store import format_time, utc_now
+    from ..ledger.records import format_time, utc_now
     from ..statements import write_statements
 
     signed_at = format_time(utc_now())
@@ -83,6 +84,22 @@ def open_ledger(db: str | None, ledger_key: Path, *, writable: bool) -> "Ledger"
     refuse_local()
     key = SigningKey.load(ledger_key) if writable else None
     return Ledger.open(db or default_url(), log_key=key, read_only=not writable)
+
+
+def open_reader(db: str | None, ledger_key: Path) -> "LedgerReader":
+    """Open the configured ledger for reading entries only.
+
+    A SQLite ledger at the newest schema is read with the standard library (`open_sqlite_reader`):
+    importing SQLAlchemy alone costs a read command about ten times a bare interpreter's start-up.
+    Anything else opens the `Ledger`, whose checks give every refusal.
+    """
+    from ..ledger.layout import default_url
+    from ..ledger.sqlite_reader import open_sqlite_reader
+    from .remote import refuse_local
+
+    refuse_local()
+    reader = open_sqlite_reader(db or default_url())
+    return reader if reader is not None else open_ledger(db, ledger_key, writable=False)
 
 
 def signing_origin(db: str | None, ledger_key: Path) -> str:

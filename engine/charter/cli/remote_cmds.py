@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def sign(client: "ServiceClient", entry_type: str, fields: dict[str, Any], key: "SigningKey") -> "SignedStatement":
     """`fields` as a statement of `entry_type` signed now by `key`, bound to the server's log."""
     from ..authority import SignedStatement
-    from ..ledger.store import format_time, utc_now
+    from ..ledger.records import format_time, utc_now
     from .remote import remote_origin
 
     return SignedStatement.sign(remote_origin(client), entry_type, dict(fields), key, format_time(utc_now()))

@@ -192,7 +192,7 @@ def report(
     paths = output_paths(output_file, formats)
     client = remote_client(db)
     if client is not None:
-        from ..ledger.store import format_time
+        from ..ledger.records import format_time
         from . import remote_cmds
 
         refuse_options(kpis=kpis_file, full_verify=full_verify)  # the service's own catalog and verified state

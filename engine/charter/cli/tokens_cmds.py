@@ -129,7 +129,7 @@ def tokens_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
                 output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
                 = OutputFormat.TABLE) -> None:
     """List the tokens created in the ledger, with their status now (never a secret or hash)."""
-    from ..ledger.store import format_time
+    from ..ledger.records import format_time
     from ..tokens import token_index
 
     client = remote_client(db)

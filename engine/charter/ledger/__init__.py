@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .auditor import Report
     from .checkpoints import make_checkpoint, prove_consistency, prove_inclusion
-    from .database import default_url
     from .export import export_ledger
     from .keys import SigningKey
-    from .store import Entry, Ledger, NewEntry
+    from .layout import default_url
+    from .records import Entry, NewEntry
+    from .store import Ledger
     from .verify import verify_ledger
 
 #: public name -> the module that defines it
 _HOMES = {"Report": "auditor", "make_checkpoint": "checkpoints", "prove_consistency": "checkpoints",
-          "prove_inclusion": "checkpoints", "default_url": "database", "export_ledger": "export",
-          "SigningKey": "keys", "Entry": "store", "Ledger": "store", "NewEntry": "store",
+          "prove_inclusion": "checkpoints", "default_url": "layout", "export_ledger": "export",
+          "SigningKey": "keys", "Entry": "records", "Ledger": "store", "NewEntry": "records",
           "verify_ledger": "verify"}
 
 __all__ = ["Entry", "Ledger", "NewEntry", "Report", "SigningKey", "default_url", "export_ledger", "make_checkpoint",

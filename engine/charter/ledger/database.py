@@ -21,23 +21,14 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.pool import NullPool
 
 from ..errors import CharterError
+from .layout import HEAD_TABLES, LEDGER_TABLES, SCHEMA_HEAD
+from .layout import default_url as default_url  # re-exported: where callers have always found it
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 WRITE_OPTION = "charter_write"
-#: The newest revision in ``migrations/versions`` (a test keeps it equal to `code_revision()`). A
-#: ledger already at it opens without importing alembic, which takes longer than a whole read command.
-SCHEMA_HEAD = "0003"
-
-
-def default_url(directory: Path | None = None) -> str:
-    """``sqlite:///.charter/ledger.db`` under `directory` (default: the working directory)."""
-    base = (directory or Path.cwd()) / ".charter"
-    return f"sqlite:///{base / 'ledger.db'}"
-
-
 #: How long a writer waits for another writer's lock before giving up with `ledger_busy`, in seconds.
 WRITE_LOCK_TIMEOUT = 30.0
 
@@ -192,7 +183,7 @@ def ensure_schema(engine: Engine, *, create: bool, read_only: bool = False) -> N
             current = _stored_revision(connection) if "alembic_version" in tables else None
     except DBAPIError as exc:
         raise CharterError.single("database_unavailable", f"cannot open the ledger database: {exc.orig}") from exc
-    if current == SCHEMA_HEAD and tables >= _HEAD_TABLES:
+    if current == SCHEMA_HEAD and tables >= HEAD_TABLES:
         return  # what the checks below conclude for a ledger at the newest revision, without importing alembic
     from alembic import command
     from alembic.script import ScriptDirectory
@@ -201,7 +192,7 @@ def ensure_schema(engine: Engine, *, create: bool, read_only: bool = False) -> N
     script = ScriptDirectory.from_config(config)
     known = {revision.revision for revision in script.walk_revisions()}
     if current is not None and current not in known:
-        if not tables >= _LEDGER_TABLES:
+        if not tables >= LEDGER_TABLES:
             raise CharterError.single("not_a_ledger", "this database is not a Charter ledger (it holds another "
                                       f"application's schema revision {current!r}); nothing was changed")
         raise CharterError.single("schema_too_new", f"the ledger uses schema revision {current!r}, which this "
@@ -229,7 +220,3 @@ def _stored_revision(connection: Connection) -> str | None:
     return revisions[0] if len(revisions) == 1 else None
 
 
-#: Tables every Charter ledger has, whatever its revision.
-_LEDGER_TABLES = frozenset({"ledger_meta", "ledger_head", "ledger_entry", "checkpoint"})
-#: Tables of the newest schema: a ledger at SCHEMA_HEAD has all of them.
-_HEAD_TABLES = _LEDGER_TABLES | {"ledger_receipt", "api_request"}

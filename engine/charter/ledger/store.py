@@ -16,21 +16,19 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import CharterError
-from .auditor import AUTHORITY_INPUTS, Authority, CompactRange, RangeReceipt, StoredEntry, via_shape_problem
+from .auditor import AUTHORITY_INPUTS, Authority, CompactRange, RangeReceipt, via_shape_problem
 from .database import ensure_schema, make_engine, write_transaction
 from .hashing import RANGE_RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, range_receipt_message
 from .keys import SigningKey, check_origin
+from .records import Clock, Entry, NewEntry, format_time, row_to_entry, utc_now
+from .records import LedgerReader as LedgerReader  # re-exported: Ledger is one of its implementations
 from .schema import checkpoint, ledger_entry, ledger_head, ledger_meta, ledger_receipt
-
-Clock = Callable[[], datetime.datetime]
-
 
 #: who asked for the entries appended now, through the API (see `recording_via`); None for the local CLI
 _VIA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("charter_via", default=None)
@@ -62,97 +60,12 @@ def _recording(via: dict[str, Any]) -> Iterator[None]:
         _VIA.reset(token)
 
 
-def utc_now() -> datetime.datetime:
-    """The wall clock, in UTC. Only the CLI and the store's default clock read it."""
-    return datetime.datetime.now(datetime.UTC)
-
-
-def format_time(moment: datetime.datetime) -> str:
-    """RFC 3339 UTC with milliseconds and ``Z``: fixed width, so strings sort as times do."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-@dataclass(frozen=True)
-class NewEntry:
-    """An entry to append; `subject` is an indexed lookup key (a system id).
-
-    `payload` is JSON-like data, or a function that builds it from the entries appended before it
-    in the same batch (so a finding can cite the seq and record hash of its bundle).
-    """
-
-    type: str
-    payload: dict[str, Any] | Callable[[list[Entry]], dict[str, Any]]
-    submission_id: str
-    subject: str | None = None
-    key_id: str | None = None
-    signature: str | None = None
-
-
-@dataclass(frozen=True)
-class Entry:
-    """An appended entry."""
-
-    seq: int
-    prev_hash: bytes
-    record_hash: bytes
-    body: bytes
-    type: str
-    submission_id: str
-    subject: str | None
-    key_id: str | None
-    received_at: str
-    receipt: str  # per-entry receipt of older ledgers; empty where a range receipt covers the entry
-    range_receipt: RangeReceipt | None = None  # on the last entry of an append transaction, where read with it
-
-    def document(self) -> dict[str, Any]:
-        """The parsed body."""
-        import json
-
-        value: dict[str, Any] = json.loads(self.body)
-        return value
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        """The payload inside the body."""
-        payload: dict[str, Any] = self.document()["payload"]
-        return payload
-
-    @property
-    def via(self) -> dict[str, Any] | None:
-        """Who asked for this entry through the API (see `recording_via`); None when it was written locally."""
-        via: dict[str, Any] | None = self.document().get("via")
-        return via
-
-    def stored(self) -> StoredEntry:
-        """The form the auditor checks."""
-        return StoredEntry(self.seq, self.body, self.receipt, self.record_hash, self.range_receipt)
-
-
-def _row_to_entry(row: Any) -> Entry:
-    closing = getattr(row, "range_first", None)
-    return Entry(row.seq, bytes(row.prev_hash), bytes(row.record_hash), bytes(row.body), row.entry_type,
-                 row.submission_id, row.subject, row.key_id, row.received_at, row.receipt,
-                 RangeReceipt(int(closing), bytes(row.range_root), str(row.range_signature))
-                 if closing is not None else None)
-
-
 def _with_range_receipts(query: Any) -> Any:
     """`query` on entries, with the range receipt of the transaction each entry closes (if any)."""
     return query.add_columns(ledger_receipt.c.first_seq.label("range_first"),
                              ledger_receipt.c.root_hash.label("range_root"),
                              ledger_receipt.c.signature.label("range_signature")).outerjoin(
         ledger_receipt, ledger_receipt.c.last_seq == ledger_entry.c.seq)
-
-
-class LedgerReader(Protocol):
-    """The reads that re-deriving a verdict makes (`charter.submission.replay`): a `Ledger`, or an export's view."""
-
-    def entry(self, seq: int) -> Entry | None:
-        """The entry at `seq`, if any."""
-
-    def entries(self, start: int = 0, stop: int | None = None, *, types: Sequence[str] = (),
-                subject: str | None = None) -> Iterator[Entry]:
-        """Entries with ``start <= seq < stop`` of these types and subject, in seq order."""
 
 
 _Kept = TypeVar("_Kept")
@@ -376,7 +289,7 @@ class Ledger:
         with self.engine.connect() as connection:
             row = connection.execute(_with_range_receipts(select(ledger_entry)).where(ledger_entry.c.seq == seq)
                                      ).one_or_none()
-        return _row_to_entry(row) if row else None
+        return row_to_entry(row) if row else None
 
     def receipt_for(self, seq: int) -> dict[str, Any] | None:
         """The log's receipt for entry `seq` as a self-contained document (see `auditor.check_receipt`).
@@ -412,7 +325,7 @@ class Ledger:
         with self.engine.connect() as connection:
             row = connection.execute(select(ledger_entry).where(
                 ledger_entry.c.submission_id == submission_id)).one_or_none()
-        return _row_to_entry(row) if row else None
+        return row_to_entry(row) if row else None
 
     def entries(self, start: int = 0, stop: int | None = None, *, types: Sequence[str] = (),
                 subject: str | None = None, batch: int = 2000) -> Iterator[Entry]:
@@ -431,7 +344,7 @@ class Ledger:
             if not rows:
                 return
             for row in rows:
-                yield _row_to_entry(row)
+                yield row_to_entry(row)
             position = rows[-1].seq + 1
 
     def count_entries(self, types: Sequence[str] = (), subject: str | None = None) -> int:
@@ -477,7 +390,7 @@ class Ledger:
                 if stop is not None:
                     query = query.where(ledger_entry.c.seq < stop)
                 for row in connection.execute(query.order_by(ledger_entry.c.seq)):
-                    yield _row_to_entry(row)
+                    yield row_to_entry(row)
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -505,7 +418,7 @@ class Ledger:
         result = connection.execute(query.order_by(ledger_entry.c.seq))
         for partition in result.partitions(1000):
             for row in partition:
-                yield _row_to_entry(row)
+                yield row_to_entry(row)
 
     @staticmethod
     def range_start(connection: Connection, seq: int) -> int:

@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 
 from .auditor import Verifier, canonical_json, verify_signature
+from .records import format_time
 from .schema import ledger_meta
-from .store import Ledger, format_time
+from .store import Ledger
 
 #: The signing context of verified states, distinct from receipts, bundles and checkpoints.
 VERIFIED_CONTEXT = b"charter-verified-state/v1\n"

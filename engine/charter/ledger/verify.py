@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .auditor import Problem, Report, Verifier, checkpoint_row_problems, parse_body
-from .store import Entry, Ledger
+from .records import Entry
+from .store import Ledger
 from .verified import full_pass_of, load_verified_state
 
 

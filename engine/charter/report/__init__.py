@@ -29,7 +29,8 @@ from ..errors import CharterError
 from ..escalation import EscalationGraph
 from ..frameworks import FrameworkSet
 from ..ledger.checkpoints import make_checkpoint
-from ..ledger.store import Entry, Ledger, NewEntry, format_time
+from ..ledger.records import Entry, NewEntry, format_time
+from ..ledger.store import Ledger
 from ..ledger.verified import full_pass_of, record_verified_state
 from ..ledger.verify import verify_with_state
 from ..policy.compiler import CompiledPolicy

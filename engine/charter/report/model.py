@@ -32,7 +32,8 @@ from ..escalation import EscalationGraph
 from ..evaluate import Status
 from ..frameworks import Framework, FrameworkSet, parse_control_ref
 from ..incidents import INCIDENT_TYPES, Incident, IncidentBook, State, Waiver, apply, metrics
-from ..ledger.store import Ledger, format_time
+from ..ledger.records import format_time
+from ..ledger.store import Ledger
 from ..policy.compiler import CompiledPolicy, CompiledRule
 from ..policy.model import Scope
 from ..registry import AISystem, SystemStatus

@@ -54,7 +54,7 @@ from typing import Any, Literal
 from ..errors import CharterError, DiagnosticCollector
 from ..incidents import State
 from ..ledger.keys import check_origin
-from ..ledger.store import format_time
+from ..ledger.records import format_time
 
 __all__ = ["CONTROL_STATUSES", "FINDING_STATUSES", "NAMESPACE", "NS", "OSCAL_VERSION", "OscalControlStatus",
            "OscalInput", "OscalObservation", "OscalRisk", "assessment_results", "control_token", "evidence_href",
