@@ -1,8 +1,10 @@
 """Start-up cost of the `charter` command as a ratio to a bare interpreter, measured in the same run.
 
 CPU time (user + system) of each command, median of several runs, divided by that of
-``python -c pass``. Targets (issue 11): ``--version`` and ``--help`` at most 10x, ``incidents list`` on
-the demo ledger at most 25x.
+``python -c pass``. The runs are interleaved (one of each command per round, the bare interpreter
+included), so a machine that speeds up or slows down during the run moves both sides of a ratio alike.
+Targets (issue 11): ``--version`` and ``--help`` at most 10x, ``incidents list`` on the demo ledger at
+most 25x.
 
     python bench/startup.py [--runs 7] [--json]
 """
@@ -34,9 +36,15 @@ def cpu_seconds(args: list[str], cwd: Path) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def median_cpu(args: list[str], cwd: Path, runs: int) -> float:
-    cpu_seconds(args, cwd)  # warm the page cache and bytecode
-    return statistics.median(cpu_seconds(args, cwd) for _ in range(runs))
+def median_cpu_interleaved(commands: dict[str, list[str]], cwd: Path, runs: int) -> dict[str, float]:
+    """Median CPU seconds of each command over `runs` rounds, each round running every command once."""
+    for args in commands.values():
+        cpu_seconds(args, cwd)  # warm the page cache and bytecode
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, args in commands.items():
+            samples[name].append(cpu_seconds(args, cwd))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -48,12 +56,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         subprocess.run([*charter, "demo"], cwd=workdir, stdout=subprocess.DEVNULL, check=True)
-        bare = median_cpu([sys.executable, "-c", "pass"], workdir, args.runs)
         commands = {"--version": ["--version"], "--help": ["--help"],
                     "incidents list": ["incidents", "list", "--db", "sqlite:///.charter/demo/ledger.db"]}
+        medians = median_cpu_interleaved(
+            {"": [sys.executable, "-c", "pass"], **{name: [*charter, *extra] for name, extra in commands.items()}},
+            workdir, args.runs)
+        bare = medians[""]
         result: dict[str, object] = {"bare_interpreter_s": round(bare, 4)}
-        for name, extra in commands.items():
-            seconds = median_cpu([*charter, *extra], workdir, args.runs)
+        for name in commands:
+            seconds = medians[name]
             ratio = seconds / bare if bare else float("inf")
             result[name] = {"cpu_s": round(seconds, 4), "ratio": round(ratio, 1), "target": TARGETS[name],
                             "within_target": ratio <= TARGETS[name]}

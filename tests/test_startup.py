@@ -106,3 +106,24 @@ def test_one_command_per_incident_action() -> None:
     from charter.incidents import ACTIONS
 
     assert tuple(ACTIONS) == ACTION_NAMES
+
+
+def test_version_is_answered_before_the_cli_is_imported() -> None:
+    """`charter --version` (the console script and `python -m charter`) prints what the CLI's own option prints."""
+    loaded = _modules_after("import sys\nsys.argv = ['charter', '--version']\nfrom charter._entry import main\nmain()")
+    assert loaded.isdisjoint({"typer", "typing", "dataclasses", *HEAVY}), sorted(loaded & {"typer", "typing"})
+    fast = subprocess.run([sys.executable, "-m", "charter", "--version"], capture_output=True, text=True, timeout=60,
+                          check=True)
+    # The same option through typer, where `--version` is not the only argument.
+    slow = subprocess.run([sys.executable, "-m", "charter", "--version", "--max-input-bytes", "100"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    from charter import __version__
+
+    assert fast.stdout == slow.stdout == f"charter {__version__}\n"
+
+
+def test_the_console_script_is_the_light_entry_point() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"charter": "charter._entry:main"}

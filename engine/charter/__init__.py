@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
-from .errors import CharterError, Diagnostic, Location
-
+# Not `typing.TYPE_CHECKING`: importing `typing` alone is most of what `charter --version` would cost.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+
+    from .errors import CharterError, Diagnostic, Location
 
 __version__ = "0.1.0"
 
@@ -36,5 +37,14 @@ class _RuleEngineTables:
 
 
 sys.meta_path.append(_RuleEngineTables())
+
+def __getattr__(name: str) -> object:
+    """`CharterError`, `Diagnostic` and `Location` from `charter.errors`, imported when first asked for."""
+    if name in {"CharterError", "Diagnostic", "Location"}:
+        from . import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["CharterError", "Diagnostic", "Location", "__version__"]
