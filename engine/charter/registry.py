@@ -157,6 +157,10 @@ class EUClassification(_Strict):
     general_purpose_model: GeneralPurposeModel | None = None
     public_body_deployer: bool = Field(description="Deployed by a body governed by public law or a private "
                                        "entity providing public services (Art 27(1)).")
+    placed_on_market: datetime.date | None = Field(
+        default=None, description="When the system was first placed on the market or put into service in the "
+        "Union (Art 3(9), 3(11)); the transitional rules of Art 111 turn on it. Left out: no transitional rule "
+        "is applied, and the reason says so where one could be.")
     reasoning: str = _Text
 
     @field_validator("roles", "transparency")
@@ -165,6 +169,14 @@ class EUClassification(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("lists an entry twice")
         return value
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        # A classification without a market date is recorded as before the field existed: its digest stays.
+        data: dict[str, Any] = handler(self)
+        if data.get("placed_on_market", 0) is None:
+            del data["placed_on_market"]
+        return data
 
     @model_validator(mode="after")
     def _exemption(self) -> EUClassification:

@@ -49,6 +49,7 @@ def classified(system_id: str, **changes: Any) -> AISystem:
 CREDIT = {"annex_iii": {"area": 5, "point": "b", "reasoning": "Scores consumer-credit applicants."}}
 MACHINE = {"annex_i": {"legislation": "Regulation (EU) 2023/1230 (machinery)", "safety_component": True}}
 GPAI_SR = {"general_purpose_model": {"provider": True, "systemic_risk": True}}
+LEGACY = {"placed_on_market": "2025-03-01"}
 
 CASES: list[tuple[str, str, AISystem, str, str, str, str | None]] = [
     # (name, framework, system, control, at, status, a phrase of the reason or None) -- applies_from below
@@ -106,6 +107,25 @@ CASES: list[tuple[str, str, AISystem, str, str, str, str | None]] = [
      "2026-12-03", "not_applicable", "no evaluations with human subjects"),
     ("NIST category through its subcategories", "nist-ai-rmf", REGISTRY["claims-approval"], "GOVERN-1",
      "2026-12-03", "applicable", "GOVERN-1.1"),
+    # Art 111(4) as amended: 50(2) marking waits to 2026-12-02 for systems on the market before 2026-08-02.
+    ("art 50(2) only, on the market before 2026-08-02, during the grace", "eu-ai-act",
+     classified("customer-chatbot", **LEGACY, transparency=["synthetic_content"]), "art-50", "2026-09-01",
+     "not_yet_applicable", "It applies from 2026-12-02 (Art 111(4)"),
+    ("art 50(2) only, on the market before 2026-08-02, after the grace", "eu-ai-act",
+     classified("customer-chatbot", **LEGACY, transparency=["synthetic_content"]), "art-50", "2026-12-02",
+     "applicable", "placed on the market on 2025-03-01, before 2026-08-02"),
+    ("art 50(2) only, placed on the market after 2026-08-02: no grace", "eu-ai-act",
+     classified("customer-chatbot", placed_on_market="2026-09-01", transparency=["synthetic_content"]), "art-50",
+     "2026-09-02", "applicable", "In application since 2026-08-02 (Art 113 second paragraph)"),
+    ("art 50(1) and 50(2), on the market before 2026-08-02: 50(1) applies, 50(2) waits", "eu-ai-act",
+     classified("customer-chatbot", **LEGACY), "art-50", "2026-09-01", "applicable",
+     "its Art 50(2) duties apply from 2026-12-02"),
+    ("art 50(2) without a market date during the grace: not deferred, and said so", "eu-ai-act",
+     classified("customer-chatbot", transparency=["synthetic_content"]), "art-50", "2026-09-01", "applicable",
+     "no market date is recorded in its classification, so its Art 50(2) duties are not deferred"),
+    ("the grace defers 50(2) only, never a deployer's 50(4)", "eu-ai-act",
+     classified("customer-chatbot", **LEGACY, roles=["deployer"], transparency=["deep_fake"]), "art-50",
+     "2026-09-01", "applicable", "In application since 2026-08-02 (Art 113 second paragraph)"),
 ]
 
 
@@ -239,6 +259,14 @@ def _catalog_with(tmp_path: Path, old: str, new: str) -> Path:
      "missing_obligation", "controls"),
     ("    annex_iii: {original: '2026-08-02', amended: '2027-12-02'}", "    annex_iii: {original: soon}",
      "framework_schema", "application_dates.high_risk"),
+    ("placed_before: general, applies_from: art_50_2_legacy}", "placed_before: general, applies_from: never}",
+     "framework_schema", "transitional.applies_from"),
+    ("placed_before: general, applies_from: art_50_2_legacy}", "placed_before: high_risk, "
+     "applies_from: art_50_2_legacy}", "framework_schema", "transitional.placed_before"),
+    ("    systems: transparency\n    applies_from: general\n", "    systems: any\n    applies_from: general\n",
+     "framework_schema", "transitional"),
+    ("placed_before: general, applies_from: art_50_2_legacy}", "placed_before: general}", "framework_schema",
+     "transitional"),
 ])
 def test_a_malformed_obligation_is_refused_with_its_line(tmp_path: Path, old: str, new: str, code: str,
                                                          where: str) -> None:
@@ -247,6 +275,15 @@ def test_a_malformed_obligation_is_refused_with_its_line(tmp_path: Path, old: st
     diagnostic = info.value.diagnostics[0]
     assert diagnostic.code == code, info.value
     assert diagnostic.location.line is not None and where in str(diagnostic.location.path), diagnostic
+
+
+def test_the_market_date_is_recorded_only_when_given() -> None:
+    """A classification without a market date keeps the form (and registration digest) it had before the field."""
+    chatbot = REGISTRY["customer-chatbot"]
+    assert chatbot.eu_ai_act is not None and "placed_on_market" not in chatbot.model_dump(mode="json")["eu_ai_act"]
+    dated = classified("customer-chatbot", **LEGACY)
+    assert dated.model_dump(mode="json")["eu_ai_act"]["placed_on_market"] == "2025-03-01"
+    assert AISystem.model_validate(dated.model_dump(mode="json")) == dated
 
 
 def test_a_new_article_with_its_own_obligation_is_accepted(tmp_path: Path) -> None:
@@ -314,3 +351,13 @@ def test_the_demo_documents_decide_everything_and_justify_exclusions() -> None:
         assert {d.id for d in document.decisions} == {c.id for c in framework.controls.values() if c.kind == kind}
         assert any(not d.included for d in document.decisions)
         assert all(len(d.justification) > 40 for d in document.decisions if not d.included)
+
+
+def test_a_missing_market_date_is_named_only_where_it_would_change_the_decision() -> None:
+    art_50 = FRAMEWORKS["eu-ai-act"]
+    only_marking = classified("customer-chatbot", transparency=["synthetic_content"])
+    assert "no market date" in control_applicability(art_50, "art-50", only_marking, at("2026-09-01"), NOTHING).reason
+    # After the grace, or with 50(1) making the article apply anyway, the market date decides nothing.
+    assert "market" not in control_applicability(art_50, "art-50", only_marking, at("2026-12-03"), NOTHING).reason
+    both = control_applicability(art_50, "art-50", REGISTRY["customer-chatbot"], at("2026-09-01"), NOTHING)
+    assert both.status == "applicable" and "market" not in both.reason

@@ -29,16 +29,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Transitional(_Strict):
+    """A transitional rule of one paragraph: for a system placed on the market before the date `placed_before`
+    names, the duties of `paragraph` apply from the date `applies_from` names (Art 111(4) for Art 50(2))."""
+
+    paragraph: str = Field(min_length=1, description="The paragraph whose duties it defers, e.g. ``50(2)``.")
+    placed_before: str = Field(min_length=1, description="A key of application_dates.")
+    applies_from: str = Field(min_length=1, description="A key of application_dates.")
+
+
 class Obligation(_Strict):
     """An article's ``obligation:`` block: who it binds, for which systems, from when.
 
     ``holders: []`` means the article binds no operator (penalties, transitional provisions).
-    ``systems`` is one class or a list of classes (any of them).
+    ``systems`` is one class or a list of classes (any of them). ``transitional`` defers one paragraph's
+    duties for systems already on the market (only Art 50 duties, recorded per paragraph, can use it).
     """
 
     holders: tuple[EURole, ...]
     systems: tuple[SystemClass, ...] = Field(min_length=1)
     applies_from: str = Field(min_length=1)
+    transitional: Transitional | None = None
 
     @field_validator("systems", mode="before")
     @classmethod
@@ -108,10 +119,21 @@ def obligation_problems(data: dict[str, Any], smap: SourceMap) -> list[Diagnosti
             problems.extend(collect_validation_errors(exc, smap, ("controls", index, "obligation"),
                                                       code="framework_schema"))
             continue
-        if keys and obligation.applies_from not in keys:
-            problems.add("framework_schema", f"applies_from {obligation.applies_from!r} of {raw.get('id')!r} is no "
-                         f"key of application_dates ({', '.join(sorted(keys))})",
-                         smap.location(("controls", index, "obligation", "applies_from")))
+        # A transitional rule names plain dates; `high_risk` is a pair of routes, only for applies_from.
+        named: list[tuple[tuple[str, ...], str, set[str]]] = [(("applies_from",), obligation.applies_from, keys)]
+        if obligation.transitional is not None:
+            rule = obligation.transitional
+            named += [(("transitional", "placed_before"), rule.placed_before, keys - {"high_risk"}),
+                      (("transitional", "applies_from"), rule.applies_from, keys - {"high_risk"})]
+        for where, key, allowed in named if keys else []:
+            if key not in allowed:
+                problems.add("framework_schema", f"{where[-1]} {key!r} of {raw.get('id')!r} is no "
+                             f"key of application_dates ({', '.join(sorted(allowed))})",
+                             smap.location(("controls", index, "obligation", *where)))
+        if obligation.transitional is not None and obligation.systems != ("transparency",):
+            problems.add("framework_schema", f"a transitional rule of {raw.get('id')!r} defers one paragraph's "
+                         "duties, which only Art 50 transparency duties record (systems: transparency)",
+                         smap.location(("controls", index, "obligation", "transitional")))
     return problems.diagnostics
 
 
@@ -164,16 +186,52 @@ def eu_applicability(framework: Framework, control: Control, system: AISystem,
     pair, source = _date(framework, obligation.applies_from, classification)
     if pair is None:
         return Applicability("undetermined", f"{cite}: no application date for {system.id} ({source})")
+    deferral = ""
+    if obligation.transitional is not None:
+        pair, source, deferral = _transitional(framework, obligation.transitional, classification, bound, day,
+                                               pair, source)
     amended = (f"originally {pair.original}, " if pair.original != pair.amended else "")
     basis = (f"{cite} binds the {_roles(obligation.holders)} of {_CLASS_TEXT[obligation.systems[0]]}"
              if len(obligation.systems) == 1 else f"{cite} binds the {_roles(obligation.holders)}")
     basis += f"; the organisation is {' and '.join(r.value.replace('_', ' ') for r in bound)} of {system.id}"
     basis += "" if held[0] == "any AI system" else f", {held[0]}"
     if day < pair.amended:
-        return Applicability("not_yet_applicable", f"{basis}. It applies from {pair.amended} ({amended}{source})",
-                             pair.amended, source)
-    return Applicability("applicable", f"{basis}. In application since {pair.amended} ({amended}{source})",
-                         pair.amended, source)
+        return Applicability("not_yet_applicable", f"{basis}. It applies from {pair.amended} ({amended}{source})"
+                             f"{deferral}", pair.amended, source)
+    return Applicability("applicable", f"{basis}. In application since {pair.amended} ({amended}{source})"
+                         f"{deferral}", pair.amended, source)
+
+
+def _transitional(framework: Framework, rule: Transitional, c: EUClassification, bound: Sequence[EURole],
+                  day: datetime.date, pair: DatePair, source: str) -> tuple[DatePair, str, str]:
+    """The article's date and its source once `rule` is applied, and the sentence on it ("" when it does not bear).
+
+    The rule defers the duties of one paragraph for systems placed on the market before its cut-off. When
+    every duty of the system under the article is deferred, the article applies from the later date; when
+    only some are, the article applies as before and the sentence names the deferred paragraph's date.
+    """
+    duties = [d for d in c.transparency if d.bound_role in bound]
+    deferred = [d for d in duties if d.paragraph == rule.paragraph]
+    if not deferred:
+        return pair, source, ""
+    dates, _ = _parse_dates(framework.extra.get("application_dates"))
+    cutoff, late = dates[rule.placed_before], dates[rule.applies_from]
+    if c.placed_on_market is None:
+        if day >= late.amended or len(deferred) < len(duties):
+            # The grace is over, or the article applies anyway through the system's other duties: the
+            # market date would not change the decision.
+            return pair, source, ""
+        return pair, source, (f"; no market date is recorded in its classification, so its Art {rule.paragraph} "
+                              f"duties are not deferred to {late.amended} ({late.source})")
+    if c.placed_on_market >= cutoff.amended:
+        return pair, source, ""
+    if len(deferred) == len(duties):
+        return (DatePair(original=late.original, amended=late.amended), late.source,
+                f"; it was placed on the market on {c.placed_on_market}, before {cutoff.amended}, so its "
+                f"Art {rule.paragraph} duties take that transitional date")
+    note = (f"; its Art {rule.paragraph} duties apply from {late.amended} ({late.source}), as it was placed on "
+            f"the market on {c.placed_on_market}, before {cutoff.amended}")
+    return pair, source, note
 
 
 _CLASS_TEXT = {"any": "any AI system", "high_risk": "high-risk AI systems",
