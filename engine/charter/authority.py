@@ -41,12 +41,13 @@ from .ledger.auditor import (
     verify_signature,
 )
 from .ledger.keys import SigningKey, check_principal, key_id_of, load_public_key_file
-from .ledger.records import Entry, NewEntry, format_time
+from .ledger.records import Entry, LedgerReader, NewEntry, format_time
 from .ledger.store import Ledger
 from .validation import collect_validation_errors
 
 if TYPE_CHECKING:
     from .escalation import EscalationGraph
+    from .kpis import KpiCatalog
     from .policy.compiler import PolicyCompiler, PolicySet
 
 __all__ = [
@@ -59,13 +60,17 @@ __all__ = [
     "StepUpStatement",
     "activate_escalation",
     "activate_policies",
+    "active_catalog",
     "active_escalation",
     "active_policies",
+    "check_catalog_in_force",
     "init_governance",
     "load_governance",
     "nonce_of",
     "principal_of",
     "publish_policies",
+    "reading_catalog",
+    "recorded_custom_kpis",
     "signed_entry",
     "update_governance",
 ]
@@ -463,10 +468,76 @@ def publication_statement(policy_id: str, version: str, document: dict[str, Any]
     return {"id": policy_id, "version": version, "digest": document_digest(document), "document": document}
 
 
-def activation_statement(digests: Sequence[str], supersedes: int | None) -> dict[str, Any]:
-    """What an approver signs to put a policy set in force: its versions' digests, sorted, and the seq
-    of the set it replaces (so the statement cannot be replayed later to bring an old set back)."""
-    return {"policies": sorted(set(digests)), "supersedes": supersedes}
+def activation_statement(digests: Sequence[str], supersedes: int | None,
+                         kpis: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What an approver signs to put a policy set in force: its versions' digests, sorted, the seq of
+    the set it replaces (so the statement cannot be replayed later to bring an old set back), and the
+    custom KPI catalog the set reads (`charter.kpis.custom_catalog_document`), when it has one."""
+    statement: dict[str, Any] = {"policies": sorted(set(digests)), "supersedes": supersedes}
+    if kpis is not None and kpis.get("kpis"):
+        statement["kpis"] = {"digest": document_digest(kpis), "document": kpis}
+    return statement
+
+
+def active_catalog(ledger: Ledger, before: int | None = None) -> KpiCatalog:
+    """The KPI catalog in force before seq `before` (default: now): built-in plus the custom KPIs the
+    policy activations recorded. Bundles are read with it, never with a catalog a caller brings.
+
+    Raises:
+        CharterError: a recorded custom KPI that is no valid definition (forced into the ledger).
+    """
+    from .kpis import recorded_catalog
+
+    authority = ledger.authority(before)
+    return recorded_catalog(authority.custom_kpis, f"custom KPIs of the activation at seq "
+                            f"{authority.active_policies_seq}")
+
+
+def reading_catalog(custom_kpis: dict[str, Any], kpis_file: Path | None, source: str) -> KpiCatalog:
+    """The catalog a report, its verification or an audit reads recorded bundles with.
+
+    The custom KPIs the ledger recorded (`custom_kpis`, id -> definition); a `kpis_file` named on the
+    command line must hold exactly those. Only a ledger whose activations recorded no custom KPI (one
+    activated before they were recorded) takes its custom KPIs from the file.
+
+    Raises:
+        CharterError: ``kpis_not_active`` for a file that differs from what the ledger recorded.
+    """
+    from .kpis import custom_catalog_document, load_catalog, recorded_catalog
+
+    if kpis_file is not None and custom_kpis:
+        given = {kpi["id"]: kpi for kpi in custom_catalog_document(kpis_file)["kpis"]}
+        if given != custom_kpis:
+            raise CharterError.single("kpis_not_active", "these custom KPIs are not the ones the ledger recorded "
+                                      f"({', '.join(sorted(custom_kpis))}); leave --kpis out: they are read from "
+                                      "the ledger", file=str(kpis_file))
+    if kpis_file is not None and not custom_kpis:
+        return load_catalog(kpis_file)
+    return recorded_catalog(custom_kpis, source)
+
+
+def recorded_custom_kpis(ledger: LedgerReader) -> dict[str, Any]:
+    """Custom KPI id -> definition, as the last policy activation of `ledger` recorded them (they only grow)."""
+    from .ledger.auditor import custom_kpis_of
+
+    activations = ledger.entries(types=(POLICY_ACTIVATED,))
+    last = list(activations)[-1:] if activations is not None else []
+    return (custom_kpis_of(last[0].payload) or {}) if last else {}
+
+
+def check_catalog_in_force(ledger: Ledger, document: dict[str, Any], file: str) -> None:
+    """Refuse a custom KPI catalog (`custom_catalog_document`) other than the one in force.
+
+    Raises:
+        CharterError: ``kpis_not_active`` naming `file`.
+    """
+    recorded = ledger.authority().custom_kpis
+    given = {kpi["id"]: kpi for kpi in document["kpis"]}
+    if given != recorded:
+        raise CharterError.single("kpis_not_active", "these custom KPIs are not the ones in force: bundles are read "
+                                  "with the custom KPIs the policy set's activation recorded "
+                                  f"({', '.join(sorted(recorded)) or 'none'}); drop the folder, or have the "
+                                  "catalog activated with the policies (`charter policy activate`)", file=file)
 
 
 def escalation_statement(document: dict[str, Any], supersedes: int | None) -> dict[str, Any]:
@@ -511,16 +582,27 @@ def publish_policies(ledger: Ledger, documents: Iterable[tuple[str, str, dict[st
     return ledger.append(build)
 
 
-def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer) -> Entry | None:
-    """Put the policy versions `digests` in force as the whole policy set; None if that set is already in force."""
+def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer,
+                      kpis: dict[str, Any] | None = None) -> Entry | None:
+    """Put the policy versions `digests` in force as the whole policy set, reading the custom KPIs of `kpis`
+    (`charter.kpis.custom_catalog_document`); None if exactly that set and catalog are already in force.
+
+    Raises:
+        CharterError: an invalid catalog, one that changes or drops a custom KPI recorded before
+            (``custom_kpi_changed``), or an approver who may not activate the set.
+    """
+    from .kpis import recorded_catalog
+
     wanted = sorted(set(digests))
+    custom = {kpi["id"]: kpi for kpi in (kpis or {}).get("kpis", [])} if isinstance(kpis, dict) else {}
+    recorded_catalog(custom, "the custom KPI catalog")  # a valid definition of each, no built-in redefined
 
     def build(next_seq: int) -> list[NewEntry]:
         authority = ledger.authority(next_seq)
-        if sorted(authority.active_policies) == wanted:
+        if sorted(authority.active_policies) == wanted and authority.custom_kpis == custom:
             return []
-        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(digests, authority.active_policies_seq),
-                             approver, size=next_seq)]
+        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(digests, authority.active_policies_seq,
+                                                                            kpis), approver, size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None
 

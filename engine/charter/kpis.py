@@ -191,10 +191,50 @@ def builtin_catalog() -> KpiCatalog:
 
 def load_catalog(custom: Path | None = None) -> KpiCatalog:
     """The built-in catalog, extended with the custom KPIs of `custom` when given."""
-    catalog = builtin_catalog()
     if custom is None:
-        return catalog
+        return builtin_catalog()
     data, smap = load_yaml_file(custom)
+    return _with_custom(data, smap)
+
+
+def custom_catalog_document(path: Path) -> dict[str, Any]:
+    """The custom KPI file at `path` as a policy activation records it: ``{"kpis": [definition, ...]}``,
+    each definition in its normalized form (what the catalog reads, defaults written out).
+
+    Raises:
+        CharterError: schema problems or a redefined built-in KPI, with file, line and JSON path.
+    """
+    data, smap = load_yaml_file(path)
+    builtin = builtin_catalog()
+    return {"kpis": [kpi.model_dump(mode="json") for kpi_id, kpi in _with_custom(data, smap).items()
+                     if kpi_id not in builtin]}
+
+
+_RECORDED: dict[str, KpiCatalog] = {}
+
+
+def recorded_catalog(custom: Mapping[str, Any], source: str) -> KpiCatalog:
+    """The built-in catalog extended with the custom KPI definitions a ledger recorded (id -> definition).
+
+    Raises:
+        CharterError: a recorded definition that is not a valid KPI (written into the ledger around the
+            command that checks it), named by `source`.
+    """
+    import json
+
+    document = {"kpis": list(custom.values())}
+    key = json.dumps(document, sort_keys=True)
+    catalog = _RECORDED.get(key)
+    if catalog is None:
+        catalog = builtin_catalog() if not custom else _with_custom(document, SourceMap(source))
+        if len(_RECORDED) > 16:
+            _RECORDED.clear()
+        _RECORDED[key] = catalog
+    return catalog
+
+
+def _with_custom(data: Any, smap: SourceMap) -> KpiCatalog:
+    catalog = builtin_catalog()
     extra = _parse_catalog(data, smap)
     problems = DiagnosticCollector()
     for index, raw in enumerate(data["kpis"]):

@@ -100,7 +100,8 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
             published = publish_policies(ledger, [(fields["id"], fields["version"], fields["document"])], statement)
             return published[0] if published else None
         if statement.type == POLICY_ACTIVATED:
-            return activate_policies(ledger, fields["policies"], statement)
+            return activate_policies(ledger, fields["policies"], statement,
+                                     fields["kpis"]["document"] if "kpis" in fields else None)
         if statement.type == ESCALATION_ACTIVATED:
             return activate_escalation(ledger, fields["document"], statement)
         if statement.type == TRANSITION:

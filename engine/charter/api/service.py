@@ -10,8 +10,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..errors import CharterError
 from ..incidents import ACTIVE, IncidentBook, kept_book
-from ..kpis import KpiCatalog, load_catalog
+from ..kpis import KpiCatalog
 from ..ledger import Ledger, SigningKey
 from ..ledger.checkpoints import checkpoint_due, make_checkpoint
 from ..notify import ChannelNotifier
@@ -28,21 +29,40 @@ class Service:
 
     def __init__(self, settings: ServiceSettings, *, ledger: Ledger | None = None,
                  oidc: OIDCVerifier | None = None) -> None:
-        from ..submission import default_compiler
-
         self.settings = settings
         self.ledger = ledger or Ledger.open(settings.database_url, log_key=SigningKey.load(settings.ledger_key))
         if self.ledger.log_key is None:
             raise ValueError("the service appends: open its ledger with the log key")
         #: the service holds the log key, so its public half is the pinned key verification uses
         self.log_public_key = self.ledger.log_key.public
-        self.catalog: KpiCatalog = load_catalog(settings.kpis)
-        self.compiler: PolicyCompiler = default_compiler(self.catalog)
+        if settings.kpis is not None:
+            # Bundles are read with the custom KPIs the ledger's policy activation recorded, never a file's.
+            raise CharterError.single("kpis_not_active", "custom KPIs are recorded with the policy set "
+                                      "(`charter policy activate` records the folder's kpis.yaml); the service "
+                                      "reads them from the ledger and takes no KPI file", file=str(settings.kpis))
+        self._compiled_for: tuple[KpiCatalog, PolicyCompiler] | None = None
         if oidc is None and settings.oidc is not None:
             oidc = OIDCVerifier(settings.oidc)
         self.authenticator = Authenticator(self.ledger, oidc)
         self.notifier = ChannelNotifier(settings.notifications_log)
         self._checkpoint_lock = threading.Lock()
+
+    @property
+    def catalog(self) -> KpiCatalog:
+        """The KPI catalog in force: built-in plus the custom KPIs the ledger's policy activations recorded."""
+        from ..authority import active_catalog
+
+        return active_catalog(self.ledger)
+
+    @property
+    def compiler(self) -> PolicyCompiler:
+        """The policy compiler for the catalog in force (one per catalog: compiled sets are cached by compiler)."""
+        from ..submission import default_compiler
+
+        catalog = self.catalog
+        if self._compiled_for is None or self._compiled_for[0] is not catalog:
+            self._compiled_for = (catalog, default_compiler(catalog))
+        return self._compiled_for[1]
 
     @contextmanager
     def incidents(self) -> Iterator[IncidentBook]:

@@ -28,8 +28,8 @@ class ServiceSettings(BaseModel):
     ledger_key: Path = Field(description="The log's private key: the service is the process that appends.")
     log_public_key: Path | None = Field(default=None, description="The pinned log public key verification uses "
                                         "(default: the .pub file beside the ledger key).")
-    kpis: Path | None = Field(default=None, description="A custom KPI catalog (kpis.yaml) the policies in force "
-                              "need; the built-in catalog otherwise.")
+    kpis: Path | None = Field(default=None, description="Refused when set: custom KPIs are recorded with the "
+                              "policy set (`charter policy activate`) and read from the ledger.")
     reports_dir: Path = Field(default=Path(".charter/reports"), description="Where issued report files are kept "
                               "for download.")
     oidc: OIDCSettings | None = Field(default=None, description="The OpenID Connect provider people sign in with; "

@@ -71,12 +71,13 @@ def audit_command(
 
     from .._sources import read_text
     from ..audit import ExportedLedger, audit, read_export, verify_export
+    from ..authority import reading_catalog, recorded_custom_kpis
     from ..policy import PolicyCompiler
     from .ledger import MAX_NOTE_BYTES
 
     held = [read_text(path, MAX_NOTE_BYTES) for path in checkpoint]
     pinned = pinned_key(log_key) if log_key is not None else None
-    _, catalog, frameworks = compile_policies(policies_dir(policies), None, None)
+    _, _, frameworks = compile_policies(policies_dir(policies), None, None)
     export = read_export(export_dir)
     public = pinned if pinned is not None else export.public_key
     anchor = "log_key" if pinned is not None else "checkpoint" if held else "unanchored"
@@ -99,6 +100,11 @@ def audit_command(
         # verification problem above: past this point every held note matched.
         bar.update(task, description="auditing", completed=0, total=None)
         ledger = ExportedLedger(export.entries, export.origin)
+        # Bundles are read with the custom KPIs the export's policy activations recorded; a folder's
+        # kpis.yaml must repeat them (it supplies them only for a ledger that recorded none).
+        folder_kpis = policies_dir(policies) / "kpis.yaml" if policies is not None else None
+        catalog = reading_catalog(recorded_custom_kpis(ledger), folder_kpis if folder_kpis and folder_kpis.is_file()
+                                  else None, "the custom KPIs of the export's policy activations")
         result = audit(ledger, catalog, PolicyCompiler(catalog, frameworks),
                        progress=lambda done, total: bar.update(task, completed=done, total=total))
     code = (DIFFER if result.differences or result.unauthorized or len(result.uncompilable) < len(result.unreplayable)

@@ -140,24 +140,33 @@ def policy_activate(
     key: ActorKey, policies: PoliciesOption = None, sign_only: SignOnlyOption = None, db: DbOption = None,
     ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Put the policy set of a directory in force, as a policy approver (every version must be published)."""
+    """Put the policy set of a directory in force, as a policy approver (every version must be published).
+
+    The directory's custom KPIs (``kpis.yaml``) are recorded with the set: bundles are read with them,
+    and later activations may add custom KPIs but never change or drop one.
+    """
     from ..authority import activate_policies, activation_statement
+    from ..kpis import custom_catalog_document
     from ..ledger import SigningKey
     from ..ledger.auditor import POLICY_ACTIVATED
 
-    policy_set, _, _ = compile_policies(policies_dir(policies), None, None)
+    directory = policies_dir(policies)
+    policy_set, _, _ = compile_policies(directory, None, None)
+    kpis = custom_catalog_document(directory / "kpis.yaml") if (directory / "kpis.yaml").is_file() else None
     if sign_only is not None:
         reader = open_ledger(db, ledger_key, writable=False)
         write_signed(sign_only, POLICY_ACTIVATED, [activation_statement(
-            [p.digest for p in policy_set.policies], reader.authority().active_policies_seq)], SigningKey.load(key),
-            reader)
+            [p.digest for p in policy_set.policies], reader.authority().active_policies_seq, kpis)],
+            SigningKey.load(key), reader)
         return
     entry = activate_policies(open_ledger(db, ledger_key, writable=True),
-                              [p.digest for p in policy_set.policies], SigningKey.load(key))
+                              [p.digest for p in policy_set.policies], SigningKey.load(key), kpis)
     if entry is None:
         out.print("this policy set is already in force")
         return
-    out.print(f"seq {entry.seq}: {len(entry.payload['policies'])} policy versions in force, activated by "
+    custom = entry.payload.get("kpis", {}).get("document", {}).get("kpis", [])
+    with_kpis = f" with {len(custom)} custom KPIs" if custom else ""
+    out.print(f"seq {entry.seq}: {len(entry.payload['policies'])} policy versions in force{with_kpis}, activated by "
               f"{safe(entry.payload['actor'])}")
 
 

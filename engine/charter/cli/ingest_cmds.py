@@ -93,7 +93,13 @@ def ingest(
     who = submitter or (signer.principal if signer is not None else None)
     if who is None:
         raise CharterError.single("usage", "give --submitter (or --key, whose principal submits)")
-    catalog = catalog_for(policies_dir(policies), None)
+    if submit:
+        from .ledger import catalog_in_force
+
+        # Submitted bundles are read with the ledger's catalog; the folder may only repeat it.
+        catalog = catalog_in_force(db, ledger_key, policies_dir(policies) if policies is not None else None)
+    else:
+        catalog = catalog_for(policies_dir(policies), None)
     from ..ingest import bundle_from
 
     bundle = bundle_from(measurement, system_id=system, model_version=version, submitter=who,

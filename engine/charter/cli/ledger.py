@@ -400,11 +400,11 @@ def submit(
     from .common import catalog_for
 
     directory = policies_dir(policies)
-    catalog = catalog_for(directory, None)
     signer = SigningKey.load(key) if key else None
     if bundle_only is not None:
-        _sign_only(bundles, signer, catalog, bundle_only)
+        _sign_only(bundles, signer, catalog_for(directory, None), bundle_only)
         return
+    catalog = catalog_in_force(db, ledger_key, directory if policies is not None else None)
     if at:
         parse_time(at)  # a bad --at is refused before anything is read
     prepared = []
@@ -477,6 +477,27 @@ def submit_prepared(prepared: "list[PreparedBundle]", catalog: "KpiCatalog", out
         raise typer.Exit(1)
 
 
+def catalog_in_force(db: str | None, ledger_key: Path, directory: Path | None) -> "KpiCatalog":
+    """The catalog bundles are read with: the ledger's (built-in plus the custom KPIs its policy activations
+    recorded). A `directory` named on the command line must hold those custom KPIs, or none. Against a
+    server, the folder's catalog (the server reads each bundle again with its own).
+
+    Raises:
+        CharterError: ``kpis_not_active`` when the directory's ``kpis.yaml`` is not the catalog in force.
+    """
+    from ..authority import active_catalog, check_catalog_in_force
+    from ..kpis import custom_catalog_document
+    from .common import catalog_for
+    from .remote import remote_client
+
+    if remote_client(db) is not None:
+        return catalog_for(directory, None)
+    ledger = open_ledger(db, ledger_key, writable=False)
+    if directory is not None and (directory / "kpis.yaml").is_file():
+        check_catalog_in_force(ledger, custom_catalog_document(directory / "kpis.yaml"), str(directory / "kpis.yaml"))
+    return active_catalog(ledger)
+
+
 def _sign_only(bundles: list[Path], signer: "SigningKey | None", catalog: "KpiCatalog", target: Path) -> None:
     """`submit --bundle-only`: validate and sign one bundle, write it; the ledger is not touched."""
     from .._sources import read_bytes
@@ -536,11 +557,16 @@ def replay_command(
     policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs and controls.")] = None,
 ) -> None:
     """Re-evaluate a stored bundle under its recorded policy versions; exit 1 if findings differ."""
+    from ..authority import reading_catalog
     from ..policy import PolicyCompiler
     from ..submission import replay
 
-    _, catalog, frameworks = compile_policies(policies_dir(policies), None, None)
-    result = replay(open_ledger(db, ledger_key, writable=False), seq, catalog, PolicyCompiler(catalog, frameworks))
+    _, _, frameworks = compile_policies(policies_dir(policies), None, None)
+    ledger = open_ledger(db, ledger_key, writable=False)
+    folder_kpis = policies_dir(policies) / "kpis.yaml" if policies is not None else None
+    catalog = reading_catalog(ledger.authority().custom_kpis, folder_kpis if folder_kpis and folder_kpis.is_file()
+                              else None, "the custom KPIs of the ledger's policy activations")
+    result = replay(ledger, seq, catalog, PolicyCompiler(catalog, frameworks))
     if result.matches:
         out.print(f"[green]replay matches[/]: {len(result.stored)} findings of the bundle at seq {seq} re-derived "
                   "identically")

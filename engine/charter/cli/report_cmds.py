@@ -184,7 +184,7 @@ def report(
                                   "(or a subcommand: charter report verify FILE)")
     from contextlib import ExitStack
 
-    from ..kpis import load_catalog
+    from ..authority import reading_catalog
     from ..report import issue_report, percent
     from ..submission import default_compiler
 
@@ -202,7 +202,8 @@ def report(
     ledger = open_ledger(db, ledger_key, writable=True)
     # The policies and escalation configuration in force in the ledger, never a folder's: the report
     # describes what governed the evidence. --kpis only adds a custom KPI catalog, named explicitly.
-    compiler = default_compiler(load_catalog(kpis_file))
+    compiler = default_compiler(reading_catalog(ledger.authority().custom_kpis, kpis_file,
+                                                "the custom KPIs of the ledger's policy activations"))
     with ExitStack() as stack:
         targets = {fmt: stack.enter_context(ReportFile(path)) for fmt, path in paths.items()}
 
@@ -243,7 +244,7 @@ def report_verify(
     checkpoint, a failed proof), 2 on bad input.
     """
     from .._sources import read_bytes
-    from ..kpis import load_catalog
+    from ..authority import reading_catalog
     from ..report import verify_report
     from ..submission import default_compiler
 
@@ -258,7 +259,8 @@ def report_verify(
         return
     ledger = open_ledger(db, ledger_key, writable=False)
     verdict = verify_report(ledger, pinned_public_key(ledger_key, log_key), data,
-                            default_compiler(load_catalog(kpis_file)))
+                            default_compiler(reading_catalog(ledger.authority().custom_kpis, kpis_file,
+                                                             "the custom KPIs of the ledger's policy activations")))
     for line in verdict.checked:
         out.print(f"ok: {safe(line)}")
     for problem in verdict.problems:

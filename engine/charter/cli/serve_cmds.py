@@ -18,7 +18,7 @@ def serve(
     = 1,
     config: Annotated[Path | None, typer.Option("--config", help="A service settings YAML file (see docs/service.md); "
                                                 "flags given as well are ignored.")] = None,
-    kpis_file: Annotated[Path | None, typer.Option("--kpis", help="A custom KPI catalog the policies in force need.")]
+    kpis_file: Annotated[Path | None, typer.Option("--kpis", help="Refused: custom KPIs come from the ledger.")]
     = None,
     reports_dir: Annotated[Path, typer.Option(help="Where issued report files are kept for download.")]
     = Path(".charter/reports"),

@@ -618,6 +618,32 @@ def _automatic_reopen(entry_type: str, payload: dict[str, Any], key_id: str | No
             and payload.get("to") == "open")
 
 
+def custom_kpis_of(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Custom KPI id -> definition of a policy activation (empty without a catalog); None when malformed.
+
+    The catalog is ``{"digest": sha256 of document, "document": {"kpis": [definition, ...]}}``, each
+    definition an object with a string ``id``, each id once.
+    """
+    if "kpis" not in payload:
+        return {}
+    recorded = payload["kpis"]
+    if not isinstance(recorded, dict) or set(recorded) != {"digest", "document"}:
+        return None
+    document = recorded["document"]
+    if not isinstance(document, dict) or set(document) != {"kpis"} or not isinstance(document["kpis"], list):
+        return None
+    listed = document["kpis"]
+    if document_digest(document) != recorded.get("digest"):
+        return None
+    catalog: dict[str, Any] = {}
+    for definition in listed:
+        kpi_id = definition.get("id") if isinstance(definition, dict) else None
+        if not isinstance(kpi_id, str) or kpi_id in catalog:
+            return None
+        catalog[kpi_id] = definition
+    return catalog
+
+
 def _stale(seq: int, payload: dict[str, Any], in_force: int | None, what: str) -> Problem | None:
     """A statement that replaces another than the one in force: signed before a later change, or replayed."""
     if payload.get("supersedes") == in_force:
@@ -878,6 +904,8 @@ class Authority:
         #: digests of the active policy set, and the seq that activated it
         self.active_policies: list[str] = []
         self.active_policies_seq: int | None = None
+        #: custom KPI id -> its normalized definition, as the policy activations recorded them (they only grow)
+        self.custom_kpis: dict[str, Any] = {}
         #: principal -> escalation roles, in the active escalation configuration, and its seq
         self.escalation_members: dict[str, list[str]] = {}
         self.escalation_seq: int | None = None
@@ -913,7 +941,7 @@ class Authority:
         twin = Authority(self.origin, self.check_signatures)
         twin.__dict__.update(self.__dict__)
         twin.keys = {key_id: list(key) for key_id, key in self.keys.items()}
-        for name in ("owners", "policies", "versions", "escalation_members", "applicability_seqs"):
+        for name in ("owners", "policies", "versions", "escalation_members", "applicability_seqs", "custom_kpis"):
             setattr(twin, name, dict(getattr(self, name)))
         twin.active_policies = list(self.active_policies)
         twin.statements = set(self.statements)
@@ -1174,6 +1202,23 @@ class Authority:
             if digest not in self.active_policies and self.policies[digest][2] == actor:
                 return Problem(seq, "separation_of_duties", f"{actor!r} authored {self.policies[digest][0]} "
                                f"{self.policies[digest][1]} and may not also activate it")
+        return self._check_custom_kpis(seq, payload)
+
+    def _check_custom_kpis(self, seq: int, payload: dict[str, Any]) -> Problem | None:
+        """An activation's custom KPI catalog: its digest, and every KPI recorded before kept unchanged.
+
+        Bundles already judged were read with those definitions; changing or dropping one would judge
+        history by another catalog than the one it was recorded under.
+        """
+        catalog = custom_kpis_of(payload)
+        if catalog is None:
+            return Problem(seq, "malformed_body", "an activation's custom KPI catalog is an object with the "
+                           "SHA-256 digest of its document, whose kpis list each definition once by id")
+        for kpi_id, definition in sorted(self.custom_kpis.items()):
+            if catalog.get(kpi_id) != definition:
+                change = "drops" if kpi_id not in catalog else "changes"
+                return Problem(seq, "custom_kpi_changed", f"the activation {change} custom KPI {kpi_id!r}, recorded "
+                               "by an earlier activation; custom KPIs are only added (give a changed one a new id)")
         return None
 
     def _check_escalation_activated(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
@@ -1343,6 +1388,7 @@ class Authority:
             policies = payload.get("policies")
             self.active_policies = [str(d) for d in policies] if isinstance(policies, list) else []
             self.active_policies_seq = seq
+            self.custom_kpis = custom_kpis_of(payload) or {}
         elif entry_type == ESCALATION_ACTIVATED:
             members: dict[str, list[str]] = {}
             document = payload.get("document")
@@ -1374,9 +1420,9 @@ class Authority:
 
 _AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
                     "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements",
-                    "evidence", "applicability_seqs", "tokens")
+                    "evidence", "applicability_seqs", "tokens", "custom_kpis")
 #: state added after verified states were first recorded: an older state lacks it
-_LATER_STATE = frozenset({"tokens"})
+_LATER_STATE = frozenset({"tokens", "custom_kpis"})
 
 
 def _scope_allows(scope: str, entry_type: str, payload: dict[str, Any], key_id: str | None) -> bool:
