@@ -619,6 +619,55 @@ def test_forced_malformed_attestations_are_named(world: Populated, changes: dict
     assert _first_unauthorized(world) == (entry.seq, "malformed_body")
 
 
+def _forced_evidence(populated: Populated, kind: str, who: str, **changes: Any) -> Any:
+    """Evidence appended as an insider would, past both the field checks and the authority rule."""
+    from charter.authority import signed_entry
+    from charter.ledger.auditor import EVIDENCE_ATTESTATION, EVIDENCE_DOCUMENT
+
+    entry_type = EVIDENCE_DOCUMENT if kind == "document" else EVIDENCE_ATTESTATION
+    with _unchecked():
+        return populated.ledger.append(lambda size: [signed_entry(
+            populated.ledger, entry_type, _evidence_fields(kind, **changes), key_of(who), size=size)])[0]
+
+
+#: evidence the rule refuses whoever records it with its system's owner's key: the tamper matrix of review M1
+FORCED_EVIDENCE = {
+    # the owner of claims-approval documents or attests the AI policy of his own system
+    "owner_organisation_level": ({"systems": ["claims-approval"]}, "not_authorized"),
+    "owner_mixed_levels": ({"systems": ["claims-approval"], "controls": ["iso-42001:A.6.2.6", "iso-42001:5.2"]},
+                           "not_authorized"),
+    "paragraph_not_in_catalog": ({"systems": ["claims-approval"], "controls": ["eu-ai-act:art-10(9)"]},
+                                 "unknown_control"),
+    "clause_nothing_scores": ({"systems": ["claims-approval"], "controls": ["iso-42001:9.2"]}, "unknown_control"),
+    "unknown_control": ({"systems": ["claims-approval"], "controls": ["iso-42001:A.99"]}, "unknown_control"),
+}
+
+
+@pytest.mark.parametrize("kind", ["document", "attestation"])
+@pytest.mark.parametrize("forgery", list(FORCED_EVIDENCE))
+def test_forced_evidence_of_organisation_level_or_uncatalogued_controls_is_named(
+        world: Populated, tmp_path: Path, forgery: str, kind: str) -> None:
+    from charter.audit import read_export, verify_export
+
+    changes, problem = FORCED_EVIDENCE[forgery]
+    # A system-level control of his own system is his to evidence: the rule is about the control.
+    allowed = _forced_evidence(world, kind, "tom.berger", systems=["claims-approval"],
+                               controls=["iso-42001:A.6.2.6"])
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok, allowed.seq
+    entry = _forced_evidence(world, kind, "tom.berger", **changes)
+    assert _first_unauthorized(world) == (entry.seq, problem)
+    export_ledger(world.ledger, tmp_path / "export")
+    export = read_export(tmp_path / "export")
+    report = verify_export(export, export.public_key)
+    assert [(p.seq, p.kind) for p in report.problems] == [(entry.seq, problem)]  # charter audit
+    fingerprint = world.ledger.meta()["log_key_id"]
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)  # with the export's controls.json
+    assert result.returncode == 1 and f"seq {entry.seq}: {problem}" in result.stdout, result.stdout
+    (tmp_path / "export" / "controls.json").unlink()  # without a catalog it cannot tell
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)
+    assert result.returncode == 0 and "no controls file" in result.stderr, result.stdout
+
+
 def test_evidence_is_checked_by_the_exported_verifier(world: Populated, tmp_path: Path) -> None:
     from charter.evidence import record_document
 
