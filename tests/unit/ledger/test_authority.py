@@ -33,7 +33,7 @@ from charter.ledger import SigningKey, verify_ledger
 from charter.ledger.export import export_ledger
 from charter.submission import register_key, register_system, revoke_key, submit_bundle, systems_in_ledger
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import CATALOG, POLICIES, Populated, key_of, populate, unchecked
+from tests.unit.ledger.helpers import CATALOG, POLICIES, Populated, key_of, populate, register_high_risk, unchecked
 
 CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
 ADMIN, REGISTRAR, AUTHOR, APPROVER = "ana.costa", "ben.okafor", "carla.rossi", "omar.haddad"
@@ -682,10 +682,13 @@ def test_evidence_is_checked_by_the_exported_verifier(world: Populated, tmp_path
 # -- Art. 73: classifications and reports forced past the command -----------------------------------
 
 
-def _validated_claims(populated: Populated) -> Any:
-    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June."""
+def _validated_claims(populated: Populated, *, high_risk: bool = True) -> Any:
+    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June; with
+    `high_risk`, the claims model is first recorded as EU high-risk, so Art. 73 applies to it."""
     import datetime
 
+    if high_risk:
+        register_high_risk(populated.ledger)
     _submit_claims(populated)
     populated.ledger.clock.now = datetime.datetime(2026, 6, 6, 15, tzinfo=datetime.UTC)  # type: ignore[attr-defined]
     incident = next(i for i in load_book(populated.ledger).incidents.values()
@@ -710,20 +713,23 @@ def _file(populated: Populated, incident: Any, who: str) -> Any:
 
 
 @pytest.mark.parametrize("forgery", ["owner_classifies", "validator_files", "filed_unclassified",
-                                     "deadline_lengthened", "filed_before_awareness"])
+                                     "deadline_lengthened", "filed_before_awareness", "serious_not_high_risk"])
 def test_forced_art73_entries_are_named_by_charter_verify(world: Populated, monkeypatch: pytest.MonkeyPatch,
                                                          tmp_path: Path, forgery: str) -> None:
     import charter.incidents
 
-    incident = _validated_claims(world)
+    incident = _validated_claims(world, high_risk=forgery != "serious_not_high_risk")
     real_classification = charter.incidents.authorize_classification
     real_deadline = charter.incidents.reporting_deadline
     if forgery in ("validator_files", "filed_before_awareness"):
         _classify(world, incident, "carla.rossi")
-    if forgery == "owner_classifies":  # the model owner classifies the incident he investigated
+    if forgery == "serious_not_high_risk":  # review L2: a serious incident of a system not EU high-risk
+        monkeypatch.setattr(charter.incidents, "_high_risk_problem", lambda *args: None)
+        entry = _classify(world, incident, "carla.rossi")
+    elif forgery == "owner_classifies":  # the model owner classifies the incident he investigated
         monkeypatch.setattr(charter.incidents, "authorize_classification",
-                            lambda graph, i, _who, statement, now: real_classification(graph, i, "carla.rossi",
-                                                                                       statement, now))
+                            lambda graph, i, _who, statement, now, system: real_classification(
+                                graph, i, "carla.rossi", statement, now, system))
         entry = _classify(world, incident, "tom.berger")
     elif forgery == "deadline_lengthened":  # the validator's classification records 30 more days
         import datetime
@@ -749,7 +755,7 @@ def test_forced_art73_entries_are_named_by_charter_verify(world: Populated, monk
     # Every actor holds an escalation role, so the standalone check (role membership) passes;
     # Charter's own rule (who classifies, who files, what deadline) names the entry.
     assert _first_unauthorized(world) == (entry.seq, "not_authorized")
-    if forgery == "owner_classifies":
+    if forgery in ("owner_classifies", "serious_not_high_risk"):
         from charter.audit import ExportedLedger, audit, read_export
         from tests.unit.ledger.helpers import COMPILER
 
