@@ -39,7 +39,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -902,11 +902,14 @@ class Authority:
     Args:
         origin: the log's origin (signed statements bind it).
         check_signatures: also check actors' signatures (roles are checked either way).
-        controls: the catalogs' citable and organisation-level controls; without it (the standalone
-            verifier given no ``--controls``), what evidence cites and its organisation scope go unchecked.
+        controls: the catalogs' citable and organisation-level controls, or a function that gives them
+            when the first evidence entry is judged (loading catalogs costs a ledger without evidence
+            nothing); without it (the standalone verifier given no ``--controls``), what evidence cites
+            and its organisation scope go unchecked.
     """
 
-    def __init__(self, origin: str, check_signatures: bool = True, controls: ControlCatalog | None = None) -> None:
+    def __init__(self, origin: str, check_signatures: bool = True,
+                 controls: ControlCatalog | Callable[[], ControlCatalog] | None = None) -> None:
         self.origin = origin
         self.check_signatures = check_signatures
         self.controls = controls
@@ -1294,6 +1297,8 @@ class Authority:
         evidence, and evidence of an organisation-level control, needs an evidence attester; other
         evidence scoped to systems may also come from the owner of every system it names."""
         organisation: list[str] = []
+        if callable(self.controls):
+            self.controls = self.controls()
         if self.controls is not None:
             for index, ref in enumerate(payload["controls"]):
                 if ref not in self.controls.citable:
@@ -1596,7 +1601,8 @@ class Verifier:
     """
 
     def __init__(self, origin: str, log_public_key: bytes, checkpoint_notes: Iterable[str] = (),
-                 check_signatures: bool = True, controls: ControlCatalog | None = None) -> None:
+                 check_signatures: bool = True,
+                 controls: ControlCatalog | Callable[[], ControlCatalog] | None = None) -> None:
         self.report = Report(origin, signatures_checked=check_signatures)
         self.origin = origin
         self.log_key = log_public_key
@@ -1820,7 +1826,8 @@ class Verifier:
 
 def verify_entries(entries: Iterable[StoredEntry], origin: str, log_public_key: bytes,
                    checkpoint_notes: Iterable[str] = (), check_signatures: bool = True,
-                   claimed_size: int | None = None, controls: ControlCatalog | None = None) -> Report:
+                   claimed_size: int | None = None,
+                   controls: ControlCatalog | Callable[[], ControlCatalog] | None = None) -> Report:
     """Verify a whole ledger streamed as `entries`, in sequence order."""
     verifier = Verifier(origin, log_public_key, checkpoint_notes, check_signatures, controls)
     for entry in entries:

@@ -258,7 +258,8 @@ class Ledger:
         if cached is not None and cached_size < size:
             authority, start = cached.copy(), cached_size
         else:
-            authority, start = Authority(self.origin, controls=self.controls), 0
+            # The catalogs are read when the first evidence entry is judged, not before.
+            authority, start = Authority(self.origin, controls=lambda: self.controls), 0
         for entry in self.entries(start, size, types=AUTHORITY_INPUTS):
             # As the verifier folds: an entry the rule refuses (forced in by someone who skipped it)
             # changes nothing, so what is appended next is judged as `verify` will judge it.
