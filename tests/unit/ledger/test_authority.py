@@ -663,8 +663,11 @@ def test_forced_evidence_of_organisation_level_or_uncatalogued_controls_is_named
     fingerprint = world.ledger.meta()["log_key_id"]
     result = _verify_export(tmp_path / "export", "--log-key", fingerprint)  # with the export's controls.json
     assert result.returncode == 1 and f"seq {entry.seq}: {problem}" in result.stdout, result.stdout
-    (tmp_path / "export" / "controls.json").unlink()  # without a catalog it cannot tell
-    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)
+    (tmp_path / "export" / "controls.json").rename(tmp_path / "held-controls.json")  # an auditor's own copy
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint, "--controls",
+                            str(tmp_path / "held-controls.json"))
+    assert result.returncode == 1 and f"seq {entry.seq}: {problem}" in result.stdout, result.stdout
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)  # without a catalog it cannot tell
     assert result.returncode == 0 and "no controls file" in result.stderr, result.stdout
 
 
