@@ -4,9 +4,12 @@ Most process controls (ISO/IEC 42001 clauses 4-10 and much of Annex A, EU AI Act
 cannot be evidenced by a KPI. A **document** records a policy, procedure or plan by its SHA-256 (the
 bytes stay outside Charter), with its owner and review date; an **attestation** is a named person's
 signed statement that a control is in place, for a validity period, optionally citing recorded
-documents. Both cite controls of the loaded catalogs and are scoped to registered systems or to the
-whole organisation. Organisation-wide evidence needs the ``evidence_attester`` role; evidence scoped
-to systems may also come from the owner of every system it names (`charter.ledger.auditor.Authority`).
+documents. Both cite controls of the loaded catalogs, exactly (a control reports assess, or a paragraph
+the catalog lists for it), and are scoped to registered systems or to the whole organisation.
+Organisation-wide evidence, and evidence of an organisation-level control (``scope: organisation`` in
+the catalog: ISO/IEC 42001 clauses 4-10, the AI policy, ...), needs the ``evidence_attester`` role;
+other evidence scoped to systems may also come from the owner of every system it names
+(`charter.ledger.auditor.Authority`, given the catalog's `ControlCatalog` by the store and by verify).
 Expired attestations and documents past their review date count as missing, as stale KPI evidence
 does: `EvidenceItem.status_at` says which, and the report decides what a control's status is.
 """
@@ -223,8 +226,9 @@ def record_document(ledger: Ledger, fields: dict[str, Any], signer: Signer,
     """Record a document (`document_fields`), signed by `signer`: a key, or a statement signed elsewhere.
 
     Raises:
-        CharterError: bad fields; ``not_authorized`` (organisation-wide without ``evidence_attester``, or a
-            system the actor does not own); ``unknown_system``; an unregistered key. Nothing is written then.
+        CharterError: bad fields; ``not_authorized`` (organisation-wide or of an organisation-level control
+            without ``evidence_attester``, or a system the actor does not own); ``unknown_system``; an
+            unregistered key. Nothing is written then.
     """
     _recheck(EVIDENCE_DOCUMENT, fields, frameworks)
     return _append(ledger, EVIDENCE_DOCUMENT, fields, signer)

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,6 +24,9 @@ from ._data import builtin_dir
 from ._sources import load_yaml_file
 from .errors import CharterError, DiagnosticCollector
 from .validation import collect_validation_errors
+
+if TYPE_CHECKING:
+    from .ledger.auditor import ControlCatalog
 
 _REF = re.compile(r"^(?P<framework>[a-z0-9-]+):(?P<control>[A-Za-z0-9.\-]+?)(?P<paragraph>(\([0-9a-z]+\))*)$")
 #: a paragraph as a catalog lists it: ``"2"``, ``"2(a)"``, ``"3(b)(ii)"``
@@ -42,6 +45,11 @@ class Control(BaseModel):
     title: str | None = None
     parent: str | None = None
     summary: str = ""
+    scope: Literal["system", "organisation"] = Field(
+        default="system", description="Who evidences the control: ``organisation`` for a control of the "
+        "management system as a whole (ISO/IEC 42001 clauses 4-10, the AI policy), whose documents and "
+        "attestations only an evidence attester may record, whatever systems they name; ``system`` for one "
+        "the owner of a system may also evidence for their own system.")
     paragraphs: tuple[str, ...] | None = Field(
         default=None, description="The paragraphs and points a reference may name, as \"2\", \"2(a)\", "
         "\"3(b)(ii)\"; a listed point implies its paragraph. None: the control has none to cite.")
@@ -200,6 +208,22 @@ class FrameworkSet(Mapping[str, Framework]):
         return (f"{ref.framework}:{ref.control} is a {control.kind}; reports assess only {kinds} controls "
                 f"of {ref.framework}, so a rule citing it would count for nothing")
 
+    def control_catalog(self) -> ControlCatalog:
+        """What the ledger's evidence rule needs of these catalogs (`charter.ledger.auditor.ControlCatalog`):
+        every reference evidence may cite, paragraph-exactly, and the organisation-level controls."""
+        from .ledger.auditor import ControlCatalog
+
+        citable: set[str] = set()
+        organisation: set[str] = set()
+        for framework in self._frameworks.values():
+            for control in framework.assessed_controls():
+                ref = f"{framework.id}:{control.id}"
+                citable.add(ref)
+                citable.update(ref + _ref_suffix(p) for p in control.citable_paragraphs())
+            organisation.update(f"{framework.id}:{c.id}" for c in framework.controls.values()
+                                if c.scope == "organisation")
+        return ControlCatalog(frozenset(citable), frozenset(organisation))
+
     def resolve(self, text: str) -> Control | None:
         """The control a valid reference names, or None."""
         ref = parse_control_ref(text)
@@ -286,3 +310,14 @@ def load_frameworks(directory: Path | None = None) -> FrameworkSet:
         frameworks[framework.id] = framework
     problems.raise_if_any()
     return FrameworkSet(frameworks)
+
+
+_CATALOGS: dict[Path, ControlCatalog] = {}
+
+
+def builtin_control_catalog() -> ControlCatalog:
+    """`FrameworkSet.control_catalog` of the built-in catalogs (what the evidence commands load), read once."""
+    directory = builtin_dir("frameworks")
+    if directory not in _CATALOGS:
+        _CATALOGS[directory] = load_frameworks(directory).control_catalog()
+    return _CATALOGS[directory]

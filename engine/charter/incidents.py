@@ -11,7 +11,9 @@ graph allows for that stage and severity, and a rationale; anyone else is refuse
 EU AI Act Art. 73 runs beside the workflow: the incident's validator classifies it as a serious
 incident under an Art. 3(49) ground (or records that it is not one) with the time the organisation
 became aware of it, which fixes the reporting deadline and pages the reporting role; that role
-records each report filed with the authority. KPI severity plays no part in it.
+records each report filed with the authority. KPI severity plays no part in it. Art. 73 binds
+providers of high-risk AI systems, so only an incident of a system that is EU AI Act high-risk under
+its classification in force at that moment may be classified serious.
 """
 
 from __future__ import annotations
@@ -665,8 +667,20 @@ def reporting_deadline(graph: EscalationGraph, ground: str, death: bool, widespr
     return {"basis": basis, "allowed": format_duration(allowed), "due_at": format_time(aware_at + allowed)}
 
 
+def _high_risk_problem(incident: Incident, system: AISystem | None) -> str | None:
+    """Why `incident` may not be a serious incident of its system under Art. 73, or None when it may be."""
+    if system is None:
+        return f"{incident.system_id} is not registered in this ledger"
+    if system.eu_ai_act is None:
+        return (f"{incident.system_id} has no EU AI Act classification recorded, so it is not known to be "
+                "high-risk")
+    if not system.eu_ai_act.high_risk:
+        return f"{incident.system_id} is not high-risk under its EU AI Act classification in force"
+    return None
+
+
 def authorize_classification(graph: EscalationGraph, incident: Incident, principal: str, statement: dict[str, Any],
-                             now: datetime.datetime) -> tuple[str, dict[str, str] | None]:
+                             now: datetime.datetime, system: AISystem | None) -> tuple[str, dict[str, str] | None]:
     """The role in which `principal` classifies `incident`, and its reporting deadline; refused otherwise.
 
     The one rule for `classify` and for `charter verify`. A classification is the validator's
@@ -683,9 +697,14 @@ def authorize_classification(graph: EscalationGraph, incident: Incident, princip
     the clock, the one direction that hides a late report), nor before the end of the window in
     which the breach became measurable (the incident's onset: a typo, or another incident).
 
+    Art. 73 applies to high-risk AI systems: an incident is classified serious only when `system`
+    (the incident's system as registered at that moment) is EU AI Act high-risk under its recorded
+    classification; a triage that finds it not serious may be recorded for any system.
+
     Raises:
         CharterError: a closed or already reported incident, a principal without a validator role, an
-            independence breach, an awareness time out of bounds, or no regulatory section in force.
+            independence breach, ``not_high_risk`` (a serious classification of a system that is not
+            EU high-risk, or not classified), an awareness time out of bounds, or no regulatory section.
     """
     if incident.state is State.CLOSED:
         raise CharterError.single("invalid_transition", f"{incident.id} is closed; reopen it (with a rationale) "
@@ -699,6 +718,11 @@ def authorize_classification(graph: EscalationGraph, incident: Incident, princip
         _check_independence(incident, "validate", principal)
     if not statement.get("serious"):
         return role, None
+    why = _high_risk_problem(incident, system)
+    if why is not None:
+        raise CharterError.single("not_high_risk", f"{why}: Art. 73 serious-incident reporting applies to "
+                                  "high-risk AI systems; record the triage with --not-serious (or have a system "
+                                  "registrar record a high-risk classification first, if it is one)")
     aware = _time(str(statement["aware_at"]))
     if aware > now:
         raise CharterError.single("future_time", f"awareness {statement['aware_at']} is after the classification "
@@ -726,8 +750,8 @@ def classify(ledger: Ledger, incident_id_: str, key: Signer, note: str, *, serio
     statement = classification_statement(incident_id_, serious=serious, note=note, ground=ground, death=death,
                                          widespread=widespread, aware_at=aware_at)
 
-    def derive(graph: EscalationGraph, incident: Incident, actor: str) -> dict[str, Any]:
-        role, reporting = authorize_classification(graph, incident, actor, statement, ledger.clock())
+    def derive(graph: EscalationGraph, incident: Incident, actor: str, system: AISystem | None) -> dict[str, Any]:
+        role, reporting = authorize_classification(graph, incident, actor, statement, ledger.clock(), system)
         return {"role": role, "reporting": reporting}
 
     return _append_triage(ledger, incident_id_, CLASSIFIED, statement, key, derive)
@@ -793,17 +817,19 @@ def file_report(ledger: Ledger, incident_id_: str, key: Signer, *, authority: st
     statement = filing_statement(incident_id_, authority=authority, reference=reference, kind=kind,
                                  filed_at=filed_at)
 
-    def derive(graph: EscalationGraph, incident: Incident, actor: str) -> dict[str, Any]:
+    def derive(graph: EscalationGraph, incident: Incident, actor: str, system: AISystem | None) -> dict[str, Any]:
         return {"role": authorize_filing(graph, incident, actor, statement, ledger.clock())}
 
     return _append_triage(ledger, incident_id_, REPORT_FILED, statement, key, derive)
 
 
 def _append_triage(ledger: Ledger, incident_id_: str, entry_type: str, statement: dict[str, Any], key: Signer,
-                   derive: Callable[[EscalationGraph, Incident, str], dict[str, Any]]) -> Entry:
+                   derive: Callable[[EscalationGraph, Incident, str, AISystem | None], dict[str, Any]]) -> Entry:
     """Append a signed classification or filing: `derive` authorizes its actor under the escalation
-    configuration in force and gives the fields the log adds; both are judged at the seq it lands at."""
+    configuration in force, with the incident's system as registered then, and gives the fields the
+    log adds; all are judged at the seq it lands at."""
     from .authority import active_escalation, signed_entry
+    from .submission import systems_in_ledger
 
     def build(next_seq: int) -> list[NewEntry]:
         graph, _ = active_escalation(ledger, next_seq)
@@ -812,7 +838,8 @@ def _append_triage(ledger: Ledger, incident_id_: str, entry_type: str, statement
             raise CharterError.single("unknown_incident", f"no incident {incident_id_}")
         entry = signed_entry(ledger, entry_type, statement, key, subject=incident.system_id, size=next_seq)
         assert isinstance(entry.payload, dict)
-        added = derive(graph, incident, entry.payload["actor"])
+        added = derive(graph, incident, entry.payload["actor"],
+                       systems_in_ledger(ledger, next_seq).get(incident.system_id))
         return [dataclasses.replace(entry, payload={**entry.payload, **added})]
 
     return ledger.append(build)[0]
@@ -827,26 +854,38 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
     the log's own reopening must reopen a resolved or closed incident; a waiver must cover exactly
     the incident its decision accepted, for the length that decision signed, within the maximum; a
     serious-incident classification must be the validator's (`authorize_classification`) with the
-    deadline the configuration then gave, and a report filed by the reporting role (`authorize_filing`).
+    deadline the configuration then gave, of a system EU high-risk as registered then, and a report
+    filed by the reporting role (`authorize_filing`).
     """
+    from pydantic import ValidationError
+
     from .authority import escalation_at
-    from .ledger.auditor import ESCALATION_ACTIVATED, Problem
+    from .ledger.auditor import ESCALATION_ACTIVATED, SYSTEM_REGISTERED, Problem
+    from .registry import AISystem
 
     book = IncidentBook()
     graph: EscalationGraph | None = None
+    systems: dict[str, AISystem] = {}
     problems = []
     decision: dict[str, Any] | None = None  # the transition right before a waiver
-    for entry in ledger.entries(0, stop, types=(*INCIDENT_TYPES, ESCALATION_ACTIVATED)):
+    for entry in ledger.entries(0, stop, types=(*INCIDENT_TYPES, ESCALATION_ACTIVATED, SYSTEM_REGISTERED)):
         p = entry.payload
         if entry.type == ESCALATION_ACTIVATED:
             graph = escalation_at(entry)
+            continue
+        if entry.type == SYSTEM_REGISTERED:
+            try:
+                system = AISystem.model_validate(p.get("system"))
+            except ValidationError:
+                continue  # not a registration Charter wrote: it registers nothing
+            systems[system.id] = system
             continue
         if entry.seq >= start and entry.type in (TRANSITION, WAIVER, CLASSIFIED, REPORT_FILED):
             try:
                 if entry.type == WAIVER:
                     _check_waiver(graph, book, p, decision)
                 elif entry.type in (CLASSIFIED, REPORT_FILED):
-                    _check_recorded_art73(graph, book, entry)
+                    _check_recorded_art73(graph, book, entry, systems)
                 else:
                     _check_recorded_transition(graph, book, p, entry.key_id)
             except CharterError as exc:
@@ -858,7 +897,8 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
     return problems
 
 
-def _check_recorded_art73(graph: EscalationGraph | None, book: IncidentBook, entry: Entry) -> None:
+def _check_recorded_art73(graph: EscalationGraph | None, book: IncidentBook, entry: Entry,
+                          systems: dict[str, AISystem]) -> None:
     """A recorded classification or filing, judged again by the rule that recorded it, as of its arrival."""
     p = entry.payload
     incident = book.incidents.get(str(p.get("incident_id", "")))
@@ -875,7 +915,8 @@ def _check_recorded_art73(graph: EscalationGraph | None, book: IncidentBook, ent
             if signed != statement:
                 raise CharterError.single("not_authorized", "the classification's fields are not the ones the "
                                           "command writes")
-            role, reporting = authorize_classification(graph, incident, str(p.get("actor")), statement, now)
+            role, reporting = authorize_classification(graph, incident, str(p.get("actor")), statement, now,
+                                                       systems.get(incident.system_id))
             if (p.get("role"), p.get("reporting")) != (role, reporting):
                 raise CharterError.single("not_authorized", f"the entry records role {p.get('role')!r} and reporting "
                                           f"{p.get('reporting')}; the rule gives {role!r} and {reporting}")

@@ -73,8 +73,9 @@ def test_record_attest_list_expire(cli: Cli) -> None:
                          "--document", digest, "--key", cli.key(ATTESTER))
     assert status == 0 and "2020-03-31T00:00:00.000Z" in out, out
     old = f"att:{cli.size() - 1}"
-    status, out, _ = cli("evidence", "attest", "--statement", "Roles are assigned.", "--control", "iso-42001:A.3.2",
-                         "--system", "claims-approval", "--valid-for", "P3650D", "--key", cli.key(OWNER))
+    status, out, _ = cli("evidence", "attest", "--statement", "Monitoring is in place.", "--control",
+                         "iso-42001:A.6.2.6", "--system", "claims-approval", "--valid-for", "P3650D", "--key",
+                         cli.key(OWNER))
     assert status == 0 and "claims-approval" in out, out
     fresh = f"att:{cli.size() - 1}"
     status, out, _ = cli("evidence", "list", "--format", "json")
@@ -83,7 +84,7 @@ def test_record_attest_list_expire(cli: Cli) -> None:
     assert {i: v["status"] for i, v in listed.items()} == {doc_id: "current", old: "expired", fresh: "current"}
     assert listed[old]["documents"] == [digest] and listed[fresh]["systems"] == ["claims-approval"]
     assert listed[doc_id]["seq"] == int(doc_id.rsplit(":", 1)[1]) and len(listed[doc_id]["record_hash"]) == 64
-    status, out, _ = cli("evidence", "list", "--control", "iso-42001:A.3.2", "--system", "fraud-detector")
+    status, out, _ = cli("evidence", "list", "--control", "iso-42001:A.6.2.6", "--system", "fraud-detector")
     assert status == 0 and fresh not in out  # scoped to another system
     status, out, _ = cli("evidence", "list", "--at", "2020-01-01T00:00:00Z", "--format", "json")
     assert json.loads(out) == []  # nothing was recorded yet then
@@ -103,6 +104,16 @@ def test_refusals_write_nothing(cli: Cli) -> None:
     cli.refused("not_authorized", *_document_args(cli, "--sha256", "ab" * 32, "--key", cli.key(OWNER)))
     cli.refused("not_authorized", *_document_args(cli, "--sha256", "ab" * 32, "--system", "fraud-detector", "--key",
                                                    cli.key(OWNER)))
+    # Review M1: owning claims-approval does not make its owner the one to document the AI policy (A.2.2, 5.2).
+    err = cli.refused("not_authorized", *_document_args(cli, "--sha256", "ab" * 32, "--system", "claims-approval",
+                                                        "--key", cli.key(OWNER)))
+    assert "organisation-level" in err and "iso-42001:A.2.2" in err
+    cli.refused("not_authorized", "evidence", "attest", "--statement", "x", "--control", "iso-42001:5.2", "--system",
+                "claims-approval", "--valid-for", "P1D", "--key", cli.key(OWNER))
+    for bad in ("eu-ai-act:art-10(9)", "iso-42001:9.2"):  # a paragraph not in the catalog; a clause nothing scores
+        err = cli.refused("unknown_control", "evidence", "attest", "--statement", "x", "--control", bad, "--valid-for",
+                          "P1D", "--key", cli.key(ATTESTER))
+        assert "$.controls[0]" in err, err
     cli.refused("unknown_system", *_document_args(cli, "--sha256", "ab" * 32, "--system", "ghost", "--key",
                                                    cli.key(ATTESTER)))
     cli.refused("bad_digest", *_document_args(cli, "--sha256", "xyz", "--key", cli.key(ATTESTER)))

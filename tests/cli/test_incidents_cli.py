@@ -30,8 +30,23 @@ def _incident(directory: Path, rule: str) -> str:
     return next(i["id"] for i in json.loads(out) if i["rule"] == rule)
 
 
+def _register_claims_as_high_risk(directory: Path) -> None:
+    """The registrar records the claims model as EU high-risk (Annex III 5(c)), as `charter systems register` does."""
+    document = yaml.safe_load((REPO / "evidence" / "systems.yaml").read_text())
+    claims = next(s for s in document["systems"] if s["id"] == "claims-approval")
+    claims["eu_ai_act"]["annex_iii"] = {"area": 5, "point": "c", "reasoning": "Test: life and health insurance."}
+    (directory / "high-risk.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    code, out, err = cli(directory, "systems", "register", "high-risk.yaml", "--key", ".charter/keys/ben.okafor.key")
+    assert code == 0, out + err
+
+
 def test_classify_page_file_show_and_measure(governed: Path) -> None:
     incident = _incident(governed, "core.fairness/approval-parity")
+    # Review L2: the claims model is not EU high-risk as registered, so Art. 73 does not apply to it.
+    err = _refused(governed, "not_high_risk", "incidents", "classify", incident, "--key", CARLA, "--serious",
+                   "--ground", "c", "--aware-at", "now", "--note", "Unlawful age disparity in claim approvals")
+    assert "claims-approval is not high-risk" in err and "--not-serious" in err
+    _register_claims_as_high_risk(governed)
     _refused(governed, "usage", "incidents", "classify", incident, "--key", CARLA, "--note", "x")  # say which
     _refused(governed, "not_authorized", "incidents", "classify", incident, "--key", TOM, "--note", "mine",
              "--serious", "--ground", "c", "--aware-at", "now")

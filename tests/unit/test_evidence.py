@@ -128,17 +128,39 @@ def test_organisation_wide_evidence_needs_the_attester_role(world: Populated, fr
                                                                  key_of(ADMIN), frameworks))
 
 
+#: a system-level control: the owner of a system may evidence it for their own system
+MONITORING = "iso-42001:A.6.2.6"
+
+
 def test_owners_evidence_their_own_systems_only(world: Populated, frameworks: FrameworkSet) -> None:
-    entry = record_attestation(world.ledger, _attestation(frameworks, systems=["claims-approval"]), key_of(OWNER),
-                               frameworks)
+    entry = record_attestation(world.ledger, _attestation(frameworks, controls=[MONITORING],
+                                                          systems=["claims-approval"]), key_of(OWNER), frameworks)
     assert entry.payload["actor"] == OWNER and entry.payload["systems"] == ["claims-approval"]
     _refused(world, "not_authorized", lambda: record_attestation(
-        world.ledger, _attestation(frameworks, systems=["claims-approval", "fraud-detector"]), key_of(OWNER),
-        frameworks))
+        world.ledger, _attestation(frameworks, controls=[MONITORING], systems=["claims-approval", "fraud-detector"]),
+        key_of(OWNER), frameworks))
     _refused(world, "unknown_system", lambda: record_attestation(
         world.ledger, _attestation(frameworks, systems=["no-such-system"]), key_of(ATTESTER), frameworks))
     # The attester may scope evidence to any registered system.
     record_document(world.ledger, _document(frameworks, systems=["fraud-detector"]), key_of(ATTESTER), frameworks)
+
+
+@pytest.mark.parametrize("control", ["iso-42001:A.2.2", "iso-42001:5.2", "iso-42001:9.2.1", "iso-42001:A.10.4"])
+def test_an_owner_may_not_evidence_an_organisation_level_control_of_their_own_system(
+        world: Populated, frameworks: FrameworkSet, control: str) -> None:
+    # Review M1: owning claims-approval made its owner the one to document and attest the AI policy.
+    for controls in ([control], [MONITORING, control]):
+        error = _refused(world, "not_authorized", lambda c=controls: record_document(  # type: ignore[misc]
+            world.ledger, _document(frameworks, controls=c, systems=["claims-approval"]), key_of(OWNER), frameworks))
+        assert f"{control} is an organisation-level control" in str(error) and "evidence_attester" in str(error)
+        _refused(world, "not_authorized", lambda c=controls: record_attestation(  # type: ignore[misc]
+            world.ledger, _attestation(frameworks, controls=c, systems=["claims-approval"]), key_of(OWNER),
+            frameworks))
+    # The evidence attester may, organisation-wide or for one system.
+    record_document(world.ledger, _document(frameworks, controls=[control], systems=["claims-approval"]),
+                    key_of(ATTESTER), frameworks)
+    record_attestation(world.ledger, _attestation(frameworks, controls=[control]), key_of(ATTESTER), frameworks)
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
 
 
 def test_an_attestation_cites_only_recorded_documents(world: Populated, frameworks: FrameworkSet) -> None:
@@ -152,8 +174,8 @@ def test_an_attestation_cites_only_recorded_documents(world: Populated, framewor
 
 
 def test_who_may_withdraw(world: Populated, frameworks: FrameworkSet) -> None:
-    entry = record_attestation(world.ledger, _attestation(frameworks, systems=["claims-approval"]), key_of(OWNER),
-                               frameworks)
+    entry = record_attestation(world.ledger, _attestation(frameworks, controls=[MONITORING],
+                                                          systems=["claims-approval"]), key_of(OWNER), frameworks)
     _refused(world, "not_authorized", lambda: withdraw_evidence(world.ledger, f"att:{entry.seq}", "spite",
                                                                 key_of(OTHER_OWNER)))
     _refused(world, "not_authorized", lambda: withdraw_evidence(world.ledger, f"att:{entry.seq}", "mine now",
@@ -198,6 +220,10 @@ def test_a_statement_signed_elsewhere_lands_once(world: Populated, frameworks: F
     ({"sha256": "g" * 64}, "bad_digest"),
     ({"controls": ["iso-42001:A.99.9"]}, "unknown_control"),
     ({"controls": ["iso-42001:A.2"]}, "unknown_control"),  # an objective that groups controls
+    ({"controls": ["iso-42001:9.2"]}, "unknown_control"),  # a clause nothing scores: its leaves are
+    ({"controls": ["iso-42001:5.2(1)"]}, "unknown_control"),  # no paragraphs listed for 5.2
+    ({"controls": ["eu-ai-act:art-10(9)"]}, "unknown_control"),  # no paragraph 9
+    ({"controls": ["eu-ai-act:art-10(2)(z)"]}, "unknown_control"),
     ({"controls": ["nist:GOVERN-1.1"]}, "unknown_control"),
     ({"controls": []}, "evidence_controls"),
     ({"review_by": "next year"}, "evidence_field"),
@@ -211,6 +237,8 @@ def test_bad_documents_are_refused_before_signing(frameworks: FrameworkSet, chan
         _document(frameworks, **changes)
     assert code in {d.code for d in info.value.diagnostics}, str(info.value)
     assert all(d.location.path for d in info.value.diagnostics)
+    if code == "unknown_control":
+        assert [d.location.path for d in info.value.diagnostics] == ["$.controls[0]"]
 
 
 @pytest.mark.parametrize(("changes", "code"), [

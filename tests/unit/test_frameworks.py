@@ -203,3 +203,39 @@ def test_any_text_gets_a_verdict_and_never_an_exception(text: str) -> None:
     assert reason is None or citable == reason  # check_citable refuses whatever check_ref refuses, for the same reason
     if reason is None:
         assert frameworks.resolve(text) is not None
+
+
+# -- control scope and the evidence rule's catalog (review M1) ----------------------------------------
+
+ORGANISATION_ANNEX_A = {"A.2.2", "A.2.3", "A.2.4", "A.3.2", "A.3.3", "A.5.2", "A.6.1.2", "A.6.1.3", "A.7.2",
+                        "A.9.2", "A.9.3", "A.10.2", "A.10.3", "A.10.4"}
+
+
+def test_iso_clauses_and_the_management_controls_of_annex_a_are_organisation_level(frameworks: FrameworkSet) -> None:
+    iso = frameworks["iso-42001"]
+    organisation = {c.id for c in iso.controls.values() if c.scope == "organisation"}
+    clauses = {c.id for c in iso.controls.values() if c.kind == "clause"}
+    assert organisation == clauses | ORGANISATION_ANNEX_A
+    assert {"4.3", "5.2", "6.1.3", "9.3.2", "10.2"} <= organisation
+    assert iso.controls["A.6.2.6"].scope == "system" and iso.controls["A.7.4"].scope == "system"
+    # The Act and the RMF bind per system (or per function): nothing there is organisation-level yet.
+    assert all(c.scope == "system" for f in ("eu-ai-act", "nist-ai-rmf") for c in frameworks[f].controls.values())
+
+
+def test_the_control_catalog_is_exactly_what_evidence_may_cite(frameworks: FrameworkSet) -> None:
+    catalog = frameworks.control_catalog()
+    assert all(frameworks.check_citable(ref) is None for ref in catalog.citable)
+    assert {"iso-42001:A.2.2", "eu-ai-act:art-10", "eu-ai-act:art-10(2)", "eu-ai-act:art-10(2)(a)",
+            "nist-ai-rmf:GOVERN-1.1"} <= catalog.citable
+    for bad in ("eu-ai-act:art-10(9)", "eu-ai-act:art-10(2)(z)", "iso-42001:9.2", "iso-42001:5.2(1)", "iso-42001:A.2",
+                "nist-ai-rmf:GOVERN-1", "iso-42001:A.99"):
+        assert bad not in catalog.citable and frameworks.check_citable(bad) is not None, bad
+    assert "iso-42001:5.2" in catalog.organisation and "iso-42001:A.6.2.6" not in catalog.organisation
+    assert type(catalog).from_dict(catalog.to_dict()) == catalog
+
+
+def test_a_bad_scope_is_located(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("framework: {id: x, name: X}\ncontrols:\n  - {id: A, kind: c, scope: team}\n")
+    with pytest.raises(CharterError) as info:
+        load_frameworks(tmp_path)
+    assert info.value.code == "framework_schema" and info.value.diagnostics[0].location.line == 3

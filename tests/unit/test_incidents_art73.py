@@ -29,7 +29,7 @@ from charter.ledger import verify_ledger
 from charter.notify import page_reporting, tick
 from charter.policy.model import Severity
 from charter.registry import RiskTier
-from tests.unit.ledger.helpers import Populated, key_of, populate
+from tests.unit.ledger.helpers import Populated, key_of, populate, register_high_risk
 from tests.unit.test_incidents import CLAIMS, GRAPH, Clock, _graph, _incident, _submit
 
 FAIRNESS = "core.fairness/approval-parity"
@@ -53,9 +53,12 @@ class _Messages:
         self.sent.append((recipient, message))
 
 
-def _validated_claims(world: tuple[Populated, Clock]) -> Incident:
-    """The claims model's May fairness breach, investigated by its owner and validated by compliance."""
+def _validated_claims(world: tuple[Populated, Clock], *, high_risk: bool = True) -> Incident:
+    """The claims model's May fairness breach, investigated by its owner and validated by compliance; with
+    `high_risk`, the registrar first records the claims model as EU high-risk (else Art. 73 does not apply)."""
     populated, clock = world
+    if high_risk:
+        register_high_risk(populated.ledger)
     _submit(world, CLAIMS, key_owner="tom.berger")
     incident = _incident(populated, FAIRNESS)
     clock.at("2026-06-04T09:00:00+00:00")
@@ -108,6 +111,32 @@ def test_a_fairness_breach_pages_legal_only_once_classified_and_the_report_is_ti
                                                             "p90_h": 66.5}
     assert result.reporting["claims-approval"] == {"serious": 1, "on_time": 1, "late": 0, "pending": 0,
                                                    "overdue": 0}
+    assert verify_ledger(ledger, populated.log_key.public, resume=False).ok
+
+
+def test_only_an_incident_of_a_high_risk_system_is_classified_serious(world: tuple[Populated, Clock]) -> None:
+    # Review L2: the claims model is not EU high-risk (motor insurance is outside Annex III 5(c)), so Art. 73
+    # does not apply to its fairness breach: a serious classification is refused, a triage finding it is not
+    # serious is recorded, and once a registrar records it as high-risk the validator may classify it serious.
+    populated, clock = world
+    ledger = populated.ledger
+    incident = _validated_claims(world, high_risk=False)
+    clock.at("2026-06-06T16:00:00+00:00")
+
+    def serious() -> Any:
+        return classify(ledger, incident.id, key_of("carla.rossi"), "rights", serious=True, ground="c",
+                        aware_at="2026-06-06T15:00:00+00:00")
+
+    size = ledger.size()
+    with pytest.raises(CharterError) as info:
+        serious()
+    assert info.value.code == "not_high_risk" and "claims-approval is not high-risk" in str(info.value)
+    assert ledger.size() == size
+    classify(ledger, incident.id, key_of("carla.rossi"), "no Art. 73 duty: not a high-risk system", serious=False)
+    assert not _incident(populated, FAIRNESS).serious
+    register_high_risk(ledger)
+    assert serious().payload["reporting"] is not None
+    assert _incident(populated, FAIRNESS).serious
     assert verify_ledger(ledger, populated.log_key.public, resume=False).ok
 
 

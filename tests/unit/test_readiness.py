@@ -23,9 +23,11 @@ def pair(status: str = "pass", *, fresh: bool = True, governed: bool | None = No
                       governed=governed, finding=Citation(seq=7, record_hash="00" * 32))
 
 
-def item(kind: str, state: str = "current", ident: str = "x") -> EvidenceRef:
-    return EvidenceRef(kind=kind, id=ident, title="t", actor="a", state=state, valid_until=None, seq=3,
-                       record_hash="11" * 32)
+def item(kind: str, state: str = "current", ident: str = "x", actor: str = "") -> EvidenceRef:
+    # documents are recorded by one person and attestations signed by another unless `actor` says otherwise
+    return EvidenceRef(kind=kind, id=ident, title="t", actor=actor or ("doc.recorder" if kind == "document" else
+                                                                       "att.signer"), state=state, valid_until=None,
+                       seq=3, record_hash="11" * 32)
 
 
 @pytest.mark.parametrize(("applicability", "primary", "evidence", "expected"), [
@@ -56,6 +58,20 @@ def test_status_ladder(applicability: str, primary: list[PairStatus], evidence: 
         assert reason.startswith("applicability undetermined (because)")
     if expected == "not_applicable":
         assert reason == "because"
+
+
+def test_implemented_needs_an_attestation_by_someone_other_than_the_recorder() -> None:
+    # Review M1 (b): the same person documenting and attesting a control made it implemented on their own word.
+    own = [item("document", ident="doc:1", actor="tom"), item("attestation", ident="att:2", actor="tom")]
+    status, reason = control_status(APPLICABLE, [], own)
+    assert status == "designed"
+    assert "only by who recorded the document (tom)" in reason and "separation of duties" in reason
+    status, reason = control_status(APPLICABLE, [], [*own, item("attestation", ident="att:3", actor="anna")])
+    assert status == "implemented" and reason == "documented (doc:1) and attested (att:3)"
+    # another's document attested by tom counts; tom's own does not show as independent evidence
+    both = [*own, item("document", ident="doc:4", actor="anna")]
+    status, reason = control_status(APPLICABLE, [], both)
+    assert status == "implemented" and reason == "documented (doc:4) and attested (att:2)"
 
 
 def test_lapsed_evidence_is_named_in_the_reason() -> None:

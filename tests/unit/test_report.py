@@ -464,7 +464,15 @@ def test_html_report_renders_in_headless_chromium(sqlite_scenario: Scenario, tmp
 
 
 def test_cli_report_writes_issues_verifies_and_refuses_bad_input(tmp_path: Path) -> None:
-    assert run_cli("demo", cwd=tmp_path).returncode == 0
+    demo = run_cli("demo", cwd=tmp_path)
+    assert demo.returncode == 0
+    # Review L2: the claims model is not EU high-risk, so its fairness breach is triaged as not serious.
+    assert "classified it not a serious incident" in demo.stdout
+    assert "EU AI Act Art. 73: 0 serious incident(s)" in demo.stdout
+    # Review M1: the AI policy is implemented because someone other than its recorder attested it.
+    iso = json.loads((tmp_path / ".charter" / "demo" / "reports" / "iso-42001.json").read_text())
+    policy = json.dumps([c for c in iso["controls"] if c["id"] == "A.2.2"])
+    assert '"implemented"' in policy and "anna.schmidt" in policy and "omar.haddad" in policy
     ledger = ("--db", "sqlite:///.charter/demo/ledger.db", "--ledger-key", ".charter/demo/ledger.key")
     demo_reports = sorted(p.name for p in (tmp_path / ".charter" / "demo" / "reports").iterdir())
     written = {f"{f}{suffix}" for f in FRAMEWORKS for suffix in (".html", ".md", ".json", ".oscal.json")}

@@ -58,17 +58,16 @@ def demo_story(act: Act, escalate: Callable[[], None]) -> list[tuple[str, Callab
     ]
 
 
-def art73_story(classify: Act, report: Act) -> list[tuple[str, Callable[[], None]]]:
-    """EU AI Act Art. 73 beside the claims story: the validator classifies the validated fairness breach as a
-    potential serious incident (Art. 3(49)(c)), legal is paged at once and files the initial report in time."""
+def art73_story(triage: Act) -> list[tuple[str, Callable[[], None]]]:
+    """EU AI Act Art. 73 beside the claims story: the validator triages the validated fairness breach. The claims
+    model is not high-risk under the Act (motor insurance is outside Annex III 5(c)), and Art. 73 reporting binds
+    high-risk systems only, so she records that it is no serious incident: nobody is paged, nothing is filed (a
+    serious classification would be refused), and the breach is governed through the workflow."""
     return [
-        ("2026-06-06T16:00:00+00:00", classify("claims-approval", FAIRNESS, "carla.rossi", "c",
-                                               "2026-06-06T15:00:00+00:00",
-                                               "Age disparity without lawful basis infringes fundamental-rights "
-                                               "obligations: a potential serious incident")),
-        ("2026-06-09T11:00:00+00:00", report("claims-approval", FAIRNESS, "eric.dubois", "initial",
-                                             "BaFin, market surveillance authority (Art. 74(6))", "KI-2026-0042",
-                                             "2026-06-09T10:30:00+00:00")),
+        ("2026-06-06T16:00:00+00:00", triage("claims-approval", FAIRNESS, "carla.rossi",
+                                             "Not a serious incident under Art. 73: the claims model is not "
+                                             "high-risk under the EU AI Act; the age disparity is handled as a "
+                                             "breach of insurance and anti-discrimination law")),
     ]
 
 
@@ -76,7 +75,7 @@ def art73_story(classify: Act, report: Act) -> list[tuple[str, Callable[[], None
 DEMO_ADMINS = ("ana.costa", "ben.okafor", "chen.li")
 #: who holds the authority roles: the risk team authors and approves packs, the registrar keeps the inventory
 DEMO_ROLES = {"policy_author": ["carla.rossi"], "policy_approver": ["omar.haddad", "anna.schmidt"],
-              "system_registrar": ["ben.okafor"], "evidence_attester": ["anna.schmidt"]}
+              "system_registrar": ["ben.okafor"], "evidence_attester": ["anna.schmidt", "omar.haddad"]}
 
 
 def demo_governance(ledger: "Ledger", registry: "SystemRegistry", policies: "Sequence[CompiledPolicy]",
@@ -153,13 +152,14 @@ def demo_evidence(ledger: "Ledger", keys: "dict[str, SigningKey]", say: Callable
                   frameworks: "FrameworkSet | None" = None) -> None:
     """Record the demo's process-control evidence, dated by the ledger's clock (so it is deterministic).
 
-    The AI policy is documented and attested (ISO/IEC 42001 A.2.2 and 5.2: implemented); the risk
-    treatment plan is documented only (6.1.3: designed); the roles-and-responsibilities attestation
-    (A.3.2) held for 90 days and has expired by the time the demo reports (no evidence).
+    The AI policy is documented by one evidence attester and attested by another (ISO/IEC 42001 A.2.2
+    and 5.2: implemented; separation of duties: whoever records a document does not attest it); the
+    risk treatment plan is documented only (6.1.3: designed); the roles-and-responsibilities
+    attestation (A.3.2) held for 90 days and has expired by the time the demo reports (no evidence).
     """
     from ..evidence import attestation_fields, document_fields, record_attestation, record_document
 
-    attester = DEMO_ROLES["evidence_attester"][0]
+    attester, second = DEMO_ROLES["evidence_attester"]
     now = ledger.clock()
     policy = hashlib.sha256(b"Charter demo: AI policy 2.1 (approved by the board)\n").hexdigest()
     record_document(ledger, document_fields(
@@ -171,7 +171,7 @@ def demo_evidence(ledger: "Ledger", keys: "dict[str, SigningKey]", say: Callable
                   "Exceptions are granted only by the AI governance committee.",
         controls=["iso-42001:A.2.2", "iso-42001:5.2"], valid_from=now,
         valid_until=now + datetime.timedelta(days=365), documents=[policy], frameworks=frameworks),
-        keys[attester], frameworks)
+        keys[second], frameworks)
     plan = hashlib.sha256(b"Charter demo: AI risk treatment plan and Statement of Applicability 1.0\n").hexdigest()
     record_document(ledger, document_fields(
         name="AI risk treatment plan and Statement of Applicability", version="1.0", sha256=plan,
@@ -182,8 +182,9 @@ def demo_evidence(ledger: "Ledger", keys: "dict[str, SigningKey]", say: Callable
         statement="AI roles and responsibilities are assigned and communicated (RACI 3, quarterly re-attestation).",
         controls=["iso-42001:A.3.2"], valid_from=now, valid_until=now + datetime.timedelta(days=90),
         frameworks=frameworks), keys[attester], frameworks)
-    say(f"{attester} (evidence attester) recorded the AI policy and the risk treatment plan, attested the AI "
-        "policy for a year and the roles and responsibilities for 90 days")
+    say(f"{attester} (evidence attester) recorded the AI policy and the risk treatment plan and attested the "
+        f"roles and responsibilities for 90 days; {second} (evidence attester, not its recorder) attested the AI "
+        "policy for a year")
 
 
 def demo_bundle(window: "DemoWindow", owner: str, catalog: "KpiCatalog", engine: str = "duckdb",
@@ -230,11 +231,11 @@ def demo(
     from ..errors import CharterError
     from ..evaluate import Status
     from ..evidence import evidence_index
-    from ..incidents import classify, file_report, load_book, metrics, transition
+    from ..incidents import classify, load_book, metrics, transition
     from ..ingest.demo_data import generate_demo_data
     from ..ingest.sources import spark_session
     from ..ledger import Ledger, SigningKey, make_checkpoint, verify_ledger
-    from ..notify import ChannelNotifier, page_reporting, tick
+    from ..notify import ChannelNotifier, tick
     from ..registry import SystemRegistry
     from ..report import SUFFIXES, bind, build, issue, percent, render_files
     from ..submission import default_compiler, submit_bundle
@@ -315,38 +316,18 @@ def demo(
             out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} {action}{extra}: "
                       f"{safe(note)}")
         return run
-    def serious(system_id: str, rule: str, principal: str, ground: str, aware_at: str,
-                note: str) -> Callable[[], None]:
+    def triage(system_id: str, rule: str, principal: str, note: str) -> Callable[[], None]:
         def run() -> None:
             incident = next(i for i in load_book(ledger).incidents.values()
                             if i.system_id == system_id and i.rule == rule)
-            entry = classify(ledger, incident.id, keys[principal], note, serious=True, ground=ground,
-                             aware_at=aware_at)
-            assert graph.config.regulatory is not None
-            legal = graph.config.regulatory.role
-            page_reporting(ledger, graph, incident.id, notifier)  # at once, not at the next tick
-            out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} classified it a "
-                      f"potential serious incident (EU AI Act Art. 3(49)({ground}), aware since {aware_at[:16]}): "
-                      f"Art. 73 report due {entry.payload['reporting']['due_at'][:16]}; {legal} "
-                      f"({', '.join(graph.config.roles[legal].members)}) paged")
-        return run
-
-    def filing(system_id: str, rule: str, principal: str, kind: str, authority: str, reference: str,
-               filed_at: str) -> Callable[[], None]:
-        def run() -> None:
-            incident = next(i for i in load_book(ledger).incidents.values()
-                            if i.system_id == system_id and i.rule == rule)
-            file_report(ledger, incident.id, keys[principal], authority=authority, reference=reference, kind=kind,
-                        filed_at=filed_at)
-            status = load_book(ledger).incidents[incident.id].reporting_status(clock["now"])
-            out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} filed the {kind} "
-                      f"Art. 73 report with {safe(authority)} ({safe(reference)}): "
-                      f"{'in time' if status == 'on_time' else 'late'}")
+            classify(ledger, incident.id, keys[principal], note, serious=False)
+            out.print(f"{clock['now']:%Y-%m-%d %H:%M} {incident.id} {system_id}: {principal} classified it not a "
+                      f"serious incident (EU AI Act Art. 73 applies to high-risk systems only): {safe(note)}")
         return run
     for window, moment in zip(windows, moments, strict=True):
         events.append((moment, functools.partial(submit, window)))
         events.append((moment + datetime.timedelta(minutes=1), escalate))
-    for when, step in [*demo_story(act, escalate), *art73_story(serious, filing)]:
+    for when, step in [*demo_story(act, escalate), *art73_story(triage)]:
         events.append((datetime.datetime.fromisoformat(when), step))
     for moment, step in sorted(events, key=lambda e: e[0]):
         clock["now"] = moment

@@ -39,7 +39,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -876,6 +876,47 @@ def via_shape_problem(via: Any) -> str | None:
     return None
 
 
+_PARAGRAPH_TAIL = re.compile(r"(\([0-9a-z]+\))+$")
+
+
+def control_of(ref: str) -> str:
+    """The control a reference names, without its paragraph: ``eu-ai-act:art-10(2)`` -> ``eu-ai-act:art-10``."""
+    return _PARAGRAPH_TAIL.sub("", ref)
+
+
+@dataclass(frozen=True)
+class ControlCatalog:
+    """What the evidence rule needs to know of the framework catalogs, handed to `Authority` by its caller
+    (the store, `charter verify`, `charter audit`, or the standalone verifier's ``--controls`` file): the rule
+    reads no catalog itself.
+
+    Args:
+        citable: every reference evidence may cite, exactly as written: each control reports assess
+            (``iso-42001:A.2.2``) and each paragraph the catalog lists for it (``eu-ai-act:art-10(2)``).
+        organisation: the controls (without paragraph) of organisation scope, such as ISO/IEC 42001
+            clauses 4-10 and the AI policy (A.2.2): only an evidence attester may evidence them.
+    """
+
+    citable: frozenset[str]
+    organisation: frozenset[str]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """JSON form (an export's ``controls.json``)."""
+        return {"citable": sorted(self.citable), "organisation": sorted(self.organisation)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ControlCatalog:
+        """Parse `to_dict`'s form.
+
+        Raises:
+            ValueError: not an object of two lists of strings.
+        """
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), list) and all(
+                isinstance(v, str) for v in data[k]) for k in ("citable", "organisation")):
+            raise ValueError("a controls file is an object with the lists 'citable' and 'organisation'")
+        return cls(frozenset(data["citable"]), frozenset(data["organisation"]))
+
+
 class Authority:
     """Who may change governance state, folded from the ledger entry by entry.
 
@@ -887,11 +928,17 @@ class Authority:
     Args:
         origin: the log's origin (signed statements bind it).
         check_signatures: also check actors' signatures (roles are checked either way).
+        controls: the catalogs' citable and organisation-level controls, or a function that gives them
+            when the first evidence entry is judged (loading catalogs costs a ledger without evidence
+            nothing); without it (the standalone verifier given no ``--controls``), what evidence cites
+            and its organisation scope go unchecked.
     """
 
-    def __init__(self, origin: str, check_signatures: bool = True) -> None:
+    def __init__(self, origin: str, check_signatures: bool = True,
+                 controls: ControlCatalog | Callable[[], ControlCatalog] | None = None) -> None:
         self.origin = origin
         self.check_signatures = check_signatures
+        self.controls = controls
         self.config: dict[str, Any] | None = None
         self.config_seq: int | None = None
         #: key id -> [principal, base64 public key, seq added, seq revoked or None]
@@ -938,7 +985,7 @@ class Authority:
 
     def copy(self) -> Authority:
         """An independent copy: folding entries into it leaves this one as it was (readers may hold it)."""
-        twin = Authority(self.origin, self.check_signatures)
+        twin = Authority(self.origin, self.check_signatures, self.controls)
         twin.__dict__.update(self.__dict__)
         twin.keys = {key_id: list(key) for key_id, key in self.keys.items()}
         for name in ("owners", "policies", "versions", "escalation_members", "applicability_seqs", "custom_kpis"):
@@ -1291,8 +1338,18 @@ class Authority:
         return self._evidence_scope_problem(seq, actor, payload)
 
     def _evidence_scope_problem(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
-        """Organisation-wide evidence needs an evidence attester; evidence scoped to systems may also come
-        from the owner of every system it names."""
+        """Evidence cites controls the catalogs list, exactly (paragraph included). Organisation-wide
+        evidence, and evidence of an organisation-level control, needs an evidence attester; other
+        evidence scoped to systems may also come from the owner of every system it names."""
+        organisation: list[str] = []
+        if callable(self.controls):
+            self.controls = self.controls()
+        if self.controls is not None:
+            for index, ref in enumerate(payload["controls"]):
+                if ref not in self.controls.citable:
+                    return Problem(seq, "unknown_control", f"controls[{index}] {ref[:80]!r} is not a control (or "
+                                   "paragraph) the catalogs list and reports assess")
+            organisation = [ref for ref in payload["controls"] if control_of(ref) in self.controls.organisation]
         systems = payload["systems"]
         unknown = [s for s in systems if s not in self.owners]
         if unknown:
@@ -1304,6 +1361,12 @@ class Authority:
         if not systems:
             return Problem(seq, "not_authorized", f"{actor!r} does not hold {role} under the governance "
                            f"configuration of seq {self.config_seq}, and organisation-wide evidence needs it")
+        if organisation:
+            what = "is an organisation-level control" if len(organisation) == 1 else \
+                "are organisation-level controls"
+            return Problem(seq, "not_authorized", f"{actor!r} does not hold {role} under the governance "
+                           f"configuration of seq {self.config_seq}, and {', '.join(organisation)} {what}: "
+                           "owning a system does not make its owner the one to evidence it")
         foreign = [s for s in systems if self.owners[s] != actor]
         if foreign:
             return Problem(seq, "not_authorized", f"{actor!r} neither holds {role} nor owns "
@@ -1584,7 +1647,8 @@ class Verifier:
     """
 
     def __init__(self, origin: str, log_public_key: bytes, checkpoint_notes: Iterable[str] = (),
-                 check_signatures: bool = True) -> None:
+                 check_signatures: bool = True,
+                 controls: ControlCatalog | Callable[[], ControlCatalog] | None = None) -> None:
         self.report = Report(origin, signatures_checked=check_signatures)
         self.origin = origin
         self.log_key = log_public_key
@@ -1607,7 +1671,7 @@ class Verifier:
         self._pending = sorted(self._checkpoints)
         self._range = CompactRange()
         self._prev = ZERO_HASH
-        self.authority = Authority(origin, check_signatures)
+        self.authority = Authority(origin, check_signatures, controls)
         self._last_received = ""
         self._stopped = False
         self._receipts = ReceiptTracker(origin, log_public_key)
@@ -1808,9 +1872,10 @@ class Verifier:
 
 def verify_entries(entries: Iterable[StoredEntry], origin: str, log_public_key: bytes,
                    checkpoint_notes: Iterable[str] = (), check_signatures: bool = True,
-                   claimed_size: int | None = None) -> Report:
+                   claimed_size: int | None = None,
+                   controls: ControlCatalog | Callable[[], ControlCatalog] | None = None) -> Report:
     """Verify a whole ledger streamed as `entries`, in sequence order."""
-    verifier = Verifier(origin, log_public_key, checkpoint_notes, check_signatures)
+    verifier = Verifier(origin, log_public_key, checkpoint_notes, check_signatures, controls)
     for entry in entries:
         verifier.feed(entry)
     return verifier.finish(claimed_size)
@@ -1901,6 +1966,9 @@ def main(argv: list[str] | None = None) -> int:
                         "key, or its fingerprint ed25519:HEX. Without it (or a held checkpoint) the export's own "
                         "trust_root.json is all there is, and the result is 'unanchored' (exit 3)")
     parser.add_argument("--origin", help="the log's origin as you know it; default: the export's")
+    parser.add_argument("--controls", type=Path, help="the catalogs' citable and organisation-level controls "
+                        "(JSON, as the export's controls.json); default: the export's controls.json. Without "
+                        "either, what evidence cites and who may evidence organisation-level controls go unchecked")
     args = parser.parse_args(argv)
     try:
         trust, entries, notes = read_export(args.export_dir)
@@ -1922,7 +1990,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"log key {key_id_for(public)} "
               f"({'pinned by you' if args.log_key else 'held checkpoint' if held else 'from the export itself'}), "
               f"origin {origin}")
-        verifier = Verifier(origin, public, notes + held, not args.no_signatures)
+        controls_file = args.controls or args.export_dir / "controls.json"
+        controls = ControlCatalog.from_dict(json.loads(controls_file.read_text(encoding="utf-8"))) \
+            if args.controls or controls_file.exists() else None
+        if controls is None:
+            print("warning: no controls file: what evidence cites and who may evidence organisation-level "
+                  "controls are not checked", file=sys.stderr)
+        verifier = Verifier(origin, public, notes + held, not args.no_signatures, controls)
         for entry in entries:
             verifier.feed(entry)
         report = verifier.finish(int(head["size"]) if head else None)

@@ -3,7 +3,8 @@
 The directory holds ``entries.jsonl`` (each entry's exact body bytes and receipt), ``checkpoints/``
 (signed notes), ``head.json`` (the head row and the checkpoint rows, as the database stores them),
 ``trust_root.json`` (origin and log public key: the verifier trusts it only when you pin it with
-the copy you were given out of band) and ``verify.py``, the standalone verifier.
+the copy you were given out of band), ``controls.json`` (the catalogs' citable and organisation-level
+controls the evidence rule checks against) and ``verify.py``, the standalone verifier.
 """
 
 from __future__ import annotations
@@ -55,5 +56,8 @@ def export_ledger(ledger: Ledger, directory: Path) -> int:
     (directory / "head.json").write_text(json.dumps(head, indent=2) + "\n", encoding="utf-8")
     for size, _, note in checkpoints:
         (directory / "checkpoints" / f"{size:012d}.note").write_text(note, encoding="utf-8")
+    # What the standalone verifier checks evidence against (its --controls: an auditor may bring their own).
+    (directory / "controls.json").write_text(json.dumps(ledger.controls.to_dict(), indent=1) + "\n",
+                                             encoding="utf-8")
     shutil.copyfile(auditor.__file__, directory / "verify.py")
     return count

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import CharterError
-from .auditor import AUTHORITY_INPUTS, Authority, CompactRange, RangeReceipt, via_shape_problem
+from .auditor import AUTHORITY_INPUTS, Authority, CompactRange, ControlCatalog, RangeReceipt, via_shape_problem
 from .database import ensure_schema, make_engine, write_transaction
 from .hashing import RANGE_RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, range_receipt_message
 from .keys import SigningKey, check_origin
@@ -91,6 +91,8 @@ class Ledger:
         #: read models kept between calls by the modules above (`kept`): incident book, token index, standings
         self._kept: dict[str, Any] = {}
         self._kept_lock = threading.Lock()
+        #: the catalogs' controls the evidence rule checks against (`controls`); None: the built-in catalogs
+        self._controls: ControlCatalog | None = None
 
     def kept(self, name: str, make: Callable[[], _Kept]) -> _Kept:
         """The read model `name` kept with this ledger object, made by `make` on first use.
@@ -103,6 +105,21 @@ class Ledger:
                 self._kept[name] = make()
             kept: _Kept = self._kept[name]
             return kept
+
+    @property
+    def controls(self) -> ControlCatalog:
+        """The catalogs' citable and organisation-level controls the store hands the evidence rule: the
+        built-in catalogs (those the evidence commands load) unless set (`use_controls`)."""
+        if self._controls is None:
+            from ..frameworks import builtin_control_catalog
+
+            self._controls = builtin_control_catalog()
+        return self._controls
+
+    def use_controls(self, controls: ControlCatalog) -> None:
+        """Judge evidence against `controls` from now on (and forget the authority state folded so far)."""
+        self._controls = controls
+        self._authority_cache = (0, None)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -241,7 +258,8 @@ class Ledger:
         if cached is not None and cached_size < size:
             authority, start = cached.copy(), cached_size
         else:
-            authority, start = Authority(self.origin), 0
+            # The catalogs are read when the first evidence entry is judged, not before.
+            authority, start = Authority(self.origin, controls=lambda: self.controls), 0
         for entry in self.entries(start, size, types=AUTHORITY_INPUTS):
             # As the verifier folds: an entry the rule refuses (forced in by someone who skipped it)
             # changes nothing, so what is appended next is judged as `verify` will judge it.

@@ -54,14 +54,15 @@ def verify_with_state(ledger: Ledger, log_public_key: bytes, extra_notes: Iterab
         size, head_hash, last_received = ledger.snapshot_head(connection)
         rows = ledger.snapshot_checkpoints(connection)
         notes = [note for _, _, note in rows] + notes_held
-        verifier = Verifier(ledger.origin, log_public_key, notes, check_signatures)
+        verifier = Verifier(ledger.origin, log_public_key, notes, check_signatures, lambda: ledger.controls)
         state = load_verified_state(ledger, log_public_key) if resume and check_signatures else None
         beyond_head = state is not None and int(state.get("size", 0)) > size
         if state is not None and not beyond_head:
             try:
                 verifier.resume(state)
             except (ValueError, KeyError, TypeError):
-                verifier, state = Verifier(ledger.origin, log_public_key, notes, check_signatures), None
+                verifier = Verifier(ledger.origin, log_public_key, notes, check_signatures, lambda: ledger.controls)
+                state = None
         elif beyond_head:
             verifier.report.problems.append(Problem(size, "truncated", f"the log-signed verified state covers "
                                                     f"{state['size']} entries, only {size} exist"))  # type: ignore[index]

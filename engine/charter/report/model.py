@@ -64,9 +64,10 @@ STATUS_DEFINITIONS = {
     "operating": "every primary KPI rule of the control that applies to the system passes (or warns) on current "
                  "evidence judged under the policy version in force. A supporting mapping never makes a control "
                  "operating.",
-    "implemented": "a current document describes the control and a current signed attestation states it is in "
-                   "place.",
-    "designed": "a current document describes the control, but no current attestation states it is in place.",
+    "implemented": "a current document describes the control and a current signed attestation by someone other "
+                   "than who recorded that document states it is in place (separation of duties).",
+    "designed": "a current document describes the control, but no current attestation states it is in place, or "
+                "only the person who recorded the document attests it.",
     "no_evidence": "none of the above: no current document, attestation or passing primary KPI evidence. Expired "
                    "attestations, documents past their review date and stale KPI evidence count as missing.",
 }
@@ -710,9 +711,19 @@ def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus
     attestations = [e for e in evidence if e.kind == "attestation" and e.state == "current"]
     kpi = "; ".join(f"{p.rule}: {_pair_words(p)}" for p in primary)
     kpi_note = f"; primary KPI evidence: {kpi}" if kpi else ""
+    # Separation of duties: an attestation counts only against a document someone else recorded.
+    independent = [(d, a) for d in documents for a in attestations if a.actor != d.actor]
+    if independent:
+        shown_documents = dict.fromkeys(d.id for d, _ in independent)
+        shown_attestations = dict.fromkeys(a.id for _, a in independent)
+        return "implemented", prefix + (f"documented ({', '.join(shown_documents)}) and attested "
+                                        f"({', '.join(shown_attestations)}){kpi_note}")
     if documents and attestations:
-        return "implemented", prefix + (f"documented ({', '.join(e.id for e in documents)}) and attested "
-                                        f"({', '.join(e.id for e in attestations)}){kpi_note}")
+        recorders = ", ".join(sorted({e.actor for e in documents}))
+        return "designed", prefix + (f"documented ({', '.join(e.id for e in documents)}) and attested "
+                                     f"({', '.join(e.id for e in attestations)}) only by who recorded the document "
+                                     f"({recorders}): implemented needs an attestation by someone else "
+                                     f"(separation of duties){kpi_note}")
     if documents:
         return "designed", prefix + f"documented ({', '.join(e.id for e in documents)}); no current attestation" \
             + kpi_note

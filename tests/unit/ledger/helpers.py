@@ -182,3 +182,20 @@ def unchecked() -> Iterator[None]:
         yield
     finally:
         Authority.check = original  # type: ignore[method-assign]
+
+
+def register_high_risk(ledger: Ledger, system_id: str = "claims-approval") -> Any:
+    """Record `system_id` as EU AI Act high-risk (Annex III, point 5(c)), signed by the demo's system
+    registrar: Art. 73 serious-incident reporting applies to it from then on (review L2)."""
+    from charter.registry import AnnexIIIUse
+    from charter.submission import register_system, systems_in_ledger
+
+    current = systems_in_ledger(ledger)[system_id]
+    assert current.eu_ai_act is not None
+    classification = current.eu_ai_act.model_copy(update={
+        "annex_iii": AnnexIIIUse(area=5, point="c", reasoning="Test fixture: treated as life and health insurance "
+                                 "risk assessment, so high-risk under Art 6(2)."),
+        "reasoning": "High-risk (test fixture): Annex III point 5(c)."})
+    entry = register_system(ledger, current.model_copy(update={"eu_ai_act": classification}), key_of("ben.okafor"))
+    assert systems_in_ledger(ledger)[system_id].eu_ai_act.high_risk  # type: ignore[union-attr]
+    return entry

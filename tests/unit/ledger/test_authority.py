@@ -33,7 +33,7 @@ from charter.ledger import SigningKey, verify_ledger
 from charter.ledger.export import export_ledger
 from charter.submission import register_key, register_system, revoke_key, submit_bundle, systems_in_ledger
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import CATALOG, POLICIES, Populated, key_of, populate, unchecked
+from tests.unit.ledger.helpers import CATALOG, POLICIES, Populated, key_of, populate, register_high_risk, unchecked
 
 CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
 ADMIN, REGISTRAR, AUTHOR, APPROVER = "ana.costa", "ben.okafor", "carla.rossi", "omar.haddad"
@@ -619,6 +619,58 @@ def test_forced_malformed_attestations_are_named(world: Populated, changes: dict
     assert _first_unauthorized(world) == (entry.seq, "malformed_body")
 
 
+def _forced_evidence(populated: Populated, kind: str, who: str, **changes: Any) -> Any:
+    """Evidence appended as an insider would, past both the field checks and the authority rule."""
+    from charter.authority import signed_entry
+    from charter.ledger.auditor import EVIDENCE_ATTESTATION, EVIDENCE_DOCUMENT
+
+    entry_type = EVIDENCE_DOCUMENT if kind == "document" else EVIDENCE_ATTESTATION
+    with _unchecked():
+        return populated.ledger.append(lambda size: [signed_entry(
+            populated.ledger, entry_type, _evidence_fields(kind, **changes), key_of(who), size=size)])[0]
+
+
+#: evidence the rule refuses whoever records it with its system's owner's key: the tamper matrix of review M1
+FORCED_EVIDENCE = {
+    # the owner of claims-approval documents or attests the AI policy of his own system
+    "owner_organisation_level": ({"systems": ["claims-approval"]}, "not_authorized"),
+    "owner_mixed_levels": ({"systems": ["claims-approval"], "controls": ["iso-42001:A.6.2.6", "iso-42001:5.2"]},
+                           "not_authorized"),
+    "paragraph_not_in_catalog": ({"systems": ["claims-approval"], "controls": ["eu-ai-act:art-10(9)"]},
+                                 "unknown_control"),
+    "clause_nothing_scores": ({"systems": ["claims-approval"], "controls": ["iso-42001:9.2"]}, "unknown_control"),
+    "unknown_control": ({"systems": ["claims-approval"], "controls": ["iso-42001:A.99"]}, "unknown_control"),
+}
+
+
+@pytest.mark.parametrize("kind", ["document", "attestation"])
+@pytest.mark.parametrize("forgery", list(FORCED_EVIDENCE))
+def test_forced_evidence_of_organisation_level_or_uncatalogued_controls_is_named(
+        world: Populated, tmp_path: Path, forgery: str, kind: str) -> None:
+    from charter.audit import read_export, verify_export
+
+    changes, problem = FORCED_EVIDENCE[forgery]
+    # A system-level control of his own system is his to evidence: the rule is about the control.
+    allowed = _forced_evidence(world, kind, "tom.berger", systems=["claims-approval"],
+                               controls=["iso-42001:A.6.2.6"])
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok, allowed.seq
+    entry = _forced_evidence(world, kind, "tom.berger", **changes)
+    assert _first_unauthorized(world) == (entry.seq, problem)
+    export_ledger(world.ledger, tmp_path / "export")
+    export = read_export(tmp_path / "export")
+    report = verify_export(export, export.public_key)
+    assert [(p.seq, p.kind) for p in report.problems] == [(entry.seq, problem)]  # charter audit
+    fingerprint = world.ledger.meta()["log_key_id"]
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)  # with the export's controls.json
+    assert result.returncode == 1 and f"seq {entry.seq}: {problem}" in result.stdout, result.stdout
+    (tmp_path / "export" / "controls.json").rename(tmp_path / "held-controls.json")  # an auditor's own copy
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint, "--controls",
+                            str(tmp_path / "held-controls.json"))
+    assert result.returncode == 1 and f"seq {entry.seq}: {problem}" in result.stdout, result.stdout
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)  # without a catalog it cannot tell
+    assert result.returncode == 0 and "no controls file" in result.stderr, result.stdout
+
+
 def test_evidence_is_checked_by_the_exported_verifier(world: Populated, tmp_path: Path) -> None:
     from charter.evidence import record_document
 
@@ -633,10 +685,13 @@ def test_evidence_is_checked_by_the_exported_verifier(world: Populated, tmp_path
 # -- Art. 73: classifications and reports forced past the command -----------------------------------
 
 
-def _validated_claims(populated: Populated) -> Any:
-    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June."""
+def _validated_claims(populated: Populated, *, high_risk: bool = True) -> Any:
+    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June; with
+    `high_risk`, the claims model is first recorded as EU high-risk, so Art. 73 applies to it."""
     import datetime
 
+    if high_risk:
+        register_high_risk(populated.ledger)
     _submit_claims(populated)
     populated.ledger.clock.now = datetime.datetime(2026, 6, 6, 15, tzinfo=datetime.UTC)  # type: ignore[attr-defined]
     incident = next(i for i in load_book(populated.ledger).incidents.values()
@@ -661,20 +716,23 @@ def _file(populated: Populated, incident: Any, who: str) -> Any:
 
 
 @pytest.mark.parametrize("forgery", ["owner_classifies", "validator_files", "filed_unclassified",
-                                     "deadline_lengthened", "filed_before_awareness"])
+                                     "deadline_lengthened", "filed_before_awareness", "serious_not_high_risk"])
 def test_forced_art73_entries_are_named_by_charter_verify(world: Populated, monkeypatch: pytest.MonkeyPatch,
                                                          tmp_path: Path, forgery: str) -> None:
     import charter.incidents
 
-    incident = _validated_claims(world)
+    incident = _validated_claims(world, high_risk=forgery != "serious_not_high_risk")
     real_classification = charter.incidents.authorize_classification
     real_deadline = charter.incidents.reporting_deadline
     if forgery in ("validator_files", "filed_before_awareness"):
         _classify(world, incident, "carla.rossi")
-    if forgery == "owner_classifies":  # the model owner classifies the incident he investigated
+    if forgery == "serious_not_high_risk":  # review L2: a serious incident of a system not EU high-risk
+        monkeypatch.setattr(charter.incidents, "_high_risk_problem", lambda *args: None)
+        entry = _classify(world, incident, "carla.rossi")
+    elif forgery == "owner_classifies":  # the model owner classifies the incident he investigated
         monkeypatch.setattr(charter.incidents, "authorize_classification",
-                            lambda graph, i, _who, statement, now: real_classification(graph, i, "carla.rossi",
-                                                                                       statement, now))
+                            lambda graph, i, _who, statement, now, system: real_classification(
+                                graph, i, "carla.rossi", statement, now, system))
         entry = _classify(world, incident, "tom.berger")
     elif forgery == "deadline_lengthened":  # the validator's classification records 30 more days
         import datetime
@@ -700,7 +758,7 @@ def test_forced_art73_entries_are_named_by_charter_verify(world: Populated, monk
     # Every actor holds an escalation role, so the standalone check (role membership) passes;
     # Charter's own rule (who classifies, who files, what deadline) names the entry.
     assert _first_unauthorized(world) == (entry.seq, "not_authorized")
-    if forgery == "owner_classifies":
+    if forgery in ("owner_classifies", "serious_not_high_risk"):
         from charter.audit import ExportedLedger, audit, read_export
         from tests.unit.ledger.helpers import COMPILER
 
