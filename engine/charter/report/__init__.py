@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
+from .._collector import collector_paused
 from ..errors import CharterError
 from ..escalation import EscalationGraph
 from ..frameworks import FrameworkSet
@@ -206,7 +207,15 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
 
 def build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system: str | None = None
           ) -> ReportDocument:
-    """The report of one framework over a bound state, with an inclusion proof of every entry it cites."""
+    """The report of one framework over a bound state, with an inclusion proof of every entry it cites.
+
+    The cyclic garbage collector is paused meanwhile (process-wide, see `collector_paused`).
+    """
+    with collector_paused():
+        return _build(state, framework_id, frameworks, system)
+
+
+def _build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system: str | None) -> ReportDocument:
     document = build_report(state.snapshot, framework_id, frameworks, state.policies, state.graph, state.binding,
                             state.as_of, state.inputs, state.context, system)
     proofs = []
@@ -298,7 +307,15 @@ def json_text(value: dict[str, Any]) -> str:
 
 
 def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
-    """The report as ``html``, ``md``, ``json`` or ``oscal`` (its assessment results) text; deterministic."""
+    """The report as ``html``, ``md``, ``json`` or ``oscal`` (its assessment results) text; deterministic.
+
+    The cyclic garbage collector is paused meanwhile (process-wide, see `collector_paused`).
+    """
+    with collector_paused():
+        return _render(document, fmt, graph)
+
+
+def _render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
     if fmt == "json":
         return json_text(document.model_dump(mode="json"))
     if fmt == "oscal":
@@ -324,6 +341,11 @@ def render_files(document: ReportDocument, formats: Sequence[str], graph: Escala
     OSCAL keeps assessment results and a plan of action in two documents (one JSON object holding
     both root keys is no valid OSCAL), so ``oscal`` writes two files.
     """
+    with collector_paused():
+        return _render_files(document, formats, graph)
+
+
+def _render_files(document: ReportDocument, formats: Sequence[str], graph: EscalationGraph) -> dict[str, str | None]:
     texts: dict[str, str | None] = {}
     for fmt in formats:
         if fmt == "oscal":
@@ -331,7 +353,7 @@ def render_files(document: ReportDocument, formats: Sequence[str], graph: Escala
             texts["oscal"] = documents["assessment-results"]
             texts["oscal-poam"] = documents.get("plan-of-action-and-milestones")
         else:
-            texts[fmt] = render(document, fmt, graph)
+            texts[fmt] = _render(document, fmt, graph)
     return texts
 
 
