@@ -18,7 +18,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +101,15 @@ class BoundState:
     #: what this run's verification read (it resumes from the last verified state, so it varies from
     #: run to run and stays out of the report, whose bytes depend only on the ledger and the time)
     verification: str = ""
+    #: seq -> hex audit path in `tree`, computed once per cited entry and shared by every report of this state
+    proof_paths: dict[int, list[str]] = field(default_factory=dict)
+
+    def proof_path(self, seq: int) -> list[str]:
+        """The hex audit path of entry `seq` against the checkpoint, computed the first time it is asked for."""
+        path = self.proof_paths.get(seq)
+        if path is None:
+            path = self.proof_paths[seq] = [h.hex() for h in self.tree.inclusion_proof(seq)]
+        return path
 
 
 def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple[ReportContext, dict[str, int]]:
@@ -222,8 +231,8 @@ def _build(state: BoundState, framework_id: str, frameworks: FrameworkSet, syste
     for seq, record_hash in document.cited().items():  # the tree's root is the checkpoint's: `bind` checked it
         if state.tree.leaf(seq).hex() != record_hash:
             raise CharterError.single("ledger_damaged", f"entry {seq} changed while the report was built")
-        proofs.append(InclusionProofRef(seq=seq, record_hash=record_hash,
-                                        path=[h.hex() for h in state.tree.inclusion_proof(seq)]))
+        # computed once per entry for every framework citing it (validation copies the list into the model)
+        proofs.append(InclusionProofRef(seq=seq, record_hash=record_hash, path=state.proof_path(seq)))
     return document.model_copy(update={"proofs": proofs})
 
 
