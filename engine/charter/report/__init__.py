@@ -114,14 +114,13 @@ class BoundState:
 
 def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple[ReportContext, dict[str, int]]:
     """Applicability and typed evidence as recorded in the first `size` entries, judged at `as_of`."""
-    from ..applicability import applicability_statements, control_applicability
+    from ..applicability import SharedApplicability, applicability_statements
     from ..evidence import cites, evidence_index
 
     statements = applicability_statements(ledger, size)
     index = evidence_index(ledger, size)
-
-    def applicability(framework: Any, control_id: str, system: Any) -> Any:
-        return control_applicability(framework, control_id, system, as_of, statements)
+    # once per classification class and control, not once per control and system
+    applicability = SharedApplicability(as_of, statements).decide
 
     @functools.cache
     def citing(ref: str) -> list[Any]:  # once per control, not once per control and system
