@@ -143,7 +143,12 @@ def test_the_report_rows_equal_the_direct_decision_for_every_pair(
             assert row.applicability == applicability, (control.id, row.system)
             primary = [by_pair[(r, row.system)] for r in row.primary_rules]
             assert (row.status, row.reason) == control_status(applicability, primary, row.evidence)
+        # what needs attention: the control's primary pairs below full points, worst first
+        scanned = [by_pair[(r, s)] for r in control.primary_rules for s in document.systems
+                   if (r, s) in by_pair and by_pair[(r, s)].points < 1.0]
+        assert control.attention == sorted(scanned, key=lambda p: (p.points, p.system, p.rule))
     assert rows == len(document.controls) * len(document.systems) > 0
+    assert any(control.attention for control in document.controls)
     # the whole document equals one built with the direct per-system decision
     direct = ReportContext(applicability=lambda f, c, s: control_applicability(f, c, s, as_of, statements),
                            evidence=state.context.evidence)
