@@ -17,6 +17,7 @@ import datetime
 import functools
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from ..ledger.verify import verify_with_state
 from ..policy.compiler import CompiledPolicy
 from .model import (
     KPI_HEALTH_FORMULA,
+    ControlSystemStatus,
     InclusionProofRef,
     LedgerBinding,
     PortfolioSnapshot,
@@ -292,13 +294,24 @@ def _shown(document: ReportDocument) -> dict[str, Any]:
     return {"rows": rows, "trail": trail}
 
 
+class RawJSON(str):
+    """JSON text already encoded as `json_text` would encode it: a list element `json_text` writes as is."""
+
+
+_encode = json.JSONEncoder(sort_keys=True, separators=(", ", ": ")).encode
+
+
 def json_text(value: dict[str, Any]) -> str:
     """JSON with sorted keys, one top-level member per line and one list element per line.
 
     `json.dumps` with an indent runs in pure Python, which dominated the time of a large report;
     encoding each element compactly runs in C, and a diff still shows which control or pair changed.
+    A list element that is `RawJSON` is written as it stands.
     """
-    encode = json.JSONEncoder(sort_keys=True, separators=(", ", ": ")).encode
+
+    def encode(element: Any) -> str:
+        return element if isinstance(element, RawJSON) else _encode(element)
+
     lines = ["{"]
     members = sorted(value.items())
     for index, (key, member) in enumerate(members):
@@ -314,6 +327,64 @@ def json_text(value: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the fields of a (control, system) row, in the order their keys sort: `_ReportEncoder.row` writes them
+_ROW_FIELDS = ("applicability", "evidence", "primary_rules", "reason", "status", "supporting_rules", "system")
+
+
+class _ReportEncoder:
+    """The JSON of a report's controls and pairs, built from the models without dumping every row through pydantic.
+
+    A report of a thousand systems holds hundreds of thousands of (control, system) rows whose
+    applicability and evidence references, status reasons and pairs are shared objects (see
+    `model._SharedRows`): each is encoded once and its text reused. The text is exactly what
+    ``_encode(document.model_dump(mode="json"))`` gives for the same element (a test compares them).
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[int, tuple[Any, str]] = {}
+        self._texts: dict[str, str] = {}
+        self._token = f"\x00{uuid.uuid4().hex}"
+
+    def document(self, document: ReportDocument) -> dict[str, Any]:
+        """The report as `json_text` takes it, controls and pairs already encoded."""
+        data = document.model_dump(mode="json", exclude={"controls", "pairs"})
+        if set(ControlSystemStatus.model_fields) != set(_ROW_FIELDS):  # a new field: the generic path
+            data["controls"] = [c.model_dump(mode="json") for c in document.controls]
+        else:
+            data["controls"] = [RawJSON(self.control(c)) for c in document.controls]
+        data["pairs"] = [RawJSON(self.model(p)) for p in document.pairs]
+        return data
+
+    def model(self, value: Any) -> str:
+        """A model's JSON, once per object (the object is kept alive here, so its id is not reused)."""
+        known = self._objects.get(id(value))
+        if known is None or known[0] is not value:
+            known = self._objects[id(value)] = (value, _encode(value.model_dump(mode="json")))
+        return known[1]
+
+    def text(self, value: str) -> str:
+        known = self._texts.get(value)
+        if known is None:
+            known = self._texts[value] = _encode(value)
+        return known
+
+    def control(self, control: Any) -> str:
+        head = control.model_dump(mode="json", exclude={"systems", "attention"})
+        attention, systems = f"{self._token}a", f"{self._token}s"
+        head["attention"], head["systems"] = attention, systems
+        before, _, rest = _encode(head).partition(_encode(attention))  # "attention" sorts before "systems"
+        middle, _, after = rest.partition(_encode(systems))
+        return "".join((before, "[", ", ".join(self.model(p) for p in control.attention), "]", middle,
+                        "[", ", ".join(self.row(r) for r in control.systems), "]", after))
+
+    def row(self, row: ControlSystemStatus) -> str:
+        return "".join(('{"applicability": ', self.model(row.applicability),
+                        ', "evidence": [', ", ".join(self.model(e) for e in row.evidence),
+                        '], "primary_rules": ', _encode(row.primary_rules), ', "reason": ', self.text(row.reason),
+                        ', "status": ', self.text(row.status), ', "supporting_rules": ', _encode(row.supporting_rules),
+                        ', "system": ', self.text(row.system), "}"))
+
+
 def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
     """The report as ``html``, ``md``, ``json`` or ``oscal`` (its assessment results) text; deterministic.
 
@@ -325,7 +396,7 @@ def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
 
 def _render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
     if fmt == "json":
-        return json_text(document.model_dump(mode="json"))
+        return json_text(_ReportEncoder().document(document))
     if fmt == "oscal":
         return render_oscal(oscal_input(document))["assessment-results"]
     context: dict[str, Any] = {"doc": document, "colours": STATUS_COLOURS, "attention_limit": ATTENTION_LIMIT,

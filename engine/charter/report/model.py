@@ -883,9 +883,11 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             evidence = sorted((shared.evidence(item) for item in context.evidence(ref, target.id)),
                               key=lambda e: (e.seq, e.id))
             status, reason = shared.status(applicability, primary, evidence)
-            rows.append(ControlSystemStatus(system=target.id, applicability=applicability, status=status,
-                                            reason=reason, primary_rules=[p.rule for p in primary],
-                                            supporting_rules=supporting, evidence=evidence))
+            # every value is already of its field's type (models made and validated above, str, lists
+            # of str): constructing without validation spares a validation per row, hundreds of thousands
+            rows.append(ControlSystemStatus.model_construct(
+                system=target.id, applicability=applicability, status=status, reason=reason,
+                primary_rules=[p.rule for p in primary], supporting_rules=supporting, evidence=evidence))
             per_system[target.id][status] += 1
             if status == "not_applicable":
                 continue
