@@ -343,6 +343,7 @@ class _ReportEncoder:
     def __init__(self) -> None:
         self._objects: dict[int, tuple[Any, str]] = {}
         self._texts: dict[str, str] = {}
+        self._lists: dict[tuple[str, ...], str] = {}
         self._token = f"\x00{uuid.uuid4().hex}"
 
     def document(self, document: ReportDocument) -> dict[str, Any]:
@@ -368,6 +369,13 @@ class _ReportEncoder:
             known = self._texts[value] = _encode(value)
         return known
 
+    def names(self, values: list[str]) -> str:
+        key = tuple(values)
+        known = self._lists.get(key)
+        if known is None:
+            known = self._lists[key] = _encode(values)
+        return known
+
     def control(self, control: Any) -> str:
         head = control.model_dump(mode="json", exclude={"systems", "attention"})
         attention, systems = f"{self._token}a", f"{self._token}s"
@@ -378,11 +386,12 @@ class _ReportEncoder:
                         "[", ", ".join(self.row(r) for r in control.systems), "]", after))
 
     def row(self, row: ControlSystemStatus) -> str:
-        return "".join(('{"applicability": ', self.model(row.applicability),
-                        ', "evidence": [', ", ".join(self.model(e) for e in row.evidence),
-                        '], "primary_rules": ', _encode(row.primary_rules), ', "reason": ', self.text(row.reason),
-                        ', "status": ', self.text(row.status), ', "supporting_rules": ', _encode(row.supporting_rules),
-                        ', "system": ', self.text(row.system), "}"))
+        return "".join((
+            '{"applicability": ', self.model(row.applicability),
+            ', "evidence": [', ", ".join(self.model(e) for e in row.evidence),
+            '], "primary_rules": ', self.names(row.primary_rules), ', "reason": ', self.text(row.reason),
+            ', "status": ', self.text(row.status), ', "supporting_rules": ', self.names(row.supporting_rules),
+            ', "system": ', self.text(row.system), "}"))
 
 
 def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:

@@ -717,8 +717,12 @@ class _SharedRows:
 
     def status(self, applicability: ApplicabilityRef, primary: Sequence[PairStatus],
                evidence: Sequence[EvidenceRef]) -> tuple[ControlStatusName, str]:
-        """`control_status`, computed once per distinct input: everything of a pair it reads is in the key."""
-        key = (applicability, tuple(evidence),
+        """`control_status`, computed once per distinct input: everything of a pair it reads is in the key.
+
+        `applicability` and `evidence` are references this object made: equal values are the same
+        object (kept alive here), so their ids stand for their values.
+        """
+        key = (id(applicability), tuple(map(id, evidence)),
                tuple((p.rule, p.status, p.governed, p.fresh, p.segment, p.note) for p in primary))
         known = self._status.get(key)
         if known is None:
@@ -883,11 +887,9 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             evidence = sorted((shared.evidence(item) for item in context.evidence(ref, target.id)),
                               key=lambda e: (e.seq, e.id))
             status, reason = shared.status(applicability, primary, evidence)
-            # every value is already of its field's type (models made and validated above, str, lists
-            # of str): constructing without validation spares a validation per row, hundreds of thousands
-            rows.append(ControlSystemStatus.model_construct(
-                system=target.id, applicability=applicability, status=status, reason=reason,
-                primary_rules=[p.rule for p in primary], supporting_rules=supporting, evidence=evidence))
+            rows.append(ControlSystemStatus(system=target.id, applicability=applicability, status=status,
+                                            reason=reason, primary_rules=[p.rule for p in primary],
+                                            supporting_rules=supporting, evidence=evidence))
             per_system[target.id][status] += 1
             if status == "not_applicable":
                 continue
