@@ -18,7 +18,8 @@ bare ``SELECT body`` with ``json.loads`` of every entry: the query phase is repo
 Build + render is also given as CPU time (`time.process_time`) beside its wall time, so that a
 loaded machine (wall well above CPU) can be told from a slow program. ``--out DIR`` writes every
 rendition (HTML, Markdown, JSON, OSCAL) of the three reports there, to compare two versions byte for
-byte (``diff -rq``).
+byte (``diff -rq``): the keys are derived from the principals' names and the clock is scripted, so
+the same arguments give the same ledger and the same report bytes on every run.
 
     python bench/report.py [--systems 1000] [--months 12] [--json] [--out DIR]
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import random
 import tempfile
@@ -34,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from charter._data import builtin_dir
@@ -57,6 +60,11 @@ BASE = {"recall": 0.9, "precision": 0.85, "f1": 0.87, "roc_auc": 0.93, "pr_auc":
         "latency_p95_ms": 150.0, "approval_rate": 0.7, "monitoring_coverage": 0.95, "audit_readiness": 0.9}
 
 
+def bench_key(principal: str) -> SigningKey:
+    """A key derived from the principal's name (a benchmark's, never a real one): the same on every run."""
+    return SigningKey(principal, Ed25519PrivateKey.from_private_bytes(hashlib.sha256(principal.encode()).digest()))
+
+
 class MonthClock:
     """The ledger's clock during set-up: the month being loaded, one second further per reading."""
 
@@ -75,14 +83,14 @@ def build_ledger(url: str, systems: int, months: int, seed: int = 11) -> tuple[L
     frameworks = load_frameworks()
     policy_set = PolicyCompiler(catalog, frameworks).compile_files(policy_files(builtin_dir("policies")))
     clock = MonthClock()
-    log_key = SigningKey.generate("bench.example/ledger")
+    log_key = bench_key("bench.example/ledger")
     ledger = Ledger.open(url, log_key=log_key, origin="bench.example/ledger", create=True, clock=clock)
     fleet = [AISystem(id=f"sys-{n:04d}", name=f"System {n}", owner=OWNERS[n % 3], kind="classifier",
                       risk_tier=("high", "limited", "minimal")[n % 3], baseline={"recall": 0.9, "precision": 0.85})
              for n in range(systems)]
     # The authority set-up every ledger starts with: trust root, keys, systems, the policy set in force.
     keys = demo_governance(ledger, SystemRegistry({s.id: s for s in fleet}), policy_set.policies,
-                           builtin_dir("policies") / "escalation.yaml")
+                           builtin_dir("policies") / "escalation.yaml", make_key=bench_key)
     published = {digest: int(record[3]) for digest, record in ledger.authority().policies.items()}
     history: dict[str, list[EvidenceBundle]] = {s.id: [] for s in fleet}
     drift = {s.id: rng.uniform(0.0, 0.03) for s in fleet}

@@ -153,8 +153,8 @@ class SharedApplicability:
                 self.divergences.append((framework.id, control_id, system.id))
             self._shared[key] = shared if decided == direct else None
             return direct
-        shared = self._shared[key]
-        return self.direct(framework, control_id, system) if shared is None else _worded(shared, system.id)
+        known = self._shared[key]
+        return self.direct(framework, control_id, system) if known is None else _worded(known, system.id)
 
     def _class_of(self, system: AISystem) -> str:
         known = self._classes.get(system.id)
