@@ -884,8 +884,9 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             applicability = shared.applicability(context.applicability(framework, control_id, target))
             primary = [by_pair[(r, target.id)] for r in primary_rules if (r, target.id) in by_pair]
             supporting = [r for r in supporting_rules if (r, target.id) in by_pair]
-            evidence = sorted((shared.evidence(item) for item in context.evidence(ref, target.id)),
-                              key=lambda e: (e.seq, e.id))
+            evidence = [shared.evidence(item) for item in context.evidence(ref, target.id)]
+            if len(evidence) > 1:
+                evidence.sort(key=lambda e: (e.seq, e.id))
             status, reason = shared.status(applicability, primary, evidence)
             rows.append(ControlSystemStatus(system=target.id, applicability=applicability, status=status,
                                             reason=reason, primary_rules=[p.rule for p in primary],
