@@ -585,3 +585,25 @@ def test_the_report_reads_evidence_as_the_evidence_index_gives_it(sqlite_scenari
             ref = f"{framework.id}:{control.id}"
             for system in ("claims-approval", "customer-chatbot", "nobody"):
                 assert [i.id for i in context.evidence(ref, system)] == [i.id for i in index.for_control(ref, system)]
+
+
+def test_inclusion_proofs_are_computed_once_per_entry_and_shared_by_the_frameworks(
+        sqlite_scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = bind_scenario(sqlite_scenario)
+    computed: list[int] = []
+    inclusion_proof = state.tree.inclusion_proof
+
+    def counted(seq: int) -> list[bytes]:
+        computed.append(seq)
+        return inclusion_proof(seq)
+
+    monkeypatch.setattr(state.tree, "inclusion_proof", counted)
+    documents = [build(state, framework, sqlite_scenario.frameworks) for framework in FRAMEWORKS]
+    cited = [set(d.cited()) for d in documents]
+    assert len(computed) == len(set(computed)) == len(set().union(*cited))
+    assert len(set.intersection(*cited)) > 0  # the frameworks do share citations
+    leaves = sqlite_scenario.ledger.leaf_hashes(state.binding.checkpoint_size)
+    for document in documents:
+        assert [p.seq for p in document.proofs] == sorted(document.cited())
+        for proof in document.proofs:
+            assert proof.path == [h.hex() for h in merkle.inclusion_proof(proof.seq, leaves)]

@@ -8,6 +8,7 @@ YAML documents a policy approver activates in the ledger (``applicability.activa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import TYPE_CHECKING
 
@@ -34,10 +35,27 @@ from .model import Applicability, Status
 if TYPE_CHECKING:
     from ..frameworks import Control, Framework
 
-__all__ = ["APPLICABILITY_FRAMEWORKS", "ActiveDocument", "Applicability", "ApplicabilityDocument",
-           "ApplicabilityStatements", "Decision", "Obligation", "Status", "activate_applicability",
-           "applicability_statement", "applicability_statements", "control_applicability", "load_applicability_file",
-           "obligation_problems", "parse_applicability_document", "size_at", "state_at"]
+__all__ = [
+    "APPLICABILITY_FRAMEWORKS",
+    "PLACEHOLDER_ID",
+    "ActiveDocument",
+    "Applicability",
+    "ApplicabilityDocument",
+    "ApplicabilityStatements",
+    "Decision",
+    "Obligation",
+    "SharedApplicability",
+    "Status",
+    "activate_applicability",
+    "applicability_statement",
+    "applicability_statements",
+    "control_applicability",
+    "load_applicability_file",
+    "obligation_problems",
+    "parse_applicability_document",
+    "size_at",
+    "state_at",
+]
 
 
 def control_applicability(framework: Framework, control_id: str, system: AISystem, at: datetime.datetime,
@@ -81,3 +99,75 @@ def _aggregate(framework: Framework, control: Control, system: AISystem, at: dat
                                  f"{', '.join(by_status[status])}", min(dates) if dates else None)
     return Applicability("not_applicable", f"none of its {len(children)} parts applies to {system.id}")
 
+
+
+#: the id a class's shared decision is computed for: no registered id can contain it (ids are
+#: ``[a-z0-9._-]``), so substituting the real id back replaces exactly what the decision said of the system
+PLACEHOLDER_ID = "\x00system\x00"
+
+
+class SharedApplicability:
+    """`control_applicability` over a portfolio, decided once per classification class.
+
+    What decides whether a control applies to a system is its EU AI Act classification and whether
+    an applicability document (Statement of Applicability, target profile) names it; the system's id
+    appears only in the reason's wording. Systems with identical classifications that the framework's
+    document does not name therefore share one decision per control, computed for `PLACEHOLDER_ID` and worded for each
+    system by putting its id in place of the placeholder. Systems a document names are decided one
+    by one. The first system of each class is also decided directly and compared with the shared
+    decision: on a difference the class is decided one by one from then on, and the difference is
+    recorded in `divergences` (tests assert there is none).
+    """
+
+    def __init__(self, at: datetime.datetime, statements: ApplicabilityStatements) -> None:
+        self.at = at
+        self.statements = statements
+        #: framework id -> systems its applicability document names (an inclusion limited to them): in that
+        #: framework they are decided one by one
+        self.named = {framework: frozenset(s for decision in active.document.decisions for s in decision.systems or ())
+                      for framework, active in statements.documents.items()}
+        #: (framework, control id, system) where the shared decision differed from the direct one
+        self.divergences: list[tuple[str, str, str]] = []
+        self._shared: dict[tuple[int, str, str], Applicability | None] = {}  # None: decided one by one
+        self._frameworks: dict[int, Framework] = {}  # keeps the frameworks keyed by id() alive
+        self._classes: dict[str, tuple[AISystem, str]] = {}
+
+    def direct(self, framework: Framework, control_id: str, system: AISystem) -> Applicability:
+        """The decision for `system` itself, shared with no other system."""
+        return control_applicability(framework, control_id, system, self.at, self.statements)
+
+    def decide(self, framework: Framework, control_id: str, system: AISystem) -> Applicability:
+        """Whether `control_id` applies to `system`: the same decision as `direct`, shared within its class.
+
+        Raises:
+            CharterError: ``unknown_control`` when the framework has no such control.
+        """
+        if system.id in self.named.get(framework.id, ()):
+            return self.direct(framework, control_id, system)
+        key = (id(framework), control_id, self._class_of(system))
+        if key not in self._shared:
+            self._frameworks[id(framework)] = framework
+            shared = self.direct(framework, control_id, system.model_copy(update={"id": PLACEHOLDER_ID}))
+            decided, direct = _worded(shared, system.id), self.direct(framework, control_id, system)
+            if decided != direct:
+                self.divergences.append((framework.id, control_id, system.id))
+            self._shared[key] = shared if decided == direct else None
+            return direct
+        known = self._shared[key]
+        return self.direct(framework, control_id, system) if known is None else _worded(known, system.id)
+
+    def _class_of(self, system: AISystem) -> str:
+        known = self._classes.get(system.id)
+        if known is None or known[0] is not system:
+            classification = system.eu_ai_act
+            known = self._classes[system.id] = (
+                system, "" if classification is None else classification.model_dump_json())
+        return known[1]
+
+
+def _worded(shared: Applicability, system_id: str) -> Applicability:
+    """A class's decision as said of one system: the same object when its wording names no system."""
+    if PLACEHOLDER_ID not in shared.reason and PLACEHOLDER_ID not in shared.source:
+        return shared
+    return dataclasses.replace(shared, reason=shared.reason.replace(PLACEHOLDER_ID, system_id),
+                               source=shared.source.replace(PLACEHOLDER_ID, system_id))

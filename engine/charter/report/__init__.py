@@ -17,14 +17,16 @@ import datetime
 import functools
 import hashlib
 import json
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup
 
+from .._collector import collector_paused
 from ..errors import CharterError
 from ..escalation import EscalationGraph
 from ..frameworks import FrameworkSet
@@ -36,6 +38,7 @@ from ..ledger.verify import verify_with_state
 from ..policy.compiler import CompiledPolicy
 from .model import (
     KPI_HEALTH_FORMULA,
+    ControlSystemStatus,
     InclusionProofRef,
     LedgerBinding,
     PortfolioSnapshot,
@@ -100,18 +103,26 @@ class BoundState:
     #: what this run's verification read (it resumes from the last verified state, so it varies from
     #: run to run and stays out of the report, whose bytes depend only on the ledger and the time)
     verification: str = ""
+    #: seq -> hex audit path in `tree`, computed once per cited entry and shared by every report of this state
+    proof_paths: dict[int, list[str]] = field(default_factory=dict)
+
+    def proof_path(self, seq: int) -> list[str]:
+        """The hex audit path of entry `seq` against the checkpoint, computed the first time it is asked for."""
+        path = self.proof_paths.get(seq)
+        if path is None:
+            path = self.proof_paths[seq] = [h.hex() for h in self.tree.inclusion_proof(seq)]
+        return path
 
 
 def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple[ReportContext, dict[str, int]]:
     """Applicability and typed evidence as recorded in the first `size` entries, judged at `as_of`."""
-    from ..applicability import applicability_statements, control_applicability
+    from ..applicability import SharedApplicability, applicability_statements
     from ..evidence import cites, evidence_index
 
     statements = applicability_statements(ledger, size)
     index = evidence_index(ledger, size)
-
-    def applicability(framework: Any, control_id: str, system: Any) -> Any:
-        return control_applicability(framework, control_id, system, as_of, statements)
+    # once per classification class and control, not once per control and system
+    applicability = SharedApplicability(as_of, statements).decide
 
     @functools.cache
     def citing(ref: str) -> list[Any]:  # once per control, not once per control and system
@@ -206,15 +217,23 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
 
 def build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system: str | None = None
           ) -> ReportDocument:
-    """The report of one framework over a bound state, with an inclusion proof of every entry it cites."""
+    """The report of one framework over a bound state, with an inclusion proof of every entry it cites.
+
+    The cyclic garbage collector is paused meanwhile (process-wide, see `collector_paused`).
+    """
+    with collector_paused():
+        return _build(state, framework_id, frameworks, system)
+
+
+def _build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system: str | None) -> ReportDocument:
     document = build_report(state.snapshot, framework_id, frameworks, state.policies, state.graph, state.binding,
                             state.as_of, state.inputs, state.context, system)
     proofs = []
     for seq, record_hash in document.cited().items():  # the tree's root is the checkpoint's: `bind` checked it
         if state.tree.leaf(seq).hex() != record_hash:
             raise CharterError.single("ledger_damaged", f"entry {seq} changed while the report was built")
-        proofs.append(InclusionProofRef(seq=seq, record_hash=record_hash,
-                                        path=[h.hex() for h in state.tree.inclusion_proof(seq)]))
+        # computed once per entry for every framework citing it (validation copies the list into the model)
+        proofs.append(InclusionProofRef(seq=seq, record_hash=record_hash, path=state.proof_path(seq)))
     return document.model_copy(update={"proofs": proofs})
 
 
@@ -275,13 +294,24 @@ def _shown(document: ReportDocument) -> dict[str, Any]:
     return {"rows": rows, "trail": trail}
 
 
+class RawJSON(str):
+    """JSON text already encoded as `json_text` would encode it: a list element `json_text` writes as is."""
+
+
+_encode = json.JSONEncoder(sort_keys=True, separators=(", ", ": ")).encode
+
+
 def json_text(value: dict[str, Any]) -> str:
     """JSON with sorted keys, one top-level member per line and one list element per line.
 
     `json.dumps` with an indent runs in pure Python, which dominated the time of a large report;
     encoding each element compactly runs in C, and a diff still shows which control or pair changed.
+    A list element that is `RawJSON` is written as it stands.
     """
-    encode = json.JSONEncoder(sort_keys=True, separators=(", ", ": ")).encode
+
+    def encode(element: Any) -> str:
+        return element if isinstance(element, RawJSON) else _encode(element)
+
     lines = ["{"]
     members = sorted(value.items())
     for index, (key, member) in enumerate(members):
@@ -297,10 +327,85 @@ def json_text(value: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the fields of a (control, system) row, in the order their keys sort: `_ReportEncoder.row` writes them
+_ROW_FIELDS = ("applicability", "evidence", "primary_rules", "reason", "status", "supporting_rules", "system")
+
+
+class _ReportEncoder:
+    """The JSON of a report's controls and pairs, built from the models without dumping every row through pydantic.
+
+    A report of a thousand systems holds hundreds of thousands of (control, system) rows whose
+    applicability and evidence references, status reasons and pairs are shared objects (see
+    `model._SharedRows`): each is encoded once and its text reused. The text is exactly what
+    ``_encode(document.model_dump(mode="json"))`` gives for the same element (a test compares them).
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[int, tuple[Any, str]] = {}
+        self._texts: dict[str, str] = {}
+        self._lists: dict[tuple[str, ...], str] = {}
+        self._token = f"\x00{uuid.uuid4().hex}"
+
+    def document(self, document: ReportDocument) -> dict[str, Any]:
+        """The report as `json_text` takes it, controls and pairs already encoded."""
+        data = document.model_dump(mode="json", exclude={"controls", "pairs"})
+        if set(ControlSystemStatus.model_fields) != set(_ROW_FIELDS):  # a new field: the generic path
+            data["controls"] = [c.model_dump(mode="json") for c in document.controls]
+        else:
+            data["controls"] = [RawJSON(self.control(c)) for c in document.controls]
+        data["pairs"] = [RawJSON(self.model(p)) for p in document.pairs]
+        return data
+
+    def model(self, value: Any) -> str:
+        """A model's JSON, once per object (the object is kept alive here, so its id is not reused)."""
+        known = self._objects.get(id(value))
+        if known is None or known[0] is not value:
+            known = self._objects[id(value)] = (value, _encode(value.model_dump(mode="json")))
+        return known[1]
+
+    def text(self, value: str) -> str:
+        known = self._texts.get(value)
+        if known is None:
+            known = self._texts[value] = _encode(value)
+        return known
+
+    def names(self, values: list[str]) -> str:
+        key = tuple(values)
+        known = self._lists.get(key)
+        if known is None:
+            known = self._lists[key] = _encode(values)
+        return known
+
+    def control(self, control: Any) -> str:
+        head = control.model_dump(mode="json", exclude={"systems", "attention"})
+        attention, systems = f"{self._token}a", f"{self._token}s"
+        head["attention"], head["systems"] = attention, systems
+        before, _, rest = _encode(head).partition(_encode(attention))  # "attention" sorts before "systems"
+        middle, _, after = rest.partition(_encode(systems))
+        return "".join((before, "[", ", ".join(self.model(p) for p in control.attention), "]", middle,
+                        "[", ", ".join(self.row(r) for r in control.systems), "]", after))
+
+    def row(self, row: ControlSystemStatus) -> str:
+        return "".join((
+            '{"applicability": ', self.model(row.applicability),
+            ', "evidence": [', ", ".join(self.model(e) for e in row.evidence),
+            '], "primary_rules": ', self.names(row.primary_rules), ', "reason": ', self.text(row.reason),
+            ', "status": ', self.text(row.status), ', "supporting_rules": ', self.names(row.supporting_rules),
+            ', "system": ', self.text(row.system), "}"))
+
+
 def render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
-    """The report as ``html``, ``md``, ``json`` or ``oscal`` (its assessment results) text; deterministic."""
+    """The report as ``html``, ``md``, ``json`` or ``oscal`` (its assessment results) text; deterministic.
+
+    The cyclic garbage collector is paused meanwhile (process-wide, see `collector_paused`).
+    """
+    with collector_paused():
+        return _render(document, fmt, graph)
+
+
+def _render(document: ReportDocument, fmt: str, graph: EscalationGraph) -> str:
     if fmt == "json":
-        return json_text(document.model_dump(mode="json"))
+        return json_text(_ReportEncoder().document(document))
     if fmt == "oscal":
         return render_oscal(oscal_input(document))["assessment-results"]
     context: dict[str, Any] = {"doc": document, "colours": STATUS_COLOURS, "attention_limit": ATTENTION_LIMIT,
@@ -324,6 +429,11 @@ def render_files(document: ReportDocument, formats: Sequence[str], graph: Escala
     OSCAL keeps assessment results and a plan of action in two documents (one JSON object holding
     both root keys is no valid OSCAL), so ``oscal`` writes two files.
     """
+    with collector_paused():
+        return _render_files(document, formats, graph)
+
+
+def _render_files(document: ReportDocument, formats: Sequence[str], graph: EscalationGraph) -> dict[str, str | None]:
     texts: dict[str, str | None] = {}
     for fmt in formats:
         if fmt == "oscal":
@@ -331,7 +441,7 @@ def render_files(document: ReportDocument, formats: Sequence[str], graph: Escala
             texts["oscal"] = documents["assessment-results"]
             texts["oscal-poam"] = documents.get("plan-of-action-and-milestones")
         else:
-            texts[fmt] = render(document, fmt, graph)
+            texts[fmt] = _render(document, fmt, graph)
     return texts
 
 

@@ -689,6 +689,48 @@ def _evidence_ref(item: EvidenceRecord, as_of: datetime.datetime) -> EvidenceRef
                        valid_until=item.valid_until, seq=item.seq, record_hash=item.record_hash)
 
 
+class _SharedRows:
+    """What (control, system) rows of one report share instead of recomputing it per row.
+
+    Systems of one classification class get equal applicability decisions, organisation-wide documents
+    are cited for every system, and most rows have the same inputs to their status (no finding, the
+    same documents): each distinct value is made once and the same frozen object serves every row.
+    """
+
+    def __init__(self, as_of: datetime.datetime) -> None:
+        self.as_of = as_of
+        self._applicability: dict[tuple[Any, ...], ApplicabilityRef] = {}
+        self._evidence: dict[int, tuple[EvidenceRecord, EvidenceRef]] = {}
+        self._status: dict[tuple[Any, ...], tuple[ControlStatusName, str]] = {}
+
+    def applicability(self, decision: ApplicabilityDecision) -> ApplicabilityRef:
+        key = (decision.status, decision.reason, decision.applies_from, decision.source)
+        known = self._applicability.get(key)
+        if known is None:
+            known = self._applicability[key] = _applicability_ref(decision)
+        return known
+
+    def evidence(self, item: EvidenceRecord) -> EvidenceRef:
+        known = self._evidence.get(id(item))
+        if known is None or known[0] is not item:  # the item is kept alive here, so its id is not reused
+            known = self._evidence[id(item)] = (item, _evidence_ref(item, self.as_of))
+        return known[1]
+
+    def status(self, applicability: ApplicabilityRef, primary: Sequence[PairStatus],
+               evidence: Sequence[EvidenceRef]) -> tuple[ControlStatusName, str]:
+        """`control_status`, computed once per distinct input: everything of a pair it reads is in the key.
+
+        `applicability` and `evidence` are references this object made: equal values are the same
+        object (kept alive here), so their ids stand for their values.
+        """
+        key = (id(applicability), tuple(map(id, evidence)),
+               tuple((p.rule, p.status, p.governed, p.fresh, p.segment, p.note) for p in primary))
+        known = self._status.get(key)
+        if known is None:
+            known = self._status[key] = control_status(applicability, primary, evidence)
+        return known
+
+
 def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus],
                    evidence: Sequence[EvidenceRef]) -> tuple[ControlStatusName, str]:
     """The status of one (control, system) and why, per `STATUS_DEFINITIONS` (the one implementation of that rule).
@@ -835,6 +877,12 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
     documented = attested = 0
     nonconformity_severity: Counter[str] = Counter()
     without_evidence: list[str] = []
+    shared = _SharedRows(as_of)
+    # what needs attention, grouped by rule once rather than scanned per control over every system
+    below_full: dict[str, list[PairStatus]] = defaultdict(list)
+    for pair in statuses:
+        if pair.points < 1.0:
+            below_full[pair.rule].append(pair)
     for control in framework.assessed_controls():
         control_id = control.id
         ref = f"{framework_id}:{control_id}"
@@ -844,12 +892,13 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
         rows: list[ControlSystemStatus] = []
         any_evidence_path = False
         for target in systems:
-            applicability = _applicability_ref(context.applicability(framework, control_id, target))
+            applicability = shared.applicability(context.applicability(framework, control_id, target))
             primary = [by_pair[(r, target.id)] for r in primary_rules if (r, target.id) in by_pair]
             supporting = [r for r in supporting_rules if (r, target.id) in by_pair]
-            evidence = sorted((_evidence_ref(item, as_of) for item in context.evidence(ref, target.id)),
-                              key=lambda e: (e.seq, e.id))
-            status, reason = control_status(applicability, primary, evidence)
+            evidence = [shared.evidence(item) for item in context.evidence(ref, target.id)]
+            if len(evidence) > 1:
+                evidence.sort(key=lambda e: (e.seq, e.id))
+            status, reason = shared.status(applicability, primary, evidence)
             rows.append(ControlSystemStatus(system=target.id, applicability=applicability, status=status,
                                             reason=reason, primary_rules=[p.rule for p in primary],
                                             supporting_rules=supporting, evidence=evidence))
@@ -881,8 +930,7 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             group=group.id if group else "", group_title=(group.title or group.id) if group else "",
             primary_rules=primary_rules, supporting_rules=supporting_rules,
             counts=dict(sorted(Counter(r.status for r in rows).items())), systems=rows,
-            attention=sorted((by_pair[(r, s.id)] for r in primary_rules for s in systems
-                              if (r, s.id) in by_pair and by_pair[(r, s.id)].points < 1.0),
+            attention=sorted((p for r in primary_rules for p in below_full.get(r, ())),
                              key=lambda s: (s.points, s.system, s.rule)),
             open_incidents=[_incident_ref(i) for i in mapped_incidents if i.state not in (State.RESOLVED,
                                                                                            State.CLOSED)],
