@@ -386,6 +386,64 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return value
 
 
+#: Byte patterns of a body whose values may lie outside `_in_fast_profile` even when the standard
+#: library re-serialises it to the same bytes: 16 or more digits in a row (an integer beyond
+#: +-(10^15 - 1), a float of 1e15 or more), ``.0`` before a non-digit (an integral float), a digit
+#: before ``e+``/``e-`` (Python's exponent notation), and UTF-8 lead bytes of U+D000 and above (a key
+#: whose code-point order may differ from UTF-16 order). Strings that merely contain such text only
+#: cost the strict path.
+_OUTSIDE_FAST_PROFILE = re.compile(rb"[0-9]{16}|\.0[^0-9]|[0-9]e[-+]|[\xed-\xff]")
+_FAST_DUMPS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def parse_canonical_fast(body: bytes) -> dict[str, Any] | None:
+    """The body parsed, when its bytes are provably canonical (RFC 8785); None when not proven.
+
+    The standard library's C parser reads the body and its C encoder writes the value back, sorted
+    and compact; the body is accepted only when those bytes are exactly the body's and the body has
+    none of `_OUTSIDE_FAST_PROFILE`. Then the value is in `_in_fast_profile` (integers of at most 15
+    digits, non-integral floats in plain notation below 1e15 -- and at least 1e-4, since Python
+    writes smaller ones with an exponent -- and keys below U+D000), where `canonical_json` is that
+    same standard-library serialisation: the body is its canonical form, and `parse_body` gives the
+    same value. Duplicate keys, whitespace, escapes other than the canonical ones, other number
+    spellings, NaN and infinities never survive the round trip. None sends the caller to
+    `parse_body` and `canonical_json`, which accept or refuse exactly as before; a property test
+    holds the two paths to agreement.
+    """
+    if _OUTSIDE_FAST_PROFILE.search(body) is not None:
+        return None
+    try:
+        value = json.loads(body.decode("utf-8"))
+        if type(value) is not dict or _FAST_DUMPS(value).encode("utf-8") != body:
+            return None
+    except (ValueError, UnicodeError, RecursionError):
+        return None
+    return value
+
+
+def parse_canonical(body: bytes) -> tuple[dict[str, Any], bool]:
+    """Parse an entry body, and say whether its bytes are its canonical form (RFC 8785).
+
+    `parse_canonical_fast` where it proves the answer, else `parse_body` and `canonical_json`.
+
+    Raises:
+        ValueError: the body does not parse (`parse_body`'s errors) or cannot be canonicalized.
+    """
+    fast = parse_canonical_fast(body)
+    if fast is not None:
+        return fast, True
+    value = parse_body(body)
+    try:
+        canonical = canonical_json(value)
+    except Exception as exc:  # rfc8785 raises its own errors for values outside JSON's domain
+        raise _Uncanonicalizable(f"cannot be canonicalized: {exc}") from exc
+    return value, canonical == body
+
+
+class _Uncanonicalizable(ValueError):
+    """A body that parses but has no canonical form (a big integer, say)."""
+
+
 # -- authority ------------------------------------------------------------------------------------
 
 ACTION_CONTEXT = b"charter-action/v1\n"
@@ -1649,16 +1707,11 @@ class Verifier:
                 self._stop(damage.seq, damage.kind, damage.detail)
                 return
         try:
-            body = parse_body(entry.body)
+            body, canonical = parse_canonical(entry.body)
         except (ValueError, UnicodeDecodeError) as exc:
             self._stop(entry.seq, "malformed_body", str(exc))
             return
-        try:
-            canonical = canonical_json(body)
-        except Exception as exc:  # rfc8785 raises its own errors for values outside JSON's domain
-            self._stop(entry.seq, "malformed_body", f"cannot be canonicalized: {exc}")
-            return
-        if canonical != entry.body:
+        if not canonical:
             self._stop(entry.seq, "not_canonical", "the stored bytes are not the canonical form of the body")
             return
         if body.get("log") != self.origin:
