@@ -387,12 +387,13 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 
 #: Byte patterns of a body whose values may lie outside `_in_fast_profile` even when the standard
-#: library re-serialises it to the same bytes: 16 or more digits in a row (an integer beyond
-#: +-(10^15 - 1), a float of 1e15 or more), ``.0`` before a non-digit (an integral float), a digit
-#: before ``e+``/``e-`` (Python's exponent notation), and UTF-8 lead bytes of U+D000 and above (a key
-#: whose code-point order may differ from UTF-16 order). Strings that merely contain such text only
-#: cost the strict path.
-_OUTSIDE_FAST_PROFILE = re.compile(rb"[0-9]{16}|\.0[^0-9]|[0-9]e[-+]|[\xed-\xff]")
+#: library re-serialises it to the same bytes. In compact JSON a number follows ``:``, ``,`` or ``[``
+#: and is followed by ``,``, ``]`` or ``}``: a number of 16 or more integral digits (an integer beyond
+#: +-(10^15 - 1), a float of 1e15 or more), an integral float (Python writes ``1.0``), a digit before
+#: ``e+``/``e-`` (Python's exponent notation), and UTF-8 lead bytes of U+D000 and above (a key whose
+#: code-point order may differ from UTF-16 order). Strings that merely contain such text only cost
+#: the strict path.
+_OUTSIDE_FAST_PROFILE = re.compile(rb"[:,\[]-?[0-9]{16}|[:,\[]-?[0-9]+\.0[,\]}]|[0-9]e[-+]|[\xed-\xff]")
 _FAST_DUMPS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 

@@ -108,6 +108,8 @@ def test_duplicate_keys_are_refused_by_both(document: dict[str, Any], key: str, 
     (b'{"a":"\\ud800"}', "malformed"), (b'{"a":"\xed\xa0\x80"}', "malformed"), (b'{"a":"\xff"}', "malformed"),
     ('{"\U0001f600":2,"\uffff":1}'.encode(), "canonical"), ('{"\uffff":1,"\U0001f600":2}'.encode(), "not_canonical"),
     (b'{"b":1,"a":2}', "not_canonical"), (b'{"a": 1}', "not_canonical"), (b'{"a":1,"a":1}', "malformed"),
+    (b'{"a":[1.0]}', "not_canonical"), (b'{"a":[2,-10.0]}', "not_canonical"), (b'{"a":{"b":3.0}}', "not_canonical"),
+    (b'{"a":[1234567890123456]}', "canonical"), (b'{"a":-12345678901234567890}', "malformed"),
     (b"[1]", "malformed"), (b'"a"', "malformed"), (b"\xef\xbb\xbf{}", "malformed"), (b"{}", "canonical"),
     (b"[" * 100_000 + b"]" * 100_000, "malformed"),
     (unicodedata.normalize("NFD", '{"a":"é"}').encode(), "canonical"),
@@ -119,7 +121,8 @@ def test_edge_cases(body: bytes, verdict: str) -> None:
 def test_ordinary_entry_bodies_take_the_fast_path() -> None:
     """So that the fast path is not dead code: a typical bundle body is accepted without the strict parser."""
     body = rfc8785.dumps({"log": "charter.example/ledger", "seq": 12, "prev": "ab" * 32, "type": "bundle",
-                          "payload": {"metrics": {"recall": 0.8123, "n": 5000, "gap": -0.031}, "note": "é\u2014x"},
+                          "payload": {"metrics": {"recall": 0.8123, "n": 5000, "gap": -0.031}, "note": "é\u2014x",
+                                      "model_version": "1.0.0", "digest": "7a35924a2c9016860634436848427737"},
                           "received_at": "2026-01-02T03:04:05.678Z", "v": 1, "ok": True, "none": None})
     value = parse_canonical_fast(body)
     assert value is not None and _same(value, parse_body(body))
