@@ -81,7 +81,7 @@ def main() -> None:
         verify_s = time.perf_counter() - started
         assert verified.ok, verified.summary()
         started = time.perf_counter()
-        view = ExportedLedger(export.entries, export.origin)
+        view = ExportedLedger(export.entries, export.origin, export.parsed)
         index_s = time.perf_counter() - started
         catalog = builtin_catalog()
         started = time.perf_counter()

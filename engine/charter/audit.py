@@ -6,7 +6,7 @@ whether the findings the log recorded are the ones its policies give: someone ho
 could record a ``pass`` where the rules say ``breach``, and every signature would still verify.
 
 `audit` closes that gap. It first verifies the export with the standalone verifier's own functions
-(`auditor.read_export`, `auditor.verify_entries`), and only over an export that verifies, replays
+(`auditor.read_export`, `auditor.Verifier`), and only over an export that verifies, replays
 every bundle with `charter.submission.replay` (the same code `charter replay` runs on the database)
 through `ExportedLedger`, a read-only view of the export that answers the two reads replay makes,
 `entry(seq)` and `entries(start, stop, types=, subject=)`, from indexes built in one pass.
@@ -42,7 +42,7 @@ _LINE = re.compile(r"line (\d+)")
 
 @dataclass(frozen=True)
 class ExportedEntry(Entry):
-    """An entry of an export, its body parsed once (by the verifier's strict `auditor.parse_body`)."""
+    """An entry of an export, its body parsed once (by the verifier, or `auditor.parse_canonical`)."""
 
     parsed: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -60,7 +60,8 @@ class ExportedEntry(Entry):
 class ExportedLedger:
     """A read-only ledger over the entries of an export, indexed by type and subject.
 
-    Every body is parsed once, when the view is built; lookups are a list index (`entry`) or a
+    Every body is parsed once: by the verifier (`verify_export` keeps the bodies it parsed, and the
+    view takes them from `parsed`), else when the view is built; lookups are a list index (`entry`) or a
     bisection into the per-type, per-subject or per-(type, subject) list of seqs (`entries`), so
     replaying every bundle reads each entry a bounded number of times rather than scanning.
 
@@ -68,9 +69,11 @@ class ExportedLedger:
         stored: the export's entries in seq order (as `auditor.read_export` yields them); build the
             view only over entries that verified, since nothing here checks them.
         origin: the log's origin.
+        parsed: the bodies of `stored` already parsed, in the same order (`Export.parsed`); shared, not copied.
     """
 
-    def __init__(self, stored: Iterable[StoredEntry], origin: str) -> None:
+    def __init__(self, stored: Iterable[StoredEntry], origin: str,
+                 parsed: Sequence[dict[str, Any]] | None = None) -> None:
         self.origin = origin
         self._entries: list[ExportedEntry] = []
         by_type: dict[str, list[int]] = defaultdict(list)
@@ -81,7 +84,7 @@ class ExportedLedger:
                 raise CharterError.single("export_malformed", f"expected seq {len(self._entries)}, found {item.seq}",
                                           file=ENTRIES_FILE)
             try:
-                body = auditor.parse_body(item.body)
+                body = parsed[item.seq] if parsed is not None else auditor.parse_canonical(item.body)[0]
             except (ValueError, UnicodeDecodeError) as exc:
                 raise CharterError.single("export_malformed", f"the body of entry {item.seq} is not JSON: {exc}",
                                           file=ENTRIES_FILE) from exc
@@ -148,13 +151,18 @@ class ExportedLedger:
 
 @dataclass
 class Export:
-    """An export directory read into memory: trust root, entries (bytes, unparsed) and checkpoint notes."""
+    """An export directory read into memory: trust root, entries (bytes) and checkpoint notes.
+
+    `parsed` holds every entry's body as `verify_export` parsed it, once a verification parsed them
+    all (None before, or when one did not parse); `ExportedLedger` reuses them.
+    """
 
     directory: Path
     origin: str
     public_key: bytes
     entries: list[StoredEntry]
     notes: list[str]
+    parsed: list[dict[str, Any]] | None = None
 
 
 def read_export(directory: Path) -> Export:
@@ -203,14 +211,22 @@ def verify_export(export: Export, public_key: bytes, notes: Sequence[str] = (),
         public_key: the pinned log key (the export's own when the caller has none).
         notes: checkpoint notes: the export's and any the caller holds.
         progress: called now and then with the number of entries checked.
-    """
-    def fed() -> Iterator[StoredEntry]:
-        for index, item in enumerate(export.entries):
-            if progress is not None and index % 2000 == 0:
-                progress(index)
-            yield item
 
-    report = auditor.verify_entries(fed(), export.origin, public_key, notes)
+    Sets ``export.parsed`` to the bodies the verifier parsed when it parsed every one.
+    """
+    verifier = auditor.Verifier(export.origin, public_key, notes)
+    parsed: list[dict[str, Any]] = []
+    complete = True
+    for index, item in enumerate(export.entries):
+        if progress is not None and index % 2000 == 0:
+            progress(index)
+        body = verifier.feed(item)
+        if body is None:
+            complete = False
+        elif complete:
+            parsed.append(body)
+    report = verifier.finish()
+    export.parsed = parsed if complete and len(parsed) == len(export.entries) else None
     if progress is not None:
         progress(len(export.entries))
     return report

@@ -250,3 +250,22 @@ def test_malformed_entries_are_located_by_line(demo: Path, tmp_path: Path) -> No
         read_export(broken)
     assert missing.value.code == "file_not_found" and missing.value.diagnostics[0].location.file.endswith(
         "trust_root.json")
+
+
+def test_the_bodies_the_verifier_parsed_are_reused_by_the_view(demo: Path, tmp_path: Path) -> None:
+    export = read_export(demo / "export")
+    assert export.parsed is None
+    assert verify_export(export, demo_log_key(demo).public).ok
+    assert export.parsed is not None and len(export.parsed) == len(export.entries)
+    assert [body["seq"] for body in export.parsed] == list(range(len(export.entries)))
+    shared = ExportedLedger(export.entries, export.origin, export.parsed)
+    own = ExportedLedger(export.entries, export.origin)
+    for seq in range(len(export.entries)):
+        entry, fresh = shared.entry(seq), own.entry(seq)
+        assert entry is not None and fresh is not None
+        assert entry.document() is export.parsed[seq] and entry.document() == fresh.document() and entry == fresh
+    # a verification that stops early leaves nothing to reuse
+    finding_seq, _ = breach_finding(demo)
+    reseal_export(demo / "export", tmp_path / "forged", finding_seq, flip_status, SigningKey.generate("mallory"))
+    forged = read_export(tmp_path / "forged")
+    assert not verify_export(forged, demo_log_key(demo).public, forged.notes).ok and forged.parsed is None

@@ -98,7 +98,7 @@ def audit_command(
         # A held note that is not the pinned log's, or whose root the entries do not give, is a
         # verification problem above: past this point every held note matched.
         bar.update(task, description="auditing", completed=0, total=None)
-        ledger = ExportedLedger(export.entries, export.origin)
+        ledger = ExportedLedger(export.entries, export.origin, export.parsed)
         result = audit(ledger, catalog, PolicyCompiler(catalog, frameworks),
                        progress=lambda done, total: bar.update(task, completed=done, total=total))
     code = (DIFFER if result.differences or result.unauthorized or len(result.uncompilable) < len(result.unreplayable)

@@ -1689,42 +1689,46 @@ class Verifier:
         self.report.entries = size
         self.report.resumed_from = size
 
-    def feed(self, entry: StoredEntry) -> None:
-        """Check the next entry. After damage that breaks the chain, later entries are not judged."""
+    def feed(self, entry: StoredEntry) -> dict[str, Any] | None:
+        """Check the next entry, and return its body parsed (None when it was not parsed).
+
+        After damage that breaks the chain, later entries are not judged (nor parsed). The body is
+        returned whenever it parsed, even when a later check failed; callers share it (do not modify it).
+        """
         if self._stopped:
-            return
+            return None
         expected = self._range.size
         if entry.seq != expected:
             kind = "missing_entry" if entry.seq > expected else "duplicate_seq"
             self._stop(expected, kind, f"expected seq {expected}, found {entry.seq}")
-            return
+            return None
         record_hash = leaf_hash(entry.body)
         if entry.record_hash is not None and entry.record_hash != record_hash:
             self._stop(entry.seq, "hash_mismatch", "the stored record hash is not SHA-256(0x00 || body)")
-            return
+            return None
         if self.check_signatures:
             damage = self._receipts.feed(entry.seq, record_hash, entry.receipt, entry.range_receipt)
             if damage is not None:
                 self._stop(damage.seq, damage.kind, damage.detail)
-                return
+                return None
         try:
             body, canonical = parse_canonical(entry.body)
         except (ValueError, UnicodeDecodeError) as exc:
             self._stop(entry.seq, "malformed_body", str(exc))
-            return
+            return None
         if not canonical:
             self._stop(entry.seq, "not_canonical", "the stored bytes are not the canonical form of the body")
-            return
+            return body
         if body.get("log") != self.origin:
             self._stop(entry.seq, "wrong_origin", f"entry of log {body.get('log')!r}")
-            return
+            return body
         if type(body.get("seq")) is not int or body["seq"] != entry.seq:
             self._stop(entry.seq, "seq_mismatch", f"body says seq {body.get('seq')!r}")
-            return
+            return body
         if body.get("v") != 1 or not isinstance(body.get("type"), str) or not isinstance(
                 body.get("submission_id"), str):
             self._stop(entry.seq, "malformed_body", "missing or mistyped v, type or submission_id")
-            return
+            return body
         if body.get("prev") != self._prev.hex():
             opened = self._receipts.open
             if opened is not None and opened < entry.seq:
@@ -1734,7 +1738,7 @@ class Verifier:
                            "hash: this entry was altered (or the next one was)")
             else:
                 self._stop(entry.seq, "chain_broken", "the body does not name the previous record hash")
-            return
+            return body
         received = body.get("received_at")
         if not isinstance(received, str) or not _RFC3339_MS.fullmatch(received):
             self._problem(entry.seq, "malformed_body", f"received_at {received!r} is not an RFC 3339 UTC time")
@@ -1754,7 +1758,8 @@ class Verifier:
                 else:
                     self._stop(None, "checkpoint_mismatch", f"the first {size} entries do not have the root of "
                                "the signed checkpoint: history was rewritten")
-                    return
+                    return body
+        return body
 
     def _check_content(self, seq: int, body: dict[str, Any]) -> None:
         kind = str(body.get("type"))
