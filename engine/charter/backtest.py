@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
-import contextlib
 import datetime
 import gc
 import multiprocessing
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from ._gc import collector_paused
 from ._sources import SourceMap
 from .bundle import EvidenceBundle
 from .errors import CharterError
@@ -359,7 +359,7 @@ def backtest(ledger: Ledger, policies: Sequence[CompiledPolicy], *,
     else:
         run = _Run(ledger, registrations, StatusEvaluator(policies), since, chunk, depth)
         tick = (lambda read: progress(read, total)) if progress is not None else None
-        with _collector_paused():  # one system at a time: memory stays that of one system's history
+        with collector_paused():  # one system at a time: memory stays that of one system's history
             for system_id in systems:
                 run.system(system_id, tick)
                 if tick is not None:
@@ -423,7 +423,7 @@ def _worker_systems(system_ids: list[str]) -> _Part:
     """Back-test some systems in a worker process."""
     run = _Run(_WORKER["ledger"], _WORKER["registrations"], StatusEvaluator(_WORKER["policies"]), _WORKER["since"],
                _WORKER["chunk"], _WORKER["depth"])
-    with _collector_paused():
+    with collector_paused():
         for system_id in system_ids:
             run.system(system_id)
     run.report.reference_calls = run.evaluator.reference_calls
@@ -455,23 +455,6 @@ def _in_workers(ledger: Ledger, policies: Sequence[CompiledPolicy], systems: lis
             if progress is not None:
                 progress(read, total)
     return parts
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a bulk read.
-
-    A back-test allocates tens of millions of short-lived tuples and lists, none in cycles; each
-    allocation burst would otherwise trigger collections that rescan everything alive (measured:
-    about 40% of a back-test's time). Reference counting still frees everything as it goes.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @dataclass
