@@ -358,10 +358,9 @@ def differences_of(result: ReplayResult, system: str) -> list[Difference]:
                               some.get("segment"), str((old or {}).get("status", "absent")),
                               str((new or {}).get("status", "absent")), fields))
     if not result.summary_matches:
-        from .evaluate import Finding
         from .submission import status_summary
 
-        rederived = status_summary([Finding.model_validate(f) for f in result.replayed])
+        rederived = status_summary(result.replayed_findings())
         recorded = result.summary or []
         for index in range(max(len(recorded), len(rederived))):
             old_line = recorded[index] if index < len(recorded) else None
@@ -422,9 +421,11 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
             pending = next(registrations, None)
         history = histories.setdefault(entry.subject, [])
         result.bundles += 1
+        replayed_bundle: EvidenceBundle | None = None
         try:
             outcome = replay(reader, seq, catalog, memo, history=history,
                              system=registry.get(str(entry.payload.get("system_id"))))
+            replayed_bundle = outcome.bundle
         except _RecordedPolicyError as exc:
             first = exc.diagnostics[0]
             where = str(first.location)
@@ -444,8 +445,9 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
             continue
         finally:
             if history is not None:
-                try:
-                    history.append(EvidenceBundle.from_data(entry.payload, catalog))
+                try:  # the bundle replay parsed, else (replay failed first) parsed here
+                    history.append(replayed_bundle if replayed_bundle is not None
+                                   else EvidenceBundle.from_data(entry.payload, catalog))
                 except CharterError:
                     histories[entry.subject] = None  # later bundles: replay reads (and reports) it itself
         result.findings_stored += len(outcome.stored)

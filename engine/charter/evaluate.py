@@ -319,13 +319,31 @@ class _Snapshot:
         return missing
 
 
+#: Per segment key (None for the whole bundle), the last snapshot's namespace: every rule of a bundle
+#: reads the same one. A namespace depends only on the system, bundle, previous bundle and segment
+#: (all frozen, held here so their ids are not reused) and evaluation never writes to it.
+_NAMESPACES: dict[str | None, tuple[AISystem, EvidenceBundle, EvidenceBundle | None, dict[str, Any]]] = {}
+_NAMESPACES_KEEP = 4096
+
+
+def _namespace(snap: _Snapshot) -> dict[str, Any]:
+    held = _NAMESPACES.get(snap.segment)
+    if held is not None and held[0] is snap.system and held[1] is snap.bundle and held[2] is snap.previous:
+        return held[3]
+    if len(_NAMESPACES) >= _NAMESPACES_KEEP:
+        _NAMESPACES.clear()
+    namespace = snap.namespace()
+    _NAMESPACES[snap.segment] = (snap.system, snap.bundle, snap.previous, namespace)
+    return namespace
+
+
 def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
     """Evaluate a rule once, without history or freshness: breach, warn, pass, missing or error."""
     missing = snap.missing_evidence(rule)
     if missing:
         where = f" in segment {snap.segment}" if snap.segment else ""
         return _Outcome(Status.MISSING, f"evidence missing{where}: {', '.join(missing)}", {})
-    thing = snap.namespace()
+    thing = _namespace(snap)
     try:
         if _condition(rule.breach_compiled, thing):
             return _Outcome(Status.BREACH, explain_true(rule.breach.statement, thing),

@@ -269,3 +269,28 @@ def test_the_bodies_the_verifier_parsed_are_reused_by_the_view(demo: Path, tmp_p
     reseal_export(demo / "export", tmp_path / "forged", finding_seq, flip_status, SigningKey.generate("mallory"))
     forged = read_export(tmp_path / "forged")
     assert not verify_export(forged, demo_log_key(demo).public, forged.notes).ok and forged.parsed is None
+
+
+def test_replay_keeps_its_findings_and_caches_do_not_leak_between_bundles(demo: Path) -> None:
+    from charter import evaluate
+    from charter.evaluate import Finding
+    from charter.policy import explain
+    from charter.submission import status_summary
+
+    export = read_export(demo / "export")
+    view = ExportedLedger(export.entries, export.origin)
+    seqs = view.bundle_seqs()
+
+    def fresh(seq: int) -> Any:
+        evaluate._NAMESPACES.clear()
+        explain._TEXTS.clear()
+        return replay(view, seq, CATALOG, PolicyCompiler(CATALOG, load_frameworks()))
+
+    alone = {seq: fresh(seq) for seq in seqs}
+    # interleaved, with warm caches: every result as evaluated alone
+    for seq in [*reversed(seqs), *seqs]:
+        result = replay(view, seq, CATALOG, COMPILER)
+        assert result == alone[seq] and result.replayed == alone[seq].replayed
+        assert result.findings is not None and result.bundle is not None
+        assert [f.model_dump(mode="json") for f in result.findings] == result.replayed
+        assert status_summary(result.findings) == status_summary([Finding.model_validate(f) for f in result.replayed])

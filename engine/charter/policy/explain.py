@@ -39,19 +39,34 @@ def operands(node: Any) -> list[Any]:
     return list(unique.values())
 
 
+#: Per parsed node, by identity: its rule text and its operands with theirs. A compiled rule's parse
+#: tree never changes, so these are the same every time; the node is held, so its id is not reused.
+_TEXTS: dict[int, tuple[Any, str, list[tuple[str, Any]]]] = {}
+_TEXTS_KEEP = 4096
+
+
+def _texts(node: Any) -> tuple[str, list[tuple[str, Any]]]:
+    found = _TEXTS.get(id(node))
+    if found is None or found[0] is not node:
+        if len(_TEXTS) >= _TEXTS_KEEP:
+            _TEXTS.clear()
+        found = _TEXTS[id(node)] = (node, unparse(node), [(unparse(n), n) for n in operands(node)])
+    return found[1], found[2]
+
+
 def observed_values(node: Any, thing: Any) -> dict[str, Any]:
     """Each operand of `node` printed as rule text, mapped to its value in `thing`."""
     values: dict[str, Any] = {}
-    for operand in operands(node):
+    for text, operand in _texts(node)[1]:
         try:
-            values[unparse(operand)] = operand.evaluate(thing)
+            values[text] = operand.evaluate(thing)
         except Exception:  # an operand that cannot be read is simply not shown
             continue
     return values
 
 
 def _with_values(node: Any, thing: Any) -> str:
-    text = unparse(node)
+    text = _texts(node)[0]
     shown = [f"{name} = {format_value(value, exact=False)}" for name, value in observed_values(node, thing).items()
              if not isinstance(value, dict | tuple | list)]
     return f"{text} ({', '.join(shown)})" if shown else text
