@@ -62,7 +62,8 @@ Edit = tuple[int, Callable[[dict[str, Any]], None], "SigningKey | None"]
 
 
 def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str, Any]], None],
-                  log_key: SigningKey, actor: SigningKey | None = None, more: tuple[Edit, ...] = ()) -> None:
+                  log_key: SigningKey, actor: SigningKey | None = None, more: tuple[Edit, ...] = (),
+                  *, whole: bool = False) -> None:
     """Copy an export, edit entry `seq`'s body, and make it verify again as an insider holding the log key could.
 
     Every later body names the new previous hash, every receipt from the edited entry on is signed
@@ -70,6 +71,9 @@ def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str
     the new roots. With `actor`, the edited statement is signed again with the actor's key (and a
     recorded document's digest recomputed), as an insider who also stole that key could; `more`
     edits later entries alike, each with its own actor.
+
+    With `whole`, the edits receive the entry's whole body (type, subject and all) rather than its
+    payload; ``seq`` and ``prev`` are set afterwards.
     """
     edits = {seq: (edit, actor), **{at: (change, signer) for at, change, signer in more}}
     seq = min(edits)
@@ -83,7 +87,8 @@ def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str
             document = json.loads(body)
             if index in edits:
                 change, signer = edits[index]
-                change(document["payload"])
+                change(document if whole else document["payload"])
+                document["seq"] = index
                 if signer is not None:
                     payload = document["payload"]
                     if "document" in payload and "digest" in payload:
