@@ -386,38 +386,53 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return value
 
 
-#: Byte patterns of a body whose values may lie outside `_in_fast_profile` even when the standard
-#: library re-serialises it to the same bytes. In compact JSON a number follows ``:``, ``,`` or ``[``
-#: and is followed by ``,``, ``]`` or ``}``: a number of 16 or more integral digits (an integer beyond
-#: +-(10^15 - 1), a float of 1e15 or more), an integral float (Python writes ``1.0``), a digit before
-#: ``e+``/``e-`` (Python's exponent notation), and UTF-8 lead bytes of U+D000 and above (a key whose
-#: code-point order may differ from UTF-16 order). Strings that merely contain such text only cost
-#: the strict path.
-_OUTSIDE_FAST_PROFILE = re.compile(rb"[:,\[]-?[0-9]{16}|[:,\[]-?[0-9]+\.0[,\]}]|[0-9]e[-+]|[\xed-\xff]")
-_FAST_DUMPS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+class _OutsideFastProfile(ValueError):
+    """A number the fast path does not vouch for (raised by its parse hooks, caught by it)."""
+
+
+def _fast_float(text: str) -> float:
+    # Python writes exponents (1e-05, 1e+16) and integral floats (1.0) unlike RFC 8785; only
+    # non-integral floats below 1e15 in plain notation (so at least 1e-4) stay on the fast path.
+    value = float(text)
+    if "e" in text or "E" in text or value.is_integer() or not abs(value) < 1e15:
+        raise _OutsideFastProfile(text)
+    return value
+
+
+def _fast_int(text: str) -> int:
+    value = int(text)
+    if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+        raise _OutsideFastProfile(text)
+    return value
+
+
+_FAST_DECODER = json.JSONDecoder(parse_float=_fast_float, parse_int=_fast_int)
+_FAST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+#: characters whose UTF-16 order may differ from their code-point order (keys sort by UTF-16 in RFC 8785)
+_ORDER_MAY_DIFFER = re.compile("[\ud800-\U0010ffff]")
 
 
 def parse_canonical_fast(body: bytes) -> dict[str, Any] | None:
     """The body parsed, when its bytes are provably canonical (RFC 8785); None when not proven.
 
     The standard library's C parser reads the body and its C encoder writes the value back, sorted
-    and compact; the body is accepted only when those bytes are exactly the body's and the body has
-    none of `_OUTSIDE_FAST_PROFILE`. Then the value is in `_in_fast_profile` (integers of at most 15
-    digits, non-integral floats in plain notation below 1e15 -- and at least 1e-4, since Python
-    writes smaller ones with an exponent -- and keys below U+D000), where `canonical_json` is that
-    same standard-library serialisation: the body is its canonical form, and `parse_body` gives the
-    same value. Duplicate keys, whitespace, escapes other than the canonical ones, other number
-    spellings, NaN and infinities never survive the round trip. None sends the caller to
-    `parse_body` and `canonical_json`, which accept or refuse exactly as before; a property test
-    holds the two paths to agreement.
+    and compact; the body is accepted only when those bytes are exactly the body's, every number is
+    an integer within +-(2^53 - 1) or a non-integral float below 1e15 written without exponent (the
+    parse hooks), and no character is U+D800 or above. Then the value is in `_in_fast_profile`,
+    where `canonical_json` is that same standard-library serialisation: the body is its canonical
+    form, and `parse_body` gives the same value. Duplicate keys, whitespace, escapes other than the
+    canonical ones, other number spellings, NaN and infinities never survive the round trip. None
+    sends the caller to `parse_body` and `canonical_json`, which accept or refuse exactly as before;
+    a property test holds the two paths to agreement.
     """
-    if _OUTSIDE_FAST_PROFILE.search(body) is not None:
-        return None
     try:
-        value = json.loads(body.decode("utf-8"))
-        if type(value) is not dict or _FAST_DUMPS(value).encode("utf-8") != body:
+        text = body.decode("utf-8")
+        if not text.isascii() and _ORDER_MAY_DIFFER.search(text) is not None:
             return None
-    except (ValueError, UnicodeError, RecursionError):
+        value = _FAST_DECODER.decode(text)
+        if type(value) is not dict or _FAST_ENCODER.encode(value).encode("utf-8") != body:
+            return None
+    except (ValueError, UnicodeError, RecursionError):  # _OutsideFastProfile and JSONDecodeError included
         return None
     return value
 
