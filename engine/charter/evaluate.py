@@ -344,14 +344,16 @@ def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
         where = f" in segment {snap.segment}" if snap.segment else ""
         return _Outcome(Status.MISSING, f"evidence missing{where}: {', '.join(missing)}", {})
     thing = _namespace(snap)
+    read: dict[str, Any] = {}  # operand values, read once for the explanation and the observed values
     try:
         if _condition(rule.breach_compiled, thing):
-            return _Outcome(Status.BREACH, explain_true(rule.breach.statement, thing),
-                            _observed(rule.breach, thing))
+            return _Outcome(Status.BREACH, explain_true(rule.breach.statement, thing, read),
+                            _observed(rule.breach, thing, read))
         if rule.warn is not None and rule.warn_compiled is not None and _condition(rule.warn_compiled, thing):
-            return _Outcome(Status.WARN, "warning band: " + explain_true(rule.warn.statement, thing),
-                            _observed(rule.warn, thing))
-        return _Outcome(Status.PASS, explain_false(rule.breach.statement, thing), _observed(rule.breach, thing))
+            return _Outcome(Status.WARN, "warning band: " + explain_true(rule.warn.statement, thing, read),
+                            _observed(rule.warn, thing, read))
+        return _Outcome(Status.PASS, explain_false(rule.breach.statement, thing, read),
+                        _observed(rule.breach, thing, read))
     except rule_engine.errors.LookupError as exc:
         if isinstance(exc.item, str):  # a segment or KPI the bundle does not have
             return _Outcome(Status.MISSING, f"evidence missing: no entry {exc.item!r} in {rule.breach_text!r}", {})
@@ -368,8 +370,10 @@ def _condition(compiled: CompiledCondition, thing: Any) -> bool:
     return result
 
 
-def _observed(compiled: rule_engine.Rule, thing: Any) -> dict[str, float | str | None]:
-    return {name: _json_value(value) for name, value in sorted(observed_values(compiled.statement, thing).items())
+def _observed(compiled: rule_engine.Rule, thing: Any, memo: dict[str, Any] | None = None
+              ) -> dict[str, float | str | None]:
+    return {name: _json_value(value) for name, value in sorted(observed_values(compiled.statement, thing,
+                                                                               memo).items())
             if not isinstance(value, Mapping | tuple | list)}
 
 
