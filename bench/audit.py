@@ -4,13 +4,25 @@ Builds the ledger of bench/backtest.py (N systems, D daily bundles, the 40-rule 
 `charter submit` leaves it (``build_ledger(submitted=True)``: registered key, published policy,
 signed bundles, evaluation entries and one entry per finding), then times in the same run:
 
-- backtest: `charter backtest`'s work with the candidate policy, with ``--jobs`` workers and in one process;
+- backtest: `charter backtest`'s work with the candidate policy, with ``--jobs`` workers and in one
+  process: read the bundles and evaluation entries from the database and evaluate statuses only (no
+  explanations, no integrity checks);
 - export: ``charter ledger export``;
-- audit: what ``charter audit EXPORT`` does after parsing its options: read the export, verify it
-  (signatures included), index it, and replay every bundle (`charter.audit.audit`).
+- audit (``audit_total_s``): what ``charter audit EXPORT`` does after parsing its options: read the
+  export (``audit_read_s``: entries.jsonl, base64), verify it (``audit_verify_s``: hashes, chain,
+  receipts and Merkle roots, submitter signatures, checkpoints, authority; every body parsed once),
+  index it (``audit_index_s``), and replay every bundle (``audit_replay_s``: full findings with
+  explanations and observed values, compared with the recorded ones; `charter.audit.audit`);
+- reading all entries (``read_all_entries_s``): read the export and parse every body, nothing more;
+- charter verify (``verify_export_s``): the standalone verifier (`auditor.read_export` and
+  `auditor.verify_entries`, what the exported verify.py runs) over the same export.
 
-Target: the audit of the export takes at most 2x the back-test (``--jobs``) of the same ledger.
-Both are timed here, so the ratio holds on any machine; no test asserts a time. To show how replay's
+Target: the audit of the export takes at most 2x the back-test (``--jobs``) of the same ledger
+(``audit_vs_backtest_x``). Besides, ``audit_vs_backtest_plus_reading_x`` divides by back-test plus
+reading all entries, and ``audit_vs_backtest_plus_verify_x`` by back-test plus charter verify: the
+closer the latter is to 1, the more of the audit's cost is integrity checking rather than the
+semantic re-derivation. All are timed here, in one run, so the ratios hold on any machine; no test
+asserts a time. To show how replay's
 cost grows with history, the replay phase is also split into the first and second half of the
 bundles (10-50% and 50-90% of the way; bundles are appended day by day, so later ones have longer
 histories): a ratio near 1 is linear, near 2 or more grows with history.
@@ -35,7 +47,7 @@ from charter.audit import ExportedLedger, audit, read_export, verify_export
 from charter.backtest import backtest
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
-from charter.ledger import SigningKey, export_ledger
+from charter.ledger import SigningKey, auditor, export_ledger
 from charter.policy import PolicyCompiler
 
 TARGET_X = 2.0
@@ -81,7 +93,7 @@ def main() -> None:
         verify_s = time.perf_counter() - started
         assert verified.ok, verified.summary()
         started = time.perf_counter()
-        view = ExportedLedger(export.entries, export.origin)
+        view = ExportedLedger(export.entries, export.origin, export.parsed)
         index_s = time.perf_counter() - started
         catalog = builtin_catalog()
         started = time.perf_counter()
@@ -89,6 +101,18 @@ def main() -> None:
                        progress=lambda done, _: marks.append((done, time.perf_counter())))
         replay_s = time.perf_counter() - started
         assert not result.differences and not result.unreplayable, result.to_dict()
+
+        gc.collect()
+        started = time.perf_counter()
+        for item in read_export(root / "export").entries:
+            json.loads(item.body)
+        read_all_s = time.perf_counter() - started
+        gc.collect()
+        started = time.perf_counter()
+        _, rows, notes = auditor.read_export(root / "export")
+        alone = auditor.verify_entries(rows, export.origin, log_key.public, notes)
+        verify_alone_s = time.perf_counter() - started
+        assert alone.ok, alone.summary()
 
     total = read_s + verify_s + index_s + replay_s
 
@@ -106,8 +130,11 @@ def main() -> None:
         "audit_replay_s": round(replay_s, 2), "audit_total_s": round(total, 2),
         "replay_ms_per_bundle": round(1000 * replay_s / max(result.bundles, 1), 2),
         "replay_50_90pct_vs_10_50pct_x": round(second_half / first_half, 2) if first_half > 0 else None,
+        "read_all_entries_s": round(read_all_s, 2), "verify_export_s": round(verify_alone_s, 2),
         "audit_vs_backtest_x": round(total / backtest_s, 2),
         "audit_vs_backtest_one_process_x": round(total / backtest_one_s, 2),
+        "audit_vs_backtest_plus_reading_x": round(total / (backtest_s + read_all_s), 2),
+        "audit_vs_backtest_plus_verify_x": round(total / (backtest_s + verify_alone_s), 2),
         "target_x": TARGET_X, "within_target": total <= TARGET_X * backtest_s,
     }
     if args.json:

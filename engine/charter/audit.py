@@ -6,7 +6,7 @@ whether the findings the log recorded are the ones its policies give: someone ho
 could record a ``pass`` where the rules say ``breach``, and every signature would still verify.
 
 `audit` closes that gap. It first verifies the export with the standalone verifier's own functions
-(`auditor.read_export`, `auditor.verify_entries`), and only over an export that verifies, replays
+(`auditor.read_export`, `auditor.Verifier`), and only over an export that verifies, replays
 every bundle with `charter.submission.replay` (the same code `charter replay` runs on the database)
 through `ExportedLedger`, a read-only view of the export that answers the two reads replay makes,
 `entry(seq)` and `entries(start, stop, types=, subject=)`, from indexes built in one pass.
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._collector import collector_paused
 from ._sources import SourceMap
 from .errors import CharterError, Diagnostic
 from .ledger import auditor
@@ -42,7 +43,7 @@ _LINE = re.compile(r"line (\d+)")
 
 @dataclass(frozen=True)
 class ExportedEntry(Entry):
-    """An entry of an export, its body parsed once (by the verifier's strict `auditor.parse_body`)."""
+    """An entry of an export, its body parsed once (by the verifier, or `auditor.parse_canonical`)."""
 
     parsed: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -60,7 +61,8 @@ class ExportedEntry(Entry):
 class ExportedLedger:
     """A read-only ledger over the entries of an export, indexed by type and subject.
 
-    Every body is parsed once, when the view is built; lookups are a list index (`entry`) or a
+    Every body is parsed once: by the verifier (`verify_export` keeps the bodies it parsed, and the
+    view takes them from `parsed`), else when the view is built; lookups are a list index (`entry`) or a
     bisection into the per-type, per-subject or per-(type, subject) list of seqs (`entries`), so
     replaying every bundle reads each entry a bounded number of times rather than scanning.
 
@@ -68,20 +70,31 @@ class ExportedLedger:
         stored: the export's entries in seq order (as `auditor.read_export` yields them); build the
             view only over entries that verified, since nothing here checks them.
         origin: the log's origin.
+        parsed: the bodies of `stored` already parsed, in the same order (`Export.parsed`); shared, not copied.
     """
 
-    def __init__(self, stored: Iterable[StoredEntry], origin: str) -> None:
+    def __init__(self, stored: Iterable[StoredEntry], origin: str,
+                 parsed: Sequence[dict[str, Any]] | None = None) -> None:
         self.origin = origin
         self._entries: list[ExportedEntry] = []
         by_type: dict[str, list[int]] = defaultdict(list)
         by_subject: dict[str, list[int]] = defaultdict(list)
         by_both: dict[tuple[str, str], list[int]] = defaultdict(list)
+        with collector_paused():  # tens of thousands of entries kept alive, none in cycles
+            self._index(stored, parsed, by_type, by_subject, by_both)
+        self._by_type = dict(by_type)
+        self._by_subject = dict(by_subject)
+        self._by_both = dict(by_both)
+
+    def _index(self, stored: Iterable[StoredEntry], parsed: Sequence[dict[str, Any]] | None,
+               by_type: dict[str, list[int]], by_subject: dict[str, list[int]],
+               by_both: dict[tuple[str, str], list[int]]) -> None:
         for item in stored:
             if item.seq != len(self._entries):
                 raise CharterError.single("export_malformed", f"expected seq {len(self._entries)}, found {item.seq}",
                                           file=ENTRIES_FILE)
             try:
-                body = auditor.parse_body(item.body)
+                body = parsed[item.seq] if parsed is not None else auditor.parse_canonical(item.body)[0]
             except (ValueError, UnicodeDecodeError) as exc:
                 raise CharterError.single("export_malformed", f"the body of entry {item.seq} is not JSON: {exc}",
                                           file=ENTRIES_FILE) from exc
@@ -96,9 +109,6 @@ class ExportedLedger:
             if entry.subject is not None:
                 by_subject[entry.subject].append(entry.seq)
                 by_both[(entry.type, entry.subject)].append(entry.seq)
-        self._by_type = dict(by_type)
-        self._by_subject = dict(by_subject)
-        self._by_both = dict(by_both)
 
     def size(self) -> int:
         """The number of entries."""
@@ -148,13 +158,18 @@ class ExportedLedger:
 
 @dataclass
 class Export:
-    """An export directory read into memory: trust root, entries (bytes, unparsed) and checkpoint notes."""
+    """An export directory read into memory: trust root, entries (bytes) and checkpoint notes.
+
+    `parsed` holds every entry's body as `verify_export` parsed it, once a verification parsed them
+    all (None before, or when one did not parse); `ExportedLedger` reuses them.
+    """
 
     directory: Path
     origin: str
     public_key: bytes
     entries: list[StoredEntry]
     notes: list[str]
+    parsed: list[dict[str, Any]] | None = None
 
 
 def read_export(directory: Path) -> Export:
@@ -183,7 +198,8 @@ def read_export(directory: Path) -> Export:
         raise CharterError.single("export_malformed", f"cannot read the trust root: {exc}",
                                   file=str(directory / TRUST_FILE)) from exc
     try:
-        entries = list(rows)
+        with collector_paused():  # tens of thousands of entries kept alive, none in cycles
+            entries = list(rows)
     except (OSError, ValueError) as exc:
         found = _LINE.search(str(exc))
         cause = exc.__cause__ if exc.__cause__ is not None else exc
@@ -203,17 +219,26 @@ def verify_export(export: Export, public_key: bytes, notes: Sequence[str] = (),
         public_key: the pinned log key (the export's own when the caller has none).
         notes: checkpoint notes: the export's and any the caller holds.
         progress: called now and then with the number of entries checked.
-    """
-    def fed() -> Iterator[StoredEntry]:
-        for index, item in enumerate(export.entries):
-            if progress is not None and index % 2000 == 0:
-                progress(index)
-            yield item
 
+    Sets ``export.parsed`` to the bodies the verifier parsed when it parsed every one.
+    """
     from .frameworks import builtin_control_catalog
 
     # The evidence rule judges what evidence cites against the catalogs Charter ships, as the store did.
-    report = auditor.verify_entries(fed(), export.origin, public_key, notes, controls=builtin_control_catalog)
+    verifier = auditor.Verifier(export.origin, public_key, notes, controls=builtin_control_catalog)
+    parsed: list[dict[str, Any]] = []
+    complete = True
+    with collector_paused():  # tens of thousands of parsed bodies kept alive, none in cycles
+        for index, item in enumerate(export.entries):
+            if progress is not None and index % 2000 == 0:
+                progress(index)
+            body = verifier.feed(item)
+            if body is None:
+                complete = False
+            elif complete:
+                parsed.append(body)
+    report = verifier.finish()
+    export.parsed = parsed if complete and len(parsed) == len(export.entries) else None
     if progress is not None:
         progress(len(export.entries))
     return report
@@ -336,10 +361,9 @@ def differences_of(result: ReplayResult, system: str) -> list[Difference]:
                               some.get("segment"), str((old or {}).get("status", "absent")),
                               str((new or {}).get("status", "absent")), fields))
     if not result.summary_matches:
-        from .evaluate import Finding
         from .submission import status_summary
 
-        rederived = status_summary([Finding.model_validate(f) for f in result.replayed])
+        rederived = status_summary(result.replayed_findings())
         recorded = result.summary or []
         for index in range(max(len(recorded), len(rederived))):
             old_line = recorded[index] if index < len(recorded) else None
@@ -371,6 +395,7 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
         compiler: compiles the recorded policy versions (with the same catalog and the frameworks).
         progress: called now and then with (bundles done, bundles in all).
     """
+    # The collector is not paused here (unlike reading and verifying): measured, replay was no faster.
     from .bundle import EvidenceBundle
     from .ledger.auditor import SYSTEM_REGISTERED
     from .registry import AISystem
@@ -399,9 +424,11 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
             pending = next(registrations, None)
         history = histories.setdefault(entry.subject, [])
         result.bundles += 1
+        replayed_bundle: EvidenceBundle | None = None
         try:
             outcome = replay(reader, seq, catalog, memo, history=history,
                              system=registry.get(str(entry.payload.get("system_id"))))
+            replayed_bundle = outcome.bundle
         except _RecordedPolicyError as exc:
             first = exc.diagnostics[0]
             where = str(first.location)
@@ -421,8 +448,9 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
             continue
         finally:
             if history is not None:
-                try:
-                    history.append(EvidenceBundle.from_data(entry.payload, catalog))
+                try:  # the bundle replay parsed, else (replay failed first) parsed here
+                    history.append(replayed_bundle if replayed_bundle is not None
+                                   else EvidenceBundle.from_data(entry.payload, catalog))
                 except CharterError:
                     histories[entry.subject] = None  # later bundles: replay reads (and reports) it itself
         result.findings_stored += len(outcome.stored)

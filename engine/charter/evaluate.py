@@ -319,21 +319,41 @@ class _Snapshot:
         return missing
 
 
+#: Per segment key (None for the whole bundle), the last snapshot's namespace: every rule of a bundle
+#: reads the same one. A namespace depends only on the system, bundle, previous bundle and segment
+#: (all frozen, held here so their ids are not reused) and evaluation never writes to it.
+_NAMESPACES: dict[str | None, tuple[AISystem, EvidenceBundle, EvidenceBundle | None, dict[str, Any]]] = {}
+_NAMESPACES_KEEP = 4096
+
+
+def _namespace(snap: _Snapshot) -> dict[str, Any]:
+    held = _NAMESPACES.get(snap.segment)
+    if held is not None and held[0] is snap.system and held[1] is snap.bundle and held[2] is snap.previous:
+        return held[3]
+    if len(_NAMESPACES) >= _NAMESPACES_KEEP:
+        _NAMESPACES.clear()
+    namespace = snap.namespace()
+    _NAMESPACES[snap.segment] = (snap.system, snap.bundle, snap.previous, namespace)
+    return namespace
+
+
 def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
     """Evaluate a rule once, without history or freshness: breach, warn, pass, missing or error."""
     missing = snap.missing_evidence(rule)
     if missing:
         where = f" in segment {snap.segment}" if snap.segment else ""
         return _Outcome(Status.MISSING, f"evidence missing{where}: {', '.join(missing)}", {})
-    thing = snap.namespace()
+    thing = _namespace(snap)
+    read: dict[str, Any] = {}  # operand values, read once for the explanation and the observed values
     try:
         if _condition(rule.breach_compiled, thing):
-            return _Outcome(Status.BREACH, explain_true(rule.breach.statement, thing),
-                            _observed(rule.breach, thing))
+            return _Outcome(Status.BREACH, explain_true(rule.breach.statement, thing, read),
+                            _observed(rule.breach, thing, read))
         if rule.warn is not None and rule.warn_compiled is not None and _condition(rule.warn_compiled, thing):
-            return _Outcome(Status.WARN, "warning band: " + explain_true(rule.warn.statement, thing),
-                            _observed(rule.warn, thing))
-        return _Outcome(Status.PASS, explain_false(rule.breach.statement, thing), _observed(rule.breach, thing))
+            return _Outcome(Status.WARN, "warning band: " + explain_true(rule.warn.statement, thing, read),
+                            _observed(rule.warn, thing, read))
+        return _Outcome(Status.PASS, explain_false(rule.breach.statement, thing, read),
+                        _observed(rule.breach, thing, read))
     except rule_engine.errors.LookupError as exc:
         if isinstance(exc.item, str):  # a segment or KPI the bundle does not have
             return _Outcome(Status.MISSING, f"evidence missing: no entry {exc.item!r} in {rule.breach_text!r}", {})
@@ -350,8 +370,10 @@ def _condition(compiled: CompiledCondition, thing: Any) -> bool:
     return result
 
 
-def _observed(compiled: rule_engine.Rule, thing: Any) -> dict[str, float | str | None]:
-    return {name: _json_value(value) for name, value in sorted(observed_values(compiled.statement, thing).items())
+def _observed(compiled: rule_engine.Rule, thing: Any, memo: dict[str, Any] | None = None
+              ) -> dict[str, float | str | None]:
+    return {name: _json_value(value) for name, value in sorted(observed_values(compiled.statement, thing,
+                                                                               memo).items())
             if not isinstance(value, Mapping | tuple | list)}
 
 

@@ -508,12 +508,22 @@ class ReplayResult:
     replayed: list[dict[str, Any]]
     #: the evaluation entry's status summary (None in ledgers written before it existed)
     summary: list[str] | None = None
+    #: the re-derived findings themselves (`replayed` is their JSON form), kept so that comparing
+    #: needs no rebuilding; None when only `replayed` is known
+    findings: list[Finding] | None = field(default=None, repr=False, compare=False)
+    #: the bundle as replay parsed it, for a caller that keeps the subject's history
+    bundle: EvidenceBundle | None = field(default=None, repr=False, compare=False)
+
+    def replayed_findings(self) -> list[Finding]:
+        """The re-derived findings as objects (rebuilt from `replayed` only when they were not kept)."""
+        if self.findings is not None:
+            return self.findings
+        return [Finding.model_validate(f) for f in self.replayed]
 
     @property
     def summary_matches(self) -> bool:
         """Whether the evaluation entry's status summary agrees with the re-derived findings."""
-        return self.summary is None or self.summary == status_summary(
-            [Finding.model_validate(f) for f in self.replayed])
+        return self.summary is None or self.summary == status_summary(self.replayed_findings())
 
     @property
     def matches(self) -> bool:
@@ -571,9 +581,10 @@ def replay(ledger: LedgerReader, seq: int, catalog: KpiCatalog, compiler: Policy
         history = [EvidenceBundle.from_data(e.payload, catalog)
                    for e in ledger.entries(0, seq, types=(BUNDLE,), subject=entry.subject)]
     at = datetime.datetime.fromisoformat(record["evaluated_at"])
-    replayed = [f.model_dump(mode="json") for f in evaluate_bundle(system, bundle, policy_set.policies, at, history)]
+    findings = evaluate_bundle(system, bundle, policy_set.policies, at, history)
+    replayed = [f.model_dump(mode="json") for f in findings]
     stored = [{k: v for k, v in e.payload.items() if k != "refs"} for e in _findings_after(ledger, entry)]
-    return ReplayResult(seq, stored, replayed, record.get("statuses"))
+    return ReplayResult(seq, stored, replayed, record.get("statuses"), findings=findings, bundle=bundle)
 
 
 def bundles_for(ledger: Ledger, system_id: str) -> Iterable[Entry]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,114 @@ def test_custom_kpis_come_from_the_policy_directory(demo: Path) -> None:
                                         "description: A house metric.}\n")
     code, out, _ = audit(demo, "custom", "--log-key", f"{DEMO}/ledger.pub", "--policies", str(policies))
     assert code == 1 and "cannot be compiled" not in out  # compiled now; the edited rule gives other verdicts
+
+
+def _findings_by_bundle(root: Path) -> dict[int, list[dict[str, Any]]]:
+    """Each bundle's finding entries (whole bodies) in the demo export, in order."""
+    rows = [json.loads(base64.b64decode(json.loads(line)["body"]))
+            for line in (root / "export" / "entries.jsonl").read_text().splitlines()]
+    out: dict[int, list[dict[str, Any]]] = {}
+    for body in rows:
+        if body["type"] == "finding":
+            out.setdefault(body["payload"]["refs"]["bundle"]["seq"], []).append(body)
+    return out
+
+
+def _first(root: Path, test: Callable[[dict[str, Any]], bool]) -> tuple[int, int, int]:
+    """(bundle seq, finding index, finding seq) of the first finding whose payload passes `test`."""
+    for bundle, findings in _findings_by_bundle(root).items():
+        for index, finding in enumerate(findings):
+            if test(finding["payload"]):
+                return bundle, index, finding["seq"]
+    raise AssertionError("the demo has no such finding")
+
+
+def _bump_observed(payload: dict[str, Any]) -> None:
+    name = sorted(k for k, v in payload["observed"].items() if isinstance(v, float))[0]
+    payload["observed"][name] += 0.125
+
+
+def _bump_threshold(payload: dict[str, Any]) -> None:
+    name = sorted(payload["thresholds"])[0]
+    payload["thresholds"][name] = payload["thresholds"][name] / 2 + 0.01
+
+
+def _audited_json(root: Path, export: str) -> dict[str, Any]:
+    code, out, _ = audit(root, export, "--log-key", f"{DEMO}/ledger.pub", "--format", "json")
+    report = json.loads(out)
+    assert code == 1 and report["exit_code"] == 1, out
+    return report
+
+
+@pytest.mark.parametrize(("name", "pick", "edit", "field"), [
+    ("observed", lambda p: any(isinstance(v, float) for v in p["observed"].values()), _bump_observed, "observed"),
+    ("explanation", lambda p: bool(p["explanation"]),
+     lambda p: p.update(explanation=p["explanation"] + " (edited)"), "explanation"),
+    ("threshold", lambda p: bool(p["thresholds"]), _bump_threshold, "thresholds"),
+])
+def test_a_changed_finding_field_exits_1_naming_the_bundle_and_field(demo: Path, name: str,
+                                                                     pick: Callable[[dict[str, Any]], bool],
+                                                                     edit: Callable[[dict[str, Any]], None],
+                                                                     field: str) -> None:
+    bundle, index, seq = _first(demo, pick)
+    reseal_export(demo / "export", demo / f"changed-{name}", seq, edit, SigningKey.load(demo / DEMO / "ledger.key"))
+    report = _audited_json(demo, f"changed-{name}")
+    assert report["integrity"]["ok"]  # resealed with the log key: only re-derivation can tell
+    assert [(d["seq"], d["index"], d["fields"]) for d in report["differences"]] == [(bundle, index, [field])]
+    assert report["differences"][0]["stored"] == report["differences"][0]["rederived"] != "absent"
+
+
+def test_a_missing_finding_exits_1_naming_the_bundle(demo: Path) -> None:
+    bundle, findings = next(iter(_findings_by_bundle(demo).items()))
+    last = findings[-1]
+
+    def detach(payload: dict[str, Any]) -> None:  # the last finding no longer belongs to its bundle
+        payload["refs"]["bundle"]["seq"] = bundle - 1
+
+    reseal_export(demo / "export", demo / "missing", last["seq"], detach, SigningKey.load(demo / DEMO / "ledger.key"))
+    report = _audited_json(demo, "missing")
+    assert report["integrity"]["ok"]
+    assert [(d["seq"], d["index"], d["stored"], d["rederived"]) for d in report["differences"]] == [
+        (bundle, len(findings) - 1, "absent", last["payload"]["status"])]
+    code, out, _ = audit(demo, "missing", "--log-key", f"{DEMO}/ledger.pub")
+    assert code == 1 and any(line.strip().startswith(f"│ {bundle} ") for line in out.splitlines())
+
+
+def test_an_extra_finding_exits_1_naming_the_bundle(demo: Path) -> None:
+    rows = [json.loads(base64.b64decode(json.loads(line)["body"]))
+            for line in (demo / "export" / "entries.jsonl").read_text().splitlines()]
+    # a bundle whose last finding is followed by an entry of the same subject: that entry becomes a finding
+    bundle, findings = next((b, f) for b, f in _findings_by_bundle(demo).items()
+                            if rows[f[-1]["seq"] + 1].get("subject") == f[-1]["subject"]
+                            and rows[f[-1]["seq"] + 1]["type"] != "bundle")
+    last, follower = findings[-1], rows[findings[-1]["seq"] + 1]
+
+    def forge(document: dict[str, Any]) -> None:
+        received = document["received_at"]
+        document.clear()
+        document.update(json.loads(json.dumps(last)), received_at=received)
+
+    reseal_export(demo / "export", demo / "extra", follower["seq"], forge, SigningKey.load(demo / DEMO / "ledger.key"),
+                  whole=True)
+    report = _audited_json(demo, "extra")
+    assert report["integrity"]["ok"]
+    extra = [(d["seq"], d["index"], d["stored"], d["rederived"]) for d in report["differences"] if d["seq"] == bundle]
+    assert extra == [(bundle, len(findings), last["payload"]["status"], "absent")]
+
+
+def test_a_tampered_bundle_exits_1_naming_it(demo: Path) -> None:
+    rows = [json.loads(base64.b64decode(json.loads(line)["body"]))
+            for line in (demo / "export" / "entries.jsonl").read_text().splitlines()]
+    bundle = next(body for body in rows if body["type"] == "bundle")
+
+    def better(payload: dict[str, Any]) -> None:
+        name = sorted(k for k, v in payload["kpis"].items() if isinstance(v, float))[0]
+        payload["kpis"][name] = round(payload["kpis"][name] / 2 + 0.25, 4)
+
+    # resealed with the log key, but the submitter's signature no longer matches the bundle
+    reseal_export(demo / "export", demo / "tampered", bundle["seq"], better,
+                  SigningKey.load(demo / DEMO / "ledger.key"))
+    code, out, _ = audit(demo, "tampered", "--log-key", f"{DEMO}/ledger.pub")
+    assert code == 1 and f"integrity: FAILED at first bad seq {bundle['seq']}" in out and "bad_signature" in out
+    report = _audited_json(demo, "tampered")
+    assert report["integrity"]["first_bad_seq"] == bundle["seq"] and "differences" not in report

@@ -62,7 +62,8 @@ Edit = tuple[int, Callable[[dict[str, Any]], None], "SigningKey | None"]
 
 
 def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str, Any]], None],
-                  log_key: SigningKey, actor: SigningKey | None = None, more: tuple[Edit, ...] = ()) -> None:
+                  log_key: SigningKey, actor: SigningKey | None = None, more: tuple[Edit, ...] = (),
+                  *, whole: bool = False) -> None:
     """Copy an export, edit entry `seq`'s body, and make it verify again as an insider holding the log key could.
 
     Every later body names the new previous hash, every receipt from the edited entry on is signed
@@ -70,6 +71,9 @@ def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str
     the new roots. With `actor`, the edited statement is signed again with the actor's key (and a
     recorded document's digest recomputed), as an insider who also stole that key could; `more`
     edits later entries alike, each with its own actor.
+
+    With `whole`, the edits receive the entry's whole body (type, subject and all) rather than its
+    payload; ``seq`` and ``prev`` are set afterwards.
     """
     edits = {seq: (edit, actor), **{at: (change, signer) for at, change, signer in more}}
     seq = min(edits)
@@ -83,7 +87,8 @@ def reseal_export(source: Path, target: Path, seq: int, edit: Callable[[dict[str
             document = json.loads(body)
             if index in edits:
                 change, signer = edits[index]
-                change(document["payload"])
+                change(document if whole else document["payload"])
+                document["seq"] = index
                 if signer is not None:
                     payload = document["payload"]
                     if "document" in payload and "digest" in payload:
@@ -250,3 +255,47 @@ def test_malformed_entries_are_located_by_line(demo: Path, tmp_path: Path) -> No
         read_export(broken)
     assert missing.value.code == "file_not_found" and missing.value.diagnostics[0].location.file.endswith(
         "trust_root.json")
+
+
+def test_the_bodies_the_verifier_parsed_are_reused_by_the_view(demo: Path, tmp_path: Path) -> None:
+    export = read_export(demo / "export")
+    assert export.parsed is None
+    assert verify_export(export, demo_log_key(demo).public).ok
+    assert export.parsed is not None and len(export.parsed) == len(export.entries)
+    assert [body["seq"] for body in export.parsed] == list(range(len(export.entries)))
+    shared = ExportedLedger(export.entries, export.origin, export.parsed)
+    own = ExportedLedger(export.entries, export.origin)
+    for seq in range(len(export.entries)):
+        entry, fresh = shared.entry(seq), own.entry(seq)
+        assert entry is not None and fresh is not None
+        assert entry.document() is export.parsed[seq] and entry.document() == fresh.document() and entry == fresh
+    # a verification that stops early leaves nothing to reuse
+    finding_seq, _ = breach_finding(demo)
+    reseal_export(demo / "export", tmp_path / "forged", finding_seq, flip_status, SigningKey.generate("mallory"))
+    forged = read_export(tmp_path / "forged")
+    assert not verify_export(forged, demo_log_key(demo).public, forged.notes).ok and forged.parsed is None
+
+
+def test_replay_keeps_its_findings_and_caches_do_not_leak_between_bundles(demo: Path) -> None:
+    from charter import evaluate
+    from charter.evaluate import Finding
+    from charter.policy import explain
+    from charter.submission import status_summary
+
+    export = read_export(demo / "export")
+    view = ExportedLedger(export.entries, export.origin)
+    seqs = view.bundle_seqs()
+
+    def fresh(seq: int) -> Any:
+        evaluate._NAMESPACES.clear()
+        explain._TEXTS.clear()
+        return replay(view, seq, CATALOG, PolicyCompiler(CATALOG, load_frameworks()))
+
+    alone = {seq: fresh(seq) for seq in seqs}
+    # interleaved, with warm caches: every result as evaluated alone
+    for seq in [*reversed(seqs), *seqs]:
+        result = replay(view, seq, CATALOG, COMPILER)
+        assert result == alone[seq] and result.replayed == alone[seq].replayed
+        assert result.findings is not None and result.bundle is not None
+        assert [f.model_dump(mode="json") for f in result.findings] == result.replayed
+        assert status_summary(result.findings) == status_summary([Finding.model_validate(f) for f in result.replayed])

@@ -90,3 +90,15 @@ def test_custom_kpis_are_accepted_once_declared(catalog: KpiCatalog, tmp_path: A
     data = _bundle(kpis={"claims_leakage": 0.02})
     assert "$.kpis.claims_leakage" in _errors(catalog, data)
     assert EvidenceBundle.from_json(json.dumps(data), load_catalog(path)).kpis == {"claims_leakage": 0.02}
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"kpis": {"recall": 1.0, "precision": 1e-7, "bias_incidents": 0}, "segments": {}},
+    {"submitter": "é\u2014\U0001f600",
+     "segments": {"region:\uffff": {"recall": 0.5}, "region:\U0001f600": {"recall": 0.25}}},
+])
+def test_canonical_bytes_are_the_reference_rfc8785_bytes(catalog: KpiCatalog, changes: dict[str, Any]) -> None:
+    import rfc8785
+
+    bundle = EvidenceBundle.from_json(json.dumps(_bundle(**changes)), catalog)
+    assert bundle.canonical_bytes() == rfc8785.dumps(bundle.unsigned_dict())

@@ -99,7 +99,7 @@ def audit_command(
         # A held note that is not the pinned log's, or whose root the entries do not give, is a
         # verification problem above: past this point every held note matched.
         bar.update(task, description="auditing", completed=0, total=None)
-        ledger = ExportedLedger(export.entries, export.origin)
+        ledger = ExportedLedger(export.entries, export.origin, export.parsed)
         # Bundles are read with the custom KPIs the export's policy activations recorded; a folder's
         # kpis.yaml must repeat them (it supplies them only for a ledger that recorded none).
         folder_kpis = policies_dir(policies) / "kpis.yaml" if policies is not None else None

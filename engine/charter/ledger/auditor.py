@@ -386,6 +386,80 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return value
 
 
+class _OutsideFastProfile(ValueError):
+    """A number the fast path does not vouch for (raised by its parse hooks, caught by it)."""
+
+
+def _fast_float(text: str) -> float:
+    # Python writes exponents (1e-05, 1e+16) and integral floats (1.0) unlike RFC 8785; only
+    # non-integral floats below 1e15 in plain notation (so at least 1e-4) stay on the fast path.
+    value = float(text)
+    if "e" in text or "E" in text or value.is_integer() or not abs(value) < 1e15:
+        raise _OutsideFastProfile(text)
+    return value
+
+
+def _fast_int(text: str) -> int:
+    value = int(text)
+    if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+        raise _OutsideFastProfile(text)
+    return value
+
+
+_FAST_DECODER = json.JSONDecoder(parse_float=_fast_float, parse_int=_fast_int)
+_FAST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+#: characters whose UTF-16 order may differ from their code-point order (keys sort by UTF-16 in RFC 8785)
+_ORDER_MAY_DIFFER = re.compile("[\ud800-\U0010ffff]")
+
+
+def parse_canonical_fast(body: bytes) -> dict[str, Any] | None:
+    """The body parsed, when its bytes are provably canonical (RFC 8785); None when not proven.
+
+    The standard library's C parser reads the body and its C encoder writes the value back, sorted
+    and compact; the body is accepted only when those bytes are exactly the body's, every number is
+    an integer within +-(2^53 - 1) or a non-integral float below 1e15 written without exponent (the
+    parse hooks), and no character is U+D800 or above. Then the value is in `_in_fast_profile`,
+    where `canonical_json` is that same standard-library serialisation: the body is its canonical
+    form, and `parse_body` gives the same value. Duplicate keys, whitespace, escapes other than the
+    canonical ones, other number spellings, NaN and infinities never survive the round trip. None
+    sends the caller to `parse_body` and `canonical_json`, which accept or refuse exactly as before;
+    a property test holds the two paths to agreement.
+    """
+    try:
+        text = body.decode("utf-8")
+        if not text.isascii() and _ORDER_MAY_DIFFER.search(text) is not None:
+            return None
+        value = _FAST_DECODER.decode(text)
+        if type(value) is not dict or _FAST_ENCODER.encode(value).encode("utf-8") != body:
+            return None
+    except (ValueError, UnicodeError, RecursionError):  # _OutsideFastProfile and JSONDecodeError included
+        return None
+    return value
+
+
+def parse_canonical(body: bytes) -> tuple[dict[str, Any], bool]:
+    """Parse an entry body, and say whether its bytes are its canonical form (RFC 8785).
+
+    `parse_canonical_fast` where it proves the answer, else `parse_body` and `canonical_json`.
+
+    Raises:
+        ValueError: the body does not parse (`parse_body`'s errors) or cannot be canonicalized.
+    """
+    fast = parse_canonical_fast(body)
+    if fast is not None:
+        return fast, True
+    value = parse_body(body)
+    try:
+        canonical = canonical_json(value)
+    except Exception as exc:  # rfc8785 raises its own errors for values outside JSON's domain
+        raise _Uncanonicalizable(f"cannot be canonicalized: {exc}") from exc
+    return value, canonical == body
+
+
+class _Uncanonicalizable(ValueError):
+    """A body that parses but has no canonical form (a big integer, say)."""
+
+
 # -- authority ------------------------------------------------------------------------------------
 
 ACTION_CONTEXT = b"charter-action/v1\n"
@@ -1740,47 +1814,46 @@ class Verifier:
         self.report.entries = size
         self.report.resumed_from = size
 
-    def feed(self, entry: StoredEntry) -> None:
-        """Check the next entry. After damage that breaks the chain, later entries are not judged."""
+    def feed(self, entry: StoredEntry) -> dict[str, Any] | None:
+        """Check the next entry, and return its body parsed (None when it was not parsed).
+
+        After damage that breaks the chain, later entries are not judged (nor parsed). The body is
+        returned whenever it parsed, even when a later check failed; callers share it (do not modify it).
+        """
         if self._stopped:
-            return
+            return None
         expected = self._range.size
         if entry.seq != expected:
             kind = "missing_entry" if entry.seq > expected else "duplicate_seq"
             self._stop(expected, kind, f"expected seq {expected}, found {entry.seq}")
-            return
+            return None
         record_hash = leaf_hash(entry.body)
         if entry.record_hash is not None and entry.record_hash != record_hash:
             self._stop(entry.seq, "hash_mismatch", "the stored record hash is not SHA-256(0x00 || body)")
-            return
+            return None
         if self.check_signatures:
             damage = self._receipts.feed(entry.seq, record_hash, entry.receipt, entry.range_receipt)
             if damage is not None:
                 self._stop(damage.seq, damage.kind, damage.detail)
-                return
+                return None
         try:
-            body = parse_body(entry.body)
+            body, canonical = parse_canonical(entry.body)
         except (ValueError, UnicodeDecodeError) as exc:
             self._stop(entry.seq, "malformed_body", str(exc))
-            return
-        try:
-            canonical = canonical_json(body)
-        except Exception as exc:  # rfc8785 raises its own errors for values outside JSON's domain
-            self._stop(entry.seq, "malformed_body", f"cannot be canonicalized: {exc}")
-            return
-        if canonical != entry.body:
+            return None
+        if not canonical:
             self._stop(entry.seq, "not_canonical", "the stored bytes are not the canonical form of the body")
-            return
+            return body
         if body.get("log") != self.origin:
             self._stop(entry.seq, "wrong_origin", f"entry of log {body.get('log')!r}")
-            return
+            return body
         if type(body.get("seq")) is not int or body["seq"] != entry.seq:
             self._stop(entry.seq, "seq_mismatch", f"body says seq {body.get('seq')!r}")
-            return
+            return body
         if body.get("v") != 1 or not isinstance(body.get("type"), str) or not isinstance(
                 body.get("submission_id"), str):
             self._stop(entry.seq, "malformed_body", "missing or mistyped v, type or submission_id")
-            return
+            return body
         if body.get("prev") != self._prev.hex():
             opened = self._receipts.open
             if opened is not None and opened < entry.seq:
@@ -1790,7 +1863,7 @@ class Verifier:
                            "hash: this entry was altered (or the next one was)")
             else:
                 self._stop(entry.seq, "chain_broken", "the body does not name the previous record hash")
-            return
+            return body
         received = body.get("received_at")
         if not isinstance(received, str) or not _RFC3339_MS.fullmatch(received):
             self._problem(entry.seq, "malformed_body", f"received_at {received!r} is not an RFC 3339 UTC time")
@@ -1810,7 +1883,8 @@ class Verifier:
                 else:
                     self._stop(None, "checkpoint_mismatch", f"the first {size} entries do not have the root of "
                                "the signed checkpoint: history was rewritten")
-                    return
+                    return body
+        return body
 
     def _check_content(self, seq: int, body: dict[str, Any]) -> None:
         kind = str(body.get("type"))

@@ -70,11 +70,14 @@ def verify_with_state(ledger: Ledger, log_public_key: bytes, extra_notes: Iterab
         start = verifier.report.entries
         last: tuple[Entry, dict[str, Any]] | None = None
         for count, entry in enumerate(ledger.snapshot_entries(connection, start), start=1):
-            verifier.feed(entry.stored())
-            try:
-                body = parse_body(entry.body)
-            except (ValueError, UnicodeDecodeError):
-                body = {}  # the verifier has reported the malformed body
+            parsed = verifier.feed(entry.stored())
+            if parsed is not None:
+                body = parsed  # parsed once, for the verifier and the column checks below
+            else:  # past damage the verifier stops parsing; the columns are still compared
+                try:
+                    body = parse_body(entry.body)
+                except (ValueError, UnicodeDecodeError):
+                    body = {}  # the verifier has reported the malformed body
             if body:
                 if entry.prev_hash.hex() != body.get("prev"):
                     verifier.report.problems.append(Problem(entry.seq, "column_mismatch",

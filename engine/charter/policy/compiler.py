@@ -7,6 +7,7 @@ compilation fails if any stage reported an error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,9 +65,9 @@ class CompiledRule:
         """The qualified rule id, ``policy/rule``."""
         return f"{self.policy_id}/{self.rule.id}"
 
-    @property
+    @functools.cached_property
     def breach_text(self) -> str:
-        """The breach condition as rule text."""
+        """The breach condition as rule text (printed once: the parsed rule never changes)."""
         return unparse(self.breach.statement)
 
 

@@ -39,44 +39,78 @@ def operands(node: Any) -> list[Any]:
     return list(unique.values())
 
 
-def observed_values(node: Any, thing: Any) -> dict[str, Any]:
-    """Each operand of `node` printed as rule text, mapped to its value in `thing`."""
+#: Per parsed node, by identity: its rule text and its operands with theirs. A compiled rule's parse
+#: tree never changes, so these are the same every time; the node is held, so its id is not reused.
+_TEXTS: dict[int, tuple[Any, str, list[tuple[str, Any]]]] = {}
+_TEXTS_KEEP = 4096
+
+
+def _texts(node: Any) -> tuple[str, list[tuple[str, Any]]]:
+    found = _TEXTS.get(id(node))
+    if found is None or found[0] is not node:
+        if len(_TEXTS) >= _TEXTS_KEEP:
+            _TEXTS.clear()
+        found = _TEXTS[id(node)] = (node, unparse(node), [(unparse(n), n) for n in operands(node)])
+    return found[1], found[2]
+
+
+_UNREADABLE = object()
+
+
+def observed_values(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Each operand of `node` printed as rule text, mapped to its value in `thing`.
+
+    Args:
+        memo: values already read from the same `thing`, by operand text, and filled in here: an
+            explanation and the observed values read the same operands of one namespace, and an
+            operand (a read of a symbol, attribute or item) gives the same value each time.
+    """
     values: dict[str, Any] = {}
-    for operand in operands(node):
-        try:
-            values[unparse(operand)] = operand.evaluate(thing)
-        except Exception:  # an operand that cannot be read is simply not shown
-            continue
+    for text, operand in _texts(node)[1]:
+        value = memo.get(text, _UNREADABLE) if memo is not None else _UNREADABLE
+        if value is _UNREADABLE and (memo is None or text not in memo):
+            try:
+                value = operand.evaluate(thing)
+            except Exception:  # an operand that cannot be read is simply not shown
+                value = _UNREADABLE
+            if memo is not None:
+                memo[text] = value
+        if value is not _UNREADABLE:
+            values[text] = value
     return values
 
 
-def _with_values(node: Any, thing: Any) -> str:
-    text = unparse(node)
-    shown = [f"{name} = {format_value(value, exact=False)}" for name, value in observed_values(node, thing).items()
+def _with_values(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> str:
+    text = _texts(node)[0]
+    shown = [f"{name} = {format_value(value, exact=False)}"
+             for name, value in observed_values(node, thing, memo).items()
              if not isinstance(value, dict | tuple | list)]
     return f"{text} ({', '.join(shown)})" if shown else text
 
 
-def explain_true(node: Any, thing: Any) -> str:
-    """Why `node` evaluated true on `thing`: the deciding sub-expressions with their values."""
+def explain_true(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> str:
+    """Why `node` evaluated true on `thing`: the deciding sub-expressions with their values.
+
+    `memo` as for `observed_values`.
+    """
     if isinstance(node, ast.Statement):
-        return explain_true(node.expression, thing)
+        return explain_true(node.expression, thing, memo)
     if is_logic(node, "and"):
-        return f"{explain_true(node.left, thing)} and {explain_true(node.right, thing)}"
+        return f"{explain_true(node.left, thing, memo)} and {explain_true(node.right, thing, memo)}"
     if is_logic(node, "or"):
         for side in (node.left, node.right):
             try:
                 if side.evaluate(thing):
-                    return explain_true(side, thing)
+                    return explain_true(side, thing, memo)
             except Exception:
                 continue
     if is_not(node):
-        return f"not ({_with_values(node.right, thing)})"
-    return _with_values(node, thing)
+        return f"not ({_with_values(node.right, thing, memo)})"
+    return _with_values(node, thing, memo)
 
 
-def explain_false(node: Any, thing: Any) -> str:
-    """Why `node` evaluated false: the condition with the values it saw."""
+def explain_false(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> str:
+    """Why `node` evaluated false: the condition with the values it saw (`memo` as for `observed_values`)."""
     if isinstance(node, ast.Statement):
-        return explain_false(node.expression, thing)
-    return f"{_with_values(node, thing)} is false"
+        return explain_false(node.expression, thing, memo)
+    return f"{_with_values(node, thing, memo)} is false"
