@@ -506,11 +506,8 @@ def reading_catalog(custom_kpis: dict[str, Any], kpis_file: Path | None, source:
     from .kpis import custom_catalog_document, load_catalog, recorded_catalog
 
     if kpis_file is not None and custom_kpis:
-        given = {kpi["id"]: kpi for kpi in custom_catalog_document(kpis_file)["kpis"]}
-        if given != custom_kpis:
-            raise CharterError.single("kpis_not_active", "these custom KPIs are not the ones the ledger recorded "
-                                      f"({', '.join(sorted(custom_kpis))}); leave --kpis out: they are read from "
-                                      "the ledger", file=str(kpis_file))
+        _require_recorded(custom_kpis, custom_catalog_document(kpis_file), str(kpis_file),
+                          "leave --kpis out: they are read from the ledger")
     if kpis_file is not None and not custom_kpis:
         return load_catalog(kpis_file)
     return recorded_catalog(custom_kpis, source)
@@ -520,8 +517,7 @@ def recorded_custom_kpis(ledger: LedgerReader) -> dict[str, Any]:
     """Custom KPI id -> definition, as the last policy activation of `ledger` recorded them (they only grow)."""
     from .ledger.auditor import custom_kpis_of
 
-    activations = ledger.entries(types=(POLICY_ACTIVATED,))
-    last = list(activations)[-1:] if activations is not None else []
+    last = list(ledger.entries(types=(POLICY_ACTIVATED,)))[-1:]
     return (custom_kpis_of(last[0].payload) or {}) if last else {}
 
 
@@ -531,13 +527,16 @@ def check_catalog_in_force(ledger: Ledger, document: dict[str, Any], file: str) 
     Raises:
         CharterError: ``kpis_not_active`` naming `file`.
     """
-    recorded = ledger.authority().custom_kpis
-    given = {kpi["id"]: kpi for kpi in document["kpis"]}
-    if given != recorded:
-        raise CharterError.single("kpis_not_active", "these custom KPIs are not the ones in force: bundles are read "
-                                  "with the custom KPIs the policy set's activation recorded "
-                                  f"({', '.join(sorted(recorded)) or 'none'}); drop the folder, or have the "
-                                  "catalog activated with the policies (`charter policy activate`)", file=file)
+    _require_recorded(ledger.authority().custom_kpis, document, file, "drop the folder, or have the catalog "
+                      "activated with the policies (`charter policy activate`)")
+
+
+def _require_recorded(recorded: dict[str, Any], document: dict[str, Any], file: str, remedy: str) -> None:
+    """Refuse a custom KPI catalog document whose definitions are not exactly the recorded ones."""
+    if {kpi["id"]: kpi for kpi in document["kpis"]} != recorded:
+        raise CharterError.single("kpis_not_active", "these custom KPIs are not the ones the ledger's policy "
+                                  f"activation recorded ({', '.join(sorted(recorded)) or 'none'}); {remedy}",
+                                  file=file)
 
 
 def escalation_statement(document: dict[str, Any], supersedes: int | None) -> dict[str, Any]:

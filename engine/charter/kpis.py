@@ -222,11 +222,13 @@ def recorded_catalog(custom: Mapping[str, Any], source: str) -> KpiCatalog:
     """
     import json
 
+    if not custom:
+        return builtin_catalog()
     document = {"kpis": list(custom.values())}
     key = json.dumps(document, sort_keys=True)
     catalog = _RECORDED.get(key)
     if catalog is None:
-        catalog = builtin_catalog() if not custom else _with_custom(document, SourceMap(source))
+        catalog = _with_custom(document, SourceMap(source))
         if len(_RECORDED) > 16:
             _RECORDED.clear()
         _RECORDED[key] = catalog

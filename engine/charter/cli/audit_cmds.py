@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import CharterError
-from .common import OutputFormat, compile_policies, err, out, policies_dir, safe
+from .common import OutputFormat, compile_policies, err, named_kpis_file, out, policies_dir, safe
 
 if TYPE_CHECKING:
     from ..audit import AuditResult
@@ -102,9 +102,8 @@ def audit_command(
         ledger = ExportedLedger(export.entries, export.origin, export.parsed)
         # Bundles are read with the custom KPIs the export's policy activations recorded; a folder's
         # kpis.yaml must repeat them (it supplies them only for a ledger that recorded none).
-        folder_kpis = policies_dir(policies) / "kpis.yaml" if policies is not None else None
-        catalog = reading_catalog(recorded_custom_kpis(ledger), folder_kpis if folder_kpis and folder_kpis.is_file()
-                                  else None, "the custom KPIs of the export's policy activations")
+        catalog = reading_catalog(recorded_custom_kpis(ledger), named_kpis_file(policies),
+                                  "the custom KPIs of the export's policy activations")
         result = audit(ledger, catalog, PolicyCompiler(catalog, frameworks),
                        progress=lambda done, total: bar.update(task, completed=done, total=total))
     code = (DIFFER if result.differences or result.unauthorized or len(result.uncompilable) < len(result.unreplayable)

@@ -136,6 +136,12 @@ def policies_dir(given: Path | None) -> Path:
     return local if local.is_dir() else builtin_dir("policies")
 
 
+def named_kpis_file(policies: Path | None) -> Path | None:
+    """``POLICIES/kpis.yaml`` of a folder named on the command line, when it is a regular file."""
+    path = policies / "kpis.yaml" if policies is not None else None
+    return path if path is not None and path.is_file() else None
+
+
 def catalog_for(policies: Path | None, kpis_file: Path | None) -> "KpiCatalog":
     """The KPI catalog: built-in plus `kpis_file`, else plus ``POLICIES/kpis.yaml`` when present."""
     from ..kpis import load_catalog

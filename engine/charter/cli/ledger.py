@@ -17,6 +17,7 @@ from .common import (
     command_group,
     compile_policies,
     err,
+    named_kpis_file,
     out,
     parse_time,
     policies_dir,
@@ -493,8 +494,9 @@ def catalog_in_force(db: str | None, ledger_key: Path, directory: Path | None) -
     if remote_client(db) is not None:
         return catalog_for(directory, None)
     ledger = open_ledger(db, ledger_key, writable=False)
-    if directory is not None and (directory / "kpis.yaml").is_file():
-        check_catalog_in_force(ledger, custom_catalog_document(directory / "kpis.yaml"), str(directory / "kpis.yaml"))
+    named = named_kpis_file(directory)
+    if named is not None:
+        check_catalog_in_force(ledger, custom_catalog_document(named), str(named))
     return active_catalog(ledger)
 
 
@@ -563,9 +565,8 @@ def replay_command(
 
     _, _, frameworks = compile_policies(policies_dir(policies), None, None)
     ledger = open_ledger(db, ledger_key, writable=False)
-    folder_kpis = policies_dir(policies) / "kpis.yaml" if policies is not None else None
-    catalog = reading_catalog(ledger.authority().custom_kpis, folder_kpis if folder_kpis and folder_kpis.is_file()
-                              else None, "the custom KPIs of the ledger's policy activations")
+    catalog = reading_catalog(ledger.authority().custom_kpis, named_kpis_file(policies),
+                              "the custom KPIs of the ledger's policy activations")
     result = replay(ledger, seq, catalog, PolicyCompiler(catalog, frameworks))
     if result.matches:
         out.print(f"[green]replay matches[/]: {len(result.stored)} findings of the bundle at seq {seq} re-derived "
