@@ -238,6 +238,21 @@ class AISystem(BaseModel):
                 "tags": list(self.tags)}
 
 
+def baseline_problems(system: AISystem, catalog: KpiCatalog) -> list[tuple[str, str, str]]:
+    """(KPI id, code, message) for each baseline value of `system` that `catalog` does not accept.
+
+    The one check of a baseline: a registry file is read with it, and `charter.submission.register_system`
+    applies it again with the KPI catalog in force in the ledger.
+    """
+    problems = []
+    for kpi_id, value in system.baseline.items():
+        if kpi_id not in catalog:
+            problems.append((kpi_id, "unknown_kpi", catalog.unknown_message(kpi_id) + " in baseline"))
+        elif reason := catalog[kpi_id].check_value(value):
+            problems.append((kpi_id, "kpi_out_of_range", reason))
+    return problems
+
+
 class SystemRegistry(Mapping[str, AISystem]):
     """Registered systems keyed by id."""
 
@@ -284,12 +299,8 @@ class SystemRegistry(Mapping[str, AISystem]):
             if system.id in systems:
                 problems.add("duplicate_system", f"system {system.id!r} is registered twice",
                              smap.location(("systems", index, "id")))
-            for kpi_id, value in system.baseline.items():
-                where = smap.location(("systems", index, "baseline", kpi_id))
-                if kpi_id not in catalog:
-                    problems.add("unknown_kpi", catalog.unknown_message(kpi_id) + " in baseline", where)
-                elif reason := catalog[kpi_id].check_value(value):
-                    problems.add("kpi_out_of_range", reason, where)
+            for kpi_id, code, message in baseline_problems(system, catalog):
+                problems.add(code, message, smap.location(("systems", index, "baseline", kpi_id)))
             systems[system.id] = system
         problems.raise_if_any()
         return cls(systems)

@@ -16,9 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._sources import SourceMap, parse_json_strict
-from .authority import ActivePolicies, KeyRequest, Signer, active_escalation, active_policies, signed_entry
+from .authority import (
+    ActivePolicies,
+    KeyRequest,
+    Signer,
+    active_catalog,
+    active_escalation,
+    active_policies,
+    signed_entry,
+)
 from .bundle import EvidenceBundle
-from .errors import CharterError
+from .errors import CharterError, Diagnostic, Location
 from .escalation import EscalationGraph
 from .evaluate import Finding, Status, evaluate_bundle
 from .incidents import INCIDENT_TYPES, IncidentNotice, apply, incident_entries, incident_notices, kept_book
@@ -36,7 +44,7 @@ from .ledger.keys import SigningKey, verify_signature
 from .ledger.records import Entry, LedgerReader, NewEntry
 from .ledger.store import Ledger
 from .policy.compiler import PolicyCompiler
-from .registry import AISystem, SystemRegistry
+from .registry import AISystem, SystemRegistry, baseline_problems
 
 BUNDLE = "bundle"
 EVALUATION = "evaluation"
@@ -143,13 +151,25 @@ def revoke_key(ledger: Ledger, key_id: str, reason: str, actor: Signer) -> Entry
 
 
 def register_system(ledger: Ledger, system: AISystem, registrar: Signer) -> Entry | None:
-    """Register or update a system, as `registrar` (a system registrar); None when the ledger holds exactly this."""
+    """Register or update a system, as `registrar` (a system registrar); None when the ledger holds exactly this.
+
+    Raises:
+        CharterError: ``unknown_kpi`` or ``kpi_out_of_range`` for a baseline the KPI catalog in force does
+            not accept (`charter.registry.baseline_problems`), and whatever the authority rule refuses.
+            Nothing is appended then.
+    """
     document = system.model_dump(mode="json")
 
     def build(next_seq: int) -> list[NewEntry]:
         current = systems_in_ledger(ledger, next_seq)
         if system.id in current and current[system.id].model_dump(mode="json") == document:
             return []
+        problems = baseline_problems(system, active_catalog(ledger, next_seq))
+        if problems:  # judged by the KPIs the ledger recorded, never by a catalog file the registrar brings
+            raise CharterError([Diagnostic(code, f"system {system.id!r}: {message}; a custom KPI must be recorded "
+                                           "by a policy activation before a baseline can name it",
+                                           Location(path=f"$.system.baseline.{kpi_id}"))
+                                for kpi_id, code, message in problems])
         return [signed_entry(ledger, SYSTEM_REGISTERED, system_statement(system), registrar, subject=system.id,
                              size=next_seq)]
     appended = ledger.append(build)

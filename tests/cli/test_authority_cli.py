@@ -10,7 +10,7 @@ import pytest
 
 from charter.ledger import SigningKey
 from tests.conftest import REPO
-from tests.governed import governed_cli, governed_ledger, ledger_size
+from tests.governed import ORIGIN, governed_cli, governed_ledger, ledger_size
 
 EVIDENCE = REPO / "evidence"
 CLAIMS = EVIDENCE / "claims-approval-2026-05.json"
@@ -118,3 +118,44 @@ def test_actors_sign_away_from_the_log_and_the_operator_appends(governed: Path) 
     assert code == 0 and "recorded at seq" in out and size(governed) == before + 1
     code, out, _ = cli(governed, "ledger", "accept", "ack.json")
     assert code == 0 and "already" in out and size(governed) == before + 1
+
+
+def test_a_baseline_is_judged_by_the_kpis_the_ledger_recorded(governed: Path) -> None:
+    """A registrar cannot bring KPI definitions of their own: a baseline names only KPIs in force."""
+    systems = (EVIDENCE / "systems.yaml").read_text().replace(
+        "baseline: {recall: 0.91,", "baseline: {fraud_capture_index: 0.5, recall: 0.91,", 1)
+    assert "fraud_capture_index" in systems
+    (governed / "custom-baseline.yaml").write_text(systems)
+    # a kpis.yaml beside it changes nothing: the option that read one is gone, and the ledger recorded none
+    (governed / "kpis.yaml").write_text("kpis:\n  fraud_capture_index:\n    name: Fraud capture index\n"
+                                        "    unit: ratio\n    direction: higher_is_better\n    min: 0\n    max: 1\n")
+    err = _refused(governed, "unknown_kpi", "systems", "register", "custom-baseline.yaml", "--key",
+                   ".charter/keys/ben.okafor.key")
+    assert "custom-baseline.yaml:" in err and "fraud_capture_index" in err
+    out_of_range = (EVIDENCE / "systems.yaml").read_text().replace("baseline: {recall: 0.91,",
+                                                                   "baseline: {recall: 1.7,", 1)
+    (governed / "out-of-range.yaml").write_text(out_of_range)
+    _refused(governed, "kpi_out_of_range", "systems", "register", "out-of-range.yaml", "--key",
+             ".charter/keys/ben.okafor.key")
+
+
+def test_a_signed_registration_with_an_unrecorded_kpi_is_refused_on_accept(governed: Path) -> None:
+    """The check is the library's: a statement signed elsewhere, with a baseline no catalog in force knows,
+    is refused when the log's operator accepts it, with the JSON path of the value."""
+    from charter.authority import SignedStatement
+    from charter.kpis import builtin_catalog
+    from charter.ledger.auditor import SYSTEM_REGISTERED
+    from charter.registry import SystemRegistry
+    from charter.statements import write_statements
+    from charter.submission import system_statement
+
+    registry = SystemRegistry.from_file(EVIDENCE / "systems.yaml", builtin_catalog())
+    system = registry["fraud-detector"]
+    statement = system_statement(system)
+    statement["system"]["baseline"]["fraud_capture_index"] = 0.5  # past the file's check, as a forged file would be
+    signed = SignedStatement.sign(ORIGIN, SYSTEM_REGISTERED, statement,
+                                  SigningKey.load(governed / ".charter" / "keys" / "ben.okafor.key"),
+                                  "2026-07-01T00:00:00Z")
+    write_statements(governed / "forged-baseline.json", [signed])
+    err = _refused(governed, "unknown_kpi", "ledger", "accept", "forged-baseline.json")
+    assert "$.system.baseline.fraud_capture_index" in err

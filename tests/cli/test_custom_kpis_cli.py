@@ -69,3 +69,18 @@ def test_the_service_takes_no_kpi_file(governed: Path) -> None:
     assert info.value.code == "kpis_not_active"
     service = Service(settings.model_copy(update={"kpis": None}))
     assert "house_metric" in service.catalog and service.compiler is service.compiler
+
+
+def test_a_baseline_may_name_a_recorded_custom_kpi(governed: Path) -> None:
+    """Registration reads the catalog in force: the recorded custom KPI is accepted in a baseline, from any
+    folder, and its recorded range still applies."""
+    systems = (REPO / "evidence" / "systems.yaml").read_text()
+    marker = "baseline: {recall: 0.91,"
+    assert marker in systems
+    (governed / "house-systems.yaml").write_text(systems.replace(marker, "baseline: {house_metric: 0.6, recall: 0.91,"))
+    code, out, err = cli(governed, "systems", "register", "house-systems.yaml", "--key", ".charter/keys/ben.okafor.key")
+    assert code == 0 and "fraud-detector: registered at seq" in out, (out, err)
+    (governed / "house-too-big.yaml").write_text(systems.replace(marker, "baseline: {house_metric: 7, recall: 0.91,"))
+    before = size(governed)
+    code, _, err = cli(governed, "systems", "register", "house-too-big.yaml", "--key", ".charter/keys/ben.okafor.key")
+    assert code == 2 and "kpi_out_of_range" in err and size(governed) == before

@@ -330,23 +330,31 @@ def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 def systems_register(
     file: Annotated[Path, typer.Argument(help="A systems.yaml file (systems: [...]).")],
     key: Annotated[Path, typer.Option("--key", help="Your (a system registrar's) private key.")],
-    policies: Annotated[Path | None, typer.Option("--policies", help="For custom KPIs in baselines.")] = None,
     sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Register (or update: owner, classification) the systems of a file, as a system registrar."""
+    """Register (or update: owner, classification) the systems of a file, as a system registrar.
+
+    Baselines are checked against the KPI catalog in force in the ledger (built-in KPIs plus the custom
+    ones the policy activation recorded), never against a kpis.yaml in a folder.
+    """
+    from ..authority import active_catalog
+    from ..kpis import builtin_catalog
     from ..ledger import SigningKey
     from ..ledger.auditor import SYSTEM_REGISTERED
     from ..registry import SystemRegistry
     from ..submission import register_system, system_statement
-    from .common import catalog_for
+    from .remote import remote_client
 
-    registry = SystemRegistry.from_file(file, catalog_for(policies_dir(policies), None))
     registrar = SigningKey.load(key)
     if sign_only is not None:
+        # Handed to a server, the statement is checked there against its ledger's catalog.
+        local = None if remote_client(db) is not None else open_ledger(db, ledger_key, writable=False)
+        registry = SystemRegistry.from_file(file, active_catalog(local) if local is not None else builtin_catalog())
         write_signed(sign_only, SYSTEM_REGISTERED, [system_statement(s) for s in registry.values()], registrar,
                      signing_origin(db, ledger_key))
         return
     ledger = open_ledger(db, ledger_key, writable=True)
+    registry = SystemRegistry.from_file(file, active_catalog(ledger))
     for system in registry.values():
         entry = register_system(ledger, system, registrar)
         out.print(f"{system.id}: " + (f"registered at seq {entry.seq}" if entry else "unchanged"))
