@@ -28,6 +28,10 @@ from .validation import collect_validation_errors
 if TYPE_CHECKING:
     from .ledger.auditor import ControlCatalog
 
+#: the frameworks reports are issued for, in the order the demo and the golden files use (the CLI's
+#: ``FrameworkName`` lists the same, as its options must be known before anything is imported)
+REPORT_FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf", "nist-ai-600-1")
+
 _REF = re.compile(r"^(?P<framework>[a-z0-9-]+):(?P<control>[A-Za-z0-9.\-]+?)(?P<paragraph>(\([0-9a-z]+\))*)$")
 #: a paragraph as a catalog lists it: ``"2"``, ``"2(a)"``, ``"3(b)(ii)"``
 _PARAGRAPH = re.compile(r"^[0-9a-z]{1,8}(\([0-9a-z]{1,8}\)){0,3}$")
@@ -283,6 +287,14 @@ def load_framework_file(path: Path) -> Framework:
         if control.parent is not None and control.parent not in controls:
             problems.add("unknown_parent", f"parent {control.parent!r} of {control.id!r} does not exist",
                          smap.location(("controls", index, "parent")))
+    if "applies_to_kinds" in data:  # a catalog about some kinds of AI only (`applicability.kind_applicability`)
+        from .registry import SystemKind
+
+        kinds = data["applies_to_kinds"]
+        known = [k.value for k in SystemKind]
+        if not isinstance(kinds, list) or not kinds or any(k not in known for k in kinds):
+            problems.add("framework_schema", "applies_to_kinds is a non-empty list of system kinds "
+                         f"({', '.join(known)})", smap.location(("applies_to_kinds",)))
     if info.id == "eu-ai-act":  # who each article binds and from when: what applicability is decided by
         from .applicability.eu import obligation_problems
 

@@ -122,3 +122,20 @@ def test_an_approver_signs_offline_and_the_operator_accepts(governed: Path, tmp_
     shown = _show(governed, "customer-chatbot", "nist-ai-rmf")
     assert any(c["source"].startswith(f"profile v{data['version']}") or f"v{data['version']}" in c["source"]
                for c in shown.values())
+
+
+def test_show_explains_the_gai_profile_by_kind(governed: Path) -> None:
+    chatbot = _show(governed, "customer-chatbot", "nist-ai-600-1")
+    assert len(chatbot) == 12 and {c["status"] for c in chatbot.values()} == {"applicable"}
+    fraud = _show(governed, "fraud-detector", "nist-ai-600-1")
+    confabulation = fraud["confabulation"]
+    assert confabulation["status"] == "not_applicable" and "is a classifier" in confabulation["reason"]
+
+
+def test_every_report_framework_is_offered_by_the_cli() -> None:
+    """The CLI's choice of frameworks (known before anything heavy is imported) is the library's list."""
+    from charter.cli.report_cmds import FrameworkName
+    from charter.frameworks import REPORT_FRAMEWORKS, load_frameworks
+
+    assert tuple(FrameworkName) == REPORT_FRAMEWORKS
+    assert set(REPORT_FRAMEWORKS) == set(load_frameworks())

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from charter.cli.demo import demo_evidence, demo_governance
 from charter.escalation import EscalationGraph, load_escalation
-from charter.frameworks import FrameworkSet, load_frameworks
+from charter.frameworks import REPORT_FRAMEWORKS, FrameworkSet, load_frameworks
 from charter.incidents import load_book, transition
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
@@ -29,7 +29,7 @@ from tests.unit.ledger.helpers import StepClock
 
 GOLDEN = Path(__file__).resolve().parent
 ORIGIN = "golden.example/ledger"
-FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
+FRAMEWORKS = REPORT_FRAMEWORKS
 GOLDEN_FORMATS = ("md", "json")
 
 

@@ -22,7 +22,7 @@ from charter.applicability import (
 from charter.errors import CharterError
 from charter.frameworks import load_framework_file, load_frameworks
 from charter.kpis import builtin_catalog
-from charter.registry import AISystem, EUClassification, SystemRegistry
+from charter.registry import AISystem, EUClassification, SystemKind, SystemRegistry
 from tests.conftest import REPO
 
 FRAMEWORKS = load_frameworks()
@@ -126,6 +126,15 @@ CASES: list[tuple[str, str, AISystem, str, str, str, str | None]] = [
     ("the grace defers 50(2) only, never a deployer's 50(4)", "eu-ai-act",
      classified("customer-chatbot", **LEGACY, roles=["deployer"], transparency=["deep_fake"]), "art-50",
      "2026-09-01", "applicable", "In application since 2026-08-02 (Art 113 second paragraph)"),
+    # NIST AI 600-1 profiles generative AI: decided by the system's kind, not by its EU classification
+    ("600-1 on the generative chatbot", "nist-ai-600-1", REGISTRY["customer-chatbot"], "confabulation",
+     "2026-12-03", "applicable", "applies to generative systems, and customer-chatbot is one"),
+    ("600-1 on an agent", "nist-ai-600-1", REGISTRY["procurement-agent"], "information-security", "2026-12-03",
+     "applicable", "applies to agent systems, and procurement-agent is one"),
+    ("600-1 on a classifier", "nist-ai-600-1", REGISTRY["fraud-detector"], "confabulation", "2026-12-03",
+     "not_applicable", "covers generative and agent systems only; fraud-detector is a classifier"),
+    ("600-1 on a classifier the EU Act calls high-risk", "nist-ai-600-1", classified("fraud-detector", **CREDIT),
+     "data-privacy", "2028-01-01", "not_applicable", "is a classifier"),
 ]
 
 
@@ -361,3 +370,64 @@ def test_a_missing_market_date_is_named_only_where_it_would_change_the_decision(
     assert "market" not in control_applicability(art_50, "art-50", only_marking, at("2026-12-03"), NOTHING).reason
     both = control_applicability(art_50, "art-50", REGISTRY["customer-chatbot"], at("2026-09-01"), NOTHING)
     assert both.status == "applicable" and "market" not in both.reason
+
+
+# -- catalogs scoped to kinds of AI (NIST AI 600-1) --------------------------------------------------
+
+
+def _gai_catalog_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = (REPO / "frameworks" / "nist-ai-600-1.yaml").read_text()
+    assert old in text
+    path = tmp_path / "nist-ai-600-1.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize("kinds", ["[generative, chatbot]", "[]", "generative"])
+def test_a_malformed_kind_scope_is_refused_with_its_line(tmp_path: Path, kinds: str) -> None:
+    with pytest.raises(CharterError) as info:
+        load_framework_file(_gai_catalog_with(tmp_path, "applies_to_kinds: [generative, agent]",
+                                              f"applies_to_kinds: {kinds}"))
+    diagnostic = info.value.diagnostics[0]
+    assert diagnostic.code == "framework_schema" and "applies_to_kinds" in diagnostic.message
+    assert diagnostic.location.line is not None and diagnostic.location.file is not None
+
+
+def test_the_gai_profile_lists_the_twelve_risks_of_section_2() -> None:
+    """Pinned: the twelve GAI risks of NIST AI 600-1 section 2, in its order, each assessed and citable."""
+    profile = FRAMEWORKS["nist-ai-600-1"]
+    assert [c.title for c in profile.assessed_controls()] == [
+        "CBRN Information or Capabilities", "Confabulation", "Dangerous, Violent, or Hateful Content",
+        "Data Privacy", "Environmental Impacts", "Harmful Bias or Homogenization", "Human-AI Configuration",
+        "Information Integrity", "Information Security", "Intellectual Property",
+        "Obscene, Degrading, and/or Abusive Content", "Value Chain and Component Integration"]
+    assert [c.source for c in profile.assessed_controls()] == [
+        f"NIST AI 600-1 §2.{n}" for n in range(1, 13)]
+    assert FRAMEWORKS.check_citable("nist-ai-600-1:confabulation") is None
+    assert FRAMEWORKS.check_citable("nist-ai-600-1:hallucination") is not None
+
+
+def test_a_profile_scoped_to_kinds_decides_a_new_kind_too(tmp_path: Path) -> None:
+    """The scope is data: a catalog listing forecasters applies to the turbine model and not to the chatbot."""
+    framework = load_framework_file(_gai_catalog_with(tmp_path, "applies_to_kinds: [generative, agent]",
+                                                      "applies_to_kinds: [classifier]"))
+    assert control_applicability(framework, "confabulation", REGISTRY["turbine-maintenance"], at("2026-12-03"),
+                                 NOTHING).status == "applicable"
+    assert control_applicability(framework, "confabulation", REGISTRY["customer-chatbot"], at("2026-12-03"),
+                                 NOTHING).status == "not_applicable"
+
+
+def test_systems_alike_but_for_their_kind_share_no_decision() -> None:
+    """The portfolio-wide shortcut decides once per class; the kind is part of the class, so a classifier
+    classified exactly like a generative system is still outside NIST AI 600-1."""
+    from charter.applicability import SharedApplicability
+
+    chatbot = REGISTRY["customer-chatbot"]
+    lookalike = chatbot.model_copy(update={"id": "scoring-model", "kind": SystemKind.CLASSIFIER})
+    shared = SharedApplicability(at("2026-12-03"), NOTHING)
+    profile = FRAMEWORKS["nist-ai-600-1"]
+    assert shared.decide(profile, "confabulation", chatbot).status == "applicable"
+    assert shared.decide(profile, "confabulation", lookalike).status == "not_applicable"
+    assert shared.decide(profile, "confabulation", chatbot.model_copy(update={"id": "second-bot"})).status \
+        == "applicable"
+    assert shared.divergences == []

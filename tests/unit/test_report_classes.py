@@ -97,7 +97,8 @@ def test_shared_decisions_equal_the_direct_ones_for_every_control_and_system(
     expected = 0
     for framework_id in FRAMEWORKS:
         named = shared.named.get(framework_id, frozenset())
-        classes = {s.eu_ai_act.model_dump_json() if s.eu_ai_act else "" for s in systems if s.id not in named}
+        classes = {s.kind.value + (s.eu_ai_act.model_dump_json() if s.eu_ai_act else "") for s in systems
+                   if s.id not in named}
         expected += len(scenario.frameworks[framework_id].controls) * (2 * len(classes)
                                                                        + sum(s.id in named for s in systems))
     assert len(calls) == expected < pairs

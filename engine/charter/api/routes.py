@@ -515,7 +515,8 @@ def _issue_report(service: Service, caller: Caller, request: Request, key: str |
     from ..report import SUFFIXES, issue_report
 
     authorize(service.ledger, caller, Operation.ISSUE_REPORT)
-    frameworks = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
+    from ..frameworks import REPORT_FRAMEWORKS as frameworks
+
     if spec.framework not in frameworks:
         raise CharterError.single("invalid_request", f"framework must be one of {', '.join(frameworks)}",
                                   path="$.framework")

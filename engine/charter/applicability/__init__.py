@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPLICABILITY_FRAMEWORKS",
+    "KIND_SCOPE",
     "PLACEHOLDER_ID",
     "ActiveDocument",
     "Applicability",
@@ -50,6 +51,7 @@ __all__ = [
     "applicability_statement",
     "applicability_statements",
     "control_applicability",
+    "kind_applicability",
     "load_applicability_file",
     "obligation_problems",
     "parse_applicability_document",
@@ -73,11 +75,32 @@ def control_applicability(framework: Framework, control_id: str, system: AISyste
         decided = eu_applicability(framework, control, system, day)
     elif framework.id in APPLICABILITY_FRAMEWORKS:
         decided = documented_applicability(framework, control, system, statements)
+    elif KIND_SCOPE in framework.extra:
+        decided = kind_applicability(framework, system)
     else:
         decided = Applicability("undetermined", f"Charter has no applicability rule for {framework.id}")
     if decided is None:
         decided = _aggregate(framework, control, system, at, statements)
     return decided
+
+
+#: a catalog's list of the system kinds it is about (NIST AI 600-1: generative AI): it applies to those only
+KIND_SCOPE = "applies_to_kinds"
+
+
+def kind_applicability(framework: Framework, system: AISystem) -> Applicability:
+    """Whether a catalog about some kinds of AI (``applies_to_kinds``, checked at load) applies to `system`.
+
+    NIST AI 600-1 profiles generative AI: its risks apply to generative systems and to agents built on
+    generative models, and to no classifier or forecaster, whatever the system's other classification.
+    """
+    kinds = [str(kind) for kind in framework.extra[KIND_SCOPE]]
+    source = f"{getattr(framework.info, 'source', framework.info.name)}; kinds in scope: {', '.join(kinds)}"
+    if system.kind.value in kinds:
+        return Applicability("applicable", f"{framework.info.name} applies to {system.kind.value} systems, and "
+                             f"{system.id} is one", source=source)
+    return Applicability("not_applicable", f"{framework.info.name} covers {' and '.join(kinds)} systems only; "
+                         f"{system.id} is a {system.kind.value}", source=source)
 
 
 def _aggregate(framework: Framework, control: Control, system: AISystem, at: datetime.datetime,
@@ -160,8 +183,9 @@ class SharedApplicability:
         known = self._classes.get(system.id)
         if known is None or known[0] is not system:
             classification = system.eu_ai_act
+            # the kind decides catalogs scoped to kinds of AI (`kind_applicability`); the classification the rest
             known = self._classes[system.id] = (
-                system, "" if classification is None else classification.model_dump_json())
+                system, system.kind.value + ("" if classification is None else classification.model_dump_json()))
         return known[1]
 
 

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 DEMO_ORIGIN = "charter.demo/ledger"
 FAIRNESS = "core.fairness/approval-parity"
 RECALL = "core.performance/recall-floor"
-REPORT_FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf")
 DEMO_FORMATS = ("html", "md", "json", "oscal")
 Act = Callable[..., Callable[[], None]]
 
@@ -355,6 +354,8 @@ def demo(
     state = bind(ledger, log_key.public, clock["now"], default_compiler(catalog))
     reports = workdir / "reports"
     reports.mkdir()
+    from ..frameworks import REPORT_FRAMEWORKS
+
     for framework in REPORT_FRAMEWORKS:
         document = build(state, framework, frameworks)
         renditions = [(rendition, text, f"{framework}{SUFFIXES[rendition]}")

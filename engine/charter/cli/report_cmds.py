@@ -20,6 +20,7 @@ class FrameworkName(StrEnum):
     ISO_42001 = "iso-42001"
     EU_AI_ACT = "eu-ai-act"
     NIST_AI_RMF = "nist-ai-rmf"
+    NIST_AI_600_1 = "nist-ai-600-1"
 
 
 class ReportFile:

@@ -57,7 +57,8 @@ CONTROL_STATUSES = ("not_applicable", "nonconformity", "operating", "implemented
 STATUS_DEFINITIONS = {
     "not_applicable": "the control does not apply to the system: EU AI Act role, classification or application "
                       "date; excluded by the ISO/IEC 42001 Statement of Applicability; outside the NIST AI RMF "
-                      "target profile. The reason is shown and the pair leaves every figure.",
+                      "target profile; a kind of AI a profile does not cover (NIST AI 600-1: generative systems and "
+                      "agents only). The reason is shown and the pair leaves every figure.",
     "nonconformity": "the latest finding of a primary KPI rule of the control is a breach that is not governed: its "
                      "incident has no decision yet, or the waiver that accepted it has expired. Stale evidence does "
                      "not close it: a breach stays open until it is decided or a later finding passes.",
@@ -75,7 +76,8 @@ APPLICABILITY_NOTE = (
     "Applicability comes first. EU AI Act: the system's recorded role(s) and classification and the application "
     "date as amended by Regulation (EU) 2026/1744 (an obligation not yet applicable is not applicable until its "
     "date). ISO/IEC 42001: clauses 4-10 always apply; Annex A controls per the Statement of Applicability in "
-    "force. NIST AI RMF: the target profile in force. Where applicability cannot be decided (no classification, "
+    "force. NIST AI RMF: the target profile in force. NIST AI 600-1: the system's kind (generative systems and "
+    "agents built on generative models). Where applicability cannot be decided (no classification, "
     "a control the statement does not decide), the control is presumed to apply and the reason is shown."
 )
 
