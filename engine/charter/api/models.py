@@ -245,7 +245,7 @@ class ReportIssue(BaseModel):
     """What report to issue."""
 
     model_config = ConfigDict(extra="forbid")
-    framework: str = Field(description="iso-42001, eu-ai-act or nist-ai-rmf")
+    framework: str = Field(description="iso-42001, eu-ai-act, nist-ai-rmf or nist-ai-600-1")
     formats: list[str] = Field(default=["html"], min_length=1, max_length=4, description="html, md, json, oscal")
     system: str | None = Field(default=None, max_length=255)
     at: str | None = Field(default=None, max_length=64, description="ISO 8601 time the report describes "
