@@ -607,3 +607,21 @@ def test_inclusion_proofs_are_computed_once_per_entry_and_shared_by_the_framewor
         assert [p.seq for p in document.proofs] == sorted(document.cited())
         for proof in document.proofs:
             assert proof.path == [h.hex() for h in merkle.inclusion_proof(proof.seq, leaves)]
+
+
+def test_every_framework_report_is_valid_oscal(sqlite_scenario: Scenario) -> None:
+    """The OSCAL renditions of the real scenario's reports (not a hand-built input) load with compliance-trestle
+    and, where NIST's JSON schemas are at hand (tests/unit/test_oscal.py `_schema_dirs`), validate against them."""
+    from charter.report import render_files
+    from tests.unit.test_oscal import AR, POAM, _schema_dirs, _schema_errors, _trestle_valid
+
+    state = bind_scenario(sqlite_scenario)
+    poams = 0
+    for framework in FRAMEWORKS:
+        texts = render_files(build(state, framework, sqlite_scenario.frameworks), ("oscal",), state.graph)
+        documents = {AR: texts["oscal"], **({POAM: texts["oscal-poam"]} if texts["oscal-poam"] else {})}
+        poams += POAM in documents
+        _trestle_valid(documents)
+        for directory in _schema_dirs():
+            assert _schema_errors(documents, directory) == [], (framework, directory.name)
+    assert poams  # the scenario has open nonconformities, so at least one POA&M was checked
