@@ -34,6 +34,7 @@ from .ledger.auditor import (
     POLICY_PUBLISHED,
     POSSESSION_CONTEXT,
     Authority,
+    ControlCatalog,
     action_message,
     document_digest,
     possession_message,
@@ -469,14 +470,25 @@ def publication_statement(policy_id: str, version: str, document: dict[str, Any]
 
 
 def activation_statement(digests: Sequence[str], supersedes: int | None,
-                         kpis: dict[str, Any] | None = None) -> dict[str, Any]:
+                         kpis: dict[str, Any] | None = None,
+                         controls: ControlCatalog | None = None) -> dict[str, Any]:
     """What an approver signs to put a policy set in force: its versions' digests, sorted, the seq of
-    the set it replaces (so the statement cannot be replayed later to bring an old set back), and the
-    custom KPI catalog the set reads (`charter.kpis.custom_catalog_document`), when it has one."""
+    the set it replaces (so the statement cannot be replayed later to bring an old set back), the
+    custom KPI catalog the set reads (`charter.kpis.custom_catalog_document`), when it has one, and the
+    control catalog it was compiled with (`recorded_controls`), which evidence is then judged by."""
     statement: dict[str, Any] = {"policies": sorted(set(digests)), "supersedes": supersedes}
     if kpis is not None and kpis.get("kpis"):
         statement["kpis"] = {"digest": document_digest(kpis), "document": kpis}
+    if controls is not None:
+        statement["controls"] = recorded_controls(controls)
     return statement
+
+
+def recorded_controls(controls: ControlCatalog) -> dict[str, Any]:
+    """The form a policy activation records a control catalog in (`charter.ledger.auditor.controls_of`):
+    the citable references and organisation-level controls, sorted, and the SHA-256 digest of the two."""
+    lists = controls.to_dict()
+    return {"digest": document_digest(lists), **lists}
 
 
 def active_catalog(ledger: Ledger, before: int | None = None) -> KpiCatalog:
@@ -582,9 +594,11 @@ def publish_policies(ledger: Ledger, documents: Iterable[tuple[str, str, dict[st
 
 
 def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer,
-                      kpis: dict[str, Any] | None = None) -> Entry | None:
+                      kpis: dict[str, Any] | None = None, controls: ControlCatalog | None = None) -> Entry | None:
     """Put the policy versions `digests` in force as the whole policy set, reading the custom KPIs of `kpis`
-    (`charter.kpis.custom_catalog_document`); None if exactly that set and catalog are already in force.
+    (`charter.kpis.custom_catalog_document`) and recording the control catalog `controls` the set was
+    compiled with (`recorded_controls`; from then on evidence is judged by it, not by the catalogs of
+    whoever verifies); None if exactly that set and those catalogs are already in force.
 
     Raises:
         CharterError: an invalid catalog, one that changes or drops a custom KPI recorded before
@@ -598,10 +612,11 @@ def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer,
 
     def build(next_seq: int) -> list[NewEntry]:
         authority = ledger.authority(next_seq)
-        if sorted(authority.active_policies) == wanted and authority.custom_kpis == custom:
+        if sorted(authority.active_policies) == wanted and authority.custom_kpis == custom and (
+                controls is None or authority.recorded_controls == recorded_controls(controls)):
             return []
-        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(digests, authority.active_policies_seq,
-                                                                            kpis), approver, size=next_seq)]
+        return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(
+            digests, authority.active_policies_seq, kpis, controls), approver, size=next_seq)]
     appended = ledger.append(build)
     return appended[0] if appended else None
 

@@ -13,6 +13,7 @@ import base64
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ._sources import parse_json_strict, read_bytes
 from .authority import (
@@ -37,6 +38,7 @@ from .ledger.auditor import (
     SYSTEM_REGISTERED,
     TOKEN_CREATED,
     TOKEN_REVOKED,
+    ControlCatalog,
 )
 from .ledger.records import Entry
 from .ledger.store import Ledger
@@ -101,7 +103,8 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
             return published[0] if published else None
         if statement.type == POLICY_ACTIVATED:
             return activate_policies(ledger, fields["policies"], statement,
-                                     fields["kpis"]["document"] if "kpis" in fields else None)
+                                     fields["kpis"]["document"] if "kpis" in fields else None,
+                                     _signed_controls(fields))
         if statement.type == ESCALATION_ACTIVATED:
             return activate_escalation(ledger, fields["document"], statement)
         if statement.type == TRANSITION:
@@ -136,3 +139,13 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
     raise CharterError.single("statement_file", f"statements of type {statement.type!r} are not accepted: signed "
                               "statements record key, token, system, policy, escalation, applicability and "
                               "incident changes, documents and attestations")
+
+
+def _signed_controls(fields: dict[str, Any]) -> ControlCatalog | None:
+    """The control catalog a signed activation records, as `activate_policies` takes it (the statement
+    must then ask for exactly the recorded form, digest included, or `signed_entry` refuses it)."""
+    if "controls" not in fields:
+        return None
+    recorded = fields["controls"]
+    return ControlCatalog.from_dict({k: recorded.get(k) for k in ("citable", "organisation")}) \
+        if isinstance(recorded, dict) else ControlCatalog.from_dict(recorded)

@@ -312,3 +312,92 @@ def test_a_resumed_verification_knows_the_evidence_before_its_state(world: Popul
     resumed = verify_ledger(world.ledger, world.log_key.public, resume=True)
     assert resumed.resumed_from == report.entries
     assert [(p.seq, p.kind) for p in resumed.problems] == [(forced.seq, "not_authorized")]
+
+
+# -- the control catalog recorded with the policy activation ---------------------------------------
+
+
+def _rescoped(frameworks: FrameworkSet, control: str) -> Any:
+    """The built-in catalog with `control` made organisation-level, as a later catalog version might."""
+    from charter.ledger.auditor import ControlCatalog
+
+    catalog = frameworks.control_catalog()
+    assert control not in catalog.organisation
+    return ControlCatalog(catalog.citable, catalog.organisation | {control})
+
+
+def test_evidence_is_judged_by_the_catalog_the_activation_recorded(world: Populated, frameworks: FrameworkSet) -> None:
+    """A verifier (or a newer Charter) with another catalog judges recorded evidence by the catalog recorded
+    with the policy set in force when it landed, and a new catalog counts only once an approver records it."""
+    from charter.authority import activate_policies, recorded_controls
+
+    authority = world.ledger.authority()
+    assert authority.recorded_controls == recorded_controls(frameworks.control_catalog())  # the demo records it
+    rescoped = _rescoped(frameworks, MONITORING)
+    world.ledger.use_controls(rescoped)  # the verifier's own catalog now says owners may not evidence it
+    earlier = record_attestation(world.ledger, _attestation(frameworks, controls=[MONITORING],
+                                                            systems=["claims-approval"]), key_of(OWNER), frameworks)
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+    # the approver records the new catalog with the same policy set: from then on it decides
+    activation = activate_policies(world.ledger, authority.active_policies, key_of("omar.haddad"),
+                                   controls=rescoped)
+    assert activation is not None and activation.payload["controls"] == recorded_controls(rescoped)
+    assert activate_policies(world.ledger, authority.active_policies, key_of("omar.haddad"),
+                             controls=rescoped) is None  # the same set and catalog: nothing to record
+    error = _refused(world, "not_authorized", lambda: record_attestation(
+        world.ledger, _attestation(frameworks, controls=[MONITORING], systems=["claims-approval"]), key_of(OWNER),
+        frameworks))
+    assert f"{MONITORING} is an organisation-level control" in str(error)
+    # the attestation recorded before stays valid: it is judged by the catalog of its own time
+    world.ledger.use_controls(frameworks.control_catalog())
+    report = verify_ledger(world.ledger, world.log_key.public, resume=False)
+    assert report.ok and earlier.seq < activation.seq, report.summary()
+
+
+def test_a_recorded_catalog_without_a_control_refuses_evidence_of_it(world: Populated,
+                                                                      frameworks: FrameworkSet) -> None:
+    from charter.authority import activate_policies
+    from charter.ledger.auditor import ControlCatalog
+
+    catalog = frameworks.control_catalog()
+    narrowed = ControlCatalog(catalog.citable - {MONITORING}, catalog.organisation)
+    activation = activate_policies(world.ledger, world.ledger.authority().active_policies, key_of("omar.haddad"),
+                                   controls=narrowed)
+    assert activation is not None
+    error = _refused(world, "unknown_control", lambda: record_attestation(
+        world.ledger, _attestation(frameworks, controls=[MONITORING], systems=["claims-approval"]), key_of(OWNER),
+        frameworks))
+    assert f"recorded by the policy activation of seq {activation.seq}" in str(error)
+
+
+@pytest.mark.parametrize("recorded", [
+    "not an object",
+    {"citable": [], "organisation": []},  # no digest
+    {"digest": "0" * 64, "citable": ["iso-42001:A.2.2"], "organisation": []},  # a digest of something else
+    {"digest": "x", "citable": "iso-42001:A.2.2", "organisation": []},
+    {"digest": "x", "citable": [], "organisation": [1]},
+    {"digest": "x", "citable": [], "organisation": [], "extra": True},
+])
+def test_a_malformed_recorded_catalog_is_malformed(recorded: Any) -> None:
+    from charter.ledger.auditor import controls_of
+
+    assert controls_of({"policies": [], "controls": recorded}) is None
+    assert controls_of({"policies": []}) == {}
+
+
+def test_a_signed_activation_records_the_catalog_it_was_signed_with(world: Populated,
+                                                                    frameworks: FrameworkSet) -> None:
+    """`--sign-only` then `ledger accept`: the catalog is part of what the approver signed."""
+    from charter.authority import activation_statement
+
+    authority = world.ledger.authority()
+    rescoped = _rescoped(frameworks, MONITORING)
+    fields = activation_statement(authority.active_policies, authority.active_policies_seq, None, rescoped)
+    signed = SignedStatement.sign(world.ledger.origin, "policy.activated", fields, key_of("omar.haddad"),
+                                  "2026-03-01T00:00:00.000Z")
+    entry = accept(world.ledger, signed)
+    assert entry is not None and world.ledger.authority().recorded_controls == fields["controls"]
+    forged = dict(fields, controls={**fields["controls"], "organisation": []})  # digest no longer matches
+    bad = SignedStatement.sign(world.ledger.origin, "policy.activated", forged, key_of("omar.haddad"),
+                               "2026-03-01T00:00:01.000Z")
+    _refused(world, "statement_mismatch", lambda: accept(world.ledger, bad))

@@ -123,7 +123,10 @@ def demo_governance(ledger: "Ledger", registry: "SystemRegistry", policies: "Seq
     author, approver = DEMO_ROLES["policy_author"][0], DEMO_ROLES["policy_approver"][0]
     publish_policies(ledger, [(p.policy.id, p.policy.version, p.policy.model_dump(mode="json")) for p in policies],
                      keys[author])
-    activate_policies(ledger, [p.digest for p in policies], keys[approver])
+    from ..frameworks import builtin_control_catalog
+
+    # the catalog the packs were compiled with is recorded with them: evidence is judged by it
+    activate_policies(ledger, [p.digest for p in policies], keys[approver], controls=builtin_control_catalog())
     if activate_escalation:
         from ..authority import activate_escalation as activate
 

@@ -143,7 +143,9 @@ def policy_activate(
     """Put the policy set of a directory in force, as a policy approver (every version must be published).
 
     The directory's custom KPIs (``kpis.yaml``) are recorded with the set: bundles are read with them,
-    and later activations may add custom KPIs but never change or drop one.
+    and later activations may add custom KPIs but never change or drop one. So is the control catalog the
+    set was compiled with (which controls evidence may cite, which are organisation-level): evidence
+    recorded from then on is judged by it, in `charter verify` and the exported verifier alike.
     """
     from ..authority import activate_policies, activation_statement
     from ..kpis import custom_catalog_document
@@ -151,16 +153,17 @@ def policy_activate(
     from ..ledger.auditor import POLICY_ACTIVATED
 
     directory = policies_dir(policies)
-    policy_set, _, _ = compile_policies(directory, None, None)
+    policy_set, _, frameworks = compile_policies(directory, None, None)
     kpis = custom_catalog_document(directory / "kpis.yaml") if (directory / "kpis.yaml").is_file() else None
+    controls = frameworks.control_catalog()  # recorded with the set: evidence is judged by it from then on
     if sign_only is not None:
         reader = open_ledger(db, ledger_key, writable=False)
         write_signed(sign_only, POLICY_ACTIVATED, [activation_statement(
-            [p.digest for p in policy_set.policies], reader.authority().active_policies_seq, kpis)],
+            [p.digest for p in policy_set.policies], reader.authority().active_policies_seq, kpis, controls)],
             SigningKey.load(key), reader)
         return
     entry = activate_policies(open_ledger(db, ledger_key, writable=True),
-                              [p.digest for p in policy_set.policies], SigningKey.load(key), kpis)
+                              [p.digest for p in policy_set.policies], SigningKey.load(key), kpis, controls)
     if entry is None:
         out.print("this policy set is already in force")
         return

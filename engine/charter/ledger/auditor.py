@@ -692,6 +692,26 @@ def _automatic_reopen(entry_type: str, payload: dict[str, Any], key_id: str | No
             and payload.get("to") == "open")
 
 
+def controls_of(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The control catalog a policy activation recorded (empty without one); None when malformed.
+
+    The catalog is ``{"digest": sha256 of {"citable", "organisation"}, "citable": [ref, ...],
+    "organisation": [control, ...]}``: the `ControlCatalog` the activated policies were compiled with,
+    which the evidence rule then judges by, instead of whatever catalogs the verifier has at hand.
+    """
+    if "controls" not in payload:
+        return {}
+    recorded = payload["controls"]
+    if not isinstance(recorded, dict) or set(recorded) != {"digest", "citable", "organisation"}:
+        return None
+    lists = {name: recorded[name] for name in ("citable", "organisation")}
+    if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists.values()):
+        return None
+    if document_digest(lists) != recorded["digest"]:
+        return None
+    return dict(recorded)
+
+
 def custom_kpis_of(payload: dict[str, Any]) -> dict[str, Any] | None:
     """Custom KPI id -> definition of a policy activation (empty without a catalog); None when malformed.
 
@@ -1027,6 +1047,10 @@ class Authority:
         self.active_policies_seq: int | None = None
         #: custom KPI id -> its normalized definition, as the policy activations recorded them (they only grow)
         self.custom_kpis: dict[str, Any] = {}
+        #: the control catalog the latest activation that recorded one recorded (`controls_of`), and its seq;
+        #: empty: none recorded, so evidence is judged by the catalog the caller gives (`controls`)
+        self.recorded_controls: dict[str, Any] = {}
+        self.recorded_controls_seq: int | None = None
         #: principal -> escalation roles, in the active escalation configuration, and its seq
         self.escalation_members: dict[str, list[str]] = {}
         self.escalation_seq: int | None = None
@@ -1053,7 +1077,8 @@ class Authority:
         """Take the state `to_state` returned."""
         for name in _AUTHORITY_STATE:
             # A state recorded before tokens existed knows none: its ledger had no token entries to fold.
-            value = state.get(name, {}) if name in _LATER_STATE else state[name]
+            value = state.get(name, None if name.endswith("_seq") else {}) if name in _LATER_STATE \
+                else state[name]
             setattr(self, name, json.loads(json.dumps(value)))
         self.statements = set(self.statements)
 
@@ -1323,6 +1348,9 @@ class Authority:
             if digest not in self.active_policies and self.policies[digest][2] == actor:
                 return Problem(seq, "separation_of_duties", f"{actor!r} authored {self.policies[digest][0]} "
                                f"{self.policies[digest][1]} and may not also activate it")
+        if controls_of(payload) is None:
+            return Problem(seq, "malformed_body", "an activation's control catalog is an object with the lists "
+                           "citable and organisation and the SHA-256 digest of the two")
         return self._check_custom_kpis(seq, payload)
 
     def _check_custom_kpis(self, seq: int, payload: dict[str, Any]) -> Problem | None:
@@ -1416,14 +1444,13 @@ class Authority:
         evidence, and evidence of an organisation-level control, needs an evidence attester; other
         evidence scoped to systems may also come from the owner of every system it names."""
         organisation: list[str] = []
-        if callable(self.controls):
-            self.controls = self.controls()
-        if self.controls is not None:
+        catalog, whose = self._control_catalog()
+        if catalog is not None:
             for index, ref in enumerate(payload["controls"]):
-                if ref not in self.controls.citable:
+                if ref not in catalog.citable:
                     return Problem(seq, "unknown_control", f"controls[{index}] {ref[:80]!r} is not a control (or "
-                                   "paragraph) the catalogs list and reports assess")
-            organisation = [ref for ref in payload["controls"] if control_of(ref) in self.controls.organisation]
+                                   f"paragraph) {whose} list and reports assess")
+            organisation = [ref for ref in payload["controls"] if control_of(ref) in catalog.organisation]
         systems = payload["systems"]
         unknown = [s for s in systems if s not in self.owners]
         if unknown:
@@ -1446,6 +1473,21 @@ class Authority:
             return Problem(seq, "not_authorized", f"{actor!r} neither holds {role} nor owns "
                            f"{', '.join(foreign)}")
         return None
+
+    def _control_catalog(self) -> tuple[ControlCatalog | None, str]:
+        """The catalog evidence is judged by, and how a problem names it: the one the policy activation in
+        force recorded, else the one the caller gave (a ledger whose activations recorded none)."""
+        if self.recorded_controls:
+            cached = self.__dict__.get("_recorded_catalog")
+            if cached is None or cached[0] != self.recorded_controls["digest"]:
+                cached = (self.recorded_controls["digest"], ControlCatalog(
+                    frozenset(self.recorded_controls["citable"]), frozenset(self.recorded_controls["organisation"])))
+                self.__dict__["_recorded_catalog"] = cached
+            return cached[1], ("the control catalog recorded by the policy activation of seq "
+                               f"{self.recorded_controls_seq}")
+        if callable(self.controls):
+            self.controls = self.controls()
+        return self.controls, "the catalogs"
 
     def _check_evidence_withdrawn(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
         problem = evidence_shape_problem(EVIDENCE_WITHDRAWN, statement_of(EVIDENCE_WITHDRAWN, payload))
@@ -1526,6 +1568,9 @@ class Authority:
             self.active_policies = [str(d) for d in policies] if isinstance(policies, list) else []
             self.active_policies_seq = seq
             self.custom_kpis = custom_kpis_of(payload) or {}
+            recorded = controls_of(payload)
+            if recorded:  # an activation recording no catalog keeps the one recorded before
+                self.recorded_controls, self.recorded_controls_seq = recorded, seq
         elif entry_type == ESCALATION_ACTIVATED:
             members: dict[str, list[str]] = {}
             document = payload.get("document")
@@ -1557,9 +1602,10 @@ class Authority:
 
 _AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
                     "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements",
-                    "evidence", "applicability_seqs", "tokens", "custom_kpis")
+                    "evidence", "applicability_seqs", "tokens", "custom_kpis", "recorded_controls",
+                    "recorded_controls_seq")
 #: state added after verified states were first recorded: an older state lacks it
-_LATER_STATE = frozenset({"tokens", "custom_kpis"})
+_LATER_STATE = frozenset({"tokens", "custom_kpis", "recorded_controls", "recorded_controls_seq"})
 
 
 def _scope_allows(scope: str, entry_type: str, payload: dict[str, Any], key_id: str | None) -> bool:
@@ -2041,8 +2087,10 @@ def main(argv: list[str] | None = None) -> int:
                         "trust_root.json is all there is, and the result is 'unanchored' (exit 3)")
     parser.add_argument("--origin", help="the log's origin as you know it; default: the export's")
     parser.add_argument("--controls", type=Path, help="the catalogs' citable and organisation-level controls "
-                        "(JSON, as the export's controls.json); default: the export's controls.json. Without "
-                        "either, what evidence cites and who may evidence organisation-level controls go unchecked")
+                        "(JSON, as the export's controls.json) for evidence recorded before any policy activation "
+                        "recorded its control catalog (later evidence is judged by the recorded one); default: the "
+                        "export's controls.json. Without either, what such evidence cites and who may evidence "
+                        "organisation-level controls go unchecked")
     args = parser.parse_args(argv)
     try:
         trust, entries, notes = read_export(args.export_dir)
@@ -2068,8 +2116,9 @@ def main(argv: list[str] | None = None) -> int:
         controls = ControlCatalog.from_dict(json.loads(controls_file.read_text(encoding="utf-8"))) \
             if args.controls or controls_file.exists() else None
         if controls is None:
-            print("warning: no controls file: what evidence cites and who may evidence organisation-level "
-                  "controls are not checked", file=sys.stderr)
+            print("warning: no controls file: evidence recorded under a policy activation that recorded its "
+                  "control catalog is judged by that catalog; other evidence goes unchecked for what it cites "
+                  "and who may evidence organisation-level controls", file=sys.stderr)
         verifier = Verifier(origin, public, notes + held, not args.no_signatures, controls)
         for entry in entries:
             verifier.feed(entry)
