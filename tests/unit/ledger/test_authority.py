@@ -667,7 +667,30 @@ def test_forced_evidence_of_organisation_level_or_uncatalogued_controls_is_named
     result = _verify_export(tmp_path / "export", "--log-key", fingerprint, "--controls",
                             str(tmp_path / "held-controls.json"))
     assert result.returncode == 1 and f"seq {entry.seq}: {problem}" in result.stdout, result.stdout
-    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)  # without a catalog it cannot tell
+    # without a controls file it still tells: the policy activation recorded the catalog the evidence is judged by
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)
+    assert result.returncode == 1 and f"seq {entry.seq}: {problem}" in result.stdout, result.stdout
+    assert "no controls file" in result.stderr
+
+
+def test_a_ledger_that_recorded_no_catalog_is_judged_by_the_catalog_at_hand(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ledgers activated before catalogs were recorded: the catalog the verifier holds decides, and without one
+    the exported verifier says it cannot tell."""
+    import charter.frameworks
+
+    with monkeypatch.context() as patched:  # the demo set-up as an older Charter did it: no catalog recorded
+        patched.setattr(charter.frameworks, "builtin_control_catalog", lambda: None)
+        legacy = populate(f"sqlite:///{tmp_path / 'legacy.db'}", bundles=0)
+    assert legacy.ledger.authority().recorded_controls == {}
+    entry = _forced_evidence(legacy, "document", "tom.berger", systems=["claims-approval"])
+    assert _first_unauthorized(legacy) == (entry.seq, "not_authorized")  # charter verify: the built-in catalogs
+    export_ledger(legacy.ledger, tmp_path / "export")
+    fingerprint = legacy.ledger.meta()["log_key_id"]
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)
+    assert result.returncode == 1 and f"seq {entry.seq}: not_authorized" in result.stdout, result.stdout
+    (tmp_path / "export" / "controls.json").unlink()
+    result = _verify_export(tmp_path / "export", "--log-key", fingerprint)
     assert result.returncode == 0 and "no controls file" in result.stderr, result.stdout
 
 
