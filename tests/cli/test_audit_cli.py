@@ -38,7 +38,7 @@ def audit(root: Path, *args: str) -> tuple[int, str, str]:
 def test_the_demo_export_audits_clean_with_the_pinned_key(demo: Path) -> None:
     code, out, _ = audit(demo, "export", "--log-key", f"{DEMO}/ledger.pub")
     assert code == 0, out
-    assert "bundles audited" in out and "every recorded verdict re-derived identically" in out
+    assert "bundles audited" in out and "every recorded verdict and incident entry re-derived identically" in out
     key = base64.b64encode(SigningKey.load(demo / DEMO / "ledger.key").public).decode()
     code, out, _ = audit(demo, "export", "--log-key", key, "--format", "json")
     report = json.loads(out)
