@@ -45,6 +45,9 @@ def test_the_demo_export_audits_clean_with_the_pinned_key(demo: Path) -> None:
     assert code == 0 and report["exit_code"] == 0 and report["anchor"] == "log_key"
     assert report["bundles"] == 20 and report["findings_rederived"] == report["findings_stored"] > 0
     assert report["verdicts_differing"] == 0 and report["integrity"]["ok"]
+    # the incidents the demo's breaches opened, attached and reopened are re-derived as recorded
+    assert report["incidents_differing"] == 0 and report["incident_differences"] == []
+    assert report["incident_entries_rederived"] == report["incident_entries_stored"] > 0
 
 
 def test_without_an_anchor_the_result_is_unanchored_never_a_pass(demo: Path) -> None:

@@ -100,7 +100,8 @@ class World:
 
     def audited(self) -> tuple[int, dict[str, Any]]:
         """`charter audit` on the ledger's export, pinned to the log key: (exit code, JSON report)."""
-        assert verify_ledger(self.ledger, self.populated.log_key.public).ok  # the forgery is the log's own: integrity holds
+        # the forgery is the log's own: integrity holds
+        assert verify_ledger(self.ledger, self.populated.log_key.public).ok
         export_ledger(self.ledger, self.tmp / "export")
         key = base64.b64encode(self.populated.log_key.public).decode()
         result = run_cli("audit", str(self.tmp / "export"), "--log-key", key, "--format", "json", cwd=self.tmp)
@@ -176,6 +177,12 @@ def test_a_dropped_opening_is_named(world: World, monkeypatch: pytest.MonkeyPatc
     difference = _only(report)
     assert (difference["seq"], difference["bundle"], difference["incident"], difference["kind"]) == (
         bundle, bundle, dropped[0], "missing_opening")
+    key = base64.b64encode(world.populated.log_key.public).decode()
+    text = run_cli("audit", str(world.tmp / "export"), "--log-key", key, cwd=world.tmp)
+    row = next(line for line in text.stdout.splitlines() if dropped[0] in line)
+    assert text.returncode == 1 and "missing opening" in row
+    assert [cell.strip() for cell in row.split("│")[1:3]] == [str(bundle)] * 2  # seq, bundle seq
+    assert "incident entries differing" in text.stdout
 
 
 def test_an_opening_without_a_breach_is_named(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
