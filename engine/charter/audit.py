@@ -10,6 +10,8 @@ could record a ``pass`` where the rules say ``breach``, and every signature woul
 every bundle with `charter.submission.replay` (the same code `charter replay` runs on the database)
 through `ExportedLedger`, a read-only view of the export that answers the two reads replay makes,
 `entry(seq)` and `entries(start, stop, types=, subject=)`, from indexes built in one pass.
+Alongside, `charter.incident_audit.IncidentAuditor` re-derives the incident openings, attachments
+and automatic reopens each submission's re-derived breaches cause, in the same seq-order walk.
 """
 
 from __future__ import annotations
