@@ -279,3 +279,25 @@ def test_the_library_result_matches_the_cli(world: World, monkeypatch: pytest.Mo
     result = audit(ExportedLedger(export.entries, export.origin, export.parsed), CATALOG, COMPILER)
     assert result.incident_differences and {d.kind for d in result.incident_differences} == {"missing_opening"}
     assert result.incident_entries_stored == 0 < result.incident_entries_rederived
+
+
+# -- the time incidents are judged at ------------------------------------------------------------------
+
+
+def test_incidents_are_timed_by_the_recorded_received_at(db_url: str) -> None:
+    """A clock that moves on every reading (`StepClock`) still gives deadlines the entries' own time explains."""
+    from charter.authority import active_escalation
+    from charter.incidents import deadline_for
+    from charter.vocabulary import RiskTier, Severity
+
+    populated = populate(db_url, bundles=4)
+    ledger = populated.ledger
+    graph, _ = active_escalation(ledger)
+    openings = list(ledger.entries(types=(OPENED,)))
+    assert openings
+    for opening in openings:
+        at = datetime.datetime.fromisoformat(opening.received_at.replace("Z", "+00:00"))
+        p = opening.payload
+        assert p["deadline"] == deadline_for(graph, Severity(p["severity"]), RiskTier(p["tier"]), State.OPEN, at)
+    with pytest.raises(RuntimeError, match="only known while append runs a builder"):
+        ledger.stamp()
