@@ -100,7 +100,7 @@ def main() -> None:
         result = audit(view, catalog, PolicyCompiler(catalog, load_frameworks()),
                        progress=lambda done, _: marks.append((done, time.perf_counter())))
         replay_s = time.perf_counter() - started
-        assert not result.differences and not result.unreplayable, result.to_dict()
+        assert not result.differences and not result.unreplayable and not result.incident_differences, result.to_dict()
 
         gc.collect()
         started = time.perf_counter()

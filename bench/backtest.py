@@ -39,11 +39,13 @@ from typing import Any
 from sqlalchemy import select
 
 from charter._data import builtin_dir
+from charter.authority import active_escalation
 from charter.backtest import StatusEvaluator, backtest, stored_bundles
 from charter.bundle import EvidenceBundle
 from charter.cli.demo import demo_governance
 from charter.evaluate import _Snapshot, evaluate_bundle
 from charter.frameworks import load_frameworks
+from charter.incidents import INCIDENT_TYPES, IncidentBook, apply, incident_entries
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
 from charter.ledger.records import NewEntry
@@ -145,8 +147,10 @@ def build_ledger(url: str, systems: int, days: int, recorded: tuple[CompiledPoli
 
     With `submitted`, the ledger holds everything `charter submit` writes, so that it verifies and
     every finding can be replayed (bench/audit.py): the owner's registered key, the published
-    policy version, signed bundles, evaluation entries citing their bundle and policy, and one
-    entry per finding, from `evaluate_bundle` itself. The bundles are the same either way.
+    policy version, signed bundles, evaluation entries citing their bundle and policy, one
+    entry per finding, from `evaluate_bundle` itself, and the incident entries its breaches cause
+    (`incidents.incident_entries`, as `charter submit` writes them, so `charter audit` re-derives
+    them). The bundles are the same either way.
     """
     rng = random.Random(seed)
     log_key = log_key or SigningKey.generate("bench.example/ledger")
@@ -161,6 +165,8 @@ def build_ledger(url: str, systems: int, days: int, recorded: tuple[CompiledPoli
     signer = keys["maria.keller"]
     published = {digest: int(record[3]) for digest, record in ledger.authority().policies.items()}
     evaluator = StatusEvaluator(recorded)
+    graph, _ = active_escalation(ledger)
+    book = IncidentBook()
     earlier: dict[str, list[EvidenceBundle]] = {s.id: [] for s in fleet}
     drift = {s.id: rng.uniform(0.0, 0.0003) for s in fleet}
     start = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
@@ -168,7 +174,7 @@ def build_ledger(url: str, systems: int, days: int, recorded: tuple[CompiledPoli
         window_start = start + datetime.timedelta(days=day)
         window_end = window_start + datetime.timedelta(days=1)
         measured = window_end + datetime.timedelta(hours=2)
-        batch = []
+        batch: list[Any] = []
         for system in fleet:
             kpis = {k: round(max(0.0, v - drift[system.id] * day + rng.uniform(-0.03, 0.03)), 4) if v <= 1
                     else round(v * rng.uniform(0.7, 1.6), 1) for k, v in BASE.items()}
@@ -180,24 +186,58 @@ def build_ledger(url: str, systems: int, days: int, recorded: tuple[CompiledPoli
             earlier[system.id] = [*earlier[system.id][-2:], bundle]
             submission = f"bundle:bench:{system.id}:{day}"
             if submitted:
-                batch += _submission(system, payload, bundle, measured, history, recorded, published, signer,
-                                     submission, len(batch))
+                batch.append(_submission(system, payload, bundle, measured, history, recorded, published, signer,
+                                         submission))
                 continue
             lines, _ = evaluator.lines(system, bundle, measured, history)
             batch.append(NewEntry(BUNDLE, payload, submission, subject=system.id))
             batch.append(NewEntry(EVALUATION, {"evaluated_at": measured.isoformat(), "findings": len(lines),
                                                "statuses": lines}, f"evaluation:{submission}", subject=system.id))
         evaluator.forget()
-        ledger.append(batch)
+        if submitted:
+            _append_submissions(ledger, batch, graph, book)
+        else:
+            ledger.append(batch)
     return ledger
+
+
+def _append_submissions(ledger: Ledger, batch: list[Any], graph: Any, book: IncidentBook) -> None:
+    """Append one day's submissions in one transaction, each followed by the incident entries its breaches cause."""
+
+    def build(_next_seq: int) -> list[NewEntry]:
+        entries: list[NewEntry] = []
+        for make in batch:
+            entries += make(len(entries), book, graph, ledger.stamp())
+        return entries
+
+    for entry in ledger.append(build):
+        if entry.type in INCIDENT_TYPES:
+            apply(book, entry)
 
 
 def _submission(system: AISystem, payload: dict[str, Any], bundle: EvidenceBundle, at: datetime.datetime,
                 history: list[EvidenceBundle], policies: tuple[CompiledPolicy, ...], published: dict[str, int],
-                signer: SigningKey, submission: str, offset: int) -> list[NewEntry]:
-    """The entries `submit_bundle` appends for one bundle (without incidents), citing the bundle within the batch."""
+                signer: SigningKey, submission: str) -> Any:
+    """(offset in the batch, incident book, graph, stamp) -> the entries `submit_bundle` appends for one bundle."""
     signature = sign_bundle_data(payload, signer)["signature"]
     findings = evaluate_bundle(system, bundle, policies, at, history)
+
+    def entries(offset: int, book: IncidentBook, graph: Any, stamp: datetime.datetime) -> list[NewEntry]:
+        made = _submission_entries(system, payload, signature, findings, at, policies, published, submission, offset)
+
+        def finding_ref(done: list[Any], index: int) -> dict[str, Any]:
+            return {"seq": done[offset + 2 + index].seq, "record_hash": done[offset + 2 + index].record_hash.hex()}
+
+        breaches = [(i, f.model_dump(mode="json")) for i, f in enumerate(findings) if f.status.value == "breach"]
+        return made + incident_entries(book, graph, system, breaches, stamp, finding_ref)
+
+    return entries
+
+
+def _submission_entries(system: AISystem, payload: dict[str, Any], signature: dict[str, Any], findings: list[Any],
+                        at: datetime.datetime, policies: tuple[CompiledPolicy, ...], published: dict[str, int],
+                        submission: str, offset: int) -> list[NewEntry]:
+    """The bundle, evaluation and finding entries of one submission, citing the bundle within the batch."""
 
     def bundle_ref(done: list[Any]) -> dict[str, Any]:
         return {"seq": done[offset].seq, "record_hash": done[offset].record_hash.hex()}

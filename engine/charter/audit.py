@@ -10,6 +10,8 @@ could record a ``pass`` where the rules say ``breach``, and every signature woul
 every bundle with `charter.submission.replay` (the same code `charter replay` runs on the database)
 through `ExportedLedger`, a read-only view of the export that answers the two reads replay makes,
 `entry(seq)` and `entries(start, stop, types=, subject=)`, from indexes built in one pass.
+Alongside, `charter.incident_audit.IncidentAuditor` re-derives the incident openings, attachments
+and automatic reopens each submission's re-derived breaches cause, in the same seq-order walk.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ._collector import collector_paused
 from ._sources import SourceMap
 from .errors import CharterError, Diagnostic
+from .incident_audit import IncidentAuditor, IncidentDifference
 from .ledger import auditor
 from .ledger.auditor import Report, StoredEntry
 from .ledger.hashing import leaf_hash
@@ -316,7 +319,7 @@ class Unreplayable:
 
 @dataclass
 class AuditResult:
-    """What re-deriving every bundle's findings found."""
+    """What re-deriving every bundle's findings, and the incident entries they caused, found."""
 
     bundles: int = 0
     findings_stored: int = 0
@@ -326,6 +329,11 @@ class AuditResult:
     #: incident transitions and waivers the escalation configuration then in force did not allow
     #: (`incidents.transition_problems`, as `charter verify` checks them)
     unauthorized: list[auditor.Problem] = field(default_factory=list)
+    #: incident entries recorded by submissions (and automatic ones outside any), and re-derived
+    incident_entries_stored: int = 0
+    incident_entries_rederived: int = 0
+    #: openings, attachments and automatic reopens the re-derived findings do not give (`charter.incident_audit`)
+    incident_differences: list[IncidentDifference] = field(default_factory=list)
 
     @property
     def bundles_differing(self) -> int:
@@ -344,7 +352,11 @@ class AuditResult:
                 "bundles_differing": self.bundles_differing,
                 "differences": [d.to_dict() for d in self.differences],
                 "unreplayable": [u.to_dict() for u in self.unreplayable],
-                "unauthorized": [{"seq": p.seq, "kind": p.kind, "detail": p.detail} for p in self.unauthorized]}
+                "unauthorized": [{"seq": p.seq, "kind": p.kind, "detail": p.detail} for p in self.unauthorized],
+                "incident_entries_stored": self.incident_entries_stored,
+                "incident_entries_rederived": self.incident_entries_rederived,
+                "incidents_differing": len(self.incident_differences),
+                "incident_differences": [d.to_dict() for d in self.incident_differences]}
 
 
 def differences_of(result: ReplayResult, system: str) -> list[Difference]:
@@ -389,6 +401,9 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
           progress: Callable[[int, int], None] | None = None) -> AuditResult:
     """Replay every bundle of the (verified) export and compare with what was recorded.
 
+    The findings, and what the re-derived breaches cause: the openings, attachments and automatic
+    reopens of incidents each submission recorded (`IncidentAuditor`, walking alongside).
+
     Args:
         ledger: the export's entries.
         catalog: the KPI catalog bundles are read with (built-in plus custom KPIs).
@@ -409,6 +424,7 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
     registrations = iter(ledger.entries(types=(SYSTEM_REGISTERED,)))
     pending = next(registrations, None)
     registry: dict[str, AISystem | None] = {}
+    incidents = IncidentAuditor(ledger)
     for done, seq in enumerate(seqs):
         if progress is not None and done % 50 == 0:
             progress(done, len(seqs))
@@ -425,10 +441,12 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
         history = histories.setdefault(entry.subject, [])
         result.bundles += 1
         replayed_bundle: EvidenceBundle | None = None
+        breaches: list[tuple[int, dict[str, Any]]] | None = None  # None: not re-derived, incidents unchecked
         try:
             outcome = replay(reader, seq, catalog, memo, history=history,
                              system=registry.get(str(entry.payload.get("system_id"))))
             replayed_bundle = outcome.bundle
+            breaches = [(i, f) for i, f in enumerate(outcome.replayed) if f["status"] == "breach"]
         except _RecordedPolicyError as exc:
             first = exc.diagnostics[0]
             where = str(first.location)
@@ -447,6 +465,7 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
                                                     f"replayed: {type(exc).__name__}: {exc}"))
             continue
         finally:
+            incidents.submission(seq, breaches)
             if history is not None:
                 try:  # the bundle replay parsed, else (replay failed first) parsed here
                     history.append(replayed_bundle if replayed_bundle is not None
@@ -457,6 +476,8 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
         result.findings_rederived += len(outcome.replayed)
         if not outcome.matches:
             result.differences.extend(differences_of(outcome, system))
+    result.incident_differences = incidents.finish()
+    result.incident_entries_stored, result.incident_entries_rederived = incidents.recorded, incidents.rederived
     if progress is not None:
         progress(len(seqs), len(seqs))
     # The verifier shipped in the export can only see that an actor holds some escalation role;

@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .errors import CharterError
-from .ledger.auditor import INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED
+from .ledger.auditor import ESCALATION_ACTIVATED, INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED, SYSTEM_REGISTERED
 from .ledger.records import Entry, LedgerReader, NewEntry, format_time
 from .vocabulary import RiskTier, Severity
 
@@ -845,6 +845,42 @@ def _append_triage(ledger: Ledger, incident_id_: str, entry_type: str, statement
     return ledger.append(build)[0]
 
 
+class InForce:
+    """The escalation graph and the systems in force as a ledger's entries go by in seq order.
+
+    The one reading of "in force" for the walks that judge incident entries again (`transition_problems`
+    for `charter verify`, `charter.incident_audit` for `charter audit`): the latest escalation
+    activation and each system's latest registration before the entry at hand.
+    """
+
+    #: the entry types `fold` reads
+    TYPES = (ESCALATION_ACTIVATED, SYSTEM_REGISTERED)
+
+    def __init__(self) -> None:
+        self.graph: EscalationGraph | None = None
+        self.graph_seq: int | None = None
+        self.systems: dict[str, AISystem] = {}
+
+    def fold(self, entry: Entry) -> bool:
+        """Take `entry` into account if it is of `TYPES` (True), else leave it (False)."""
+        from pydantic import ValidationError
+
+        from .authority import escalation_at
+        from .registry import AISystem
+
+        if entry.type == ESCALATION_ACTIVATED:
+            self.graph, self.graph_seq = escalation_at(entry), entry.seq
+            return True
+        if entry.type == SYSTEM_REGISTERED:
+            try:
+                system = AISystem.model_validate(entry.payload.get("system"))
+            except ValidationError:
+                return True  # not a registration Charter wrote: it registers nothing
+            self.systems[system.id] = system
+            return True
+        return False
+
+
 def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None = None) -> list[Problem]:
     """Recorded transitions and waivers from seq `start` on that the rules then in force did not allow.
 
@@ -857,29 +893,17 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
     deadline the configuration then gave, of a system EU high-risk as registered then, and a report
     filed by the reporting role (`authorize_filing`).
     """
-    from pydantic import ValidationError
-
-    from .authority import escalation_at
-    from .ledger.auditor import ESCALATION_ACTIVATED, SYSTEM_REGISTERED, Problem
-    from .registry import AISystem
+    from .ledger.auditor import Problem
 
     book = IncidentBook()
-    graph: EscalationGraph | None = None
-    systems: dict[str, AISystem] = {}
+    in_force = InForce()
     problems = []
     decision: dict[str, Any] | None = None  # the transition right before a waiver
-    for entry in ledger.entries(0, stop, types=(*INCIDENT_TYPES, ESCALATION_ACTIVATED, SYSTEM_REGISTERED)):
+    for entry in ledger.entries(0, stop, types=(*INCIDENT_TYPES, *InForce.TYPES)):
         p = entry.payload
-        if entry.type == ESCALATION_ACTIVATED:
-            graph = escalation_at(entry)
+        if in_force.fold(entry):
             continue
-        if entry.type == SYSTEM_REGISTERED:
-            try:
-                system = AISystem.model_validate(p.get("system"))
-            except ValidationError:
-                continue  # not a registration Charter wrote: it registers nothing
-            systems[system.id] = system
-            continue
+        graph, systems = in_force.graph, in_force.systems
         if entry.seq >= start and entry.type in (TRANSITION, WAIVER, CLASSIFIED, REPORT_FILED):
             try:
                 if entry.type == WAIVER:

@@ -420,7 +420,7 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
         entries += incident_entries(book, graph, system,
                                     [(i, f.model_dump(mode="json")) for i, f in enumerate(findings)
                                      if f.status is Status.BREACH],
-                                    ledger.clock(), finding_ref)
+                                    ledger.stamp(), finding_ref)
         return entries
 
     books = kept_book(ledger)

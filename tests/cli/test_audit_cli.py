@@ -38,13 +38,16 @@ def audit(root: Path, *args: str) -> tuple[int, str, str]:
 def test_the_demo_export_audits_clean_with_the_pinned_key(demo: Path) -> None:
     code, out, _ = audit(demo, "export", "--log-key", f"{DEMO}/ledger.pub")
     assert code == 0, out
-    assert "bundles audited" in out and "every recorded verdict re-derived identically" in out
+    assert "bundles audited" in out and "every recorded verdict and incident entry re-derived identically" in out
     key = base64.b64encode(SigningKey.load(demo / DEMO / "ledger.key").public).decode()
     code, out, _ = audit(demo, "export", "--log-key", key, "--format", "json")
     report = json.loads(out)
     assert code == 0 and report["exit_code"] == 0 and report["anchor"] == "log_key"
     assert report["bundles"] == 20 and report["findings_rederived"] == report["findings_stored"] > 0
     assert report["verdicts_differing"] == 0 and report["integrity"]["ok"]
+    # the incidents the demo's breaches opened, attached and reopened are re-derived as recorded
+    assert report["incidents_differing"] == 0 and report["incident_differences"] == []
+    assert report["incident_entries_rederived"] == report["incident_entries_stored"] > 0
 
 
 def test_without_an_anchor_the_result_is_unanchored_never_a_pass(demo: Path) -> None:

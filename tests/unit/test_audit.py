@@ -181,6 +181,9 @@ def test_every_demo_verdict_is_rederived(demo: Path) -> None:
     assert result.bundles == bundles == 20
     assert result.findings_rederived == result.findings_stored == findings
     assert result.differences == [] and result.unreplayable == []
+    openings = sum(1 for item in export.entries if json.loads(item.body)["type"] == "incident.opened")
+    assert result.incident_differences == [] and openings > 0
+    assert result.incident_entries_rederived == result.incident_entries_stored >= openings
     assert ticks[-1] == (bundles, bundles)
 
 

@@ -1,7 +1,8 @@
-"""`charter audit EXPORT_DIR`: verify an export, then re-derive every recorded finding from it.
+"""`charter audit EXPORT_DIR`: verify an export, then re-derive every recorded finding, and the incidents they caused.
 
-Exit codes: 0 every verdict re-derived identically over an anchored export; 1 a verdict differs, a
-bundle's records cannot be replayed, or the export fails verification; 2 bad input (missing files,
+Exit codes: 0 every verdict and incident entry re-derived identically over an anchored export; 1 a
+verdict or an incident opening, attachment or automatic reopen differs, a bundle's records cannot be
+replayed, or the export fails verification; 2 bad input (missing files,
 malformed entries.jsonl, a recorded policy the catalogs given cannot compile); 3 everything agrees
 but nothing outside the export anchors it (no --log-key, no held --checkpoint).
 """
@@ -64,7 +65,9 @@ def audit_command(
     """Verify an export, then re-derive every finding from its bundles, policy versions, systems and history.
 
     Reports each recorded verdict the re-derivation does not give (bundle seq, rule, stored and
-    re-derived status). Exit 0 all agree, 1 a verdict differs or the export fails verification,
+    re-derived status), and each incident opening, attachment or automatic reopen the re-derived
+    breaches do not cause as recorded (seq, incident, what differs). Exit 0 all agree, 1 a verdict or
+    an incident entry differs or the export fails verification,
     2 bad input, 3 all agree but the export is unanchored (no --log-key or held --checkpoint).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -106,7 +109,8 @@ def audit_command(
                                   "the custom KPIs of the export's policy activations")
         result = audit(ledger, catalog, PolicyCompiler(catalog, frameworks),
                        progress=lambda done, total: bar.update(task, completed=done, total=total))
-    code = (DIFFER if result.differences or result.unauthorized or len(result.uncompilable) < len(result.unreplayable)
+    code = (DIFFER if result.differences or result.incident_differences or result.unauthorized
+            or len(result.uncompilable) < len(result.unreplayable)
             else BAD_INPUT if result.uncompilable else UNANCHORED if anchor == "unanchored" else AGREE)
     if output is OutputFormat.JSON:
         typer.echo(json.dumps({"export": str(export_dir), "anchor": anchor, "integrity": _integrity(report),
@@ -150,6 +154,9 @@ def _print(report: "Report", result: "AuditResult", anchor: str) -> None:
                          ("verdicts differing", len(result.differences)),
                          ("bundles differing", result.bundles_differing),
                          ("bundles not re-derived", len(result.unreplayable)),
+                         ("incident entries recorded", result.incident_entries_stored),
+                         ("incident entries re-derived", result.incident_entries_rederived),
+                         ("incident entries differing", len(result.incident_differences)),
                          ("unauthorized transitions", len(result.unauthorized))):
         summary.add_row(label, str(count))
     out.print(summary)
@@ -162,13 +169,23 @@ def _print(report: "Report", result: "AuditResult", anchor: str) -> None:
         if len(result.differences) > SHOWN:
             table.caption = f"{len(result.differences) - SHOWN} more in --format json"
         out.print(table)
+    if result.incident_differences:
+        table = Table("seq", "bundle seq", "system", "incident", "difference", "detail",
+                      title=f"Incident entries that differ ({len(result.incident_differences)})")
+        for i in result.incident_differences[:SHOWN]:
+            table.add_row(str(i.seq), "none" if i.bundle is None else str(i.bundle), safe(i.system), safe(i.incident),
+                          i.kind.replace("_", " "), safe(i.detail))
+        if len(result.incident_differences) > SHOWN:
+            table.caption = f"{len(result.incident_differences) - SHOWN} more in --format json"
+        out.print(table)
     for item in result.unreplayable[:SHOWN]:
         out.print(f"[red]bundle seq {item.seq} not re-derived[/]: {safe(item.message)} [dim]\\[{item.code}][/]")
     if len(result.unreplayable) > SHOWN:
         out.print(f"{len(result.unreplayable) - SHOWN} more bundles not re-derived (--format json lists them)")
     for problem in result.unauthorized[:SHOWN]:
         out.print(f"[red]{safe(str(problem))}[/]")
-    if not result.differences and not result.unreplayable and not result.unauthorized:
-        verdict = "every recorded verdict re-derived identically"
+    if not result.differences and not result.unreplayable and not result.unauthorized \
+            and not result.incident_differences:
+        verdict = "every recorded verdict and incident entry re-derived identically"
         out.print(f"[green]{verdict}[/]" if anchor != "unanchored" else
                   f"[yellow]{verdict}, but over an unanchored export (exit 3)[/]")

@@ -32,6 +32,8 @@ from .schema import checkpoint, ledger_entry, ledger_head, ledger_meta, ledger_r
 
 #: who asked for the entries appended now, through the API (see `recording_via`); None for the local CLI
 _VIA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("charter_via", default=None)
+#: the ``received_at`` of the batch a builder passed to `Ledger.append` is building (see `Ledger.stamp`)
+_STAMP: contextvars.ContextVar[str | None] = contextvars.ContextVar("charter_stamp", default=None)
 
 
 def recording_via(via: dict[str, Any]) -> AbstractContextManager[None]:
@@ -187,10 +189,19 @@ class Ledger:
         try:
             with write_transaction(self.engine) as connection:
                 head = connection.execute(select(ledger_head).where(ledger_head.c.id == 1).with_for_update()).one()
-                batch = entries(head.size) if callable(entries) else entries
+                # Stamped before the builder runs, so what it derives from the time (incident
+                # deadlines, the reopen window) is a function of the recorded received_at.
+                received = max(format_time(self.clock()), head.last_received_at)
+                if callable(entries):
+                    stamp = _STAMP.set(received)
+                    try:
+                        batch = entries(head.size)
+                    finally:
+                        _STAMP.reset(stamp)
+                else:
+                    batch = entries
                 if not batch:
                     return []
-                received = max(format_time(self.clock()), head.last_received_at)
                 via = _VIA.get()
                 prev, seq = bytes(head.head_hash), head.size
                 rows: list[dict[str, Any]] = []
@@ -273,6 +284,20 @@ class Ledger:
         if size >= cached_size:
             self._authority_cache = (size, authority)
         return authority
+
+    def stamp(self) -> datetime.datetime:
+        """The ``received_at`` the batch being built will carry; call it only from a builder `append` is running.
+
+        A submission times the incidents its breaches open with it, so `charter audit` can re-derive
+        their deadlines and reopen windows from the recorded entries alone.
+
+        Raises:
+            RuntimeError: outside a builder (a bug, not bad input).
+        """
+        received = _STAMP.get()
+        if received is None:
+            raise RuntimeError("Ledger.stamp() is only known while append runs a builder")
+        return datetime.datetime.fromisoformat(received.replace("Z", "+00:00"))
 
     # -- reading -------------------------------------------------------------------------------
 
