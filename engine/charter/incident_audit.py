@@ -32,7 +32,7 @@ from .incidents import (
     apply,
     incident_entries,
 )
-from .ledger.records import Entry, LedgerReader, NewEntry
+from .ledger.records import Entry, LedgerReader, NewEntry, format_time
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -96,6 +96,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+#: how long before its recorded ``received_at`` a submission written before `Ledger.stamp` may have read
+#: the clock it timed its incidents by (building a batch takes milliseconds; a minute is generous)
+BUILD_CLOCK_GAP = datetime.timedelta(minutes=1)
+
+
 @dataclass
 class IncidentAuditor:
     """Walks a ledger's entries once, in seq order, re-deriving the incident entries of each submission.
@@ -117,11 +122,17 @@ class IncidentAuditor:
     def __post_init__(self) -> None:
         self._entries: Iterator[Entry] = iter(self.ledger.entries())
         self._next: Entry | None = next(self._entries, None)
+        # received_at of the last entry taken and of the one before it: a bundle's transaction began after
+        # the one before it was received (see `_within_clock_gap`)
+        self._last: str | None = None
+        self._before: str | None = None
+        self._bundle_before: str | None = None
 
     def _take(self) -> Entry:
         entry = self._next
         assert entry is not None
         self._next = next(self._entries, None)
+        self._before, self._last = self._last, entry.received_at
         return entry
 
     def _fold(self, entry: Entry) -> None:
@@ -169,6 +180,7 @@ class IncidentAuditor:
         if self._next is None or self._next.seq != seq or self._next.type != _BUNDLE:
             raise ValueError(f"no bundle at seq {seq}, or bundles out of order")
         bundle = self._take()
+        self._bundle_before = self._before  # received_at of the entry before the bundle's transaction
         findings: list[Entry] = []
         caused: list[Entry] = []
         while self._next is not None and self._caused(bundle, self._next, bool(caused)):
@@ -190,8 +202,8 @@ class IncidentAuditor:
         self.differences.sort(key=lambda d: d.seq)
         return self.differences
 
-    def _expected(self, bundle: Entry, findings: list[Entry],
-                  breaches: Sequence[tuple[int, dict[str, Any]]]) -> list[NewEntry]:
+    def _expected(self, bundle: Entry, findings: list[Entry], breaches: Sequence[tuple[int, dict[str, Any]]],
+                  received_at: str | None = None) -> list[NewEntry]:
         system = self.in_force.systems.get(str(bundle.payload.get("system_id")))
         graph = self.in_force.graph
         if not breaches or system is None or graph is None:
@@ -203,13 +215,40 @@ class IncidentAuditor:
                 return {"seq": findings[index].seq, "record_hash": findings[index].record_hash.hex()}
             return {"seq": None, "record_hash": None}
 
-        at = datetime.datetime.fromisoformat(bundle.received_at.replace("Z", "+00:00"))
+        at = datetime.datetime.fromisoformat((received_at or bundle.received_at).replace("Z", "+00:00"))
         return incident_entries(_Tentative(self.book), graph, system, breaches, at, finding_ref)
+
+    def _within_clock_gap(self, bundle: Entry, findings: list[Entry], breaches: Sequence[tuple[int, dict[str, Any]]],
+                          entry: Entry) -> bool:
+        """Whether `entry`'s deadline is one a submission written before incidents were timed by the recorded
+        ``received_at`` (`Ledger.stamp`) could have stored: those read the clock while building the batch,
+        after the previous transaction was received and at most `BUILD_CLOCK_GAP` before their own was, so
+        their deadline lies between the deadlines of those moments. Only an earlier (stricter) deadline
+        can pass this way; a later one, or one outside that window, is still a difference."""
+        if self._bundle_before is None or not isinstance(entry.payload.get("deadline"), dict):
+            return False
+        received = datetime.datetime.fromisoformat(bundle.received_at.replace("Z", "+00:00"))
+        floor = format_time(received - BUILD_CLOCK_GAP)
+        early = [(new.type, new.payload(findings) if callable(new.payload) else new.payload)
+                 for new in self._expected(bundle, findings, breaches, max(self._bundle_before, floor))]
+        late = {_key(t, p): p for t, p in self._expected_payloads(bundle, findings, breaches)}
+        low = next((p for t, p in early if t == entry.type and _key(t, p) == _key(entry.type, entry.payload)), None)
+        high = late.get(_key(entry.type, entry.payload))
+        recorded = entry.payload["deadline"]
+        if low is None or high is None or not low.get("deadline") or not high.get("deadline"):
+            return False
+        same_step = low["deadline"].get("step") == high["deadline"].get("step") == recorded.get("step")
+        due = str(recorded.get("due_at"))
+        return bool(same_step and low["deadline"]["due_at"] <= due <= high["deadline"]["due_at"])
+
+    def _expected_payloads(self, bundle: Entry, findings: list[Entry],
+                           breaches: Sequence[tuple[int, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        return [(new.type, new.payload(findings) if callable(new.payload) else new.payload)
+                for new in self._expected(bundle, findings, breaches)]
 
     def _compare(self, bundle: Entry, findings: list[Entry], caused: list[Entry],
                  breaches: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        expected = [(new.type, new.payload(findings) if callable(new.payload) else new.payload)
-                    for new in self._expected(bundle, findings, breaches)]
+        expected = self._expected_payloads(bundle, findings, breaches)
         self.rederived += len(expected)
         system = bundle.subject or "?"
         recorded: dict[tuple[Any, ...], list[Entry]] = {}
@@ -234,6 +273,8 @@ class IncidentAuditor:
                 continue
             names = tuple(sorted(k for k in set(payload) | set(entry.payload)
                                  if payload.get(k) != entry.payload.get(k)))
+            if names == ("deadline",) and self._within_clock_gap(bundle, findings, breaches, entry):
+                continue  # timed by the clock while the batch was built, as submissions did before `Ledger.stamp`
             if names:
                 shown = "; ".join(f"{k}: recorded {_show(entry.payload.get(k))}, re-derived {_show(payload.get(k))}"
                                   for k in names)

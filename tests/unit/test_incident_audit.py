@@ -301,3 +301,32 @@ def test_incidents_are_timed_by_the_recorded_received_at(db_url: str) -> None:
         assert p["deadline"] == deadline_for(graph, Severity(p["severity"]), RiskTier(p["tier"]), State.OPEN, at)
     with pytest.raises(RuntimeError, match="only known while append runs a builder"):
         ledger.stamp()
+
+
+@pytest.mark.parametrize(("shift", "named"), [(-1, False), (-59, False), (-120, True), (1, True)])
+def test_deadlines_timed_by_the_clock_while_building_pass_when_earlier_by_at_most_a_minute(
+        world: World, monkeypatch: pytest.MonkeyPatch, shift: int, named: bool) -> None:
+    """Ledgers written before `Ledger.stamp`: a submission timed its incidents by a clock reading taken while it
+    built the batch, a little before its recorded received_at. Such a deadline is accepted; a later one, or one
+    more than `BUILD_CLOCK_GAP` earlier, is still named."""
+    def shifted(entries: list[NewEntry], _call: Call) -> list[NewEntry]:
+        out = []
+        for entry in entries:
+            if entry.type != OPENED:
+                out.append(entry)
+                continue
+            payload = entry.payload
+
+            def build(done: Any, payload: Any = payload) -> Any:
+                made = dict(payload(done) if callable(payload) else payload)
+                due = datetime.datetime.fromisoformat(made["deadline"]["due_at"].replace("Z", "+00:00"))
+                moved = (due + datetime.timedelta(seconds=shift)).isoformat(timespec="milliseconds")
+                made["deadline"] = {**made["deadline"], "due_at": moved.replace("+00:00", "Z")}
+                return made
+            out.append(dataclasses.replace(entry, payload=build))
+        return out
+
+    world.submit(FRAUD[3], shifted, monkeypatch)
+    code, report = world.audited()
+    kinds = {d["kind"] for d in report["incident_differences"]}
+    assert (code, kinds) == ((1, {"wrong_opening"}) if named else (0, set())), report["incident_differences"]
