@@ -159,6 +159,29 @@ def test_operating_and_nonconformity_follow_the_primary_rules_only(sqlite_scenar
     assert rows[("iso-42001:A.5.5", "fraud-detector")].status == "no_evidence"  # scoped to the claims model
 
 
+def test_tests_and_events_are_oscal_observations_of_the_report(sqlite_scenario: Scenario) -> None:
+    from trestle.oscal import assessment_results
+
+    from charter.report import oscal_input
+    from charter.report.oscal import render_oscal
+
+    document = _document(sqlite_scenario, "iso-42001")
+    data = oscal_input(document)
+    recorded = {o.id: o for o in data.observations if o.kind != "kpi"}
+    test = next(o for o in recorded.values() if o.kind == "test_result" and o.system == "claims-approval")
+    event = next(o for o in recorded.values() if o.kind == "event" and o.system == "claims-approval")
+    assert (test.rule, test.outcome, test.controls) == ("bias audit", "passed", ("iso-42001:A.5.5",))
+    assert event.controls == ("iso-42001:9.3.1", "iso-42001:9.3.2", "iso-42001:9.3.3")
+    status = next(s for s in data.statuses if (s.control, s.system) == ("iso-42001:A.5.5", "claims-approval"))
+    assert status.status == "operating" and status.observations == (test.id,)
+    text = render_oscal(data)["assessment-results"]
+    assessment_results.Model.model_validate(json.loads(text))
+    results = json.loads(text)["assessment-results"]["results"]
+    claims = next(r for r in results if r["title"].endswith("claims-approval"))
+    methods = {o["title"]: o["methods"] for o in claims["observations"]}
+    assert methods["bias audit"] == ["TEST"] and methods["AI management system review, Q4 2025"] == ["EXAMINE"]
+
+
 def test_every_pair_cites_ledger_entries_proven_against_the_checkpoint(sqlite_scenario: Scenario) -> None:
     document = _document(sqlite_scenario)
     ledger, root = sqlite_scenario.ledger, bytes.fromhex(document.ledger.checkpoint_root)
