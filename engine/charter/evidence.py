@@ -10,8 +10,14 @@ Organisation-wide evidence, and evidence of an organisation-level control (``sco
 the catalog: ISO/IEC 42001 clauses 4-10, the AI policy, ...), needs the ``evidence_attester`` role;
 other evidence scoped to systems may also come from the owner of every system it names
 (`charter.ledger.auditor.Authority`, given the catalog's `ControlCatalog` by the store and by verify).
-Expired attestations and documents past their review date count as missing, as stale KPI evidence
-does: `EvidenceItem.status_at` says which, and the report decides what a control's status is.
+A **test result** records a named test or assessment performed on systems (a bias audit, a robustness
+test, a red-team exercise, a rollback drill) with its outcome (``passed``, ``failed``, ``inconclusive``)
+and the date it must be re-run by; an **event** records that a process ran (a management review, an
+internal audit, a training), with the date the next one is due. Both are signed like attestations,
+follow the same authority rule, and may not be dated after the ledger received them.
+Expired attestations, test results and events, and documents past their review date, count as missing,
+as stale KPI evidence does: `EvidenceItem.status_at` says which, and the report decides what a
+control's status is.
 """
 
 from __future__ import annotations
@@ -25,13 +31,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import CharterError, DiagnosticCollector
 from .ledger.auditor import (
+    EVENT_KINDS,
     EVIDENCE_ATTESTATION,
     EVIDENCE_DOCUMENT,
+    EVIDENCE_EVENT,
+    EVIDENCE_TEST_RESULT,
     EVIDENCE_WITHDRAWN,
     MAX_EVIDENCE_FIELD,
     MAX_EVIDENCE_ITEMS,
     MAX_EVIDENCE_TEXT,
     MAX_EVIDENCE_URI,
+    MAX_EVIDENCE_VALIDITY,
+    TEST_OUTCOMES,
     evidence_shape_problem,
 )
 from .ledger.keys import check_principal
@@ -42,13 +53,20 @@ if TYPE_CHECKING:
     from .authority import SignedStatement, Signer
     from .frameworks import FrameworkSet
 
-__all__ = ["EVIDENCE_TYPES", "EvidenceIndex", "EvidenceItem", "EvidenceStatus", "accept_evidence",
-           "attestation_fields", "document_fields", "evidence_index", "file_sha256", "record_attestation",
-           "record_document", "withdraw_evidence", "withdrawal_fields"]
+__all__ = ["EVENT_KINDS", "EVIDENCE_TYPES", "TEST_OUTCOMES", "EvidenceIndex", "EvidenceItem", "EvidenceStatus",
+           "accept_evidence", "attestation_fields", "document_fields", "event_fields", "evidence_index", "file_sha256",
+           "record_attestation", "record_document", "record_event", "record_test_result", "test_result_fields",
+           "withdraw_evidence", "withdrawal_fields"]
 
 #: the ledger entry types of typed evidence
-EVIDENCE_TYPES = (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
+EVIDENCE_TYPES = (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_TEST_RESULT, EVIDENCE_EVENT, EVIDENCE_WITHDRAWN)
+#: the entry types of evidence items (what a withdrawal may end)
+_ITEM_TYPES = (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_TEST_RESULT, EVIDENCE_EVENT)
+#: id prefix of each kind of item (a document's id also holds its digest)
+_ID_PREFIX = {EVIDENCE_DOCUMENT: "doc", EVIDENCE_ATTESTATION: "att", EVIDENCE_TEST_RESULT: "test",
+              EVIDENCE_EVENT: "evt"}
 EvidenceStatus = Literal["current", "expired", "past_review", "withdrawn", "not_yet_valid"]
+EvidenceKind = Literal["document", "attestation", "test_result", "event"]
 #: characters of a document's sha256 in its id: enough to tell documents apart at a glance
 _ID_DIGEST = 12
 
@@ -156,15 +174,119 @@ def attestation_fields(*, statement: str, controls: Sequence[str], valid_from: d
     if valid_from.tzinfo is not None and valid_until.tzinfo is not None and valid_until <= valid_from:
         problems.add("evidence_period", f"valid_until {format_time(valid_until)} is not after valid_from "
                      f"{format_time(valid_from)}", path="$.valid_until")
-    cited = [_check_sha256(f"documents[{i}]", d, problems) for i, d in enumerate(documents)]
-    if len(set(cited)) > MAX_EVIDENCE_ITEMS:
-        problems.add("evidence_too_long", f"at most {MAX_EVIDENCE_ITEMS} documents", path="$.documents")
+    cited = _check_documents(documents, problems)
     checked_controls = _check_controls(controls, frameworks, problems)
     checked_systems = _check_systems(systems, problems)
     problems.raise_if_any()
     return {"statement": statement, "controls": checked_controls, "systems": checked_systems,
             "valid_from": format_time(valid_from), "valid_until": format_time(valid_until),
-            "documents": sorted(set(cited))}
+            "documents": cited}
+
+
+def _check_period(start_name: str, start: datetime.datetime, end_name: str, end: datetime.datetime,
+                  now: datetime.datetime | None, problems: DiagnosticCollector) -> None:
+    """A test result's or event's period: zoned times, the end after the start and at most
+    `MAX_EVIDENCE_VALIDITY` later, and (given `now`) a start that is not in the future."""
+    for label, moment in ((start_name, start), (end_name, end)):
+        if moment.tzinfo is None:
+            problems.add("usage", f"{label} has no timezone", path=f"$.{label}")
+    if start.tzinfo is None or end.tzinfo is None:
+        return
+    if now is not None and start > now:
+        problems.add("evidence_in_future", f"{start_name} {format_time(start)} is in the future (now is "
+                     f"{format_time(now)}): record what has happened", path=f"$.{start_name}")
+    if end <= start:
+        problems.add("evidence_period", f"{end_name} {format_time(end)} is not after {start_name} "
+                     f"{format_time(start)}", path=f"$.{end_name}")
+    elif end - start > MAX_EVIDENCE_VALIDITY:
+        problems.add("evidence_period", f"{end_name} {format_time(end)} is {(end - start).days} days after "
+                     f"{start_name}; at most {MAX_EVIDENCE_VALIDITY.days} days are allowed", path=f"$.{end_name}")
+
+
+def _check_choice(name: str, value: str, allowed: Sequence[str], problems: DiagnosticCollector) -> None:
+    if value not in allowed:
+        shown = value[:80] if isinstance(value, str) else repr(value)
+        problems.add("evidence_field", f"{name} {shown!r} is not one of {', '.join(allowed)}", path=f"$.{name}")
+
+
+def _check_documents(documents: Sequence[str], problems: DiagnosticCollector) -> list[str]:
+    cited = [_check_sha256(f"documents[{i}]", d, problems) for i, d in enumerate(documents)]
+    if len(set(cited)) > MAX_EVIDENCE_ITEMS:
+        problems.add("evidence_too_long", f"at most {MAX_EVIDENCE_ITEMS} documents", path="$.documents")
+    return sorted(set(cited))
+
+
+def test_result_fields(*, name: str, method: str, performed_at: datetime.datetime, outcome: str, summary: str,
+                       valid_until: datetime.datetime, controls: Sequence[str], systems: Sequence[str] = (),
+                       artifact_sha256: str | None = None, artifact_uri: str | None = None,
+                       frameworks: FrameworkSet | None = None,
+                       now: datetime.datetime | None = None) -> dict[str, Any]:
+    """What a tester signs to record a test or assessment: its name (results of one name supersede each
+    other), method or tool, when it was performed, its outcome (`TEST_OUTCOMES`), a summary, an optional
+    artifact (the report's SHA-256 and where it is kept), until when it counts (when it must be re-run),
+    the controls it tests and its scope.
+
+    Args:
+        now: when given, a ``performed_at`` after it is refused here; the ledger refuses one after the
+            entry's receipt either way.
+
+    Raises:
+        CharterError: every problem at once (``evidence_field`` for an unknown outcome, ``evidence_period``,
+            ``evidence_in_future``, ``bad_digest``, ``unknown_control``, ...), located by JSON path.
+    """
+    problems = DiagnosticCollector()
+    _check_text("name", name, MAX_EVIDENCE_FIELD, problems)
+    _check_text("method", method, MAX_EVIDENCE_FIELD, problems)
+    _check_text("summary", summary, MAX_EVIDENCE_TEXT, problems)
+    _check_choice("outcome", outcome, TEST_OUTCOMES, problems)
+    _check_period("performed_at", performed_at, "valid_until", valid_until, now, problems)
+    artifact: dict[str, str] | None = None
+    if (artifact_sha256 is None) != (artifact_uri is None):
+        problems.add("evidence_field", "an artifact has both a sha256 and a uri (or neither is given)",
+                     path="$.artifact")
+    elif artifact_sha256 is not None and artifact_uri is not None:
+        artifact = {"sha256": _check_sha256("artifact.sha256", artifact_sha256, problems),
+                    "uri": _check_text("artifact.uri", artifact_uri, MAX_EVIDENCE_URI, problems)}
+    checked_controls = _check_controls(controls, frameworks, problems)
+    checked_systems = _check_systems(systems, problems)
+    problems.raise_if_any()
+    return {"name": name, "method": method, "performed_at": format_time(performed_at), "outcome": outcome,
+            "summary": summary, "artifact": artifact, "valid_until": format_time(valid_until),
+            "controls": checked_controls, "systems": checked_systems}
+
+
+def event_fields(*, kind: str, title: str, occurred_at: datetime.datetime, next_due: datetime.datetime,
+                 controls: Sequence[str], systems: Sequence[str] = (), participants: Sequence[str] = (),
+                 documents: Sequence[str] = (), frameworks: FrameworkSet | None = None,
+                 now: datetime.datetime | None = None) -> dict[str, Any]:
+    """What a recorder signs to record that a process ran: its kind (`EVENT_KINDS`), title, when it
+    happened, when the next is due (it counts as current until then), who took part, the recorded
+    documents it relies on (minutes, agenda, training material, by SHA-256), the controls and scope.
+
+    Raises:
+        CharterError: every problem at once (``evidence_field`` for an unknown kind or participant,
+            ``evidence_period``, ``evidence_in_future``, ``bad_digest``, ``unknown_control``, ...).
+    """
+    problems = DiagnosticCollector()
+    _check_choice("kind", kind, EVENT_KINDS, problems)
+    _check_text("title", title, MAX_EVIDENCE_FIELD, problems)
+    _check_period("occurred_at", occurred_at, "next_due", next_due, now, problems)
+    people: list[str] = []
+    for index, person in enumerate(participants):
+        try:
+            people.append(check_principal(person))
+        except CharterError as exc:
+            problems.add("evidence_field", f"participants[{index}]: {exc.diagnostics[0].message}",
+                         path=f"$.participants[{index}]")
+    if len(set(people)) > MAX_EVIDENCE_ITEMS:
+        problems.add("evidence_too_long", f"at most {MAX_EVIDENCE_ITEMS} participants", path="$.participants")
+    cited = _check_documents(documents, problems)
+    checked_controls = _check_controls(controls, frameworks, problems)
+    checked_systems = _check_systems(systems, problems)
+    problems.raise_if_any()
+    return {"kind": kind, "title": title, "occurred_at": format_time(occurred_at), "next_due": format_time(next_due),
+            "participants": sorted(set(people)), "documents": cited, "controls": checked_controls,
+            "systems": checked_systems}
 
 
 def withdrawal_fields(seq: int, reason: str) -> dict[str, Any]:
@@ -221,17 +343,32 @@ def _append(ledger: Ledger, entry_type: str, fields: dict[str, Any], signer: Sig
     return ledger.append(build)[0]
 
 
-def record_document(ledger: Ledger, fields: dict[str, Any], signer: Signer,
+def record_evidence(ledger: Ledger, entry_type: str, fields: dict[str, Any], signer: Signer,
                     frameworks: FrameworkSet | None = None) -> Entry:
-    """Record a document (`document_fields`), signed by `signer`: a key, or a statement signed elsewhere.
+    """Record an evidence item of `entry_type` (a document, attestation, test result or event), its fields
+    checked again as its builder checks them, signed by `signer`: a key, or a statement signed elsewhere.
 
     Raises:
         CharterError: bad fields; ``not_authorized`` (organisation-wide or of an organisation-level control
             without ``evidence_attester``, or a system the actor does not own); ``unknown_system``; an
-            unregistered key. Nothing is written then.
+            unregistered key; ``unknown_document`` (an attestation or event citing a document not
+            recorded); ``evidence_in_future`` (a test result or event dated after the ledger receives it).
+            Nothing is written then.
     """
-    _recheck(EVIDENCE_DOCUMENT, fields, frameworks)
-    return _append(ledger, EVIDENCE_DOCUMENT, fields, signer)
+    if entry_type not in _ITEM_TYPES:
+        raise CharterError.single("malformed_body", f"{entry_type!r} is not a kind of evidence item")
+    _recheck(entry_type, fields, frameworks)
+    return _append(ledger, entry_type, fields, signer)
+
+
+def record_document(ledger: Ledger, fields: dict[str, Any], signer: Signer,
+                    frameworks: FrameworkSet | None = None) -> Entry:
+    """Record a document (`document_fields`), signed by `signer`.
+
+    Raises:
+        CharterError: as `record_evidence`.
+    """
+    return record_evidence(ledger, EVIDENCE_DOCUMENT, fields, signer, frameworks)
 
 
 def record_attestation(ledger: Ledger, fields: dict[str, Any], signer: Signer,
@@ -239,28 +376,48 @@ def record_attestation(ledger: Ledger, fields: dict[str, Any], signer: Signer,
     """Record an attestation (`attestation_fields`), signed by its attester.
 
     Raises:
-        CharterError: as `record_document`, and ``unknown_document`` when it cites a document not recorded.
+        CharterError: as `record_evidence`, and ``unknown_document`` when it cites a document not recorded.
     """
-    _recheck(EVIDENCE_ATTESTATION, fields, frameworks)
-    return _append(ledger, EVIDENCE_ATTESTATION, fields, signer)
+    return record_evidence(ledger, EVIDENCE_ATTESTATION, fields, signer, frameworks)
+
+
+def record_test_result(ledger: Ledger, fields: dict[str, Any], signer: Signer,
+                       frameworks: FrameworkSet | None = None) -> Entry:
+    """Record a test result (`test_result_fields`), signed by who performed or owns the test.
+
+    Raises:
+        CharterError: as `record_evidence`.
+    """
+    return record_evidence(ledger, EVIDENCE_TEST_RESULT, fields, signer, frameworks)
+
+
+def record_event(ledger: Ledger, fields: dict[str, Any], signer: Signer,
+                 frameworks: FrameworkSet | None = None) -> Entry:
+    """Record an event (`event_fields`), signed by its recorder.
+
+    Raises:
+        CharterError: as `record_evidence`.
+    """
+    return record_evidence(ledger, EVIDENCE_EVENT, fields, signer, frameworks)
 
 
 def parse_evidence_id(text: str) -> int:
-    """The seq an evidence id names: ``att:12``, ``doc:<sha256 prefix>:12`` or a bare ``12``.
+    """The seq an evidence id names: ``att:12``, ``test:12``, ``evt:12``, ``doc:<sha256 prefix>:12`` or a bare ``12``.
 
     Raises:
         CharterError: ``unknown_evidence`` for any other shape.
     """
     tail = text.rsplit(":", 1)[-1]
     if not (tail.isascii() and tail.isdigit()) or len(tail) > 18 or not (
-            text == tail or text.startswith(("att:", "doc:"))):
-        raise CharterError.single("unknown_evidence", f"{text[:80]!r} is not an evidence id (att:SEQ, "
-                                  "doc:DIGEST:SEQ or SEQ)")
+            text == tail or text.startswith(tuple(f"{p}:" for p in _ID_PREFIX.values()))):
+        raise CharterError.single("unknown_evidence", f"{text[:80]!r} is not an evidence id (att:SEQ, test:SEQ, "
+                                  "evt:SEQ, doc:DIGEST:SEQ or SEQ)")
     return int(tail)
 
 
 def withdraw_evidence(ledger: Ledger, evidence_id: str, reason: str, signer: Signer) -> Entry:
-    """End a document or attestation early (its status becomes ``withdrawn`` from this entry on).
+    """End a document, attestation, test result or event early (its status becomes ``withdrawn`` from this
+    entry on: a withdrawn test result no longer counts as the latest of its name).
 
     Raises:
         CharterError: ``unknown_evidence`` (no such item, or an id whose digest is not the item's),
@@ -268,8 +425,9 @@ def withdraw_evidence(ledger: Ledger, evidence_id: str, reason: str, signer: Sig
     """
     seq = parse_evidence_id(evidence_id)
     target = ledger.entry(seq)
-    if target is None or target.type not in (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION):
-        raise CharterError.single("unknown_evidence", f"seq {seq} records no document or attestation")
+    if target is None or target.type not in _ITEM_TYPES:
+        raise CharterError.single("unknown_evidence", f"seq {seq} records no document, attestation, test result or "
+                                  "event")
     if _item_id(target.type, seq, target.payload) != evidence_id and evidence_id != str(seq):
         raise CharterError.single("unknown_evidence", f"{evidence_id[:80]!r} does not name the evidence of seq "
                                   f"{seq} ({_item_id(target.type, seq, target.payload)})")
@@ -280,15 +438,13 @@ def accept_evidence(ledger: Ledger, statement: SignedStatement, frameworks: Fram
     """Append an evidence statement signed elsewhere (``--sign-only``), as `charter ledger accept` does.
 
     Raises:
-        CharterError: what `record_document`, `record_attestation` or `withdraw_evidence` refuse.
+        CharterError: what `record_evidence` or `withdraw_evidence` refuse.
     """
     fields = statement.fields()
     if statement.type == EVIDENCE_WITHDRAWN:
         _recheck(EVIDENCE_WITHDRAWN, fields, frameworks)
         return _append(ledger, EVIDENCE_WITHDRAWN, fields, statement)
-    if statement.type == EVIDENCE_DOCUMENT:
-        return record_document(ledger, fields, statement, frameworks)
-    return record_attestation(ledger, fields, statement, frameworks)
+    return record_evidence(ledger, statement.type, fields, statement, frameworks)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -301,19 +457,22 @@ def _time(text: str) -> datetime.datetime:
 def _item_id(entry_type: str, seq: int, payload: dict[str, Any]) -> str:
     if entry_type == EVIDENCE_DOCUMENT:
         return f"doc:{str(payload.get('sha256'))[:_ID_DIGEST]}:{seq}"
-    return f"att:{seq}"
+    return f"{_ID_PREFIX[entry_type]}:{seq}"
 
 
 @dataclass(frozen=True)
 class EvidenceItem:
-    """A recorded document or attestation, with its withdrawal if any.
+    """A recorded document, attestation, test result or event, with its withdrawal if any.
 
-    ``valid_until`` is an RFC 3339 time (exclusive) for an attestation and the review date (``YYYY-MM-DD``,
-    the last day it is current) for a document; `status_at` reads either. A document is valid from when
-    the ledger recorded it (``valid_from`` = ``recorded_at``).
+    ``valid_until`` is an RFC 3339 time (exclusive) for an attestation, a test result (when it must be
+    re-run) and an event (when the next is due), and the review date (``YYYY-MM-DD``, the last day it is
+    current) for a document; `status_at` reads either. A document is valid from when the ledger
+    recorded it (``valid_from`` = ``recorded_at``), a test result from when it was performed and an
+    event from when it happened. A test result's ``title`` is its name (results of one name supersede
+    each other), and ``sha256`` and ``uri`` name its artifact, if any.
     """
 
-    kind: Literal["document", "attestation"]
+    kind: EvidenceKind
     id: str
     seq: int
     record_hash: str
@@ -331,15 +490,23 @@ class EvidenceItem:
     recorded_at: str = ""
     #: an attestation's full statement (the title is its first line)
     statement: str | None = None
-    #: sha256 of the recorded documents an attestation cites
+    #: sha256 of the recorded documents an attestation or event cites
     documents: tuple[str, ...] = ()
+    #: a test result's outcome (passed, failed, inconclusive), method and summary
+    outcome: str | None = None
+    method: str | None = None
+    summary: str | None = None
+    #: an event's kind (`EVENT_KINDS`) and who took part
+    event_kind: str | None = None
+    participants: tuple[str, ...] = ()
     #: the seq of the withdrawal entry and its reason, when withdrawn
     withdrawn_seq: int | None = None
     withdrawal_reason: str | None = None
 
     def status_at(self, at: datetime.datetime) -> EvidenceStatus:
         """``withdrawn`` from its withdrawal on; else ``not_yet_valid`` before its validity starts, ``expired``
-        (attestation) from ``valid_until`` on, ``past_review`` (document) after its review date; else ``current``."""
+        (attestation, test result, event) from ``valid_until`` on, ``past_review`` (document) after its
+        review date; else ``current``."""
         if self.withdrawn_at is not None and at >= _time(self.withdrawn_at):
             return "withdrawn"
         if at < _time(self.valid_from):
@@ -360,7 +527,8 @@ class EvidenceItem:
                 "withdrawn_at": self.withdrawn_at, "withdrawn_seq": self.withdrawn_seq,
                 "withdrawal_reason": self.withdrawal_reason, "sha256": self.sha256, "uri": self.uri,
                 "owner": self.owner, "recorded_at": self.recorded_at, "statement": self.statement,
-                "documents": list(self.documents)}
+                "documents": list(self.documents), "outcome": self.outcome, "method": self.method,
+                "summary": self.summary, "event_kind": self.event_kind, "participants": list(self.participants)}
 
 
 def cites(item_ref: str, ref: str) -> bool:
@@ -371,7 +539,7 @@ def cites(item_ref: str, ref: str) -> bool:
 
 @dataclass
 class EvidenceIndex:
-    """The documents and attestations of a ledger prefix, in seq order."""
+    """The documents, attestations, test results and events of a ledger prefix, in seq order."""
 
     items: list[EvidenceItem] = field(default_factory=list)
 
@@ -402,6 +570,17 @@ def _item(entry: Entry) -> EvidenceItem:
         return EvidenceItem(kind="document", title=f"{payload['name']} {payload['version']}",
                             valid_from=entry.received_at, valid_until=payload["review_by"], sha256=payload["sha256"],
                             uri=payload["uri"], owner=payload["owner"], **common)
+    if entry.type == EVIDENCE_TEST_RESULT:
+        artifact = payload["artifact"] if isinstance(payload["artifact"], dict) else {}
+        return EvidenceItem(kind="test_result", title=str(payload["name"]), valid_from=payload["performed_at"],
+                            valid_until=payload["valid_until"], sha256=artifact.get("sha256"), uri=artifact.get("uri"),
+                            owner=None, outcome=str(payload["outcome"]), method=str(payload["method"]),
+                            summary=str(payload["summary"]), **common)
+    if entry.type == EVIDENCE_EVENT:
+        return EvidenceItem(kind="event", title=str(payload["title"]), valid_from=payload["occurred_at"],
+                            valid_until=payload["next_due"], sha256=None, uri=None, owner=None,
+                            event_kind=str(payload["kind"]), participants=tuple(payload["participants"]),
+                            documents=tuple(payload["documents"]), **common)
     text = str(payload["statement"])
     return EvidenceItem(kind="attestation", title=text.strip().splitlines()[0] if text.strip() else "",
                         valid_from=payload["valid_from"], valid_until=payload["valid_until"], sha256=None, uri=None,

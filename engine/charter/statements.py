@@ -24,13 +24,11 @@ from .authority import (
     publish_policies,
 )
 from .errors import CharterError
+from .evidence import EVIDENCE_TYPES  # evidence statements, accepted like the changes above
 from .incidents import CLASSIFIED, REPORT_FILED, TRANSITION, classify, file_report, transition
 from .ledger.auditor import (
     APPLICABILITY_ACTIVATED,
     ESCALATION_ACTIVATED,
-    EVIDENCE_ATTESTATION,
-    EVIDENCE_DOCUMENT,
-    EVIDENCE_WITHDRAWN,
     KEY_ADDED,
     KEY_REVOKED,
     POLICY_ACTIVATED,
@@ -45,8 +43,6 @@ from .ledger.store import Ledger
 from .registry import AISystem
 from .submission import register_key, register_system, revoke_key
 
-#: evidence statements (`charter.evidence`), accepted like the changes above
-EVIDENCE_TYPES = (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN)
 #: at most this many statements in one file
 MAX_STATEMENTS = 10_000
 

@@ -161,3 +161,101 @@ def test_signed_elsewhere_and_accepted(cli: Cli) -> None:
     statement[0]["statement"]["valid_until"] = "2099-01-01T00:00:00.000Z"  # edited after signing
     (cli.directory / "forged.json").write_text(json.dumps(statement))
     cli.refused("bad_signature", "ledger", "accept", "forged.json")
+
+
+# -- test results and events -------------------------------------------------------------------------
+
+
+def _test_args(cli: Cli, *extra: str, who: str = OWNER) -> list[str]:
+    return ["evidence", "test", "--name", "bias audit", "--method", "fairlearn MetricFrame", "--performed-at",
+            "2026-06-01T00:00:00Z", "--outcome", "passed", "--summary", "Parity within 0.03.", "--control",
+            "iso-42001:A.6.2.6", "--system", "claims-approval", "--key", cli.key(who), *extra]
+
+
+def _event_args(cli: Cli, *extra: str, who: str = ATTESTER) -> list[str]:
+    return ["evidence", "event", "--kind", "management_review", "--title", "Management review Q2",
+            "--occurred-at", "2026-06-15T00:00:00Z", "--control", "iso-42001:9.3.1", "--participant", ADMIN,
+            "--key", cli.key(who), *extra]
+
+
+def test_record_tests_and_events_list_and_expire(cli: Cli) -> None:
+    (cli.directory / "audit.pdf").write_bytes(b"%PDF bias audit")
+    status, out, err = cli(*_test_args(cli, "--valid-for", "P180D", "--artifact-file", "audit.pdf",
+                                       "--artifact-uri", "https://x.example/audit.pdf"))
+    assert status == 0 and "test result test:" in out and "re-run by 2026-11-28T00:00:00.000Z" in out, (out, err)
+    test_id = f"test:{cli.size() - 1}"
+    status, out, err = cli(*_event_args(cli, "--next-due", "2027-06-15T00:00:00Z"))
+    assert status == 0 and "event evt:" in out and "organisation-wide" in out, (out, err)
+    event_id = f"evt:{cli.size() - 1}"
+    status, out, _ = cli("evidence", "list", "--format", "json", "--at", "2099-01-01T00:00:00Z")
+    listed = {item["id"]: item for item in json.loads(out)}
+    test, event = listed[test_id], listed[event_id]
+    assert (test["kind"], test["outcome"], test["method"], test["title"]) == (
+        "test_result", "passed", "fairlearn MetricFrame", "bias audit")
+    import hashlib
+
+    assert test["sha256"] == hashlib.sha256(b"%PDF bias audit").hexdigest()
+    assert (test["valid_from"], test["valid_until"], test["status"]) == (
+        "2026-06-01T00:00:00.000Z", "2026-11-28T00:00:00.000Z", "expired")
+    assert (event["event_kind"], event["participants"], event["valid_until"]) == (
+        "management_review", [ADMIN], "2027-06-15T00:00:00.000Z")
+    status, out, _ = cli("evidence", "list", "--control", "iso-42001:9.3.1")
+    assert status == 0 and event_id in out and test_id not in out
+    cli.refused("not_authorized", "evidence", "expire", test_id, "--reason", "spite", "--key", cli.key("maria.keller"))
+    status, out, _ = cli("evidence", "expire", test_id, "--reason", "wrong data set", "--key", cli.key(OWNER))
+    assert status == 0 and "withdrawn" in out
+    status, out, _ = cli("evidence", "list", "--format", "json")
+    assert {i["id"]: i["status"] for i in json.loads(out)}[test_id] == "withdrawn"
+    status, out, _ = cli("verify", "--full")
+    assert status == 0, out
+
+
+def _with(args: list[str], option: str, value: str) -> list[str]:
+    """`args` with the value of `option` replaced."""
+    at = args.index(option) + 1
+    return [*args[:at], value, *args[at + 1:]]
+
+
+def test_test_and_event_refusals_write_nothing(cli: Cli) -> None:
+    # a time in the future of the receipt
+    err = cli.refused("evidence_in_future", *_with(_test_args(cli, "--valid-for", "P1D"), "--performed-at",
+                                                   "2099-01-01T00:00:00Z"))
+    assert "$.performed_at" in err
+    cli.refused("evidence_in_future", "evidence", "event", "--kind", "training", "--title", "AI literacy",
+                "--occurred-at", "2099-01-01T00:00:00Z", "--valid-for", "P1D", "--control", "eu-ai-act:art-4",
+                "--key", cli.key(ATTESTER))
+    # unknown control, unknown system, a signer who may not
+    err = cli.refused("unknown_control", *_test_args(cli, "--valid-for", "P90D", "--control", "iso-42001:A.99"))
+    assert "$.controls[1]" in err
+    cli.refused("unknown_system", *_test_args(cli, "--valid-for", "P90D", "--system", "ghost"))
+    cli.refused("not_authorized", *_test_args(cli, "--valid-for", "P90D", who="maria.keller"))
+    err = cli.refused("not_authorized", *_event_args(cli, "--valid-for", "P365D", who=OWNER))
+    assert "evidence_attester" in err
+    # a closed vocabulary, bounded periods, artifacts with a place
+    err = cli.refused("evidence_field", *_with(_test_args(cli, "--valid-for", "P90D"), "--outcome", "mostly"))
+    assert "passed, failed, inconclusive" in err
+    err = cli.refused("evidence_field", *_with(_event_args(cli, "--valid-for", "P365D"), "--kind", "party"))
+    assert "management_review" in err
+    cli.refused("evidence_period", *_test_args(cli, "--valid-for", "P1200D"))
+    cli.refused("evidence_period", *_event_args(cli, "--next-due", "2026-01-01T00:00:00Z"))
+    cli.refused("usage", *_test_args(cli))  # no period
+    cli.refused("usage", *_event_args(cli, "--valid-for", "P1D", "--next-due", "2027-01-01T00:00:00Z"))
+    cli.refused("evidence_field", *_test_args(cli, "--valid-for", "P90D", "--artifact-sha256", "ab" * 32))
+    cli.refused("unknown_document", *_event_args(cli, "--valid-for", "P365D", "--document", "cd" * 32))
+    cli.refused("evidence_field", *_event_args(cli, "--valid-for", "P365D", "--participant", "../etc"))
+
+
+def test_tests_and_events_signed_elsewhere_are_accepted(cli: Cli) -> None:
+    status, _, err = cli(*_test_args(cli, "--valid-for", "P90D", "--sign-only", "test.json"))
+    assert status == 0, err
+    status, _, err = cli(*_event_args(cli, "--valid-for", "P365D", "--sign-only", "event.json"))
+    assert status == 0, err
+    before = cli.size()
+    for name in ("test.json", "event.json"):
+        status, out, err = cli("ledger", "accept", name)
+        assert status == 0 and "recorded at seq" in out, (out, err)
+    assert cli.size() == before + 2
+    statement = json.loads((cli.directory / "test.json").read_text())
+    statement[0]["statement"]["outcome"] = "failed"  # edited after signing
+    (cli.directory / "forged.json").write_text(json.dumps(statement))
+    cli.refused("bad_signature", "ledger", "accept", "forged.json")

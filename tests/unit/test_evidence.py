@@ -293,6 +293,13 @@ def test_the_demo_evidence_gives_each_status_the_issue_asks_for(world: Populated
     assert current("iso-42001:6.1.3") == ["document"]  # designed
     assert current("iso-42001:A.3.2") == []  # its attestation expired: no evidence
     assert [i.status_at(report_time) for i in index.for_control("iso-42001:A.3.2", "claims-approval")] == ["expired"]
+    # operating through a test result and an event (documented and attested first)
+    assert current("iso-42001:A.5.5") == ["attestation", "document", "test_result"]
+    assert current("iso-42001:9.3.1") == ["attestation", "document", "event"]
+    assert current("iso-42001:9.3.2") == ["event"]  # the review alone: no evidence of an implemented control
+    assert index.for_control("iso-42001:A.5.5", "fraud-detector") == []  # scoped to the claims model
+    test = next(i for i in index.items if i.kind == "test_result")
+    assert (test.title, test.outcome, test.actor) == ("bias audit", "passed", "tom.berger")
     assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
 
 

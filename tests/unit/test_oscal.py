@@ -441,3 +441,55 @@ def test_control_refs_meeting_in_one_token_are_refused() -> None:
     clash = dataclasses.replace(data.statuses[0], control="iso-42001:a.6.2.4")
     with pytest.raises(CharterError, match=r"both become the OSCAL id 'iso-42001_a\.6\.2\.4'"):
         render_oscal(dataclasses.replace(data, statuses=(*data.statuses, clash)))
+
+
+# -- test results and events -------------------------------------------------------------------------
+
+BIAS_AUDIT = "test:44@claims-approval"
+REVIEW = "evt:45@claims-approval"
+
+
+def _with_tests_and_events(**changes: Any) -> OscalInput:
+    base = _input()
+    named = "core.fairness/approval-parity"  # a test named like a KPI rule
+    audit = OscalObservation(BIAS_AUDIT, "claims-approval", named, named, "current", ("iso-42001:A.6.2.6",), {}, {},
+                             "", "2026-11-15T00:00:00.000Z", 44, _hash("e"),
+                             kind="test_result", outcome="passed", method="fairlearn MetricFrame", actor="tom.berger")
+    review = OscalObservation(REVIEW, "claims-approval", "management_review", "Management review Q4", "current",
+                              ("iso-42001:A.2.2",), {}, {}, "", "2026-11-20T00:00:00.000Z", 45, _hash("f"),
+                              kind="event", actor="anna.schmidt")
+    audit = dataclasses.replace(audit, **changes)
+    statuses = tuple(dataclasses.replace(s, status="operating", observations=(REVIEW,))
+                     if (s.control, s.system) == ("iso-42001:A.2.2", "claims-approval") else s for s in base.statuses)
+    return dataclasses.replace(base, observations=(*base.observations, audit, review), statuses=statuses)
+
+
+def test_test_results_and_events_are_observations_with_their_methods() -> None:
+    data = _with_tests_and_events()
+    documents = render_oscal(data)
+    _trestle_valid(documents)
+    claims = _results(data)[0]
+    observed = {_prop(o, "ledger-seq")[0]: o for o in claims["observations"] if _prop(o, "ledger-seq")}
+    audit, review = observed["44"], observed["45"]
+    assert audit["methods"] == ["TEST"] and _prop(audit, "outcome") == ["passed"]
+    assert _prop(audit, "method") == ["fairlearn MetricFrame"] and audit["collected"] == "2026-11-15T00:00:00.000Z"
+    assert review["methods"] == ["EXAMINE"] and _prop(review, "event-kind") == ["management_review"]
+    assert audit["relevant-evidence"][0]["href"] == evidence_href(ORIGIN, 44, _hash("e"))
+    finding = next(f for f in claims["findings"] if _prop(f, "control-ref") == ["iso-42001:A.2.2"])
+    assert finding["target"]["status"]["state"] == "satisfied"
+    assert finding["related-observations"] == [{"observation-uuid": review["uuid"]}]
+    # a test named like a KPI rule is no evidence about the rule's incident
+    poam = json.loads(documents[POAM])[POAM]
+    related = {o["observation-uuid"] for item in poam["poam-items"] for o in item.get("related-observations", [])}
+    assert audit["uuid"] not in related
+
+
+@pytest.mark.parametrize(("changes", "path"), [
+    ({"outcome": "mostly"}, "$.observations[3].outcome"),
+    ({"status": "pass"}, "$.observations[3].status"),
+    ({"ledger_seq": None, "record_hash": None}, "$.observations[3]"),
+])
+def test_a_malformed_test_observation_is_refused(changes: dict[str, Any], path: str) -> None:
+    with pytest.raises(CharterError) as info:
+        render_oscal(_with_tests_and_events(**changes))
+    assert path in {d.location.path for d in info.value.diagnostics}, info.value

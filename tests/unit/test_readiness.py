@@ -113,3 +113,75 @@ def test_shares_never_round_a_few_to_none_or_most_to_all(share: float | None, sh
     from charter.report import percent
 
     assert percent(share) == shown
+
+
+# -- test results and events -----------------------------------------------------------------------------
+
+IMPLEMENTED = [item("document", ident="doc:1"), item("attestation", ident="att:2")]
+
+
+def result(outcome: str, state: str = "current", *, ident: str = "test:5", name: str = "bias audit",
+                performed: str = "2026-03-01T00:00:00.000Z", seq: int = 5) -> EvidenceRef:
+    return EvidenceRef(kind="test_result", id=ident, title=name, actor="tom", state=state,
+                       valid_until="2026-09-01T00:00:00.000Z", seq=seq, record_hash="22" * 32, valid_from=performed,
+                       outcome=outcome, method="fairlearn")
+
+
+def event(state: str = "current") -> EvidenceRef:
+    return EvidenceRef(kind="event", id="evt:6", title="Management review", actor="anna", state=state,
+                       valid_until="2027-03-01T00:00:00.000Z", seq=6, record_hash="33" * 32,
+                       valid_from="2026-03-01T00:00:00.000Z", event_kind="management_review")
+
+
+@pytest.mark.parametrize(("evidence", "expected"), [
+    ([*IMPLEMENTED, result("passed")], "operating"),
+    ([*IMPLEMENTED, event()], "operating"),
+    ([*IMPLEMENTED, result("inconclusive")], "implemented"),
+    ([*IMPLEMENTED, result("passed", "expired")], "implemented"),  # expired: missing
+    ([*IMPLEMENTED, event("expired")], "implemented"),
+    ([*IMPLEMENTED, result("passed", "withdrawn")], "implemented"),
+    # a pass or an event shows nothing operating of a control not implemented
+    ([result("passed")], "no_evidence"),
+    ([event()], "no_evidence"),
+    ([item("document"), result("passed"), event()], "designed"),
+    # a current failed result is a nonconformity, implemented or not, whatever KPIs say
+    ([result("failed")], "nonconformity"),
+    ([*IMPLEMENTED, event(), result("failed")], "nonconformity"),
+    ([*IMPLEMENTED, result("failed", "expired")], "implemented"),  # expired: missing, not open
+])
+def test_tests_and_events_on_the_ladder(evidence: list[EvidenceRef], expected: str) -> None:
+    assert control_status(APPLICABLE, [], evidence)[0] == expected
+
+
+def test_a_failed_current_test_outweighs_passing_kpis_and_is_named() -> None:
+    status, reason = control_status(APPLICABLE, [pair("pass")], [*IMPLEMENTED, result("failed")])
+    assert status == "nonconformity"
+    assert "test result test:5 'bias audit' failed on 2026-03-01" in reason and "2026-09-01" in reason
+
+
+def test_the_latest_result_of_a_test_wins() -> None:
+    failed = result("failed", ident="test:5", performed="2026-03-01T00:00:00.000Z", seq=5)
+    passed = result("passed", ident="test:8", performed="2026-04-01T00:00:00.000Z", seq=8)
+    status, reason = control_status(APPLICABLE, [], [*IMPLEMENTED, failed, passed])
+    assert status == "operating" and "test:8" in reason and "test:5" not in reason
+    # recorded later but performed earlier: the failure performed last is the latest
+    late_record = result("passed", ident="test:9", performed="2026-02-01T00:00:00.000Z", seq=9)
+    assert control_status(APPLICABLE, [], [*IMPLEMENTED, failed, late_record])[0] == "nonconformity"
+    # a withdrawn later pass does not close the failure
+    withdrawn = passed.model_copy(update={"state": "withdrawn"})
+    assert control_status(APPLICABLE, [], [*IMPLEMENTED, failed, withdrawn])[0] == "nonconformity"
+    # another test's pass does not close this test's failure
+    other = result("passed", ident="test:10", name="robustness", performed="2026-05-01T00:00:00.000Z", seq=10)
+    assert control_status(APPLICABLE, [], [*IMPLEMENTED, failed, other])[0] == "nonconformity"
+    # a later inconclusive result supersedes the failure, and shows nothing operating
+    unclear = result("inconclusive", ident="test:11", performed="2026-05-01T00:00:00.000Z", seq=11)
+    assert control_status(APPLICABLE, [], [*IMPLEMENTED, failed, unclear])[0] == "implemented"
+
+
+def test_lapsed_tests_and_events_are_named_in_the_reason() -> None:
+    status, reason = control_status(APPLICABLE, [], [*IMPLEMENTED, result("passed", "expired"), event("expired")])
+    assert status == "implemented"
+    assert "not shown operating: test result test:5 'bias audit' passed on 2026-03-01, expired" in reason
+    assert "event evt:6 'Management review' (management_review) on 2026-03-01, expired" in reason
+    status, reason = control_status(APPLICABLE, [], [item("document", ident="doc:1"), event()])
+    assert status == "designed" and "would show it operating once implemented" in reason

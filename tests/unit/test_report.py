@@ -140,10 +140,46 @@ def test_operating_and_nonconformity_follow_the_primary_rules_only(sqlite_scenar
                 assert set(row.primary_rules) <= set(control.primary_rules)
                 assert set(row.supporting_rules) <= set(control.supporting_rules)
                 primary = [by_pair[(r, row.system)] for r in row.primary_rules]
-                if row.status == "operating":
-                    assert primary and all(p.fresh and p.status in ("pass", "warn") for p in primary)
+                current = {e.kind for e in row.evidence if e.state == "current"}
+                shown = any(e.state == "current" and (e.kind == "event" or e.outcome == "passed")
+                            for e in row.evidence)
+                if row.status == "operating":  # by its primary KPI rules, or implemented and shown operating
+                    assert (primary and all(p.fresh and p.status in ("pass", "warn") for p in primary)) or (
+                        {"document", "attestation"} <= current and shown), row
                 if row.status == "nonconformity":
-                    assert any(p.fresh and p.status == "breach" and not p.governed for p in primary)
+                    assert any(p.fresh and p.status == "breach" and not p.governed for p in primary) or any(
+                        e.state == "current" and e.outcome == "failed" for e in row.evidence)
+    # the demo's evidence makes two controls operating through a test result and an event
+    document = _document(sqlite_scenario, "iso-42001")
+    rows = {(c.ref, r.system): r for c in document.controls for r in c.systems}
+    for ref, kind in (("iso-42001:A.5.5", "test_result"), ("iso-42001:9.3.1", "event")):
+        row = rows[(ref, "claims-approval")]
+        assert row.status == "operating" and not row.primary_rules and kind in {e.kind for e in row.evidence}
+    assert rows[("iso-42001:9.3.2", "claims-approval")].status == "no_evidence"  # an event alone
+    assert rows[("iso-42001:A.5.5", "fraud-detector")].status == "no_evidence"  # scoped to the claims model
+
+
+def test_tests_and_events_are_oscal_observations_of_the_report(sqlite_scenario: Scenario) -> None:
+    from trestle.oscal import assessment_results
+
+    from charter.report import oscal_input
+    from charter.report.oscal import render_oscal
+
+    document = _document(sqlite_scenario, "iso-42001")
+    data = oscal_input(document)
+    recorded = {o.id: o for o in data.observations if o.kind != "kpi"}
+    test = next(o for o in recorded.values() if o.kind == "test_result" and o.system == "claims-approval")
+    event = next(o for o in recorded.values() if o.kind == "event" and o.system == "claims-approval")
+    assert (test.rule, test.outcome, test.controls) == ("bias audit", "passed", ("iso-42001:A.5.5",))
+    assert event.controls == ("iso-42001:9.3.1", "iso-42001:9.3.2", "iso-42001:9.3.3")
+    status = next(s for s in data.statuses if (s.control, s.system) == ("iso-42001:A.5.5", "claims-approval"))
+    assert status.status == "operating" and status.observations == (test.id,)
+    text = render_oscal(data)["assessment-results"]
+    assessment_results.Model.model_validate(json.loads(text))
+    results = json.loads(text)["assessment-results"]["results"]
+    claims = next(r for r in results if r["title"].endswith("claims-approval"))
+    methods = {o["title"]: o["methods"] for o in claims["observations"]}
+    assert methods["bias audit"] == ["TEST"] and methods["AI management system review, Q4 2025"] == ["EXAMINE"]
 
 
 def test_every_pair_cites_ledger_entries_proven_against_the_checkpoint(sqlite_scenario: Scenario) -> None:

@@ -253,8 +253,8 @@ def _page_reporting(service: Service, incident_id: str) -> list[str]:
 async def submit_statement(statement: SignedStatementIn, request: Request, caller: Authenticated,
                            service: ServiceDep, idempotency_key: IdempotencyKey = None) -> Response:
     """Hand in a governance change you signed (`--sign-only` writes them): keys, systems, policy
-    publication and activation, escalation, applicability, evidence documents and attestations,
-    incident transitions, classifications and filings, API tokens.
+    publication and activation, escalation, applicability, evidence (documents, attestations, test
+    results, events), incident transitions, classifications and filings, API tokens.
 
     The ledger checks your signature, your key's registration and the role the change needs, exactly
     as `charter ledger accept` does. A statement already recorded returns its entry (status 200).

@@ -158,8 +158,23 @@ def demo_evidence(ledger: "Ledger", keys: "dict[str, SigningKey]", say: Callable
     and 5.2: implemented; separation of duties: whoever records a document does not attest it); the
     risk treatment plan is documented only (6.1.3: designed); the roles-and-responsibilities
     attestation (A.3.2) held for 90 days and has expired by the time the demo reports (no evidence).
+    The management review procedure (9.3.1) is documented and attested, and a management review held
+    two weeks before shows it operating (an event); the review also covered 9.3.2 and 9.3.3, which are
+    not documented, so the event alone leaves them without evidence. The claims model's societal
+    impact assessment (A.5.5) is documented by its owner and attested by an evidence attester, and a
+    passing bias audit shows it operating (a test result).
     """
-    from ..evidence import attestation_fields, document_fields, record_attestation, record_document
+    from ..evidence import (
+        attestation_fields,
+        document_fields,
+        event_fields,
+        record_attestation,
+        record_document,
+        record_event,
+        record_test_result,
+        test_result_fields,
+    )
+    from ..submission import systems_in_ledger
 
     attester, second = DEMO_ROLES["evidence_attester"]
     now = ledger.clock()
@@ -187,6 +202,44 @@ def demo_evidence(ledger: "Ledger", keys: "dict[str, SigningKey]", say: Callable
     say(f"{attester} (evidence attester) recorded the AI policy and the risk treatment plan and attested the "
         f"roles and responsibilities for 90 days; {second} (evidence attester, not its recorder) attested the AI "
         "policy for a year")
+    day = datetime.timedelta(days=1)
+    procedure = hashlib.sha256(b"Charter demo: management review procedure 1.2\n").hexdigest()
+    record_document(ledger, document_fields(
+        name="Management review procedure", version="1.2", sha256=procedure,
+        uri="https://intranet.example/governance/management-review-1.2.pdf", owner=attester,
+        review_by=(now + 365 * day).date(), controls=["iso-42001:9.3.1"], frameworks=frameworks), keys[attester],
+        frameworks)
+    record_attestation(ledger, attestation_fields(
+        statement="Top management reviews the AI management system quarterly, following procedure 1.2.",
+        controls=["iso-42001:9.3.1"], valid_from=now, valid_until=now + 365 * day, documents=[procedure],
+        frameworks=frameworks), keys[second], frameworks)
+    record_event(ledger, event_fields(
+        kind="management_review", title="AI management system review, Q4 2025", occurred_at=now - 14 * day,
+        next_due=now - 14 * day + 365 * day, participants=["ana.costa", attester, second],
+        documents=[procedure], controls=["iso-42001:9.3.1", "iso-42001:9.3.2", "iso-42001:9.3.3"],
+        frameworks=frameworks), keys[attester], frameworks)
+    owner = systems_in_ledger(ledger)["claims-approval"].owner  # evidences its system's system-level controls
+    assessment = hashlib.sha256(b"Charter demo: claims-approval societal impact assessment 1.0\n").hexdigest()
+    record_document(ledger, document_fields(
+        name="Claims approval societal impact assessment", version="1.0", sha256=assessment,
+        uri="https://intranet.example/claims/impact-assessment-1.0.pdf", owner=owner,
+        review_by=(now + 365 * day).date(), controls=["iso-42001:A.5.5"], systems=["claims-approval"],
+        frameworks=frameworks), keys[owner], frameworks)
+    record_attestation(ledger, attestation_fields(
+        statement="Societal impacts of the claims model are assessed before each release and yearly.",
+        controls=["iso-42001:A.5.5"], systems=["claims-approval"], valid_from=now, valid_until=now + 365 * day,
+        documents=[assessment], frameworks=frameworks), keys[attester], frameworks)
+    audit = hashlib.sha256(b"Charter demo: claims-approval bias audit report 2025-12\n").hexdigest()
+    record_test_result(ledger, test_result_fields(
+        name="bias audit", method="approval parity by age band and sex (fairlearn MetricFrame), holdout 2025-Q4",
+        performed_at=now - 7 * day, outcome="passed", summary="Approval parity at least 0.91 in every age band "
+        "and sex; no band below the 0.8 floor.", valid_until=now - 7 * day + 365 * day,
+        controls=["iso-42001:A.5.5"], systems=["claims-approval"], artifact_sha256=audit,
+        artifact_uri="https://intranet.example/claims/bias-audit-2025-12.pdf", frameworks=frameworks),
+        keys[owner], frameworks)
+    say(f"{attester} recorded the management review procedure ({second} attested it) and the Q4 management review "
+        f"(an event); {owner} recorded the claims model's societal impact assessment ({attester} attested it) and a "
+        "passing bias audit (a test result)")
 
 
 def demo_bundle(window: "DemoWindow", owner: str, catalog: "KpiCatalog", engine: str = "duckdb",

@@ -1,4 +1,5 @@
-"""`charter evidence document|attest|expire|list`: typed evidence of process controls, signed into the ledger.
+"""`charter evidence document|attest|test|event|expire|list`: typed evidence of process controls, signed into
+the ledger.
 
 Each change is signed by its actor's key (``--key``) or, with ``--sign-only FILE``, written for the
 log's operator to append (`charter ledger accept`); the ledger refuses what the governance
@@ -20,7 +21,8 @@ from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledge
 if TYPE_CHECKING:
     from ..evidence import EvidenceItem
 
-evidence_app = command_group("Documents and attestations of process controls: record, attest, expire, list.")
+evidence_app = command_group("Documents, attestations, test results and events of process controls: record, "
+                             "attest, test, expire, list.")
 
 ActorKey = Annotated[Path, typer.Option("--key", help="Your private key: its registration in the ledger names "
                                         "you as the attester or recorder.")]
@@ -87,6 +89,23 @@ def _statement_text(statement: str | None, statement_file: Path | None) -> str:
     return statement
 
 
+def _period_end(start: datetime.datetime, valid_for: str | None, until: str | None, what: str,
+                until_option: str = "--until") -> datetime.datetime:
+    """The end of a period given as a duration from `start` (``--valid-for``) or a time (`until_option`)."""
+    from ..policy.model import _parse_duration
+
+    if (valid_for is None) == (until is None):
+        raise CharterError.single("usage", f"{what} holds for a limited period: give --valid-for P365D or "
+                                  f"{until_option} TIME (exactly one)")
+    if valid_for is not None:
+        try:
+            return start + _parse_duration(valid_for)
+        except ValueError as exc:
+            raise CharterError.single("usage", f"--valid-for: {exc}") from None
+    assert until is not None
+    return parse_time(until, until_option)
+
+
 @evidence_app.command("attest")
 def evidence_attest(
     key: ActorKey,
@@ -110,21 +129,10 @@ def evidence_attest(
     from ..frameworks import load_frameworks
     from ..ledger import SigningKey
     from ..ledger.auditor import EVIDENCE_ATTESTATION
-    from ..policy.model import _parse_duration
 
     text = _statement_text(statement, statement_file)
     start = parse_time(valid_from, "--valid-from")
-    if (valid_for is None) == (until is None):
-        raise CharterError.single("usage", "an attestation holds for a limited period: give --valid-for P365D or "
-                                  "--until TIME (exactly one)")
-    if valid_for is not None:
-        try:
-            end = start + _parse_duration(valid_for)
-        except ValueError as exc:
-            raise CharterError.single("usage", f"--valid-for: {exc}") from None
-    else:
-        assert until is not None
-        end = parse_time(until, "--until")
+    end = _period_end(start, valid_for, until, "an attestation")
     frameworks = load_frameworks()
     fields = attestation_fields(statement=text, controls=control, systems=system, valid_from=start,
                                 valid_until=end, documents=document, frameworks=frameworks)
@@ -138,15 +146,110 @@ def evidence_attest(
               f"{fields['valid_from']} to {fields['valid_until']}")
 
 
+@evidence_app.command("test")
+def evidence_test(
+    name: Annotated[str, typer.Option("--name", help="The test's name (e.g. 'bias audit'): a later result of the "
+                                      "same name supersedes an earlier one.")],
+    method: Annotated[str, typer.Option("--method", help="How it was tested: method or tool.")],
+    performed_at: Annotated[str, typer.Option("--performed-at", help="When it was performed (ISO 8601, or 'now'); "
+                                              "not in the future.")],
+    outcome: Annotated[str, typer.Option("--outcome", help="passed, failed or inconclusive.")],
+    summary: Annotated[str, typer.Option("--summary", help="What was found, in a paragraph.")],
+    key: ActorKey,
+    control: ControlOption,
+    system: SystemOption = [],  # noqa: B006 - typer needs a list default for repeatable options
+    valid_for: Annotated[str | None, typer.Option("--valid-for", help="How long the result counts from when it was "
+                                                  "performed: when it must be re-run (ISO 8601 duration, e.g. "
+                                                  "P180D; at most three years).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="When it must be re-run (ISO 8601), instead of "
+                                              "--valid-for.")] = None,
+    artifact_file: Annotated[Path | None, typer.Option("--artifact-file", help="The test report: its SHA-256 is "
+                                                       "recorded, nothing else of it.")] = None,
+    artifact_sha256: Annotated[str | None, typer.Option("--artifact-sha256", help="The test report's SHA-256 "
+                                                        "(instead of --artifact-file).")] = None,
+    artifact_uri: Annotated[str | None, typer.Option("--artifact-uri", help="Where the test report is kept.")] = None,
+    sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Record a test or assessment performed on systems (bias audit, robustness test, drill) and its outcome."""
+    from ..evidence import file_sha256, record_test_result, test_result_fields
+    from ..frameworks import load_frameworks
+    from ..ledger import SigningKey
+    from ..ledger.auditor import EVIDENCE_TEST_RESULT
+
+    if artifact_file is not None and artifact_sha256 is not None:
+        raise CharterError.single("usage", "give the artifact with --artifact-file PATH or its digest with "
+                                  "--artifact-sha256 HEX, not both")
+    digest = file_sha256(artifact_file) if artifact_file is not None else artifact_sha256
+    start = parse_time(performed_at, "--performed-at")
+    end = _period_end(start, valid_for, until, "a test result")
+    frameworks = load_frameworks()
+    fields = test_result_fields(name=name, method=method, performed_at=start, outcome=outcome, summary=summary,
+                                valid_until=end, controls=control, systems=system, artifact_sha256=digest,
+                                artifact_uri=artifact_uri, frameworks=frameworks, now=parse_time("now"))
+    signer = SigningKey.load(key)
+    if sign_only is not None:
+        write_signed(sign_only, EVIDENCE_TEST_RESULT, [fields], signer, signing_origin(db, ledger_key))
+        return
+    entry = record_test_result(open_ledger(db, ledger_key, writable=True), fields, signer, frameworks)
+    out.print(f"seq {entry.seq}: test result test:{entry.seq} {safe(name)} {outcome} (performed "
+              f"{fields['performed_at']}) recorded by {safe(entry.payload['actor'])} for "
+              f"{safe(', '.join(fields['controls']))} ({safe(_scope(fields['systems']))}); re-run by "
+              f"{fields['valid_until']}")
+
+
+@evidence_app.command("event")
+def evidence_event(
+    kind: Annotated[str, typer.Option("--kind", help="management_review, internal_audit, training, drill, "
+                                      "monitoring_review, communication or other.")],
+    title: Annotated[str, typer.Option("--title", help="What took place (e.g. 'Management review Q2 2026').")],
+    occurred_at: Annotated[str, typer.Option("--occurred-at", help="When it took place (ISO 8601, or 'now'); not in "
+                                             "the future.")],
+    key: ActorKey,
+    control: ControlOption,
+    system: SystemOption = [],  # noqa: B006 - typer needs a list default for repeatable options
+    next_due: Annotated[str | None, typer.Option("--next-due", help="When the next one is due (ISO 8601): the event "
+                                                 "counts until then.")] = None,
+    valid_for: Annotated[str | None, typer.Option("--valid-for", help="How long it counts from when it took place "
+                                                  "(ISO 8601 duration, e.g. P365D; at most three years), instead of "
+                                                  "--next-due.")] = None,
+    participant: Annotated[list[str], typer.Option("--participant", help="A principal who took part "
+                                                   "(repeat).")] = [],  # noqa: B006
+    document: Annotated[list[str], typer.Option("--document", help="The SHA-256 of a recorded document it relies on, "
+                                                "such as minutes or an agenda (repeat).")] = [],  # noqa: B006
+    sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+) -> None:
+    """Record that a process ran (management review, internal audit, training), until the next one is due."""
+    from ..evidence import event_fields, record_event
+    from ..frameworks import load_frameworks
+    from ..ledger import SigningKey
+    from ..ledger.auditor import EVIDENCE_EVENT
+
+    start = parse_time(occurred_at, "--occurred-at")
+    end = _period_end(start, valid_for, next_due, "an event", "--next-due")
+    frameworks = load_frameworks()
+    fields = event_fields(kind=kind, title=title, occurred_at=start, next_due=end, controls=control, systems=system,
+                          participants=participant, documents=document, frameworks=frameworks,
+                          now=parse_time("now"))
+    signer = SigningKey.load(key)
+    if sign_only is not None:
+        write_signed(sign_only, EVIDENCE_EVENT, [fields], signer, signing_origin(db, ledger_key))
+        return
+    entry = record_event(open_ledger(db, ledger_key, writable=True), fields, signer, frameworks)
+    out.print(f"seq {entry.seq}: event evt:{entry.seq} {safe(kind)} {safe(title)} ({fields['occurred_at']}) "
+              f"recorded by {safe(entry.payload['actor'])} for {safe(', '.join(fields['controls']))} "
+              f"({safe(_scope(fields['systems']))}); next due {fields['next_due']}")
+
+
 @evidence_app.command("expire")
 def evidence_expire(
-    evidence_id: Annotated[str, typer.Argument(help="The evidence id (att:SEQ, doc:DIGEST:SEQ) or its seq.")],
+    evidence_id: Annotated[str, typer.Argument(help="The evidence id (att:SEQ, doc:DIGEST:SEQ, test:SEQ, evt:SEQ) "
+                                                "or its seq.")],
     reason: Annotated[str, typer.Option("--reason", help="Why it ends early (recorded in the ledger).")],
     key: Annotated[Path, typer.Option("--key", help="Your private key: the attester or recorder, or an "
                                       "administrator.")],
     sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """End an attestation or a document early: it counts as withdrawn from now on."""
+    """End a document, attestation, test result or event early: it counts as withdrawn from now on."""
     from ..evidence import parse_evidence_id, withdraw_evidence, withdrawal_fields
     from ..ledger import SigningKey
     from ..ledger.auditor import EVIDENCE_WITHDRAWN
@@ -165,7 +268,9 @@ def _row(item: "EvidenceItem", at: datetime.datetime) -> list[str]:
     until = item.valid_until or ""
     if item.withdrawn_at is not None:
         until += f" (withdrawn {item.withdrawn_at})"
-    return [item.id, str(item.seq), item.kind, item.status_at(at), ", ".join(item.controls), _scope(list(item.systems)),
+    kind = item.kind + (f" {item.outcome}" if item.outcome else "") + (f" ({item.event_kind})" if item.event_kind
+                                                                        else "")
+    return [item.id, str(item.seq), kind, item.status_at(at), ", ".join(item.controls), _scope(list(item.systems)),
             item.actor, item.title, item.valid_from, until, item.record_hash]
 
 
@@ -180,7 +285,7 @@ def evidence_list(
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
     db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """List documents and attestations with their seq, record hash and status at a time."""
+    """List documents, attestations, test results and events with their seq, record hash and status at a time."""
     from ..evidence import evidence_index
     from ..ledger.records import format_time
 

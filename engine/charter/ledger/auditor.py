@@ -479,6 +479,10 @@ WAIVER_GRANTED = "waiver.granted"
 EVIDENCE_DOCUMENT = "evidence.document"
 EVIDENCE_ATTESTATION = "evidence.attestation"
 EVIDENCE_WITHDRAWN = "evidence.withdrawn"
+#: a named test or assessment performed on systems (bias audit, robustness test, drill), with its outcome
+EVIDENCE_TEST_RESULT = "evidence.test_result"
+#: a recorded occurrence showing a process ran (management review, internal audit, training, ...)
+EVIDENCE_EVENT = "evidence.event"
 #: an incident's validator classifies it as an EU AI Act serious incident (Art. 3(49)), or records that it is not
 INCIDENT_CLASSIFIED = "incident.classified"
 #: the reporting role records an Art. 73 report filed with a market surveillance authority
@@ -495,13 +499,13 @@ AUTHORITY_ROLES = {"policy_author": "publish policy versions",
                    "policy_approver": "activate policy sets, escalation configurations and statements of "
                                       "applicability",
                    "system_registrar": "register systems, change their owner and classification",
-                   "evidence_attester": "attest process controls and record documents",
+                   "evidence_attester": "attest process controls and record documents, test results and events",
                    "auditor": "read everything, issue and verify reports; acts on nothing"}
 #: entry types signed by an actor and accepted only under the configuration in force
 SIGNED_ACTIONS = (KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED, POLICY_ACTIVATED,
                   ESCALATION_ACTIVATED, INCIDENT_TRANSITION, INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED,
-                  EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN, APPLICABILITY_ACTIVATED,
-                  TOKEN_CREATED, TOKEN_REVOKED)
+                  EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_TEST_RESULT, EVIDENCE_EVENT, EVIDENCE_WITHDRAWN,
+                  APPLICABILITY_ACTIVATED, TOKEN_CREATED, TOKEN_REVOKED)
 #: the role each signed action needs (key changes and transitions have rules of their own)
 _ROLE_FOR = {SYSTEM_REGISTERED: "system_registrar", POLICY_PUBLISHED: "policy_author",
              POLICY_ACTIVATED: "policy_approver", ESCALATION_ACTIVATED: "policy_approver",
@@ -513,7 +517,8 @@ DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",),
 #: entry types whose payload changes the authority state (the rest are only checked)
 AUTHORITY_INPUTS = (GOVERNANCE_CONFIG, KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED,
                     POLICY_ACTIVATED, ESCALATION_ACTIVATED, APPLICABILITY_ACTIVATED,
-                    EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_WITHDRAWN, TOKEN_CREATED, TOKEN_REVOKED)
+                    EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_TEST_RESULT, EVIDENCE_EVENT, EVIDENCE_WITHDRAWN,
+                    TOKEN_CREATED, TOKEN_REVOKED)
 
 
 def statement_of(entry_type: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -808,11 +813,26 @@ MAX_EVIDENCE_URI = 2048
 MAX_EVIDENCE_ITEMS = 200
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
+#: what a test result may conclude: only ``passed`` shows a control operating, ``failed`` is a nonconformity
+TEST_OUTCOMES = ("passed", "failed", "inconclusive")
+#: the kinds of process events (ISO/IEC 42001 9.2 internal audit, 9.3 management review, EU AI Act Art. 4
+#: AI literacy training, Art. 72 post-market monitoring review, ...)
+EVENT_KINDS = ("management_review", "internal_audit", "training", "drill", "monitoring_review", "communication",
+               "other")
+#: the longest a test result or an event counts as current: one ISO/IEC 42001 certification cycle (three
+#: years, a leap day included); older ones show nothing of how a process runs today
+MAX_EVIDENCE_VALIDITY = datetime.timedelta(days=1096)
 _EVIDENCE_FIELDS = {
     EVIDENCE_DOCUMENT: {"name", "version", "sha256", "uri", "owner", "review_by", "controls", "systems"},
     EVIDENCE_ATTESTATION: {"statement", "controls", "systems", "valid_from", "valid_until", "documents"},
+    EVIDENCE_TEST_RESULT: {"name", "method", "performed_at", "outcome", "summary", "artifact", "valid_until",
+                           "controls", "systems"},
+    EVIDENCE_EVENT: {"kind", "title", "occurred_at", "next_due", "participants", "documents", "controls", "systems"},
     EVIDENCE_WITHDRAWN: {"seq", "reason"},
 }
+#: when each kind of evidence starts and stops counting (the field names)
+EVIDENCE_PERIOD = {EVIDENCE_ATTESTATION: ("valid_from", "valid_until"),
+                   EVIDENCE_TEST_RESULT: ("performed_at", "valid_until"), EVIDENCE_EVENT: ("occurred_at", "next_due")}
 
 
 def _text_problem(name: str, value: Any, limit: int) -> str | None:
@@ -835,10 +855,11 @@ def _list_problem(name: str, value: Any, minimum: int) -> str | None:
 
 
 def evidence_shape_problem(entry_type: str, statement: dict[str, Any]) -> str | None:
-    """What is wrong with the shape of a document, attestation or withdrawal statement, if anything.
+    """What is wrong with the shape of a document, attestation, test result, event or withdrawal statement.
 
     The rule the log applies before appending and `verify` after: field names, types and bounds,
-    digests, dates and a validity period that ends after it starts. Whether the controls exist in
+    digests, dates, a closed vocabulary of test outcomes and event kinds, and a validity period that
+    ends after it starts (at most `MAX_EVIDENCE_VALIDITY` for test results and events). Whether the controls exist in
     the catalogs is Charter's own check (this file has no catalogs).
     """
     fields = set(statement) - {"actor", "signed_at"}
@@ -869,18 +890,64 @@ def evidence_shape_problem(entry_type: str, statement: dict[str, Any]) -> str | 
         except ValueError:
             return f"review_by {review_by!r} is no calendar date"
         return None
-    problem = _text_problem("statement", statement["statement"], MAX_EVIDENCE_TEXT)
+    problem = _period_problem(entry_type, statement)
     if problem is not None:
         return problem
-    start, end = statement["valid_from"], statement["valid_until"]
-    if not all(isinstance(t, str) and _RFC3339_MS.fullmatch(t) for t in (start, end)):
-        return "valid_from and valid_until must be RFC 3339 UTC times with milliseconds"
-    if end <= start:
-        return f"valid_until {end} is not after valid_from {start}"
+    if entry_type == EVIDENCE_TEST_RESULT:
+        return _test_result_problem(statement)
+    if entry_type == EVIDENCE_EVENT:
+        problem = _text_problem("title", statement["title"], MAX_EVIDENCE_FIELD) or _list_problem(
+            "participants", statement["participants"], 0)
+        if problem is not None:
+            return problem
+        if statement["kind"] not in EVENT_KINDS:
+            return f"kind {str(statement['kind'])[:80]!r} is not one of {', '.join(EVENT_KINDS)}"
+    else:
+        problem = _text_problem("statement", statement["statement"], MAX_EVIDENCE_TEXT)
+        if problem is not None:
+            return problem
     documents = statement["documents"]
     if _list_problem("documents", documents, 0) is not None or not all(_SHA256.fullmatch(d) for d in documents):
         return f"documents must list distinct sha256 digests (64 lowercase hex digits), at most {MAX_EVIDENCE_ITEMS}"
     return None
+
+
+def _period_problem(entry_type: str, statement: dict[str, Any]) -> str | None:
+    """An attestation's, test result's or event's period: RFC 3339 times, the end after the start; a test
+    result or an event counts for at most `MAX_EVIDENCE_VALIDITY` (an attestation names its own period)."""
+    start_name, end_name = EVIDENCE_PERIOD[entry_type]
+    start, end = statement[start_name], statement[end_name]
+    if not all(isinstance(t, str) and _RFC3339_MS.fullmatch(t) for t in (start, end)):
+        return f"{start_name} and {end_name} must be RFC 3339 UTC times with milliseconds"
+    if end <= start:
+        return f"{end_name} {end} is not after {start_name} {start}"
+    if entry_type != EVIDENCE_ATTESTATION:
+        try:
+            span = datetime.datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.datetime.fromisoformat(
+                start.replace("Z", "+00:00"))
+        except ValueError:
+            return f"{start_name} or {end_name} is no calendar time"
+        if span > MAX_EVIDENCE_VALIDITY:
+            return (f"{end_name} {end} is {span.days} days after {start_name} {start}; at most "
+                    f"{MAX_EVIDENCE_VALIDITY.days} days are allowed")
+    return None
+
+
+def _test_result_problem(statement: dict[str, Any]) -> str | None:
+    for name, limit in (("name", MAX_EVIDENCE_FIELD), ("method", MAX_EVIDENCE_FIELD), ("summary", MAX_EVIDENCE_TEXT)):
+        problem = _text_problem(name, statement[name], limit)
+        if problem is not None:
+            return problem
+    if statement["outcome"] not in TEST_OUTCOMES:
+        return f"outcome {str(statement['outcome'])[:80]!r} is not one of {', '.join(TEST_OUTCOMES)}"
+    artifact = statement["artifact"]
+    if artifact is None:
+        return None
+    if not isinstance(artifact, dict) or set(artifact) != {"sha256", "uri"}:
+        return "artifact must be null or an object with the fields sha256 and uri"
+    if not isinstance(artifact["sha256"], str) or not _SHA256.fullmatch(artifact["sha256"]):
+        return "artifact.sha256 must be 64 lowercase hex digits"
+    return _text_problem("artifact.uri", artifact["uri"], MAX_EVIDENCE_URI)
 
 
 # -- API tokens and the record of who asked (`via`) -------------------------------------------------
@@ -1060,7 +1127,8 @@ class Authority:
         self.last: list[Any] | None = None
         #: submission ids (digests) of the signed statements recorded: each lands once
         self.statements: set[str] = set()
-        #: str(seq) of each recorded document or attestation -> [type, actor, sha256 or None, seq withdrawn or None]
+        #: str(seq) of each recorded document, attestation, test result or event -> [type, actor, a document's
+        #: sha256 or None, seq withdrawn or None]
         self.evidence: dict[str, list[Any]] = {}
         #: token id -> [principal, scopes, expires_at, seq created, seq revoked or None, argon2id hash]
         self.tokens: dict[str, list[Any]] = {}
@@ -1229,6 +1297,8 @@ class Authority:
         if role is not None and actor not in self.holders(role):
             return Problem(seq, "not_authorized", f"{actor!r} does not hold {role} (needed to {AUTHORITY_ROLES[role]}) "
                            f"under the governance configuration of seq {self.config_seq}")
+        if entry_type in (EVIDENCE_TEST_RESULT, EVIDENCE_EVENT):
+            return self._check_evidence_occurrence(seq, entry_type, actor, payload, received_at)
         return getattr(self, "_check_" + entry_type.replace(".", "_"), lambda *_: None)(seq, actor, payload)
 
     def _check_config(self, seq: int, payload: dict[str, Any]) -> Problem | None:
@@ -1431,13 +1501,34 @@ class Authority:
         problem = evidence_shape_problem(EVIDENCE_ATTESTATION, statement_of(EVIDENCE_ATTESTATION, payload))
         if problem is not None:
             return Problem(seq, "malformed_body", problem)
+        return self._documents_problem(seq, "attestation", payload) or self._evidence_scope_problem(seq, actor, payload)
+
+    def _check_evidence_occurrence(self, seq: int, entry_type: str, actor: str, payload: dict[str, Any],
+                                   received_at: str | None) -> Problem | None:
+        """A test result or an event: its shape, the documents an event cites, a time no later than the
+        entry's receipt (what is recorded has happened), then the rule every evidence follows."""
+        problem = evidence_shape_problem(entry_type, statement_of(entry_type, payload))
+        if problem is not None:
+            return Problem(seq, "malformed_body", problem)
+        start_name = EVIDENCE_PERIOD[entry_type][0]
+        # A receipt that is not a time is the verifier's own finding (malformed_body) on this entry.
+        if isinstance(received_at, str) and payload[start_name] > received_at:
+            what = "a test is recorded once performed" if entry_type == EVIDENCE_TEST_RESULT else \
+                "an event is recorded once it happened"
+            return Problem(seq, "evidence_in_future", f"{start_name} {payload[start_name]} is after the entry's "
+                           f"receipt {received_at}: {what}")
+        cited = self._documents_problem(seq, "event", payload) if entry_type == EVIDENCE_EVENT else None
+        return cited or self._evidence_scope_problem(seq, actor, payload)
+
+    def _documents_problem(self, seq: int, what: str, payload: dict[str, Any]) -> Problem | None:
+        """Documents an attestation or event cites must be recorded and not withdrawn."""
         recorded = {record[2] for record in self.evidence.values()
                     if record[0] == EVIDENCE_DOCUMENT and record[3] is None}
         for digest in payload["documents"]:
             if digest not in recorded:
-                return Problem(seq, "unknown_document", f"the attestation cites document sha256 {digest}, which "
+                return Problem(seq, "unknown_document", f"the {what} cites document sha256 {digest}, which "
                                "is not recorded (or was withdrawn) in this ledger")
-        return self._evidence_scope_problem(seq, actor, payload)
+        return None
 
     def _evidence_scope_problem(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
         """Evidence cites controls the catalogs list, exactly (paragraph included). Organisation-wide
@@ -1495,7 +1586,8 @@ class Authority:
             return Problem(seq, "malformed_body", problem)
         record = self.evidence.get(str(payload["seq"]))
         if record is None:
-            return Problem(seq, "unknown_evidence", f"seq {payload['seq']} records no document or attestation")
+            return Problem(seq, "unknown_evidence", f"seq {payload['seq']} records no document, attestation, test "
+                           "result or event")
         if record[3] is not None:
             return Problem(seq, "evidence_withdrawn", f"the evidence of seq {payload['seq']} was already withdrawn "
                            f"at seq {record[3]}")
@@ -1580,7 +1672,7 @@ class Authority:
                 for member in listed if isinstance(listed, list) else []:
                     members.setdefault(str(member), []).append(str(role))
             self.escalation_members, self.escalation_seq = members, seq
-        elif entry_type in (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION):
+        elif entry_type in (EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_TEST_RESULT, EVIDENCE_EVENT):
             sha256 = payload.get("sha256") if entry_type == EVIDENCE_DOCUMENT else None
             self.evidence[str(seq)] = [entry_type, str(payload.get("actor")), sha256, None]
         elif entry_type == EVIDENCE_WITHDRAWN:

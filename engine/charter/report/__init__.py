@@ -39,6 +39,7 @@ from ..policy.compiler import CompiledPolicy
 from .model import (
     KPI_HEALTH_FORMULA,
     ControlSystemStatus,
+    EvidenceRef,
     InclusionProofRef,
     LedgerBinding,
     PortfolioSnapshot,
@@ -465,10 +466,28 @@ def oscal_input(document: ReportDocument) -> OscalInput:
             collected=pair.evaluated_at or pair.window_end or document.as_of,
             ledger_seq=pair.finding.seq if pair.finding else None,
             record_hash=pair.finding.record_hash if pair.finding else None)
+    # Test results and events cited for a (control, system): one observation per item and system, citing
+    # every control of this report it is cited for.
+    recorded: dict[tuple[str, str], tuple[EvidenceRef, set[str]]] = {}
+    for control in document.controls:
+        for row in control.systems:
+            for item in row.evidence:
+                if item.kind in ("test_result", "event"):
+                    recorded.setdefault((item.id, row.system), (item, set()))[1].add(control.ref)
+    for (item_id, system), (item, refs) in recorded.items():
+        observations[(item_id, system)] = OscalObservation(
+            id=f"{item_id}@{system}", system=system,
+            rule=item.title if item.kind == "test_result" else str(item.event_kind),
+            title=item.title, status=item.state, controls=tuple(sorted(refs)), observed={}, thresholds={},
+            explanation="", collected=item.valid_from or document.as_of, ledger_seq=item.seq,
+            record_hash=item.record_hash, kind=item.kind,  # type: ignore[arg-type]
+            outcome=item.outcome, method=item.method, actor=item.actor)
     statuses = tuple(
         OscalControlStatus(control=control.ref, system=row.system, status=row.status, reason=row.reason,
                            observations=tuple(observations[(rule, row.system)].id
-                                              for rule in (*row.primary_rules, *row.supporting_rules)
+                                              for rule in (*row.primary_rules, *row.supporting_rules,
+                                                           *(e.id for e in row.evidence
+                                                             if e.kind in ("test_result", "event")))
                                               if (rule, row.system) in observations))
         for control in document.controls for row in control.systems)
     severity_of = {(pair.rule, pair.system): pair.severity for pair in document.pairs}

@@ -60,17 +60,21 @@ STATUS_DEFINITIONS = {
                       "target profile; a kind of AI a profile does not cover (NIST AI 600-1: generative systems and "
                       "agents only). The reason is shown and the pair leaves every figure.",
     "nonconformity": "the latest finding of a primary KPI rule of the control is a breach that is not governed: its "
-                     "incident has no decision yet, or the waiver that accepted it has expired. Stale evidence does "
-                     "not close it: a breach stays open until it is decided or a later finding passes.",
+                     "incident has no decision yet, or the waiver that accepted it has expired; or the latest result "
+                     "of a test of the control (per test name, for the system) failed and is still current. Stale "
+                     "evidence does not close a breach: it stays open until it is decided or a later finding passes; "
+                     "a failed test stays open until a later result of that test passes (or it expires).",
     "operating": "every primary KPI rule of the control that applies to the system passes (or warns) on current "
-                 "evidence judged under the policy version in force. A supporting mapping never makes a control "
-                 "operating.",
+                 "evidence judged under the policy version in force; or the control is implemented (as below) and "
+                 "a current passing test result (the latest of its name) or a current event shows it operating. A "
+                 "supporting mapping never makes a control operating.",
     "implemented": "a current document describes the control and a current signed attestation by someone other "
                    "than who recorded that document states it is in place (separation of duties).",
     "designed": "a current document describes the control, but no current attestation states it is in place, or "
                 "only the person who recorded the document attests it.",
     "no_evidence": "none of the above: no current document, attestation or passing primary KPI evidence. Expired "
-                   "attestations, documents past their review date and stale KPI evidence count as missing.",
+                   "attestations, test results and events, documents past their review date and stale KPI evidence "
+                   "count as missing.",
 }
 APPLICABILITY_NOTE = (
     "Applicability comes first. EU AI Act: the system's recorded role(s) and classification and the application "
@@ -99,7 +103,8 @@ class ApplicabilityDecision(Protocol):
 
 
 class EvidenceRecord(Protocol):
-    """A recorded document or attestation (`charter.evidence.EvidenceItem`), as a report reads it."""
+    """A recorded document, attestation, test result or event (`charter.evidence.EvidenceItem`), as a report
+    reads it."""
 
     @property
     def kind(self) -> str: ...
@@ -114,7 +119,15 @@ class EvidenceRecord(Protocol):
     @property
     def title(self) -> str: ...
     @property
+    def valid_from(self) -> str: ...
+    @property
     def valid_until(self) -> str | None: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def event_kind(self) -> str | None: ...
 
     def status_at(self, at: datetime.datetime) -> str: ...
 
@@ -177,16 +190,23 @@ class ApplicabilityRef(_Model):
 
 
 class EvidenceRef(_Model):
-    """A document or attestation cited for a control and system, with its state at the report's time."""
+    """A document, attestation, test result or event cited for a control and system, with its state at the
+    report's time."""
 
-    kind: str
+    kind: str = Field(description="document, attestation, test_result or event")
     id: str
-    title: str
+    title: str = Field(description="a document's name and version, an attestation's first line, a test's name, "
+                                   "an event's title")
     actor: str
     state: str = Field(description="current, expired, past_review, withdrawn or not_yet_valid")
     valid_until: str | None
     seq: int
     record_hash: str
+    valid_from: str | None = Field(default=None, description="when a test was performed or an event happened")
+    outcome: str | None = Field(default=None, description="a test result's outcome: passed, failed or inconclusive")
+    method: str | None = Field(default=None, description="a test result's method or tool")
+    event_kind: str | None = Field(default=None, description="an event's kind (management_review, internal_audit, "
+                                                              "training, ...)")
 
 
 class ControlSystemStatus(_Model):
@@ -318,7 +338,8 @@ class Gaps(_Model):
     """What the governance set-up does not cover."""
 
     controls_without_evidence: list[str] = Field(description="applicable controls with no primary KPI rule and "
-                                                 "no document or attestation for any system in scope")
+                                                 "no typed evidence (document, attestation, test result or event) "
+                                                 "for any system in scope")
     undetermined_applicability: list[UndeterminedRef]
     rules_without_current_evidence: list[StaleRule]
     policies_without_current_evidence: list[str]
@@ -687,8 +708,11 @@ def _applicability_ref(decision: ApplicabilityDecision) -> ApplicabilityRef:
 
 
 def _evidence_ref(item: EvidenceRecord, as_of: datetime.datetime) -> EvidenceRef:
+    occurrence = item.kind in ("test_result", "event")
     return EvidenceRef(kind=item.kind, id=item.id, title=item.title, actor=item.actor, state=item.status_at(as_of),
-                       valid_until=item.valid_until, seq=item.seq, record_hash=item.record_hash)
+                       valid_until=item.valid_until, seq=item.seq, record_hash=item.record_hash,
+                       valid_from=item.valid_from if occurrence else None, outcome=item.outcome, method=item.method,
+                       event_kind=item.event_kind)
 
 
 class _SharedRows:
@@ -733,21 +757,43 @@ class _SharedRows:
         return known
 
 
+def latest_test_results(evidence: Sequence[EvidenceRef]) -> dict[str, EvidenceRef]:
+    """The latest result of each test name among `evidence` (by when it was performed, then seq), leaving out
+    withdrawn results and results not yet performed at the report's time: a later result of a test
+    supersedes an earlier one, whatever their outcomes."""
+    latest: dict[str, EvidenceRef] = {}
+    results = [e for e in evidence if e.kind == "test_result" and e.state not in ("withdrawn", "not_yet_valid")]
+    for result in sorted(results, key=lambda e: (e.valid_from or "", e.seq)):
+        latest[result.title] = result
+    return latest
+
+
+def _occurrence_words(item: EvidenceRef) -> str:
+    if item.kind == "test_result":
+        return f"test result {item.id} '{item.title}' {item.outcome} on {(item.valid_from or '')[:10]}"
+    return f"event {item.id} '{item.title}' ({item.event_kind}) on {(item.valid_from or '')[:10]}"
+
+
 def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus],
                    evidence: Sequence[EvidenceRef]) -> tuple[ControlStatusName, str]:
     """The status of one (control, system) and why, per `STATUS_DEFINITIONS` (the one implementation of that rule).
 
     `primary` are the pairs of the control's primary KPI rules on the system; `evidence` the
-    documents and attestations citing the control for the system, with their state at the report time.
+    documents, attestations, test results and events citing the control for the system, with their
+    state at the report time.
     """
     if applicability.status in ("not_applicable", "not_yet_applicable"):
         return "not_applicable", applicability.reason
     prefix = f"applicability undetermined ({applicability.reason}); " if applicability.status == "undetermined" \
         else ""
+    latest = latest_test_results(evidence)
     open_breaches = [p for p in primary if p.status == "breach" and p.governed is False]
-    if open_breaches:
-        named = "; ".join(f"{p.rule}{f' [{p.segment}]' if p.segment else ''}: {p.note}" for p in open_breaches)
-        return "nonconformity", prefix + named
+    failed = [e for e in latest.values() if e.outcome == "failed" and e.state == "current"]
+    if open_breaches or failed:
+        named = [f"{p.rule}{f' [{p.segment}]' if p.segment else ''}: {p.note}" for p in open_breaches]
+        named += [f"{_occurrence_words(e)}, current until {e.valid_until}: no later result of that test passed"
+                  for e in failed]
+        return "nonconformity", prefix + "; ".join(named)
     if primary and all(p.fresh and p.status in ("pass", "warn") for p in primary):
         rules = ", ".join(p.rule for p in primary)
         return "operating", prefix + f"every primary KPI rule passes on current evidence ({rules})"
@@ -755,25 +801,41 @@ def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus
     attestations = [e for e in evidence if e.kind == "attestation" and e.state == "current"]
     kpi = "; ".join(f"{p.rule}: {_pair_words(p)}" for p in primary)
     kpi_note = f"; primary KPI evidence: {kpi}" if kpi else ""
+    # What shows the process running: the latest passing result of each test, and events, while current.
+    shown = [e for e in latest.values() if e.outcome == "passed" and e.state == "current"]
+    shown += [e for e in evidence if e.kind == "event" and e.state == "current"]
+    # Lapsed or inconclusive ones are named, as stale KPI evidence is: they count as missing.
+    unshown = [f"{_occurrence_words(e)}, {e.state.replace('_', ' ')}" for e in latest.values()
+               if e not in shown and not (e.outcome == "failed" and e.state == "current")]
+    unshown += [f"{_occurrence_words(e)}, {e.state.replace('_', ' ')}" for e in evidence
+                if e.kind == "event" and e.state != "current"]
+    operation_note = f"; not shown operating: {'; '.join(unshown)}" if unshown else ""
     # Separation of duties: an attestation counts only against a document someone else recorded.
     independent = [(d, a) for d in documents for a in attestations if a.actor != d.actor]
     if independent:
         shown_documents = dict.fromkeys(d.id for d, _ in independent)
         shown_attestations = dict.fromkeys(a.id for _, a in independent)
-        return "implemented", prefix + (f"documented ({', '.join(shown_documents)}) and attested "
-                                        f"({', '.join(shown_attestations)}){kpi_note}")
+        done = (f"documented ({', '.join(shown_documents)}) and attested ({', '.join(shown_attestations)})")
+        if shown:
+            return "operating", prefix + (f"{done}, and shown operating by "
+                                          f"{'; '.join(_occurrence_words(e) for e in shown)}{kpi_note}")
+        return "implemented", prefix + done + operation_note + kpi_note
+    # A test or event on a control not implemented shows a process, not that the control is in place.
+    pending = (f"; {'; '.join(_occurrence_words(e) for e in shown)} would show it operating once implemented"
+               if shown else "") + operation_note
     if documents and attestations:
         recorders = ", ".join(sorted({e.actor for e in documents}))
         return "designed", prefix + (f"documented ({', '.join(e.id for e in documents)}) and attested "
                                      f"({', '.join(e.id for e in attestations)}) only by who recorded the document "
                                      f"({recorders}): implemented needs an attestation by someone else "
-                                     f"(separation of duties){kpi_note}")
+                                     f"(separation of duties){pending}{kpi_note}")
     if documents:
         return "designed", prefix + f"documented ({', '.join(e.id for e in documents)}); no current attestation" \
-            + kpi_note
-    lapsed = [f"{e.kind} {e.id} {e.state.replace('_', ' ')}" for e in evidence if e.state != "current"]
+            + pending + kpi_note
+    lapsed = [f"{e.kind.replace('_', ' ')} {e.id} {e.state.replace('_', ' ')}" for e in evidence
+              if e.state != "current" and e.kind in ("document", "attestation")]
     missing = "; ".join(lapsed) if lapsed else "no document or attestation recorded"
-    return "no_evidence", prefix + missing + (kpi_note or "; no primary KPI rule")
+    return "no_evidence", prefix + missing + pending + (kpi_note or "; no primary KPI rule")
 
 
 def _pair_words(pair: PairStatus) -> str:

@@ -13,9 +13,15 @@ How Charter maps onto OSCAL, for auditors and for whoever changes this module:
   names the ledger entry: ``urn:charter:ledger:<origin>:seq:<n>#sha256:<record hash>`` (the origin
   percent-encoded, so its colons cannot be mistaken for the separators). Without evidence, the
   ``href`` names the checkpoint the absence was read at: ``urn:charter:ledger:<origin>:checkpoint:<size>#root:<hex>``.
+* **Each test result and event cited for a (control, system) is an `observation` too**: a test result with
+  method ``TEST`` (a test or assessment someone performed: its name, method, outcome and when), an event
+  with method ``EXAMINE`` (the record of a process that ran, such as the minutes of a management review,
+  is what an assessor examines); each with the ledger entry as its `relevant-evidence` and the time it was
+  performed or happened as ``collected``.
 * **Each other (control, system) status is a `finding`** targeting ``{type: objective-id, target-id:
   <control token>}``. Its objective is ``satisfied`` (reason ``pass``) **only when the status is
-  `operating`** (primary KPI rules pass with current evidence). ``nonconformity`` is ``not-satisfied``
+  `operating`** (primary KPI rules pass with current evidence, or the control is implemented and a current
+  passing test result or a current event shows it operating). ``nonconformity`` is ``not-satisfied``
   with reason ``fail``; ``no_evidence``, ``designed``, ``implemented`` and ``undetermined`` are
   ``not-satisfied`` with reason ``other`` ("not completely satisfied, but may be partially satisfied"),
   and ``implementation-status`` says what was shown: ``planned`` for designed (documented only),
@@ -56,9 +62,9 @@ from ..incidents import State
 from ..ledger.keys import check_origin
 from ..ledger.records import format_time
 
-__all__ = ["CONTROL_STATUSES", "FINDING_STATUSES", "NAMESPACE", "NS", "OSCAL_VERSION", "OscalControlStatus",
-           "OscalInput", "OscalObservation", "OscalRisk", "assessment_results", "control_token", "evidence_href",
-           "plan_of_action", "render_oscal"]
+__all__ = ["CONTROL_STATUSES", "EVIDENCE_STATES", "FINDING_STATUSES", "METHODS", "NAMESPACE", "NS", "OSCAL_VERSION",
+           "OscalControlStatus", "OscalInput", "OscalObservation", "OscalRisk", "assessment_results", "control_token",
+           "evidence_href", "plan_of_action", "render_oscal"]
 
 OSCAL_VERSION = "1.1.3"
 #: namespace of Charter's props
@@ -66,15 +72,21 @@ NS = "https://charter.dev/ns/oscal"
 #: namespace of every UUID this module makes
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, NS)
 FINDING_STATUSES = ("pass", "warn", "breach", "missing", "error", "stale", "no_evidence")
+#: the state at the report's time of a test result or event an observation records
+EVIDENCE_STATES = ("current", "expired", "withdrawn", "not_yet_valid")
+#: the OSCAL method of each kind of observation
+METHODS = {"kpi": "TEST", "test_result": "TEST", "event": "EXAMINE"}
 CONTROL_STATUSES = ("not_applicable", "no_evidence", "designed", "implemented", "operating", "nonconformity",
                     "undetermined")
 
 # Charter control status -> (objective state, reason, implementation-status or None, what it means)
 _OBJECTIVE: dict[str, tuple[str, str, str | None, str]] = {
     "operating": ("satisfied", "pass", "implemented",
-                  "its primary KPI rules pass with current evidence, so the objective is satisfied"),
+                  "its primary KPI rules pass with current evidence, or it is documented, attested and shown "
+                  "operating by a current passing test result or a current event, so the objective is satisfied"),
     "implemented": ("not-satisfied", "other", "implemented",
-                    "documented and attested, but not shown operating by current primary KPI evidence"),
+                    "documented and attested, but not shown operating by current primary KPI evidence, a current "
+                    "passing test result or a current event"),
     "designed": ("not-satisfied", "other", "planned", "documented, without a current attestation that it is in place"),
     "no_evidence": ("not-satisfied", "other", None, "no current evidence"),
     "nonconformity": ("not-satisfied", "fail", None,
@@ -99,13 +111,13 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]<>|~&#])")
 
 @dataclass(frozen=True)
 class OscalObservation:
-    """One (rule, system) finding the report cites."""
+    """One (rule, system) finding the report cites, or a test result or event cited for a system."""
 
-    id: str  # stable, e.g. "core.fairness/approval-parity@claims-approval"
+    id: str  # stable, e.g. "core.fairness/approval-parity@claims-approval", "test:57@claims-approval"
     system: str
-    rule: str
+    rule: str  # a KPI rule; a test's name; an event's kind
     title: str
-    status: str  # finding status: pass, warn, breach, missing, error, stale, no_evidence
+    status: str  # finding status (pass, warn, breach, missing, error, stale, no_evidence); else `EVIDENCE_STATES`
     controls: tuple[str, ...]  # control refs this observation bears on, "iso-42001:A.6.2.6"
     observed: dict[str, float]
     thresholds: dict[str, float]
@@ -113,6 +125,10 @@ class OscalObservation:
     collected: str  # RFC 3339 (window end or evaluation time)
     ledger_seq: int | None  # the finding entry; None when no evidence
     record_hash: str | None
+    kind: Literal["kpi", "test_result", "event"] = "kpi"
+    outcome: str | None = None  # a test result's: passed, failed, inconclusive
+    method: str | None = None  # a test result's method or tool
+    actor: str | None = None  # who recorded a test result or event
 
 
 @dataclass(frozen=True)
@@ -347,9 +363,19 @@ class _Builder:
             if obs.id in seen:
                 problems.add("duplicate_id", f"observation {_echo(obs.id)} appears twice", path=f"{path}.id")
             seen.add(obs.id)
-            if obs.status not in FINDING_STATUSES:
-                problems.add("bad_status", f"finding status {_echo(obs.status)} is not one of "
-                             f"{', '.join(FINDING_STATUSES)}", path=f"{path}.status")
+            allowed = FINDING_STATUSES if obs.kind == "kpi" else EVIDENCE_STATES
+            if obs.kind not in METHODS:
+                problems.add("bad_status", f"observation kind {_echo(obs.kind)} is not one of {', '.join(METHODS)}",
+                             path=f"{path}.kind")
+            elif obs.status not in allowed:
+                problems.add("bad_status", f"{'finding status' if obs.kind == 'kpi' else 'state'} {_echo(obs.status)} "
+                             f"is not one of {', '.join(allowed)}", path=f"{path}.status")
+            if obs.kind != "kpi" and (obs.ledger_seq is None or obs.actor is None):
+                problems.add("bad_evidence", f"a {obs.kind} observation cites its ledger entry and who recorded it",
+                             path=path)
+            if obs.kind == "test_result" and obs.outcome not in ("passed", "failed", "inconclusive"):
+                problems.add("bad_status", f"test outcome {_echo(obs.outcome)} is not passed, failed or inconclusive",
+                             path=f"{path}.outcome")
             self._refs(problems, obs.controls, f"{path}.controls")
             for name in ("observed", "thresholds"):
                 for key, value in getattr(obs, name).items():
@@ -468,7 +494,50 @@ class _Builder:
         return {"assessment-platforms": [{"uuid": _PLATFORM, "title": "Charter",
                                           "props": self._props([("tool", "charter")])}]}
 
+    def _recorded_observation(self, obs: OscalObservation) -> dict[str, Any]:
+        """A test result or event: what was performed or happened, and the ledger entry recording it."""
+        data = self.data
+        assert obs.ledger_seq is not None and obs.record_hash is not None
+        entry = (f"Evidence: ledger entry {obs.ledger_seq}, record hash {obs.record_hash}, recorded by "
+                 f"{_md(obs.actor or '')}.")
+        if obs.kind == "test_result":
+            description = (f"Test {_md(obs.rule)} ({_md(obs.method or 'method not given')}) performed on AI system "
+                           f"{_md(obs.system)}: outcome {_md(obs.outcome or '')}; {_md(obs.status)} at the report "
+                           f"time.\n\n{entry}")
+            remarks = ("A test result shows a control operating only once the control is documented and attested; "
+                       "the latest current result of a test that failed is a nonconformity.")
+            pairs: list[tuple[str, object]] = [("test", obs.rule), ("outcome", obs.outcome or ""),
+                                               ("method", obs.method or "")]
+        else:
+            description = (f"Event ({_md(obs.rule)}) for AI system {_md(obs.system)}: {_md(obs.title)}; "
+                           f"{_md(obs.status)} at the report time.\n\n{entry}")
+            remarks = "An event shows a control operating only once the control is documented and attested."
+            pairs = [("event-kind", obs.rule)]
+        if _line(obs.explanation):
+            description += f"\n\n{_md(obs.explanation)}"
+        pairs += [("system", obs.system), ("evidence-state", obs.status), ("ledger-seq", obs.ledger_seq),
+                  ("record-hash", obs.record_hash)]
+        return {
+            "uuid": self._observation_uuid(obs),
+            "title": _md(obs.title),
+            "description": description,
+            "props": self._props(pairs + self._control_props(obs.controls)),
+            "methods": [METHODS[obs.kind]],
+            "types": ["control-objective"],
+            "origins": [{"actors": [{"type": "assessment-platform", "actor-uuid": _PLATFORM}]}],
+            "subjects": [{"subject-uuid": _uuid("system", data.origin, obs.system), "type": "inventory-item",
+                          "title": _md(obs.system)}],
+            "relevant-evidence": [{"href": evidence_href(data.origin, obs.ledger_seq, obs.record_hash),
+                                   "description": f"Ledger entry {obs.ledger_seq} of ledger {_md(data.origin)}, record "
+                                                  f"hash {obs.record_hash}, included in checkpoint "
+                                                  f"{data.checkpoint_size}."}],
+            "collected": self.collected[obs.id],
+            "remarks": remarks,
+        }
+
     def _observation(self, obs: OscalObservation) -> dict[str, Any]:
+        if obs.kind != "kpi":
+            return self._recorded_observation(obs)
         data = self.data
         if obs.ledger_seq is not None and obs.record_hash is not None:
             href = evidence_href(data.origin, obs.ledger_seq, obs.record_hash)
@@ -513,7 +582,8 @@ class _Builder:
         return _uuid("risk", self.data.origin, risk.kind, risk.id)
 
     def _related(self, risk: OscalRisk) -> list[OscalObservation]:
-        return sorted((o for o in self.data.observations if (o.system, o.rule) == (risk.system, risk.rule)),
+        return sorted((o for o in self.data.observations
+                       if o.kind == "kpi" and (o.system, o.rule) == (risk.system, risk.rule)),
                       key=lambda o: o.id)
 
     def _risk(self, risk: OscalRisk) -> dict[str, Any]:

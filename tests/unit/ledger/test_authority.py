@@ -533,15 +533,25 @@ def test_charter_audit_judges_transitions_the_exported_verifier_cannot(world: Po
 EVIDENCE_ATTESTER = "anna.schmidt"
 
 
-def _evidence_fields(kind: str, **changes: Any) -> dict[str, Any]:
+def _evidence_fields(kind: str, /, **changes: Any) -> dict[str, Any]:
     import datetime
 
-    from charter.evidence import attestation_fields, document_fields
+    from charter.evidence import attestation_fields, document_fields, event_fields
+    from charter.evidence import test_result_fields as result_fields
 
     start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     if kind == "document":
         return {**document_fields(name="AI policy", version="1", sha256="ab" * 32, uri="https://x.example/p",
                                   owner=EVIDENCE_ATTESTER, review_by="2027-01-01", controls=["iso-42001:A.2.2"]),
+                **changes}
+    done = datetime.datetime(2025, 12, 1, tzinfo=datetime.UTC)  # before the ledger's clock: it has happened
+    if kind == "test_result":
+        return {**result_fields(name="bias audit", method="fairlearn", performed_at=done, outcome="passed",
+                                summary="parity holds", valid_until=done + datetime.timedelta(days=90),
+                                controls=["iso-42001:A.2.2"]), **changes}
+    if kind == "event":
+        return {**event_fields(kind="management_review", title="Q4 review", occurred_at=done,
+                               next_due=done + datetime.timedelta(days=365), controls=["iso-42001:A.2.2"]),
                 **changes}
     return {**attestation_fields(statement="in place", controls=["iso-42001:A.2.2"], valid_from=start,
                                  valid_until=start + datetime.timedelta(days=30)), **changes}
@@ -619,12 +629,10 @@ def test_forced_malformed_attestations_are_named(world: Populated, changes: dict
     assert _first_unauthorized(world) == (entry.seq, "malformed_body")
 
 
-def _forced_evidence(populated: Populated, kind: str, who: str, **changes: Any) -> Any:
+def _forced_evidence(populated: Populated, kind: str, who: str, /, **changes: Any) -> Any:
     """Evidence appended as an insider would, past both the field checks and the authority rule."""
     from charter.authority import signed_entry
-    from charter.ledger.auditor import EVIDENCE_ATTESTATION, EVIDENCE_DOCUMENT
-
-    entry_type = EVIDENCE_DOCUMENT if kind == "document" else EVIDENCE_ATTESTATION
+    entry_type = f"evidence.{kind}"
     with _unchecked():
         return populated.ledger.append(lambda size: [signed_entry(
             populated.ledger, entry_type, _evidence_fields(kind, **changes), key_of(who), size=size)])[0]
@@ -643,7 +651,7 @@ FORCED_EVIDENCE = {
 }
 
 
-@pytest.mark.parametrize("kind", ["document", "attestation"])
+@pytest.mark.parametrize("kind", ["document", "attestation", "test_result", "event"])
 @pytest.mark.parametrize("forgery", list(FORCED_EVIDENCE))
 def test_forced_evidence_of_organisation_level_or_uncatalogued_controls_is_named(
         world: Populated, tmp_path: Path, forgery: str, kind: str) -> None:
@@ -692,6 +700,30 @@ def test_a_ledger_that_recorded_no_catalog_is_judged_by_the_catalog_at_hand(
     (tmp_path / "export" / "controls.json").unlink()
     result = _verify_export(tmp_path / "export", "--log-key", fingerprint)
     assert result.returncode == 0 and "no controls file" in result.stderr, result.stdout
+
+
+@pytest.mark.parametrize("kind", ["test_result", "event"])
+def test_forced_tests_and_events_are_named(world: Populated, tmp_path: Path, kind: str) -> None:
+    from charter.audit import read_export, verify_export
+
+    # signed by someone who may not (organisation-wide, without the evidence attester role)
+    entry = _forced_evidence(world, kind, "tom.berger")
+    assert _first_unauthorized(world) == (entry.seq, "not_authorized")
+    # dated after the ledger received it, and of a kind or outcome outside the vocabulary
+    start = "performed_at" if kind == "test_result" else "occurred_at"
+    future = _forced_evidence(world, kind, EVIDENCE_ATTESTER, **{start: "2026-02-01T00:00:00.000Z"})
+    vocabulary = {"outcome": "mostly"} if kind == "test_result" else {"kind": "party"}
+    odd = _forced_evidence(world, kind, EVIDENCE_ATTESTER, **vocabulary)
+    report = verify_ledger(world.ledger, world.log_key.public, resume=False)
+    assert [(p.seq, p.kind) for p in report.problems] == [(entry.seq, "not_authorized"),
+                                                          (future.seq, "evidence_in_future"),
+                                                          (odd.seq, "malformed_body")]
+    export_ledger(world.ledger, tmp_path / "export")
+    export = read_export(tmp_path / "export")
+    assert [p.seq for p in verify_export(export, export.public_key).problems] == [entry.seq, future.seq, odd.seq]
+    result = _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"])
+    assert result.returncode == 1 and f"seq {entry.seq}: not_authorized" in result.stdout
+    assert f"seq {future.seq}: evidence_in_future" in result.stdout, result.stdout
 
 
 def test_evidence_is_checked_by_the_exported_verifier(world: Populated, tmp_path: Path) -> None:
