@@ -132,7 +132,8 @@ def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple
         return [item for item in citing(ref) if not item.systems or system_id in item.systems]
 
     seqs = {framework: active.seq for framework, active in statements.documents.items()}
-    return ReportContext(applicability=applicability, evidence=evidence), seqs
+    labels = {framework: active.label for framework, active in statements.documents.items()}
+    return ReportContext(applicability=applicability, evidence=evidence, statement_labels=labels), seqs
 
 
 def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compiler: PolicyCompiler, *,
@@ -210,7 +211,8 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
                             "log receipts, signatures and the authority behind each change) before this report was "
                             "built")
     inputs = report_inputs(active.policy_set.policies, graph, policy_activation_seq=active.activation_seq,
-                           escalation_seq=escalation_seq, applicability=applicability_seqs)
+                           escalation_seq=escalation_seq, applicability=applicability_seqs,
+                           record_hash=lambda seq: tree.leaf(seq).hex())
     return BoundState(snapshot, binding, active.policy_set.policies, graph, inputs, context, as_of, tree,
                       verdict.summary())
 
