@@ -1101,7 +1101,7 @@ class Authority:
             # A state recorded before tokens existed knows none: its ledger had no token entries to fold.
             # One recorded before classifications were folded does not know them (None), which is not the
             # same as knowing there are none.
-            default = None if name in _UNKNOWN_IN_OLDER_STATE else {}
+            default: dict[str, Any] | None = None if name in _UNKNOWN_IN_OLDER_STATE else {}
             value = state.get(name, default) if name in _LATER_STATE else state[name]
             setattr(self, name, json.loads(json.dumps(value)))
         self.statements = set(self.statements)

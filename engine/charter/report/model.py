@@ -40,7 +40,7 @@ from ..policy.model import Scope
 from ..registry import AISystem, SystemStatus
 from ..submission import BUNDLE, EVALUATION, FINDING
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: evidence older than this is stale when the policy states no max_age
 DEFAULT_MAX_AGE = datetime.timedelta(days=90)
 POINTS = {"pass": 1.0, "warn": 0.75, "breach_governed": 0.5, "breach_open": 0.25, "missing": 0.0, "error": 0.0,
