@@ -29,7 +29,16 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .errors import CharterError
-from .ledger.auditor import ESCALATION_ACTIVATED, INCIDENT_CLASSIFIED, INCIDENT_REPORT_FILED, SYSTEM_REGISTERED
+from .ledger.auditor import (
+    ART73_HIGH_RISK_ONLY,
+    ESCALATION_ACTIVATED,
+    INCIDENT_CLASSIFIED,
+    INCIDENT_OPENED,
+    INCIDENT_REPORT_FILED,
+    SYSTEM_REGISTERED,
+    art73_system_problem,
+    recorded_refusal,
+)
 from .ledger.records import Entry, LedgerReader, NewEntry, format_time
 from .vocabulary import RiskTier, Severity
 
@@ -40,7 +49,7 @@ if TYPE_CHECKING:  # reading incidents (`charter incidents list`) needs neither 
     from .ledger.store import Ledger
     from .registry import AISystem
 
-OPENED = "incident.opened"
+OPENED = INCIDENT_OPENED
 FINDING_ATTACHED = "incident.finding"
 TRANSITION = "incident.transition"
 ESCALATED = "incident.escalated"
@@ -668,15 +677,12 @@ def reporting_deadline(graph: EscalationGraph, ground: str, death: bool, widespr
 
 
 def _high_risk_problem(incident: Incident, system: AISystem | None) -> str | None:
-    """Why `incident` may not be a serious incident of its system under Art. 73, or None when it may be."""
-    if system is None:
-        return f"{incident.system_id} is not registered in this ledger"
-    if system.eu_ai_act is None:
-        return (f"{incident.system_id} has no EU AI Act classification recorded, so it is not known to be "
-                "high-risk")
-    if not system.eu_ai_act.high_risk:
-        return f"{incident.system_id} is not high-risk under its EU AI Act classification in force"
-    return None
+    """Why `incident` may not be a serious incident of its system under Art. 73, or None when it may be.
+
+    Worded by the standalone verifier's `art73_system_problem`, which checks the same rule on an export.
+    """
+    high_risk = None if system is None or system.eu_ai_act is None else system.eu_ai_act.high_risk
+    return art73_system_problem(incident.system_id, system is not None, high_risk)
 
 
 def authorize_classification(graph: EscalationGraph, incident: Incident, principal: str, statement: dict[str, Any],
@@ -720,8 +726,8 @@ def authorize_classification(graph: EscalationGraph, incident: Incident, princip
         return role, None
     why = _high_risk_problem(incident, system)
     if why is not None:
-        raise CharterError.single("not_high_risk", f"{why}: Art. 73 serious-incident reporting applies to "
-                                  "high-risk AI systems; record the triage with --not-serious (or have a system "
+        raise CharterError.single("not_high_risk", f"{why}: {ART73_HIGH_RISK_ONLY}; record the triage with "
+                                  "--not-serious (or have a system "
                                   "registrar record a high-risk classification first, if it is one)")
     aware = _time(str(statement["aware_at"]))
     if aware > now:
@@ -913,9 +919,8 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
                 else:
                     _check_recorded_transition(graph, book, p, entry.key_id)
             except CharterError as exc:
-                problems.append(Problem(entry.seq, "not_authorized", f"{entry.type} {p.get('action', '')} of "
-                                        f"{p.get('incident_id')} by {p.get('actor', p.get('owner'))!r}: "
-                                        f"{exc.diagnostics[0].message}"))
+                problems.append(Problem(entry.seq, "not_authorized",
+                                        recorded_refusal(entry.type, p, exc.diagnostics[0].message)))
         decision = p if entry.type == TRANSITION else None
         apply(book, entry)
     return problems

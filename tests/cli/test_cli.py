@@ -120,6 +120,22 @@ def test_lint_names_file_line_and_symbol_of_an_unknown_kpi(tmp_path: Path) -> No
     assert "'recal'" in result.stderr and "did you mean 'recall'" in result.stderr
 
 
+def test_lint_names_file_and_line_of_a_system_gated_primary_mapping(tmp_path: Path) -> None:
+    # Review B4: the rule passes for every system but high-risk ones, whatever its evidence says.
+    policy = {"id": "p", "version": "1.0.0", "title": "t", "owner": "o", "rules": [
+        {"id": "r", "title": "t", "severity": "medium",
+         "when": 'system.risk_tier == "high" and human_override_rate < 0.005',
+         "controls": ["eu-ai-act:art-14(4)(b)"]}]}
+    path = write_yaml(tmp_path / "p.yaml", policy)
+    result = run_cli("policy", "lint", str(tmp_path))
+    assert result.returncode == 2, result.stdout
+    line = next(i + 1 for i, text in enumerate(path.read_text().splitlines()) if "controls:" in text)
+    assert f"{path}:{line}" in result.stderr and "[system_gated_primary]" in result.stderr
+    policy["rules"][0]["supporting_controls"] = policy["rules"][0].pop("controls")
+    write_yaml(path, policy)
+    assert run_cli("policy", "lint", str(tmp_path)).returncode == 0
+
+
 def test_lint_reports_every_error_of_a_file_at_once(tmp_path: Path) -> None:
     policy = {"id": "p", "version": "1.0.0", "title": "t", "owner": "o", "rules": [
         {"id": "a", "title": "t", "severity": "high", "when": "recal < 0.8"},

@@ -145,7 +145,8 @@ def test_owners_evidence_their_own_systems_only(world: Populated, frameworks: Fr
     record_document(world.ledger, _document(frameworks, systems=["fraud-detector"]), key_of(ATTESTER), frameworks)
 
 
-@pytest.mark.parametrize("control", ["iso-42001:A.2.2", "iso-42001:5.2", "iso-42001:9.2.1", "iso-42001:A.10.4"])
+@pytest.mark.parametrize("control", ["iso-42001:A.2.2", "iso-42001:5.2", "iso-42001:9.2.1", "iso-42001:A.10.4",
+                                     "nist-ai-rmf:GOVERN-1.1", "eu-ai-act:art-4", "eu-ai-act:art-17(1)(a)"])
 def test_an_owner_may_not_evidence_an_organisation_level_control_of_their_own_system(
         world: Populated, frameworks: FrameworkSet, control: str) -> None:
     # Review M1: owning claims-approval made its owner the one to document and attest the AI policy.

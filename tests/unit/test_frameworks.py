@@ -221,8 +221,25 @@ def test_iso_clauses_and_the_management_controls_of_annex_a_are_organisation_lev
     assert organisation == clauses | ORGANISATION_ANNEX_A
     assert {"4.3", "5.2", "6.1.3", "9.3.2", "10.2"} <= organisation
     assert iso.controls["A.6.2.6"].scope == "system" and iso.controls["A.7.4"].scope == "system"
-    # The Act and the RMF bind per system (or per function): nothing there is organisation-level yet.
-    assert all(c.scope == "system" for f in ("eu-ai-act", "nist-ai-rmf") for c in frameworks[f].controls.values())
+
+
+#: GOVERN 1-6 with their 19 subcategories: the RMF's organisational outcomes (AI 100-1, section 5.1)
+ORGANISATION_NIST = {"GOVERN", *(f"GOVERN-{c}" for c in range(1, 7)),
+                     *(f"GOVERN-1.{s}" for s in range(1, 8)), *(f"GOVERN-2.{s}" for s in range(1, 4)),
+                     "GOVERN-3.1", "GOVERN-3.2", *(f"GOVERN-4.{s}" for s in range(1, 4)), "GOVERN-5.1", "GOVERN-5.2",
+                     "GOVERN-6.1", "GOVERN-6.2"}
+
+
+def test_govern_and_the_acts_literacy_and_qms_articles_are_organisation_level(frameworks: FrameworkSet) -> None:
+    nist = {c.id for c in frameworks["nist-ai-rmf"].controls.values() if c.scope == "organisation"}
+    assert nist == ORGANISATION_NIST and len(nist) == 26
+    eu = frameworks["eu-ai-act"]
+    assert {c.id for c in eu.controls.values() if c.scope == "organisation"} == {"art-4", "art-17"}
+    # Scope says who evidences a control, not to whom it applies: Art 17 still binds providers alone.
+    assert eu.controls["art-17"].model_extra["obligation"]["holders"] == ["provider"]
+    catalog = frameworks.control_catalog()
+    assert {"nist-ai-rmf:GOVERN-1.1", "eu-ai-act:art-4", "eu-ai-act:art-17"} <= catalog.organisation
+    assert not {"nist-ai-rmf:MAP-1.1", "nist-ai-rmf:MEASURE-2.5", "eu-ai-act:art-9"} & catalog.organisation
 
 
 def test_the_control_catalog_is_exactly_what_evidence_may_cite(frameworks: FrameworkSet) -> None:

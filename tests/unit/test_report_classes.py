@@ -134,25 +134,34 @@ def test_the_report_rows_equal_the_direct_decision_for_every_pair(
     systems = state.snapshot.systems
     document = build(state, framework_id, scenario.frameworks)
     by_pair = {(p.rule, p.system): p for p in document.pairs}
-    rows = 0
+    rows = bases = 0
     for control in document.controls:
         assert [row.system for row in control.systems] == sorted(document.systems)
         for row in control.systems:
             rows += 1
             applicability = _applicability_ref(control_applicability(framework, control.id, systems[row.system],
                                                                      as_of, statements))
-            assert row.applicability == applicability, (control.id, row.system)
+            assert row.applicability.model_copy(update={"basis": None}) == applicability, (control.id, row.system)
+            # M3: the decision cites the entry it rests on (the classification, or the statement deciding it)
+            if framework_id == "eu-ai-act":
+                basis = state.snapshot.registrations[row.system]
+            elif applicability.source == state.context.statement_labels.get(framework_id):
+                basis = state.inputs.applicability_activations[framework_id]
+            else:
+                basis = None
+            assert row.applicability.basis == basis, (control.id, row.system)
+            bases += basis is not None
             primary = [by_pair[(r, row.system)] for r in row.primary_rules]
             assert (row.status, row.reason) == control_status(applicability, primary, row.evidence)
         # what needs attention: the control's primary pairs below full points, worst first
         scanned = [by_pair[(r, s)] for r in control.primary_rules for s in document.systems
                    if (r, s) in by_pair and by_pair[(r, s)].points < 1.0]
         assert control.attention == sorted(scanned, key=lambda p: (p.points, p.system, p.rule))
-    assert rows == len(document.controls) * len(document.systems) > 0
+    assert rows == len(document.controls) * len(document.systems) > 0 and bases > 0
     assert any(control.attention for control in document.controls)
     # the whole document equals one built with the direct per-system decision
     direct = ReportContext(applicability=lambda f, c, s: control_applicability(f, c, s, as_of, statements),
-                           evidence=state.context.evidence)
+                           evidence=state.context.evidence, statement_labels=state.context.statement_labels)
     slow = build(dataclasses.replace(state, context=direct), framework_id, scenario.frameworks)
     assert slow.model_dump(mode="json") == document.model_dump(mode="json")
 

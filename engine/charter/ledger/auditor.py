@@ -475,6 +475,7 @@ POLICY_ACTIVATED = "policy.activated"
 ESCALATION_ACTIVATED = "escalation.activated"
 APPLICABILITY_ACTIVATED = "applicability.activated"
 INCIDENT_TRANSITION = "incident.transition"
+INCIDENT_OPENED = "incident.opened"
 WAIVER_GRANTED = "waiver.granted"
 EVIDENCE_DOCUMENT = "evidence.document"
 EVIDENCE_ATTESTATION = "evidence.attestation"
@@ -1040,6 +1041,46 @@ def via_shape_problem(via: Any) -> str | None:
 _PARAGRAPH_TAIL = re.compile(r"(\([0-9a-z]+\))+$")
 
 
+def eu_high_risk(classification: Any) -> bool | None:
+    """Whether a recorded EU AI Act classification (a system registration's ``eu_ai_act``) is high-risk.
+
+    High-risk under Art 6(2) (an Annex III use not exempt under Art 6(3)) or Art 6(1) (an Annex I
+    product); None when no classification is recorded. The standalone twin of Charter's
+    ``EUClassification.high_risk``, read from the recorded JSON (a test keeps the two in step).
+    """
+    if not isinstance(classification, dict):
+        return None
+    if classification.get("annex_iii") is not None and classification.get("exemption_6_3") is None:
+        return True
+    return classification.get("annex_i") is not None
+
+
+def art73_system_problem(system_id: str, registered: bool, high_risk: bool | None) -> str | None:
+    """Why an incident of `system_id` may not be classified a serious incident under Art. 73, or None.
+
+    The one wording of the rule for Charter (`charter.incidents.authorize_classification`) and this
+    verifier: Art. 73 applies to high-risk AI systems, judged by the classification in force when
+    the classification is recorded.
+    """
+    if not registered:
+        return f"{system_id} is not registered in this ledger"
+    if high_risk is None:
+        return f"{system_id} has no EU AI Act classification recorded, so it is not known to be high-risk"
+    if not high_risk:
+        return f"{system_id} is not high-risk under its EU AI Act classification in force"
+    return None
+
+
+#: how a refused serious classification ends, after `art73_system_problem`'s reason
+ART73_HIGH_RISK_ONLY = "Art. 73 serious-incident reporting applies to high-risk AI systems"
+
+
+def recorded_refusal(entry_type: str, payload: dict[str, Any], reason: str) -> str:
+    """How `charter verify` and this verifier name an incident entry that the rule of its kind refuses."""
+    return (f"{entry_type} {payload.get('action', '')} of {payload.get('incident_id')} by "
+            f"{payload.get('actor', payload.get('owner'))!r}: {reason}")
+
+
 def control_of(ref: str) -> str:
     """The control a reference names, without its paragraph: ``eu-ai-act:art-10(2)`` -> ``eu-ai-act:art-10``."""
     return _PARAGRAPH_TAIL.sub("", ref)
@@ -1132,6 +1173,11 @@ class Authority:
         self.evidence: dict[str, list[Any]] = {}
         #: token id -> [principal, scopes, expires_at, seq created, seq revoked or None, argon2id hash]
         self.tokens: dict[str, list[Any]] = {}
+        #: system id -> EU AI Act high-risk under its classification in force (None: none recorded), and
+        #: incident id -> its system id: what the Art. 73 rule needs. None in a state resumed from before
+        #: they were folded: the rule then cannot be checked from that state on (a full pass checks it).
+        self.eu_high_risk: dict[str, bool | None] | None = {}
+        self.incident_systems: dict[str, str] | None = {}
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -1145,8 +1191,10 @@ class Authority:
         """Take the state `to_state` returned."""
         for name in _AUTHORITY_STATE:
             # A state recorded before tokens existed knows none: its ledger had no token entries to fold.
-            value = state.get(name, None if name.endswith("_seq") else {}) if name in _LATER_STATE \
-                else state[name]
+            # One recorded before classifications were folded does not know them (None), which is not the
+            # same as knowing there are none.
+            default: dict[str, Any] | None = None if name in _UNKNOWN_IN_OLDER_STATE or name.endswith("_seq") else {}
+            value = state.get(name, default) if name in _LATER_STATE else state[name]
             setattr(self, name, json.loads(json.dumps(value)))
         self.statements = set(self.statements)
 
@@ -1155,8 +1203,10 @@ class Authority:
         twin = Authority(self.origin, self.check_signatures, self.controls)
         twin.__dict__.update(self.__dict__)
         twin.keys = {key_id: list(key) for key_id, key in self.keys.items()}
-        for name in ("owners", "policies", "versions", "escalation_members", "applicability_seqs", "custom_kpis"):
-            setattr(twin, name, dict(getattr(self, name)))
+        for name in ("owners", "policies", "versions", "escalation_members", "applicability_seqs", "custom_kpis",
+                     "eu_high_risk", "incident_systems"):
+            value = getattr(self, name)
+            setattr(twin, name, None if value is None else dict(value))
         twin.active_policies = list(self.active_policies)
         twin.statements = set(self.statements)
         twin.evidence = {seq: list(record) for seq, record in self.evidence.items()}
@@ -1476,7 +1526,21 @@ class Authority:
     def _check_incident_classified(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
         # Only the incident's validators may classify it, and only the reporting role files: both depend
         # on the incident and the graph, which `charter verify` re-checks; here, membership, as for transitions.
-        return self._check_incident_transition(seq, actor, payload)
+        problem = self._check_incident_transition(seq, actor, payload)
+        if problem is not None or payload.get("serious") is not True:
+            return problem
+        # Art. 73 needs a system EU high-risk under the classification in force at this seq; the
+        # registrations say which, so this is checked here too, not only by `charter verify`.
+        if self.eu_high_risk is None or self.incident_systems is None:
+            return None  # resumed from a state that did not record them
+        system_id = self.incident_systems.get(str(payload.get("incident_id")))
+        if system_id is None:
+            return None  # of no incident: `charter verify` names it; an export's entries say no more
+        why = art73_system_problem(system_id, system_id in self.eu_high_risk, self.eu_high_risk.get(system_id))
+        if why is None:
+            return None
+        return Problem(seq, "not_authorized", recorded_refusal(INCIDENT_CLASSIFIED, payload,
+                                                              f"{why}: {ART73_HIGH_RISK_ONLY}"))
 
     def _check_incident_report_filed(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
         return self._check_incident_transition(seq, actor, payload)
@@ -1650,6 +1714,11 @@ class Authority:
             system = payload.get("system")
             if isinstance(system, dict):
                 self.owners[str(system.get("id"))] = str(system.get("owner"))
+                if self.eu_high_risk is not None:
+                    self.eu_high_risk[str(system.get("id"))] = eu_high_risk(system.get("eu_ai_act"))
+        elif entry_type == INCIDENT_OPENED:
+            if self.incident_systems is not None and isinstance(payload.get("incident_id"), str):
+                self.incident_systems[payload["incident_id"]] = str(payload.get("system_id"))
         elif entry_type == POLICY_PUBLISHED:
             digest = str(payload.get("digest"))
             self.policies.setdefault(digest, [str(payload.get("id")), str(payload.get("version")),
@@ -1695,9 +1764,13 @@ class Authority:
 _AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
                     "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements",
                     "evidence", "applicability_seqs", "tokens", "custom_kpis", "recorded_controls",
-                    "recorded_controls_seq")
+                    "recorded_controls_seq", "eu_high_risk", "incident_systems")
 #: state added after verified states were first recorded: an older state lacks it
-_LATER_STATE = frozenset({"tokens", "custom_kpis", "recorded_controls", "recorded_controls_seq"})
+_LATER_STATE = frozenset({"tokens", "custom_kpis", "recorded_controls", "recorded_controls_seq", "eu_high_risk",
+                          "incident_systems"})
+#: later state an older state cannot stand for by an empty default (entries of its kind were folded
+#: before, just not recorded)
+_UNKNOWN_IN_OLDER_STATE = frozenset({"eu_high_risk", "incident_systems"})
 
 
 def _scope_allows(scope: str, entry_type: str, payload: dict[str, Any], key_id: str | None) -> bool:

@@ -25,7 +25,7 @@ from ..kpis import KpiCatalog
 from ..validation import collect_validation_errors
 from .compile import CompiledCondition, compile_condition
 from .context import FORBIDDEN_BUILTINS, build_context
-from .expressions import EvidenceRef, evidence_refs, format_value, symbols_used, unparse
+from .expressions import EvidenceRef, evidence_refs, format_value, symbols_used, system_gates, unparse
 from .limits import bounded_cost_problems
 from .model import Policy, Rule, Scope
 
@@ -322,6 +322,29 @@ class PolicyCompiler:
                                      f"{control} is listed in both controls (primary) and supporting_controls; "
                                      "a mapping is one or the other", at)
 
+    def check_primary_evidence(self, rules: list[tuple[int, CompiledRule]], smap: SourceMap,
+                               problems: DiagnosticCollector) -> None:
+        """A rule gated on the system may not be a primary mapping.
+
+        A condition such as ``system.risk_tier == "high" and human_override_rate < 0.005`` passes for
+        every other system whatever the evidence says, so its pass is no operating evidence there; only
+        a primary mapping makes a control `operating`. Scope the policy with ``applies_to`` instead, or
+        map the controls as ``supporting_controls``. Reported at the rule's ``controls``.
+        """
+        for index, compiled in rules:
+            rule = compiled.rule
+            if not rule.controls:
+                continue
+            for label, condition in (("when", compiled.breach), ("warn_when", compiled.warn)):
+                gates = system_gates(condition.statement) if condition is not None else []
+                if gates:
+                    problems.add("system_gated_primary", f"{label} is gated on the system "
+                                 f"({unparse(gates[0])}): for some systems it passes whatever the evidence, so it "
+                                 f"is no operating evidence for {', '.join(rule.controls)}; map them under "
+                                 "supporting_controls, or select the systems with the policy's applies_to",
+                                 smap.location(("rules", index, "controls"), rule=rule.id))
+                    break
+
     # -- all stages ----------------------------------------------------------------------------
 
     def compile_files(self, paths: Sequence[Path]) -> PolicySet:
@@ -332,19 +355,25 @@ class PolicyCompiler:
         """
         problems = DiagnosticCollector()
         documents = self.load(paths, problems)
-        return self._compile(documents, problems)
+        return self._compile(documents, problems, authoring=True)
 
     def compile_documents(self, documents: Sequence[tuple[Any, SourceMap]]) -> PolicySet:
         """Compile already-parsed policy documents (e.g. policy versions recorded in the ledger)."""
         return self._compile(list(documents), DiagnosticCollector())
 
-    def _compile(self, documents: list[tuple[Any, SourceMap]], problems: DiagnosticCollector) -> PolicySet:
+    def _compile(self, documents: list[tuple[Any, SourceMap]], problems: DiagnosticCollector, *,
+                 authoring: bool = False) -> PolicySet:
         warnings = DiagnosticCollector()
         validated = self.check_schema(documents, problems)
         compiled: list[CompiledPolicy] = []
         for policy, policy_id, valid_rules, smap in validated:
             rules = [self.compile_rule(policy_id, i, rule, smap, problems, warnings) for i, rule in valid_rules]
             self.check_references(valid_rules, smap, problems)
+            if authoring:
+                # Policy files being written or proposed; versions already recorded in a ledger are
+                # judged as they were recorded, so a rule added since does not unmake their findings.
+                self.check_primary_evidence([(i, r) for (i, _), r in zip(valid_rules, rules, strict=True)
+                                             if r is not None], smap, problems)
             if policy is not None and all(r is not None for r in rules):
                 compiled.append(CompiledPolicy(policy, smap.file, policy_digest(policy),
                                                tuple(r for r in rules if r is not None)))

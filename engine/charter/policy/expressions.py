@@ -204,6 +204,31 @@ def is_not(node: Any) -> bool:
     return isinstance(node, ast.UnaryExpression) and node.type == "not"
 
 
+def system_gates(node: Any) -> list[Any]:
+    """The sub-conditions of a condition that read the system and nothing measured, and so gate it.
+
+    Looks through the condition's logic (``and``, ``or``, ``not``, and a ternary's test) for operands
+    whose only names are ``system`` and built-ins: in ``system.risk_tier == "high" and override < 0.005``
+    or ``system.risk_tier != "high" or ...`` the outcome for some systems is fixed by the system alone,
+    whatever the evidence says. Left to right, as written.
+    """
+    gates: list[Any] = []
+    pending = [node.expression if isinstance(node, ast.Statement) else node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ast.LogicExpression):
+            pending.extend((current.right, current.left))
+        elif is_not(current):
+            pending.append(current.right)
+        elif isinstance(current, ast.TernaryExpression):
+            pending.extend((current.case_false, current.case_true, current.condition))
+        else:
+            names = {name for scope, name in symbols_used(current) if scope != "built-in"}
+            if names == {"system"}:
+                gates.append(current)
+    return gates
+
+
 @dataclass(frozen=True, order=True)
 class EvidenceRef:
     """A KPI value a rule reads: ``recall`` (where = None), ``baseline.recall``, ``bundle.kpis.recall``."""

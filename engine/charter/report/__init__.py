@@ -18,7 +18,7 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from ..ledger.verify import verify_with_state
 from ..policy.compiler import CompiledPolicy
 from .model import (
     KPI_HEALTH_FORMULA,
+    Citation,
     ControlSystemStatus,
     EvidenceRef,
     InclusionProofRef,
@@ -49,7 +50,7 @@ from .model import (
     build_report,
     report_inputs,
 )
-from .oscal import OscalControlStatus, OscalInput, OscalObservation, OscalRisk, render_oscal
+from .oscal import OscalControlStatus, OscalInput, OscalLedgerLink, OscalObservation, OscalRisk, render_oscal
 from .svg import STATUS_COLOURS, escalation_svg, trend_chart
 
 if TYPE_CHECKING:
@@ -133,7 +134,8 @@ def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple
         return [item for item in citing(ref) if not item.systems or system_id in item.systems]
 
     seqs = {framework: active.seq for framework, active in statements.documents.items()}
-    return ReportContext(applicability=applicability, evidence=evidence), seqs
+    labels = {framework: active.label for framework, active in statements.documents.items()}
+    return ReportContext(applicability=applicability, evidence=evidence, statement_labels=labels), seqs
 
 
 def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compiler: PolicyCompiler, *,
@@ -211,7 +213,8 @@ def bind(ledger: Ledger, log_public_key: bytes, as_of: datetime.datetime, compil
                             "log receipts, signatures and the authority behind each change) before this report was "
                             "built")
     inputs = report_inputs(active.policy_set.policies, graph, policy_activation_seq=active.activation_seq,
-                           escalation_seq=escalation_seq, applicability=applicability_seqs)
+                           escalation_seq=escalation_seq, applicability=applicability_seqs,
+                           record_hash=lambda seq: tree.leaf(seq).hex())
     return BoundState(snapshot, binding, active.policy_set.policies, graph, inputs, context, as_of, tree,
                       verdict.summary())
 
@@ -465,7 +468,8 @@ def oscal_input(document: ReportDocument) -> OscalInput:
             thresholds=dict(pair.thresholds), explanation=pair.explanation or pair.note,
             collected=pair.evaluated_at or pair.window_end or document.as_of,
             ledger_seq=pair.finding.seq if pair.finding else None,
-            record_hash=pair.finding.record_hash if pair.finding else None)
+            record_hash=pair.finding.record_hash if pair.finding else None,
+            governed_by=tuple(_link("governing decision or waiver", c) for c in pair.governed_by))
     # Test results and events cited for a (control, system): one observation per item and system, citing
     # every control of this report it is cited for.
     recorded: dict[tuple[str, str], tuple[EvidenceRef, set[str]]] = {}
@@ -482,14 +486,26 @@ def oscal_input(document: ReportDocument) -> OscalInput:
             explanation="", collected=item.valid_from or document.as_of, ledger_seq=item.seq,
             record_hash=item.record_hash, kind=item.kind,  # type: ignore[arg-type]
             outcome=item.outcome, method=item.method, actor=item.actor)
+    basis_label = {"eu-ai-act": "EU AI Act classification (system registration) of",
+                   "nist-ai-600-1": "kind of AI (system registration) of"}.get(document.framework,
+                                                                               "applicability statement deciding")
     statuses = tuple(
         OscalControlStatus(control=control.ref, system=row.system, status=row.status, reason=row.reason,
                            observations=tuple(observations[(rule, row.system)].id
                                               for rule in (*row.primary_rules, *row.supporting_rules,
                                                            *(e.id for e in row.evidence
                                                              if e.kind in ("test_result", "event")))
-                                              if (rule, row.system) in observations))
+                                              if (rule, row.system) in observations),
+                           basis=None if row.applicability.basis is None else _link(
+                               f"{basis_label} {row.system}", row.applicability.basis))
         for control in document.controls for row in control.systems)
+    decisions: dict[str, list[OscalLedgerLink]] = {}
+    for control in document.controls:
+        for decision in control.decisions:
+            decisions.setdefault(decision.incident, [])
+            link = _link(f"decision on {decision.incident} ({', '.join(decision.decisions)})", decision)
+            if link not in decisions[decision.incident]:
+                decisions[decision.incident].append(link)
     severity_of = {(pair.rule, pair.system): pair.severity for pair in document.pairs}
     risks: dict[tuple[str, str], OscalRisk] = {}
     for control in document.controls:
@@ -500,7 +516,12 @@ def oscal_input(document: ReportDocument) -> OscalInput:
                 title=f"{incident.rule} on {incident.system}" + (f" [{incident.segment}]" if incident.segment else ""),
                 description=f"{incident.severity} breach of {incident.rule}, incident {incident.id}, {incident.state}",
                 severity=incident.severity, state=incident.state, opened=incident.opened_at, deadline=None,
-                ledger_seq=None, record_hash=None)
+                ledger_seq=incident.opened.seq, record_hash=incident.opened.record_hash,
+                governed_by=(*decisions.get(incident.id, ()),
+                             *((_link(f"Art. 73 classification of {incident.id}", incident.classification),)
+                               if incident.classification is not None else ()),
+                             *(_link(f"{f.kind} Art. 73 report on {incident.id} filed with {f.authority}", f)
+                               for f in incident.filings)))
         for waiver in control.waivers:
             risks[("waiver", waiver.id)] = OscalRisk(
                 id=waiver.id, kind="waiver", system=waiver.system, rule=waiver.rule,
@@ -509,12 +530,30 @@ def oscal_input(document: ReportDocument) -> OscalInput:
                 description=f"risk accepted by {waiver.owner} on incident {waiver.incident} until {waiver.expires_at}",
                 severity=severity_of.get((waiver.rule, waiver.system), "not given"),
                 state="active" if waiver.active else "expired", opened=waiver.granted_at,
-                deadline=waiver.expires_at, ledger_seq=None, record_hash=None)
+                deadline=waiver.expires_at, ledger_seq=waiver.seq, record_hash=waiver.record_hash)
     return OscalInput(framework=document.framework, framework_name=document.framework_name,
                       title=f"Charter assessment of {document.framework_name}", as_of=document.as_of,
                       origin=document.ledger.origin, checkpoint_size=document.ledger.checkpoint_size,
                       checkpoint_root=document.ledger.checkpoint_root, statuses=statuses,
-                      observations=tuple(observations.values()), risks=tuple(risks.values()))
+                      observations=tuple(observations.values()), risks=tuple(risks.values()),
+                      inputs=_input_links(document))
+
+
+def _link(label: str, citation: Citation) -> OscalLedgerLink:
+    return OscalLedgerLink(label=label, seq=citation.seq, record_hash=citation.record_hash)
+
+
+def _input_links(document: ReportDocument) -> tuple[OscalLedgerLink, ...]:
+    """The activations a report judged by, as OSCAL links."""
+    inputs = document.inputs
+    links = []
+    if inputs.policy_activation is not None:
+        links.append(_link("policy set activation", inputs.policy_activation))
+    if inputs.escalation_activation is not None:
+        links.append(_link("escalation configuration activation", inputs.escalation_activation))
+    links += [_link(f"{framework} applicability statement activation", citation)
+              for framework, citation in inputs.applicability_activations.items()]
+    return tuple(links)
 
 
 def _issue_key(digest: str, name: str) -> str:
@@ -741,6 +780,27 @@ def _check_citations(ledger: Ledger, data: bytes, bound: Any, checked: list[str]
             continue
         if seq >= len(leaves) or leaves[seq].hex() != proof["record_hash"]:
             problems.append(f"cited entry {seq}: the ledger holds another record hash there")
+    proven = {(int(p["seq"]), p["record_hash"]) for p in proofs}
+    unproven = sorted({c for c in _citations({k: v for k, v in document.items() if k != "proofs"})} - proven)
+    if unproven:
+        shown = ", ".join(f"seq {seq} ({record_hash[:16]})" for seq, record_hash in unproven[:5])
+        problems.append(f"{len(unproven)} cited entries have no inclusion proof in the report: {shown}"
+                        + (", ..." if len(unproven) > 5 else ""))
     if not problems:
-        checked.append(f"all {len(proofs)} cited entries are included in checkpoint {bound.size}")
+        checked.append(f"all {len(proofs)} cited entries are included in checkpoint {bound.size}, and every "
+                       "citation in the report has its proof")
     return problems
+
+
+def _citations(value: Any) -> Iterator[tuple[int, str]]:
+    """Every (seq, record hash) a JSON report cites: each object with both, wherever it sits."""
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict):
+            seq, record_hash = current.get("seq"), current.get("record_hash")
+            if isinstance(seq, int) and isinstance(record_hash, str):
+                yield seq, record_hash
+            pending.extend(current.values())
+        elif isinstance(current, list):
+            pending.extend(current)

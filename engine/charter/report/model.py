@@ -27,19 +27,21 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..applicability import KIND_SCOPE
 from ..errors import CharterError
 from ..escalation import EscalationGraph
 from ..evaluate import Status
 from ..frameworks import Framework, FrameworkSet, parse_control_ref
-from ..incidents import INCIDENT_TYPES, Incident, IncidentBook, State, Waiver, apply, metrics
+from ..incidents import INCIDENT_TYPES, WAIVER, Incident, IncidentBook, State, Waiver, apply, metrics
+from ..ledger.auditor import SYSTEM_REGISTERED
 from ..ledger.records import format_time
 from ..ledger.store import Ledger
 from ..policy.compiler import CompiledPolicy, CompiledRule
 from ..policy.model import Scope
 from ..registry import AISystem, SystemStatus
-from ..submission import BUNDLE, EVALUATION, FINDING, systems_in_ledger
+from ..submission import BUNDLE, EVALUATION, FINDING
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: evidence older than this is stale when the policy states no max_age
 DEFAULT_MAX_AGE = datetime.timedelta(days=90)
 POINTS = {"pass": 1.0, "warn": 0.75, "breach_governed": 0.5, "breach_open": 0.25, "missing": 0.0, "error": 0.0,
@@ -143,6 +145,9 @@ class ReportContext:
 
     applicability: Callable[[Framework, str, AISystem], ApplicabilityDecision]
     evidence: Callable[[str, str], Sequence[EvidenceRecord]]
+    #: framework -> the label of the applicability statement in force (a decision whose source it is
+    #: rests on that statement's activation entry)
+    statement_labels: dict[str, str] = field(default_factory=dict)
 
 
 class _Model(BaseModel):
@@ -150,7 +155,13 @@ class _Model(BaseModel):
 
 
 class Citation(_Model):
-    """A ledger entry a report relies on; `proofs` holds its inclusion proof against the report's checkpoint."""
+    """A ledger entry a report relies on; `proofs` holds its inclusion proof against the report's checkpoint.
+
+    Every object of a report with a ``seq`` and a ``record_hash`` is such a citation (findings, bundles,
+    documents, attestations, the decisions and waivers that govern a breach, incident openings, Art. 73
+    classifications and filings, system classifications, and the activations the report judged by):
+    `ReportDocument.cited` lists them all and `charter report verify` checks each has its proof.
+    """
 
     seq: int
     record_hash: str = Field(description="hex SHA-256 record hash of the entry")
@@ -172,6 +183,9 @@ class PairStatus(_Model):
     note: str
     governed: bool | None = Field(default=None, description="for a breach: whether a decision or an unexpired "
                                   "waiver governs it")
+    governed_by: list[Citation] = Field(default_factory=list, description="for a governed breach: the decision "
+                                        "(incident.transition) or waiver (waiver.granted) entries that govern it, one "
+                                        "per breached segment")
     finding: Citation | None = Field(default=None, description="the finding entry that speaks for the pair")
     bundle: Citation | None = Field(default=None, description="the evidence bundle that finding judged")
     evaluated_at: str | None = None
@@ -187,6 +201,10 @@ class ApplicabilityRef(_Model):
     reason: str
     applies_from: str | None = None
     source: str = ""
+    basis: Citation | None = Field(default=None, description="the entry the decision rests on: for the EU AI Act, "
+                                   "the system's registration recording the classification in force; for ISO/IEC "
+                                   "42001 and the NIST AI RMF, the activation of the Statement of Applicability or "
+                                   "target profile that decides it")
 
 
 class EvidenceRef(_Model):
@@ -221,6 +239,26 @@ class ControlSystemStatus(_Model):
     evidence: list[EvidenceRef]
 
 
+class ClassificationRef(Citation):
+    """The Art. 3(49) triage of an incident in force (an ``incident.classified`` entry)."""
+
+    serious: bool
+    ground: str | None
+    aware_at: str | None
+    due_at: str | None
+    by: str
+
+
+class FilingRef(Citation):
+    """A report filed with an authority under Art. 73 (an ``incident.report_filed`` entry)."""
+
+    kind: str
+    authority: str
+    reference: str
+    filed_at: str
+    by: str
+
+
 class IncidentRef(_Model):
     """An incident of a rule mapped to the control."""
 
@@ -232,10 +270,13 @@ class IncidentRef(_Model):
     state: str
     opened_at: str
     escalated_to: list[str]
+    opened: Citation = Field(description="the incident.opened entry")
+    classification: ClassificationRef | None = Field(default=None, description="the Art. 73 triage in force, if any")
+    filings: list[FilingRef] = Field(default_factory=list)
 
 
-class DecisionRef(_Model):
-    """A decision taken on such an incident."""
+class DecisionRef(Citation):
+    """A decision taken on such an incident (its ``incident.transition`` entry)."""
 
     incident: str
     system: str
@@ -247,8 +288,8 @@ class DecisionRef(_Model):
                            "(the ledger refuses a decision with neither)")
 
 
-class WaiverRef(_Model):
-    """An accepted risk on a mapped rule."""
+class WaiverRef(Citation):
+    """An accepted risk on a mapped rule (its ``waiver.granted`` entry)."""
 
     id: str
     incident: str
@@ -408,6 +449,11 @@ class ReportInputs(_Model):
     escalation_seq: int | None = Field(default=None, description="the escalation.activated entry in force")
     applicability: dict[str, int] = Field(default_factory=dict, description="framework -> seq of the applicability "
                                           "statement in force (ISO SoA, NIST target profile)")
+    policy_activation: Citation | None = Field(default=None, description="the policy.activated entry in force")
+    escalation_activation: Citation | None = Field(default=None, description="the escalation.activated entry in "
+                                                   "force")
+    applicability_activations: dict[str, Citation] = Field(default_factory=dict, description="framework -> the "
+                                                           "applicability.activated entry in force")
 
 
 class InclusionProofRef(_Model):
@@ -444,16 +490,39 @@ class ReportDocument(_Model):
                                             "entry against the checkpoint, by seq")
 
     def cited(self) -> dict[int, str]:
-        """Seq -> record hash of every ledger entry this report cites."""
+        """Seq -> record hash of every ledger entry this report cites (each gets an inclusion proof)."""
         cited: dict[int, str] = {}
+
+        def add(citation: Citation | EvidenceRef | None) -> None:
+            if citation is not None:
+                cited[citation.seq] = citation.record_hash
+
+        inputs = self.inputs
+        for citation in (inputs.policy_activation, inputs.escalation_activation,
+                         *inputs.applicability_activations.values()):
+            add(citation)
         for pair in self.pairs:
-            for citation in (pair.finding, pair.bundle):
-                if citation is not None:
-                    cited[citation.seq] = citation.record_hash
+            add(pair.finding)
+            add(pair.bundle)
+            for governing in pair.governed_by:
+                add(governing)
+        seen: set[int] = set()  # rows share applicability and evidence objects: each is read once
         for control in self.controls:
             for row in control.systems:
+                if id(row.applicability) not in seen:
+                    seen.add(id(row.applicability))
+                    add(row.applicability.basis)
                 for item in row.evidence:
-                    cited[item.seq] = item.record_hash
+                    add(item)
+            for incident in control.open_incidents:
+                add(incident.opened)
+                add(incident.classification)
+                for filing in incident.filings:
+                    add(filing)
+            for decision in control.decisions:
+                add(decision)
+            for waiver in control.waivers:
+                add(waiver)
         return dict(sorted(cited.items()))
 
 
@@ -490,6 +559,12 @@ class PortfolioSnapshot:
     series: dict[tuple[str, str, str | None], list[tuple[str, float]]] = field(default_factory=dict)
     book: IncidentBook = field(default_factory=IncidentBook)
     newest_measured_at: datetime.datetime | None = None
+    #: seq -> hex record hash of every incident entry (openings, transitions, waivers, Art. 73), to cite them
+    incident_hashes: dict[int, str] = field(default_factory=dict)
+    #: waiver id -> the seq of its waiver.granted entry
+    waiver_seqs: dict[str, int] = field(default_factory=dict)
+    #: system id -> its registration in force (which records its EU AI Act classification)
+    registrations: dict[str, Citation] = field(default_factory=dict)
     _governance: tuple[dict[tuple[str, str, str | None], list[Waiver]],
                        dict[tuple[str, str, str | None], Incident]] | None = None
     _assessed: dict[Any, list[PairStatus]] = field(default_factory=dict)
@@ -503,7 +578,11 @@ class PortfolioSnapshot:
         evaluation states how many findings it made), so a report touches the bundles, the incident
         entries and one evaluation per system, not every finding ever made.
         """
-        snapshot = cls(size, dict(systems_in_ledger(ledger, before=size)))
+        snapshot = cls(size, {})
+        for entry in ledger.entries(0, size, types=(SYSTEM_REGISTERED,)):  # as `systems_in_ledger`, with the seqs
+            system = AISystem.model_validate(entry.payload["system"])
+            snapshot.systems[system.id] = system
+            snapshot.registrations[system.id] = Citation(seq=entry.seq, record_hash=entry.record_hash.hex())
         # system -> (window end, seq, submission, record hash)
         latest_bundle: dict[str, tuple[datetime.datetime, int, str, bytes]] = {}
         for entry in ledger.entries(0, size, types=(BUNDLE,)):
@@ -545,6 +624,9 @@ class PortfolioSnapshot:
                 current.breached_segments.append(p.get("segment"))
         for entry in ledger.entries(0, size, types=INCIDENT_TYPES):
             apply(snapshot.book, entry)
+            snapshot.incident_hashes[entry.seq] = entry.record_hash.hex()
+            if entry.type == WAIVER:
+                snapshot.waiver_seqs[str(entry.payload["waiver_id"])] = entry.seq
         for points in snapshot.series.values():
             points.sort()
         return snapshot
@@ -625,24 +707,41 @@ def rule_controls(policies: Sequence[CompiledPolicy]) -> tuple[dict[tuple[str, s
     return primary, supporting
 
 
-def _governed(snapshot: PortfolioSnapshot, key: tuple[str, str, str | None], at: datetime.datetime) -> str | None:
-    """Why the breach of one (system, rule, segment) counts as governed, or None.
+def _incident_citation(snapshot: PortfolioSnapshot, seq: int) -> Citation:
+    """The citation of an incident entry (opening, transition, waiver, Art. 73 entry) the snapshot read."""
+    return Citation(seq=seq, record_hash=snapshot.incident_hashes[seq])
+
+
+def _last_decision(incident: Incident) -> dict[str, Any] | None:
+    """The timeline event of the incident's latest decision (its ``decide`` transition), or None."""
+    return next((event for event in reversed(incident.timeline) if event["event"] == "decide"), None)
+
+
+def _governed(snapshot: PortfolioSnapshot, key: tuple[str, str, str | None],
+              at: datetime.datetime) -> tuple[str, Citation | None] | None:
+    """Why the breach of one (system, rule, segment) counts as governed, and the entry that governs it; or None.
 
     Governed means a waiver granted by `at` and not yet expired accepts the risk, or the key's most
     recent incident (the one the breach attaches to) carries a decision that still holds: a decision
-    to accept a risk whose waiver has lapsed no longer does.
+    to accept a risk whose waiver has lapsed no longer does. The entry is the waiver.granted or the
+    deciding incident.transition.
     """
     waivers, incidents = snapshot.governance_index()
     for waiver in waivers.get(key, ()):
         if _waiver_active(waiver, at):  # the index already matched the key
-            return f"risk accepted until {waiver.expires_at} ({waiver.id})"
+            seq = snapshot.waiver_seqs.get(waiver.id)
+            return (f"risk accepted until {waiver.expires_at} ({waiver.id})",
+                    None if seq is None else _incident_citation(snapshot, seq))
     incident = incidents.get(key)
     if incident is None or incident.state not in (State.DECIDED, State.RESOLVED, State.CLOSED):
         return None
     decision = incident.current_decision or incident.decisions
     if set(decision) <= {"accept_risk"}:
         return None  # the accepted risk's waiver was checked above: it has lapsed or is not yet granted
-    return f"{incident.id} decided: {', '.join(decision)}"
+    event = _last_decision(incident)
+    cited = None if event is None else _incident_citation(snapshot, int(event["seq"]))
+    where = f" at seq {cited.seq}" if cited is not None else ""
+    return f"{incident.id} decided{where}: {', '.join(decision)}", cited
 
 
 def _ungoverned(snapshot: PortfolioSnapshot, key: tuple[str, str, str | None], at: datetime.datetime) -> str:
@@ -671,14 +770,18 @@ def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datet
     superseded = bool(latest.policy_digest) and latest.policy_digest != pair.policy.digest
     fresh = age <= max_age and not superseded
     status, note, governed = latest.status, "", None
+    governed_by: list[Citation] = []
     if status == "breach":
         # governed or not whatever its age: an undecided breach stays open when evidence stops coming
         keys = [(system, rule, s) for s in dict.fromkeys(latest.breached_segments)]
         reasons = [_governed(snapshot, key, as_of) for key in keys]
         governed = all(reasons)
-        note = "; ".join(r for r in reasons if r) if governed else \
-            "; ".join(_ungoverned(snapshot, key, as_of) for key, reason in zip(keys, reasons, strict=True)
-                      if not reason)
+        if governed:
+            note = "; ".join(r[0] for r in reasons if r)
+            governed_by = list({c.seq: c for r in reasons if r and (c := r[1]) is not None}.values())
+        else:
+            note = "; ".join(_ungoverned(snapshot, key, as_of) for key, reason in zip(keys, reasons, strict=True)
+                             if not reason)
     if superseded:
         points = POINTS["stale"]
         note = "; ".join(filter(None, [f"judged under another version of {pair.policy.policy.id} "
@@ -692,7 +795,8 @@ def _pair_status(pair: _Pair, snapshot: PortfolioSnapshot, as_of: datetime.datet
         points = POINTS[status]
     return PairStatus(system=system, rule=rule, severity=severity, status=status, segment=segment,
                       window_end=latest.window_end, age_days=round(age.total_seconds() / 86400, 1), fresh=fresh,
-                      points=points, note=note, governed=governed, finding=latest.finding, bundle=latest.bundle,
+                      points=points, note=note, governed=governed, governed_by=governed_by, finding=latest.finding,
+                      bundle=latest.bundle,
                       evaluated_at=latest.evaluated_at, observed=latest.observed, thresholds=latest.thresholds,
                       explanation=latest.explanation)
 
@@ -701,10 +805,10 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
 
 
-def _applicability_ref(decision: ApplicabilityDecision) -> ApplicabilityRef:
+def _applicability_ref(decision: ApplicabilityDecision, basis: Citation | None = None) -> ApplicabilityRef:
     since = decision.applies_from.isoformat() if decision.applies_from is not None else None
     return ApplicabilityRef(status=decision.status,  # type: ignore[arg-type]
-                            reason=decision.reason, applies_from=since, source=decision.source)
+                            reason=decision.reason, applies_from=since, source=decision.source, basis=basis)
 
 
 def _evidence_ref(item: EvidenceRecord, as_of: datetime.datetime) -> EvidenceRef:
@@ -729,11 +833,12 @@ class _SharedRows:
         self._evidence: dict[int, tuple[EvidenceRecord, EvidenceRef]] = {}
         self._status: dict[tuple[Any, ...], tuple[ControlStatusName, str]] = {}
 
-    def applicability(self, decision: ApplicabilityDecision) -> ApplicabilityRef:
-        key = (decision.status, decision.reason, decision.applies_from, decision.source)
+    def applicability(self, decision: ApplicabilityDecision, basis: Citation | None = None) -> ApplicabilityRef:
+        key = (decision.status, decision.reason, decision.applies_from, decision.source,
+               None if basis is None else basis.seq)
         known = self._applicability.get(key)
         if known is None:
-            known = self._applicability[key] = _applicability_ref(decision)
+            known = self._applicability[key] = _applicability_ref(decision, basis)
         return known
 
     def evidence(self, item: EvidenceRecord) -> EvidenceRef:
@@ -772,6 +877,24 @@ def _occurrence_words(item: EvidenceRef) -> str:
     if item.kind == "test_result":
         return f"test result {item.id} '{item.title}' {item.outcome} on {(item.valid_from or '')[:10]}"
     return f"event {item.id} '{item.title}' ({item.event_kind}) on {(item.valid_from or '')[:10]}"
+
+
+def _applicability_basis(framework: Framework, decision: ApplicabilityDecision, system_id: str,
+                         snapshot: PortfolioSnapshot, inputs: ReportInputs, context: ReportContext) -> Citation | None:
+    """The entry an applicability decision rests on, so that "not applicable because ..." can be followed.
+
+    The EU AI Act decides by the system's recorded role(s) and classification, and NIST AI 600-1 by its
+    recorded kind: the registration in force. ISO/IEC 42001 and the NIST AI RMF decide by the Statement
+    of Applicability or target profile in force: its activation, when the decision is that statement's
+    (clauses 4-10 always apply, and no statement decides nothing).
+    """
+    framework_id = framework.id
+    if framework_id == "eu-ai-act" or KIND_SCOPE in framework.extra:
+        return snapshot.registrations.get(system_id)  # the classification, or the kind, it records
+    label = context.statement_labels.get(framework_id)
+    if label is not None and decision.source == label:
+        return inputs.applicability_activations.get(framework_id)
+    return None
 
 
 def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus],
@@ -848,18 +971,31 @@ def _pair_words(pair: PairStatus) -> str:
     return pair.status
 
 
-def _incident_ref(incident: Incident) -> IncidentRef:
+def _incident_ref(snapshot: PortfolioSnapshot, incident: Incident) -> IncidentRef:
+    opened = _incident_citation(snapshot, int(incident.timeline[0]["seq"]))  # the opening is its first event
+    triage = incident.classification
+    classification = None
+    if triage is not None:
+        classification = ClassificationRef(
+            **_incident_citation(snapshot, int(triage["seq"])).model_dump(), serious=bool(triage["serious"]),
+            ground=triage.get("ground"), aware_at=triage.get("aware_at"), due_at=triage.get("due_at"),
+            by=str(triage.get("by")))
+    filings = [FilingRef(**_incident_citation(snapshot, int(f["seq"])).model_dump(), kind=str(f["kind"]),
+                         authority=str(f["authority"]), reference=str(f["reference"]), filed_at=str(f["filed_at"]),
+                         by=str(f["by"])) for f in incident.filings]
     return IncidentRef(id=incident.id, system=incident.system_id, rule=incident.rule, segment=incident.segment,
                        severity=incident.severity.value, state=incident.state.value, opened_at=incident.opened_at,
-                       escalated_to=list(incident.escalated_to))
+                       escalated_to=list(incident.escalated_to), opened=opened, classification=classification,
+                       filings=filings)
 
 
-def _decisions(incident: Incident) -> list[DecisionRef]:
+def _decisions(snapshot: PortfolioSnapshot, incident: Incident) -> list[DecisionRef]:
     out = []
     for event in incident.timeline:
         if event["event"] == "decide":
             note, _, listed = event["note"].partition(" [decision: ")
-            out.append(DecisionRef(incident=incident.id, system=incident.system_id, at=event["at"], by=event["by"],
+            out.append(DecisionRef(**_incident_citation(snapshot, int(event["seq"])).model_dump(),
+                                   incident=incident.id, system=incident.system_id, at=event["at"], by=event["by"],
                                    decisions=listed.rstrip("]").split(", ") if listed else [], note=note,
                                    proven_by=str(event.get("proof", "key signature"))))
     return out
@@ -901,14 +1037,25 @@ def _trends(snapshot: PortfolioSnapshot, policies: Sequence[CompiledPolicy], sys
 
 
 def report_inputs(policies: Sequence[CompiledPolicy], graph: EscalationGraph, *, policy_activation_seq: int | None,
-                  escalation_seq: int | None, applicability: dict[str, int]) -> ReportInputs:
-    """The inputs block: every policy by digest, the escalation configuration, and the seqs that put them in force."""
+                  escalation_seq: int | None, applicability: dict[str, int],
+                  record_hash: Callable[[int], str] | None = None) -> ReportInputs:
+    """The inputs block: every policy by digest, the escalation configuration, and the entries that put them in force.
+
+    With `record_hash` (seq -> hex record hash), the activations are cited (seq and hash) as well as named.
+    """
     refs = sorted((PolicyRef(id=p.policy.id, version=p.policy.version, digest=p.digest) for p in policies),
                   key=lambda r: (r.id, r.version))
     joined = "".join(f"{digest}\n" for digest in sorted(r.digest for r in refs))
+
+    def cite(seq: int | None) -> Citation | None:
+        return None if seq is None or record_hash is None else Citation(seq=seq, record_hash=record_hash(seq))
+
+    activations = {framework: cite(seq) for framework, seq in sorted(applicability.items())}
     return ReportInputs(policies=refs, policy_set_digest=hashlib.sha256(joined.encode()).hexdigest(),
                         policy_activation_seq=policy_activation_seq, escalation_digest=graph.digest,
-                        escalation_seq=escalation_seq, applicability=dict(sorted(applicability.items())))
+                        escalation_seq=escalation_seq, applicability=dict(sorted(applicability.items())),
+                        policy_activation=cite(policy_activation_seq), escalation_activation=cite(escalation_seq),
+                        applicability_activations={f: c for f, c in activations.items() if c is not None})
 
 
 def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: FrameworkSet,
@@ -956,7 +1103,9 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
         rows: list[ControlSystemStatus] = []
         any_evidence_path = False
         for target in systems:
-            applicability = shared.applicability(context.applicability(framework, control_id, target))
+            decision = context.applicability(framework, control_id, target)
+            applicability = shared.applicability(decision, _applicability_basis(
+                framework, decision, target.id, snapshot, inputs, context))
             primary = [by_pair[(r, target.id)] for r in primary_rules if (r, target.id) in by_pair]
             supporting = [r for r in supporting_rules if (r, target.id) in by_pair]
             evidence = [shared.evidence(item) for item in context.evidence(ref, target.id)]
@@ -996,10 +1145,11 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             counts=dict(sorted(Counter(r.status for r in rows).items())), systems=rows,
             attention=sorted((p for r in primary_rules for p in below_full.get(r, ())),
                              key=lambda s: (s.points, s.system, s.rule)),
-            open_incidents=[_incident_ref(i) for i in mapped_incidents if i.state not in (State.RESOLVED,
-                                                                                           State.CLOSED)],
-            decisions=[d for i in mapped_incidents for d in _decisions(i)],
-            waivers=[WaiverRef(id=w.id, incident=w.incident_id, system=w.system_id, rule=w.rule, owner=w.owner,
+            open_incidents=[_incident_ref(snapshot, i) for i in mapped_incidents
+                            if i.state not in (State.RESOLVED, State.CLOSED)],
+            decisions=[d for i in mapped_incidents for d in _decisions(snapshot, i)],
+            waivers=[WaiverRef(**_incident_citation(snapshot, snapshot.waiver_seqs[w.id]).model_dump(),
+                               id=w.id, incident=w.incident_id, system=w.system_id, rule=w.rule, owner=w.owner,
                                granted_at=w.granted_at, expires_at=w.expires_at, active=_waiver_active(w, as_of))
                      for w in snapshot.book.waivers if w.rule in ruleset and w.system_id in applies]))
 

@@ -110,6 +110,15 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]<>|~&#])")
 
 
 @dataclass(frozen=True)
+class OscalLedgerLink:
+    """A ledger entry a report relies on beyond a finding: a decision, waiver, classification, filing, activation."""
+
+    label: str  # what the entry is, e.g. "decision on INC-1a2b3c4d", "EU AI Act classification of claims-approval"
+    seq: int
+    record_hash: str
+
+
+@dataclass(frozen=True)
 class OscalObservation:
     """One (rule, system) finding the report cites, or a test result or event cited for a system."""
 
@@ -129,6 +138,7 @@ class OscalObservation:
     outcome: str | None = None  # a test result's: passed, failed, inconclusive
     method: str | None = None  # a test result's method or tool
     actor: str | None = None  # who recorded a test result or event
+    governed_by: tuple[OscalLedgerLink, ...] = ()  # the decisions or waivers that govern a breach
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,7 @@ class OscalControlStatus:
     status: str  # not_applicable, no_evidence, designed, implemented, operating, nonconformity, undetermined
     reason: str
     observations: tuple[str, ...]  # OscalObservation ids behind it
+    basis: OscalLedgerLink | None = None  # the entry the applicability decision rests on
 
 
 @dataclass(frozen=True)
@@ -157,8 +168,9 @@ class OscalRisk:
     state: str
     opened: str
     deadline: str | None
-    ledger_seq: int | None
+    ledger_seq: int | None  # the incident.opened or waiver.granted entry
     record_hash: str | None
+    governed_by: tuple[OscalLedgerLink, ...] = ()  # decisions, the Art. 73 classification and filings
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,7 @@ class OscalInput:
     statuses: tuple[OscalControlStatus, ...]
     observations: tuple[OscalObservation, ...]
     risks: tuple[OscalRisk, ...]
+    inputs: tuple[OscalLedgerLink, ...] = ()  # the policy, escalation and applicability activations judged by
 
 
 def control_token(ref: str) -> str:
@@ -388,6 +401,7 @@ class _Builder:
                 problems.add("after_report_time", f"collected {_echo(obs.collected)} is after the report time "
                              f"{_echo(self.data.as_of)}", path=f"{path}.collected")
             self._evidence(problems, obs.ledger_seq, obs.record_hash, path)
+            self._links(problems, obs.governed_by, f"{path}.governed_by")
             if obs.system not in assessed:
                 problems.add("unknown_system", f"observation {_echo(obs.id)} is of system {_echo(obs.system)}, "
                              "for which the report has no control status", path=f"{path}.system")
@@ -395,8 +409,11 @@ class _Builder:
     def _check_statuses(self, problems: DiagnosticCollector) -> None:
         observations = {o.id: o for o in self.data.observations}
         seen: set[tuple[str, str]] = set()
+        self._links(problems, self.data.inputs, "$.inputs")
         for i, status in enumerate(self.data.statuses):
             path = f"$.statuses[{i}]"
+            if status.basis is not None:
+                self._links(problems, [status.basis], f"{path}.basis")
             self._text(problems, status.system, f"{path}.system")
             self._refs(problems, [status.control], f"{path}.control")
             if status.control.partition(":")[0] != self.data.framework:
@@ -439,6 +456,12 @@ class _Builder:
             if risk.deadline is not None:
                 self._time(problems, risk.deadline, f"{path}.deadline")
             self._evidence(problems, risk.ledger_seq, risk.record_hash, path)
+            self._links(problems, risk.governed_by, f"{path}.governed_by")
+
+    def _links(self, problems: DiagnosticCollector, links: Iterable[OscalLedgerLink], path: str) -> None:
+        for j, link in enumerate(links):
+            self._text(problems, link.label, f"{path}[{j}].label")
+            self._evidence(problems, link.seq, link.record_hash, f"{path}[{j}]")
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -457,8 +480,14 @@ class _Builder:
             pairs += [("control-id", self.tokens[ref]), ("control-ref", ref)]
         return pairs
 
+    def _ledger_link(self, link: OscalLedgerLink) -> dict[str, Any]:
+        """An OSCAL link to a ledger entry the report relies on, by the same URN as findings' evidence."""
+        return {"href": evidence_href(self.data.origin, link.seq, link.record_hash), "rel": "reference",
+                "text": f"{_md(link.label)}: ledger entry {link.seq}, record hash {link.record_hash}"}
+
     def _metadata(self, title: str) -> dict[str, Any]:
         data = self.data
+        links = {"links": [self._ledger_link(link) for link in data.inputs]} if data.inputs else {}
         return {
             "title": _md(title),
             "last-modified": self.as_of,
@@ -467,6 +496,7 @@ class _Builder:
             "props": self._props([("framework", data.framework), ("ledger-origin", data.origin),
                                   ("checkpoint-size", data.checkpoint_size), ("checkpoint-root", data.checkpoint_root),
                                   ("report-time", self.as_of)]),
+            **links,
             "remarks": f"Exported by Charter from the report on {_md(data.framework_name)} as of {self.as_of}, bound "
                        f"to checkpoint {data.checkpoint_size} of ledger {_md(data.origin)}. Controls are named by id "
                        "only; see the prop control-ref for Charter's reference.",
@@ -569,11 +599,18 @@ class _Builder:
             "origins": [{"actors": [{"type": "assessment-platform", "actor-uuid": _PLATFORM}]}],
             "subjects": [{"subject-uuid": _uuid("system", data.origin, obs.system), "type": "inventory-item",
                           "title": _md(obs.system)}],
-            "relevant-evidence": [evidence],
+            "relevant-evidence": [evidence, *(self._governing_evidence(link) for link in obs.governed_by)],
             "collected": self.collected[obs.id],
             "remarks": "A KPI result is evidence about the controls it bears on; it never makes a finding satisfied "
                        "on its own.",
         }
+
+    def _governing_evidence(self, link: OscalLedgerLink) -> dict[str, Any]:
+        return {"href": evidence_href(self.data.origin, link.seq, link.record_hash),
+                "description": f"Governed by {_md(link.label)}: ledger entry {link.seq} of ledger "
+                               f"{_md(self.data.origin)}, record hash {link.record_hash}, included in checkpoint "
+                               f"{self.data.checkpoint_size}.",
+                "props": self._props([("ledger-seq", link.seq), ("record-hash", link.record_hash)])}
 
     def _observation_uuid(self, obs: OscalObservation) -> str:
         return _uuid("observation", self.data.origin, obs.id, obs.record_hash or self.data.checkpoint_root)
@@ -617,9 +654,13 @@ class _Builder:
             "statement": statement,
             "props": self._props(pairs + self._control_props(risk.controls)),
         }
+        links = []
         if risk.ledger_seq is not None and risk.record_hash is not None:
-            out["links"] = [{"href": evidence_href(data.origin, risk.ledger_seq, risk.record_hash), "rel": "reference",
-                             "text": f"ledger entry {risk.ledger_seq}"}]
+            links.append({"href": evidence_href(data.origin, risk.ledger_seq, risk.record_hash), "rel": "reference",
+                          "text": f"ledger entry {risk.ledger_seq}"})
+        links += [self._ledger_link(link) for link in risk.governed_by]
+        if links:
+            out["links"] = links
         out["status"] = _RISK_STATUS[(risk.kind, risk.state)]
         out["origins"] = [{"actors": [{"type": "assessment-platform", "actor-uuid": _PLATFORM}]}]
         if deadline is not None:
@@ -662,6 +703,8 @@ class _Builder:
                        if r.system == status.system and status.control in r.controls)
         if risks:
             finding["related-risks"] = [{"risk-uuid": u} for u in risks]
+        if status.basis is not None:
+            finding["links"] = [self._ledger_link(status.basis)]
         if _line(status.reason):
             finding["remarks"] = f"Reason: {_md(status.reason)}"
         return finding

@@ -783,7 +783,12 @@ def test_forced_art73_entries_are_named_by_charter_verify(world: Populated, monk
         _classify(world, incident, "carla.rossi")
     if forgery == "serious_not_high_risk":  # review L2: a serious incident of a system not EU high-risk
         monkeypatch.setattr(charter.incidents, "_high_risk_problem", lambda *args: None)
-        entry = _classify(world, incident, "carla.rossi")
+        # The log's own authority check knows the rule too (review B3): only an insider past it lands this.
+        with pytest.raises(CharterError) as refused:
+            _classify(world, incident, "carla.rossi")
+        assert refused.value.code == "not_authorized" and "not high-risk" in str(refused.value)
+        with _unchecked():
+            entry = _classify(world, incident, "carla.rossi")
     elif forgery == "owner_classifies":  # the model owner classifies the incident he investigated
         monkeypatch.setattr(charter.incidents, "authorize_classification",
                             lambda graph, i, _who, statement, now, system: real_classification(
@@ -818,7 +823,12 @@ def test_forced_art73_entries_are_named_by_charter_verify(world: Populated, monk
         from tests.unit.ledger.helpers import COMPILER
 
         export_ledger(world.ledger, tmp_path / "export")
-        assert _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"]).returncode == 0
+        offline = _verify_export(tmp_path / "export", "--log-key", world.ledger.meta()["log_key_id"])
+        if forgery == "owner_classifies":  # who validates depends on the graph: Charter's own rule alone
+            assert offline.returncode == 0, offline.stdout
+        else:  # the registrations say the system is not high-risk: the exported verifier names it too
+            assert offline.returncode == 1 and f"seq {entry.seq}: not_authorized: incident.classified" in \
+                offline.stdout and "claims-approval is not high-risk" in offline.stdout, offline.stdout
         export = read_export(tmp_path / "export")
         result = audit(ExportedLedger(export.entries, export.origin), CATALOG, COMPILER)
         assert [(p.seq, p.kind) for p in result.unauthorized] == [(entry.seq, "not_authorized")]

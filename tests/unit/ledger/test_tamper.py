@@ -323,3 +323,97 @@ def test_any_single_byte_change_of_any_body_is_detected(pristine: tuple[str, Pop
     report = verify_ledger(copy, populated.log_key.public)
     assert not report.ok
     assert report.first_bad_seq == seq
+
+
+# -- forced past the rules by an insider who holds the log key: the rules, not the hashes, must name it ------
+
+
+def _claims_incident(populated: Populated) -> Any:
+    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June."""
+    import datetime
+    import json
+
+    from charter.incidents import load_book, transition
+    from charter.submission import submit_bundle
+    from tests.conftest import REPO
+    from tests.unit.ledger.helpers import CATALOG, key_of
+
+    claims = REPO / "evidence" / "claims-approval-2026-05.json"
+    at = datetime.datetime.fromisoformat(json.loads(claims.read_text())["measured_at"].replace("Z", "+00:00"))
+    submit_bundle(populated.ledger, claims.read_bytes(), CATALOG, key=key_of("tom.berger"), at=at)
+    populated.ledger.clock.now = datetime.datetime(2026, 6, 6, 15, tzinfo=datetime.UTC)  # type: ignore[attr-defined]
+    incident = next(i for i in load_book(populated.ledger).incidents.values()
+                    if i.rule == "core.fairness/approval-parity")
+    transition(populated.ledger, incident.id, "investigate", key_of("tom.berger"), "proxy feature")
+    transition(populated.ledger, incident.id, "validate", key_of("carla.rossi"), "disparity confirmed")
+    return incident
+
+
+def _force_serious(populated: Populated, incident: Any, monkeypatch: pytest.MonkeyPatch, aware_at: str) -> int:
+    """Append the validator's serious classification past Charter's rules and the store's check; its seq."""
+    import charter.incidents
+    from charter.incidents import classify
+    from tests.unit.ledger.helpers import key_of, unchecked
+
+    with monkeypatch.context() as patch, unchecked():
+        patch.setattr(charter.incidents, "_high_risk_problem", lambda *args: None)
+        entry = classify(populated.ledger, incident.id, key_of("carla.rossi"), "rights", serious=True, ground="c",
+                         aware_at=aware_at)
+    return entry.seq
+
+
+def _verify_offline(populated: Populated, directory: Path) -> Any:
+    import subprocess
+    import sys
+
+    from charter.ledger.export import export_ledger
+
+    export_ledger(populated.ledger, directory)
+    return subprocess.run([sys.executable, "-I", str(directory / "verify.py"), str(directory),
+                           "--log-key", populated.ledger.meta()["log_key_id"]], capture_output=True, text=True,
+                          check=False)
+
+
+@pytest.mark.parametrize("history", ["never high-risk", "high-risk, then reclassified"])
+def test_a_serious_classification_of_a_system_not_eu_high_risk_is_named_by_the_exported_verifier(
+        db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, history: str) -> None:
+    # Review B3: Art. 73 applies to EU high-risk systems under the classification in force; the
+    # standalone verifier folds the registrations, so it names such an entry as `charter verify` does.
+    from charter.incidents import classify
+    from charter.submission import register_system, systems_in_ledger
+    from tests.unit.ledger.helpers import key_of, register_high_risk
+
+    populated = populate(db_url, bundles=0)
+    earlier = None
+    if history != "never high-risk":
+        register_high_risk(populated.ledger)
+        incident = _claims_incident(populated)
+        earlier = classify(populated.ledger, incident.id, key_of("carla.rossi"), "rights", serious=True, ground="c",
+                           aware_at="2026-06-06T12:00:00+00:00").seq  # in force then: lawful, and stays so
+        current = systems_in_ledger(populated.ledger)["claims-approval"]
+        register_system(populated.ledger, current.model_copy(update={"eu_ai_act": current.eu_ai_act.model_copy(  # type: ignore[union-attr]
+            update={"annex_iii": None, "reasoning": "Not high-risk: motor claims are outside Annex III 5(c)."})}),
+            key_of("ben.okafor"))
+        seq = _force_serious(populated, incident, monkeypatch, "2026-06-06T13:00:00+00:00")
+    else:
+        incident = _claims_incident(populated)
+        seq = _force_serious(populated, incident, monkeypatch, "2026-06-06T12:00:00+00:00")
+    report = verify_ledger(populated.ledger, populated.log_key.public)
+    named = [p.seq for p in report.problems if p.kind == "not_authorized"]
+    assert named == [seq], report.problems  # once, though both the standalone rule and Charter's name it
+    offline = _verify_offline(populated, tmp_path / "export")
+    assert offline.returncode == 1, offline.stdout
+    assert f"seq {seq}: not_authorized: incident.classified  of {incident.id} by 'carla.rossi': claims-approval is " \
+        "not high-risk under its EU AI Act classification in force" in offline.stdout, offline.stdout
+    assert earlier is None or f"seq {earlier}:" not in offline.stdout
+
+
+def test_a_triage_that_finds_no_serious_incident_needs_no_high_risk_system(db_url: str, tmp_path: Path) -> None:
+    from charter.incidents import classify
+    from tests.unit.ledger.helpers import key_of
+
+    populated = populate(db_url, bundles=0)
+    incident = _claims_incident(populated)
+    classify(populated.ledger, incident.id, key_of("carla.rossi"), "no harm to rights", serious=False)
+    assert verify_ledger(populated.ledger, populated.log_key.public).ok
+    assert _verify_offline(populated, tmp_path / "export").returncode == 0

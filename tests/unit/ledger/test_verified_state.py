@@ -117,3 +117,28 @@ def test_truncation_below_the_state_is_reported(db_url: str) -> None:
     write_rows(engine, rows)
     report = verify_ledger(populated.ledger, populated.log_key.public, resume=True)
     assert not report.ok and any(p.kind == "truncated" for p in report.problems)
+
+
+def test_a_state_recorded_before_classifications_were_folded_does_not_claim_to_know_them() -> None:
+    # Review B3: an older verified state lacks the Art. 73 fold; resuming from it must not read that as
+    # "no system is high-risk" (every serious classification after it would be named wrongly).
+    from charter.ledger.auditor import Authority
+
+    current = Authority("example.org/log")
+    current.eu_high_risk = {"claims-approval": True}
+    current.incident_systems = {"INC-00000001": "claims-approval"}
+    resumed = Authority("example.org/log")
+    resumed.resume(current.to_state())
+    assert (resumed.eu_high_risk, resumed.incident_systems) == (current.eu_high_risk, current.incident_systems)
+    older = {k: v for k, v in current.to_state().items() if k not in ("eu_high_risk", "incident_systems")}
+    resumed.resume(older)
+    assert resumed.eu_high_risk is None and resumed.incident_systems is None
+    twin = resumed.copy()
+    assert twin.eu_high_risk is None and twin.incident_systems is None
+    payload = {"incident_id": "INC-00000001", "serious": True, "actor": "carla.rossi"}
+    resumed.escalation_members = {"carla.rossi": ["risk_compliance"]}
+    assert resumed._check_incident_classified(9, "carla.rossi", payload) is None
+    current.escalation_members = {"carla.rossi": ["risk_compliance"]}
+    current.eu_high_risk = {"claims-approval": False}
+    problem = current._check_incident_classified(9, "carla.rossi", payload)
+    assert problem is not None and problem.seq == 9 and "claims-approval is not high-risk" in problem.detail

@@ -208,3 +208,48 @@ def test_overlong_control_texts_are_schema_errors(compile_policy: Compile, ref: 
 
 #: digest of ``_policy(_rule(kpi="recall", min=0.5, controls=["eu-ai-act:art-15"]))`` at a8e4a6d
 PRE_SUPPORTING_DIGEST = "1fadfaf0fffa000d817c304ad4b79def9c4d6c2a2c86f56ef8cc2252395ce174"
+
+
+# -- a condition gated on the system is no primary evidence (review B4) ------------------------------------
+
+
+@pytest.mark.parametrize("when", [
+    'system.risk_tier == "high" and human_override_rate < 0.005',
+    'system.risk_tier != "high" or human_override_rate < 0.005',
+    'not (system.risk_tier != "high" or human_override_rate >= 0.005)',
+    'human_override_rate < 0.005 and "insurance" in system.tags',
+    'system.kind == "agentic" ? human_override_rate < 0.005 : false',
+])
+def test_a_system_gated_condition_may_not_be_a_primary_mapping(compile_policy: Compile, when: str) -> None:
+    document = _policy(_rule(when=when, controls=["eu-ai-act:art-14(4)(b)"]))
+    with pytest.raises(CharterError) as info:
+        compile_policy(document)
+    [problem] = info.value.diagnostics
+    assert problem.code == "system_gated_primary" and problem.location.path == "$.rules[0].controls"
+    lines = Path(str(problem.location.file)).read_text().splitlines()
+    assert problem.location.rule == "r" and lines[int(problem.location.line or 0) - 1].lstrip().startswith("controls:")
+    assert "gated on the system" in problem.message and "eu-ai-act:art-14(4)(b)" in problem.message
+    # The same condition as supporting evidence is fine.
+    compile_policy(_policy(_rule(when=when, supporting_controls=["eu-ai-act:art-14(4)(b)"])))
+
+
+@pytest.mark.parametrize("when", ["human_override_rate < 0.005", "recall < baseline.recall - 0.05",
+                                  "$now - bundle.window_end > t\"P45D\"",
+                                  "human_override_rate < (system.risk_tier == \"high\" ? 0.01 : 0.005)"])
+def test_conditions_that_always_read_the_evidence_may_be_primary(compile_policy: Compile, when: str) -> None:
+    assert compile_policy(_policy(_rule(when=when, controls=["eu-ai-act:art-14(4)(b)"]))).policies
+
+
+def test_the_gate_also_holds_for_warn_when(compile_policy: Compile) -> None:
+    document = _policy(_rule(when="human_override_rate < 0.005", controls=["eu-ai-act:art-14(4)(b)"],
+                             warn_when='system.risk_tier == "high" and human_override_rate < 0.01'))
+    assert _codes(compile_policy, document) == ["system_gated_primary"]
+
+
+def test_policy_versions_recorded_in_a_ledger_are_not_judged_by_the_authoring_rule(compiler: PolicyCompiler) -> None:
+    # A version recorded before the rule existed must still replay: reports judge by recorded versions.
+    from charter._sources import SourceMap
+
+    document = _policy(_rule(when='system.risk_tier == "high" and human_override_rate < 0.005',
+                             controls=["eu-ai-act:art-14(4)(b)"]))
+    assert compiler.compile_documents([(document, SourceMap("ledger"))]).policies
