@@ -602,10 +602,18 @@ def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer,
 
     Raises:
         CharterError: an invalid catalog, one that changes or drops a custom KPI recorded before
-            (``custom_kpi_changed``), or an approver who may not activate the set.
+            (``custom_kpi_changed``), a control catalog other than the one this log judges evidence by
+            (``control_catalog_mismatch``), or an approver who may not activate the set.
     """
     from .kpis import recorded_catalog
 
+    if controls is not None and recorded_controls(controls) != recorded_controls(ledger.controls):
+        # Which controls only an evidence attester may evidence is Charter's catalog, not an approver's choice:
+        # a statement signed with another catalog (an organisation list emptied, say) would hand that power
+        # to every system owner.
+        raise CharterError.single("control_catalog_mismatch", "the control catalog an activation records must be "
+                                  "the one this log judges evidence by (its frameworks' citable and "
+                                  "organisation-level controls); this one differs", path="$.controls")
     wanted = sorted(set(digests))
     custom = {kpi["id"]: kpi for kpi in (kpis or {}).get("kpis", [])} if isinstance(kpis, dict) else {}
     recorded_catalog(custom, "the custom KPI catalog")  # a valid definition of each, no built-in redefined

@@ -122,17 +122,11 @@ class IncidentAuditor:
     def __post_init__(self) -> None:
         self._entries: Iterator[Entry] = iter(self.ledger.entries())
         self._next: Entry | None = next(self._entries, None)
-        # received_at of the last entry taken and of the one before it: a bundle's transaction began after
-        # the one before it was received (see `_within_clock_gap`)
-        self._last: str | None = None
-        self._before: str | None = None
-        self._bundle_before: str | None = None
 
     def _take(self) -> Entry:
         entry = self._next
         assert entry is not None
         self._next = next(self._entries, None)
-        self._before, self._last = self._last, entry.received_at
         return entry
 
     def _fold(self, entry: Entry) -> None:
@@ -180,7 +174,6 @@ class IncidentAuditor:
         if self._next is None or self._next.seq != seq or self._next.type != _BUNDLE:
             raise ValueError(f"no bundle at seq {seq}, or bundles out of order")
         bundle = self._take()
-        self._bundle_before = self._before  # received_at of the entry before the bundle's transaction
         findings: list[Entry] = []
         caused: list[Entry] = []
         while self._next is not None and self._caused(bundle, self._next, bool(caused)):
@@ -222,15 +215,16 @@ class IncidentAuditor:
                           entry: Entry) -> bool:
         """Whether `entry`'s deadline is one a submission written before incidents were timed by the recorded
         ``received_at`` (`Ledger.stamp`) could have stored: those read the clock while building the batch,
-        after the previous transaction was received and at most `BUILD_CLOCK_GAP` before their own was, so
-        their deadline lies between the deadlines of those moments. Only an earlier (stricter) deadline
-        can pass this way; a later one, or one outside that window, is still a difference."""
-        if self._bundle_before is None or not isinstance(entry.payload.get("deadline"), dict):
+        at most `BUILD_CLOCK_GAP` before their own was received, so their deadline lies between the
+        deadlines of those moments. Only an earlier (stricter) deadline can pass this way; a later one, or
+        one outside that window, is still a difference."""
+        if not isinstance(entry.payload.get("deadline"), dict):
             return False
         received = datetime.datetime.fromisoformat(bundle.received_at.replace("Z", "+00:00"))
+        # Not bounded by the previous entry's received_at: clocks can lag it (`Ledger.append` takes the later).
         floor = format_time(received - BUILD_CLOCK_GAP)
         early = [(new.type, new.payload(findings) if callable(new.payload) else new.payload)
-                 for new in self._expected(bundle, findings, breaches, max(self._bundle_before, floor))]
+                 for new in self._expected(bundle, findings, breaches, floor)]
         late = {_key(t, p): p for t, p in self._expected_payloads(bundle, findings, breaches)}
         low = next((p for t, p in early if t == entry.type and _key(t, p) == _key(entry.type, entry.payload)), None)
         high = late.get(_key(entry.type, entry.payload))

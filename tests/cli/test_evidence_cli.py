@@ -243,6 +243,11 @@ def test_test_and_event_refusals_write_nothing(cli: Cli) -> None:
     cli.refused("evidence_field", *_test_args(cli, "--valid-for", "P90D", "--artifact-sha256", "ab" * 32))
     cli.refused("unknown_document", *_event_args(cli, "--valid-for", "P365D", "--document", "cd" * 32))
     cli.refused("evidence_field", *_event_args(cli, "--valid-for", "P365D", "--participant", "../etc"))
+    # the end of the calendar: a period past year 9999 is bad input, not a crash (review M4)
+    err = cli.refused("usage", *_with(_test_args(cli, "--valid-for", "P30D"), "--performed-at",
+                                      "9999-12-31T23:00:00Z"))
+    assert "Traceback" not in err and "last representable date" in err
+    cli.refused("usage", *_with(_event_args(cli, "--valid-for", "P30D"), "--occurred-at", "9999-12-31T23:00:00Z"))
 
 
 def test_tests_and_events_signed_elsewhere_are_accepted(cli: Cli) -> None:

@@ -346,7 +346,7 @@ def test_evidence_is_judged_by_the_catalog_the_activation_recorded(world: Popula
     earlier = record_attestation(world.ledger, _attestation(frameworks, controls=[MONITORING],
                                                             systems=["claims-approval"]), key_of(OWNER), frameworks)
     assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
-    # the approver records the new catalog with the same policy set: from then on it decides
+    # the approver records the new catalog, the one the log now judges by, with the same policy set
     activation = activate_policies(world.ledger, authority.active_policies, key_of("omar.haddad"),
                                    controls=rescoped)
     assert activation is not None and activation.payload["controls"] == recorded_controls(rescoped)
@@ -369,6 +369,7 @@ def test_a_recorded_catalog_without_a_control_refuses_evidence_of_it(world: Popu
 
     catalog = frameworks.control_catalog()
     narrowed = ControlCatalog(catalog.citable - {MONITORING}, catalog.organisation)
+    world.ledger.use_controls(narrowed)  # a Charter whose catalogs no longer list it
     activation = activate_policies(world.ledger, world.ledger.authority().active_policies, key_of("omar.haddad"),
                                    controls=narrowed)
     assert activation is not None
@@ -400,6 +401,7 @@ def test_a_signed_activation_records_the_catalog_it_was_signed_with(world: Popul
 
     authority = world.ledger.authority()
     rescoped = _rescoped(frameworks, MONITORING)
+    world.ledger.use_controls(rescoped)  # the log runs a Charter whose catalogs make the control organisation-level
     fields = activation_statement(authority.active_policies, authority.active_policies_seq, None, rescoped)
     signed = SignedStatement.sign(world.ledger.origin, "policy.activated", fields, key_of("omar.haddad"),
                                   "2026-03-01T00:00:00.000Z")
@@ -408,4 +410,41 @@ def test_a_signed_activation_records_the_catalog_it_was_signed_with(world: Popul
     forged = dict(fields, controls={**fields["controls"], "organisation": []})  # digest no longer matches
     bad = SignedStatement.sign(world.ledger.origin, "policy.activated", forged, key_of("omar.haddad"),
                                "2026-03-01T00:00:01.000Z")
-    _refused(world, "statement_mismatch", lambda: accept(world.ledger, bad))
+    _refused(world, "control_catalog_mismatch", lambda: accept(world.ledger, bad))
+
+
+def test_an_approver_cannot_record_a_catalog_of_their_own(world: Populated, frameworks: FrameworkSet) -> None:
+    """Review H1: an activation recording a catalog whose organisation list was emptied would let every owner
+    evidence the AI policy. The log records only the catalog it judges evidence by, whoever signs."""
+    from charter.authority import activate_policies, activation_statement
+    from charter.ledger.auditor import ControlCatalog
+
+    authority = world.ledger.authority()
+    emptied = ControlCatalog(frameworks.control_catalog().citable, frozenset())
+    error = _refused(world, "control_catalog_mismatch", lambda: activate_policies(
+        world.ledger, authority.active_policies, key_of("anna.schmidt"), controls=emptied))
+    assert "$.controls" in str(error)
+    fields = activation_statement(authority.active_policies, authority.active_policies_seq, None, emptied)
+    signed = SignedStatement.sign(world.ledger.origin, "policy.activated", fields, key_of("anna.schmidt"),
+                                  "2026-03-01T00:00:00.000Z")
+    _refused(world, "control_catalog_mismatch", lambda: accept(world.ledger, signed))
+    _refused(world, "not_authorized", lambda: record_document(  # the owner still may not document the AI policy
+        world.ledger, _document(frameworks, systems=["claims-approval"]), key_of(OWNER), frameworks))
+
+
+def test_a_forced_activation_narrowing_the_organisation_scope_is_named(world: Populated,
+                                                                       frameworks: FrameworkSet) -> None:
+    """Offline: organisation-level controls are only added from one recorded catalog to the next, so an
+    activation forced in past the log's check (by whoever holds the log key) is named by verify."""
+    from charter.authority import activation_statement, signed_entry
+    from charter.ledger.auditor import POLICY_ACTIVATED, ControlCatalog
+    from tests.unit.ledger.helpers import unchecked
+
+    authority = world.ledger.authority()
+    emptied = ControlCatalog(frameworks.control_catalog().citable, frozenset())
+    fields = activation_statement(authority.active_policies, authority.active_policies_seq, None, emptied)
+    with unchecked():
+        forced = world.ledger.append(lambda size: [signed_entry(world.ledger, POLICY_ACTIVATED, fields,
+                                                                key_of("anna.schmidt"), size=size)])[0]
+    report = verify_ledger(world.ledger, world.log_key.public, resume=False)
+    assert [(p.seq, p.kind) for p in report.problems] == [(forced.seq, "control_scope_narrowed")], report.summary()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from charter.ledger import merkle
@@ -185,3 +187,34 @@ def test_lapsed_tests_and_events_are_named_in_the_reason() -> None:
     assert "event evt:6 'Management review' (management_review) on 2026-03-01, expired" in reason
     status, reason = control_status(APPLICABLE, [], [item("document", ident="doc:1"), event()])
     assert status == "designed" and "would show it operating once implemented" in reason
+
+
+# -- review M2, M3: what clears a failed test ----------------------------------------------------------
+
+
+def _result(seq: int, outcome: str, actor: str, day: int, state: str = "current") -> Any:
+    from charter.report.model import EvidenceRef
+
+    return EvidenceRef(kind="test_result", id=f"test:{seq}", title="bias audit", actor=actor, state=state,
+                       valid_until="2027-01-01T00:00:00.000Z", seq=seq, record_hash="ab" * 32,
+                       valid_from=f"2026-03-{day:02d}T00:00:00.000Z", outcome=outcome, method="fairlearn")
+
+
+@pytest.mark.parametrize(("results", "status"), [
+    ([("failed", "anna.schmidt")], "nonconformity"),
+    ([("failed", "anna.schmidt"), ("inconclusive", "anna.schmidt")], "nonconformity"),  # inconclusive clears nothing
+    ([("failed", "anna.schmidt"), ("passed", "tom.berger")], "nonconformity"),  # the owner over someone else's
+    ([("failed", "anna.schmidt"), ("passed", "anna.schmidt")], "no_evidence"),  # the finder re-tested
+    ([("failed", "anna.schmidt"), ("passed", "omar.haddad")], "no_evidence"),  # someone independent re-tested
+    ([("failed", "tom.berger"), ("passed", "tom.berger")], "no_evidence"),  # the owner re-tested their own
+    ([("failed", "anna.schmidt"), ("passed", "tom.berger"), ("passed", "omar.haddad")], "no_evidence"),
+])
+def test_what_clears_a_failed_test(results: list[tuple[str, str]], status: str) -> None:
+    from charter.report.model import ApplicabilityRef, control_status
+
+    evidence = [_result(seq, outcome, actor, seq) for seq, (outcome, actor) in enumerate(results, start=1)]
+    applies = ApplicabilityRef(status="applicable", reason="applies")
+    decided, reason = control_status(applies, [], evidence, "tom.berger")
+    assert decided == status, reason
+    if status == "nonconformity" and results[-1][1] == "tom.berger":
+        assert "system's owner (tom.berger)" in reason

@@ -102,6 +102,9 @@ def _period_end(start: datetime.datetime, valid_for: str | None, until: str | No
             return start + _parse_duration(valid_for)
         except ValueError as exc:
             raise CharterError.single("usage", f"--valid-for: {exc}") from None
+        except OverflowError:  # a start near year 9999 plus the period leaves the calendar
+            raise CharterError.single("usage", f"--valid-for {valid_for} from {start:%Y-%m-%d} ends after the "
+                                      "last representable date") from None
     assert until is not None
     return parse_time(until, until_option)
 

@@ -338,7 +338,6 @@ def systems_register(
     ones the policy activation recorded), never against a kpis.yaml in a folder.
     """
     from ..authority import active_catalog
-    from ..kpis import builtin_catalog
     from ..ledger import SigningKey
     from ..ledger.auditor import SYSTEM_REGISTERED
     from ..registry import SystemRegistry
@@ -347,9 +346,9 @@ def systems_register(
 
     registrar = SigningKey.load(key)
     if sign_only is not None:
-        # Handed to a server, the statement is checked there against its ledger's catalog.
+        # Handed to a server, the statement's baselines are checked there against its ledger's catalog.
         local = None if remote_client(db) is not None else open_ledger(db, ledger_key, writable=False)
-        registry = SystemRegistry.from_file(file, active_catalog(local) if local is not None else builtin_catalog())
+        registry = SystemRegistry.from_file(file, active_catalog(local) if local is not None else None)
         write_signed(sign_only, SYSTEM_REGISTERED, [system_statement(s) for s in registry.values()], registrar,
                      signing_origin(db, ledger_key))
         return

@@ -519,7 +519,7 @@ DERIVED_FIELDS = {GOVERNANCE_CONFIG: ("approvals",),
 AUTHORITY_INPUTS = (GOVERNANCE_CONFIG, KEY_ADDED, KEY_REVOKED, SYSTEM_REGISTERED, POLICY_PUBLISHED,
                     POLICY_ACTIVATED, ESCALATION_ACTIVATED, APPLICABILITY_ACTIVATED,
                     EVIDENCE_DOCUMENT, EVIDENCE_ATTESTATION, EVIDENCE_TEST_RESULT, EVIDENCE_EVENT, EVIDENCE_WITHDRAWN,
-                    TOKEN_CREATED, TOKEN_REVOKED)
+                    TOKEN_CREATED, TOKEN_REVOKED, INCIDENT_OPENED)
 
 
 def statement_of(entry_type: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -1468,9 +1468,17 @@ class Authority:
             if digest not in self.active_policies and self.policies[digest][2] == actor:
                 return Problem(seq, "separation_of_duties", f"{actor!r} authored {self.policies[digest][0]} "
                                f"{self.policies[digest][1]} and may not also activate it")
-        if controls_of(payload) is None:
+        recorded = controls_of(payload)
+        if recorded is None:
             return Problem(seq, "malformed_body", "an activation's control catalog is an object with the lists "
                            "citable and organisation and the SHA-256 digest of the two")
+        if recorded and self.recorded_controls:
+            dropped = sorted(set(self.recorded_controls["organisation"]) - set(recorded["organisation"]))
+            if dropped:
+                return Problem(seq, "control_scope_narrowed", f"the activation's control catalog no longer makes "
+                               f"{', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''} organisation-level, "
+                               f"as the one recorded at seq {self.recorded_controls_seq} did: organisation-level "
+                               "controls are only added")
         return self._check_custom_kpis(seq, payload)
 
     def _check_custom_kpis(self, seq: int, payload: dict[str, Any]) -> Problem | None:
@@ -1718,7 +1726,8 @@ class Authority:
                     self.eu_high_risk[str(system.get("id"))] = eu_high_risk(system.get("eu_ai_act"))
         elif entry_type == INCIDENT_OPENED:
             if self.incident_systems is not None and isinstance(payload.get("incident_id"), str):
-                self.incident_systems[payload["incident_id"]] = str(payload.get("system_id"))
+                # the first opening decides: a second one forged under the same id cannot re-map the incident
+                self.incident_systems.setdefault(payload["incident_id"], str(payload.get("system_id")))
         elif entry_type == POLICY_PUBLISHED:
             digest = str(payload.get("digest"))
             self.policies.setdefault(digest, [str(payload.get("id")), str(payload.get("version")),

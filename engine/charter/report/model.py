@@ -62,10 +62,12 @@ STATUS_DEFINITIONS = {
                       "target profile; a kind of AI a profile does not cover (NIST AI 600-1: generative systems and "
                       "agents only). The reason is shown and the pair leaves every figure.",
     "nonconformity": "the latest finding of a primary KPI rule of the control is a breach that is not governed: its "
-                     "incident has no decision yet, or the waiver that accepted it has expired; or the latest result "
-                     "of a test of the control (per test name, for the system) failed and is still current. Stale "
-                     "evidence does not close a breach: it stays open until it is decided or a later finding passes; "
-                     "a failed test stays open until a later result of that test passes (or it expires).",
+                     "incident has no decision yet, or the waiver that accepted it has expired; or a current result "
+                     "of a test of the control (per test name, for the system) failed and no later result of that "
+                     "test passed. Stale evidence does not close a breach: it stays open until it is decided or a "
+                     "later finding passes; a failed test stays open until a later result of that test passes (an "
+                     "inconclusive one does not clear it, nor does a pass the system's owner recorded over a "
+                     "failure someone else recorded), or until it expires.",
     "operating": "every primary KPI rule of the control that applies to the system passes (or warns) on current "
                  "evidence judged under the policy version in force; or the control is implemented (as below) and "
                  "a current passing test result (the latest of its name) or a current event shows it operating. A "
@@ -201,8 +203,9 @@ class ApplicabilityRef(_Model):
     reason: str
     applies_from: str | None = None
     source: str = ""
-    basis: Citation | None = Field(default=None, description="the entry the decision rests on: for the EU AI Act, "
-                                   "the system's registration recording the classification in force; for ISO/IEC "
+    basis: Citation | None = Field(default=None, description="the entry the decision rests on: for the EU AI Act "
+                                   "and NIST AI 600-1, the system's registration recording the classification "
+                                   "(or the kind) in force; for ISO/IEC "
                                    "42001 and the NIST AI RMF, the activation of the Statement of Applicability or "
                                    "target profile that decides it")
 
@@ -848,17 +851,17 @@ class _SharedRows:
         return known[1]
 
     def status(self, applicability: ApplicabilityRef, primary: Sequence[PairStatus],
-               evidence: Sequence[EvidenceRef]) -> tuple[ControlStatusName, str]:
+               evidence: Sequence[EvidenceRef], owner: str | None = None) -> tuple[ControlStatusName, str]:
         """`control_status`, computed once per distinct input: everything of a pair it reads is in the key.
 
         `applicability` and `evidence` are references this object made: equal values are the same
         object (kept alive here), so their ids stand for their values.
         """
         key = (id(applicability), tuple(map(id, evidence)),
-               tuple((p.rule, p.status, p.governed, p.fresh, p.segment, p.note) for p in primary))
+               tuple((p.rule, p.status, p.governed, p.fresh, p.segment, p.note) for p in primary), owner)
         known = self._status.get(key)
         if known is None:
-            known = self._status[key] = control_status(applicability, primary, evidence)
+            known = self._status[key] = control_status(applicability, primary, evidence, owner)
         return known
 
 
@@ -871,6 +874,27 @@ def latest_test_results(evidence: Sequence[EvidenceRef]) -> dict[str, EvidenceRe
     for result in sorted(results, key=lambda e: (e.valid_from or "", e.seq)):
         latest[result.title] = result
     return latest
+
+
+def open_test_failures(evidence: Sequence[EvidenceRef], owner: str | None = None) -> list[EvidenceRef]:
+    """The failed test results among `evidence` that nothing has cleared yet, one per test name at most.
+
+    A failure stays open until a later result of that test *passes*: an inconclusive result does not
+    clear it. Nor does a pass the system's `owner` recorded over a failure someone else found: the
+    owner may re-test, but an independent failure is cleared by its own recorder or by someone other
+    than the owner. Withdrawn results and results not yet performed at the report's time do not count;
+    an open failure makes the control a nonconformity only while it is current (`control_status`).
+    """
+    failures: dict[str, EvidenceRef] = {}
+    results = [e for e in evidence if e.kind == "test_result" and e.state not in ("withdrawn", "not_yet_valid")]
+    for result in sorted(results, key=lambda e: (e.valid_from or "", e.seq)):
+        open_failure = failures.get(result.title)
+        if result.outcome == "failed":
+            failures[result.title] = result
+        elif result.outcome == "passed" and open_failure is not None and (
+                result.actor == open_failure.actor or result.actor != owner):
+            del failures[result.title]
+    return list(failures.values())
 
 
 def _occurrence_words(item: EvidenceRef) -> str:
@@ -898,12 +922,13 @@ def _applicability_basis(framework: Framework, decision: ApplicabilityDecision, 
 
 
 def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus],
-                   evidence: Sequence[EvidenceRef]) -> tuple[ControlStatusName, str]:
+                   evidence: Sequence[EvidenceRef], owner: str | None = None) -> tuple[ControlStatusName, str]:
     """The status of one (control, system) and why, per `STATUS_DEFINITIONS` (the one implementation of that rule).
 
     `primary` are the pairs of the control's primary KPI rules on the system; `evidence` the
     documents, attestations, test results and events citing the control for the system, with their
-    state at the report time.
+    state at the report time; `owner` the system's owner, who cannot clear a failed test someone else
+    recorded (`open_test_failures`).
     """
     if applicability.status in ("not_applicable", "not_yet_applicable"):
         return "not_applicable", applicability.reason
@@ -911,10 +936,11 @@ def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus
         else ""
     latest = latest_test_results(evidence)
     open_breaches = [p for p in primary if p.status == "breach" and p.governed is False]
-    failed = [e for e in latest.values() if e.outcome == "failed" and e.state == "current"]
+    failed = [e for e in open_test_failures(evidence, owner) if e.state == "current"]
     if open_breaches or failed:
         named = [f"{p.rule}{f' [{p.segment}]' if p.segment else ''}: {p.note}" for p in open_breaches]
         named += [f"{_occurrence_words(e)}, current until {e.valid_until}: no later result of that test passed"
+                  + (f" that anyone but the system's owner ({owner}) recorded" if owner and e.actor != owner else "")
                   for e in failed]
         return "nonconformity", prefix + "; ".join(named)
     if primary and all(p.fresh and p.status in ("pass", "warn") for p in primary):
@@ -1111,7 +1137,7 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             evidence = [shared.evidence(item) for item in context.evidence(ref, target.id)]
             if len(evidence) > 1:
                 evidence.sort(key=lambda e: (e.seq, e.id))
-            status, reason = shared.status(applicability, primary, evidence)
+            status, reason = shared.status(applicability, primary, evidence, target.owner)
             rows.append(ControlSystemStatus(system=target.id, applicability=applicability, status=status,
                                             reason=reason, primary_rules=[p.rule for p in primary],
                                             supporting_rules=supporting, evidence=evidence))

@@ -924,3 +924,15 @@ def test_an_administrator_decides_no_incident(world: Populated) -> None:
     assert (seq, kind) == (forced.seq, "not_authorized")
     report = verify_ledger(world.ledger, world.log_key.public, resume=False)
     assert any("separation of duties" in p.detail for p in report.problems if p.seq == forced.seq)
+
+
+def test_a_fresh_process_knows_which_system_each_incident_is_of(db_url: str) -> None:
+    """Review M1: the log's own Art. 73 rule folds incident openings, so a CLI run or another API worker
+    judges a serious classification as the process that appended the opening does."""
+    from charter.ledger import Ledger
+
+    populated = populate(db_url, bundles=6)
+    writer = populated.ledger.authority().incident_systems
+    assert writer
+    fresh = Ledger.open(db_url, log_key=populated.log_key, origin=populated.ledger.origin)
+    assert fresh.authority().incident_systems == writer
