@@ -175,9 +175,9 @@ def test_the_latest_result_of_a_test_wins() -> None:
     # another test's pass does not close this test's failure
     other = result("passed", ident="test:10", name="robustness", performed="2026-05-01T00:00:00.000Z", seq=10)
     assert control_status(APPLICABLE, [], [*IMPLEMENTED, failed, other])[0] == "nonconformity"
-    # a later inconclusive result supersedes the failure, and shows nothing operating
+    # a later inconclusive result does not clear the failure (review M2): only a pass does
     unclear = result("inconclusive", ident="test:11", performed="2026-05-01T00:00:00.000Z", seq=11)
-    assert control_status(APPLICABLE, [], [*IMPLEMENTED, failed, unclear])[0] == "implemented"
+    assert control_status(APPLICABLE, [], [*IMPLEMENTED, failed, unclear])[0] == "nonconformity"
 
 
 def test_lapsed_tests_and_events_are_named_in_the_reason() -> None:

@@ -143,7 +143,7 @@ def test_the_report_rows_equal_the_direct_decision_for_every_pair(
                                                                      as_of, statements))
             assert row.applicability.model_copy(update={"basis": None}) == applicability, (control.id, row.system)
             # M3: the decision cites the entry it rests on (the classification, or the statement deciding it)
-            if framework_id == "eu-ai-act":
+            if framework_id == "eu-ai-act" or "applies_to_kinds" in framework.extra:  # the classification, the kind
                 basis = state.snapshot.registrations[row.system]
             elif applicability.source == state.context.statement_labels.get(framework_id):
                 basis = state.inputs.applicability_activations[framework_id]
