@@ -10,7 +10,7 @@ import dataclasses
 import datetime
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,8 @@ from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledge
 
 if TYPE_CHECKING:
     from ..evidence import EvidenceItem
+    from ..frameworks import FrameworkSet
+    from ..ledger.records import Entry
 
 evidence_app = command_group("Documents, attestations, test results and events of process controls: record, "
                              "attest, test, expire, list.")
@@ -34,6 +36,19 @@ SystemOption = Annotated[list[str], typer.Option("--system", help="A registered 
 
 def _scope(systems: list[str]) -> str:
     return ", ".join(systems) if systems else "organisation-wide"
+
+
+def _sign_or_record(entry_type: str, fields: dict[str, Any], key: Path, sign_only: Path | None, db: str | None,
+                    ledger_key: Path, frameworks: "FrameworkSet") -> "Entry | None":
+    """Sign `fields` into a statement file (``--sign-only``), or record them now; the entry, or None when signed."""
+    from ..evidence import record_evidence
+    from ..ledger import SigningKey
+
+    signer = SigningKey.load(key)
+    if sign_only is not None:
+        write_signed(sign_only, entry_type, [fields], signer, signing_origin(db, ledger_key))
+        return None
+    return record_evidence(open_ledger(db, ledger_key, writable=True), entry_type, fields, signer, frameworks)
 
 
 @evidence_app.command("document")
@@ -54,9 +69,8 @@ def evidence_document(
     sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Record a document (policy, procedure, plan) by digest, owner and review date, for the controls it documents."""
-    from ..evidence import document_fields, file_sha256, record_document
+    from ..evidence import document_fields, file_sha256
     from ..frameworks import load_frameworks
-    from ..ledger import SigningKey
     from ..ledger.auditor import EVIDENCE_DOCUMENT
 
     if (file is None) == (sha256 is None):
@@ -66,11 +80,9 @@ def evidence_document(
     frameworks = load_frameworks()
     fields = document_fields(name=name, version=version, sha256=digest, uri=uri, owner=owner, review_by=review_by,
                              controls=control, systems=system, frameworks=frameworks)
-    signer = SigningKey.load(key)
-    if sign_only is not None:
-        write_signed(sign_only, EVIDENCE_DOCUMENT, [fields], signer, signing_origin(db, ledger_key))
+    entry = _sign_or_record(EVIDENCE_DOCUMENT, fields, key, sign_only, db, ledger_key, frameworks)
+    if entry is None:
         return
-    entry = record_document(open_ledger(db, ledger_key, writable=True), fields, signer, frameworks)
     out.print(f"seq {entry.seq}: document {safe(name)} {safe(version)} (sha256 {fields['sha256'][:16]}…) recorded "
               f"by {safe(entry.payload['actor'])} for {safe(', '.join(fields['controls']))} "
               f"({safe(_scope(fields['systems']))}); review by {fields['review_by']}; id "
@@ -128,9 +140,8 @@ def evidence_attest(
     sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Attest, signed with your key, that process controls are in place, for a limited period."""
-    from ..evidence import attestation_fields, record_attestation
+    from ..evidence import attestation_fields
     from ..frameworks import load_frameworks
-    from ..ledger import SigningKey
     from ..ledger.auditor import EVIDENCE_ATTESTATION
 
     text = _statement_text(statement, statement_file)
@@ -139,11 +150,9 @@ def evidence_attest(
     frameworks = load_frameworks()
     fields = attestation_fields(statement=text, controls=control, systems=system, valid_from=start,
                                 valid_until=end, documents=document, frameworks=frameworks)
-    signer = SigningKey.load(key)
-    if sign_only is not None:
-        write_signed(sign_only, EVIDENCE_ATTESTATION, [fields], signer, signing_origin(db, ledger_key))
+    entry = _sign_or_record(EVIDENCE_ATTESTATION, fields, key, sign_only, db, ledger_key, frameworks)
+    if entry is None:
         return
-    entry = record_attestation(open_ledger(db, ledger_key, writable=True), fields, signer, frameworks)
     out.print(f"seq {entry.seq}: attestation att:{entry.seq} by {safe(entry.payload['actor'])} for "
               f"{safe(', '.join(fields['controls']))} ({safe(_scope(fields['systems']))}), valid "
               f"{fields['valid_from']} to {fields['valid_until']}")
@@ -174,9 +183,8 @@ def evidence_test(
     sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Record a test or assessment performed on systems (bias audit, robustness test, drill) and its outcome."""
-    from ..evidence import file_sha256, record_test_result, test_result_fields
+    from ..evidence import file_sha256, test_result_fields
     from ..frameworks import load_frameworks
-    from ..ledger import SigningKey
     from ..ledger.auditor import EVIDENCE_TEST_RESULT
 
     if artifact_file is not None and artifact_sha256 is not None:
@@ -189,11 +197,9 @@ def evidence_test(
     fields = test_result_fields(name=name, method=method, performed_at=start, outcome=outcome, summary=summary,
                                 valid_until=end, controls=control, systems=system, artifact_sha256=digest,
                                 artifact_uri=artifact_uri, frameworks=frameworks, now=parse_time("now"))
-    signer = SigningKey.load(key)
-    if sign_only is not None:
-        write_signed(sign_only, EVIDENCE_TEST_RESULT, [fields], signer, signing_origin(db, ledger_key))
+    entry = _sign_or_record(EVIDENCE_TEST_RESULT, fields, key, sign_only, db, ledger_key, frameworks)
+    if entry is None:
         return
-    entry = record_test_result(open_ledger(db, ledger_key, writable=True), fields, signer, frameworks)
     out.print(f"seq {entry.seq}: test result test:{entry.seq} {safe(name)} {outcome} (performed "
               f"{fields['performed_at']}) recorded by {safe(entry.payload['actor'])} for "
               f"{safe(', '.join(fields['controls']))} ({safe(_scope(fields['systems']))}); re-run by "
@@ -222,9 +228,8 @@ def evidence_event(
     sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
     """Record that a process ran (management review, internal audit, training), until the next one is due."""
-    from ..evidence import event_fields, record_event
+    from ..evidence import event_fields
     from ..frameworks import load_frameworks
-    from ..ledger import SigningKey
     from ..ledger.auditor import EVIDENCE_EVENT
 
     start = parse_time(occurred_at, "--occurred-at")
@@ -233,11 +238,9 @@ def evidence_event(
     fields = event_fields(kind=kind, title=title, occurred_at=start, next_due=end, controls=control, systems=system,
                           participants=participant, documents=document, frameworks=frameworks,
                           now=parse_time("now"))
-    signer = SigningKey.load(key)
-    if sign_only is not None:
-        write_signed(sign_only, EVIDENCE_EVENT, [fields], signer, signing_origin(db, ledger_key))
+    entry = _sign_or_record(EVIDENCE_EVENT, fields, key, sign_only, db, ledger_key, frameworks)
+    if entry is None:
         return
-    entry = record_event(open_ledger(db, ledger_key, writable=True), fields, signer, frameworks)
     out.print(f"seq {entry.seq}: event evt:{entry.seq} {safe(kind)} {safe(title)} ({fields['occurred_at']}) "
               f"recorded by {safe(entry.payload['actor'])} for {safe(', '.join(fields['controls']))} "
               f"({safe(_scope(fields['systems']))}); next due {fields['next_due']}")
