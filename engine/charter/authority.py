@@ -607,7 +607,8 @@ def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer,
     """
     from .kpis import recorded_catalog
 
-    if controls is not None and recorded_controls(controls) != recorded_controls(ledger.controls):
+    recorded = None if controls is None else recorded_controls(controls)
+    if recorded is not None and recorded != recorded_controls(ledger.controls):
         # Which controls only an evidence attester may evidence is Charter's catalog, not an approver's choice:
         # a statement signed with another catalog (an organisation list emptied, say) would hand that power
         # to every system owner.
@@ -621,7 +622,7 @@ def activate_policies(ledger: Ledger, digests: Sequence[str], approver: Signer,
     def build(next_seq: int) -> list[NewEntry]:
         authority = ledger.authority(next_seq)
         if sorted(authority.active_policies) == wanted and authority.custom_kpis == custom and (
-                controls is None or authority.recorded_controls == recorded_controls(controls)):
+                recorded is None or authority.recorded_controls == recorded):
             return []
         return [signed_entry(ledger, POLICY_ACTIVATED, activation_statement(
             digests, authority.active_policies_seq, kpis, controls), approver, size=next_seq)]

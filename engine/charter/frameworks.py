@@ -28,6 +28,8 @@ from .validation import collect_validation_errors
 if TYPE_CHECKING:
     from .ledger.auditor import ControlCatalog
 
+#: a catalog's list of the system kinds it is about (NIST AI 600-1: generative AI): it applies to those only
+KIND_SCOPE = "applies_to_kinds"
 #: the frameworks reports are issued for, in the order the demo and the golden files use (the CLI's
 #: ``FrameworkName`` lists the same, as its options must be known before anything is imported)
 REPORT_FRAMEWORKS = ("iso-42001", "eu-ai-act", "nist-ai-rmf", "nist-ai-600-1")
@@ -101,6 +103,13 @@ class Framework:
     def id(self) -> str:
         """The prefix used in control references."""
         return self.info.id
+
+    @property
+    def applies_to_kinds(self) -> tuple[str, ...] | None:
+        """The system kinds a catalog about some kinds of AI only covers (checked at load), or None: such a
+        catalog applies to systems of those kinds and to no other (`applicability.kind_applicability`)."""
+        kinds = self.extra.get(KIND_SCOPE)
+        return None if kinds is None else tuple(str(kind) for kind in kinds)
 
     def is_leaf(self, control_id: str) -> bool:
         """Whether no control of the catalog names `control_id` as its parent."""
@@ -287,14 +296,14 @@ def load_framework_file(path: Path) -> Framework:
         if control.parent is not None and control.parent not in controls:
             problems.add("unknown_parent", f"parent {control.parent!r} of {control.id!r} does not exist",
                          smap.location(("controls", index, "parent")))
-    if "applies_to_kinds" in data:  # a catalog about some kinds of AI only (`applicability.kind_applicability`)
+    if KIND_SCOPE in data:  # a catalog about some kinds of AI only (`Framework.applies_to_kinds`)
         from .registry import SystemKind
 
-        kinds = data["applies_to_kinds"]
+        kinds = data[KIND_SCOPE]
         known = [k.value for k in SystemKind]
         if not isinstance(kinds, list) or not kinds or any(k not in known for k in kinds):
-            problems.add("framework_schema", "applies_to_kinds is a non-empty list of system kinds "
-                         f"({', '.join(known)})", smap.location(("applies_to_kinds",)))
+            problems.add("framework_schema", f"{KIND_SCOPE} is a non-empty list of system kinds "
+                         f"({', '.join(known)})", smap.location((KIND_SCOPE,)))
     if info.id == "eu-ai-act":  # who each article binds and from when: what applicability is decided by
         from .applicability.eu import obligation_problems
 

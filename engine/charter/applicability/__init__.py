@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPLICABILITY_FRAMEWORKS",
-    "KIND_SCOPE",
     "PLACEHOLDER_ID",
     "ActiveDocument",
     "Applicability",
@@ -75,7 +74,7 @@ def control_applicability(framework: Framework, control_id: str, system: AISyste
         decided = eu_applicability(framework, control, system, day)
     elif framework.id in APPLICABILITY_FRAMEWORKS:
         decided = documented_applicability(framework, control, system, statements)
-    elif KIND_SCOPE in framework.extra:
+    elif framework.applies_to_kinds is not None:
         decided = kind_applicability(framework, system)
     else:
         decided = Applicability("undetermined", f"Charter has no applicability rule for {framework.id}")
@@ -84,17 +83,13 @@ def control_applicability(framework: Framework, control_id: str, system: AISyste
     return decided
 
 
-#: a catalog's list of the system kinds it is about (NIST AI 600-1: generative AI): it applies to those only
-KIND_SCOPE = "applies_to_kinds"
-
-
 def kind_applicability(framework: Framework, system: AISystem) -> Applicability:
-    """Whether a catalog about some kinds of AI (``applies_to_kinds``, checked at load) applies to `system`.
+    """Whether a catalog about some kinds of AI (`Framework.applies_to_kinds`) applies to `system`.
 
     NIST AI 600-1 profiles generative AI: its risks apply to generative systems and to agents built on
     generative models, and to no classifier or forecaster, whatever the system's other classification.
     """
-    kinds = [str(kind) for kind in framework.extra[KIND_SCOPE]]
+    kinds = framework.applies_to_kinds or ()
     source = f"{getattr(framework.info, 'source', framework.info.name)}; kinds in scope: {', '.join(kinds)}"
     if system.kind.value in kinds:
         return Applicability("applicable", f"{framework.info.name} applies to {system.kind.value} systems, and "

@@ -1159,6 +1159,8 @@ class Authority:
         #: empty: none recorded, so evidence is judged by the catalog the caller gives (`controls`)
         self.recorded_controls: dict[str, Any] = {}
         self.recorded_controls_seq: int | None = None
+        #: (digest, catalog) of `recorded_controls` as a `ControlCatalog`, built once per recorded catalog
+        self._recorded_catalog: tuple[str, ControlCatalog] | None = None
         #: principal -> escalation roles, in the active escalation configuration, and its seq
         self.escalation_members: dict[str, list[str]] = {}
         self.escalation_seq: int | None = None
@@ -1641,11 +1643,10 @@ class Authority:
         """The catalog evidence is judged by, and how a problem names it: the one the policy activation in
         force recorded, else the one the caller gave (a ledger whose activations recorded none)."""
         if self.recorded_controls:
-            cached = self.__dict__.get("_recorded_catalog")
+            cached = self._recorded_catalog
             if cached is None or cached[0] != self.recorded_controls["digest"]:
-                cached = (self.recorded_controls["digest"], ControlCatalog(
+                cached = self._recorded_catalog = (self.recorded_controls["digest"], ControlCatalog(
                     frozenset(self.recorded_controls["citable"]), frozenset(self.recorded_controls["organisation"])))
-                self.__dict__["_recorded_catalog"] = cached
             return cached[1], ("the control catalog recorded by the policy activation of seq "
                                f"{self.recorded_controls_seq}")
         if callable(self.controls):

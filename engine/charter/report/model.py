@@ -27,7 +27,6 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..applicability import KIND_SCOPE
 from ..errors import CharterError
 from ..escalation import EscalationGraph
 from ..evaluate import Status
@@ -913,7 +912,7 @@ def _applicability_basis(framework: Framework, decision: ApplicabilityDecision, 
     (clauses 4-10 always apply, and no statement decides nothing).
     """
     framework_id = framework.id
-    if framework_id == "eu-ai-act" or KIND_SCOPE in framework.extra:
+    if framework_id == "eu-ai-act" or framework.applies_to_kinds is not None:
         return snapshot.registrations.get(system_id)  # the classification, or the kind, it records
     label = context.statement_labels.get(framework_id)
     if label is not None and decision.source == label:
