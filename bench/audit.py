@@ -12,7 +12,9 @@ signed bundles, evaluation entries and one entry per finding), then times in the
   export (``audit_read_s``: entries.jsonl, base64), verify it (``audit_verify_s``: hashes, chain,
   receipts and Merkle roots, submitter signatures, checkpoints, authority; every body parsed once),
   index it (``audit_index_s``), and replay every bundle (``audit_replay_s``: full findings with
-  explanations and observed values, compared with the recorded ones; `charter.audit.audit`);
+  explanations and observed values, compared with the recorded ones, and the incident entries they
+  cause; `charter.audit.audit` with ``--jobs`` forked workers, as `charter audit --jobs` runs it; and
+  again in one process, ``audit_replay_one_process_s``, which must find exactly the same);
 - reading all entries (``read_all_entries_s``): read the export and parse every body, nothing more;
 - charter verify (``verify_export_s``): the standalone verifier (`auditor.read_export` and
   `auditor.verify_entries`, what the exported verify.py runs) over the same export.
@@ -23,7 +25,7 @@ reading all entries, and ``audit_vs_backtest_plus_verify_x`` by back-test plus c
 closer the latter is to 1, the more of the audit's cost is integrity checking rather than the
 semantic re-derivation. All are timed here, in one run, so the ratios hold on any machine; no test
 asserts a time. To show how replay's
-cost grows with history, the replay phase is also split into the first and second half of the
+cost grows with history, the one-process replay is also split into the first and second half of the
 bundles (10-50% and 50-90% of the way; bundles are appended day by day, so later ones have longer
 histories): a ratio near 1 is linear, near 2 or more grows with history.
 
@@ -97,10 +99,15 @@ def main() -> None:
         index_s = time.perf_counter() - started
         catalog = builtin_catalog()
         started = time.perf_counter()
-        result = audit(view, catalog, PolicyCompiler(catalog, load_frameworks()),
-                       progress=lambda done, _: marks.append((done, time.perf_counter())))
+        result = audit(view, catalog, PolicyCompiler(catalog, load_frameworks()), jobs=args.jobs)
         replay_s = time.perf_counter() - started
         assert not result.differences and not result.unreplayable and not result.incident_differences, result.to_dict()
+        gc.collect()
+        started = time.perf_counter()
+        one_process = audit(view, catalog, PolicyCompiler(catalog, load_frameworks()), jobs=1,
+                              progress=lambda done, _: marks.append((done, time.perf_counter())))
+        replay_one_s = time.perf_counter() - started
+        assert one_process.to_dict() == result.to_dict()
 
         gc.collect()
         started = time.perf_counter()
@@ -117,7 +124,7 @@ def main() -> None:
     total = read_s + verify_s + index_s + replay_s
 
     def at(share: float) -> float:
-        return min((t for done, t in marks if done >= share * result.bundles), default=started + replay_s)
+        return min((t for done, t in marks if done >= share * result.bundles), default=started + replay_one_s)
 
     # bundles 10-50% and 50-90% of the way: leaves out the first compile of the recorded policy
     first_half, second_half = at(0.5) - at(0.1), at(0.9) - at(0.5)
@@ -127,8 +134,9 @@ def main() -> None:
         "jobs": args.jobs, "backtest_s": round(backtest_s, 2), "backtest_one_process_s": round(backtest_one_s, 2),
         "backtest_bundles": report.bundles, "export_s": round(export_s, 2),
         "audit_read_s": round(read_s, 2), "audit_verify_s": round(verify_s, 2), "audit_index_s": round(index_s, 2),
-        "audit_replay_s": round(replay_s, 2), "audit_total_s": round(total, 2),
-        "replay_ms_per_bundle": round(1000 * replay_s / max(result.bundles, 1), 2),
+        "audit_replay_s": round(replay_s, 2), "audit_replay_one_process_s": round(replay_one_s, 2),
+        "audit_total_s": round(total, 2),
+        "replay_ms_per_bundle_one_process": round(1000 * replay_one_s / max(result.bundles, 1), 2),
         "replay_50_90pct_vs_10_50pct_x": round(second_half / first_half, 2) if first_half > 0 else None,
         "read_all_entries_s": round(read_all_s, 2), "verify_export_s": round(verify_alone_s, 2),
         "audit_vs_backtest_x": round(total / backtest_s, 2),

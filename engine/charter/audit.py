@@ -155,6 +155,12 @@ class ExportedLedger:
         """The seqs of every bundle entry, in order."""
         return list(self._by_type.get(BUNDLE, []))
 
+    def bundle_seqs_by_subject(self) -> list[list[int]]:
+        """The seqs of the bundle entries, one list per subject (bundles without a subject together), each in order."""
+        groups = [list(seqs) for (kind, _), seqs in self._by_both.items() if kind == BUNDLE]
+        unnamed = [seq for seq in self._by_type.get(BUNDLE, []) if self._entries[seq].subject is None]
+        return [*groups, unnamed] if unnamed else groups
+
 
 # -- reading and verifying an export ---------------------------------------------------------------
 
@@ -397,85 +403,175 @@ def _parse_line(line: str) -> tuple[str, str | None, str, str]:
         return line, None, "?", "?"
 
 
+#: below this many bundles, replaying in one process is quicker than forking workers
+PARALLEL_FROM = 400
+
+
+@dataclass
+class _BundleOutcome:
+    """What replaying one bundle gave, as a worker process hands it back."""
+
+    seq: int
+    #: (index, finding as JSON) of every re-derived breach; None when the findings were not re-derived
+    breaches: list[tuple[int, dict[str, Any]]] | None
+    stored: int = 0
+    rederived: int = 0
+    differences: list[Difference] = field(default_factory=list)
+    unreplayable: Unreplayable | None = None
+
+
+class _Replayer:
+    """Replays bundles in seq order, keeping each subject's history and the registry as they grow.
+
+    Each entry is parsed once: a bundle's history is the list of bundles replay already parsed.
+    """
+
+    def __init__(self, ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler) -> None:
+        from .ledger.auditor import SYSTEM_REGISTERED
+
+        self.ledger, self.catalog, self.memo = ledger, catalog, memo
+        self._histories: dict[str | None, list[Any] | None] = {}
+        self._registrations = iter(ledger.entries(types=(SYSTEM_REGISTERED,)))
+        self._pending = next(self._registrations, None)
+        self._registry: dict[str, Any] = {}
+
+    def bundle(self, seq: int) -> _BundleOutcome:
+        """Replay the bundle at `seq`; bundles must come in seq order (per subject at least)."""
+        from .bundle import EvidenceBundle
+        from .registry import AISystem
+
+        entry = self.ledger.entry(seq)
+        assert entry is not None
+        while self._pending is not None and self._pending.seq < seq:
+            try:
+                registered: AISystem | None = AISystem.model_validate(self._pending.payload["system"])
+            except ValueError:
+                registered = None  # replay reads the registry itself and reports it
+            self._registry[str((self._pending.payload.get("system") or {}).get("id"))] = registered
+            self._pending = next(self._registrations, None)
+        history = self._histories.setdefault(entry.subject, [])
+        replayed_bundle: EvidenceBundle | None = None
+        try:
+            outcome = replay(self.ledger, seq, self.catalog, self.memo, history=history,
+                             system=self._registry.get(str(entry.payload.get("system_id"))))
+            replayed_bundle = outcome.bundle
+        except _RecordedPolicyError as exc:
+            first = exc.diagnostics[0]
+            where = str(first.location)
+            more = f" ({len(exc.diagnostics) - 1} more problems)" if len(exc.diagnostics) > 1 else ""
+            return _BundleOutcome(seq, None, unreplayable=Unreplayable(
+                seq, "policy_uncompilable", "a recorded policy version cannot be compiled: "
+                f"{where + ': ' if where else ''}{first.message} [{first.code}]{more}; give the policy directory "
+                "with its custom KPIs and frameworks (--policies)"))
+        except CharterError as exc:
+            first = exc.diagnostics[0]
+            return _BundleOutcome(seq, None, unreplayable=Unreplayable(seq, first.code, first.message))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a record without the fields replay reads
+            return _BundleOutcome(seq, None, unreplayable=Unreplayable(
+                seq, "malformed_record", f"the bundle's records cannot be replayed: {type(exc).__name__}: {exc}"))
+        finally:
+            if history is not None:
+                try:  # the bundle replay parsed, else (replay failed first) parsed here
+                    history.append(replayed_bundle if replayed_bundle is not None
+                                   else EvidenceBundle.from_data(entry.payload, self.catalog))
+                except CharterError:
+                    self._histories[entry.subject] = None  # later bundles: replay reads (and reports) it itself
+        return _BundleOutcome(seq, [(i, f) for i, f in enumerate(outcome.replayed) if f["status"] == "breach"],
+                              len(outcome.stored), len(outcome.replayed),
+                              [] if outcome.matches else differences_of(outcome, entry.subject or "?"))
+
+
+#: what forked workers replay from: set by the parent just before it forks, read by the children
+_FORKED: tuple[ExportedLedger, KpiCatalog, _MemoCompiler] | None = None
+
+
+def _replay_subjects(seqs: list[int]) -> list[_BundleOutcome]:
+    """Replay the bundles of some subjects, in a forked worker (they inherit the parent's view)."""
+    assert _FORKED is not None
+    replayer = _Replayer(*_FORKED)
+    with collector_paused():  # results and histories kept alive, none in cycles
+        return [replayer.bundle(seq) for seq in seqs]
+
+
+def _replay_in_workers(ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler, jobs: int,
+                       progress: Callable[[int, int], None] | None) -> list[_BundleOutcome]:
+    """Split the subjects between `jobs` forked processes; subjects are independent (each its own history).
+
+    Forked, not spawned: the children share the verified view in memory, so nothing is read again
+    (reading the export a second time could read other bytes than those verified).
+    """
+    import concurrent.futures
+    import gc
+    import multiprocessing
+
+    global _FORKED
+    groups = sorted(ledger.bundle_seqs_by_subject(), key=len, reverse=True)  # longest first: balanced ends
+    total = sum(len(g) for g in groups)
+    outcomes: list[_BundleOutcome] = []
+    _FORKED = (ledger, catalog, memo)
+    gc.freeze()  # the children do not scan (and so copy) the parent's objects when they collect
+    try:
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(min(jobs, len(groups)), mp_context=context) as pool:
+            for part in pool.map(_replay_subjects, groups):
+                outcomes.extend(part)
+                if progress is not None:
+                    progress(len(outcomes), total)
+    finally:
+        gc.unfreeze()
+        _FORKED = None
+    outcomes.sort(key=lambda o: o.seq)
+    return outcomes
+
+
+def can_fork() -> bool:
+    """Whether replay can be split between forked workers here (Linux: fork is cheap and safe enough)."""
+    import multiprocessing
+    import sys
+
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
 def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
-          progress: Callable[[int, int], None] | None = None) -> AuditResult:
+          progress: Callable[[int, int], None] | None = None, jobs: int = 1,
+          parallel_from: int = PARALLEL_FROM) -> AuditResult:
     """Replay every bundle of the (verified) export and compare with what was recorded.
 
     The findings, and what the re-derived breaches cause: the openings, attachments and automatic
-    reopens of incidents each submission recorded (`IncidentAuditor`, walking alongside).
+    reopens of incidents each submission recorded (`IncidentAuditor`, walking the outcomes in seq
+    order once every bundle is replayed).
 
     Args:
         ledger: the export's entries.
         catalog: the KPI catalog bundles are read with (built-in plus custom KPIs).
         compiler: compiles the recorded policy versions (with the same catalog and the frameworks).
         progress: called now and then with (bundles done, bundles in all).
+        jobs: worker processes for the replay (forked, on Linux); subjects are split between them.
+        parallel_from: below this many bundles, one process (starting workers costs more than it saves).
     """
-    # The collector is not paused here (unlike reading and verifying): measured, replay was no faster.
-    from .bundle import EvidenceBundle
-    from .ledger.auditor import SYSTEM_REGISTERED
-    from .registry import AISystem
-
     memo = _MemoCompiler(compiler)
-    reader = ledger
     result = AuditResult()
     seqs = ledger.bundle_seqs()
-    # One pass: each subject's history and the registry grow as the bundles go by, each entry parsed once.
-    histories: dict[str | None, list[EvidenceBundle] | None] = {}
-    registrations = iter(ledger.entries(types=(SYSTEM_REGISTERED,)))
-    pending = next(registrations, None)
-    registry: dict[str, AISystem | None] = {}
+    if jobs > 1 and len(seqs) >= parallel_from and len(ledger.bundle_seqs_by_subject()) > 1 and can_fork():
+        outcomes = _replay_in_workers(ledger, catalog, memo, jobs, progress)
+    else:
+        # The collector is not paused here (unlike reading and verifying): measured, replay was no faster.
+        replayer = _Replayer(ledger, catalog, memo)
+        outcomes = []
+        for done, seq in enumerate(seqs):
+            if progress is not None and done % 50 == 0:
+                progress(done, len(seqs))
+            outcomes.append(replayer.bundle(seq))
     incidents = IncidentAuditor(ledger)
-    for done, seq in enumerate(seqs):
-        if progress is not None and done % 50 == 0:
-            progress(done, len(seqs))
-        entry = ledger.entry(seq)
-        assert entry is not None
-        system = entry.subject or "?"
-        while pending is not None and pending.seq < seq:
-            try:
-                registered: AISystem | None = AISystem.model_validate(pending.payload["system"])
-            except ValueError:
-                registered = None  # replay reads the registry itself and reports it
-            registry[str((pending.payload.get("system") or {}).get("id"))] = registered
-            pending = next(registrations, None)
-        history = histories.setdefault(entry.subject, [])
+    for outcome in outcomes:
         result.bundles += 1
-        replayed_bundle: EvidenceBundle | None = None
-        breaches: list[tuple[int, dict[str, Any]]] | None = None  # None: not re-derived, incidents unchecked
-        try:
-            outcome = replay(reader, seq, catalog, memo, history=history,
-                             system=registry.get(str(entry.payload.get("system_id"))))
-            replayed_bundle = outcome.bundle
-            breaches = [(i, f) for i, f in enumerate(outcome.replayed) if f["status"] == "breach"]
-        except _RecordedPolicyError as exc:
-            first = exc.diagnostics[0]
-            where = str(first.location)
-            more = f" ({len(exc.diagnostics) - 1} more problems)" if len(exc.diagnostics) > 1 else ""
-            result.unreplayable.append(Unreplayable(seq, "policy_uncompilable", "a recorded policy version cannot be "
-                                                    f"compiled: {where + ': ' if where else ''}{first.message} "
-                                                    f"[{first.code}]{more}; give the policy directory with its "
-                                                    "custom KPIs and frameworks (--policies)"))
+        incidents.submission(outcome.seq, outcome.breaches)
+        if outcome.unreplayable is not None:
+            result.unreplayable.append(outcome.unreplayable)
             continue
-        except CharterError as exc:
-            first = exc.diagnostics[0]
-            result.unreplayable.append(Unreplayable(seq, first.code, first.message))
-            continue
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a record without the fields replay reads
-            result.unreplayable.append(Unreplayable(seq, "malformed_record", f"the bundle's records cannot be "
-                                                    f"replayed: {type(exc).__name__}: {exc}"))
-            continue
-        finally:
-            incidents.submission(seq, breaches)
-            if history is not None:
-                try:  # the bundle replay parsed, else (replay failed first) parsed here
-                    history.append(replayed_bundle if replayed_bundle is not None
-                                   else EvidenceBundle.from_data(entry.payload, catalog))
-                except CharterError:
-                    histories[entry.subject] = None  # later bundles: replay reads (and reports) it itself
-        result.findings_stored += len(outcome.stored)
-        result.findings_rederived += len(outcome.replayed)
-        if not outcome.matches:
-            result.differences.extend(differences_of(outcome, system))
+        result.findings_stored += outcome.stored
+        result.findings_rederived += outcome.rederived
+        result.differences.extend(outcome.differences)
     result.incident_differences = incidents.finish()
     result.incident_entries_stored, result.incident_entries_rederived = incidents.recorded, incidents.rederived
     if progress is not None:
@@ -484,5 +580,5 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
     # with Charter at hand, each transition and waiver is judged by the rule the command applied.
     from .incidents import transition_problems
 
-    result.unauthorized = transition_problems(reader)
+    result.unauthorized = transition_problems(ledger)
     return result

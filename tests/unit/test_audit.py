@@ -302,3 +302,59 @@ def test_replay_keeps_its_findings_and_caches_do_not_leak_between_bundles(demo: 
         assert result.findings is not None and result.bundle is not None
         assert [f.model_dump(mode="json") for f in result.findings] == result.replayed
         assert status_summary(result.findings) == status_summary([Finding.model_validate(f) for f in result.replayed])
+
+
+def _both_ways(view: ExportedLedger, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The audit in one process and split between forked workers; they must agree to the last field."""
+    import charter.audit as audit_module
+
+    forks: list[int] = []
+    real = audit_module._replay_in_workers
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        forks.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audit_module, "_replay_in_workers", spy)
+    alone = audit(view, CATALOG, COMPILER, jobs=1).to_dict()
+    assert not forks
+    ticks: list[tuple[int, int]] = []
+    split = audit(view, CATALOG, COMPILER, jobs=3, parallel_from=1,
+                  progress=lambda done, total: ticks.append((done, total))).to_dict()
+    assert forks == [1], "the workers were not used"
+    assert split == alone
+    assert ticks[-1] == (alone["bundles"], alone["bundles"])
+    return split
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="replay forks workers on Linux only")
+def test_workers_find_what_one_process_finds(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Differential: the honest export, a forged finding, a forged summary and an uncompilable policy."""
+    export = read_export(demo / "export")
+    view = ExportedLedger(export.entries, export.origin)
+    honest = _both_ways(view, monkeypatch)
+    assert honest["bundles"] == 20 and honest["verdicts_differing"] == 0 and honest["incident_entries_stored"] > 0
+    finding_seq, bundle_seq = breach_finding(demo)
+    reseal_export(demo / "export", tmp_path / "finding", finding_seq, flip_status, demo_log_key(demo))
+    forged = read_export(tmp_path / "finding")
+    result = _both_ways(ExportedLedger(forged.entries, forged.origin), monkeypatch)
+    assert [d["seq"] for d in result["differences"]] == [bundle_seq]
+    evaluation = next(e for e in view.entries(types=(EVALUATION,))
+                      if any(" breach " in line for line in e.payload["statuses"]))
+
+    def forge_summary(payload: dict[str, Any]) -> None:
+        payload["statuses"] = [s.replace(" breach ", " pass ") for s in payload["statuses"]]
+
+    reseal_export(demo / "export", tmp_path / "summary", evaluation.seq, forge_summary, demo_log_key(demo))
+    forged = read_export(tmp_path / "summary")
+    assert _both_ways(ExportedLedger(forged.entries, forged.origin), monkeypatch)["differences"]
+    policy = next(iter(view.entries(types=("policy.published",))))
+
+    def custom_kpi(payload: dict[str, Any]) -> None:
+        rules = payload["document"]["rules"]
+        rules[0] = {**{k: v for k, v in rules[0].items() if k in ("id", "title", "severity", "controls")},
+                    "kpi": "house_metric", "min": 0.5}
+
+    reseal_export(demo / "export", tmp_path / "custom", policy.seq, custom_kpi, demo_log_key(demo))
+    forged = read_export(tmp_path / "custom")
+    assert _both_ways(ExportedLedger(forged.entries, forged.origin), monkeypatch)["unreplayable"]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import charter.submission
-from charter.audit import ExportedLedger, audit, read_export, verify_export
+from charter.audit import ExportedLedger, audit, can_fork, read_export, verify_export
 from charter.incidents import AUTOMATIC, FINDING_ATTACHED, OPENED, TRANSITION, State, load_book, transition
 from charter.ledger import export_ledger, verify_ledger
 from charter.ledger.records import NewEntry
@@ -276,9 +276,12 @@ def test_the_library_result_matches_the_cli(world: World, monkeypatch: pytest.Mo
     export_ledger(world.ledger, world.tmp / "export")
     export = read_export(world.tmp / "export")
     assert verify_export(export, world.populated.log_key.public).ok
-    result = audit(ExportedLedger(export.entries, export.origin, export.parsed), CATALOG, COMPILER)
+    view = ExportedLedger(export.entries, export.origin, export.parsed)
+    result = audit(view, CATALOG, COMPILER)
     assert result.incident_differences and {d.kind for d in result.incident_differences} == {"missing_opening"}
     assert result.incident_entries_stored == 0 < result.incident_entries_rederived
+    if can_fork():  # replay split between forked workers: the incident walk sees the same breaches
+        assert audit(view, CATALOG, COMPILER, jobs=2, parallel_from=1).to_dict() == result.to_dict()
 
 
 # -- the time incidents are judged at ------------------------------------------------------------------

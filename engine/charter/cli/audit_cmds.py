@@ -8,6 +8,7 @@ but nothing outside the export anchors it (no --log-key, no held --checkpoint).
 """
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -61,6 +62,9 @@ def audit_command(
     policies: Annotated[Path | None, typer.Option("--policies", help="Policy directory with custom KPIs "
                                                   "(kpis.yaml) and frameworks, as for `charter replay`.")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes for the replay of a large export (systems "
+                                      "are split between them; forked, on Linux; one process elsewhere).")]
+    = min(4, os.cpu_count() or 1),
 ) -> None:
     """Verify an export, then re-derive every finding from its bundles, policy versions, systems and history.
 
@@ -107,7 +111,7 @@ def audit_command(
         # kpis.yaml must repeat them (it supplies them only for a ledger that recorded none).
         catalog = reading_catalog(recorded_custom_kpis(ledger), named_kpis_file(policies),
                                   "the custom KPIs of the export's policy activations")
-        result = audit(ledger, catalog, PolicyCompiler(catalog, frameworks),
+        result = audit(ledger, catalog, PolicyCompiler(catalog, frameworks), jobs=jobs,
                        progress=lambda done, total: bar.update(task, completed=done, total=total))
     code = (DIFFER if result.differences or result.incident_differences or result.unauthorized
             or len(result.uncompilable) < len(result.unreplayable)
