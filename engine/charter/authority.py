@@ -136,6 +136,10 @@ class GovernanceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     administrators: list[Administrator] = Field(min_length=1)
     threshold: int = Field(ge=1, description="How many administrators must approve a change of this configuration.")
+    key_approvals: int | None = Field(default=None, ge=1, description=(
+        "How many administrators must approve a key its principal's own keys do not endorse (a principal's "
+        "first key, or one after all theirs were revoked). Default: the threshold, so that no administrator "
+        "alone can make an identity for someone whom the threshold protects. Recorded explicitly."))
     roles: dict[str, list[str]] = Field(default_factory=dict)
     identity_providers: list[IdentityProvider] = Field(
         default_factory=list, description="OpenID Connect providers whose step-up sign-ins prove incident "
@@ -171,8 +175,12 @@ class GovernanceConfig(BaseModel):
         if self.threshold > len(admins):
             raise CharterError.single("governance_config", f"threshold {self.threshold} exceeds the "
                                       f"{len(admins)} administrators", path="$.threshold")
+        key_approvals = self.threshold if self.key_approvals is None else self.key_approvals
+        if key_approvals > len(admins):
+            raise CharterError.single("governance_config", f"key_approvals {key_approvals} exceeds the "
+                                      f"{len(admins)} administrators", path="$.key_approvals")
         document: dict[str, Any] = {"administrators": [a.model_dump() for a in admins], "threshold": self.threshold,
-                                    "roles": self.roles}
+                                    "key_approvals": key_approvals, "roles": self.roles}
         if self.identity_providers:  # absent rather than empty: configurations without it keep their digests
             document["identity_providers"] = [p.model_dump() for p in self.identity_providers]
         return document

@@ -19,10 +19,12 @@ from ._sources import SourceMap, parse_json_strict
 from .authority import (
     ActivePolicies,
     KeyRequest,
+    SignedStatement,
     Signer,
     active_catalog,
     active_escalation,
     active_policies,
+    principal_of,
     signed_entry,
 )
 from .bundle import EvidenceBundle
@@ -108,14 +110,20 @@ def system_statement(system: AISystem) -> dict[str, Any]:
 
 
 def register_key(ledger: Ledger, request: KeyRequest, admin: Signer) -> Entry:
-    """Register a principal's key, as `admin` (an administrator), from its holder's request (idempotent).
+    """Approve a principal's key, as `admin` (an administrator), from its holder's request (idempotent).
+
+    A key that one of the principal's own keys endorses is registered at once. One they do not
+    endorse (their first) is registered once ``key_approvals`` administrators of the configuration in
+    force have approved it, each by an entry of their own; until then it is pending and signs nothing
+    (`key_approval` tells which). Approving again returns the administrator's earlier entry.
 
     Raises:
         CharterError: the key is registered to someone else or was revoked, the request's proof of
             possession is bad, or `admin` is no administrator.
     """
     def build(next_seq: int) -> list[NewEntry]:
-        known = ledger.authority(next_seq).keys.get(request.key_id)
+        authority = ledger.authority(next_seq)
+        known = authority.keys.get(request.key_id)
         if known is not None:
             if known[0] != request.principal:
                 raise CharterError.single("key_registered", f"key {request.key_id} is already registered to "
@@ -124,14 +132,60 @@ def register_key(ledger: Ledger, request: KeyRequest, admin: Signer) -> Entry:
                 raise CharterError.single("key_revoked", f"key {request.key_id} was revoked at seq {known[3]} and "
                                           "cannot be registered again; generate a new key")
             return []
+        if _actor_of(ledger, admin, next_seq) in authority.key_approvers(request.key_id, next_seq):
+            return []
         return [signed_entry(ledger, KEY_ADDED, key_statement(request), admin, subject=request.principal,
                              size=next_seq)]
     appended = ledger.append(build)
     if appended:
         return appended[0]
-    added = ledger.entry(int(ledger.authority().keys[request.key_id][2]))
+    authority = ledger.authority()
+    known = authority.keys.get(request.key_id)
+    seq = known[2] if known is not None else authority.pending_keys[request.key_id][2][_actor_of(ledger, admin)]
+    added = ledger.entry(int(seq))
     assert added is not None
     return added
+
+
+@dataclass(frozen=True)
+class KeyApproval:
+    """Where a key stands: registered, or pending with the administrators who approved it so far."""
+
+    key_id: str
+    principal: str | None
+    registered: bool
+    approvers: tuple[str, ...]
+    needed: int
+
+    def describe(self) -> str:
+        """One line for a person: registered, or how many more administrators must approve."""
+        if self.registered:
+            return f"{self.key_id} registered for {self.principal}"
+        if self.principal is None:
+            return f"{self.key_id} is neither registered nor awaiting approval"
+        more = self.needed - len(self.approvers)
+        return (f"{self.key_id} of {self.principal} awaits approval: {len(self.approvers)} of {self.needed} "
+                f"administrators approved it ({', '.join(self.approvers)}); {more} more must run `charter keys "
+                "register` with its request before it signs anything")
+
+
+def key_approval(ledger: Ledger, key_id: str) -> KeyApproval:
+    """Whether `key_id` is registered, or which administrators approved it so far and how many must."""
+    authority = ledger.authority()
+    size = ledger.size()
+    known = authority.keys.get(key_id)
+    if known is not None:
+        return KeyApproval(key_id, str(known[0]), True, (), authority.key_approvals())
+    pending = authority.pending_keys.get(key_id)
+    return KeyApproval(key_id, None if pending is None else str(pending[0]), False,
+                       tuple(authority.key_approvers(key_id, size)), authority.key_approvals())
+
+
+def _actor_of(ledger: Ledger, signer: Signer, size: int | None = None) -> str:
+    """The principal a signer acts as: a signed statement's actor, or the principal a key is registered to."""
+    if isinstance(signer, SignedStatement):
+        return str(signer.statement.get("actor"))
+    return principal_of(ledger, signer, size)
 
 
 def revoke_key(ledger: Ledger, key_id: str, reason: str, actor: Signer) -> Entry:

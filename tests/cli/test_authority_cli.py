@@ -159,3 +159,22 @@ def test_a_signed_registration_with_an_unrecorded_kpi_is_refused_on_accept(gover
     write_statements(governed / "forged-baseline.json", [signed])
     err = _refused(governed, "unknown_kpi", "ledger", "accept", "forged-baseline.json")
     assert "$.system.baseline.fraud_capture_index" in err
+
+
+def test_a_first_key_needs_two_administrators_at_the_command_line(governed: Path) -> None:
+    """The governed ledger's configuration needs 2 of 3 administrators; one approval leaves the key pending."""
+    SigningKey.generate("dana.white").save(governed / "dana.key")
+    assert cli(governed, "keys", "request", "dana.key", "--out", "dana.json")[0] == 0
+    status, out, _ = cli(governed, "keys", "register", "dana.json", "--key", ".charter/keys/ana.costa.key")
+    assert status == 0 and "awaits approval: 1 of 2" in out and "ana.costa" in out
+    _, listing, _ = cli(governed, "keys", "list")
+    assert "awaiting approval" in listing and "dana.white" in listing
+    _, keys, _ = cli(governed, "keys", "list", "--format", "json")
+    assert "dana.white" not in {k["principal"] for k in json.loads(keys)}  # it signs nothing yet
+    before = size(governed)
+    status, out, _ = cli(governed, "keys", "register", "dana.json", "--key", ".charter/keys/ana.costa.key")
+    assert status == 0 and "awaits approval: 1 of 2" in out and size(governed) == before  # counted once
+    status, out, _ = cli(governed, "keys", "register", "dana.json", "--key", ".charter/keys/ben.okafor.key")
+    assert status == 0 and "registered for dana.white" in out
+    _, keys, _ = cli(governed, "keys", "list", "--format", "json")
+    assert "dana.white" in {k["principal"] for k in json.loads(keys)}

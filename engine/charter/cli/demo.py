@@ -113,9 +113,10 @@ def demo_governance(ledger: "Ledger", registry: "SystemRegistry", policies: "Seq
         + "; ".join(f"{role}: {', '.join(names)}" for role, names in DEMO_ROLES.items()))
     for name in people:
         if name not in DEMO_ADMINS:
-            register_key(ledger, KeyRequest.of(keys[name], ledger.origin), keys[DEMO_ADMINS[0]])
-    say(f"{DEMO_ADMINS[0]} (administrator) registered {len(people) - len(DEMO_ADMINS)} keys from their holders' "
-        "requests")
+            for admin in DEMO_ADMINS[:2]:  # a first key takes key_approvals (here the threshold, 2) administrators
+                register_key(ledger, KeyRequest.of(keys[name], ledger.origin), keys[admin])
+    say(f"{DEMO_ADMINS[0]} and {DEMO_ADMINS[1]} (administrators) each approved the {len(people) - len(DEMO_ADMINS)} "
+        "keys of their holders' requests: a first key needs 2 of them, as configuration changes do")
     for system in registry.values():
         register_system(ledger, system, keys[DEMO_ROLES["system_registrar"][0]])
         say(f"{DEMO_ROLES['system_registrar'][0]} registered {system.id} ({system.risk_tier.value} risk), owner "

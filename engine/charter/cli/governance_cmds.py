@@ -30,6 +30,9 @@ def governance_new(
     roles: Annotated[list[str], typer.Option("--role", help="ROLE=PRINCIPAL (policy_author, policy_approver, "
                                              "system_registrar, evidence_attester); repeat.")] = [],  # noqa: B006
     output: Annotated[Path, typer.Option("--out", help="The governance file to write.")] = Path("governance.yaml"),
+    key_approvals: Annotated[int | None, typer.Option(
+        "--key-approvals", min=1, help="How many administrators must approve a principal's first key "
+        "(default: the threshold).")] = None,
 ) -> None:
     """Write a governance file from administrators' public keys and role holders, for `charter ledger init`."""
     import base64
@@ -52,7 +55,8 @@ def governance_new(
         principal, public = load_public_key_file(path)
         administrators.append(Administrator(principal=principal, public_key=base64.b64encode(public).decode()))
     try:
-        config = GovernanceConfig(administrators=administrators, threshold=threshold, roles=holders)
+        config = GovernanceConfig(administrators=administrators, threshold=threshold, roles=holders,
+                                  key_approvals=key_approvals)
     except ValidationError as exc:
         raise CharterError(collect_validation_errors(exc, None, code="governance_config")) from exc
     document = config.document()
@@ -60,7 +64,8 @@ def governance_new(
         raise CharterError.single("output_exists", "refusing to overwrite", file=str(output))
     output.write_text("# Charter governance configuration: entry 0 of the ledger (`charter ledger init`).\n"
                       + yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    out.print(f"{safe(str(output))}: {len(administrators)} administrators, {threshold} needed to change it")
+    out.print(f"{safe(str(output))}: {len(administrators)} administrators, {threshold} needed to change it, "
+              f"{document['key_approvals']} to approve a principal's first key")
 
 
 @governance_app.command("show")
@@ -78,7 +83,8 @@ def governance_show(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
                                "escalation_seq": authority.escalation_seq}, indent=2, sort_keys=True))
         return
     admins = ", ".join(a["principal"] for a in authority.config["administrators"])
-    rows = [["administrator", admins, f"{authority.config['threshold']} needed to change this configuration"]]
+    rows = [["administrator", admins, f"{authority.config['threshold']} needed to change this configuration, "
+             f"{authority.key_approvals()} to approve a principal's first key"]]
     rows += [[role, ", ".join(members), ""] for role, members in authority.config["roles"].items()]
     print_listing(f"Governance configuration (seq {authority.config_seq})", ["role", "principals", "note"], rows,
                   ids={"principals"})

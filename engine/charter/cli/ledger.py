@@ -261,12 +261,16 @@ def keys_register(
     key: Annotated[Path, typer.Option("--key", help="Your (an administrator's) private key.")],
     sign_only: SignOnlyOption = None, db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
 ) -> None:
-    """Register principals' public keys, as an administrator, after checking each proof of possession."""
+    """Approve principals' public keys, as an administrator, after checking each proof of possession.
+
+    A key endorsed by one its principal already holds is registered at once; a first key once the
+    configuration's ``key_approvals`` administrators have each run this with its request.
+    """
     from .._sources import parse_json_strict, read_bytes
     from ..authority import KeyRequest
     from ..ledger import SigningKey
     from ..ledger.auditor import KEY_ADDED
-    from ..submission import key_statement, register_key
+    from ..submission import key_approval, key_statement, register_key
 
     admin = SigningKey.load(key)
     ledger = open_ledger(db, ledger_key, writable=sign_only is None)
@@ -277,7 +281,7 @@ def keys_register(
         return
     for request in parsed:
         entry = register_key(ledger, request, admin)
-        out.print(f"seq {entry.seq}: {request.key_id} registered for {request.principal}")
+        out.print(f"seq {entry.seq}: {safe(key_approval(ledger, request.key_id).describe())}")
 
 
 @keys_app.command("revoke")
@@ -315,7 +319,8 @@ def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
         with client:
             remote_cmds.keys_list(client, output)
         return
-    records = list(key_records(open_ledger(db, ledger_key, writable=False)).values())
+    ledger = open_ledger(db, ledger_key, writable=False)
+    records = list(key_records(ledger).values())
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([{"key_id": r.key_id, "principal": r.principal, "added_seq": r.added_seq,
                                 "revoked_seq": r.revoked_seq, "reason": r.reason} for r in records], indent=2))
@@ -324,6 +329,14 @@ def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
                   [[r.key_id, r.principal, str(r.added_seq),
                     "" if r.revoked_seq is None else f"{r.revoked_seq} ({r.reason})"] for r in records],
                   ids={"key id", "principal"})
+    from ..submission import key_approval
+
+    waiting = [key_approval(ledger, key_id) for key_id in sorted(ledger.authority().pending_keys)]
+    if waiting:  # approved by too few administrators so far: they sign nothing yet
+        print_listing("Keys awaiting approval (they sign nothing yet)",
+                      ["key id", "principal", "approved by", "needed"],
+                      [[w.key_id, w.principal or "", ", ".join(w.approvers), str(w.needed)] for w in waiting],
+                      ids={"key id", "principal", "approved by"})
 
 
 @systems_app.command("register")

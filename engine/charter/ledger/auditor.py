@@ -785,6 +785,9 @@ def _config_problem(config: Any) -> str | None:
     threshold = config.get("threshold")
     if type(threshold) is not int or not 1 <= threshold <= len(admins):
         return f"threshold must be an integer from 1 to {len(admins)}"
+    key_approvals = config.get("key_approvals", 1)
+    if type(key_approvals) is not int or not 1 <= key_approvals <= len(admins):
+        return f"key_approvals must be an integer from 1 to {len(admins)}"
     roles = config.get("roles")
     if not isinstance(roles, dict) or set(roles) - set(AUTHORITY_ROLES):
         return f"roles must be an object with keys among {', '.join(AUTHORITY_ROLES)}"
@@ -1145,6 +1148,9 @@ class Authority:
         self.config_seq: int | None = None
         #: key id -> [principal, base64 public key, seq added, seq revoked or None]
         self.keys: dict[str, list[Any]] = {}
+        #: key id -> [principal, base64 public key, {administrator: seq of their approval}]: a key no key of its
+        #: principal endorsed, approved by fewer administrators than the configuration's ``key_approvals``
+        self.pending_keys: dict[str, list[Any]] = {}
         self.owners: dict[str, str] = {}
         #: digest -> [policy id, version, author, seq published]
         self.policies: dict[str, list[Any]] = {}
@@ -1205,6 +1211,8 @@ class Authority:
         twin = Authority(self.origin, self.check_signatures, self.controls)
         twin.__dict__.update(self.__dict__)
         twin.keys = {key_id: list(key) for key_id, key in self.keys.items()}
+        twin.pending_keys = {key_id: [pending[0], pending[1], dict(pending[2])]
+                             for key_id, pending in self.pending_keys.items()}
         for name in ("owners", "policies", "versions", "escalation_members", "applicability_seqs", "custom_kpis",
                      "eu_high_risk", "incident_systems"):
             value = getattr(self, name)
@@ -1225,6 +1233,22 @@ class Authority:
             return admins
         return {name: public for name, public in admins.items() if self.key_valid_at(key_id_for(public), seq)}
 
+    def _add_key(self, seq: int, payload: dict[str, Any]) -> None:
+        """Fold an administrator's approval of a key: registered once endorsed, or approved by enough of them.
+
+        A key its principal's own keys do not endorse (their first, or one after all of theirs were
+        revoked) waits until ``key_approvals`` administrators have approved it, so that no single
+        administrator can make an identity for someone, nor take one over by revoking its keys first.
+        """
+        key_id, principal = str(payload.get("key_id")), str(payload.get("principal"))
+        if key_id in self.keys:
+            return
+        pending = self.pending_keys.setdefault(key_id, [principal, str(payload.get("public_key")), {}])
+        pending[2].setdefault(str(payload.get("actor")), seq)
+        if self.principal_keys(principal, seq) or len(self.key_approvers(key_id, seq)) >= self.key_approvals():
+            self.keys[key_id] = [principal, pending[1], seq, None]
+            del self.pending_keys[key_id]
+
     def holders(self, role: str) -> list[str]:
         """The principals holding an authority role under the configuration in force."""
         return list((self.config or {}).get("roles", {}).get(role, []))
@@ -1233,6 +1257,23 @@ class Authority:
         """Whether `key_id` was added before `seq` and not revoked before it."""
         key = self.keys.get(key_id)
         return key is not None and key[2] < seq and (key[3] is None or key[3] >= seq)
+
+    def key_approvals(self) -> int:
+        """How many administrators must approve a key its principal's own keys do not endorse.
+
+        A configuration recorded before ``key_approvals`` existed needs one, as its keys were registered.
+        """
+        return int((self.config or {}).get("key_approvals", 1))
+
+    def principal_keys(self, principal: str, seq: int) -> list[str]:
+        """The ids of `principal`'s keys valid at `seq`."""
+        return [kid for kid, key in self.keys.items() if key[0] == principal and self.key_valid_at(kid, seq)]
+
+    def key_approvers(self, key_id: str, seq: int) -> list[str]:
+        """The administrators (in force at `seq`) whose approvals of the pending key `key_id` still count."""
+        pending = self.pending_keys.get(key_id)
+        admins = self.admins(seq)
+        return sorted(name for name in (pending[2] if pending is not None else {}) if name in admins)
 
     # -- the rule -------------------------------------------------------------------------------
 
@@ -1422,7 +1463,15 @@ class Authority:
             return Problem(seq, "no_possession", f"no proof that {principal!r} holds the key {key_id}")
         # A principal who already has a key consents to another: one of their keys endorses the request,
         # so no administrator alone can add a key in the name of someone already known.
-        current = {kid: key for kid, key in self.keys.items() if key[0] == principal and self.key_valid_at(kid, seq)}
+        current = {kid: self.keys[kid] for kid in self.principal_keys(principal, seq)}
+        pending = self.pending_keys.get(key_id)
+        if pending is not None and pending[0] != principal:
+            return Problem(seq, "key_registered", f"key {key_id} awaits approval for {pending[0]!r}, not "
+                           f"{principal!r}")
+        if not current and actor in self.key_approvers(key_id, seq):
+            return Problem(seq, "already_approved", f"{actor!r} already approved key {key_id} of {principal!r} at "
+                           f"seq {pending[2][actor] if pending else '?'}: it needs {self.key_approvals()} "
+                           "different administrators")
         if current:
             endorsement = payload.get("endorsement")
             if not isinstance(endorsement, dict):
@@ -1713,8 +1762,7 @@ class Authority:
                 key_id = key_id_for(base64.b64decode(admin["public_key"]))
                 self.keys.setdefault(key_id, [admin["principal"], admin["public_key"], seq, None])
         elif entry_type == KEY_ADDED:
-            self.keys.setdefault(str(payload.get("key_id")), [str(payload.get("principal")),
-                                                              str(payload.get("public_key")), seq, None])
+            self._add_key(seq, payload)
         elif entry_type == KEY_REVOKED:
             key = self.keys.get(str(payload.get("key_id")))
             if key is not None and key[3] is None:
@@ -1774,10 +1822,11 @@ class Authority:
 _AUTHORITY_STATE = ("config", "config_seq", "keys", "owners", "policies", "versions", "active_policies",
                     "active_policies_seq", "escalation_members", "escalation_seq", "last", "statements",
                     "evidence", "applicability_seqs", "tokens", "custom_kpis", "recorded_controls",
-                    "recorded_controls_seq", "eu_high_risk", "incident_systems")
-#: state added after verified states were first recorded: an older state lacks it
+                    "recorded_controls_seq", "eu_high_risk", "incident_systems", "pending_keys")
+#: state added after verified states were first recorded: an older state lacks it (an older ledger had
+#: no pending keys: before ``key_approvals`` every key was registered by one administrator)
 _LATER_STATE = frozenset({"tokens", "custom_kpis", "recorded_controls", "recorded_controls_seq", "eu_high_risk",
-                          "incident_systems"})
+                          "incident_systems", "pending_keys"})
 #: later state an older state cannot stand for by an empty default (entries of its kind were folded
 #: before, just not recorded)
 _UNKNOWN_IN_OLDER_STATE = frozenset({"eu_high_risk", "incident_systems"})

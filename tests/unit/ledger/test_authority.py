@@ -151,7 +151,8 @@ def test_incident_actors_are_their_keys_and_need_a_role(world: Populated) -> Non
     incident = next(iter(load_book(world.ledger).incidents.values()))
     intruder = SigningKey.generate("intruder")
     _refused(world, "unknown_key", lambda: transition(world.ledger, incident.id, "acknowledge", intruder, "mine"))
-    register_key(world.ledger, KeyRequest.of(intruder, world.ledger.origin), key_of(ADMIN))
+    for admin in (ADMIN, "ben.okafor"):  # a first key: key_approvals (the demo's threshold, 2) administrators
+        register_key(world.ledger, KeyRequest.of(intruder, world.ledger.origin), key_of(admin))
     _refused(world, "not_authorized", lambda: transition(world.ledger, incident.id, "acknowledge", intruder, "mine"))
     entry = transition(world.ledger, incident.id, "acknowledge", key_of("tom.berger"), "on it")
     assert entry.payload["actor"] == "tom.berger" and entry.key_id == key_of("tom.berger").key_id
@@ -936,3 +937,96 @@ def test_a_fresh_process_knows_which_system_each_incident_is_of(db_url: str) -> 
     assert writer
     fresh = Ledger.open(db_url, log_key=populated.log_key, origin=populated.ledger.origin)
     assert fresh.authority().incident_systems == writer
+
+
+# -- a first key takes key_approvals administrators -----------------------------------------------------
+
+
+def test_a_first_key_waits_for_key_approvals_administrators(world: Populated) -> None:
+    from charter.submission import key_approval
+
+    newcomer = SigningKey.generate("dana.white")
+    request = KeyRequest.of(newcomer, world.ledger.origin)
+    assert world.ledger.authority().key_approvals() == 2  # the demo's configuration: its threshold
+    first = register_key(world.ledger, request, key_of(ADMIN))
+    status = key_approval(world.ledger, newcomer.key_id)
+    assert (status.registered, status.approvers, status.needed) == (False, (ADMIN,), 2)
+    assert "1 more" in status.describe()
+    assert newcomer.key_id not in world.ledger.authority().keys  # pending: it signs nothing yet
+    _refused(world, "unknown_key", lambda: revoke_key(world.ledger, key_of("tom.berger").key_id, "x", newcomer))
+    size = world.ledger.size()
+    assert register_key(world.ledger, request, key_of(ADMIN)).seq == first.seq and world.ledger.size() == size
+    second = register_key(world.ledger, request, key_of("ben.okafor"))
+    record = world.ledger.authority().keys[newcomer.key_id]
+    assert (record[0], record[2]) == ("dana.white", second.seq)
+    assert key_approval(world.ledger, newcomer.key_id).registered
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_one_administrator_cannot_take_over_an_owner_by_revoking_his_key(world: Populated) -> None:
+    """Revoke the owner's only key, then register one of your own in his name: it stays pending, signs nothing."""
+    from charter.submission import key_approval
+
+    revoke_key(world.ledger, key_of("tom.berger").key_id, "compromise (so the insider says)", key_of(ADMIN))
+    impostor = SigningKey.generate("tom.berger")
+    register_key(world.ledger, KeyRequest.of(impostor, world.ledger.origin), key_of(ADMIN))
+    assert not key_approval(world.ledger, impostor.key_id).registered
+    import datetime
+
+    at = datetime.datetime.fromisoformat(json.loads(CLAIMS.read_text())["measured_at"].replace("Z", "+00:00"))
+    _refused(world, "unknown_key", lambda: submit_bundle(world.ledger, CLAIMS.read_bytes(), CATALOG, key=impostor,
+                                                         at=at))
+    # Forced in past the store's check, a change signed with the key is named by verify: it was never registered.
+    from charter.ledger.auditor import ACTION_CONTEXT, KEY_REVOKED, action_message, statement_id
+    from charter.ledger.records import NewEntry
+
+    statement = {"key_id": key_of(APPROVER).key_id, "reason": "signed with the pending key", "actor": "tom.berger",
+                 "signed_at": "2026-06-02T00:00:00Z"}
+    with _unchecked():
+        forced = world.ledger.append([NewEntry(
+            KEY_REVOKED, statement, statement_id(world.ledger.origin, KEY_REVOKED, statement), subject=APPROVER,
+            key_id=impostor.key_id, signature=impostor.sign(ACTION_CONTEXT, action_message(
+                world.ledger.origin, KEY_REVOKED, statement)))])[0]
+    assert _first_unauthorized(world) == (forced.seq, "unknown_key")
+
+
+def test_a_second_approval_by_the_same_administrator_is_refused_and_named(world: Populated) -> None:
+    newcomer = SigningKey.generate("dana.white")
+    request = KeyRequest.of(newcomer, world.ledger.origin)
+    register_key(world.ledger, request, key_of(ADMIN))
+    # A second statement of the same administrator (another signing time) counts once: refused at the log...
+    from charter.authority import signed_entry
+    from charter.ledger.auditor import KEY_ADDED
+    from charter.submission import key_statement
+
+    def again(next_seq: int) -> list[Any]:
+        return [signed_entry(world.ledger, KEY_ADDED, key_statement(request), key_of(ADMIN),
+                             subject="dana.white", size=next_seq)]
+
+    _refused(world, "already_approved", lambda: world.ledger.append(again))
+    # ...and named by verify when forced in; the key stays pending for every verifier.
+    with _unchecked():
+        forced = world.ledger.append(again)[0]
+    assert _first_unauthorized(world) == (forced.seq, "already_approved")
+    fresh = type(world.ledger)(world.ledger.engine, world.ledger.origin, world.ledger.log_key)
+    assert newcomer.key_id not in fresh.authority().keys
+
+
+def test_key_approvals_is_recorded_bounded_and_absent_means_one() -> None:
+    from charter.ledger.auditor import Authority, _config_problem
+
+    admins = [Administrator(principal=name, public_key=base64.b64encode(key_of(name).public).decode())
+              for name in ("ana.costa", "ben.okafor", "chen.li")]
+    assert GovernanceConfig(administrators=admins, threshold=2).document()["key_approvals"] == 2
+    assert GovernanceConfig(administrators=admins, threshold=2, key_approvals=3).document()["key_approvals"] == 3
+    with pytest.raises(CharterError) as info:
+        GovernanceConfig(administrators=admins, threshold=2, key_approvals=4).document()
+    assert info.value.diagnostics[0].location.path == "$.key_approvals"
+    document = GovernanceConfig(administrators=admins, threshold=2).document()
+    assert _config_problem({**document, "key_approvals": 0}) is not None
+    assert _config_problem({**document, "key_approvals": "2"}) is not None
+    older = {k: v for k, v in document.items() if k != "key_approvals"}  # recorded before key_approvals existed
+    assert _config_problem(older) is None
+    authority = Authority("test.example/log")
+    authority.config = older
+    assert authority.key_approvals() == 1
