@@ -1201,7 +1201,7 @@ class Authority:
             # A state recorded before tokens existed knows none: its ledger had no token entries to fold.
             # One recorded before classifications were folded does not know them (None), which is not the
             # same as knowing there are none.
-            default: dict[str, Any] | None = None if name in _UNKNOWN_IN_OLDER_STATE or name.endswith("_seq") else {}
+            default: dict[str, Any] | None = None if name in UNKNOWN_IN_OLDER_STATE or name.endswith("_seq") else {}
             value = state.get(name, default) if name in _LATER_STATE else state[name]
             setattr(self, name, json.loads(json.dumps(value)))
         self.statements = set(self.statements)
@@ -1829,7 +1829,7 @@ _LATER_STATE = frozenset({"tokens", "custom_kpis", "recorded_controls", "recorde
                           "incident_systems", "pending_keys"})
 #: later state an older state cannot stand for by an empty default (entries of its kind were folded
 #: before, just not recorded)
-_UNKNOWN_IN_OLDER_STATE = frozenset({"eu_high_risk", "incident_systems"})
+UNKNOWN_IN_OLDER_STATE = frozenset({"eu_high_risk", "incident_systems"})
 
 
 def _scope_allows(scope: str, entry_type: str, payload: dict[str, Any], key_id: str | None) -> bool:

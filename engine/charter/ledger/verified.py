@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from .auditor import Verifier, canonical_json, verify_signature
+from .auditor import UNKNOWN_IN_OLDER_STATE, Verifier, canonical_json, verify_signature
 from .records import format_time
 from .schema import ledger_meta
 from .store import Ledger
@@ -52,7 +52,8 @@ def record_verified_state(ledger: Ledger, verifier: Verifier, full_pass: tuple[i
 
 
 def load_verified_state(ledger: Ledger, log_public_key: bytes) -> dict[str, Any] | None:
-    """The recorded state, if its signature by the pinned log key holds and it is this log's; else None."""
+    """The recorded state, if its signature by the pinned log key holds, it is this log's and it knows every
+    fold the rules need; else None (the next pass reads every entry)."""
     with ledger.engine.connect() as connection:
         value = connection.execute(select(ledger_meta.c.value).where(ledger_meta.c.name == _META_NAME)
                                    ).scalar_one_or_none()
@@ -66,6 +67,11 @@ def load_verified_state(ledger: Ledger, log_public_key: bytes) -> dict[str, Any]
         if not verify_signature(log_public_key, VERIFIED_CONTEXT, canonical_json(state), signature):
             return None
     except (ValueError, KeyError, TypeError):
+        return None
+    authority = state.get("authority")
+    if not isinstance(authority, dict) or any(authority.get(name) is None for name in UNKNOWN_IN_OLDER_STATE):
+        # Recorded before a fold existed (the Art. 73 rule's): resuming would leave that rule unchecked from
+        # here on, so this pass reads every entry, and the state it records knows the fold (review L1).
         return None
     return state
 

@@ -142,3 +142,30 @@ def test_a_state_recorded_before_classifications_were_folded_does_not_claim_to_k
     current.eu_high_risk = {"claims-approval": False}
     problem = current._check_incident_classified(9, "carla.rossi", payload)
     assert problem is not None and problem.seq == 9 and "claims-approval is not high-risk" in problem.detail
+
+
+def test_a_state_recorded_before_the_art_73_fold_is_not_resumed_from(db_url: str) -> None:
+    """Review L1: a log-signed state that lacks the fold would leave the Art. 73 rule off from there on.
+
+    Such a state (as an older Charter recorded it, signed by the log key) is set aside: the next pass
+    reads every entry, and the state it records knows the fold, so the pass after it resumes again.
+    """
+    from charter.ledger.auditor import canonical_json
+    from charter.ledger.verified import VERIFIED_CONTEXT
+
+    populated = _bound(db_url)
+    assert load_verified_state(populated.ledger, populated.log_key.public) is not None
+
+    def as_an_older_version_recorded_it(value: dict[str, Any]) -> None:
+        for name in ("eu_high_risk", "incident_systems"):
+            value["state"]["authority"].pop(name)
+        value["signature"] = populated.log_key.sign(VERIFIED_CONTEXT, canonical_json(value["state"]))
+
+    _edit_state(populated, as_an_older_version_recorded_it)
+    assert load_verified_state(populated.ledger, populated.log_key.public) is None
+    report = verify_ledger(populated.ledger, populated.log_key.public, resume=True)
+    assert report.ok and report.resumed_from is None  # a full pass
+    bind(populated.ledger, populated.log_key.public, AS_OF, default_compiler(builtin_catalog()))
+    state = load_verified_state(populated.ledger, populated.log_key.public)
+    assert state is not None and state["authority"]["incident_systems"] is not None
+    assert verify_ledger(populated.ledger, populated.log_key.public, resume=True).resumed_from == state["size"]
