@@ -1490,6 +1490,11 @@ class Authority:
         if actor != key[0] and actor not in self.admins():
             return Problem(seq, "not_authorized", f"{actor!r} revoked {key[0]!r}'s key: only its owner or an "
                            "administrator may")
+        if actor != key[0] and key[1] in {a["public_key"] for a in (self.config or {}).get("administrators", [])}:
+            # Else one administrator could revoke the others' keys until the threshold can never be met again.
+            return Problem(seq, "not_authorized", f"{actor!r} revoked administrator {key[0]!r}'s key: an "
+                           "administrator's key is revoked by its holder, or replaced by a configuration change "
+                           "under the threshold")
         if key[3] is not None:
             return Problem(seq, "key_revoked", f"the key was already revoked at seq {key[3]}")
         return None

@@ -1030,3 +1030,18 @@ def test_key_approvals_is_recorded_bounded_and_absent_means_one() -> None:
     authority = Authority("test.example/log")
     authority.config = older
     assert authority.key_approvals() == 1
+
+
+def test_one_administrator_cannot_revoke_the_others_keys(world: Populated) -> None:
+    """Else revoking two of three would leave a 2-of-3 configuration that nobody can ever change again."""
+    ben = key_of("ben.okafor").key_id
+    _refused(world, "not_authorized", lambda: revoke_key(world.ledger, ben, "sabotage", key_of(ADMIN)))
+    with _unchecked():
+        forced = revoke_key(world.ledger, ben, "sabotage", key_of(ADMIN))
+    assert _first_unauthorized(world) == (forced.seq, "not_authorized")
+
+
+def test_an_administrator_may_still_revoke_a_principals_key_and_their_own(world: Populated) -> None:
+    assert revoke_key(world.ledger, key_of("chen.li").key_id, "laptop stolen", key_of("chen.li")).seq
+    assert revoke_key(world.ledger, key_of("tom.berger").key_id, "leaver", key_of("ben.okafor")).seq
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
