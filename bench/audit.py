@@ -17,7 +17,11 @@ signed bundles, evaluation entries and one entry per finding), then times in the
   again in one process, ``audit_replay_one_process_s``, which must find exactly the same);
 - reading all entries (``read_all_entries_s``): read the export and parse every body, nothing more;
 - charter verify (``verify_export_s``): the standalone verifier (`auditor.read_export` and
-  `auditor.verify_entries`, what the exported verify.py runs) over the same export.
+  `auditor.verify_entries`, what the exported verify.py runs) over the same export;
+- full findings (``full_findings_evaluation_s``): `evaluate_bundle` alone over every bundle, its
+  inputs read beforehand: what any audit that re-derives full findings (explanations, observed
+  values) pays at the least; ``full_findings_vs_backtest_one_process_x`` is thus a floor under the
+  audit's ratio to the back-test, which evaluates statuses only.
 
 Target: the audit of the export takes at most 2x the back-test (``--jobs``) of the same ledger
 (``audit_vs_backtest_x``). Besides, ``audit_vs_backtest_plus_reading_x`` divides by back-test plus
@@ -35,6 +39,7 @@ histories): a ratio near 1 is linear, near 2 or more grows with history.
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
 import json
 import os
@@ -47,10 +52,16 @@ from backtest import CANDIDATE_EDIT, build_ledger, compile_bench_policy
 
 from charter.audit import ExportedLedger, audit, read_export, verify_export
 from charter.backtest import backtest
+from charter.bundle import EvidenceBundle
+from charter.evaluate import evaluate_bundle
 from charter.frameworks import load_frameworks
-from charter.kpis import builtin_catalog
+from charter.kpis import KpiCatalog, builtin_catalog
 from charter.ledger import SigningKey, auditor, export_ledger
+from charter.ledger.auditor import SYSTEM_REGISTERED
 from charter.policy import PolicyCompiler
+from charter.policy.compiler import CompiledPolicy
+from charter.registry import AISystem
+from charter.submission import EVALUATION
 
 TARGET_X = 2.0
 
@@ -109,6 +120,8 @@ def main() -> None:
         replay_one_s = time.perf_counter() - started
         assert one_process.to_dict() == result.to_dict()
 
+        evaluate_s = _evaluate_every_bundle(view, catalog, recorded)
+
         gc.collect()
         started = time.perf_counter()
         for item in read_export(root / "export").entries:
@@ -143,6 +156,8 @@ def main() -> None:
         "audit_vs_backtest_one_process_x": round(total / backtest_one_s, 2),
         "audit_vs_backtest_plus_reading_x": round(total / (backtest_s + read_all_s), 2),
         "audit_vs_backtest_plus_verify_x": round(total / (backtest_s + verify_alone_s), 2),
+        "full_findings_evaluation_s": round(evaluate_s, 2),
+        "full_findings_vs_backtest_one_process_x": round(evaluate_s / backtest_one_s, 2),
         "target_x": TARGET_X, "within_target": total <= TARGET_X * backtest_s,
     }
     if args.json:
@@ -150,6 +165,34 @@ def main() -> None:
     else:
         for key, value in out.items():
             print(f"{key:38} {value}")
+
+
+def _evaluate_every_bundle(view: ExportedLedger, catalog: KpiCatalog, policies: tuple[CompiledPolicy, ...]) -> float:
+    """Seconds `evaluate_bundle` takes to give every bundle's full findings, with nothing else timed.
+
+    The bundles, their systems, histories and evaluation times are read beforehand; only the
+    evaluation with explanations and observed values (what a finding records) is timed, in one
+    process. Any audit that re-derives full findings pays at least this, so its ratio to the
+    back-test (statuses only) bounds from below what an audit can reach against the back-test.
+    """
+    work = []
+    histories: dict[str, list[EvidenceBundle]] = {}
+    systems = {entry.subject: AISystem.model_validate(entry.payload["system"])
+               for entry in view.entries(types=(SYSTEM_REGISTERED,))}
+    evaluated = {entry.payload["bundle"]["seq"]: entry.payload["evaluated_at"]
+                 for entry in view.entries(types=(EVALUATION,))}
+    for seq in view.bundle_seqs():
+        entry = view.entry(seq)
+        assert entry is not None and entry.subject is not None
+        bundle = EvidenceBundle.from_data(entry.payload, catalog)
+        history = histories.setdefault(entry.subject, [])
+        work.append((systems[entry.subject], bundle, datetime.datetime.fromisoformat(evaluated[seq]), list(history)))
+        history.append(bundle)
+    gc.collect()
+    started = time.perf_counter()
+    for system, bundle, at, history in work:
+        evaluate_bundle(system, bundle, policies, at, history)
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":
