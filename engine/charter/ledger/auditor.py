@@ -22,7 +22,8 @@ ledger entries); receipt times never go back; checkpoint notes are signed by the
 their roots match the entries. Entries after the last matching checkpoint are reported as not
 covered: their absence could not be detected. Authority: entry 0 is the governance configuration,
 and every change of governance state is signed by a key registered to an actor whose role, under
-the configuration then in force, allows it (`Authority`); the export's head and checkpoint rows must
+the configuration then in force, allows it (`Authority`); a key no key of its principal endorses
+counts only once ``key_approvals`` administrators have each approved it; the export's head and checkpoint rows must
 agree with the entries and notes. An entry written through Charter's API records who asked for it
 (``via``: the authenticated principal, how, and the request id); a token named there must have been
 valid at that entry, issued to that principal and scoped for the write, and a signed entry must be
