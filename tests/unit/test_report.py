@@ -627,13 +627,13 @@ def test_inclusion_proofs_are_computed_once_per_entry_and_shared_by_the_framewor
         sqlite_scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
     state = bind_scenario(sqlite_scenario)
     computed: list[int] = []
-    inclusion_proof = state.tree.inclusion_proof
+    inclusion_proofs = state.tree.inclusion_proofs
 
-    def counted(seq: int) -> list[bytes]:
-        computed.append(seq)
-        return inclusion_proof(seq)
+    def counted(seqs: list[int]) -> dict[int, list[bytes]]:
+        computed.extend(seqs)
+        return inclusion_proofs(seqs)
 
-    monkeypatch.setattr(state.tree, "inclusion_proof", counted)
+    monkeypatch.setattr(state.tree, "inclusion_proofs", counted)
     documents = [build(state, framework, sqlite_scenario.frameworks) for framework in FRAMEWORKS]
     cited = [set(d.cited()) for d in documents]
     assert len(computed) == len(set(computed)) == len(set().union(*cited))
@@ -642,8 +642,22 @@ def test_inclusion_proofs_are_computed_once_per_entry_and_shared_by_the_framewor
     for document in documents:
         assert [p.seq for p in document.proofs] == sorted(document.cited())
         for proof in document.proofs:
+            assert proof.record_hash == leaves[proof.seq].hex()
             assert proof.path == [h.hex() for h in merkle.inclusion_proof(proof.seq, leaves)]
+    shared = set(documents[0].cited()) & set(documents[1].cited())
+    seq = min(shared)
+    assert next(p for p in documents[0].proofs if p.seq == seq) is next(p for p in documents[1].proofs if p.seq == seq)
 
+
+
+def test_a_citation_whose_hash_is_not_the_checkpoints_leaf_gets_no_proof(sqlite_scenario: Scenario) -> None:
+    state = bind_scenario(sqlite_scenario)
+    size = state.binding.checkpoint_size
+    good = {0: state.tree.leaf(0).hex()}
+    assert [p.path for p in state.proofs(good)] == [[h.hex() for h in state.tree.inclusion_proof(0)]]
+    for cited in ({1: "00" * 32}, {size: "00" * 32}):
+        with pytest.raises(CharterError, match="changed while the report was built"):
+            state.proofs({**good, **cited})
 
 def test_every_framework_report_is_valid_oscal(sqlite_scenario: Scenario) -> None:
     """The OSCAL renditions of the real scenario's reports (not a hand-built input) load with compliance-trestle

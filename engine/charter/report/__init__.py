@@ -105,15 +105,33 @@ class BoundState:
     #: what this run's verification read (it resumes from the last verified state, so it varies from
     #: run to run and stays out of the report, whose bytes depend only on the ledger and the time)
     verification: str = ""
-    #: seq -> hex audit path in `tree`, computed once per cited entry and shared by every report of this state
-    proof_paths: dict[int, list[str]] = field(default_factory=dict)
+    #: seq -> the inclusion proof of that entry in `tree`, made once per cited entry and shared by every
+    #: report of this state (frozen, so one object serves them all)
+    proof_refs: dict[int, InclusionProofRef] = field(default_factory=dict)
 
-    def proof_path(self, seq: int) -> list[str]:
-        """The hex audit path of entry `seq` against the checkpoint, computed the first time it is asked for."""
-        path = self.proof_paths.get(seq)
-        if path is None:
-            path = self.proof_paths[seq] = [h.hex() for h in self.tree.inclusion_proof(seq)]
-        return path
+    def proofs(self, cited: dict[int, str]) -> list[InclusionProofRef]:
+        """The inclusion proof of each cited entry (seq -> hex record hash), in the order given.
+
+        The paths not yet known are computed in one descent of the tree. A cited hash that is not
+        the tree's leaf means the ledger changed under the report.
+
+        Raises:
+            CharterError: a cited record hash differs from the checkpoint's leaf at that seq.
+        """
+        tree = self.tree
+        for seq, record_hash in cited.items():  # the tree's root is the checkpoint's: `bind` checked it
+            if seq >= tree.size or tree.leaf(seq).hex() != record_hash:
+                raise CharterError.single("ledger_damaged", f"entry {seq} changed while the report was built")
+        known = self.proof_refs
+        missing = [seq for seq in cited if seq not in known]
+        if missing:
+            hexed: dict[bytes, str] = {}  # the siblings near the root recur in most paths
+            for seq, path in tree.inclusion_proofs(missing).items():
+                # built from the verified tree, not from input: nothing here to validate
+                known[seq] = InclusionProofRef.model_construct(
+                    seq=seq, record_hash=cited[seq],
+                    path=[hexed.get(h) or hexed.setdefault(h, h.hex()) for h in path])
+        return [known[seq] for seq in cited]
 
 
 def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple[ReportContext, dict[str, int]]:
@@ -232,13 +250,7 @@ def build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system
 def _build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system: str | None) -> ReportDocument:
     document = build_report(state.snapshot, framework_id, frameworks, state.policies, state.graph, state.binding,
                             state.as_of, state.inputs, state.context, system)
-    proofs = []
-    for seq, record_hash in document.cited().items():  # the tree's root is the checkpoint's: `bind` checked it
-        if state.tree.leaf(seq).hex() != record_hash:
-            raise CharterError.single("ledger_damaged", f"entry {seq} changed while the report was built")
-        # computed once per entry for every framework citing it (validation copies the list into the model)
-        proofs.append(InclusionProofRef(seq=seq, record_hash=record_hash, path=state.proof_path(seq)))
-    return document.model_copy(update={"proofs": proofs})
+    return document.model_copy(update={"proofs": state.proofs(document.cited())})
 
 
 def percent(value: float | None) -> str:
