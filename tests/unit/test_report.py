@@ -22,7 +22,15 @@ from charter.ledger import SigningKey, make_checkpoint, merkle
 from charter.policy.model import Severity
 from charter.registry import RiskTier, SystemStatus
 from charter.report import REPORT_ISSUED, ReportDocument, build, issue, render, verify_report
-from charter.report.model import CONTROL_STATUSES, POINTS, PortfolioSnapshot, _governed, _ungoverned
+from charter.report.model import (
+    CONTROL_STATUSES,
+    POINTS,
+    ControlSystemStatus,
+    PortfolioSnapshot,
+    UndeterminedRef,
+    _governed,
+    _ungoverned,
+)
 from charter.submission import register_system, systems_in_ledger
 from tests.conftest import REPO, run_cli
 from tests.golden.scenario import (
@@ -658,6 +666,27 @@ def test_a_citation_whose_hash_is_not_the_checkpoints_leaf_gets_no_proof(sqlite_
     for cited in ({1: "00" * 32}, {size: "00" * 32}):
         with pytest.raises(CharterError, match="changed while the report was built"):
             state.proofs({**good, **cited})
+
+
+@pytest.mark.parametrize("model", [ControlSystemStatus, UndeterminedRef])
+def test_trusted_rows_equal_validated_ones(sqlite_scenario: Scenario, model: type[Any]) -> None:
+    """Rows made without validation (`model._trusted`) are what validating their values would make."""
+    assert model.model_config.get("extra") == "forbid" and not model.__private_attributes__
+    assert not model.__pydantic_post_init__
+    assert all(f.alias is None and f.validation_alias is None for f in model.model_fields.values())
+    state = bind_scenario(sqlite_scenario)
+    made = 0
+    for framework in FRAMEWORKS:
+        document = build(state, framework, sqlite_scenario.frameworks)
+        rows = [r for c in document.controls for r in c.systems] if model is ControlSystemStatus \
+            else document.gaps.undetermined_applicability
+        for row in rows:
+            assert type(row) is model and set(row.__dict__) == set(model.model_fields)
+            validated = model.model_validate(row.model_dump())
+            assert validated == row and validated.model_fields_set == row.model_fields_set
+            assert validated.model_dump_json() == row.model_dump_json()
+            made += 1
+    assert made > 0
 
 def test_every_framework_report_is_valid_oscal(sqlite_scenario: Scenario) -> None:
     """The OSCAL renditions of the real scenario's reports (not a hand-built input) load with compliance-trestle
