@@ -181,3 +181,5 @@ def test_the_json_encoder_gives_the_bytes_of_a_pydantic_dump(
         assert encoder.control(control) == _encode(control.model_dump(mode="json"))
         for row in control.systems:
             assert encoder.row(row) == _encode(row.model_dump(mode="json"))
+    assert encoder.gaps(document.gaps) == _encode(document.gaps.model_dump(mode="json"))
+    assert document.proofs and all(encoder.proof(p) == _encode(p.model_dump(mode="json")) for p in document.proofs)

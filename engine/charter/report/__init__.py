@@ -41,12 +41,14 @@ from .model import (
     Citation,
     ControlSystemStatus,
     EvidenceRef,
+    Gaps,
     InclusionProofRef,
     LedgerBinding,
     PortfolioSnapshot,
     ReportContext,
     ReportDocument,
     ReportInputs,
+    UndeterminedRef,
     build_report,
     report_inputs,
 )
@@ -328,23 +330,29 @@ def json_text(value: dict[str, Any]) -> str:
     def encode(element: Any) -> str:
         return element if isinstance(element, RawJSON) else _encode(element)
 
-    lines = ["{"]
+    # One join of all the pieces: a large report's elements are megabytes, and formatting each line,
+    # then joining the lines and then appending the last newline copied them three times.
+    parts = ["{\n"]
     members = sorted(value.items())
     for index, (key, member) in enumerate(members):
-        comma = "," if index < len(members) - 1 else ""
+        comma = ",\n" if index < len(members) - 1 else "\n"
         if isinstance(member, list) and member:
-            lines.append(f"  {encode(key)}: [")
-            lines.extend(f"    {encode(element)}{',' if position < len(member) - 1 else ''}"
-                         for position, element in enumerate(member))
-            lines.append(f"  ]{comma}")
+            parts += ("  ", encode(key), ": [\n")
+            last = len(member) - 1
+            for position, element in enumerate(member):
+                parts += ("    ", encode(element), ",\n" if position < last else "\n")
+            parts += ("  ]", comma)
         else:
-            lines.append(f"  {encode(key)}: {encode(member)}{comma}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            parts += ("  ", encode(key), ": ", encode(member), comma)
+    parts.append("}\n")
+    return "".join(parts)
 
 
 #: the fields of a (control, system) row, in the order their keys sort: `_ReportEncoder.row` writes them
 _ROW_FIELDS = ("applicability", "evidence", "primary_rules", "reason", "status", "supporting_rules", "system")
+#: the fields of an inclusion proof and of an undetermined-applicability ref, as `_ReportEncoder` writes them
+_PROOF_FIELDS = ("path", "record_hash", "seq")
+_UNDETERMINED_FIELDS = ("control", "reason", "system")
 
 
 class _ReportEncoder:
@@ -363,14 +371,40 @@ class _ReportEncoder:
         self._token = f"\x00{uuid.uuid4().hex}"
 
     def document(self, document: ReportDocument) -> dict[str, Any]:
-        """The report as `json_text` takes it, controls and pairs already encoded."""
-        data = document.model_dump(mode="json", exclude={"controls", "pairs"})
+        """The report as `json_text` takes it, controls, pairs, gaps and proofs already encoded."""
+        data = document.model_dump(mode="json", exclude={"controls", "pairs", "gaps", "proofs"})
         if set(ControlSystemStatus.model_fields) != set(_ROW_FIELDS):  # a new field: the generic path
             data["controls"] = [c.model_dump(mode="json") for c in document.controls]
         else:
             data["controls"] = [RawJSON(self.control(c)) for c in document.controls]
         data["pairs"] = [RawJSON(self.model(p)) for p in document.pairs]
+        if set(UndeterminedRef.model_fields) != set(_UNDETERMINED_FIELDS):
+            data["gaps"] = document.gaps.model_dump(mode="json")
+        else:
+            data["gaps"] = RawJSON(self.gaps(document.gaps))
+        if set(InclusionProofRef.model_fields) != set(_PROOF_FIELDS):
+            data["proofs"] = [p.model_dump(mode="json") for p in document.proofs]
+        else:
+            data["proofs"] = [RawJSON(self.proof(p)) for p in document.proofs]
         return data
+
+    def proof(self, proof: InclusionProofRef) -> str:
+        """An inclusion proof's JSON: its path's hashes recur across proofs (the siblings near the root)."""
+        return "".join(('{"path": [', ", ".join(map(self.text, proof.path)), '], "record_hash": ',
+                        self.text(proof.record_hash), ', "seq": ', int.__repr__(proof.seq), "}"))
+
+    def gaps(self, gaps: Gaps) -> str:
+        """The gaps' JSON: a large portfolio has a row per control and system whose applicability is undetermined."""
+        head = gaps.model_dump(mode="json", exclude={"undetermined_applicability"})
+        token = f"{self._token}u"
+        head["undetermined_applicability"] = token
+        before, _, after = _encode(head).partition(_encode(token))
+        return "".join((before, "[", ", ".join(map(self.undetermined, gaps.undetermined_applicability)), "]",
+                        after))
+
+    def undetermined(self, ref: UndeterminedRef) -> str:
+        return "".join(('{"control": ', self.text(ref.control), ', "reason": ', self.text(ref.reason),
+                        ', "system": ', self.text(ref.system), "}"))
 
     def model(self, value: Any) -> str:
         """A model's JSON, once per object (the object is kept alive here, so its id is not reused)."""
