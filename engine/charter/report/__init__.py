@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,11 +349,50 @@ def json_text(value: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _dump(value: Any) -> str:
+    return _encode(value.model_dump(mode="json"))
+
+
 #: the fields of a (control, system) row, in the order their keys sort: `_ReportEncoder.row` writes them
 _ROW_FIELDS = ("applicability", "evidence", "primary_rules", "reason", "status", "supporting_rules", "system")
 #: the fields of an inclusion proof and of an undetermined-applicability ref, as `_ReportEncoder` writes them
 _PROOF_FIELDS = ("path", "record_hash", "seq")
 _UNDETERMINED_FIELDS = ("control", "reason", "system")
+
+
+class _SharedTexts:
+    """The JSON text of report objects several reports share, kept while the object lives.
+
+    The reports of one bound state share their (rule, system) pairs (`PortfolioSnapshot.assess`):
+    three frameworks' JSON would otherwise encode the same tens of thousands of frozen pairs three
+    times. An entry is found by the object's identity and dropped when the object is freed (its id
+    may then be reused), so a text is never served for another object. Threads may race to encode
+    the same object: both get the same text.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[weakref.ref[Any], str]] = {}
+
+    def get(self, value: Any, encode: Callable[[Any], str]) -> str:
+        key = id(value)
+        known = self._texts.get(key)
+        if known is not None and known[0]() is value:
+            return known[1]
+        text = encode(value)
+        texts = self._texts
+
+        def forget(ref: weakref.ref[Any]) -> None:
+            if texts.get(key, (None,))[0] is ref:
+                texts.pop(key, None)
+
+        texts[key] = (weakref.ref(value, forget), text)
+        return text
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+
+_shared_texts = _SharedTexts()
 
 
 class _ReportEncoder:
@@ -377,7 +417,7 @@ class _ReportEncoder:
             data["controls"] = [c.model_dump(mode="json") for c in document.controls]
         else:
             data["controls"] = [RawJSON(self.control(c)) for c in document.controls]
-        data["pairs"] = [RawJSON(self.model(p)) for p in document.pairs]
+        data["pairs"] = [RawJSON(_shared_texts.get(p, _dump)) for p in document.pairs]
         if set(UndeterminedRef.model_fields) != set(_UNDETERMINED_FIELDS):
             data["gaps"] = document.gaps.model_dump(mode="json")
         else:
@@ -432,7 +472,7 @@ class _ReportEncoder:
         head["attention"], head["systems"] = attention, systems
         before, _, rest = _encode(head).partition(_encode(attention))  # "attention" sorts before "systems"
         middle, _, after = rest.partition(_encode(systems))
-        return "".join((before, "[", ", ".join(self.model(p) for p in control.attention), "]", middle,
+        return "".join((before, "[", ", ".join(_shared_texts.get(p, _dump) for p in control.attention), "]", middle,
                         "[", ", ".join(self.row(r) for r in control.systems), "]", after))
 
     def row(self, row: ControlSystemStatus) -> str:
