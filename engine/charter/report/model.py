@@ -1127,6 +1127,7 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
     not_in_scope = {s.id: s.status.value for s in registered if system is None and s.id not in scope}
     statuses = snapshot.assess(policies, systems, as_of)
     by_pair = {(p.rule, p.system): p for p in statuses}
+    pair_of = by_pair.get
     primary_map, supporting_map = rule_controls(policies)
     incidents = [i for i in snapshot.book.incidents.values() if i.system_id in scope]
 
@@ -1154,12 +1155,14 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
         rows: list[ControlSystemStatus] = []
         any_evidence_path = False
         for target in systems:
+            target_id = target.id
             decision = context.applicability(framework, control_id, target)
             applicability = shared.applicability(decision, _applicability_basis(
-                framework, decision, target.id, snapshot, inputs, context))
-            primary = [by_pair[(r, target.id)] for r in primary_rules if (r, target.id) in by_pair]
-            supporting = [r for r in supporting_rules if (r, target.id) in by_pair]
-            evidence = [shared.evidence(item) for item in context.evidence(ref, target.id)]
+                framework, decision, target_id, snapshot, inputs, context))
+            primary = [p for r in primary_rules if (p := pair_of((r, target_id))) is not None] \
+                if primary_rules else []
+            supporting = [r for r in supporting_rules if (r, target_id) in by_pair] if supporting_rules else []
+            evidence = [shared.evidence(item) for item in context.evidence(ref, target_id)]
             if len(evidence) > 1:
                 evidence.sort(key=lambda e: (e.seq, e.id))
             status, reason = shared.status(applicability, primary, evidence, target.owner)
@@ -1174,8 +1177,9 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             if applicability.status == "undetermined":
                 undetermined.append(_trusted(UndeterminedRef, control=ref, system=target.id,
                                              reason=applicability.reason))
-            documented += any(e.kind == "document" and e.state == "current" for e in evidence)
-            attested += any(e.kind == "attestation" and e.state == "current" for e in evidence)
+            if evidence:
+                documented += any(e.kind == "document" and e.state == "current" for e in evidence)
+                attested += any(e.kind == "attestation" and e.state == "current" for e in evidence)
             for pair in primary:
                 kpi_pairs[(pair.rule, pair.system)] = pair
                 per_system_kpi[target.id][pair.rule] = pair
