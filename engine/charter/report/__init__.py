@@ -363,11 +363,11 @@ _UNDETERMINED_FIELDS = ("control", "reason", "system")
 class _SharedTexts:
     """The JSON text of report objects several reports share, kept while the object lives.
 
-    The reports of one bound state share their (rule, system) pairs (`PortfolioSnapshot.assess`):
-    three frameworks' JSON would otherwise encode the same tens of thousands of frozen pairs three
-    times. An entry is found by the object's identity and dropped when the object is freed (its id
-    may then be reused), so a text is never served for another object. Threads may race to encode
-    the same object: both get the same text.
+    The reports of one bound state share their (rule, system) pairs (`PortfolioSnapshot.assess`) and
+    their inclusion proofs (`BoundState.proofs`): three frameworks' JSON would otherwise encode the
+    same tens of thousands of frozen objects three times. An entry is found by the object's identity
+    and dropped when the object is freed (its id may then be reused), so a text is never served for
+    another object. Threads may race to encode the same object: both get the same text.
     """
 
     def __init__(self) -> None:
@@ -425,7 +425,8 @@ class _ReportEncoder:
         if set(InclusionProofRef.model_fields) != set(_PROOF_FIELDS):
             data["proofs"] = [p.model_dump(mode="json") for p in document.proofs]
         else:
-            data["proofs"] = [RawJSON(self.proof(p)) for p in document.proofs]
+            # the reports of one bound state share their proof objects (`BoundState.proofs`)
+            data["proofs"] = [RawJSON(_shared_texts.get(p, self.proof)) for p in document.proofs]
         return data
 
     def proof(self, proof: InclusionProofRef) -> str:
