@@ -22,7 +22,15 @@ from charter.ledger import SigningKey, make_checkpoint, merkle
 from charter.policy.model import Severity
 from charter.registry import RiskTier, SystemStatus
 from charter.report import REPORT_ISSUED, ReportDocument, build, issue, render, verify_report
-from charter.report.model import CONTROL_STATUSES, POINTS, PortfolioSnapshot, _governed, _ungoverned
+from charter.report.model import (
+    CONTROL_STATUSES,
+    POINTS,
+    ControlSystemStatus,
+    PortfolioSnapshot,
+    UndeterminedRef,
+    _governed,
+    _ungoverned,
+)
 from charter.submission import register_system, systems_in_ledger
 from tests.conftest import REPO, run_cli
 from tests.golden.scenario import (
@@ -627,13 +635,13 @@ def test_inclusion_proofs_are_computed_once_per_entry_and_shared_by_the_framewor
         sqlite_scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
     state = bind_scenario(sqlite_scenario)
     computed: list[int] = []
-    inclusion_proof = state.tree.inclusion_proof
+    inclusion_proofs = state.tree.inclusion_proofs
 
-    def counted(seq: int) -> list[bytes]:
-        computed.append(seq)
-        return inclusion_proof(seq)
+    def counted(seqs: list[int]) -> dict[int, list[bytes]]:
+        computed.extend(seqs)
+        return inclusion_proofs(seqs)
 
-    monkeypatch.setattr(state.tree, "inclusion_proof", counted)
+    monkeypatch.setattr(state.tree, "inclusion_proofs", counted)
     documents = [build(state, framework, sqlite_scenario.frameworks) for framework in FRAMEWORKS]
     cited = [set(d.cited()) for d in documents]
     assert len(computed) == len(set(computed)) == len(set().union(*cited))
@@ -642,8 +650,43 @@ def test_inclusion_proofs_are_computed_once_per_entry_and_shared_by_the_framewor
     for document in documents:
         assert [p.seq for p in document.proofs] == sorted(document.cited())
         for proof in document.proofs:
+            assert proof.record_hash == leaves[proof.seq].hex()
             assert proof.path == [h.hex() for h in merkle.inclusion_proof(proof.seq, leaves)]
+    shared = set(documents[0].cited()) & set(documents[1].cited())
+    seq = min(shared)
+    assert next(p for p in documents[0].proofs if p.seq == seq) is next(p for p in documents[1].proofs if p.seq == seq)
 
+
+
+def test_a_citation_whose_hash_is_not_the_checkpoints_leaf_gets_no_proof(sqlite_scenario: Scenario) -> None:
+    state = bind_scenario(sqlite_scenario)
+    size = state.binding.checkpoint_size
+    good = {0: state.tree.leaf(0).hex()}
+    assert [p.path for p in state.proofs(good)] == [[h.hex() for h in state.tree.inclusion_proof(0)]]
+    for cited in ({1: "00" * 32}, {size: "00" * 32}):
+        with pytest.raises(CharterError, match="changed while the report was built"):
+            state.proofs({**good, **cited})
+
+
+@pytest.mark.parametrize("model", [ControlSystemStatus, UndeterminedRef])
+def test_trusted_rows_equal_validated_ones(sqlite_scenario: Scenario, model: type[Any]) -> None:
+    """Rows made without validation (`model._trusted`) are what validating their values would make."""
+    assert model.model_config.get("extra") == "forbid" and not model.__private_attributes__
+    assert not model.__pydantic_post_init__
+    assert all(f.alias is None and f.validation_alias is None for f in model.model_fields.values())
+    state = bind_scenario(sqlite_scenario)
+    made = 0
+    for framework in FRAMEWORKS:
+        document = build(state, framework, sqlite_scenario.frameworks)
+        rows = [r for c in document.controls for r in c.systems] if model is ControlSystemStatus \
+            else document.gaps.undetermined_applicability
+        for row in rows:
+            assert type(row) is model and set(row.__dict__) == set(model.model_fields)
+            validated = model.model_validate(row.model_dump())
+            assert validated == row and validated.model_fields_set == row.model_fields_set
+            assert validated.model_dump_json() == row.model_dump_json()
+            made += 1
+    assert made > 0
 
 def test_every_framework_report_is_valid_oscal(sqlite_scenario: Scenario) -> None:
     """The OSCAL renditions of the real scenario's reports (not a hand-built input) load with compliance-trestle

@@ -20,7 +20,7 @@ from charter.applicability import (
 )
 from charter.kpis import builtin_catalog
 from charter.registry import AISystem, EUClassification
-from charter.report import BoundState, _encode, _ReportEncoder, bind, build, json_text, render
+from charter.report import BoundState, _encode, _ReportEncoder, _SharedTexts, bind, build, json_text, render
 from charter.report.model import ReportContext, _applicability_ref, control_status
 from charter.submission import default_compiler, register_system, systems_in_ledger
 from tests.conftest import REPO
@@ -181,3 +181,28 @@ def test_the_json_encoder_gives_the_bytes_of_a_pydantic_dump(
         assert encoder.control(control) == _encode(control.model_dump(mode="json"))
         for row in control.systems:
             assert encoder.row(row) == _encode(row.model_dump(mode="json"))
+    assert encoder.gaps(document.gaps) == _encode(document.gaps.model_dump(mode="json"))
+    assert document.proofs and all(encoder.proof(p) == _encode(p.model_dump(mode="json")) for p in document.proofs)
+
+
+def test_shared_texts_follow_the_objects_they_encode() -> None:
+    """A text is served again only for the very object it encodes, and forgotten when that object is freed."""
+    from charter.report.model import TrendPoint
+
+    texts, encoded = _SharedTexts(), []
+
+    def encode(value: TrendPoint) -> str:
+        encoded.append(value.value)  # not the object: this list must not keep it alive
+        return _encode(value.model_dump(mode="json"))
+
+    point = TrendPoint(window_start="2026-01-01T00:00:00Z", value=1.0)
+    assert texts.get(point, encode) == texts.get(point, encode) == _encode(point.model_dump(mode="json"))
+    assert len(encoded) == 1 and len(texts) == 1
+    encoded.clear()
+    del point
+    assert len(texts) == 0
+    for n in range(200):  # freed objects' ids are reused at once: each new point must get its own text
+        fresh = TrendPoint(window_start=f"2026-01-01T00:00:{n % 60:02d}Z", value=float(n))
+        assert texts.get(fresh, encode) == _encode(fresh.model_dump(mode="json"))
+        del fresh
+    assert len(texts) == 0 and len(encoded) == 200

@@ -7,7 +7,8 @@ verifier stream a ledger of any size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 
 from .auditor import EMPTY_ROOT, CompactRange, inclusion_root
 from .hashing import node_hash
@@ -22,10 +23,7 @@ class ProofError(ValueError):
 
 def _split(n: int) -> int:
     """The largest power of two strictly smaller than n (n >= 2)."""
-    k = 1
-    while k << 1 < n:
-        k <<= 1
-    return k
+    return 1 << ((n - 1).bit_length() - 1)
 
 
 def root(leaves: Sequence[bytes]) -> bytes:
@@ -104,6 +102,40 @@ class MerkleTree:
                 start = middle
         path.reverse()  # RFC order: the sibling nearest the leaf first
         return path
+
+    def inclusion_proofs(self, indices: Iterable[int]) -> dict[int, list[bytes]]:
+        """Index -> PATH(index, D[n]) for every index, in one descent of the tree.
+
+        A report cites tens of thousands of entries: one descent visits each subtree the indices share
+        once (the siblings near the root are common to most of them), where separate proofs would
+        split the same ranges again for every index.
+        """
+        wanted = sorted(set(indices))
+        size = len(self._leaves)
+        if wanted and (wanted[0] < 0 or wanted[-1] >= size):
+            bad = wanted[0] if wanted[0] < 0 else wanted[-1]
+            raise ProofError(f"leaf index {bad} is outside a tree of size {size}")
+        proofs: dict[int, list[bytes]] = {}
+        above: list[bytes] = []  # the siblings of the current subtree's ancestors, nearest the root first
+
+        def descend(start: int, stop: int, lo: int, hi: int) -> None:  # wanted[lo:hi] lie in [start, stop)
+            if stop - start == 1:
+                proofs[wanted[lo]] = above[::-1]
+                return
+            middle = start + _split(stop - start)
+            cut = bisect_left(wanted, middle, lo, hi)
+            if lo < cut:
+                above.append(self._root(middle, stop))
+                descend(start, middle, lo, cut)
+                above.pop()
+            if cut < hi:
+                above.append(self._root(start, middle))
+                descend(middle, stop, cut, hi)
+                above.pop()
+
+        if wanted:
+            descend(0, size, 0, len(wanted))
+        return proofs
 
 
 def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:

@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,12 +42,14 @@ from .model import (
     Citation,
     ControlSystemStatus,
     EvidenceRef,
+    Gaps,
     InclusionProofRef,
     LedgerBinding,
     PortfolioSnapshot,
     ReportContext,
     ReportDocument,
     ReportInputs,
+    UndeterminedRef,
     build_report,
     report_inputs,
 )
@@ -105,15 +108,33 @@ class BoundState:
     #: what this run's verification read (it resumes from the last verified state, so it varies from
     #: run to run and stays out of the report, whose bytes depend only on the ledger and the time)
     verification: str = ""
-    #: seq -> hex audit path in `tree`, computed once per cited entry and shared by every report of this state
-    proof_paths: dict[int, list[str]] = field(default_factory=dict)
+    #: seq -> the inclusion proof of that entry in `tree`, made once per cited entry and shared by every
+    #: report of this state (frozen, so one object serves them all)
+    proof_refs: dict[int, InclusionProofRef] = field(default_factory=dict)
 
-    def proof_path(self, seq: int) -> list[str]:
-        """The hex audit path of entry `seq` against the checkpoint, computed the first time it is asked for."""
-        path = self.proof_paths.get(seq)
-        if path is None:
-            path = self.proof_paths[seq] = [h.hex() for h in self.tree.inclusion_proof(seq)]
-        return path
+    def proofs(self, cited: dict[int, str]) -> list[InclusionProofRef]:
+        """The inclusion proof of each cited entry (seq -> hex record hash), in the order given.
+
+        The paths not yet known are computed in one descent of the tree. A cited hash that is not
+        the tree's leaf means the ledger changed under the report.
+
+        Raises:
+            CharterError: a cited record hash differs from the checkpoint's leaf at that seq.
+        """
+        tree = self.tree
+        for seq, record_hash in cited.items():  # the tree's root is the checkpoint's: `bind` checked it
+            if seq >= tree.size or tree.leaf(seq).hex() != record_hash:
+                raise CharterError.single("ledger_damaged", f"entry {seq} changed while the report was built")
+        known = self.proof_refs
+        missing = [seq for seq in cited if seq not in known]
+        if missing:
+            hexed: dict[bytes, str] = {}  # the siblings near the root recur in most paths
+            for seq, path in tree.inclusion_proofs(missing).items():
+                # built from the verified tree, not from input: nothing here to validate
+                known[seq] = InclusionProofRef.model_construct(
+                    seq=seq, record_hash=cited[seq],
+                    path=[hexed.get(h) or hexed.setdefault(h, h.hex()) for h in path])
+        return [known[seq] for seq in cited]
 
 
 def ledger_context(ledger: Ledger, size: int, as_of: datetime.datetime) -> tuple[ReportContext, dict[str, int]]:
@@ -232,13 +253,7 @@ def build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system
 def _build(state: BoundState, framework_id: str, frameworks: FrameworkSet, system: str | None) -> ReportDocument:
     document = build_report(state.snapshot, framework_id, frameworks, state.policies, state.graph, state.binding,
                             state.as_of, state.inputs, state.context, system)
-    proofs = []
-    for seq, record_hash in document.cited().items():  # the tree's root is the checkpoint's: `bind` checked it
-        if state.tree.leaf(seq).hex() != record_hash:
-            raise CharterError.single("ledger_damaged", f"entry {seq} changed while the report was built")
-        # computed once per entry for every framework citing it (validation copies the list into the model)
-        proofs.append(InclusionProofRef(seq=seq, record_hash=record_hash, path=state.proof_path(seq)))
-    return document.model_copy(update={"proofs": proofs})
+    return document.model_copy(update={"proofs": state.proofs(document.cited())})
 
 
 def percent(value: float | None) -> str:
@@ -316,23 +331,68 @@ def json_text(value: dict[str, Any]) -> str:
     def encode(element: Any) -> str:
         return element if isinstance(element, RawJSON) else _encode(element)
 
-    lines = ["{"]
+    # One join of all the pieces: a large report's elements are megabytes, and formatting each line,
+    # then joining the lines and then appending the last newline copied them three times.
+    parts = ["{\n"]
     members = sorted(value.items())
     for index, (key, member) in enumerate(members):
-        comma = "," if index < len(members) - 1 else ""
+        comma = ",\n" if index < len(members) - 1 else "\n"
         if isinstance(member, list) and member:
-            lines.append(f"  {encode(key)}: [")
-            lines.extend(f"    {encode(element)}{',' if position < len(member) - 1 else ''}"
-                         for position, element in enumerate(member))
-            lines.append(f"  ]{comma}")
+            parts += ("  ", encode(key), ": [\n")
+            last = len(member) - 1
+            for position, element in enumerate(member):
+                parts += ("    ", encode(element), ",\n" if position < last else "\n")
+            parts += ("  ]", comma)
         else:
-            lines.append(f"  {encode(key)}: {encode(member)}{comma}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+            parts += ("  ", encode(key), ": ", encode(member), comma)
+    parts.append("}\n")
+    return "".join(parts)
+
+
+def _dump(value: Any) -> str:
+    return _encode(value.model_dump(mode="json"))
 
 
 #: the fields of a (control, system) row, in the order their keys sort: `_ReportEncoder.row` writes them
 _ROW_FIELDS = ("applicability", "evidence", "primary_rules", "reason", "status", "supporting_rules", "system")
+#: the fields of an inclusion proof and of an undetermined-applicability ref, as `_ReportEncoder` writes them
+_PROOF_FIELDS = ("path", "record_hash", "seq")
+_UNDETERMINED_FIELDS = ("control", "reason", "system")
+
+
+class _SharedTexts:
+    """The JSON text of report objects several reports share, kept while the object lives.
+
+    The reports of one bound state share their (rule, system) pairs (`PortfolioSnapshot.assess`) and
+    their inclusion proofs (`BoundState.proofs`): three frameworks' JSON would otherwise encode the
+    same tens of thousands of frozen objects three times. An entry is found by the object's identity
+    and dropped when the object is freed (its id may then be reused), so a text is never served for
+    another object. Threads may race to encode the same object: both get the same text.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[weakref.ref[Any], str]] = {}
+
+    def get(self, value: Any, encode: Callable[[Any], str]) -> str:
+        key = id(value)
+        known = self._texts.get(key)
+        if known is not None and known[0]() is value:
+            return known[1]
+        text = encode(value)
+        texts = self._texts
+
+        def forget(ref: weakref.ref[Any]) -> None:
+            if texts.get(key, (None,))[0] is ref:
+                texts.pop(key, None)
+
+        texts[key] = (weakref.ref(value, forget), text)
+        return text
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+
+_shared_texts = _SharedTexts()
 
 
 class _ReportEncoder:
@@ -351,14 +411,41 @@ class _ReportEncoder:
         self._token = f"\x00{uuid.uuid4().hex}"
 
     def document(self, document: ReportDocument) -> dict[str, Any]:
-        """The report as `json_text` takes it, controls and pairs already encoded."""
-        data = document.model_dump(mode="json", exclude={"controls", "pairs"})
+        """The report as `json_text` takes it, controls, pairs, gaps and proofs already encoded."""
+        data = document.model_dump(mode="json", exclude={"controls", "pairs", "gaps", "proofs"})
         if set(ControlSystemStatus.model_fields) != set(_ROW_FIELDS):  # a new field: the generic path
             data["controls"] = [c.model_dump(mode="json") for c in document.controls]
         else:
             data["controls"] = [RawJSON(self.control(c)) for c in document.controls]
-        data["pairs"] = [RawJSON(self.model(p)) for p in document.pairs]
+        data["pairs"] = [RawJSON(_shared_texts.get(p, _dump)) for p in document.pairs]
+        if set(UndeterminedRef.model_fields) != set(_UNDETERMINED_FIELDS):
+            data["gaps"] = document.gaps.model_dump(mode="json")
+        else:
+            data["gaps"] = RawJSON(self.gaps(document.gaps))
+        if set(InclusionProofRef.model_fields) != set(_PROOF_FIELDS):
+            data["proofs"] = [p.model_dump(mode="json") for p in document.proofs]
+        else:
+            # the reports of one bound state share their proof objects (`BoundState.proofs`)
+            data["proofs"] = [RawJSON(_shared_texts.get(p, self.proof)) for p in document.proofs]
         return data
+
+    def proof(self, proof: InclusionProofRef) -> str:
+        """An inclusion proof's JSON: its path's hashes recur across proofs (the siblings near the root)."""
+        return "".join(('{"path": [', ", ".join(map(self.text, proof.path)), '], "record_hash": ',
+                        self.text(proof.record_hash), ', "seq": ', int.__repr__(proof.seq), "}"))
+
+    def gaps(self, gaps: Gaps) -> str:
+        """The gaps' JSON: a large portfolio has a row per control and system whose applicability is undetermined."""
+        head = gaps.model_dump(mode="json", exclude={"undetermined_applicability"})
+        token = f"{self._token}u"
+        head["undetermined_applicability"] = token
+        before, _, after = _encode(head).partition(_encode(token))
+        return "".join((before, "[", ", ".join(map(self.undetermined, gaps.undetermined_applicability)), "]",
+                        after))
+
+    def undetermined(self, ref: UndeterminedRef) -> str:
+        return "".join(('{"control": ', self.text(ref.control), ', "reason": ', self.text(ref.reason),
+                        ', "system": ', self.text(ref.system), "}"))
 
     def model(self, value: Any) -> str:
         """A model's JSON, once per object (the object is kept alive here, so its id is not reused)."""
@@ -386,7 +473,7 @@ class _ReportEncoder:
         head["attention"], head["systems"] = attention, systems
         before, _, rest = _encode(head).partition(_encode(attention))  # "attention" sorts before "systems"
         middle, _, after = rest.partition(_encode(systems))
-        return "".join((before, "[", ", ".join(self.model(p) for p in control.attention), "]", middle,
+        return "".join((before, "[", ", ".join(_shared_texts.get(p, _dump) for p in control.attention), "]", middle,
                         "[", ", ".join(self.row(r) for r in control.systems), "]", after))
 
     def row(self, row: ControlSystemStatus) -> str:

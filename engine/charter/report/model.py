@@ -23,7 +23,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -153,6 +153,28 @@ class ReportContext:
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_M = TypeVar("_M", bound=_Model)
+_set = object.__setattr__
+
+
+def _trusted(cls: type[_M], **values: Any) -> _M:
+    """An instance of `cls` from values that are already what its fields hold: every field, nothing else.
+
+    For the hundreds of thousands of rows a large report makes out of models and strings it made
+    itself: validating them again costs more than the rest of the row, and `model_construct` (pure
+    Python, alias and default handling) more still. This sets exactly what `model_construct` sets
+    for a model with no aliases, defaults left out, extra fields, private attributes or post-init
+    (`test_trusted_rows_equal_validated_ones` checks the models it is used for and that the values
+    are exactly their fields).
+    """
+    model = cls.__new__(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", set(values))
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
 
 
 class Citation(_Model):
@@ -1034,10 +1056,13 @@ def _trends(snapshot: PortfolioSnapshot, policies: Sequence[CompiledPolicy], sys
     for it. A portfolio of a thousand systems gets the charts that need attention rather than four
     thousand.
     """
-    trends: list[Trend] = []
+    # Candidates stay plain tuples (worst, system, kpi, segment, rule, points): a portfolio has thousands,
+    # of which `limit` become models.
+    trends: list[tuple[str, str, str, str | None, CompiledRule, list[tuple[str, float]]]] = []
     rank = {"no_evidence": -1, **_WORST_RANK}
     for system in systems:
-        candidates: dict[tuple[str, str | None], Trend] = {}
+        candidates: dict[tuple[str, str | None], tuple[str, str, str, str | None, CompiledRule,
+                                                       list[tuple[str, float]]]] = {}
         for pair in _pairs(policies, [system]):
             kpi = pair.rule.rule.kpi
             if kpi is None or pair.rule.ref not in rules_in_framework:
@@ -1051,14 +1076,15 @@ def _trends(snapshot: PortfolioSnapshot, policies: Sequence[CompiledPolicy], sys
                 continue
             worst = latest.status if latest else "no_evidence"
             known = candidates.get((kpi, segment))
-            if known is None or rank[worst] > rank[known.worst]:
-                candidates[(kpi, segment)] = Trend(
-                    system=system.id, kpi=kpi, rule=pair.rule.ref, segment=segment,
-                    points=[TrendPoint(window_start=at, value=value) for at, value in points],
-                    thresholds=dict(pair.rule.thresholds), worst=worst)
-        trends.extend(sorted(candidates.values(), key=lambda t: (-rank[t.worst], t.kpi, t.segment or ""))[:per_system])
-    worst_first = sorted(trends, key=lambda t: (-rank[t.worst], t.system, t.kpi, t.segment or ""))[:limit]
-    return sorted(worst_first, key=lambda t: (t.system, t.kpi, t.segment or ""))
+            if known is None or rank[worst] > rank[known[0]]:
+                candidates[(kpi, segment)] = (worst, system.id, kpi, segment, pair.rule, points)
+        trends.extend(sorted(candidates.values(), key=lambda t: (-rank[t[0]], t[2], t[3] or ""))[:per_system])
+    worst_first = sorted(trends, key=lambda t: (-rank[t[0]], t[1], t[2], t[3] or ""))[:limit]
+    return [Trend(system=system_id, kpi=kpi, rule=rule.ref, segment=segment,
+                  points=[TrendPoint(window_start=at, value=value) for at, value in points],
+                  thresholds=dict(rule.thresholds), worst=worst)
+            for worst, system_id, kpi, segment, rule, points in sorted(worst_first,
+                                                                       key=lambda t: (t[1], t[2], t[3] or ""))]
 
 
 def report_inputs(policies: Sequence[CompiledPolicy], graph: EscalationGraph, *, policy_activation_seq: int | None,
@@ -1101,6 +1127,7 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
     not_in_scope = {s.id: s.status.value for s in registered if system is None and s.id not in scope}
     statuses = snapshot.assess(policies, systems, as_of)
     by_pair = {(p.rule, p.system): p for p in statuses}
+    pair_of = by_pair.get
     primary_map, supporting_map = rule_controls(policies)
     incidents = [i for i in snapshot.book.incidents.values() if i.system_id in scope]
 
@@ -1128,26 +1155,31 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
         rows: list[ControlSystemStatus] = []
         any_evidence_path = False
         for target in systems:
+            target_id = target.id
             decision = context.applicability(framework, control_id, target)
             applicability = shared.applicability(decision, _applicability_basis(
-                framework, decision, target.id, snapshot, inputs, context))
-            primary = [by_pair[(r, target.id)] for r in primary_rules if (r, target.id) in by_pair]
-            supporting = [r for r in supporting_rules if (r, target.id) in by_pair]
-            evidence = [shared.evidence(item) for item in context.evidence(ref, target.id)]
+                framework, decision, target_id, snapshot, inputs, context))
+            primary = [p for r in primary_rules if (p := pair_of((r, target_id))) is not None] \
+                if primary_rules else []
+            supporting = [r for r in supporting_rules if (r, target_id) in by_pair] if supporting_rules else []
+            evidence = [shared.evidence(item) for item in context.evidence(ref, target_id)]
             if len(evidence) > 1:
                 evidence.sort(key=lambda e: (e.seq, e.id))
             status, reason = shared.status(applicability, primary, evidence, target.owner)
-            rows.append(ControlSystemStatus(system=target.id, applicability=applicability, status=status,
-                                            reason=reason, primary_rules=[p.rule for p in primary],
-                                            supporting_rules=supporting, evidence=evidence))
+            # made of models and strings validated or computed here: the row is not validated again
+            rows.append(_trusted(ControlSystemStatus, system=target.id, applicability=applicability, status=status,
+                                 reason=reason, primary_rules=[p.rule for p in primary],
+                                 supporting_rules=supporting, evidence=evidence))
             per_system[target.id][status] += 1
             if status == "not_applicable":
                 continue
             any_evidence_path = any_evidence_path or bool(primary) or bool(evidence)
             if applicability.status == "undetermined":
-                undetermined.append(UndeterminedRef(control=ref, system=target.id, reason=applicability.reason))
-            documented += any(e.kind == "document" and e.state == "current" for e in evidence)
-            attested += any(e.kind == "attestation" and e.state == "current" for e in evidence)
+                undetermined.append(_trusted(UndeterminedRef, control=ref, system=target.id,
+                                             reason=applicability.reason))
+            if evidence:
+                documented += any(e.kind == "document" and e.state == "current" for e in evidence)
+                attested += any(e.kind == "attestation" and e.state == "current" for e in evidence)
             for pair in primary:
                 kpi_pairs[(pair.rule, pair.system)] = pair
                 per_system_kpi[target.id][pair.rule] = pair

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charter.ledger import merkle
 from charter.ledger.hashing import leaf_hash, node_hash
@@ -167,3 +169,33 @@ def test_cached_tree_agrees_with_the_recursive_definition(n: int) -> None:
         assert tree.inclusion_proof(index) == merkle.inclusion_proof(index, leaves)
     with pytest.raises(merkle.ProofError):
         tree.inclusion_proof(n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=300).flatmap(
+    lambda n: st.tuples(st.just(n), st.lists(st.integers(min_value=0, max_value=n - 1), max_size=40))))
+def test_one_descent_gives_the_proofs_of_separate_calls(case: tuple[int, list[int]]) -> None:
+    n, indices = case
+    leaves = [leaf_hash(f"entry {i}".encode()) for i in range(n)]
+    tree = merkle.MerkleTree(leaves)
+    proofs = tree.inclusion_proofs(indices)
+    assert sorted(proofs) == sorted(set(indices))
+    for index in indices:
+        assert proofs[index] == merkle.inclusion_proof(index, leaves)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 64, 65])
+def test_one_descent_covers_every_leaf(n: int) -> None:
+    leaves = [leaf_hash(f"entry {i}".encode()) for i in range(n)]
+    tree = merkle.MerkleTree(leaves)
+    assert tree.inclusion_proofs(range(n)) == {i: merkle.inclusion_proof(i, leaves) for i in range(n)}
+    assert tree.inclusion_proofs([]) == {}
+    for bad in ([n], [-1], [0, n]):
+        with pytest.raises(merkle.ProofError):
+            tree.inclusion_proofs(bad)
+
+
+@pytest.mark.parametrize("n", range(2, 70))
+def test_split_is_the_largest_power_of_two_below(n: int) -> None:
+    k = merkle._split(n)
+    assert k < n <= 2 * k and k & (k - 1) == 0
