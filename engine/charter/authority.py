@@ -167,6 +167,21 @@ class GovernanceConfig(BaseModel):
                                       f"{len(approved)} did ({', '.join(approved) or 'none'}): give each with "
                                       "--admin-key")
 
+    def lockout_warnings(self) -> list[str]:
+        """What in this configuration one lost, withheld or compromised administrator key could block for good."""
+        count = len(self.administrators)
+        if count < 2:
+            return []
+        warnings = []
+        if self.threshold == count:
+            warnings.append(f"all {count} administrators must approve a change of the configuration: one lost or "
+                            "withheld key blocks every change for good; keep at least one administrator spare")
+        if (self.threshold if self.key_approvals is None else self.key_approvals) == count:
+            warnings.append(f"all {count} administrators must approve a principal's first key: one unavailable "
+                            "administrator blocks every new identity (and one who revokes a principal's keys "
+                            "keeps them out); keep at least one administrator spare")
+        return warnings
+
     def document(self) -> dict[str, Any]:
         """The JSON form recorded in the ledger (and checked by the standalone verifier)."""
         admins = sorted(self.administrators, key=lambda a: a.principal)

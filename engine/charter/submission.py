@@ -131,8 +131,16 @@ def register_key(ledger: Ledger, request: KeyRequest, admin: Signer) -> Entry:
             if known[3] is not None:
                 raise CharterError.single("key_revoked", f"key {request.key_id} was revoked at seq {known[3]} and "
                                           "cannot be registered again; generate a new key")
+            if isinstance(admin, SignedStatement):  # the key landed by other approvals: this one is not recorded
+                raise CharterError.single("key_registered", f"key {request.key_id} of {known[0]!r} is already "
+                                          f"registered (seq {known[2]}); this statement was not recorded")
             return []
-        if _actor_of(ledger, admin, next_seq) in authority.key_approvers(request.key_id, next_seq):
+        if (not authority.principal_keys(request.principal, next_seq)
+                and _actor_of(ledger, admin, next_seq) in authority.key_approvers(request.key_id, next_seq)):
+            if isinstance(admin, SignedStatement):  # another statement of an approval already counted: not recorded
+                raise CharterError.single("already_approved", f"{admin.statement.get('actor')!r} already approved key "
+                                          f"{request.key_id}; it needs {authority.key_approvals()} different "
+                                          "administrators, and this statement was not recorded")
             return []
         return [signed_entry(ledger, KEY_ADDED, key_statement(request), admin, subject=request.principal,
                              size=next_seq)]
@@ -163,10 +171,10 @@ class KeyApproval:
             return f"{self.key_id} registered for {self.principal}"
         if self.principal is None:
             return f"{self.key_id} is neither registered nor awaiting approval"
-        more = self.needed - len(self.approvers)
+        more = max(1, self.needed - len(self.approvers))
         return (f"{self.key_id} of {self.principal} awaits approval: {len(self.approvers)} of {self.needed} "
-                f"administrators approved it ({', '.join(self.approvers)}); {more} more must run `charter keys "
-                "register` with its request before it signs anything")
+                f"administrators approved it ({', '.join(self.approvers) or 'none in force'}); {more} more must run "
+                "`charter keys register` with its request before it signs anything")
 
 
 def key_approval(ledger: Ledger, key_id: str) -> KeyApproval:

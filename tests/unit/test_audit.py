@@ -58,6 +58,18 @@ def demo_log_key(root: Path) -> SigningKey:
     return SigningKey.load(root / ".charter/demo/ledger.key")
 
 
+def uncompilable_rule(payload: dict[str, Any]) -> None:
+    """Forge a published policy: its first rule reads a KPI the built-in catalog lacks."""
+    rules = payload["document"]["rules"]
+    rules[0] = {**{k: v for k, v in rules[0].items() if k in ("id", "title", "severity", "controls")},
+                "kpi": "house_metric", "min": 0.5}
+
+
+def summary_without_breaches(payload: dict[str, Any]) -> None:
+    """Forge an evaluation entry's status summary: every breach recorded as a pass."""
+    payload["statuses"] = [s.replace(" breach ", " pass ") for s in payload["statuses"]]
+
+
 Edit = tuple[int, Callable[[dict[str, Any]], None], "SigningKey | None"]
 
 
@@ -205,11 +217,7 @@ def test_a_forged_summary_is_caught_too(demo: Path, tmp_path: Path) -> None:
     view = ExportedLedger(export.entries, export.origin)
     evaluation = next(e for e in view.entries(types=(EVALUATION,))
                       if any(" breach " in line for line in e.payload["statuses"]))
-
-    def forge(payload: dict[str, Any]) -> None:
-        payload["statuses"] = [s.replace(" breach ", " pass ") for s in payload["statuses"]]
-
-    reseal_export(demo / "export", tmp_path / "forged", evaluation.seq, forge, demo_log_key(demo))
+    reseal_export(demo / "export", tmp_path / "forged", evaluation.seq, summary_without_breaches, demo_log_key(demo))
     forged = read_export(tmp_path / "forged")
     result = audit(ExportedLedger(forged.entries, forged.origin), CATALOG, COMPILER)
     assert result.differences and {d.seq for d in result.differences} == {evaluation.payload["bundle"]["seq"]}
@@ -228,13 +236,7 @@ def test_a_recorded_policy_that_cannot_be_compiled_is_reported(demo: Path, tmp_p
     export = read_export(demo / "export")
     view = ExportedLedger(export.entries, export.origin)
     policy = next(iter(view.entries(types=("policy.published",))))
-
-    def custom_kpi(payload: dict[str, Any]) -> None:
-        rules = payload["document"]["rules"]
-        rules[0] = {**{k: v for k, v in rules[0].items() if k in ("id", "title", "severity", "controls")},
-                    "kpi": "house_metric", "min": 0.5}
-
-    reseal_export(demo / "export", tmp_path / "custom", policy.seq, custom_kpi, demo_log_key(demo))
+    reseal_export(demo / "export", tmp_path / "custom", policy.seq, uncompilable_rule, demo_log_key(demo))
     forged = read_export(tmp_path / "custom")
     result = audit(ExportedLedger(forged.entries, forged.origin), CATALOG, COMPILER)
     assert result.uncompilable and result.uncompilable == result.unreplayable
@@ -341,20 +343,10 @@ def test_workers_find_what_one_process_finds(demo: Path, tmp_path: Path, monkeyp
     assert [d["seq"] for d in result["differences"]] == [bundle_seq]
     evaluation = next(e for e in view.entries(types=(EVALUATION,))
                       if any(" breach " in line for line in e.payload["statuses"]))
-
-    def forge_summary(payload: dict[str, Any]) -> None:
-        payload["statuses"] = [s.replace(" breach ", " pass ") for s in payload["statuses"]]
-
-    reseal_export(demo / "export", tmp_path / "summary", evaluation.seq, forge_summary, demo_log_key(demo))
+    reseal_export(demo / "export", tmp_path / "summary", evaluation.seq, summary_without_breaches, demo_log_key(demo))
     forged = read_export(tmp_path / "summary")
     assert _both_ways(ExportedLedger(forged.entries, forged.origin), monkeypatch)["differences"]
     policy = next(iter(view.entries(types=("policy.published",))))
-
-    def custom_kpi(payload: dict[str, Any]) -> None:
-        rules = payload["document"]["rules"]
-        rules[0] = {**{k: v for k, v in rules[0].items() if k in ("id", "title", "severity", "controls")},
-                    "kpi": "house_metric", "min": 0.5}
-
-    reseal_export(demo / "export", tmp_path / "custom", policy.seq, custom_kpi, demo_log_key(demo))
+    reseal_export(demo / "export", tmp_path / "custom", policy.seq, uncompilable_rule, demo_log_key(demo))
     forged = read_export(tmp_path / "custom")
     assert _both_ways(ExportedLedger(forged.entries, forged.origin), monkeypatch)["unreplayable"]

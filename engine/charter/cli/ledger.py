@@ -143,6 +143,8 @@ def ledger_init(
     refuse_local()
     check_origin(origin)
     config = load_governance(governance)
+    for warning in config.lockout_warnings():
+        err.print(f"[yellow]warning: {warning}[/]")
     approvers = [SigningKey.load(path) for path in admin_keys]
     config.require_approvals(approvers)  # before anything is created
     if ledger_key.exists():

@@ -1250,6 +1250,10 @@ class Authority:
             self.keys[key_id] = [principal, pending[1], seq, None]
             del self.pending_keys[key_id]
 
+    def admin_key_ids(self) -> set[str]:
+        """The key ids of the administrators' keys in the configuration in force."""
+        return {key_id_for(base64.b64decode(a["public_key"])) for a in (self.config or {}).get("administrators", [])}
+
     def holders(self, role: str) -> list[str]:
         """The principals holding an authority role under the configuration in force."""
         return list((self.config or {}).get("roles", {}).get(role, []))
@@ -1453,6 +1457,9 @@ class Authority:
             return Problem(seq, "malformed_body", "public key is not base64")
         if key_id_for(public) != key_id or not isinstance(principal, str):
             return Problem(seq, "malformed_body", "key id does not match the public key, or no principal")
+        if len(public) != 32 or base64.b64encode(public).decode() != payload.get("public_key"):
+            # One key, one spelling: rules that compare keys must not be evaded by another base64 of the same bytes.
+            return Problem(seq, "malformed_body", "the public key is not the canonical base64 of 32 bytes")
         if key_id in self.keys:
             return Problem(seq, "key_registered", f"key {key_id} is already registered to {self.keys[key_id][0]!r}")
         if principal in self.admins():
@@ -1491,7 +1498,7 @@ class Authority:
         if actor != key[0] and actor not in self.admins():
             return Problem(seq, "not_authorized", f"{actor!r} revoked {key[0]!r}'s key: only its owner or an "
                            "administrator may")
-        if actor != key[0] and key[1] in {a["public_key"] for a in (self.config or {}).get("administrators", [])}:
+        if actor != key[0] and str(payload.get("key_id")) in self.admin_key_ids():
             # Else one administrator could revoke the others' keys until the threshold can never be met again.
             return Problem(seq, "not_authorized", f"{actor!r} revoked administrator {key[0]!r}'s key: an "
                            "administrator's key is revoked by its holder, or replaced by a configuration change "
@@ -1731,6 +1738,9 @@ class Authority:
         if actor != payload["principal"] and actor not in self.admins():
             return Problem(seq, "not_authorized", f"{actor!r} created a token for {payload['principal']!r}: only the "
                            "token's principal or an administrator may")
+        if actor != payload["principal"] and payload["principal"] in self.admins():
+            return Problem(seq, "not_authorized", f"{actor!r} created a token for administrator "
+                           f"{payload['principal']!r}: an administrator's tokens are created by their holder only")
         if payload["token_id"] in self.tokens:
             return Problem(seq, "token_registered", f"token {payload['token_id']} was already created at seq "
                            f"{self.tokens[payload['token_id']][3]}")
@@ -1746,6 +1756,10 @@ class Authority:
         if actor != token[0] and actor not in self.admins():
             return Problem(seq, "not_authorized", f"{actor!r} revoked {token[0]!r}'s token: only its principal or an "
                            "administrator may")
+        if actor != token[0] and token[0] in self.admins():
+            return Problem(seq, "not_authorized", f"{actor!r} revoked administrator {token[0]!r}'s token: an "
+                           "administrator's tokens are revoked by their holder only; a configuration that drops the "
+                           "administrator takes their powers")
         if token[4] is not None:
             return Problem(seq, "token_revoked", f"token {payload['token_id']} was already revoked at seq {token[4]}")
         return None
@@ -1758,15 +1772,22 @@ class Authority:
         if submission_id is not None and entry_type in (GOVERNANCE_CONFIG, *SIGNED_ACTIONS):
             self.statements.add(submission_id)
         if entry_type == GOVERNANCE_CONFIG and _config_problem(payload.get("config")) is None:
-            kept = {a["public_key"] for a in payload["config"]["administrators"]}
+            kept = {key_id_for(base64.b64decode(a["public_key"])) for a in payload["config"]["administrators"]}
             for admin in (self.config or {}).get("administrators", []):
-                key = self.keys.get(key_id_for(base64.b64decode(admin["public_key"])))
-                if admin["public_key"] not in kept and key is not None and key[3] is None:
+                admin_key_id = key_id_for(base64.b64decode(admin["public_key"]))
+                key = self.keys.get(admin_key_id)
+                if admin_key_id not in kept and key is not None and key[3] is None:
                     key[3] = seq  # a key the new configuration drops (rotated, or its holder left) is revoked
             self.config, self.config_seq = payload["config"], seq
             for admin in payload["config"]["administrators"]:
                 key_id = key_id_for(base64.b64decode(admin["public_key"]))
                 self.keys.setdefault(key_id, [admin["principal"], admin["public_key"], seq, None])
+            for key_id in sorted(self.pending_keys):
+                # A configuration that needs fewer approvals completes the keys that already have enough.
+                pending = self.pending_keys[key_id]
+                if key_id not in self.keys and len(self.key_approvers(key_id, seq + 1)) >= self.key_approvals():
+                    self.keys[key_id] = [pending[0], pending[1], seq, None]
+                    del self.pending_keys[key_id]
         elif entry_type == KEY_ADDED:
             self._add_key(seq, payload)
         elif entry_type == KEY_REVOKED:

@@ -28,6 +28,8 @@ from .store import Ledger
 #: The signing context of verified states, distinct from receipts, bundles and checkpoints.
 VERIFIED_CONTEXT = b"charter-verified-state/v1\n"
 _META_NAME = "verified_state"
+#: the folds a state must hold to be resumed from: states recorded before they existed lack them
+RESUME_NEEDS = (*sorted(UNKNOWN_IN_OLDER_STATE), "pending_keys")
 
 
 def record_verified_state(ledger: Ledger, verifier: Verifier, full_pass: tuple[int, str] | None) -> dict[str, Any]:
@@ -69,9 +71,10 @@ def load_verified_state(ledger: Ledger, log_public_key: bytes) -> dict[str, Any]
     except (ValueError, KeyError, TypeError):
         return None
     authority = state.get("authority")
-    if not isinstance(authority, dict) or any(authority.get(name) is None for name in UNKNOWN_IN_OLDER_STATE):
-        # Recorded before a fold existed (the Art. 73 rule's): resuming would leave that rule unchecked from
-        # here on, so this pass reads every entry, and the state it records knows the fold (review L1).
+    if not isinstance(authority, dict) or any(authority.get(name) is None for name in RESUME_NEEDS):
+        # Recorded before a fold existed (the Art. 73 rule's, the pending keys'): resuming would leave its rule
+        # unchecked from here on (an older Charter folds a pending key as registered), so this pass reads every
+        # entry, and the state it records knows the fold (review L1).
         return None
     return state
 

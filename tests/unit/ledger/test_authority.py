@@ -1045,3 +1045,113 @@ def test_an_administrator_may_still_revoke_a_principals_key_and_their_own(world:
     assert revoke_key(world.ledger, key_of("chen.li").key_id, "laptop stolen", key_of("chen.li")).seq
     assert revoke_key(world.ledger, key_of("tom.berger").key_id, "leaver", key_of("ben.okafor")).seq
     assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+# -- the review of key_approvals (helper-33) ---------------------------------------------------------------
+
+
+def test_a_key_in_another_base64_spelling_is_refused(world: Populated) -> None:
+    """Review M1: a non-canonical base64 of the same 32 bytes would let string comparisons of keys be evaded."""
+    from charter.authority import signed_entry
+    from charter.ledger.auditor import KEY_ADDED
+    from charter.submission import key_statement
+
+    newcomer = SigningKey.generate("dana.white")
+    fields = key_statement(KeyRequest.of(newcomer, world.ledger.origin))
+    canonical_text = fields["public_key"]
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".index(canonical_text[-2])
+    other = canonical_text[:-2] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[last ^ 1] + "="
+    assert base64.b64decode(other) == base64.b64decode(canonical_text) and other != canonical_text
+
+    def spelled(next_seq: int) -> list[Any]:
+        return [signed_entry(world.ledger, KEY_ADDED, {**fields, "public_key": other}, key_of(ADMIN),
+                             subject="dana.white", size=next_seq)]
+
+    _refused(world, "malformed_body", lambda: world.ledger.append(spelled))
+    with _unchecked():
+        forced = world.ledger.append(spelled)[0]
+    assert _first_unauthorized(world) == (forced.seq, "malformed_body")
+
+
+def test_lockout_warnings_name_configurations_one_administrator_can_block() -> None:
+    """Review M2: with every administrator needed, one who withholds (or revokes keys) blocks for good."""
+    def config(count: int, threshold: int, key_approvals: int | None = None) -> GovernanceConfig:
+        return GovernanceConfig(administrators=[
+            Administrator(principal=name, public_key=base64.b64encode(key_of(name).public).decode())
+            for name in ("ana.costa", "ben.okafor", "chen.li")[:count]], threshold=threshold,
+            key_approvals=key_approvals)
+
+    assert config(3, 2).lockout_warnings() == []
+    assert config(1, 1).lockout_warnings() == []
+    two_of_two = config(2, 2).lockout_warnings()
+    assert len(two_of_two) == 2 and "change of the configuration" in two_of_two[0] and "first key" in two_of_two[1]
+    only_keys = config(3, 2, key_approvals=3).lockout_warnings()
+    assert len(only_keys) == 1 and "every new identity" in only_keys[0]
+
+
+def test_an_endorsed_request_registers_even_after_the_same_administrator_approved_it_unendorsed(
+        world: Populated) -> None:
+    """Review L2: the idempotency shortcut applies to first keys only; an endorsement needs one administrator."""
+    first = SigningKey.generate("dana.white")
+    for admin in (ADMIN, "ben.okafor"):
+        register_key(world.ledger, KeyRequest.of(first, world.ledger.origin), key_of(admin))
+    second = SigningKey.generate("dana.white")
+    with pytest.raises(CharterError) as info:  # unendorsed: a second key needs the endorsement of the first
+        register_key(world.ledger, KeyRequest.of(second, world.ledger.origin), key_of(ADMIN))
+    assert info.value.code == "no_endorsement"
+    endorsed = KeyRequest.of(second, world.ledger.origin, endorse_with=first)
+    entry = register_key(world.ledger, endorsed, key_of(ADMIN))
+    assert world.ledger.authority().keys[second.key_id][2] == entry.seq
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_a_statement_that_cannot_land_is_refused_not_reported_as_another_entry(world: Populated) -> None:
+    """Review L2: `ledger accept` and the API must not answer a statement with an earlier entry of another one."""
+    from charter.authority import SignedStatement
+    from charter.ledger.auditor import KEY_ADDED
+    from charter.statements import accept
+    from charter.submission import key_statement
+
+    newcomer = SigningKey.generate("dana.white")
+    fields = key_statement(KeyRequest.of(newcomer, world.ledger.origin))
+
+    def statement(admin: str, at: str) -> SignedStatement:
+        return SignedStatement.sign(world.ledger.origin, KEY_ADDED, fields, key_of(admin), at)
+
+    landed = accept(world.ledger, statement(ADMIN, "2026-06-01T00:00:00Z"))
+    assert landed is not None
+    _refused(world, "already_approved", lambda: accept(world.ledger, statement(ADMIN, "2026-06-01T00:00:01Z")))
+    assert accept(world.ledger, statement("ben.okafor", "2026-06-01T00:00:02Z")) is not None
+    assert newcomer.key_id in world.ledger.authority().keys
+    _refused(world, "key_registered", lambda: accept(world.ledger, statement("chen.li", "2026-06-01T00:00:03Z")))
+
+
+def test_a_configuration_that_needs_fewer_approvals_completes_the_keys_that_have_enough(world: Populated) -> None:
+    """Review L3: lowering key_approvals must not strand a key its approvers can no longer complete."""
+    from charter.submission import key_approval
+
+    newcomer = SigningKey.generate("dana.white")
+    register_key(world.ledger, KeyRequest.of(newcomer, world.ledger.origin), key_of(ADMIN))
+    assert not key_approval(world.ledger, newcomer.key_id).registered
+    config = GovernanceConfig.model_validate({**world.ledger.authority().config, "key_approvals": 1})
+    entry = update_governance(world.ledger, config, [key_of(ADMIN), key_of("ben.okafor")])
+    assert world.ledger.authority().keys[newcomer.key_id][2] == entry.seq
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_an_administrators_tokens_are_theirs_alone(world: Populated) -> None:
+    """Review L4: as with keys, no administrator creates or revokes another administrator's token."""
+    import datetime
+
+    from charter.tokens import create_token, revoke_token
+
+    expires = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
+    _refused(world, "not_authorized", lambda: create_token(world.ledger, "ben.okafor", ["act"], expires,
+                                                           key_of(ADMIN)))
+    created, _ = create_token(world.ledger, "ben.okafor", ["act"], expires, key_of("ben.okafor"))
+    token_id = created.payload["token_id"]
+    _refused(world, "not_authorized", lambda: revoke_token(world.ledger, token_id, "spite", key_of(ADMIN)))
+    assert revoke_token(world.ledger, token_id, "rotation", key_of("ben.okafor")).seq
+    owner_token, _ = create_token(world.ledger, "tom.berger", ["act"], expires, key_of(ADMIN))  # still allowed
+    assert owner_token.payload["principal"] == "tom.berger"
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok

@@ -169,3 +169,19 @@ def test_a_state_recorded_before_the_art_73_fold_is_not_resumed_from(db_url: str
     state = load_verified_state(populated.ledger, populated.log_key.public)
     assert state is not None and state["authority"]["incident_systems"] is not None
     assert verify_ledger(populated.ledger, populated.log_key.public, resume=True).resumed_from == state["size"]
+
+
+def test_a_state_recorded_before_pending_keys_is_not_resumed_from(db_url: str) -> None:
+    """Review L1 (helper-33): an older Charter folds a pending key as registered; its state must not be trusted."""
+    from charter.ledger.auditor import canonical_json
+    from charter.ledger.verified import VERIFIED_CONTEXT
+
+    populated = _bound(db_url)
+
+    def as_an_older_version_recorded_it(value: dict[str, Any]) -> None:
+        value["state"]["authority"].pop("pending_keys")
+        value["signature"] = populated.log_key.sign(VERIFIED_CONTEXT, canonical_json(value["state"]))
+
+    _edit_state(populated, as_an_older_version_recorded_it)
+    assert load_verified_state(populated.ledger, populated.log_key.public) is None
+    assert verify_ledger(populated.ledger, populated.log_key.public, resume=True).resumed_from is None
