@@ -119,7 +119,9 @@ def register_key(ledger: Ledger, request: KeyRequest, admin: Signer) -> Entry:
 
     Raises:
         CharterError: the key is registered to someone else or was revoked, the request's proof of
-            possession is bad, or `admin` is no administrator.
+            possession is bad, or `admin` is no administrator; for a signed statement that cannot land
+            (its administrator's approval already counts, or the key is already registered),
+            ``already_approved`` or ``key_registered``.
     """
     def build(next_seq: int) -> list[NewEntry]:
         authority = ledger.authority(next_seq)
