@@ -252,10 +252,11 @@ def test_every_article_carries_an_obligation() -> None:
     assert articles and all("obligation" in (c.model_extra or {}) for c in articles)
 
 
-def _catalog_with(tmp_path: Path, old: str, new: str) -> Path:
-    text = (REPO / "frameworks" / "eu-ai-act.yaml").read_text()
+def _catalog_with(tmp_path: Path, old: str, new: str, name: str = "eu-ai-act.yaml") -> Path:
+    """A copy of the shipped catalog `name` with its first `old` replaced by `new`."""
+    text = (REPO / "frameworks" / name).read_text()
     assert old in text
-    path = tmp_path / "eu-ai-act.yaml"
+    path = tmp_path / name
     path.write_text(text.replace(old, new, 1))
     return path
 
@@ -376,11 +377,7 @@ def test_a_missing_market_date_is_named_only_where_it_would_change_the_decision(
 
 
 def _gai_catalog_with(tmp_path: Path, old: str, new: str) -> Path:
-    text = (REPO / "frameworks" / "nist-ai-600-1.yaml").read_text()
-    assert old in text
-    path = tmp_path / "nist-ai-600-1.yaml"
-    path.write_text(text.replace(old, new, 1))
-    return path
+    return _catalog_with(tmp_path, old, new, "nist-ai-600-1.yaml")
 
 
 @pytest.mark.parametrize("kinds", ["[generative, chatbot]", "[]", "generative"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,7 +23,9 @@ from charter.frameworks import FrameworkSet
 from charter.ledger import verify_ledger
 from charter.ledger.auditor import EVIDENCE_ATTESTATION, EVIDENCE_DOCUMENT
 from charter.statements import accept
-from tests.unit.ledger.helpers import Populated, key_of, populate
+from tests.unit.ledger.helpers import Populated, key_of, populate, refused
+
+_refused = refused  # the action raises with the code and writes nothing
 
 ATTESTER, OWNER, ADMIN, OTHER_OWNER = "anna.schmidt", "tom.berger", "ana.costa", "maria.keller"
 T0 = datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)
@@ -51,15 +52,6 @@ def _attestation(frameworks: FrameworkSet, **changes: Any) -> dict[str, Any]:
                               "valid_until": T0 + datetime.timedelta(days=365), "frameworks": frameworks}
     fields.update(changes)
     return attestation_fields(**fields)
-
-
-def _refused(world: Populated, code: str, action: Callable[[], Any]) -> CharterError:
-    size = world.ledger.size()
-    with pytest.raises(CharterError) as info:
-        action()
-    assert info.value.code == code, str(info.value)
-    assert world.ledger.size() == size
-    return info.value
 
 
 def test_documents_and_attestations_are_recorded_and_indexed(world: Populated, frameworks: FrameworkSet) -> None:

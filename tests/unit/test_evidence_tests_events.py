@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +24,9 @@ from charter.frameworks import FrameworkSet
 from charter.ledger import verify_ledger
 from charter.ledger.auditor import EVIDENCE_EVENT, EVIDENCE_TEST_RESULT, evidence_shape_problem
 from charter.statements import accept
-from tests.unit.ledger.helpers import Populated, key_of, populate
+from tests.unit.ledger.helpers import Populated, key_of, populate, refused
+
+_refused = refused  # the action raises with the code and writes nothing
 
 ATTESTER, OWNER, ADMIN, OTHER_OWNER = "anna.schmidt", "tom.berger", "ana.costa", "maria.keller"
 #: before the ledger's clock (2026-01-01): what is recorded has happened
@@ -58,15 +59,6 @@ def _event(frameworks: FrameworkSet, **changes: Any) -> dict[str, Any]:
                               "frameworks": frameworks}
     fields.update(changes)
     return event_fields(**fields)
-
-
-def _refused(world: Populated, code: str, action: Callable[[], Any]) -> CharterError:
-    size = world.ledger.size()
-    with pytest.raises(CharterError) as info:
-        action()
-    assert info.value.code == code, str(info.value)
-    assert world.ledger.size() == size
-    return info.value
 
 
 def test_test_results_and_events_are_recorded_and_indexed(world: Populated, frameworks: FrameworkSet) -> None:

@@ -29,8 +29,10 @@ from charter.ledger import verify_ledger
 from charter.notify import page_reporting, tick
 from charter.policy.model import Severity
 from charter.registry import RiskTier
-from tests.unit.ledger.helpers import Populated, key_of, populate, register_high_risk
+from tests.unit.ledger.helpers import Populated, key_of, populate, refused, register_high_risk
 from tests.unit.test_incidents import CLAIMS, GRAPH, Clock, _graph, _incident, _submit
+
+_refused = refused  # the action raises with the code and writes nothing
 
 FAIRNESS = "core.fairness/approval-parity"
 LEGAL = "eric.dubois"
@@ -66,14 +68,6 @@ def _validated_claims(world: tuple[Populated, Clock], *, high_risk: bool = True)
     clock.at("2026-06-06T15:00:00+00:00")
     transition(populated.ledger, incident.id, "validate", key_of("carla.rossi"), "disparity confirmed")
     return _incident(populated, FAIRNESS)
-
-
-def _refused(populated: Populated, code: str, action: Any) -> None:
-    size = populated.ledger.size()
-    with pytest.raises(CharterError) as info:
-        action()
-    assert info.value.code == code, str(info.value)
-    assert populated.ledger.size() == size  # nothing written
 
 
 def test_a_fairness_breach_pages_legal_only_once_classified_and_the_report_is_timed(

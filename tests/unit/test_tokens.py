@@ -17,7 +17,9 @@ from charter.ledger.auditor import TOKEN_CREATED, TOKEN_REVOKED, token_shape_pro
 from charter.ledger.records import format_time
 from charter.statements import accept
 from charter.tokens import create_token, parse_token, revoke_token, token_index, token_statement
-from tests.unit.ledger.helpers import Populated, key_of, populate
+from tests.unit.ledger.helpers import Populated, key_of, populate, refused
+
+_refused = refused  # the action raises with the code and writes nothing
 
 ADMIN, OWNER, OTHER = "ana.costa", "maria.keller", "tom.berger"
 
@@ -29,15 +31,6 @@ def world(db_url: str) -> Populated:
 
 def _now(world: Populated) -> datetime.datetime:
     return world.ledger.clock.now  # type: ignore[attr-defined,no-any-return]
-
-
-def _refused(world: Populated, code: str, action: Any) -> CharterError:
-    size = world.ledger.size()
-    with pytest.raises(CharterError) as info:
-        action()
-    assert info.value.code == code, str(info.value)
-    assert world.ledger.size() == size
-    return info.value
 
 
 def test_create_authenticate_expire_revoke(world: Populated) -> None:

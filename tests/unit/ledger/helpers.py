@@ -6,7 +6,7 @@ import base64
 import datetime
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from charter.authority import Administrator, GovernanceConfig, init_governance
 from charter.cli.demo import demo_governance
+from charter.errors import CharterError
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
 from charter.ledger import Ledger, SigningKey
@@ -26,7 +27,7 @@ from charter.ledger.hashing import leaf_hash
 from charter.ledger.schema import ledger_entry, ledger_head
 from charter.policy import PolicyCompiler, PolicySet, policy_files
 from charter.registry import SystemRegistry
-from charter.submission import submit_bundle
+from charter.submission import SubmitResult, submit_bundle
 from tests.conftest import REPO
 
 ORIGIN = "test.example/ledger"
@@ -199,3 +200,46 @@ def register_high_risk(ledger: Ledger, system_id: str = "claims-approval") -> An
     entry = register_system(ledger, current.model_copy(update={"eu_ai_act": classification}), key_of("ben.okafor"))
     assert systems_in_ledger(ledger)[system_id].eu_ai_act.high_risk  # type: ignore[union-attr]
     return entry
+
+
+#: the claims model's May bundle: its fairness breaches open incidents
+CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
+
+
+def claims_measured_at() -> datetime.datetime:
+    """When the claims bundle was measured: submitting it then judges it with the evidence fresh."""
+    return datetime.datetime.fromisoformat(json.loads(CLAIMS.read_text())["measured_at"].replace("Z", "+00:00"))
+
+
+def submit_claims(populated: Populated) -> SubmitResult:
+    """Submit the claims bundle, signed by its owner, judged when it was measured."""
+    return submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG, key=key_of("tom.berger"),
+                         at=claims_measured_at())
+
+
+def validated_claims_incident(populated: Populated, *, high_risk: bool) -> Any:
+    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June; with
+    `high_risk`, the claims model is first recorded as EU high-risk, so Art. 73 applies to it."""
+    from charter.incidents import load_book, transition
+
+    if high_risk:
+        register_high_risk(populated.ledger)
+    submit_claims(populated)
+    populated.ledger.clock.now = datetime.datetime(2026, 6, 6, 15, tzinfo=datetime.UTC)  # type: ignore[attr-defined]
+    incident = next(i for i in load_book(populated.ledger).incidents.values()
+                    if i.rule == "core.fairness/approval-parity")
+    transition(populated.ledger, incident.id, "investigate", key_of("tom.berger"), "proxy feature")
+    transition(populated.ledger, incident.id, "validate", key_of("carla.rossi"), "disparity confirmed")
+    return incident
+
+
+def refused(populated: Populated, code: str, action: Callable[[], Any]) -> CharterError:
+    """Run `action`, which must raise a `CharterError` with `code` and write nothing; the error."""
+    import pytest
+
+    size = populated.ledger.size()
+    with pytest.raises(CharterError) as info:
+        action()
+    assert info.value.code == code, str(info.value)
+    assert populated.ledger.size() == size  # nothing written
+    return info.value

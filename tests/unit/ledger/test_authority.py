@@ -33,9 +33,20 @@ from charter.ledger import SigningKey, verify_ledger
 from charter.ledger.export import export_ledger
 from charter.submission import register_key, register_system, revoke_key, submit_bundle, systems_in_ledger
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import CATALOG, POLICIES, Populated, key_of, populate, register_high_risk, unchecked
+from tests.unit.ledger.helpers import (
+    CATALOG,
+    CLAIMS,
+    POLICIES,
+    Populated,
+    claims_measured_at,
+    key_of,
+    populate,
+    refused,
+    submit_claims,
+    unchecked,
+    validated_claims_incident,
+)
 
-CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
 ADMIN, REGISTRAR, AUTHOR, APPROVER = "ana.costa", "ben.okafor", "carla.rossi", "omar.haddad"
 
 
@@ -45,23 +56,14 @@ def world(db_url: str) -> Populated:
 
 
 def _refused(populated: Populated, code: str, action: Callable[[], Any]) -> None:
-    size = populated.ledger.size()
-    with pytest.raises(CharterError) as info:
-        action()
-    assert info.value.code == code, str(info.value)
-    assert populated.ledger.size() == size  # nothing written
+    refused(populated, code, action)
     assert verify_ledger(populated.ledger, populated.log_key.public).ok
 
 
 _unchecked = unchecked
 
 
-def _submit_claims(populated: Populated) -> Any:
-    """The claims model's May bundle, judged when it was measured: its fairness breaches open incidents."""
-    import datetime
-
-    at = datetime.datetime.fromisoformat(json.loads(CLAIMS.read_text())["measured_at"].replace("Z", "+00:00"))
-    return submit_bundle(populated.ledger, CLAIMS.read_bytes(), CATALOG, key=key_of("tom.berger"), at=at)
+_submit_claims = submit_claims
 
 
 def _first_unauthorized(populated: Populated) -> tuple[int | None, str]:
@@ -742,19 +744,7 @@ def test_evidence_is_checked_by_the_exported_verifier(world: Populated, tmp_path
 
 
 def _validated_claims(populated: Populated, *, high_risk: bool = True) -> Any:
-    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June; with
-    `high_risk`, the claims model is first recorded as EU high-risk, so Art. 73 applies to it."""
-    import datetime
-
-    if high_risk:
-        register_high_risk(populated.ledger)
-    _submit_claims(populated)
-    populated.ledger.clock.now = datetime.datetime(2026, 6, 6, 15, tzinfo=datetime.UTC)  # type: ignore[attr-defined]
-    incident = next(i for i in load_book(populated.ledger).incidents.values()
-                    if i.rule == "core.fairness/approval-parity")
-    transition(populated.ledger, incident.id, "investigate", key_of("tom.berger"), "proxy feature")
-    transition(populated.ledger, incident.id, "validate", key_of("carla.rossi"), "disparity confirmed")
-    return incident
+    return validated_claims_incident(populated, high_risk=high_risk)
 
 
 def _classify(populated: Populated, incident: Any, who: str) -> Any:
@@ -971,9 +961,7 @@ def test_one_administrator_cannot_take_over_an_owner_by_revoking_his_key(world: 
     impostor = SigningKey.generate("tom.berger")
     register_key(world.ledger, KeyRequest.of(impostor, world.ledger.origin), key_of(ADMIN))
     assert not key_approval(world.ledger, impostor.key_id).registered
-    import datetime
-
-    at = datetime.datetime.fromisoformat(json.loads(CLAIMS.read_text())["measured_at"].replace("Z", "+00:00"))
+    at = claims_measured_at()
     _refused(world, "unknown_key", lambda: submit_bundle(world.ledger, CLAIMS.read_bytes(), CATALOG, key=impostor,
                                                          at=at))
     # Forced in past the store's check, a change signed with the key is named by verify: it was never registered.

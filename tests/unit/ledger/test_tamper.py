@@ -329,24 +329,10 @@ def test_any_single_byte_change_of_any_body_is_detected(pristine: tuple[str, Pop
 
 
 def _claims_incident(populated: Populated) -> Any:
-    """The claims model's fairness breach, investigated and validated, with the ledger's clock in June."""
-    import datetime
-    import json
+    """The claims model's fairness breach, investigated and validated (not EU high-risk), with the clock in June."""
+    from tests.unit.ledger.helpers import validated_claims_incident
 
-    from charter.incidents import load_book, transition
-    from charter.submission import submit_bundle
-    from tests.conftest import REPO
-    from tests.unit.ledger.helpers import CATALOG, key_of
-
-    claims = REPO / "evidence" / "claims-approval-2026-05.json"
-    at = datetime.datetime.fromisoformat(json.loads(claims.read_text())["measured_at"].replace("Z", "+00:00"))
-    submit_bundle(populated.ledger, claims.read_bytes(), CATALOG, key=key_of("tom.berger"), at=at)
-    populated.ledger.clock.now = datetime.datetime(2026, 6, 6, 15, tzinfo=datetime.UTC)  # type: ignore[attr-defined]
-    incident = next(i for i in load_book(populated.ledger).incidents.values()
-                    if i.rule == "core.fairness/approval-parity")
-    transition(populated.ledger, incident.id, "investigate", key_of("tom.berger"), "proxy feature")
-    transition(populated.ledger, incident.id, "validate", key_of("carla.rossi"), "disparity confirmed")
-    return incident
+    return validated_claims_incident(populated, high_risk=False)
 
 
 def _force_serious(populated: Populated, incident: Any, monkeypatch: pytest.MonkeyPatch, aware_at: str) -> int:
