@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._collector import collector_paused
 from ._sources import SourceMap
+from .bundle import EvidenceBundle
 from .errors import CharterError, Diagnostic
 from .incident_audit import IncidentAuditor, IncidentDifference
 from .ledger import auditor
-from .ledger.auditor import Report, StoredEntry
+from .ledger.auditor import SYSTEM_REGISTERED, Report, StoredEntry
 from .ledger.hashing import leaf_hash
 from .ledger.records import Entry
 from .policy.compiler import PolicyCompiler, PolicySet
+from .registry import AISystem
 from .submission import BUNDLE, ReplayResult, replay
 
 if TYPE_CHECKING:
@@ -427,19 +429,14 @@ class _Replayer:
     """
 
     def __init__(self, ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler) -> None:
-        from .ledger.auditor import SYSTEM_REGISTERED
-
         self.ledger, self.catalog, self.memo = ledger, catalog, memo
-        self._histories: dict[str | None, list[Any] | None] = {}
+        self._histories: dict[str | None, list[EvidenceBundle] | None] = {}
         self._registrations = iter(ledger.entries(types=(SYSTEM_REGISTERED,)))
         self._pending = next(self._registrations, None)
-        self._registry: dict[str, Any] = {}
+        self._registry: dict[str, AISystem | None] = {}
 
     def bundle(self, seq: int) -> _BundleOutcome:
         """Replay the bundle at `seq`; bundles must come in seq order (per subject at least)."""
-        from .bundle import EvidenceBundle
-        from .registry import AISystem
-
         entry = self.ledger.entry(seq)
         assert entry is not None
         while self._pending is not None and self._pending.seq < seq:
@@ -494,8 +491,9 @@ def _replay_subjects(seqs: list[int]) -> list[_BundleOutcome]:
 
 
 def _replay_in_workers(ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler, jobs: int,
-                       progress: Callable[[int, int], None] | None) -> list[_BundleOutcome]:
-    """Split the subjects between `jobs` forked processes; subjects are independent (each its own history).
+                       groups: list[list[int]], progress: Callable[[int, int], None] | None) -> list[_BundleOutcome]:
+    """Split the subjects (`groups`: each one's bundle seqs) between `jobs` forked processes; subjects are
+    independent (each its own history).
 
     Forked, not spawned: the children share the verified view in memory, so nothing is read again
     (reading the export a second time could read other bytes than those verified).
@@ -505,7 +503,7 @@ def _replay_in_workers(ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoC
     import multiprocessing
 
     global _FORKED
-    groups = sorted(ledger.bundle_seqs_by_subject(), key=len, reverse=True)  # longest first: balanced ends
+    groups = sorted(groups, key=len, reverse=True)  # longest first: balanced ends
     total = sum(len(g) for g in groups)
     outcomes: list[_BundleOutcome] = []
     _FORKED = (ledger, catalog, memo)
@@ -552,8 +550,9 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
     memo = _MemoCompiler(compiler)
     result = AuditResult()
     seqs = ledger.bundle_seqs()
-    if jobs > 1 and len(seqs) >= parallel_from and len(ledger.bundle_seqs_by_subject()) > 1 and can_fork():
-        outcomes = _replay_in_workers(ledger, catalog, memo, jobs, progress)
+    groups = ledger.bundle_seqs_by_subject() if jobs > 1 and len(seqs) >= parallel_from else []
+    if len(groups) > 1 and can_fork():
+        outcomes = _replay_in_workers(ledger, catalog, memo, jobs, groups, progress)
     else:
         # The collector is not paused here (unlike reading and verifying): measured, replay was no faster.
         replayer = _Replayer(ledger, catalog, memo)

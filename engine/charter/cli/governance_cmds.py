@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 
 from ..errors import CharterError
-from .common import OutputFormat, command_group, compile_policies, err, out, policies_dir, print_listing, safe
+from .common import OutputFormat, command_group, compile_policies, out, policies_dir, print_listing, safe
 from .escalation_cmds import escalation_file
-from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, write_signed
+from .ledger import DEFAULT_KEY, DbOption, KeyOption, SignOnlyOption, open_ledger, warn_lockouts, write_signed
 
 governance_app = command_group("The governance configuration: administrators, threshold, authority roles.")
 
@@ -60,8 +60,7 @@ def governance_new(
     except ValidationError as exc:
         raise CharterError(collect_validation_errors(exc, None, code="governance_config")) from exc
     document = config.document()
-    for warning in config.lockout_warnings():
-        err.print(f"[yellow]warning: {warning}[/]")
+    warn_lockouts(config)
     if output.exists():
         raise CharterError.single("output_exists", "refusing to overwrite", file=str(output))
     output.write_text("# Charter governance configuration: entry 0 of the ledger (`charter ledger init`).\n"
@@ -111,8 +110,7 @@ def governance_update(
     from ..ledger import SigningKey
 
     config = load_governance(governance)
-    for warning in config.lockout_warnings():
-        err.print(f"[yellow]warning: {warning}[/]")
+    warn_lockouts(config)
     approvers = [SigningKey.load(path) for path in admin_keys]
     entry = update_governance(open_ledger(db, ledger_key, writable=True), config, approvers)
     out.print(f"seq {entry.seq}: governance configuration replaced, approved by "

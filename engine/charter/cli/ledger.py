@@ -30,7 +30,7 @@ from .remote import refuse_options, remote_client
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..authority import SignedStatement
+    from ..authority import GovernanceConfig, SignedStatement
     from ..incidents import IncidentNotice
     from ..kpis import KpiCatalog
     from ..ledger import Ledger, SigningKey
@@ -54,6 +54,12 @@ KeyOption = Annotated[Path, typer.Option("--ledger-key", envvar="CHARTER_LEDGER_
 SignOnlyOption = Annotated[Path | None, typer.Option("--sign-only", help="Only sign: write the signed change to "
                                                      "this file, for the log's operator to append with `charter "
                                                      "ledger accept`; needs no log key and writes nothing.")]
+
+
+def warn_lockouts(config: "GovernanceConfig") -> None:
+    """Warn of what one lost, withheld or compromised administrator key could block in `config`."""
+    for warning in config.lockout_warnings():
+        err.print(f"[yellow]warning: {warning}[/]")
 
 
 def write_signed(target: Path, entry_type: str, fields: "list[dict[str, object]]", key: "SigningKey",
@@ -143,8 +149,7 @@ def ledger_init(
     refuse_local()
     check_origin(origin)
     config = load_governance(governance)
-    for warning in config.lockout_warnings():
-        err.print(f"[yellow]warning: {warning}[/]")
+    warn_lockouts(config)
     approvers = [SigningKey.load(path) for path in admin_keys]
     config.require_approvals(approvers)  # before anything is created
     if ledger_key.exists():
