@@ -12,7 +12,7 @@ import decimal
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -23,8 +23,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializerFunc
 from .bundle import EvidenceBundle
 from .policy.compile import CompiledCondition
 from .policy.compiler import CompiledPolicy, CompiledRule
-from .policy.context import evaluation_time
-from .policy.explain import explain_false, explain_true, observed_values
+from .policy.context import current_evaluation_time, evaluation_time
+from .policy.explain import MemoKey, explain_false, explain_true, observed_values
 from .policy.model import Scope, Severity, format_duration
 from .registry import AISystem
 
@@ -319,22 +319,43 @@ class _Snapshot:
         return missing
 
 
+@dataclass
+class _Held:
+    """A snapshot's namespace, and the operand values explanations read from it (`explain.observed_values`)."""
+
+    system: AISystem
+    bundle: EvidenceBundle
+    previous: EvidenceBundle | None
+    namespace: dict[str, Any]
+    #: the evaluation time `reads` were read at (``$now`` reads it), and the reads
+    at: datetime.datetime | None = None
+    reads: dict[MemoKey, Any] = field(default_factory=dict)
+
+
 #: Per segment key (None for the whole bundle), the last snapshot's namespace: every rule of a bundle
 #: reads the same one. A namespace depends only on the system, bundle, previous bundle and segment
 #: (all frozen, held here so their ids are not reused) and evaluation never writes to it.
-_NAMESPACES: dict[str | None, tuple[AISystem, EvidenceBundle, EvidenceBundle | None, dict[str, Any]]] = {}
+_NAMESPACES: dict[str | None, _Held] = {}
 _NAMESPACES_KEEP = 4096
 
 
-def _namespace(snap: _Snapshot) -> dict[str, Any]:
+def _held(snap: _Snapshot) -> _Held:
     held = _NAMESPACES.get(snap.segment)
-    if held is not None and held[0] is snap.system and held[1] is snap.bundle and held[2] is snap.previous:
-        return held[3]
+    if (held is not None and held.system is snap.system and held.bundle is snap.bundle
+            and held.previous is snap.previous):
+        return held
     if len(_NAMESPACES) >= _NAMESPACES_KEEP:
         _NAMESPACES.clear()
-    namespace = snap.namespace()
-    _NAMESPACES[snap.segment] = (snap.system, snap.bundle, snap.previous, namespace)
-    return namespace
+    held = _NAMESPACES[snap.segment] = _Held(snap.system, snap.bundle, snap.previous, snap.namespace())
+    return held
+
+
+def _reads(held: _Held) -> dict[MemoKey, Any]:
+    """The operand values read from `held`'s namespace at the current evaluation time, shared by its rules."""
+    at = current_evaluation_time()
+    if held.at != at:
+        held.at, held.reads = at, {}
+    return held.reads
 
 
 def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
@@ -343,8 +364,9 @@ def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:
     if missing:
         where = f" in segment {snap.segment}" if snap.segment else ""
         return _Outcome(Status.MISSING, f"evidence missing{where}: {', '.join(missing)}", {})
-    thing = _namespace(snap)
-    read: dict[str, Any] = {}  # operand values, read once for the explanation and the observed values
+    held = _held(snap)
+    thing = held.namespace
+    read = _reads(held)  # operand values, read once for every rule's explanation and observed values
     try:
         if _condition(rule.breach_compiled, thing):
             return _Outcome(Status.BREACH, explain_true(rule.breach.statement, thing, read),
@@ -370,7 +392,7 @@ def _condition(compiled: CompiledCondition, thing: Any) -> bool:
     return result
 
 
-def _observed(compiled: rule_engine.Rule, thing: Any, memo: dict[str, Any] | None = None
+def _observed(compiled: rule_engine.Rule, thing: Any, memo: dict[MemoKey, Any] | None = None
               ) -> dict[str, float | str | None]:
     return {name: _json_value(value) for name, value in sorted(observed_values(compiled.statement, thing,
                                                                                memo).items())

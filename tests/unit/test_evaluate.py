@@ -88,6 +88,28 @@ def test_stale_evidence_is_missing_and_now_is_the_evaluation_time(catalog: KpiCa
     assert "20.0 days" in late[0].explanation and "P10D" in late[0].explanation
 
 
+def test_reads_shared_by_a_bundle_s_rules_follow_the_evaluation_time(catalog: KpiCatalog,
+                                                                      compile_policy: Compile) -> None:
+    """Operand values are read once per namespace and evaluation time: `$now` is read again at another time."""
+    from charter import evaluate
+
+    policies = compile_policy(_policy({"id": "fresh", "when": '$now - bundle.window_end > t"P10D"'},
+                                      {"id": "floor", "when": "recall < 0.8 or recall < baseline.recall"},
+                                      {"id": "drop", "when": "baseline.recall - recall > 0.01"})).policies
+    bundle = _bundle(catalog, 1, recall=0.85)
+    times = [bundle.window_end + datetime.timedelta(days=days) for days in (0, 20, 0, 5)]
+
+    def fresh(at: datetime.datetime) -> list[Finding]:
+        evaluate._NAMESPACES.clear()
+        return evaluate_bundle(SYSTEM, bundle, policies, at)
+
+    alone = [fresh(at) for at in times]
+    shared = [evaluate_bundle(SYSTEM, bundle, policies, at) for at in times]  # caches kept between times
+    assert shared == alone
+    assert [f.observed["$now"] for f in (findings[0] for findings in shared)] == [at.isoformat() for at in times]
+    assert shared[1][0].status is Status.BREACH and shared[0][0].status is Status.PASS
+
+
 def test_policies_that_do_not_apply_produce_no_findings(catalog: KpiCatalog, compile_policy: Compile) -> None:
     policies = compile_policy(_policy({"id": "r", "kpi": "recall", "min": 0.5},
                                       applies_to={"tags": ["chatbot"]})).policies

@@ -40,6 +40,11 @@ def _today(builtins: Any) -> datetime.datetime:
     return _now(builtins).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def current_evaluation_time() -> datetime.datetime | None:
+    """The evaluation time set by the enclosing `evaluation_time` block, if any."""
+    return _EVALUATION_TIME.get(None)
+
+
 @contextlib.contextmanager
 def evaluation_time(at: datetime.datetime) -> Iterator[None]:
     """Within this block, ``$now`` is `at` (which must be timezone-aware)."""

@@ -57,30 +57,38 @@ def _texts(node: Any) -> tuple[str, list[tuple[str, Any]]]:
 _UNREADABLE = object()
 
 
-def observed_values(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> dict[str, Any]:
+#: A memo's key: the operand's rule-engine context (held, so compared by identity) and its rule text.
+MemoKey = tuple[Any, str]
+
+
+def observed_values(node: Any, thing: Any, memo: dict[MemoKey, Any] | None = None) -> dict[str, Any]:
     """Each operand of `node` printed as rule text, mapped to its value in `thing`.
 
     Args:
-        memo: values already read from the same `thing`, by operand text, and filled in here: an
-            explanation and the observed values read the same operands of one namespace, and an
-            operand (a read of a symbol, attribute or item) gives the same value each time.
+        memo: values already read from the same `thing` at the same evaluation time, by operand
+            context and text, and filled in here: the explanations and observed values of every
+            rule judged on one namespace read many of the same operands, and an operand (a read of
+            a symbol, attribute or item) of one context gives the same value each time. The
+            context is part of the key since it types the read (a policy compiled with another
+            catalog may type the same text otherwise); the time, since ``$now`` reads it.
     """
     values: dict[str, Any] = {}
     for text, operand in _texts(node)[1]:
-        value = memo.get(text, _UNREADABLE) if memo is not None else _UNREADABLE
-        if value is _UNREADABLE and (memo is None or text not in memo):
+        key = (operand.context, text)
+        value = memo.get(key, _UNREADABLE) if memo is not None else _UNREADABLE
+        if value is _UNREADABLE and (memo is None or key not in memo):
             try:
                 value = operand.evaluate(thing)
             except Exception:  # an operand that cannot be read is simply not shown
                 value = _UNREADABLE
             if memo is not None:
-                memo[text] = value
+                memo[key] = value
         if value is not _UNREADABLE:
             values[text] = value
     return values
 
 
-def _with_values(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> str:
+def _with_values(node: Any, thing: Any, memo: dict[MemoKey, Any] | None = None) -> str:
     text = _texts(node)[0]
     shown = [f"{name} = {format_value(value, exact=False)}"
              for name, value in observed_values(node, thing, memo).items()
@@ -88,7 +96,7 @@ def _with_values(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> s
     return f"{text} ({', '.join(shown)})" if shown else text
 
 
-def explain_true(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> str:
+def explain_true(node: Any, thing: Any, memo: dict[MemoKey, Any] | None = None) -> str:
     """Why `node` evaluated true on `thing`: the deciding sub-expressions with their values.
 
     `memo` as for `observed_values`.
@@ -109,7 +117,7 @@ def explain_true(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> s
     return _with_values(node, thing, memo)
 
 
-def explain_false(node: Any, thing: Any, memo: dict[str, Any] | None = None) -> str:
+def explain_false(node: Any, thing: Any, memo: dict[MemoKey, Any] | None = None) -> str:
     """Why `node` evaluated false: the condition with the values it saw (`memo` as for `observed_values`)."""
     if isinstance(node, ast.Statement):
         return explain_false(node.expression, thing, memo)
