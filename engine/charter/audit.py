@@ -490,36 +490,75 @@ def _replay_subjects(seqs: list[int]) -> list[_BundleOutcome]:
         return [replayer.bundle(seq) for seq in seqs]
 
 
-def _replay_in_workers(ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler, jobs: int,
-                       groups: list[list[int]], progress: Callable[[int, int], None] | None) -> list[_BundleOutcome]:
-    """Split the subjects (`groups`: each one's bundle seqs) between `jobs` forked processes; subjects are
-    independent (each its own history).
+class _Workers:
+    """Forked processes replaying the subjects' bundles (`groups`: each subject's bundle seqs), started at once.
 
-    Forked, not spawned: the children share the verified view in memory, so nothing is read again
+    Forked, not spawned: the children share the parent's view in memory, so nothing is read again
     (reading the export a second time could read other bytes than those verified).
     """
-    import concurrent.futures
-    import gc
-    import multiprocessing
 
-    global _FORKED
-    groups = sorted(groups, key=len, reverse=True)  # longest first: balanced ends
-    total = sum(len(g) for g in groups)
-    outcomes: list[_BundleOutcome] = []
-    _FORKED = (ledger, catalog, memo)
-    gc.freeze()  # the children do not scan (and so copy) the parent's objects when they collect
-    try:
-        context = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(min(jobs, len(groups)), mp_context=context) as pool:
-            for part in pool.map(_replay_subjects, groups):
-                outcomes.extend(part)
+    def __init__(self, ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler, jobs: int,
+                 groups: list[list[int]]) -> None:
+        import concurrent.futures
+        import gc
+        import multiprocessing
+
+        global _FORKED
+        groups = sorted(groups, key=len, reverse=True)  # longest first: balanced ends
+        self.total = sum(len(g) for g in groups)
+        _FORKED = (ledger, catalog, memo)
+        gc.freeze()  # the children do not scan (and so copy) the parent's objects when they collect
+        try:
+            context = multiprocessing.get_context("fork")
+            self._pool = concurrent.futures.ProcessPoolExecutor(min(jobs, len(groups)), mp_context=context,
+                                                                initializer=_yield_to_the_verifier)
+            # with "fork", every worker is forked at the first submit, from the state set above
+            self._parts = [self._pool.submit(_replay_subjects, group) for group in groups]
+        finally:
+            gc.unfreeze()
+            _FORKED = None
+
+    def outcomes(self, progress: Callable[[int, int], None] | None = None) -> list[_BundleOutcome]:
+        """Every bundle's outcome, in seq order, once all workers are done (`progress` as parts arrive)."""
+        import concurrent.futures
+
+        outcomes: list[_BundleOutcome] = []
+        try:
+            for part in concurrent.futures.as_completed(self._parts):
+                outcomes.extend(part.result())
                 if progress is not None:
-                    progress(len(outcomes), total)
-    finally:
-        gc.unfreeze()
-        _FORKED = None
-    outcomes.sort(key=lambda o: o.seq)
-    return outcomes
+                    progress(len(outcomes), self.total)
+        finally:
+            self._pool.shutdown()
+        outcomes.sort(key=lambda o: o.seq)
+        return outcomes
+
+    def stop(self) -> None:
+        """Stop the workers now, their work unused (the export did not verify)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        terminate = getattr(self._pool, "terminate_workers", None)  # Python 3.14
+        if terminate is not None:
+            terminate()
+            return
+        for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+            process.terminate()
+        self._pool.shutdown(wait=True)
+
+
+def _yield_to_the_verifier() -> None:
+    """Lower a replay worker's priority: where verification runs beside it (`audit_export`), it decides
+    whether the replay is wanted at all, so it should not wait for the cores."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):  # not permitted here: the replay just runs at the same priority
+        os.nice(5)
+
+
+def _replay_in_workers(ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler, jobs: int,
+                       groups: list[list[int]], progress: Callable[[int, int], None] | None) -> list[_BundleOutcome]:
+    """Split the subjects between `jobs` forked processes (subjects are independent: each its own history)."""
+    return _Workers(ledger, catalog, memo, jobs, groups).outcomes(progress)
 
 
 def can_fork() -> bool:
@@ -548,19 +587,39 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
         parallel_from: below this many bundles, one process (starting workers costs more than it saves).
     """
     memo = _MemoCompiler(compiler)
-    result = AuditResult()
-    seqs = ledger.bundle_seqs()
-    groups = ledger.bundle_seqs_by_subject() if jobs > 1 and len(seqs) >= parallel_from else []
-    if len(groups) > 1 and can_fork():
+    groups = _worker_groups(ledger, jobs, parallel_from)
+    if groups:
         outcomes = _replay_in_workers(ledger, catalog, memo, jobs, groups, progress)
     else:
-        # The collector is not paused here (unlike reading and verifying): measured, replay was no faster.
-        replayer = _Replayer(ledger, catalog, memo)
-        outcomes = []
-        for done, seq in enumerate(seqs):
-            if progress is not None and done % 50 == 0:
-                progress(done, len(seqs))
-            outcomes.append(replayer.bundle(seq))
+        outcomes = _replay_here(ledger, catalog, memo, progress)
+    return _audited(ledger, outcomes, progress)
+
+
+def _worker_groups(ledger: ExportedLedger, jobs: int, parallel_from: int) -> list[list[int]]:
+    """Each subject's bundle seqs when the replay is to be split between workers, else nothing."""
+    if jobs <= 1 or len(ledger.bundle_seqs()) < parallel_from or not can_fork():
+        return []
+    groups = ledger.bundle_seqs_by_subject()
+    return groups if len(groups) > 1 else []
+
+
+def _replay_here(ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler,
+                 progress: Callable[[int, int], None] | None) -> list[_BundleOutcome]:
+    # The collector is not paused here (unlike reading and verifying): measured, replay was no faster.
+    seqs = ledger.bundle_seqs()
+    replayer = _Replayer(ledger, catalog, memo)
+    outcomes = []
+    for done, seq in enumerate(seqs):
+        if progress is not None and done % 50 == 0:
+            progress(done, len(seqs))
+        outcomes.append(replayer.bundle(seq))
+    return outcomes
+
+
+def _audited(ledger: ExportedLedger, outcomes: list[_BundleOutcome],
+             progress: Callable[[int, int], None] | None) -> AuditResult:
+    """The audit's result from every bundle's outcome (in seq order): tallies, and the incident walk."""
+    result = AuditResult()
     incidents = IncidentAuditor(ledger)
     for outcome in outcomes:
         result.bundles += 1
@@ -574,10 +633,200 @@ def audit(ledger: ExportedLedger, catalog: KpiCatalog, compiler: PolicyCompiler,
     result.incident_differences = incidents.finish()
     result.incident_entries_stored, result.incident_entries_rederived = incidents.recorded, incidents.rederived
     if progress is not None:
-        progress(len(seqs), len(seqs))
+        progress(len(outcomes), len(outcomes))
     # The verifier shipped in the export can only see that an actor holds some escalation role;
     # with Charter at hand, each transition and waiver is judged by the rule the command applied.
     from .incidents import transition_problems
 
     result.unauthorized = transition_problems(ledger)
     return result
+
+
+# -- verifying and auditing together ------------------------------------------------------------------
+
+#: (phase, done, total): ``parsing`` and ``verifying`` count entries, ``auditing`` bundles (total None: not known yet)
+Progress = Callable[[str, int, "int | None"], None]
+
+
+@dataclass
+class ExportAudit:
+    """What `audit_export` found: the integrity report, and the semantic audit when the export verified."""
+
+    report: Report
+    #: None when the export failed verification: no verdict is re-derived from an export that does not verify
+    result: AuditResult | None
+
+
+def audit_export(export: Export, public_key: bytes, notes: Sequence[str],
+                 prepare: Callable[[ExportedLedger], tuple[KpiCatalog, PolicyCompiler]], *, jobs: int = 1,
+                 progress: Progress | None = None, parallel_from: int = PARALLEL_FROM) -> ExportAudit:
+    """Verify an export and, only when it verifies, re-derive every verdict: what ``charter audit`` runs.
+
+    With one job, verification (`verify_export`) comes first and the replay (`audit`) after. With
+    more, on Linux, they run side by side: a forked process verifies the export while this one
+    parses the bodies, builds the view and starts the replay's workers. Nothing is reported from
+    the replay unless the verifier's report is ok; when it is not, the workers are stopped and the
+    report is the answer, as when verifying first. Both read the same bytes in memory (the verifier
+    is forked after the export was read), and over bytes that verify the plain parse here gives the
+    same values as the verifier's strict one (canonical JSON has one reading), so the outcome is the
+    one of verifying first, in less time.
+
+    Args:
+        export: from `read_export`.
+        public_key: the pinned log key (the export's own when the caller has none).
+        notes: checkpoint notes: the export's and any the caller holds.
+        prepare: the catalog bundles are read with and the compiler of the recorded policies, from
+            the view of the export (its recorded custom KPIs); a `CharterError` it raises is raised
+            only once the export verified (else the failed verification is the answer).
+        jobs: worker processes for the replay (and, with more than one, the verifier's process).
+        progress: see `Progress`.
+        parallel_from: as for `audit`.
+    """
+    audited = None if progress is None else lambda done, total: progress("auditing", done, total)
+    if jobs <= 1 or not can_fork():
+        report = verify_export(export, public_key, notes, _entries_done(progress, export))
+        if not report.ok:
+            return ExportAudit(report, None)
+        ledger = ExportedLedger(export.entries, export.origin, export.parsed)
+        catalog, compiler = prepare(ledger)
+        return ExportAudit(report, audit(ledger, catalog, compiler, audited, jobs, parallel_from))
+    verifier = _VerifierProcess(export, public_key, notes)
+    early: _EarlyReplay | None = None
+    try:
+        parsed = _parsed_plainly(export, _entries_done(progress, export, "parsing"))
+        if parsed is not None:
+            early = _EarlyReplay(export, parsed, prepare, jobs, parallel_from)
+        report = verifier.report(_entries_done(progress, export))
+        if not report.ok:
+            return ExportAudit(report, None)
+        if early is None:  # cannot happen over bytes that verify; kept for safety: the view parses itself
+            ledger = ExportedLedger(export.entries, export.origin)
+            catalog, compiler = prepare(ledger)
+            return ExportAudit(report, audit(ledger, catalog, compiler, audited, jobs, parallel_from))
+        export.parsed = parsed
+        return ExportAudit(report, early.result(audited))
+    finally:
+        verifier.stop()
+        if early is not None:
+            early.stop()
+
+
+def _entries_done(progress: Progress | None, export: Export, phase: str = "verifying") -> Callable[[int], None] | None:
+    return None if progress is None else lambda done: progress(phase, done, len(export.entries))
+
+
+def _parsed_plainly(export: Export, progress: Callable[[int], None] | None) -> list[dict[str, Any]] | None:
+    """Every body parsed with the standard parser (no strictness checks: those are the verifier's), or
+    None at the first that is not a JSON object (the verifier reports it)."""
+    import json
+
+    parsed: list[dict[str, Any]] = []
+    with collector_paused():  # tens of thousands of parsed bodies kept alive, none in cycles
+        for index, item in enumerate(export.entries):
+            if progress is not None and index % 2000 == 0:
+                progress(index)
+            try:
+                body = json.loads(item.body)
+            except (ValueError, RecursionError):
+                return None
+            if type(body) is not dict:
+                return None
+            parsed.append(body)
+    return parsed
+
+
+class _VerifierProcess:
+    """`verify_export` in a forked process, started at once; `report` waits for it.
+
+    When the process cannot be started, or dies without a report, the export is verified here instead.
+    """
+
+    def __init__(self, export: Export, public_key: bytes, notes: Sequence[str]) -> None:
+        import multiprocessing
+
+        self._args = (export, public_key, notes)
+        context = multiprocessing.get_context("fork")
+        self._done = context.Value("q", 0, lock=False)
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_verify_and_send, args=(send, *self._args, self._done), daemon=True)
+        self._process.start()
+        send.close()
+
+    def report(self, progress: Callable[[int], None] | None) -> Report:
+        """The verifier's report (`progress` gets the entries it checked, now and then, while it runs)."""
+        from multiprocessing.connection import wait
+
+        while True:
+            ready = wait([self._receive], timeout=0.2)
+            if progress is not None:
+                progress(int(self._done.value))
+            if ready:
+                break
+        try:
+            kind, value = self._receive.recv()
+        except EOFError:  # the process died (killed, out of memory): verify here
+            return verify_export(*self._args, progress=progress)
+        if kind == "error":
+            raise value
+        report: Report = value
+        return report
+
+    def stop(self) -> None:
+        """End the process (at once, when its report is no longer wanted)."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._receive.close()
+
+
+def _verify_and_send(send: Any, export: Export, public_key: bytes, notes: Sequence[str], done: Any) -> None:
+    def counted(entries: int) -> None:
+        done.value = entries
+
+    try:
+        send.send(("report", verify_export(export, public_key, notes, counted)))
+    except Exception as exc:  # a bug, not a verdict: raised again in the parent
+        send.send(("error", exc))
+    finally:
+        send.close()
+
+
+class _EarlyReplay:
+    """The view, catalog and compiler of an export not verified yet, and its replay already running in workers.
+
+    A `CharterError` building them (a malformed view, custom KPIs that do not load) is kept, and
+    raised by `result`, which is called only after the export verified.
+    """
+
+    def __init__(self, export: Export, parsed: list[dict[str, Any]],
+                 prepare: Callable[[ExportedLedger], tuple[KpiCatalog, PolicyCompiler]], jobs: int,
+                 parallel_from: int) -> None:
+        self._failure: CharterError | None = None
+        self._workers: _Workers | None = None
+        try:
+            self.ledger = ExportedLedger(export.entries, export.origin, parsed)
+            self.catalog, compiler = prepare(self.ledger)
+        except CharterError as exc:
+            self._failure = exc
+            return
+        self.memo = _MemoCompiler(compiler)
+        groups = _worker_groups(self.ledger, jobs, parallel_from)
+        if groups:
+            self._workers = _Workers(self.ledger, self.catalog, self.memo, jobs, groups)
+
+    def result(self, progress: Callable[[int, int], None] | None) -> AuditResult:
+        """The audit, from the workers' outcomes (or replayed here, for a few bundles)."""
+        if self._failure is not None:
+            raise self._failure
+        if self._workers is not None:
+            outcomes = self._workers.outcomes(progress)
+            self._workers = None
+        else:
+            outcomes = _replay_here(self.ledger, self.catalog, self.memo, progress)
+        return _audited(self.ledger, outcomes, progress)
+
+    def stop(self) -> None:
+        """Stop workers whose outcomes were not taken (verification failed, or something raised)."""
+        if self._workers is not None:
+            self._workers.stop()
+            self._workers = None

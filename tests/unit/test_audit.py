@@ -350,3 +350,81 @@ def test_workers_find_what_one_process_finds(demo: Path, tmp_path: Path, monkeyp
     reseal_export(demo / "export", tmp_path / "custom", policy.seq, uncompilable_rule, demo_log_key(demo))
     forged = read_export(tmp_path / "custom")
     assert _both_ways(ExportedLedger(forged.entries, forged.origin), monkeypatch)["unreplayable"]
+
+
+# -- verifying and replaying side by side (audit_export) ------------------------------------------------
+
+def _prepare(_: ExportedLedger) -> tuple[Any, PolicyCompiler]:
+    return CATALOG, COMPILER
+
+
+def _audited(directory: Path, log_key: SigningKey, jobs: int, **options: Any) -> tuple[Any, dict[str, Any] | None]:
+    from charter.audit import audit_export
+
+    export = read_export(directory)
+    done = audit_export(export, log_key.public, export.notes, options.pop("prepare", _prepare), jobs=jobs,
+                        **options)
+    return done.report, None if done.result is None else done.result.to_dict()
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_verifying_beside_the_replay_finds_what_verifying_first_finds(demo: Path, tmp_path: Path) -> None:
+    """Differential over the honest export and three forgeries, one of them without the log key."""
+    key = demo_log_key(demo)
+    finding_seq, bundle_seq = breach_finding(demo)
+    reseal_export(demo / "export", tmp_path / "finding", finding_seq, flip_status, key)
+    reseal_export(demo / "export", tmp_path / "mallory", finding_seq, flip_status, SigningKey.generate("mallory"))
+    view = ExportedLedger(read_export(demo / "export").entries, read_export(demo / "export").origin)
+    policy = next(iter(view.entries(types=("policy.published",))))
+    reseal_export(demo / "export", tmp_path / "custom", policy.seq, uncompilable_rule, key)
+    ticks: list[tuple[str, int, int | None]] = []
+    for directory in (demo / "export", tmp_path / "finding", tmp_path / "mallory", tmp_path / "custom"):
+        report, first = _audited(directory, key, 1)
+        side_by_side, both = _audited(directory, key, 3, parallel_from=1,
+                                      progress=lambda *tick: ticks.append(tick))
+        assert (report.ok, report.summary(), first) == (side_by_side.ok, side_by_side.summary(), both)
+    assert _audited(demo / "export", key, 3)[1] == _audited(demo / "export", key, 1)[1]  # too few bundles to fork
+    assert _audited(tmp_path / "finding", key, 3)[1]["differences"][0]["seq"] == bundle_seq  # type: ignore[index]
+    assert _audited(tmp_path / "mallory", key, 3)[1] is None  # no verdict from an export that does not verify
+    assert {phase for phase, _, _ in ticks} == {"parsing", "verifying", "auditing"}
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_a_bad_catalog_is_raised_only_over_an_export_that_verifies(demo: Path, tmp_path: Path) -> None:
+    def refuse(_: ExportedLedger) -> tuple[Any, PolicyCompiler]:
+        raise CharterError.single("kpi_schema", "the custom KPIs do not load")
+
+    key = demo_log_key(demo)
+    finding_seq, _ = breach_finding(demo)
+    reseal_export(demo / "export", tmp_path / "mallory", finding_seq, flip_status, SigningKey.generate("mallory"))
+    for jobs in (1, 3):
+        report, result = _audited(tmp_path / "mallory", key, jobs, prepare=refuse, parallel_from=1)
+        assert not report.ok and result is None  # the failed verification is the answer
+        with pytest.raises(CharterError, match="custom KPIs"):
+            _audited(demo / "export", key, jobs, prepare=refuse, parallel_from=1)
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_a_verifier_process_that_dies_is_replaced_by_verifying_here(demo: Path, monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    import os
+
+    import charter.audit as audit_module
+
+    key = demo_log_key(demo)
+    honest = _audited(demo / "export", key, 1)
+    monkeypatch.setattr(audit_module, "_verify_and_send", lambda *_: os._exit(9))
+    report, result = _audited(demo / "export", key, 3, parallel_from=1)
+    assert report.ok and (report.summary(), result) == (honest[0].summary(), honest[1])
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_a_verifier_that_fails_fails_the_audit(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import charter.audit as audit_module
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("a bug in the verifier")
+
+    monkeypatch.setattr(audit_module, "verify_export", broken)
+    with pytest.raises(RuntimeError, match="a bug in the verifier"):
+        _audited(demo / "export", demo_log_key(demo), 3, parallel_from=1)

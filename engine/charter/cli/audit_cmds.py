@@ -10,7 +10,7 @@ but nothing outside the export anchors it (no --log-key, no held --checkpoint).
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -18,7 +18,8 @@ from ..errors import CharterError
 from .common import OutputFormat, compile_policies, err, named_kpis_file, out, policies_dir, safe
 
 if TYPE_CHECKING:
-    from ..audit import AuditResult
+    from ..audit import AuditResult, ExportedLedger
+    from ..kpis import KpiCatalog
     from ..ledger.auditor import Report
 
 #: exit codes
@@ -77,7 +78,7 @@ def audit_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .._sources import read_text
-    from ..audit import ExportedLedger, audit, read_export, verify_export
+    from ..audit import audit_export, read_export
     from ..authority import reading_catalog, recorded_custom_kpis
     from ..policy import PolicyCompiler
     from .ledger import MAX_NOTE_BYTES
@@ -96,23 +97,24 @@ def audit_command(
                   "trust_root.json is trusted. That proves the entries are consistent with each other (integrity) "
                   "but not that they are the log's: whoever wrote the export could have re-signed everything with "
                   "a key of their own. The result is 'unanchored' (exit 3), never a pass.[/]")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=output is OutputFormat.JSON or not err.is_terminal) as bar:
-        task = bar.add_task("verifying", total=len(export.entries))
-        report = verify_export(export, public, [*export.notes, *held],
-                               progress=lambda n: bar.update(task, completed=n))
-        if not report.ok:
-            _integrity_failed(export_dir, anchor, report, output)
-        # A held note that is not the pinned log's, or whose root the entries do not give, is a
-        # verification problem above: past this point every held note matched.
-        bar.update(task, description="auditing", completed=0, total=None)
-        ledger = ExportedLedger(export.entries, export.origin, export.parsed)
+    def prepare(ledger: "ExportedLedger") -> tuple["KpiCatalog", PolicyCompiler]:
         # Bundles are read with the custom KPIs the export's policy activations recorded; a folder's
         # kpis.yaml must repeat them (it supplies them only for a ledger that recorded none).
         catalog = reading_catalog(recorded_custom_kpis(ledger), named_kpis_file(policies),
                                   "the custom KPIs of the export's policy activations")
-        result = audit(ledger, catalog, PolicyCompiler(catalog, frameworks), jobs=jobs,
-                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+        return catalog, PolicyCompiler(catalog, frameworks)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=output is OutputFormat.JSON or not err.is_terminal) as bar:
+        task = bar.add_task("verifying", total=len(export.entries))
+        done = audit_export(export, public, [*export.notes, *held], prepare, jobs=jobs,
+                            progress=lambda phase, n, total: bar.update(task, description=phase, completed=n,
+                                                                        total=total))
+    report, result = done.report, done.result
+    # A held note that is not the pinned log's, or whose root the entries do not give, is a
+    # verification problem: past this point every held note matched.
+    if result is None:
+        _integrity_failed(export_dir, anchor, report, output)
     code = (DIFFER if result.differences or result.incident_differences or result.unauthorized
             or len(result.uncompilable) < len(result.unreplayable)
             else BAD_INPUT if result.uncompilable else UNANCHORED if anchor == "unanchored" else AGREE)
@@ -131,7 +133,7 @@ def _integrity(report: "Report") -> dict[str, Any]:
             "summary": report.summary()}
 
 
-def _integrity_failed(export_dir: Path, anchor: str, report: "Report", output: OutputFormat) -> None:
+def _integrity_failed(export_dir: Path, anchor: str, report: "Report", output: OutputFormat) -> NoReturn:
     first = report.first_bad_seq
     if output is OutputFormat.JSON:
         typer.echo(json.dumps({"export": str(export_dir), "anchor": anchor, "integrity": _integrity(report),
