@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import rule_engine
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .bundle import EvidenceBundle
 from .policy.compile import CompiledCondition
@@ -44,6 +44,10 @@ class Status(StrEnum):
         return {"pass": 0, "missing": 1, "warn": 2, "error": 3, "breach": 4}[self.value]
 
 
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 class Finding(BaseModel):
     """The result of one rule for one bundle of one system (and one segment, for segment rules)."""
 
@@ -62,7 +66,9 @@ class Finding(BaseModel):
     model_version: str
     window_start: AwareDatetime
     window_end: AwareDatetime
-    measurable_at: AwareDatetime | None = Field(default=None, description=(
+    # Findings recorded before ingest existed have no measurable_at: omitted when unset, their payloads
+    # (and digests) stay the same.
+    measurable_at: AwareDatetime | None = Field(default=None, exclude_if=_is_none, description=(
         "When the window became measurable, if later than its end: labels that arrive late (charter ingest "
         "records when their coverage sufficed). Omitted otherwise."))
     evaluated_at: AwareDatetime
@@ -74,14 +80,6 @@ class Finding(BaseModel):
     controls: tuple[str, ...]
     explanation: str
     remediation: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_unset_measurability(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Findings recorded before ingest existed have no measurable_at: their payloads (and digests) stay the same.
-        data = handler(self)
-        if isinstance(data, dict) and data.get("measurable_at") is None:
-            data.pop("measurable_at", None)
-        return data
 
     @property
     def rule_ref(self) -> str:

@@ -564,7 +564,7 @@ def _check_signer(ledger: Ledger, bundle: EvidenceBundle, system: AISystem, mess
 
 
 def _existing_result(ledger: Ledger, entry: Entry) -> SubmitResult:
-    findings = [Finding.model_validate({k: v for k, v in e.payload.items() if k != "refs"})
+    findings = [Finding.model_validate(_without_refs(e.payload))
                 for e in _findings_after(ledger, entry)]
     return SubmitResult(Receipt.of(ledger, entry), entry, findings, duplicate=True)
 
@@ -667,8 +667,14 @@ def replay(ledger: LedgerReader, seq: int, catalog: KpiCatalog, compiler: Policy
     at = datetime.datetime.fromisoformat(record["evaluated_at"])
     findings = evaluate_bundle(system, bundle, policy_set.policies, at, history)
     replayed = [f.model_dump(mode="json") for f in findings]
-    stored = [{k: v for k, v in e.payload.items() if k != "refs"} for e in _findings_after(ledger, entry)]
+    stored = [_without_refs(e.payload) for e in _findings_after(ledger, entry)]
     return ReplayResult(seq, stored, replayed, record.get("statuses"), findings=findings, bundle=bundle)
+
+
+def _without_refs(payload: dict[str, Any]) -> dict[str, Any]:
+    finding = dict(payload)  # copied whole and trimmed: several times quicker than a comprehension
+    finding.pop("refs", None)
+    return finding
 
 
 def bundles_for(ledger: Ledger, system_id: str) -> Iterable[Entry]:
