@@ -494,65 +494,112 @@ class _Workers:
     """Forked processes replaying the subjects' bundles (`groups`: each subject's bundle seqs), started at once.
 
     Forked, not spawned: the children share the parent's view in memory, so nothing is read again
-    (reading the export a second time could read other bytes than those verified).
+    (reading the export a second time could read other bytes than those verified). The subjects are
+    dealt out up front (longest first, each to the least loaded worker); each worker sends every
+    subject's outcomes down its own pipe as it finishes them, so stopping is terminating and joining
+    the processes, with no queue or feeder thread left behind.
     """
 
     def __init__(self, ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler, jobs: int,
                  groups: list[list[int]]) -> None:
-        import concurrent.futures
         import gc
         import multiprocessing
 
         global _FORKED
-        groups = sorted(groups, key=len, reverse=True)  # longest first: balanced ends
         self.total = sum(len(g) for g in groups)
-        _FORKED = (ledger, catalog, memo)
+        self._forked = (ledger, catalog, memo)
+        shares: list[list[list[int]]] = [[] for _ in range(min(jobs, len(groups)))]
+        loads = [0] * len(shares)
+        for group in sorted(groups, key=len, reverse=True):  # longest first: balanced ends
+            least = loads.index(min(loads))
+            shares[least].append(group)
+            loads[least] += len(group)
+        context = multiprocessing.get_context("fork")
+        self._running: list[tuple[Any, Any, list[list[int]]]] = []
+        _FORKED = self._forked
         gc.freeze()  # the children do not scan (and so copy) the parent's objects when they collect
         try:
-            context = multiprocessing.get_context("fork")
-            self._pool = concurrent.futures.ProcessPoolExecutor(min(jobs, len(groups)), mp_context=context,
-                                                                initializer=_yield_to_the_verifier)
-            # with "fork", every worker is forked at the first submit, from the state set above
-            self._parts = [self._pool.submit(_replay_subjects, group) for group in groups]
+            for share in shares:
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_replay_share, args=(send, share), daemon=True)
+                process.start()
+                send.close()
+                self._running.append((process, receive, share))
+        except BaseException:
+            self.stop()
+            raise
         finally:
             gc.unfreeze()
             _FORKED = None
 
     def outcomes(self, progress: Callable[[int, int], None] | None = None) -> list[_BundleOutcome]:
-        """Every bundle's outcome, in seq order, once all workers are done (`progress` as parts arrive)."""
-        import concurrent.futures
+        """Every bundle's outcome, in seq order, once all workers are done (`progress` as subjects arrive).
+
+        A worker that dies without finishing (killed, out of memory) has its subjects replayed here.
+
+        Raises:
+            Exception: what a worker raised (a bug, not a verdict).
+        """
+        from multiprocessing.connection import wait
 
         outcomes: list[_BundleOutcome] = []
+        pending = {receive: (process, share) for process, receive, share in self._running}
         try:
-            for part in concurrent.futures.as_completed(self._parts):
-                outcomes.extend(part.result())
-                if progress is not None:
-                    progress(len(outcomes), self.total)
+            while pending:
+                ready = wait(list(pending))
+                for receive in [r for r in list(pending) if r in ready]:
+                    process, share = pending[receive]
+                    try:
+                        kind, value = receive.recv()
+                    except (EOFError, OSError):
+                        kind, value = "lost", None
+                    if kind == "subject":
+                        outcomes.extend(value)
+                        share.pop(0)
+                    elif kind == "error":
+                        raise value
+                    else:  # "done", or the process died: what it did not send is replayed here
+                        del pending[receive]
+                        process.join()
+                        receive.close()
+                        for group in share:
+                            replayer = _Replayer(*self._forked)  # one per subject: it keeps the history
+                            outcomes.extend([replayer.bundle(seq) for seq in group])
+                    if progress is not None:
+                        progress(len(outcomes), self.total)
         finally:
-            self._pool.shutdown()
+            self.stop()
         outcomes.sort(key=lambda o: o.seq)
         return outcomes
 
     def stop(self) -> None:
-        """Stop the workers now, their work unused (the export did not verify)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        terminate = getattr(self._pool, "terminate_workers", None)  # Python 3.14
-        if terminate is not None:
-            terminate()
-            return
-        for process in list((getattr(self._pool, "_processes", None) or {}).values()):
-            process.terminate()
-        self._pool.shutdown(wait=True)
+        """End the workers now (their work unused when they had not finished) and wait for them to end."""
+        for process, _, _ in self._running:
+            if process.is_alive():
+                process.terminate()
+        for process, receive, _ in self._running:
+            process.join()
+            receive.close()
+        self._running = []
 
 
-def _yield_to_the_verifier() -> None:
-    """Lower a replay worker's priority: where verification runs beside it (`audit_export`), it decides
-    whether the replay is wanted at all, so it should not wait for the cores."""
+def _replay_share(send: Any, share: list[list[int]]) -> None:
+    """A worker: replay each subject of `share` in turn, sending its outcomes as soon as they are known."""
     import contextlib
     import os
 
+    # Where verification runs beside the replay (`audit_export`), it decides whether the replay is
+    # wanted at all, so it should not wait for the cores.
     with contextlib.suppress(OSError):  # not permitted here: the replay just runs at the same priority
         os.nice(5)
+    try:
+        for group in share:
+            send.send(("subject", _replay_subjects(group)))
+        send.send(("done", None))
+    except Exception as exc:  # a bug, not a verdict: raised again in the parent
+        send.send(("error", exc))
+    finally:
+        send.close()
 
 
 def _replay_in_workers(ledger: ExportedLedger, catalog: KpiCatalog, memo: _MemoCompiler, jobs: int,
@@ -676,8 +723,8 @@ def audit_export(export: Export, public_key: bytes, notes: Sequence[str],
         public_key: the pinned log key (the export's own when the caller has none).
         notes: checkpoint notes: the export's and any the caller holds.
         prepare: the catalog bundles are read with and the compiler of the recorded policies, from
-            the view of the export (its recorded custom KPIs); a `CharterError` it raises is raised
-            only once the export verified (else the failed verification is the answer).
+            the view of the export (its recorded custom KPIs); what it raises is raised only once the
+            export verified (else the failed verification is the answer).
         jobs: worker processes for the replay (and, with more than one, the verifier's process).
         progress: see `Progress`.
         parallel_from: as for `audit`.
@@ -699,7 +746,7 @@ def audit_export(export: Export, public_key: bytes, notes: Sequence[str],
         report = verifier.report(_entries_done(progress, export))
         if not report.ok:
             return ExportAudit(report, None)
-        if early is None:  # cannot happen over bytes that verify; kept for safety: the view parses itself
+        if early is None or not early.started:  # as when verifying first (the view parses every body itself)
             ledger = ExportedLedger(export.entries, export.origin)
             catalog, compiler = prepare(ledger)
             return ExportAudit(report, audit(ledger, catalog, compiler, audited, jobs, parallel_from))
@@ -794,30 +841,31 @@ def _verify_and_send(send: Any, export: Export, public_key: bytes, notes: Sequen
 class _EarlyReplay:
     """The view, catalog and compiler of an export not verified yet, and its replay already running in workers.
 
-    A `CharterError` building them (a malformed view, custom KPIs that do not load) is kept, and
-    raised by `result`, which is called only after the export verified.
+    Building them reads bytes nobody has verified yet: whatever that raises (a malformed view,
+    custom KPIs that do not load, a record without the fields read) only marks the early start as
+    failed (`started`); once the export verified, the caller audits as when verifying first, which
+    raises or reports what it does there.
     """
 
     def __init__(self, export: Export, parsed: list[dict[str, Any]],
                  prepare: Callable[[ExportedLedger], tuple[KpiCatalog, PolicyCompiler]], jobs: int,
                  parallel_from: int) -> None:
-        self._failure: CharterError | None = None
         self._workers: _Workers | None = None
+        self.started = False
         try:
             self.ledger = ExportedLedger(export.entries, export.origin, parsed)
             self.catalog, compiler = prepare(self.ledger)
-        except CharterError as exc:
-            self._failure = exc
+        except Exception:  # unverified bytes: judged only after verification, by the one-step-after-the-other path
             return
         self.memo = _MemoCompiler(compiler)
         groups = _worker_groups(self.ledger, jobs, parallel_from)
         if groups:
             self._workers = _Workers(self.ledger, self.catalog, self.memo, jobs, groups)
+        self.started = True
 
     def result(self, progress: Callable[[int, int], None] | None) -> AuditResult:
-        """The audit, from the workers' outcomes (or replayed here, for a few bundles)."""
-        if self._failure is not None:
-            raise self._failure
+        """The audit, from the workers' outcomes (or replayed here, for a few bundles); only when `started`."""
+        assert self.started
         if self._workers is not None:
             outcomes = self._workers.outcomes(progress)
             self._workers = None

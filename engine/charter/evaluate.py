@@ -351,9 +351,18 @@ def _held(snap: _Snapshot) -> _Held:
 def _reads(held: _Held) -> dict[MemoKey, Any]:
     """The operand values read from `held`'s namespace at the current evaluation time, shared by its rules."""
     at = current_evaluation_time()
-    if held.at != at:
+    if not _same_time(held.at, at):
         held.at, held.reads = at, {}
     return held.reads
+
+
+def _same_time(one: datetime.datetime | None, other: datetime.datetime | None) -> bool:
+    """The same instant written the same way: ``$now`` and ``$today`` show the zone and (in a gap or a fold)
+    the fold, so one instant in two zones, or two readings of an ambiguous wall time, read differently."""
+    if one is None or other is None:
+        return one is other
+    return one == other and one.tzinfo is other.tzinfo and one.fold == other.fold and \
+        one.utcoffset() == other.utcoffset()
 
 
 def _run(rule: CompiledRule, snap: _Snapshot) -> _Outcome:

@@ -428,3 +428,98 @@ def test_a_verifier_that_fails_fails_the_audit(demo: Path, monkeypatch: pytest.M
     monkeypatch.setattr(audit_module, "verify_export", broken)
     with pytest.raises(RuntimeError, match="a bug in the verifier"):
         _audited(demo / "export", demo_log_key(demo), 3, parallel_from=1)
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_workers_are_stopped_when_the_export_does_not_verify(demo: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replay's workers never outlive a failed verification: they are terminated and joined at once."""
+    import multiprocessing
+    import threading
+
+    import charter.audit as audit_module
+
+    def blocked(_: list[int]) -> list[Any]:
+        threading.Event().wait(300)  # a worker still replaying when verification fails (never set)
+        return []
+
+    monkeypatch.setattr(audit_module, "_replay_subjects", blocked)
+    finding_seq, _ = breach_finding(demo)
+    reseal_export(demo / "export", tmp_path / "mallory", finding_seq, flip_status, SigningKey.generate("mallory"))
+    report, result = _audited(tmp_path / "mallory", demo_log_key(demo), 3, parallel_from=1)
+    assert not report.ok and result is None
+    assert multiprocessing.active_children() == []
+
+
+def _tampered_body(source: Path, target: Path, seq: int, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Copy an export and edit one entry's body in place, signing nothing again (anyone could)."""
+    shutil.copytree(source, target)
+    rows = [json.loads(line) for line in (target / "entries.jsonl").read_text().splitlines()]
+    body = json.loads(base64.b64decode(rows[seq]["body"]))
+    edit(body)
+    rows[seq]["body"] = base64.b64encode(canonical(body)).decode()
+    (target / "entries.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_unverified_bytes_that_break_the_early_view_give_the_integrity_report(demo: Path, tmp_path: Path) -> None:
+    """What the replay's early start reads before verification (a prev that is not hex, an activation without
+    its payload) cannot raise out of the audit: the answer is the failed verification, as with one job."""
+    view = ExportedLedger(read_export(demo / "export").entries, read_export(demo / "export").origin)
+    activation = next(iter(view.entries(types=("policy.activated",))))
+    _tampered_body(demo / "export", tmp_path / "prev", 5, lambda body: body.update(prev="zz" * 32))
+    _tampered_body(demo / "export", tmp_path / "payload", activation.seq, lambda body: body.pop("payload"))
+    key = demo_log_key(demo)
+    for name in ("prev", "payload"):
+        report, result = _audited(tmp_path / name, key, 1)
+        early, both = _audited(tmp_path / name, key, 3, parallel_from=1)
+        assert not report.ok and result is None and both is None
+        assert report.summary() == early.summary()
+        assert run_cli("audit", str(tmp_path / name), "--log-key", base64.b64encode(key.public).decode(),
+                       "--jobs", "2").returncode == 1
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_how_deep_a_body_may_nest_does_not_depend_on_the_process(demo: Path, tmp_path: Path) -> None:
+    """A body nested past the verifier's fixed limit is malformed whoever verifies it (one job, or the forked
+    verifier beside the replay), even re-sealed with the log key; one within it verifies both ways."""
+    finding_seq, _ = breach_finding(demo)
+    key = demo_log_key(demo)
+
+    def nested(depth: int) -> Callable[[dict[str, Any]], None]:
+        def edit(payload: dict[str, Any]) -> None:
+            value: Any = 1
+            for _ in range(depth):
+                value = [value]
+            payload["extra"] = value
+        return edit
+
+    reseal_export(demo / "export", tmp_path / "deep", finding_seq, nested(250), key)
+    reseal_export(demo / "export", tmp_path / "shallow", finding_seq, nested(20), key)
+    for name, ok in (("deep", False), ("shallow", True)):
+        alone, early = _audited(tmp_path / name, key, 1)[0], _audited(tmp_path / name, key, 3, parallel_from=1)[0]
+        assert alone.summary() == early.summary() and alone.ok is early.ok
+        deep_problems = [p for p in alone.problems if p.kind == "malformed_body" and "nested" in p.detail]
+        assert (not ok and deep_problems and deep_problems[0].seq == finding_seq) or (ok and not deep_problems)
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_a_worker_that_dies_has_its_subjects_replayed_here_and_one_that_fails_fails_the_audit(
+        demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import charter.audit as audit_module
+
+    export = read_export(demo / "export")
+    view = ExportedLedger(export.entries, export.origin)
+    alone = audit(view, CATALOG, COMPILER, jobs=1).to_dict()
+    monkeypatch.setattr(audit_module, "_replay_subjects", lambda _: os._exit(9))  # every worker is lost at once
+    assert audit(view, CATALOG, COMPILER, jobs=3, parallel_from=1).to_dict() == alone
+
+    def broken(_: list[int]) -> list[Any]:
+        raise RuntimeError("a bug in the replay")
+
+    monkeypatch.setattr(audit_module, "_replay_subjects", broken)
+    with pytest.raises(RuntimeError, match="a bug in the replay"):
+        audit(view, CATALOG, COMPILER, jobs=3, parallel_from=1)
+    assert __import__("multiprocessing").active_children() == []

@@ -98,6 +98,7 @@ def test_reads_shared_by_a_bundle_s_rules_follow_the_evaluation_time(catalog: Kp
                                       {"id": "drop", "when": "baseline.recall - recall > 0.01"})).policies
     bundle = _bundle(catalog, 1, recall=0.85)
     times = [bundle.window_end + datetime.timedelta(days=days) for days in (0, 20, 0, 5)]
+    times.append(times[-1].astimezone(datetime.timezone(datetime.timedelta(hours=1))))  # the same instant, elsewhere
 
     def fresh(at: datetime.datetime) -> list[Finding]:
         evaluate._NAMESPACES.clear()

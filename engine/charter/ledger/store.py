@@ -22,7 +22,16 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import CharterError
-from .auditor import AUTHORITY_INPUTS, Authority, CompactRange, ControlCatalog, RangeReceipt, via_shape_problem
+from .auditor import (
+    AUTHORITY_INPUTS,
+    MAX_BODY_DEPTH,
+    Authority,
+    CompactRange,
+    ControlCatalog,
+    RangeReceipt,
+    nested_too_deeply,
+    via_shape_problem,
+)
 from .database import ensure_schema, make_engine, write_transaction
 from .hashing import RANGE_RECEIPT_CONTEXT, ZERO_HASH, canonical, leaf_hash, range_receipt_message
 from .keys import SigningKey, check_origin
@@ -227,6 +236,9 @@ class Ledger:
                     if via is not None:
                         body_value["via"] = via
                     body = canonical(body_value)
+                    if nested_too_deeply(body):  # the verifier would call the entry malformed
+                        raise CharterError.single("body_too_deep", f"the {new.type} entry nests objects and "
+                                                  f"arrays more than {MAX_BODY_DEPTH} levels deep")
                     record_hash = leaf_hash(body)
                     tree.append(record_hash)
                     rows.append({"seq": seq, "prev_hash": prev, "record_hash": record_hash, "body": body,

@@ -253,6 +253,26 @@ def test_entry_zero_must_be_the_trust_root(tmp_path: Path) -> None:
     assert [(p.seq, p.kind) for p in report.problems] == [(0, "no_trust_root")]
 
 
+def test_a_body_nested_past_the_verifiers_limit_is_refused_on_append(tmp_path: Path) -> None:
+    """The log never writes an entry its own verifier would call malformed (nested too deeply)."""
+    from charter.ledger import NewEntry
+    from charter.ledger.auditor import MAX_BODY_DEPTH
+    from tests.unit.ledger.helpers import new_ledger
+
+    ledger = new_ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    deep: Any = 1
+    for _ in range(MAX_BODY_DEPTH - 2):  # the body and its payload are the two levels above the lists
+        deep = [deep]
+    size = ledger.size()
+    with _unchecked(), pytest.raises(CharterError) as info:
+        ledger.append([NewEntry("note", {"deep": [deep]}, "n")])
+    assert info.value.code == "body_too_deep" and ledger.size() == size
+    with _unchecked():
+        ledger.append([NewEntry("note", {"deep": deep}, "n")])  # at the limit: written, and it verifies
+    assert ledger.log_key is not None
+    assert verify_ledger(ledger, ledger.log_key.public).ok
+
+
 # -- the exported verifier needs an anchor ----------------------------------------------------------
 
 

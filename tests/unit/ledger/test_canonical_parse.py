@@ -112,6 +112,11 @@ def test_duplicate_keys_are_refused_by_both(document: dict[str, Any], key: str, 
     (b'{"a":[1234567890123456]}', "canonical"), (b'{"a":-12345678901234567890}', "malformed"),
     (b"[1]", "malformed"), (b'"a"', "malformed"), (b"\xef\xbb\xbf{}", "malformed"), (b"{}", "canonical"),
     (b"[" * 100_000 + b"]" * 100_000, "malformed"),
+    # nesting is judged against a fixed limit, not the stack (an object at the top counts as one level)
+    (b'{"a":' + b"[" * 199 + b"]" * 199 + b"}", "canonical"), (b'{"a":' + b"[" * 200 + b"]" * 200 + b"}", "malformed"),
+    (b'{"a":' + b'{"b":' * 200 + b"1" + b"}" * 200 + b"}", "malformed"),
+    (b'{"a":"' + b"[{" * 300 + b'"}', "canonical"),  # brackets inside a string do not nest
+    (b'{"a":"' + b'\\"[' * 300 + b'"}', "canonical"),  # nor do escaped quotes end the string
     (unicodedata.normalize("NFD", '{"a":"é"}').encode(), "canonical"),
 ])
 def test_edge_cases(body: bytes, verdict: str) -> None:
