@@ -191,6 +191,15 @@ def key_approval(ledger: Ledger, key_id: str) -> KeyApproval:
                        tuple(authority.key_approvers(key_id, size)), authority.key_approvals())
 
 
+def pending_keys(ledger: Ledger) -> list[KeyApproval]:
+    """The keys awaiting approval (they sign nothing yet), by key id, with who approved each so far."""
+    authority = ledger.authority()
+    size = ledger.size()
+    return [KeyApproval(key_id, str(authority.pending_keys[key_id][0]), False,
+                        tuple(authority.key_approvers(key_id, size)), authority.key_approvals())
+            for key_id in sorted(authority.pending_keys)]
+
+
 def _actor_of(ledger: Ledger, signer: Signer, size: int | None = None) -> str:
     """The principal a signer acts as: a signed statement's actor, or the principal a key is registered to."""
     if isinstance(signer, SignedStatement):

@@ -50,6 +50,7 @@ MATRIX: list[tuple[str, set[str], Request]] = [
     ("waivers", STAFF | {"owner"}, lambda s: ("GET", "/v1/waivers", {})),
     ("incident metrics", STAFF | {"owner"}, lambda s: ("GET", "/v1/metrics/incidents", {})),
     ("keys", STAFF, lambda s: ("GET", "/v1/keys", {})),
+    ("keys awaiting approval", STAFF, lambda s: ("GET", "/v1/keys/pending", {})),
     ("ledger head", STAFF, lambda s: ("GET", "/v1/ledger/head", {})),
     ("ledger verify", STAFF, lambda s: ("GET", "/v1/ledger/verify", {})),
     ("checkpoints", STAFF, lambda s: ("GET", "/v1/ledger/checkpoints", {})),
@@ -140,3 +141,28 @@ def test_token_scopes_limit_what_a_token_can_do(served: Served, scopes: tuple[st
     assert (response.status_code < 300) is allowed, response.text
     if not allowed:
         assert response.status_code == 403 and "scope" in response.json()["detail"]
+
+
+def test_keys_awaiting_approval_are_listed_until_enough_administrators_approved(served: Served) -> None:
+    """`GET /v1/keys/pending` (and `charter keys pending`): a first key approved by one of the two
+    administrators it needs is listed with its approver; once the second approved, it is registered."""
+    from charter.authority import KeyRequest
+    from charter.ledger import SigningKey
+    from charter.ledger.auditor import KEY_ADDED
+    from charter.submission import key_statement, register_key
+    from tests.unit.ledger.helpers import key_of
+
+    newcomer = SigningKey.generate("nina.berg")
+    request = KeyRequest.of(newcomer, served.ledger.origin)
+    body = served.statement(KEY_ADDED, key_statement(request), PERSONAS["admin"])
+    response = served.client.post("/v1/statements", json=body, headers=served.headers("admin"))
+    assert response.status_code == 201, response.text
+    pending = served.client.get("/v1/keys/pending", headers=served.headers("auditor"))
+    assert pending.status_code == 200 and pending.json() == [
+        {"key_id": newcomer.key_id, "principal": "nina.berg", "approved_by": [PERSONAS["admin"]], "needed": 2}]
+    keys = served.client.get("/v1/keys", headers=served.headers("auditor")).json()
+    assert newcomer.key_id not in {k["key_id"] for k in keys}  # it signs nothing yet
+    register_key(served.ledger, request, key_of("ben.okafor"))
+    assert served.client.get("/v1/keys/pending", headers=served.headers("auditor")).json() == []
+    keys = served.client.get("/v1/keys", headers=served.headers("auditor")).json()
+    assert newcomer.key_id in {k["key_id"] for k in keys}

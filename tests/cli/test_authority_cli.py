@@ -171,6 +171,10 @@ def test_a_first_key_needs_two_administrators_at_the_command_line(governed: Path
     assert "awaiting approval" in listing and "dana.white" in listing
     _, keys, _ = cli(governed, "keys", "list", "--format", "json")
     assert "dana.white" not in {k["principal"] for k in json.loads(keys)}  # it signs nothing yet
+    _, pending, _ = cli(governed, "keys", "pending", "--format", "json")
+    dana = SigningKey.load(governed / "dana.key").key_id
+    assert json.loads(pending) == [{"key_id": dana, "principal": "dana.white", "approved_by": ["ana.costa"],
+                                    "needed": 2}]
     before = size(governed)
     status, out, _ = cli(governed, "keys", "register", "dana.json", "--key", ".charter/keys/ana.costa.key")
     assert status == 0 and "awaits approval: 1 of 2" in out and size(governed) == before  # counted once
@@ -178,3 +182,5 @@ def test_a_first_key_needs_two_administrators_at_the_command_line(governed: Path
     assert status == 0 and "registered for dana.white" in out
     _, keys, _ = cli(governed, "keys", "list", "--format", "json")
     assert "dana.white" in {k["principal"] for k in json.loads(keys)}
+    assert json.loads(cli(governed, "keys", "pending", "--format", "json")[1]) == []
+    assert cli(governed, "keys", "pending")[1].strip() == "no key awaits approval"

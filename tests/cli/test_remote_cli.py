@@ -204,6 +204,37 @@ def test_ledger_accept_hands_in_statements_signed_elsewhere(served: Served, tmp_
     assert code == 0 and "already in force or recorded" in out
 
 
+def test_an_administrator_approves_and_revokes_keys_through_the_server(served: Served, tmp_path: Path) -> None:
+    """`keys register`, `keys pending`, `keys list` and `keys revoke` against a server: a first key one of
+    the two administrators it needs approved awaits the other, and is listed as such, never as registered."""
+    code, _, err = served.cli("ana.costa", "keys", "generate", "nina.berg", "--out", str(tmp_path), cwd=tmp_path)
+    assert code == 0, err
+    request = tmp_path / "nina.json"
+    code, _, err = served.cli("ana.costa", "keys", "request", str(tmp_path / "nina.berg.key"), "--out", str(request))
+    assert code == 0, err  # the origin is the server's
+    code, out, err = served.cli("ana.costa", "keys", "register", str(request), "--key", _key("ana.costa"))
+    assert code == 0 and "awaits approval: 1 of 2" in out and "ana.costa" in out, err
+    code, _, err = served.cli("ana.costa", "keys", "register", str(request), "--key", _key("ana.costa"))
+    assert code == 2 and "[already_approved]" in err  # counted once
+    code, out, _ = served.cli("ana.costa", "keys", "pending", "--format", "json")
+    assert code == 0 and [(k["principal"], k["approved_by"]) for k in json.loads(out)] == [("nina.berg", ["ana.costa"])]
+    code, out, _ = served.cli("ana.costa", "keys", "list")
+    assert code == 0 and "awaiting approval" in out and "nina.berg" in out
+    code, out, _ = served.cli("ana.costa", "keys", "list", "--format", "json")
+    assert "nina.berg" not in {k["principal"] for k in json.loads(out)}
+    # a second administrator signs elsewhere, bound to the server's log without a local ledger
+    code, _, err = served.cli("ana.costa", "keys", "register", str(request), "--key", _key("ben.okafor"),
+                              "--sign-only", str(tmp_path / "ben.json"))
+    assert code == 0 and json.loads((tmp_path / "ben.json").read_text())[0]["log"] == ORIGIN, err
+    anna = next(k for k in json.loads(served.cli("ana.costa", "keys", "list", "--format", "json")[1])
+                if k["principal"] == "anna.schmidt" and k["revoked_seq"] is None)  # no other test here acts as her
+    code, out, err = served.cli("ana.costa", "keys", "revoke", anna["key_id"], "--reason", "rotation",
+                                "--key", _key("ana.costa"))
+    assert code == 0 and f"{anna['key_id']} revoked" in out, err
+    revoked = {k["key_id"]: k for k in json.loads(served.cli("ana.costa", "keys", "list", "--format", "json")[1])}
+    assert revoked[anna["key_id"]]["reason"] == "rotation"
+
+
 def test_tokens_create_then_use_then_revoke(served: Served) -> None:
     code, out, err = served.cli("carla.rossi", "tokens", "create", "--principal", "carla.rossi", "--scope", "read",
                                 "--expires", "P30D", "--key", _key("carla.rossi"))

@@ -212,6 +212,15 @@ class KeyItem(_Out):
     reason: str | None
 
 
+class PendingKeyItem(_Out):
+    """A key awaiting administrators' approval: it signs nothing until `needed` of them approved it."""
+
+    key_id: str
+    principal: str
+    approved_by: list[str] = Field(description="The administrators in force who approved it so far.")
+    needed: int = Field(description="How many administrators must approve it (key_approvals).")
+
+
 class TokenItem(_Out):
     """An API token, without its secret."""
 

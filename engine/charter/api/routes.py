@@ -38,6 +38,7 @@ from .models import (
     InclusionProofModel,
     KeyItem,
     LedgerHead,
+    PendingKeyItem,
     PolicySetInForce,
     ReportIssue,
     ReportItem,
@@ -424,6 +425,16 @@ def list_keys(caller: Authenticated, service: ServiceDep) -> list[KeyItem]:
     authorize(service.ledger, caller, Operation.READ_GOVERNANCE)
     return [KeyItem(key_id=r.key_id, principal=r.principal, added_seq=r.added_seq, revoked_seq=r.revoked_seq,
                     reason=r.reason) for r in key_records(service.ledger).values()]
+
+
+@router.get("/keys/pending", response_model=list[PendingKeyItem], tags=["identity"])
+def list_pending_keys(caller: Authenticated, service: ServiceDep) -> list[PendingKeyItem]:
+    """Keys awaiting administrators' approval (they sign nothing yet): who approved each, and how many must."""
+    from ..submission import pending_keys
+
+    authorize(service.ledger, caller, Operation.READ_GOVERNANCE)
+    return [PendingKeyItem(key_id=w.key_id, principal=str(w.principal), approved_by=list(w.approvers),
+                           needed=w.needed) for w in pending_keys(service.ledger)]
 
 
 @router.get("/tokens", response_model=list[TokenItem], tags=["identity"])

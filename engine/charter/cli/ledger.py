@@ -7,7 +7,7 @@ and its public key (``ledger.pub`` beside it) is the pinned trust root `verify` 
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..kpis import KpiCatalog
     from ..ledger import Ledger, SigningKey
     from ..ledger.records import LedgerReader
-    from ..submission import PreparedBundle
+    from ..submission import KeyApproval, PreparedBundle
 
 ledger_app = command_group("Initialize, checkpoint, prove and export the ledger.")
 keys_app = command_group("Principals' keys: generate, request, register, revoke, list.")
@@ -280,12 +280,24 @@ def keys_register(
     from ..submission import key_approval, key_statement, register_key
 
     admin = SigningKey.load(key)
-    ledger = open_ledger(db, ledger_key, writable=sign_only is None)
-    parsed = [KeyRequest.from_dict(parse_json_strict(read_bytes(path), str(path)), ledger.origin, str(path))
+    client = remote_client(db)
+    ledger = None if client is not None else open_ledger(db, ledger_key, writable=sign_only is None)
+    origin = ledger.origin if ledger is not None else signing_origin(db, ledger_key)
+    parsed = [KeyRequest.from_dict(parse_json_strict(read_bytes(path), str(path)), origin, str(path))
               for path in requests]  # all checked before the first is registered
     if sign_only is not None:
-        write_signed(sign_only, KEY_ADDED, [key_statement(r) for r in parsed], admin, ledger)
+        write_signed(sign_only, KEY_ADDED, [key_statement(r) for r in parsed], admin, origin)
         return
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            for request in parsed:
+                result = remote_cmds.post_statement(client, remote_cmds.sign(client, KEY_ADDED,
+                                                                             key_statement(request), admin))
+                out.print(f"seq {result['seq']}: {safe(remote_cmds.key_status(client, request).describe())}")
+        return
+    assert ledger is not None
     for request in parsed:
         entry = register_key(ledger, request, admin)
         out.print(f"seq {entry.seq}: {safe(key_approval(ledger, request.key_id).describe())}")
@@ -307,6 +319,15 @@ def keys_revoke(
     if sign_only is not None:
         write_signed(sign_only, KEY_REVOKED, [revocation_statement(key_id, reason)], actor,
                      signing_origin(db, ledger_key))
+        return
+    client = remote_client(db)
+    if client is not None:
+        from . import remote_cmds
+
+        with client:
+            result = remote_cmds.post_statement(client, remote_cmds.sign(
+                client, KEY_REVOKED, revocation_statement(key_id, reason), actor))
+        out.print(f"seq {result['seq']}: {key_id} revoked")
         return
     entry = revoke_key(open_ledger(db, ledger_key, writable=True), key_id, reason, actor)
     out.print(f"seq {entry.seq}: {key_id} revoked")
@@ -336,14 +357,50 @@ def keys_list(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
                   [[r.key_id, r.principal, str(r.added_seq),
                     "" if r.revoked_seq is None else f"{r.revoked_seq} ({r.reason})"] for r in records],
                   ids={"key id", "principal"})
-    from ..submission import key_approval
+    from ..submission import pending_keys
 
-    waiting = [key_approval(ledger, key_id) for key_id in sorted(ledger.authority().pending_keys)]
-    if waiting:  # approved by too few administrators so far: they sign nothing yet
-        print_listing("Keys awaiting approval (they sign nothing yet)",
-                      ["key id", "principal", "approved by", "needed"],
-                      [[w.key_id, w.principal or "", ", ".join(w.approvers), str(w.needed)] for w in waiting],
-                      ids={"key id", "principal", "approved by"})
+    print_pending_keys([pending_json(w) for w in pending_keys(ledger)], only=False)
+
+
+def pending_json(waiting: "KeyApproval") -> dict[str, Any]:
+    """A key awaiting approval as `charter keys pending --format json` and ``GET /v1/keys/pending`` give it."""
+    return {"key_id": waiting.key_id, "principal": waiting.principal, "approved_by": list(waiting.approvers),
+            "needed": waiting.needed}
+
+
+def print_pending_keys(waiting: list[dict[str, Any]], only: bool) -> None:
+    """The table of keys awaiting approval; `only`: it is the whole output (say so when there are none)."""
+    if not waiting:  # approved by too few administrators so far: they sign nothing yet
+        if only:
+            out.print("no key awaits approval")
+        return
+    print_listing("Keys awaiting approval (they sign nothing yet)", ["key id", "principal", "approved by", "needed"],
+                  [[w["key_id"], w["principal"] or "", ", ".join(w["approved_by"]), str(w["needed"])]
+                   for w in waiting], ids={"key id", "principal", "approved by"})
+
+
+@keys_app.command("pending")
+def keys_pending(db: DbOption = None, ledger_key: KeyOption = DEFAULT_KEY,
+                 output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")]
+                 = OutputFormat.TABLE) -> None:
+    """List the keys awaiting administrators' approval: who approved each so far, and how many must.
+
+    A first key (or one after all of a principal's keys were revoked) is registered once
+    ``key_approvals`` administrators ran `charter keys register` with its request; until then it
+    signs nothing. ``--format json`` gives what an approval pipeline reads.
+    """
+    from ..submission import pending_keys
+
+    client = remote_client(db)
+    if client is not None:
+        with client:
+            waiting: list[dict[str, Any]] = client.get("/v1/keys/pending")
+    else:
+        waiting = [pending_json(w) for w in pending_keys(open_ledger(db, ledger_key, writable=False))]
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps(waiting, indent=2))
+        return
+    print_pending_keys(waiting, only=True)
 
 
 @systems_app.command("register")

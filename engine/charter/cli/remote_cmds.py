@@ -16,10 +16,10 @@ from ..errors import CharterError
 from .common import OutputFormat, err, out, print_findings, print_listing, safe
 
 if TYPE_CHECKING:
-    from ..authority import SignedStatement
+    from ..authority import KeyRequest, SignedStatement
     from ..client import ServiceClient
     from ..ledger import SigningKey
-    from ..submission import PreparedBundle
+    from ..submission import KeyApproval, PreparedBundle
 
 
 def sign(client: "ServiceClient", entry_type: str, fields: dict[str, Any], key: "SigningKey") -> "SignedStatement":
@@ -78,6 +78,20 @@ def submit(client: "ServiceClient", prepared: "list[PreparedBundle]", output: Ou
             for r in results for n in r["incidents"]])
     if any(f.status is Status.BREACH for f in findings):
         raise typer.Exit(1)
+
+
+def key_status(client: "ServiceClient", request: "KeyRequest") -> "KeyApproval":
+    """Where a key stands on the server after an approval: registered, or pending with its approvers."""
+    from ..submission import KeyApproval
+
+    for waiting in client.get("/v1/keys/pending"):
+        if waiting["key_id"] == request.key_id:
+            return KeyApproval(request.key_id, str(waiting["principal"]), False, tuple(waiting["approved_by"]),
+                               int(waiting["needed"]))
+    registered = {k["key_id"]: k for k in client.get("/v1/keys")}
+    if request.key_id in registered:
+        return KeyApproval(request.key_id, str(registered[request.key_id]["principal"]), True, (), 0)
+    return KeyApproval(request.key_id, None, False, (), 0)
 
 
 def accept_one(client: "ServiceClient", statement: "SignedStatement") -> int | None:
@@ -184,6 +198,9 @@ def keys_list(client: "ServiceClient", output: OutputFormat) -> None:
                   [[r["key_id"], r["principal"], str(r["added_seq"]),
                     "" if r["revoked_seq"] is None else f"{r['revoked_seq']} ({r['reason']})"] for r in records],
                   ids={"key id", "principal"})
+    from .ledger import print_pending_keys
+
+    print_pending_keys(client.get("/v1/keys/pending"), only=False)
 
 
 def metrics(client: "ServiceClient", output: OutputFormat) -> dict[str, Any] | None:
