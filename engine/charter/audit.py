@@ -795,14 +795,20 @@ class _VerifierProcess:
         context = multiprocessing.get_context("fork")
         self._done = context.Value("q", 0, lock=False)
         self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_verify_and_send, args=(send, *self._args, self._done), daemon=True)
-        self._process.start()
+        self._process: Any = context.Process(target=_verify_and_send, args=(send, *self._args, self._done),
+                                             daemon=True)
+        try:
+            self._process.start()
+        except OSError:  # no process to be had (a limit on processes or memory): `report` verifies here
+            self._process = None
         send.close()
 
     def report(self, progress: Callable[[int], None] | None) -> Report:
         """The verifier's report (`progress` gets the entries it checked, now and then, while it runs)."""
         from multiprocessing.connection import wait
 
+        if self._process is None:
+            return verify_export(*self._args, progress=progress)
         while True:
             ready = wait([self._receive], timeout=0.2)
             if progress is not None:
@@ -820,9 +826,10 @@ class _VerifierProcess:
 
     def stop(self) -> None:
         """End the process (at once, when its report is no longer wanted)."""
-        if self._process.is_alive():
-            self._process.terminate()
-        self._process.join()
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.terminate()
+            self._process.join()
         self._receive.close()
 
 

@@ -419,6 +419,22 @@ def test_a_verifier_process_that_dies_is_replaced_by_verifying_here(demo: Path, 
 
 
 @pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+def test_a_verifier_process_that_cannot_start_is_replaced_by_verifying_here(demo: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing.process
+
+    key = demo_log_key(demo)
+    honest = _audited(demo / "export", key, 1)
+
+    def no_process(self: Any) -> None:
+        raise OSError("fork: Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", no_process)
+    report, result = _audited(demo / "export", key, 3)  # too few bundles for replay workers: only the verifier forks
+    assert report.ok and (report.summary(), result) == (honest[0].summary(), honest[1])
+
+
+@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
 def test_a_verifier_that_fails_fails_the_audit(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import charter.audit as audit_module
 
