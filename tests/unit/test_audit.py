@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from charter.audit import ExportedLedger, audit, read_export, verify_export
+from charter.audit import ExportedLedger, audit, can_fork, read_export, verify_export
 from charter.errors import CharterError
 from charter.frameworks import load_frameworks
 from charter.kpis import builtin_catalog
@@ -40,6 +40,8 @@ from tests.conftest import run_cli
 
 CATALOG = builtin_catalog()
 COMPILER = PolicyCompiler(CATALOG, load_frameworks())
+#: tests of the forked workers and verifier process (Linux: fork is what they use)
+FORKS = pytest.mark.skipif(not can_fork(), reason="the audit forks workers on Linux only")
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +331,7 @@ def _both_ways(view: ExportedLedger, monkeypatch: pytest.MonkeyPatch) -> dict[st
     return split
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="replay forks workers on Linux only")
+@FORKS
 def test_workers_find_what_one_process_finds(demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Differential: the honest export, a forged finding, a forged summary and an uncompilable policy."""
     export = read_export(demo / "export")
@@ -367,7 +369,7 @@ def _audited(directory: Path, log_key: SigningKey, jobs: int, **options: Any) ->
     return done.report, None if done.result is None else done.result.to_dict()
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_verifying_beside_the_replay_finds_what_verifying_first_finds(demo: Path, tmp_path: Path) -> None:
     """Differential over the honest export and three forgeries, one of them without the log key."""
     key = demo_log_key(demo)
@@ -389,7 +391,7 @@ def test_verifying_beside_the_replay_finds_what_verifying_first_finds(demo: Path
     assert {phase for phase, _, _ in ticks} == {"parsing", "verifying", "auditing"}
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_a_bad_catalog_is_raised_only_over_an_export_that_verifies(demo: Path, tmp_path: Path) -> None:
     def refuse(_: ExportedLedger) -> tuple[Any, PolicyCompiler]:
         raise CharterError.single("kpi_schema", "the custom KPIs do not load")
@@ -404,7 +406,7 @@ def test_a_bad_catalog_is_raised_only_over_an_export_that_verifies(demo: Path, t
             _audited(demo / "export", key, jobs, prepare=refuse, parallel_from=1)
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_a_verifier_process_that_dies_is_replaced_by_verifying_here(demo: Path, monkeypatch: pytest.MonkeyPatch
                                                                     ) -> None:
     import os
@@ -418,7 +420,7 @@ def test_a_verifier_process_that_dies_is_replaced_by_verifying_here(demo: Path, 
     assert report.ok and (report.summary(), result) == (honest[0].summary(), honest[1])
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_a_verifier_process_that_cannot_start_is_replaced_by_verifying_here(demo: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import multiprocessing.process
@@ -434,7 +436,7 @@ def test_a_verifier_process_that_cannot_start_is_replaced_by_verifying_here(demo
     assert report.ok and (report.summary(), result) == (honest[0].summary(), honest[1])
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_a_verifier_that_fails_fails_the_audit(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import charter.audit as audit_module
 
@@ -446,7 +448,7 @@ def test_a_verifier_that_fails_fails_the_audit(demo: Path, monkeypatch: pytest.M
         _audited(demo / "export", demo_log_key(demo), 3, parallel_from=1)
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_workers_are_stopped_when_the_export_does_not_verify(demo: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The replay's workers never outlive a failed verification: they are terminated and joined at once."""
@@ -477,7 +479,7 @@ def _tampered_body(source: Path, target: Path, seq: int, edit: Callable[[dict[st
     (target / "entries.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_unverified_bytes_that_break_the_early_view_give_the_integrity_report(demo: Path, tmp_path: Path) -> None:
     """What the replay's early start reads before verification (a prev that is not hex, an activation without
     its payload) cannot raise out of the audit: the answer is the failed verification, as with one job."""
@@ -495,7 +497,7 @@ def test_unverified_bytes_that_break_the_early_view_give_the_integrity_report(de
                        "--jobs", "2").returncode == 1
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_how_deep_a_body_may_nest_does_not_depend_on_the_process(demo: Path, tmp_path: Path) -> None:
     """A body nested past the verifier's fixed limit is malformed whoever verifies it (one job, or the forked
     verifier beside the replay), even re-sealed with the log key; one within it verifies both ways."""
@@ -519,7 +521,7 @@ def test_how_deep_a_body_may_nest_does_not_depend_on_the_process(demo: Path, tmp
         assert (not ok and deep_problems and deep_problems[0].seq == finding_seq) or (ok and not deep_problems)
 
 
-@pytest.mark.skipif(not __import__("charter.audit").audit.can_fork(), reason="forks on Linux only")
+@FORKS
 def test_a_worker_that_dies_has_its_subjects_replayed_here_and_one_that_fails_fails_the_audit(
         demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
