@@ -167,6 +167,11 @@ class GovernanceConfig(BaseModel):
                                       f"{len(approved)} did ({', '.join(approved) or 'none'}): give each with "
                                       "--admin-key")
 
+    @property
+    def needed_key_approvals(self) -> int:
+        """How many administrators must approve a principal's first key: `key_approvals`, else the threshold."""
+        return self.threshold if self.key_approvals is None else self.key_approvals
+
     def lockout_warnings(self) -> list[str]:
         """What in this configuration one lost, withheld or compromised administrator key could block for good."""
         count = len(self.administrators)
@@ -176,7 +181,7 @@ class GovernanceConfig(BaseModel):
         if self.threshold == count:
             warnings.append(f"all {count} administrators must approve a change of the configuration: one lost or "
                             "withheld key blocks every change for good; keep at least one administrator spare")
-        if (self.threshold if self.key_approvals is None else self.key_approvals) == count:
+        if self.needed_key_approvals == count:
             warnings.append(f"all {count} administrators must approve a principal's first key: one unavailable "
                             "administrator blocks every new identity (and one who revokes a principal's keys "
                             "keeps them out); keep at least one administrator spare")
@@ -190,7 +195,7 @@ class GovernanceConfig(BaseModel):
         if self.threshold > len(admins):
             raise CharterError.single("governance_config", f"threshold {self.threshold} exceeds the "
                                       f"{len(admins)} administrators", path="$.threshold")
-        key_approvals = self.threshold if self.key_approvals is None else self.key_approvals
+        key_approvals = self.needed_key_approvals
         if key_approvals > len(admins):
             raise CharterError.single("governance_config", f"key_approvals {key_approvals} exceeds the "
                                       f"{len(admins)} administrators", path="$.key_approvals")

@@ -40,6 +40,7 @@ from .ledger.auditor import (
     KEY_REVOKED,
     POLICY_ACTIVATED,
     SYSTEM_REGISTERED,
+    Authority,
 )
 from .ledger.hashing import BUNDLE_CONTEXT, canonical
 from .ledger.keys import SigningKey, verify_signature
@@ -186,18 +187,21 @@ def key_approval(ledger: Ledger, key_id: str) -> KeyApproval:
     known = authority.keys.get(key_id)
     if known is not None:
         return KeyApproval(key_id, str(known[0]), True, (), authority.key_approvals())
-    pending = authority.pending_keys.get(key_id)
-    return KeyApproval(key_id, None if pending is None else str(pending[0]), False,
-                       tuple(authority.key_approvers(key_id, size)), authority.key_approvals())
+    return _unregistered(authority, key_id, size)
 
 
 def pending_keys(ledger: Ledger) -> list[KeyApproval]:
     """The keys awaiting approval (they sign nothing yet), by key id, with who approved each so far."""
     authority = ledger.authority()
     size = ledger.size()
-    return [KeyApproval(key_id, str(authority.pending_keys[key_id][0]), False,
-                        tuple(authority.key_approvers(key_id, size)), authority.key_approvals())
-            for key_id in sorted(authority.pending_keys)]
+    return [_unregistered(authority, key_id, size) for key_id in sorted(authority.pending_keys)]
+
+
+def _unregistered(authority: Authority, key_id: str, size: int) -> KeyApproval:
+    """A key not registered: pending (its principal and approvers so far), or unknown (no principal)."""
+    pending = authority.pending_keys.get(key_id)
+    return KeyApproval(key_id, None if pending is None else str(pending[0]), False,
+                       tuple(authority.key_approvers(key_id, size)), authority.key_approvals())
 
 
 def _actor_of(ledger: Ledger, signer: Signer, size: int | None = None) -> str:

@@ -1281,12 +1281,16 @@ class Authority:
         pending = self.pending_keys.setdefault(key_id, [principal, str(payload.get("public_key")), {}])
         pending[2].setdefault(str(payload.get("actor")), seq)
         if self.principal_keys(principal, seq) or len(self.key_approvers(key_id, seq)) >= self.key_approvals():
-            self.keys[key_id] = [principal, pending[1], seq, None]
-            del self.pending_keys[key_id]
+            self._register_pending(key_id, seq)
+
+    def _register_pending(self, key_id: str, seq: int) -> None:
+        """A pending key becomes registered at `seq`."""
+        principal, public, _ = self.pending_keys.pop(key_id)
+        self.keys[key_id] = [principal, public, seq, None]
 
     def admin_key_ids(self) -> set[str]:
         """The key ids of the administrators' keys in the configuration in force."""
-        return {key_id_for(base64.b64decode(a["public_key"])) for a in (self.config or {}).get("administrators", [])}
+        return _admin_key_ids(self.config)
 
     def holders(self, role: str) -> list[str]:
         """The principals holding an authority role under the configuration in force."""
@@ -1806,11 +1810,9 @@ class Authority:
         if submission_id is not None and entry_type in (GOVERNANCE_CONFIG, *SIGNED_ACTIONS):
             self.statements.add(submission_id)
         if entry_type == GOVERNANCE_CONFIG and _config_problem(payload.get("config")) is None:
-            kept = {key_id_for(base64.b64decode(a["public_key"])) for a in payload["config"]["administrators"]}
-            for admin in (self.config or {}).get("administrators", []):
-                admin_key_id = key_id_for(base64.b64decode(admin["public_key"]))
-                key = self.keys.get(admin_key_id)
-                if admin_key_id not in kept and key is not None and key[3] is None:
+            for dropped in self.admin_key_ids() - _admin_key_ids(payload["config"]):
+                key = self.keys.get(dropped)
+                if key is not None and key[3] is None:
                     key[3] = seq  # a key the new configuration drops (rotated, or its holder left) is revoked
             self.config, self.config_seq = payload["config"], seq
             for admin in payload["config"]["administrators"]:
@@ -1818,10 +1820,8 @@ class Authority:
                 self.keys.setdefault(key_id, [admin["principal"], admin["public_key"], seq, None])
             for key_id in sorted(self.pending_keys):
                 # A configuration that needs fewer approvals completes the keys that already have enough.
-                pending = self.pending_keys[key_id]
                 if key_id not in self.keys and len(self.key_approvers(key_id, seq + 1)) >= self.key_approvals():
-                    self.keys[key_id] = [pending[0], pending[1], seq, None]
-                    del self.pending_keys[key_id]
+                    self._register_pending(key_id, seq)
         elif entry_type == KEY_ADDED:
             self._add_key(seq, payload)
         elif entry_type == KEY_REVOKED:
@@ -1891,6 +1891,11 @@ _LATER_STATE = frozenset({"tokens", "custom_kpis", "recorded_controls", "recorde
 #: later state an older state cannot stand for by an empty default (entries of its kind were folded
 #: before, just not recorded)
 UNKNOWN_IN_OLDER_STATE = frozenset({"eu_high_risk", "incident_systems"})
+
+
+def _admin_key_ids(config: dict[str, Any] | None) -> set[str]:
+    """The key ids of a governance configuration's administrators."""
+    return {key_id_for(base64.b64decode(a["public_key"])) for a in (config or {}).get("administrators", [])}
 
 
 def _scope_allows(scope: str, entry_type: str, payload: dict[str, Any], key_id: str | None) -> bool:
