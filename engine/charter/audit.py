@@ -730,13 +730,15 @@ def audit_export(export: Export, public_key: bytes, notes: Sequence[str],
         parallel_from: as for `audit`.
     """
     audited = None if progress is None else lambda done, total: progress("auditing", done, total)
-    if jobs <= 1 or not can_fork():
-        report = verify_export(export, public_key, notes, _entries_done(progress, export))
-        if not report.ok:
-            return ExportAudit(report, None)
+
+    def after_verifying(report: Report) -> ExportAudit:  # one step after the other (the view parses what it lacks)
         ledger = ExportedLedger(export.entries, export.origin, export.parsed)
         catalog, compiler = prepare(ledger)
         return ExportAudit(report, audit(ledger, catalog, compiler, audited, jobs, parallel_from))
+
+    if jobs <= 1 or not can_fork():
+        report = verify_export(export, public_key, notes, _entries_done(progress, export))
+        return after_verifying(report) if report.ok else ExportAudit(report, None)
     verifier = _VerifierProcess(export, public_key, notes)
     early: _EarlyReplay | None = None
     try:
@@ -746,10 +748,8 @@ def audit_export(export: Export, public_key: bytes, notes: Sequence[str],
         report = verifier.report(_entries_done(progress, export))
         if not report.ok:
             return ExportAudit(report, None)
-        if early is None or not early.started:  # as when verifying first (the view parses every body itself)
-            ledger = ExportedLedger(export.entries, export.origin)
-            catalog, compiler = prepare(ledger)
-            return ExportAudit(report, audit(ledger, catalog, compiler, audited, jobs, parallel_from))
+        if early is None or not early.started:  # as when verifying first
+            return after_verifying(report)
         export.parsed = parsed
         return ExportAudit(report, early.result(audited))
     finally:
