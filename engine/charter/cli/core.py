@@ -32,6 +32,22 @@ class TestFormat(StrEnum):
 
     PRETTY = "pretty"
     JSON = "json"
+    JUNIT = "junit"
+
+
+class LintFormat(StrEnum):
+    """Output of `charter policy lint`."""
+
+    TEXT = "text"
+    SARIF = "sarif"
+
+
+class EvaluateFormat(StrEnum):
+    """Output of `charter evaluate`."""
+
+    TABLE = "table"
+    JSON = "json"
+    SARIF = "sarif"
 
 
 class SchemaName(StrEnum):
@@ -98,10 +114,14 @@ def policy_lint(
     explain_compile: Annotated[bool, typer.Option("--explain-compile", help="List which conditions run as "
                                                   "compiled Python and which fall back to rule-engine, and why.")]
     = False,
+    output: Annotated[LintFormat, typer.Option("--format", help="text, or sarif: a SARIF 2.1.0 log on standard "
+                                               "output for code scanning (same exit codes).")] = LintFormat.TEXT,
 ) -> None:
     """Compile every policy (schema, expressions, control references) and check escalation.yaml."""
     from ..escalation import load_escalation
 
+    if output is LintFormat.SARIF and explain_compile:
+        raise CharterError.single("usage", "--explain-compile prints text; run it without --format sarif")
     policies = policies_dir(directory)
     problems: list[Diagnostic] = []
     policy_set = None
@@ -116,13 +136,22 @@ def policy_lint(
             graph = load_escalation(escalation)
         except CharterError as exc:
             problems.extend(exc.diagnostics)
-    if problems or policy_set is None:
-        raise CharterError(problems)
-    warnings = list(policy_set.warnings)
-    if graph is None:
+    warnings = list(policy_set.warnings) if policy_set is not None else []
+    if not escalation.is_file():
         warnings.append(Diagnostic("no_escalation", "no escalation.yaml: `charter submit` refuses to record "
                                    "evidence, because breaches would open no incident and page nobody",
                                    Location(file=str(escalation))))
+    if output is LintFormat.SARIF:
+        from ..ci_output import lint_sarif
+
+        typer.echo(json.dumps(lint_sarif(problems, warnings, Path.cwd(), strict=strict), indent=2))
+        if problems or policy_set is None:
+            raise typer.Exit(2)
+        if strict and warnings:
+            raise typer.Exit(1)
+        return
+    if problems or policy_set is None:
+        raise CharterError(problems)
     print_diagnostics(warnings, "warning", "yellow")
     rules = sum(len(p.rules) for p in policy_set.policies)
     summary = (f"{len(policy_set.policies)} policies, {rules} rules in {safe(str(policies))}"
@@ -152,7 +181,8 @@ def _explain_compile(policy_set: "PolicySet") -> None:
 def policy_test(
     directory: Annotated[Path | None, typer.Argument(help="Policy directory (default: ./policies).")] = None,
     run: Annotated[str | None, typer.Option("--run", help="Only cases whose name matches this regex.")] = None,
-    output: Annotated[TestFormat, typer.Option("--format", help="pretty or json.")] = TestFormat.PRETTY,
+    output: Annotated[TestFormat, typer.Option("--format", help="pretty, json, or junit (JUnit XML for CI test "
+                                               "reports).")] = TestFormat.PRETTY,
     coverage: Annotated[bool, typer.Option("--coverage", help="Show which statuses each rule is tested for.")]
     = False,
     kpis_file: Annotated[Path | None, typer.Option("--kpis", help="Custom KPI catalog.")] = None,
@@ -166,6 +196,10 @@ def policy_test(
     report = PolicyTestRunner(policy_set, catalog).run(find_test_files(policies), run)
     if output is TestFormat.JSON:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    elif output is TestFormat.JUNIT:
+        from ..ci_output import junit_xml
+
+        typer.echo(junit_xml(report), nl=False)
     else:
         _print_test_report(report, coverage)
     if not report.ok:
@@ -213,7 +247,8 @@ def _find_registry(given: Path | None, bundles: list[Path]) -> Path:
 
 
 def _evaluate_files(bundle_paths: list[Path], policies: Path, systems_file: Path | None, at: str | None,
-                    kpis_file: Path | None, frameworks_dir: Path | None) -> "list[Finding]":
+                    kpis_file: Path | None, frameworks_dir: Path | None) -> "tuple[list[Finding], dict[str, str]]":
+    """The findings of every bundle, and each bundle's file by its digest (where SARIF places a finding)."""
     from ..bundle import EvidenceBundle
     from ..evaluate import evaluate_bundle
     from ..registry import SystemRegistry
@@ -243,7 +278,7 @@ def _evaluate_files(bundle_paths: list[Path], policies: Path, systems_file: Path
     for _, bundle in sorted(bundles, key=lambda pb: (pb[1].system_id, pb[1].window_end)):
         when = fixed_time or bundle.measured_at
         findings.extend(evaluate_bundle(registry[bundle.system_id], bundle, policy_set.policies, when, everything))
-    return findings
+    return findings, {bundle.digest(): str(path) for path, bundle in bundles}
 
 
 def evaluate(
@@ -252,7 +287,9 @@ def evaluate(
     systems: Annotated[Path | None, typer.Option("--systems", help="Registry file (systems.yaml).")] = None,
     at: Annotated[str | None, typer.Option("--at", help="Evaluation time (ISO 8601 or 'now'); default: "
                                            "each bundle's measured_at, as when it was submitted.")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.TABLE,
+    output: Annotated[EvaluateFormat, typer.Option("--format", help="table, json, or sarif (SARIF 2.1.0 for "
+                                                   "code scanning: one result per finding that is not a pass).")]
+    = EvaluateFormat.TABLE,
     show_all: Annotated[bool, typer.Option("--all", help="Also list passing rules.")] = False,
     kpis_file: Annotated[Path | None, typer.Option("--kpis", help="Custom KPI catalog.")] = None,
     frameworks_dir: Annotated[Path | None, typer.Option("--frameworks", help="Control catalogs.")] = None,
@@ -260,9 +297,14 @@ def evaluate(
     """Evaluate bundles against the policies that apply to their systems; exit 1 on a breach."""
     from ..evaluate import findings_json
 
-    findings = _evaluate_files(bundles, policies_dir(policies), systems, at, kpis_file, frameworks_dir)
-    if output is OutputFormat.JSON:
+    findings, files = _evaluate_files(bundles, policies_dir(policies), systems, at, kpis_file, frameworks_dir)
+    if output is EvaluateFormat.JSON:
         typer.echo(findings_json(findings))
+    elif output is EvaluateFormat.SARIF:
+        from ..ci_output import findings_sarif
+
+        typer.echo(json.dumps(findings_sarif(findings, files, Path.cwd(), include_passing=show_all), indent=2,
+                              ensure_ascii=False, allow_nan=False))
     else:
         print_findings(findings, show_all, "Findings")
     if any(f.failing for f in findings):
