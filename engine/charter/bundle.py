@@ -107,6 +107,11 @@ class Provenance(BaseModel):
         default_factory=dict, max_length=1000, description="Drift against the reference, per feature and score.")
     notes: tuple[Annotated[str, Field(max_length=500)], ...] = Field(
         default=(), max_length=MAX_PROVENANCE_NOTES, description="KPIs not computed, and why.")
+    # Omitted when empty, so that bundles ingested before it existed keep their canonical bytes and digests.
+    groups: dict[Annotated[str, Field(max_length=200)], Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=16_000, exclude_if=lambda value: not value, description=(
+            "Rows of the window per segment group (`dimension:group`), measured or not: a group with fewer rows "
+            "than the mapping's min_group_rows has no KPIs, and a reader sees how many rows each rate stands on."))
 
 
 class EvidenceBundle(BaseModel):

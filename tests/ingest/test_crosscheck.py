@@ -218,6 +218,7 @@ def mapping_for(k: Knobs, min_coverage: float = 0.05, **changes: Any) -> IngestM
     data: dict[str, Any] = {
         "timestamp": "ts", "label": "label", "score": "score",
         "segments": {"region": "region", "age": "age_band"}, "sensitive": ["region", "age"],
+        "min_group_rows": 1,  # the arithmetic per group, however small (the default leaves out groups under 30)
         "favourable": "positive",
         "override": "human_override", "latency_ms": "latency_ms", "cost": {"column": "cost", "per": "prediction"},
         "unit_costs": {"false_positive": 40.0, "false_negative": 900.5}, "tokens": "completion_tokens",
@@ -771,7 +772,7 @@ def test_an_absent_kpi_has_a_note(case: str, to_parquet: Any) -> None:
     """Never a silent absence (nor a 0 from no rows): each KPI the mapping asks for is computed or explained."""
     if case == "disparate_impact":  # every group approves nobody: min/max is 0/0
         m = _measure_tiny(to_parquet, {"prediction": "pred", "segments": {"g": "g"}, "sensitive": ["g"],
-                                       "favourable": "positive"},
+                                       "favourable": "positive", "min_group_rows": 1},
                           pred=pa.array([0, 0, 0, 1], pa.int64()), g=pa.array(["a", "b", "a", "b"]))
         kpi = "disparate_impact_ratio"
     elif case == "latency":  # no latency in the window

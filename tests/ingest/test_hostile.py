@@ -34,7 +34,7 @@ def test_segment_values_cannot_steer_a_terminal_or_a_report(tmp_path: Path) -> N
     values = ["eu\x1b[31mred", "asia\u202eesrever", "us\nnext", "la:tam", "x\u200bzero"]
     path = _log(tmp_path / "p.parquet", region=pa.array(values * 4), p=pa.array([1, 0, 1, 0, 1] * 4))
     m = measure(path, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p", "favourable": "positive",
-                                                    "segments": {"region": "region"}}), JUNE)
+                                                    "segments": {"region": "region"}, "min_group_rows": 1}), JUNE)
     assert set(m.segments) == {"region:eu-[31mred", "region:asia-esrever", "region:us-next", "region:la-tam",
                                "region:x-zero"}
     for key in m.segments:
@@ -159,7 +159,8 @@ def test_thousands_of_unmeasurable_groups_keep_the_bundle_valid(tmp_path: Path) 
     path = _log(tmp_path / "p.parquet", a=pa.array(groups), b=pa.array(list(reversed(groups))),
                 label=pa.array([None] * 1_000, pa.int64()), p=pa.array([i % 2 for i in range(1_000)]))
     mapping = IngestMapping.model_validate({"timestamp": "ts", "label": "label", "prediction": "p",
-                                            "segments": {"a": "a", "b": "b"}, "labels": {"min_coverage": 0.0001}})
+                                            "segments": {"a": "a", "b": "b"}, "labels": {"min_coverage": 0.0001},
+                                            "min_group_rows": 1})
     (tmp_path / "m.yaml").write_text("timestamp: ts\n")
     with pytest.raises(CharterError) as caught:  # no label at all: not measurable
         measure(path, mapping, JUNE)
@@ -187,3 +188,90 @@ def test_approval_is_the_favourable_outcome_the_mapping_names(tmp_path: Path) ->
     with pytest.raises(ValueError, match="say which predicted class is favourable"):
         IngestMapping.model_validate({"timestamp": "ts", "prediction": "p", "segments": {"band": "band"},
                                      "sensitive": ["band"]})
+
+
+# -- what a log gets wrong that a KPI must not hide (review of issue 15's ingest) --------------------
+
+
+def test_a_repeated_id_is_refused_not_counted_twice(tmp_path: Path) -> None:
+    """A prediction written again (its label arrived later, a pipeline retried) would count twice in every KPI."""
+    ids = [f"p{i}" for i in range(40)]
+    labels = [i % 2 for i in range(40)]
+    path = _log(tmp_path / "p.parquet", id=pa.array(ids + ids[:5]), label=pa.array(labels + labels[:5]),
+                p=pa.array(labels + labels[:5]))
+    mapping = IngestMapping.model_validate({"timestamp": "ts", "id": "id", "label": "label", "prediction": "p"})
+    with pytest.raises(CharterError) as caught:
+        measure(path, mapping, JUNE)
+    assert caught.value.code == "duplicate_ids" and caught.value.diagnostics[0].location.path == "$.id"
+    assert "5 rows of the window repeat an id" in str(caught.value) and "'id'" in str(caught.value)
+    unique = _log(tmp_path / "u.parquet", id=pa.array([*ids[:38], None, None]), label=pa.array(labels),
+                  p=pa.array(labels))
+    measured = measure(unique, mapping, JUNE)  # null ids are no repetition: counted as missing
+    assert measured.computed.rows == 40 and measured.computed.quality["id"] == {"nulls": 2, "nan": 0}
+    assert measured.kpis["accuracy"] == 1.0
+
+
+def test_rows_without_a_time_are_counted_and_said(tmp_path: Path) -> None:
+    stamps = [dt.datetime(2026, 6, 1 + i % 28, tzinfo=UTC) if i % 10 else None for i in range(40)]
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"ts": pa.array(stamps, TS), "p": pa.array([i % 2 for i in range(40)])}), path)
+    measured = measure(path, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p",
+                                                           "favourable": "positive"}), JUNE)
+    assert measured.computed.rows == 36 and measured.computed.quality["ts"] == {"nulls": 4, "nan": 0}
+    assert any(note.startswith("timestamp: 4 rows of the source have no time") for note in measured.notes)
+
+
+def test_a_group_too_small_to_judge_gets_no_kpis_and_its_size_is_recorded(tmp_path: Path) -> None:
+    """One row in a new age band must not decide a fairness breach: below min_group_rows (30 by default) a group
+    is left out of the segments and the gaps, a note names it, and every group's size is in the provenance."""
+    from charter.ingest import bundle_from
+
+    bands = ["18-25"] * 60 + ["26-40"] * 60 + ["99+"]
+    predictions = [1] * 50 + [0] * 10 + [1] * 55 + [0] * 5 + [0]
+    path = _log(tmp_path / "p.parquet", band=pa.array(bands), p=pa.array(predictions))
+    base = {"timestamp": "ts", "prediction": "p", "favourable": "positive", "segments": {"age": "band"},
+            "sensitive": ["age"]}
+    measured = measure(path, IngestMapping.model_validate(base), JUNE)
+    assert set(measured.segments) == {"age:18-25", "age:26-40"}
+    assert measured.computed.groups == {"age:18-25": 60, "age:26-40": 60, "age:99+": 1}
+    assert round(measured.kpis["fairness_gap"], 6) == round(55 / 60 - 50 / 60, 6)
+    assert any("age:99+ (1)" in note and "min_group_rows (30)" in note for note in measured.notes)
+    everyone = measure(path, IngestMapping.model_validate({**base, "min_group_rows": 1}), JUNE)
+    assert everyone.segments["age:99+"]["approval_rate"] == 0.0 and everyone.kpis["disparate_impact_ratio"] == 0.0
+    (tmp_path / "m.yaml").write_text("timestamp: ts\n")
+    bundle = bundle_from(measured, system_id="s", model_version="1", submitter="x", mapping_file=tmp_path / "m.yaml",
+                         measured_at=dt.datetime(2026, 7, 2, tzinfo=UTC))
+    assert bundle.provenance is not None and bundle.provenance.groups["age:99+"] == 1
+    # a bundle ingested before group sizes were recorded keeps its canonical bytes (and digest)
+    plain = bundle.model_copy(update={"provenance": bundle.provenance.model_copy(update={"groups": {}})})
+    assert "groups" not in plain.unsigned_dict()["provenance"] and "groups" in bundle.unsigned_dict()["provenance"]
+    with pytest.raises(ValueError, match="min_group_rows"):
+        IngestMapping.model_validate({**base, "min_group_rows": 0})
+
+
+@pytest.mark.parametrize("column, values, what", [
+    ("latency", [100.0] * 30 + [-5.0], "a negative value"),
+    ("latency", [100.0] * 30 + [float("inf")], "an infinite value"),
+    ("cost", [0.02] * 30 + [-0.01], "a negative value"),
+    ("tokens", [120] * 30 + [-3], "a negative value"),
+])
+def test_an_impossible_number_is_refused_with_its_column(tmp_path: Path, column: str, values: list[float],
+                                                         what: str) -> None:
+    path = _log(tmp_path / "p.parquet", value=pa.array(values))
+    mapping = {"latency": {"latency_ms": "value"}, "cost": {"cost": {"column": "value", "per": "prediction"}},
+               "tokens": {"tokens": "value"}}[column]
+    with pytest.raises(CharterError) as caught:
+        measure(path, IngestMapping.model_validate({"timestamp": "ts", **mapping}), JUNE)
+    assert caught.value.code == "bad_value"
+    assert f"1 rows of the window hold {what} (column 'value')" in str(caught.value)
+
+
+def test_an_engine_error_names_the_file_it_could_not_read(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a.csv").write_text("ts,p\n2026-06-01T00:00:00Z,1\n", encoding="utf-8")
+    (folder / "b.csv").write_bytes("ts,p\n2026-06-02T00:00:00Z,0\n2026-06-03T00:00:00Z,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(CharterError) as caught:
+        measure(folder, IngestMapping.model_validate({"timestamp": "ts", "prediction": "p"}), JUNE)
+    assert caught.value.code in {"source_unreadable", "engine_error"}
+    assert "b.csv" in str(caught.value) or "utf-8" in str(caught.value).lower()

@@ -20,7 +20,17 @@ from ..bundle import MAX_PROVENANCE_NOTES, EvidenceBundle, Provenance, Provenanc
 from ..errors import CharterError
 from .mapping import IngestMapping, file_digest, load_mapping, mapping_schema, parse_mapping
 from .metrics import Computed, compute, prepare
-from .sources import ENGINES, Engine, Source, Window, files_digests, open_source, parse_source, rows_digest
+from .sources import (
+    ENGINES,
+    Engine,
+    Source,
+    Window,
+    engine_message,
+    files_digests,
+    open_source,
+    parse_source,
+    rows_digest,
+)
 from .verify import Declared, VerifyReport, load_declared, verify_bundle
 
 __all__ = ["ENGINES", "Declared", "Engine", "IngestMapping", "Measurement", "Source", "VerifyReport", "Window",
@@ -116,8 +126,7 @@ def measure(source: str | Path | Source, mapping: IngestMapping, window: Window,
                 raise
             except Exception as exc:
                 raise CharterError.single("engine_error", f"{chosen} failed on {parsed.redacted()}: "
-                                          f"{str(exc).strip().splitlines()[0][:500] if str(exc).strip() else exc!r}"
-                                          ) from None
+                                          f"{engine_message(exc)}") from None
 
         current = prepare(opened.table, mapping, window, chosen)
         prepared_reference = prepare(opened.table, mapping, reference, chosen) if reference is not None else None
@@ -190,7 +199,7 @@ def bundle_from(measurement: Measurement, *, system_id: str, model_version: str,
         else round_kpi(c.label_coverage), min_label_coverage=min_label_coverage if c.label_coverage is not None
         else None, labels_sufficient_at=c.labels_sufficient_at, quality=c.quality,  # type: ignore[arg-type]
         drift={k: {m: round_kpi(x) for m, x in v.items()} for k, v in c.drift.items()},  # type: ignore[misc]
-        notes=_capped(c.notes))
+        notes=_capped(c.notes), groups=c.groups)
     data = {"system_id": system_id, "model_version": model_version,
             "window_start": measurement.window.start.isoformat(), "window_end": measurement.window.end.isoformat(),
             "measured_at": at.isoformat(), "kpis": {**declared, **kpis},

@@ -108,6 +108,10 @@ class IngestMapping(_Strict):
         "outcome's rate; without this key neither is computed (a note says so)."))
     segments: dict[Dimension, Column] = Field(default_factory=dict, max_length=16, description=(
         "Dimension -> the column holding each row's group (region, age band)."))
+    min_group_rows: int = Field(default=30, ge=1, le=1_000_000, description=(
+        "A segment group with fewer rows in the window gets no KPIs and is left out of the between-group gaps "
+        "(a note names it, and provenance.groups records every group's size): one row must not decide a "
+        "fairness breach. 30 unless set."))
     sensitive: list[Dimension] = Field(default_factory=list, description=(
         "Dimensions whose between-group gaps are fairness KPIs (fairness_gap, disparate_impact_ratio, "
         "equal_opportunity_difference)."))

@@ -46,6 +46,7 @@ class Computed:
     labels_sufficient_at: datetime.datetime | None = None
     drift: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    groups: dict[str, int] = field(default_factory=dict)  # rows per segment group
 
 
 def _ibis() -> Any:
@@ -188,6 +189,10 @@ class Prepared:
     table: ir.Table
     raw: ir.Table
     roles: _Roles
+    #: rows of the whole source whose time is null: they belong to no window (a scalar expression)
+    untimed: Any = None
+    #: the window's ids (one column, ``id``), when the mapping names the id column
+    ids: ir.Table | None = None
 
 
 def prepare(table: ir.Table, mapping: IngestMapping, window: Window, engine: str = "duckdb") -> Prepared:
@@ -209,6 +214,12 @@ def prepare(table: ir.Table, mapping: IngestMapping, window: Window, engine: str
             value = value.cast("string")
         columns[name] = value
     raw = table.select(**columns)
+    untimed = raw.filter(raw.ts.isnull()).count()
+    ids = None
+    if mapping.id is not None:
+        # kept out of `raw`, whose columns are the rows' digest in the provenance
+        keyed = table.select(ts=columns["ts"], id=column_of(table, mapping.id, "id"))
+        ids = keyed.filter(_window_filter(keyed.ts, window)).select("id")
     raw = raw.filter(_window_filter(raw.ts, window))
     cleaned: dict[str, Any] = {}
     for name in raw.columns:
@@ -223,7 +234,7 @@ def prepare(table: ir.Table, mapping: IngestMapping, window: Window, engine: str
         cleaned["prediction"] = ibis.ifelse(cleaned["score"].isnull(), ibis.null("int64"),
                                             _as_int(cleaned["score"] >= mapping.threshold))
         roles.flags.add("prediction")
-    return Prepared(raw.select(**cleaned), raw, roles)
+    return Prepared(raw.select(**cleaned), raw, roles, untimed, ids)
 
 
 # -- the computation ----------------------------------------------------------------------------------
@@ -251,6 +262,11 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
             aggs[f"bad__{name}"] = (t[name].notnull() & (t[name] != 0) & (t[name] != 1)).sum()
     if "score" in has:
         aggs["outside__score"] = (t.score.notnull() & ((t.score < 0) | (t.score > 1))).sum()
+    for name in roles.numbers & has - {"score"}:
+        if t[name].type().is_floating():
+            aggs[f"inf__{name}"] = t[name].isinf().sum()
+        if name in _NOT_NEGATIVE:
+            aggs[f"negative__{name}"] = (t[name] < 0).sum()
     labelled = None
     if "label" in has and "prediction" in has:
         labelled = t.label.notnull() & t.prediction.notnull()
@@ -303,6 +319,13 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
     if int(counts.get("outside__score") or 0):
         raise CharterError.single("bad_score", f"score: {int(counts['outside__score']):,} rows hold a score outside "
                                   "[0, 1]; the score is the positive class's probability", path="$.score")
+    for name, (path, _) in roles.raw.items():
+        for kind, what in (("inf", "an infinite value"), ("negative", "a negative value")):
+            if int(counts.get(f"{kind}__{name}") or 0):
+                raise CharterError.single("bad_value", f"{path}: {int(counts[f'{kind}__{name}']):,} rows of the window "
+                                          f"hold {what} (column {column_name_of(mapping, path)!r}); a KPI over them "
+                                          "would mean nothing", path=f"$.{path}")
+    _timestamps_and_ids(out, prepared, mapping, execute)
     _label_coverage(out, counts, mapping, t, execute)
     if labelled is not None:
         _classification(out, counts, mapping)
@@ -325,6 +348,34 @@ def compute(prepared: Prepared, mapping: IngestMapping, execute: Any,
     if reference is not None and mapping.drift is not None:
         _drift(out, prepared, reference, mapping, execute)
     return out
+
+
+#: number roles that cannot be below zero: a negative latency, cost or token count is a broken log
+_NOT_NEGATIVE = frozenset({"latency", "cost", "tokens"})
+
+
+def _timestamps_and_ids(out: Computed, prepared: Prepared, mapping: IngestMapping, execute: Any) -> None:
+    """Say what the window's rows cannot: the source's rows without a time (in no window); and refuse a
+    window in which an id repeats, since each repeated row would count twice in every KPI."""
+    timestamp = column_name_of(mapping, "timestamp")
+    untimed = int(execute(prepared.untimed) or 0) if prepared.untimed is not None else 0
+    if untimed:
+        out.quality[timestamp] = {"nulls": untimed, "nan": 0}
+        out.notes.append(f"timestamp: {untimed:,} rows of the source have no time ({timestamp!r} is null), so they "
+                         "belong to no window and are measured in none")
+    if prepared.ids is None:
+        return
+    ids = prepared.ids
+    row = _row(execute(ids.aggregate(n=ids.count(), nulls=ids.id.isnull().sum(), distinct=ids.id.nunique())))
+    nulls = int(row["nulls"] or 0)
+    repeated = int(row["n"] or 0) - nulls - int(row["distinct"] or 0)
+    if repeated:
+        raise CharterError.single("duplicate_ids", f"id: {repeated:,} rows of the window repeat an id already in it "
+                                  f"(column {column_name_of(mapping, 'id')!r}); each would count twice in every KPI: "
+                                  "keep one row per id in the source (its latest, where a label arrives later), "
+                                  "or map the column that identifies a row", path="$.id")
+    if nulls:
+        out.quality[column_name_of(mapping, "id")] = {"nulls": nulls, "nan": 0}
 
 
 def column_name_of(mapping: IngestMapping, path: str) -> str:
@@ -531,12 +582,17 @@ def _segments(out: Computed, t: ir.Table, mapping: IngestMapping, execute: Any) 
                                       path=f"$.segments.{dimension}")
         approvals: dict[str, float] = {}
         recalls: dict[str, float] = {}
+        small: list[str] = []
         for record in frame.to_dict("records"):
             key = segment_key(dimension, str(record["group"]))
-            if key in out.segments:
+            if key in out.groups:
                 raise CharterError.single("segment_collision", f"segments.{dimension}: two groups both read as "
                                           f"{key!r} once white space and colons are replaced",
                                           path=f"$.segments.{dimension}")
+            rows = out.groups[key] = int(record["n"] or 0)
+            if rows < mapping.min_group_rows:
+                small.append(f"{key} ({rows:,})")
+                continue
             values: dict[str, float] = {}
             if "tp" in record:
                 notes: list[str] = []
@@ -552,6 +608,10 @@ def _segments(out: Computed, t: ir.Table, mapping: IngestMapping, execute: Any) 
                 recalls[key] = values["recall"]
             if values:
                 out.segments[key] = values
+        if small:
+            out.notes.append(f"segments.{dimension}: {len(small):,} groups have fewer than min_group_rows "
+                             f"({mapping.min_group_rows:,}) rows, so no KPIs and no part in the gaps between groups: "
+                             + ", ".join(small[:20]) + (" ..." if len(small) > 20 else ""))
         if dimension in mapping.sensitive:
             _fairness(out, dimension, approvals, recalls)
 

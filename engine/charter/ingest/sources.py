@@ -203,12 +203,21 @@ def open_source(source: Source, engine: Engine, *, spark: Any = None, name: str 
         raise CharterError.single("engine_unavailable", f"the {engine} engine is not installed{hint}: {exc}") from None
     except Exception as exc:  # the engines raise their own families; the reader needs the message, not a trace
         raise CharterError.single("source_unreadable", f"{engine} could not open {source.redacted()}: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{engine_message(exc)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:500] if text else type(exc).__name__
+#: lines of an engine's message that say which file or what cause, kept after its first line
+_TELLING = re.compile(r"\b(file|path|encod|utf-8|column|schema|mismatch|expected|found|line)\b", re.I)
+
+
+def engine_message(exc: BaseException) -> str:
+    """The engine's message, bounded: its first line, and the later lines that name the file or the cause
+    (DuckDB puts "file = ..." and "not utf-8 encoded" lines after a first line that says neither)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    telling = [line for line in lines[1:] if _TELLING.search(line)][:4]
+    return "; ".join([lines[0], *telling])[:500]
 
 
 def _open_duckdb(source: Source, name: str) -> Opened:
