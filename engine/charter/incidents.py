@@ -888,7 +888,7 @@ class InForce:
 
 
 def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None = None) -> list[Problem]:
-    """Recorded transitions and waivers from seq `start` on that the rules then in force did not allow.
+    """Recorded transitions, escalations and waivers from seq `start` on that the rules then in force did not allow.
 
     `charter verify` asks this after the standalone checks (which can only see that the actor holds
     some escalation role): each signed transition is judged again by `authorize_transition`, against
@@ -910,6 +910,10 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
         if in_force.fold(entry):
             continue
         graph, systems = in_force.graph, in_force.systems
+        if entry.seq >= start and entry.type == ESCALATED:
+            problem = _escalation_problem(graph, book, entry)
+            if problem is not None:
+                problems.append(Problem(entry.seq, "not_authorized", problem))
         if entry.seq >= start and entry.type in (TRANSITION, WAIVER, CLASSIFIED, REPORT_FILED):
             try:
                 if entry.type == WAIVER:
@@ -924,6 +928,36 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
         decision = p if entry.type == TRANSITION else None
         apply(book, entry)
     return problems
+
+
+def _escalation_problem(graph: EscalationGraph | None, book: IncidentBook, entry: Entry) -> str | None:
+    """Why a recorded escalation is not one `charter escalate` would have written when it arrived, if it is not.
+
+    An escalation pages a role, which may then act on the incident (`allowed_roles`), so it is judged
+    like a transition: it must be the log's own entry (no actor signs it), of the incident's current
+    round, and one of the levels its pinned chain made due by its arrival (`notify.due_escalations`,
+    with the clock tolerance `tick` allows), role and reason included.
+    """
+    from .notify import FUTURE_TOLERANCE, due_escalations
+
+    p = entry.payload
+    incident = book.incidents.get(str(p.get("incident_id", "")))
+    if entry.key_id is not None:
+        return "an escalation is the log's own entry; this one is signed by a key"
+    if incident is None or graph is None:
+        return "an escalation of no known incident or escalation configuration"
+    if p.get("round") != incident.reopen_count:
+        return f"an escalation of round {p.get('round')!r} of {incident.id}, which is in round {incident.reopen_count}"
+    try:
+        arrived = _time(entry.received_at)
+    except ValueError:
+        return "an escalation whose arrival time is unreadable"
+    due = due_escalations(graph, incident, arrived + FUTURE_TOLERANCE)
+    if {k: v for k, v in p.items() if k != "round"} in due:
+        return None
+    paged = (f"level {due[0]['level']} ({due[0]['role']})" if due else "nobody")
+    return (f"{incident.id} escalated to {p.get('role')!r} at level {p.get('level')!r}; its chain and deadlines "
+            f"then in force page {paged} by {format_time(arrived)}")
 
 
 def _check_recorded_art73(graph: EscalationGraph | None, book: IncidentBook, entry: Entry,

@@ -1385,6 +1385,8 @@ class Authority:
                      received_at: str | None = None) -> Problem | None:
         if seq == 0 and entry_type != GOVERNANCE_CONFIG:
             return Problem(0, "no_trust_root", "entry 0 must be the governance configuration (the trust root)")
+        if entry_type == BUNDLE:
+            return self._bundle_problem(seq, key_id, payload)
         if entry_type in (GOVERNANCE_CONFIG, *SIGNED_ACTIONS) and not _automatic_reopen(entry_type, payload, key_id):
             try:
                 expected = statement_id(self.origin, entry_type, statement_of(entry_type, payload))
@@ -1436,6 +1438,25 @@ class Authority:
         if entry_type in (EVIDENCE_TEST_RESULT, EVIDENCE_EVENT):
             return self._check_evidence_occurrence(seq, entry_type, actor, payload, received_at)
         return getattr(self, "_check_" + entry_type.replace(".", "_"), lambda *_: None)(seq, actor, payload)
+
+    def _bundle_problem(self, seq: int, key_id: str | None, payload: dict[str, Any]) -> Problem | None:
+        """Who may hand in evidence: a key registered to the system's owner, valid at `seq`, of no auditor.
+
+        The signature itself is checked by the verifier (`Verifier._check_bundle`) and, before the
+        append, by the submission that verified it.
+        """
+        key = self.keys.get(str(key_id))
+        if key is None or key[2] >= seq:
+            return Problem(seq, "unknown_key", f"bundle signed by {key_id}, which was not registered before it")
+        if key[3] is not None and key[3] < seq:
+            return Problem(seq, "revoked_key", f"bundle signed by {key_id}, revoked at seq {key[3]}")
+        owner = self.owners.get(str(payload.get("system_id")))
+        if owner != key[0]:
+            return Problem(seq, "wrong_owner", f"signed by {key[0]!r}, but the system's owner is {owner!r}")
+        if key[0] in self.holders("auditor"):
+            return Problem(seq, "not_authorized", f"{key[0]!r} holds the auditor role, and auditors act on nothing: "
+                           "they may hand in no evidence, not even for a system they own")
+        return None
 
     def _check_config(self, seq: int, payload: dict[str, Any]) -> Problem | None:
         config = payload.get("config")
@@ -1819,8 +1840,11 @@ class Authority:
                 key_id = key_id_for(base64.b64decode(admin["public_key"]))
                 self.keys.setdefault(key_id, [admin["principal"], admin["public_key"], seq, None])
             for key_id in sorted(self.pending_keys):
-                # A configuration that needs fewer approvals completes the keys that already have enough.
-                if key_id not in self.keys and len(self.key_approvers(key_id, seq + 1)) >= self.key_approvals():
+                # A configuration that needs fewer approvals completes the first keys that already have enough.
+                # A principal who has had a key registered since consents to another only by endorsing it: a
+                # stale approval must not register a key in their name unendorsed (review M5).
+                if key_id not in self.keys and not self.principal_keys(self.pending_keys[key_id][0], seq + 1) \
+                        and len(self.key_approvers(key_id, seq + 1)) >= self.key_approvals():
                     self._register_pending(key_id, seq)
         elif entry_type == KEY_ADDED:
             self._add_key(seq, payload)
@@ -2243,17 +2267,8 @@ class Verifier:
         self.authority.apply(seq, kind, payload, submission_id)
 
     def _check_bundle(self, seq: int, body: dict[str, Any], payload: dict[str, Any]) -> None:
-        key_id = str(body.get("key_id"))
-        key = self.authority.keys.get(key_id)
-        if key is None or key[2] >= seq:
-            self._problem(seq, "unknown_key", f"bundle signed by {key_id}, which was not registered before it")
-            return
-        if key[3] is not None and key[3] < seq:
-            self._problem(seq, "revoked_key", f"bundle signed by {key_id}, revoked at seq {key[3]}")
-            return
-        owner = self.authority.owners.get(str(payload.get("system_id")))
-        if owner != key[0]:
-            self._problem(seq, "wrong_owner", f"signed by {key[0]!r}, but the system's owner is {owner!r}")
+        # the key, its owner and role were judged by `Authority._bundle_problem`; the signature is left
+        key = self.authority.keys[str(body.get("key_id"))]
         if self.check_signatures and not verify_signature(base64.b64decode(key[1]), BUNDLE_CONTEXT,
                                                           canonical_json(payload), str(body.get("sig"))):
             self._problem(seq, "bad_signature", "the submitter's signature does not match the bundle")

@@ -1163,3 +1163,74 @@ def test_an_administrators_tokens_are_theirs_alone(world: Populated) -> None:
     owner_token, _ = create_token(world.ledger, "tom.berger", ["act"], expires, key_of(ADMIN))  # still allowed
     assert owner_token.payload["principal"] == "tom.berger"
     assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+class _Silent:
+    """A notifier that delivers nothing (the escalation entries are what these tests look at)."""
+
+    def send(self, channel: Any, recipient: str, message: dict[str, Any]) -> None:
+        """Deliver nothing."""
+
+
+def test_an_escalation_is_judged_like_a_transition(world: Populated) -> None:
+    """Review (H): a paged role may act on the incident, so an escalation forged by a holder of the log key
+    (a role outside the incident's chain, or before its deadline) let anyone in that role validate or decide,
+    and verify passed it. `charter verify` now asks whether `charter escalate` would have written it then."""
+    from charter.incidents import ESCALATED
+    from charter.ledger import NewEntry
+
+    _submit_claims(world)
+    incident = next(i for i in load_book(world.ledger).incidents.values()
+                    if i.rule == "core.fairness/approval-parity")
+    with _unchecked():  # minutes after opening, to a role outside the chain
+        forged = world.ledger.append([NewEntry(ESCALATED, {
+            "incident_id": incident.id, "level": 1, "role": "regulatory_reporting", "reason": "x", "round": 0},
+            f"escalate:{incident.id}:0:1", subject=incident.system_id)])[0]
+    seq, kind = _first_unauthorized(world)
+    assert (seq, kind) == (forged.seq, "not_authorized")
+    problem = next(p for p in verify_ledger(world.ledger, world.log_key.public, resume=False).problems
+                   if p.seq == forged.seq)
+    assert "'regulatory_reporting' at level 1" in problem.detail and "nobody" in problem.detail
+
+
+def test_escalations_charter_escalate_writes_verify(world: Populated) -> None:
+    import datetime as dt
+
+    from charter.authority import active_escalation
+    from charter.notify import tick
+
+    _submit_claims(world)
+    graph, _ = active_escalation(world.ledger)
+    world.ledger.clock.now += dt.timedelta(days=30)  # type: ignore[attr-defined]
+    report = tick(world.ledger, graph, world.ledger.clock.now, _Silent())  # type: ignore[attr-defined]
+    assert report.escalated
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_a_stale_approval_does_not_register_a_second_key_when_approvals_are_lowered(world: Populated) -> None:
+    """Review M5: a rogue administrator approves a key of their own in dana's name (pending, 1 of 2); dana's real
+    key is registered; a later configuration needing one approval must not register the rogue key unendorsed."""
+    from charter.submission import key_approval
+
+    rogue, real = SigningKey.generate("dana.white"), SigningKey.generate("dana.white")
+    register_key(world.ledger, KeyRequest.of(rogue, world.ledger.origin), key_of(ADMIN))
+    for admin in (ADMIN, "ben.okafor"):
+        register_key(world.ledger, KeyRequest.of(real, world.ledger.origin), key_of(admin))
+    config = GovernanceConfig.model_validate({**world.ledger.authority().config, "key_approvals": 1})
+    update_governance(world.ledger, config, [key_of(ADMIN), key_of("ben.okafor")])
+    authority = world.ledger.authority()
+    assert real.key_id in authority.keys and rogue.key_id not in authority.keys
+    assert not key_approval(world.ledger, rogue.key_id).registered
+    assert verify_ledger(world.ledger, world.log_key.public, resume=False).ok
+
+
+def test_an_auditor_hands_in_no_evidence_even_for_a_system_they_own(world: Populated) -> None:
+    """Review M4: auditors act on nothing; a bundle is a change of governance state like any other."""
+    config = world.ledger.authority().config
+    roles = {**config["roles"], "auditor": [*config["roles"].get("auditor", []), "tom.berger"]}
+    update_governance(world.ledger, GovernanceConfig.model_validate({**config, "roles": roles}),
+                      [key_of(ADMIN), key_of("ben.okafor")])
+    _refused(world, "not_authorized", lambda: _submit_claims(world))
+    with _unchecked():
+        forced = _submit_claims(world)
+    assert _first_unauthorized(world) == (forced.bundle_entry.seq, "not_authorized")

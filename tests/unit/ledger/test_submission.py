@@ -28,7 +28,7 @@ from charter.submission import (
     systems_in_ledger,
 )
 from tests.conftest import REPO
-from tests.unit.ledger.helpers import CATALOG, COMPILER, Populated, drop_guards, populate
+from tests.unit.ledger.helpers import CATALOG, COMPILER, Populated, drop_guards, populate, unchecked
 
 CLAIMS = REPO / "evidence" / "claims-approval-2026-05.json"
 
@@ -156,7 +156,12 @@ def test_verifier_flags_a_bundle_by_a_key_revoked_before_it(loaded: Populated) -
     revoke_key(loaded.ledger, key.key_id, "rotation", key)
     data = json.loads(CLAIMS.read_text())
     signature = key.sign(b"charter-bundle/v1\n", bundle_message(data))
-    loaded.ledger.append([NewEntry(BUNDLE, data, "forged", "claims-approval", key.key_id, signature)])
+    forged = [NewEntry(BUNDLE, data, "forged", "claims-approval", key.key_id, signature)]
+    with pytest.raises(CharterError) as refused:  # the store asks the verifier's rule before it appends
+        loaded.ledger.append(forged)
+    assert refused.value.code == "revoked_key"
+    with unchecked():
+        loaded.ledger.append(forged)
     report = verify_ledger(loaded.ledger, loaded.log_key.public)
     assert [p.kind for p in report.problems] == ["revoked_key"]
 
