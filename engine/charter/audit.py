@@ -684,8 +684,10 @@ def _audited(ledger: ExportedLedger, outcomes: list[_BundleOutcome],
     # The verifier shipped in the export can only see that an actor holds some escalation role;
     # with Charter at hand, each transition and waiver is judged by the rule the command applied.
     from .incidents import transition_problems
+    from .submission import evaluation_time_problems
 
-    result.unauthorized = transition_problems(ledger)
+    result.unauthorized = sorted(transition_problems(ledger) + evaluation_time_problems(ledger),
+                                 key=lambda p: (p.seq is None, p.seq or 0))
     return result
 
 

@@ -205,6 +205,9 @@ class IncidentBook:
 
     incidents: dict[str, Incident] = field(default_factory=dict)
     waivers: list[Waiver] = field(default_factory=list)
+    #: entries a holder of the log key wrote without the fields the log writes: (seq, why); they fold
+    #: nothing (or what they got to before the missing field), and `charter verify` names each
+    malformed: list[tuple[int, str]] = field(default_factory=list)
     #: the most recently opened incident of each dedup key, kept as incidents are added (a lookup per
     #: breach must not scan every incident: a bundle with thousands of breaching segments would be quadratic)
     _latest: dict[tuple[str, str, str | None], Incident] = field(default_factory=dict)
@@ -284,7 +287,15 @@ def proof_of(entry: Entry) -> str:
 
 
 def apply(book: IncidentBook, entry: Entry) -> None:
-    """Fold one entry into the book."""
+    """Fold one entry into the book; one without the fields the log writes is noted in `book.malformed`."""
+    try:
+        _apply(book, entry)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        book.malformed.append((entry.seq, f"{entry.type} lacks the fields the log writes, or holds others: "
+                                          f"{type(exc).__name__}: {exc}"))
+
+
+def _apply(book: IncidentBook, entry: Entry) -> None:
     p = entry.payload
     at = entry.received_at
     if entry.type == WAIVER:
@@ -866,6 +877,8 @@ class InForce:
         self.graph: EscalationGraph | None = None
         self.graph_seq: int | None = None
         self.systems: dict[str, AISystem] = {}
+        #: registrations that do not describe a system (seq, why): they register nothing, and verify names them
+        self.malformed: list[tuple[int, str]] = []
 
     def fold(self, entry: Entry) -> bool:
         """Take `entry` into account if it is of `TYPES` (True), else leave it (False)."""
@@ -880,8 +893,12 @@ class InForce:
         if entry.type == SYSTEM_REGISTERED:
             try:
                 system = AISystem.model_validate(entry.payload.get("system"))
-            except ValidationError:
-                return True  # not a registration Charter wrote: it registers nothing
+            except ValidationError as exc:  # not a registration Charter wrote: it registers nothing
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                self.malformed.append((entry.seq, f"the registration does not describe a system: "
+                                                  f"$.system{'.' + where if where else ''}: {first['msg']}"))
+                return True
             self.systems[system.id] = system
             return True
         return False
@@ -908,6 +925,8 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
     for entry in ledger.entries(0, stop, types=(*INCIDENT_TYPES, *InForce.TYPES)):
         p = entry.payload
         if in_force.fold(entry):
+            problems += [Problem(seq, "malformed_body", why) for seq, why in in_force.malformed
+                         if seq == entry.seq and seq >= start]
             continue
         graph, systems = in_force.graph, in_force.systems
         if entry.seq >= start and entry.type == ESCALATED:
@@ -926,7 +945,9 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
                 problems.append(Problem(entry.seq, "not_authorized",
                                         recorded_refusal(entry.type, p, exc.diagnostics[0].message)))
         decision = p if entry.type == TRANSITION else None
+        known = len(book.malformed)
         apply(book, entry)
+        problems += [Problem(seq, "malformed_body", why) for seq, why in book.malformed[known:] if seq >= start]
     return problems
 
 

@@ -41,10 +41,11 @@ from .ledger.auditor import (
     POLICY_ACTIVATED,
     SYSTEM_REGISTERED,
     Authority,
+    Problem,
 )
 from .ledger.hashing import BUNDLE_CONTEXT, canonical
 from .ledger.keys import SigningKey, verify_signature
-from .ledger.records import Entry, LedgerReader, NewEntry
+from .ledger.records import Entry, LedgerReader, NewEntry, format_time
 from .ledger.store import Ledger
 from .policy.compiler import PolicyCompiler
 from .registry import AISystem, SystemRegistry, baseline_problems
@@ -255,9 +256,14 @@ def register_system(ledger: Ledger, system: AISystem, registrar: Signer) -> Entr
 
 def systems_in_ledger(ledger: LedgerReader, before: int | None = None) -> dict[str, AISystem]:
     """The registry as of seq `before` (default: now): the latest registration of each system."""
+    from pydantic import ValidationError
+
     systems: dict[str, AISystem] = {}
     for entry in ledger.entries(0, before, types=(SYSTEM_REGISTERED,)):
-        system = AISystem.model_validate(entry.payload["system"])
+        try:
+            system = AISystem.model_validate(entry.payload.get("system"))
+        except ValidationError:
+            continue  # forced in by a holder of the log key: it registers nothing, and `charter verify` names it
         systems[system.id] = system
     return systems
 
@@ -391,6 +397,62 @@ def default_compiler(catalog: KpiCatalog) -> PolicyCompiler:
     return held[1]
 
 
+def evaluation_time_problem(measured_at: datetime.datetime, at: datetime.datetime) -> str | None:
+    """Why `at` may not be a bundle's evaluation time, or None: never before its evidence was measured, when
+    every rule would read "not yet available" and no breach could open an incident. A submitter may judge a
+    bundle as of a later moment, e.g. as of when it was measured, which is how a backlog is submitted."""
+    if at < measured_at:
+        return (f"the evaluation time {format_time(at)} is before the bundle was measured "
+                f"({format_time(measured_at)}): nothing could be judged")
+    return None
+
+
+def _check_evaluation_time(bundle: EvidenceBundle, at: datetime.datetime, file: str | None) -> None:
+    problem = evaluation_time_problem(bundle.measured_at, at)
+    if problem is not None:
+        raise CharterError.single("bad_time", problem + "; judge it as of its measurement or later (--at)",
+                                  file=file)
+
+
+#: how much earlier than its arrival an evaluation may be judged without the time having been chosen (`--at`):
+#: judging a large bundle and waiting for the write lock take time
+CHOSEN_TIME_MARGIN = datetime.timedelta(minutes=5)
+
+
+def evaluation_time_problems(ledger: LedgerReader, start: int = 0, stop: int | None = None) -> list[Problem]:
+    """Evaluation entries from seq `start` on whose evaluation time `submit --at` would have refused (see
+    `evaluation_time_problem`): a time chosen (well before the entry's arrival) before the bundle was measured.
+
+    An evaluation judged at the ledger's clock is left alone: a clock behind the bundle's measurement
+    is the clock's matter, not a choice of the submitter's."""
+    measured: dict[int, str] = {}
+    problems = []
+    for entry in ledger.entries(0, stop, types=(BUNDLE, EVALUATION)):
+        p = entry.payload
+        if entry.type == BUNDLE:
+            measured[entry.seq] = str(p.get("measured_at"))
+            continue
+        if entry.seq < start:
+            continue
+        try:
+            bundle_seq = int(p["bundle"]["seq"])
+            evaluated = _aware(str(p["evaluated_at"]))
+            chosen = evaluated < _aware(entry.received_at) - CHOSEN_TIME_MARGIN
+            problem = evaluation_time_problem(_aware(measured[bundle_seq]), evaluated) if chosen else None
+        except (KeyError, TypeError, ValueError) as exc:
+            problem = f"the evaluation's times cannot be read: {type(exc).__name__}: {exc}"
+        if problem is not None:
+            problems.append(Problem(entry.seq, "bad_evaluation_time", problem))
+    return problems
+
+
+def _aware(text: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return moment
+
+
 def _judge(ledger: Ledger, prepared: PreparedBundle, catalog: KpiCatalog, compiler: PolicyCompiler,
            at: datetime.datetime | None, size: int) -> _Judgement:
     """Evaluate against what was in force, the registry, keys and history of the first `size` entries (no lock held)."""
@@ -446,6 +508,8 @@ def submit_bundle(ledger: Ledger, text: str | bytes | PreparedBundle, catalog: K
             no policy set or escalation configuration in force. Nothing is appended then.
     """
     prepared = text if isinstance(text, PreparedBundle) else prepare_bundle(text, catalog, key=key, file=file)
+    if at is not None:
+        _check_evaluation_time(prepared.bundle, at, file)
     compiler = compiler or default_compiler(catalog)
     bundle, file, submission_id = prepared.bundle, prepared.file, prepared.submission_id
     existing = ledger.by_submission(submission_id)

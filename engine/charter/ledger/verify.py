@@ -105,11 +105,13 @@ def verify_with_state(ledger: Ledger, log_public_key: bytes, extra_notes: Iterab
     if not verifier.stopped:
         # Which escalation role may move which incident needs Charter's own rule, not only the auditor's.
         from ..incidents import transition_problems
+        from ..submission import evaluation_time_problems
 
         # A rule the standalone checks already named (the Art. 73 high-risk rule) is named once: the
         # library's wording only adds advice after the same text.
         named = {(p.seq, p.kind): p.detail for p in report.problems}
         report.problems.extend(p for p in transition_problems(ledger, start, size)
                                if not p.detail.startswith(named.get((p.seq, p.kind)) or "\0"))
+        report.problems.extend(evaluation_time_problems(ledger, start, size))
         report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report, verifier, state

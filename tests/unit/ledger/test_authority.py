@@ -1234,3 +1234,51 @@ def test_an_auditor_hands_in_no_evidence_even_for_a_system_they_own(world: Popul
     with _unchecked():
         forced = _submit_claims(world)
     assert _first_unauthorized(world) == (forced.bundle_entry.seq, "not_authorized")
+
+
+def test_entries_forced_in_without_their_fields_are_named_not_a_traceback(world: Populated) -> None:
+    """Review M7: log-key entries missing the fields the log writes crashed verify, `incidents list` and
+    `escalate` with a KeyError; a registrar-signed registration that describes no system crashed `systems list`."""
+    from charter.authority import signed_entry
+    from charter.incidents import ESCALATED
+    from charter.ledger import NewEntry
+    from charter.ledger.auditor import SYSTEM_REGISTERED
+
+    _submit_claims(world)
+    incident = next(iter(load_book(world.ledger).incidents.values()))
+    with _unchecked():
+        bare = world.ledger.append([NewEntry(ESCALATED, {"incident_id": incident.id}, "bare", subject="x")])[0]
+    assert [s for s, _ in load_book(world.ledger).malformed] == [bare.seq]  # folded as nothing, no traceback
+    kinds = {(p.seq, p.kind) for p in verify_ledger(world.ledger, world.log_key.public, resume=False).problems}
+    assert (bare.seq, "malformed_body") in kinds
+
+    registered = systems_in_ledger(world.ledger)["claims-approval"]
+    with _unchecked():
+        hollow = world.ledger.append(lambda next_seq: [signed_entry(
+            world.ledger, SYSTEM_REGISTERED, {"system": {"id": "claims-approval", "owner": "tom.berger"}},
+            key_of(REGISTRAR), subject="claims-approval", size=next_seq)])[0]
+    assert systems_in_ledger(world.ledger)["claims-approval"] == registered  # it registers nothing
+    problems = [p for p in verify_ledger(world.ledger, world.log_key.public, resume=False).problems
+                if p.seq == hollow.seq]
+    assert [p.kind for p in problems] == ["malformed_body"] and "$.system." in problems[0].detail
+
+
+def test_a_submitter_cannot_choose_an_evaluation_time_that_buries_a_breach(world: Populated,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review M3: judged before it was measured, every rule reads "not yet available" and no incident opens.
+    `--at` may not be earlier than the bundle's measurement; verify names an evaluation forced in earlier."""
+    import datetime as dt
+
+    import charter.submission
+    from charter.submission import EVALUATION
+
+    measured = claims_measured_at()
+    early = measured - dt.timedelta(days=200)
+    _refused(world, "bad_time", lambda: submit_bundle(world.ledger, CLAIMS.read_bytes(), CATALOG,
+                                                      key=key_of("tom.berger"), at=early))
+    monkeypatch.setattr(charter.submission, "_check_evaluation_time", lambda *args: None)
+    forced = submit_bundle(world.ledger, CLAIMS.read_bytes(), CATALOG, key=key_of("tom.berger"), at=early)
+    assert not forced.incidents and {f.status.value for f in forced.findings} == {"missing"}
+    evaluation = next(world.ledger.entries(forced.bundle_entry.seq, None, types=(EVALUATION,)))
+    problems = verify_ledger(world.ledger, world.log_key.public, resume=False).problems
+    assert [(p.seq, p.kind) for p in problems] == [(evaluation.seq, "bad_evaluation_time")]
