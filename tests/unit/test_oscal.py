@@ -493,3 +493,20 @@ def test_a_malformed_test_observation_is_refused(changes: dict[str, Any], path: 
     with pytest.raises(CharterError) as info:
         render_oscal(_with_tests_and_events(**changes))
     assert path in {d.location.path for d in info.value.diagnostics}, info.value
+
+
+def test_an_incident_names_only_the_controls_it_holds_in_nonconformity() -> None:
+    """Review: an incident said its controls "cannot be shown operating until it is resolved" while the same
+    result marked some of them satisfied (its rule's latest finding only warned, or the mapping was supporting)."""
+    incident = _input().risks[0]
+    bears_on = dataclasses.replace(incident, controls=("iso-42001:A.5.5", "iso-42001:A.6.2.4"))
+    results = _results(_input(risks=(bears_on,)))
+    (risk,) = [r for result in results for r in result.get("risks", [])
+               if "INC-1a2b3c4d" in r["title"] + r["statement"]]
+    statement = " ".join(risk["statement"].split())
+    assert "holds in nonconformity until it is resolved: iso-42001:A.5.5." in statement
+    assert "other controls it bears on (iso-42001:A.6.2.4) have their own status" in statement
+    satisfied = {p["value"] for result in results for f in result["findings"] for p in f["props"]
+                 if p["name"] == "control-ref" and f["target"]["status"]["state"] == "satisfied"}
+    held = statement.split("until it is resolved:")[1].split(".")[0]
+    assert not any(control in held for control in satisfied)

@@ -966,7 +966,9 @@ def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus
         return "nonconformity", prefix + "; ".join(named)
     if primary and all(p.fresh and p.status in ("pass", "warn") for p in primary):
         rules = ", ".join(p.rule for p in primary)
-        return "operating", prefix + f"every primary KPI rule passes on current evidence ({rules})"
+        warned = [p.rule for p in primary if p.status == "warn"]
+        how = (f"passes, or only warns ({', '.join(dict.fromkeys(warned))})," if warned else "passes")
+        return "operating", prefix + f"every primary KPI rule {how} on current evidence ({rules})"
     documents = [e for e in evidence if e.kind == "document" and e.state == "current"]
     attestations = [e for e in evidence if e.kind == "attestation" and e.state == "current"]
     kpi = "; ".join(f"{p.rule}: {_pair_words(p)}" for p in primary)

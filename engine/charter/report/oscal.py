@@ -628,9 +628,21 @@ class _Builder:
         opened, deadline = self.risk_times[(risk.kind, risk.id)]
         controls = ", ".join(sorted(_md(c) for c in risk.controls)) or "none listed"
         if risk.kind == "incident":
+            # Name only what the incident holds back: a control its rule bears on may be shown operating
+            # meanwhile (the rule's latest finding no longer breaches, or another rule or evidence shows it).
+            status = {s.control: s.status for s in self.statuses if s.system == risk.system}
+            held = sorted(_md(c) for c in risk.controls if status.get(c) == "nonconformity")
+            others = sorted(_md(c) for c in risk.controls if status.get(c) != "nonconformity")
             statement = (f"Rule {_md(risk.rule)} was breached on AI system {_md(risk.system)} "
-                         f"(incident {_md(risk.id)}, {_md(risk.state)}); the controls it bears on ({controls}) "
-                         "cannot be shown operating until it is resolved.")
+                         f"(incident {_md(risk.id)}, {_md(risk.state)}). ")
+            if held:
+                statement += f"The controls it holds in nonconformity until it is resolved: {', '.join(held)}."
+            if others:
+                statement += (" " if held else "") + (
+                    f"The other controls it bears on ({', '.join(others)}) have their own status in this result: "
+                    "the rule's latest finding no longer breaches, or its mapping there is supporting only.")
+            if not risk.controls:
+                statement += "It bears on no control listed."
         elif risk.state == "active":
             statement = (f"A breach of rule {_md(risk.rule)} on AI system {_md(risk.system)} is accepted by waiver "
                          f"{_md(risk.id)}; the controls it bears on ({controls}) are not shown operating while it "
