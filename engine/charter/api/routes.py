@@ -13,17 +13,19 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 
 from ..access import Caller, Operation, authorize, standing_of, visible_systems
 from ..errors import CharterError
 from ..incidents import CLASSIFIED
 from ..ledger.records import Entry
 from ..ledger.store import recording_via
+from .bodies import json_body_schema, json_model
 from .idempotency import Reply, fingerprint, idempotent
 from .models import (
     BundleResult,
@@ -58,11 +60,13 @@ from .service import Service
 __all__ = ["router"]
 
 MAX_PAGE = 500
+In = TypeVar("In", bound=BaseModel)
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
     for status, text in ((401, "Not authenticated"), (403, "Not allowed"), (404, "Not found"),
                          (409, "Conflicts with the ledger's state"), (413, "Body too large"),
-                         (422, "Invalid request"), (503, "A dependency is unavailable"))}
+                         (415, "The body is not JSON"), (422, "Invalid request"),
+                         (503, "A dependency is unavailable"))}
 
 router = APIRouter(prefix="/v1", responses=_PROBLEMS)
 
@@ -93,7 +97,11 @@ ServiceDep = Annotated[Service, Depends(service_of)]
 
 
 async def _body(request: Request, service: Service) -> bytes:
-    """The request body, refused past the configured size before it is all read."""
+    """The request body, refused past the configured size before it is all read.
+
+    `bodies.BodyLimit` has already refused an oversized body before the application saw it; this
+    check stays so a route is bounded even where the middleware is not installed.
+    """
     limit = service.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -105,6 +113,12 @@ async def _body(request: Request, service: Service) -> bytes:
             raise CharterError.single("body_too_large", f"the body exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def json_body(request: Request, service: Service, model: type[In]) -> tuple[bytes, In]:
+    """The raw body (bounded) and the same body parsed strictly and validated as `model`."""
+    body = await _body(request, service)
+    return body, json_model(body, request.headers.get("content-type"), model)
 
 
 def _write(service: Service, caller: Caller, request: Request, key: str | None, body: bytes,
@@ -250,9 +264,10 @@ def _page_reporting(service: Service, incident_id: str) -> list[str]:
     return [*report.notified, *(f"failed: {line}" for line in report.failed)]
 
 
-@router.post("/statements", status_code=201, response_model=StatementResult, tags=["governance"])
-async def submit_statement(statement: SignedStatementIn, request: Request, caller: Authenticated,
-                           service: ServiceDep, idempotency_key: IdempotencyKey = None) -> Response:
+@router.post("/statements", status_code=201, response_model=StatementResult, tags=["governance"],
+             openapi_extra=json_body_schema(SignedStatementIn))
+async def submit_statement(request: Request, caller: Authenticated, service: ServiceDep,
+                           idempotency_key: IdempotencyKey = None) -> Response:
     """Hand in a governance change you signed (`--sign-only` writes them): keys, systems, policy
     publication and activation, escalation, applicability, evidence (documents, attestations, test
     results, events), incident transitions, classifications and filings, API tokens.
@@ -260,7 +275,7 @@ async def submit_statement(statement: SignedStatementIn, request: Request, calle
     The ledger checks your signature, your key's registration and the role the change needs, exactly
     as `charter ledger accept` does. A statement already recorded returns its entry (status 200).
     """
-    body = await _body(request, service)
+    body, statement = await json_body(request, service, SignedStatementIn)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_accept_statement, service, caller, request, idempotency_key, body, statement)
@@ -393,14 +408,14 @@ def get_incident(incident_id: Annotated[str, PathParam(max_length=255)], caller:
 
 
 @router.post("/incidents/{incident_id}/transitions", status_code=201, response_model=StatementResult,
-             tags=["incidents"])
-async def transition_incident(incident_id: Annotated[str, PathParam(max_length=255)], statement: SignedStatementIn,
+             tags=["incidents"], openapi_extra=json_body_schema(SignedStatementIn))
+async def transition_incident(incident_id: Annotated[str, PathParam(max_length=255)],
                               request: Request, caller: Authenticated, service: ServiceDep,
                               idempotency_key: IdempotencyKey = None) -> Response:
     """Acknowledge, investigate, validate, decide, resolve or close an incident: a transition signed by you
     (`charter incidents ACTION --sign-only`). Validations and decisions are proven by your signature
     over the exact transition; the escalation configuration in force decides whether your role may take it."""
-    body = await _body(request, service)
+    body, statement = await json_body(request, service, SignedStatementIn)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_accept_statement, service, caller, request, idempotency_key, body, statement,
@@ -509,12 +524,13 @@ def list_reports(caller: Authenticated, service: ServiceDep) -> list[ReportItem]
     return items
 
 
-@router.post("/reports", status_code=201, response_model=list[ReportItem], tags=["reports"])
-async def issue_report(spec: ReportIssue, request: Request, caller: Authenticated, service: ServiceDep,
+@router.post("/reports", status_code=201, response_model=list[ReportItem], tags=["reports"],
+             openapi_extra=json_body_schema(ReportIssue))
+async def issue_report(request: Request, caller: Authenticated, service: ServiceDep,
                        idempotency_key: IdempotencyKey = None) -> Response:
     """Issue an audit-readiness report: verified, bound to a signed checkpoint, each file recorded in the ledger
     with its SHA-256 (auditors, administrators and policy approvers)."""
-    body = await _body(request, service)
+    body, spec = await json_body(request, service, ReportIssue)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_issue_report, service, caller, request, idempotency_key, body, spec)

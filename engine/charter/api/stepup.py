@@ -24,9 +24,10 @@ from ..authority import StepUpStatement, nonce_of
 from ..errors import CharterError
 from ..incidents import TRANSITION, transition, transition_statement
 from ..ledger.records import format_time
+from .bodies import json_body_schema
 from .models import StatementResult
 from .observability import APPENDS
-from .routes import _PROBLEMS, Authenticated, IdempotencyKey, ServiceDep, _body, _receipt, _write
+from .routes import _PROBLEMS, Authenticated, IdempotencyKey, ServiceDep, _receipt, _write, json_body
 from .service import Service
 
 __all__ = ["router"]
@@ -71,10 +72,18 @@ def _verifier(service: Service) -> Any:
     return verifier
 
 
-@router.post("/incidents/{incident_id}/transitions/challenge", response_model=Challenge, tags=["incidents"])
-def challenge(incident_id: IncidentId, request_body: TransitionRequest, caller: Authenticated,
-              service: ServiceDep) -> Challenge:
+@router.post("/incidents/{incident_id}/transitions/challenge", response_model=Challenge, tags=["incidents"],
+             openapi_extra=json_body_schema(TransitionRequest))
+async def challenge(incident_id: IncidentId, request: Request, caller: Authenticated,
+                    service: ServiceDep) -> Challenge:
     """The statement a step-up sign-in proves, with you as its actor, and the nonce to sign in with."""
+    _, request_body = await json_body(request, service, TransitionRequest)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_challenge, service, caller, incident_id, request_body)
+
+
+def _challenge(service: Service, caller: Caller, incident_id: str, request_body: TransitionRequest) -> Challenge:
     _verifier(service)
     authorize(service.ledger, caller, Operation.ACT, entry_type=TRANSITION)
     fields = transition_statement(incident_id, request_body.action, request_body.note, request_body.decision,
@@ -84,11 +93,11 @@ def challenge(incident_id: IncidentId, request_body: TransitionRequest, caller: 
 
 
 @router.post("/incidents/{incident_id}/transitions/step-up", status_code=201, response_model=StatementResult,
-             tags=["incidents"])
-async def step_up(incident_id: IncidentId, proof: StepUpIn, request: Request, caller: Authenticated,
+             tags=["incidents"], openapi_extra=json_body_schema(StepUpIn))
+async def step_up(incident_id: IncidentId, request: Request, caller: Authenticated,
                   service: ServiceDep, idempotency_key: IdempotencyKey = None) -> Response:
     """Record a transition proven by a step-up sign-in whose nonce is the transition's digest."""
-    body = await _body(request, service)
+    body, proof = await json_body(request, service, StepUpIn)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_step_up, service, caller, request, idempotency_key, body, incident_id, proof)
