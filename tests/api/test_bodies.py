@@ -121,3 +121,17 @@ def test_the_openapi_document_still_describes_the_json_bodies(small: tuple[TestC
     assert paths["/v1/incidents/{incident_id}/transitions"]["post"]["requestBody"] == \
         paths["/v1/statements"]["post"]["requestBody"]
 
+
+def test_a_signed_statement_with_a_mistyped_field_is_a_422_with_its_path_not_a_500(
+        small: tuple[TestClient, Ledger, str]) -> None:
+    from charter.authority import SignedStatement
+    from charter.ledger.records import format_time
+
+    client, ledger, token = small
+    statement = SignedStatement.sign(ledger.origin, "key.revoked", {"key_id": "k", "reason": None},
+                                     key_of("ana.costa"), format_time(ledger.clock()))
+    size = ledger.size()
+    body = _problem(client.post("/v1/statements", json=statement.to_dict(),
+                                headers={"Authorization": f"Bearer {token}"}), 422)
+    assert body["errors"][0]["path"] == "$.statement.reason"  # type: ignore[index]
+    assert ledger.size() == size
