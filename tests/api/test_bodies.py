@@ -135,3 +135,29 @@ def test_a_signed_statement_with_a_mistyped_field_is_a_422_with_its_path_not_a_5
                                 headers={"Authorization": f"Bearer {token}"}), 422)
     assert body["errors"][0]["path"] == "$.statement.reason"  # type: ignore[index]
     assert ledger.size() == size
+
+
+def test_activating_what_is_in_force_is_a_200_naming_the_entry_in_force_not_a_500(
+        small: tuple[TestClient, Ledger, str]) -> None:
+    """`charter ledger accept` says "already in force or recorded" and exits 0; the service answers alike."""
+    from charter._sources import load_yaml_file
+    from charter.authority import SignedStatement, escalation_statement
+    from charter.cli.demo import DEMO_ROLES
+    from charter.ledger.auditor import ESCALATION_ACTIVATED
+    from charter.ledger.records import format_time
+    from tests.unit.ledger.helpers import ESCALATION
+
+    client, ledger, _ = small
+    approver = DEMO_ROLES["policy_approver"][0]
+    token = create_token(ledger, approver, ["act"], ledger.clock() + datetime.timedelta(days=30),
+                         key_of(approver))[1]
+    in_force = ledger.authority().escalation_seq
+    document, _ = load_yaml_file(ESCALATION)
+    statement = SignedStatement.sign(ledger.origin, ESCALATION_ACTIVATED, escalation_statement(document, in_force),
+                                     key_of(approver), format_time(ledger.clock()))
+    size = ledger.size()
+    response = client.post("/v1/statements", json=statement.to_dict(), headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["duplicate"] is True and result["unchanged"] is True and result["seq"] == in_force
+    assert result["receipt"]["seq"] == in_force and ledger.size() == size

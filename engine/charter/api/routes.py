@@ -222,7 +222,7 @@ def _accept_statement(service: Service, caller: Caller, request: Request, key: s
                       statement_in: SignedStatementIn, *, incident: str | None = None) -> Response:
     from ..authority import SignedStatement
     from ..incidents import TRANSITION
-    from ..statements import accept
+    from ..statements import accept, holding_entry
 
     statement = SignedStatement.from_dict(statement_in.model_dump(), "request body")
     if incident is not None and (statement.type != TRANSITION or statement.statement.get("incident_id") != incident):
@@ -238,13 +238,21 @@ def _accept_statement(service: Service, caller: Caller, request: Request, key: s
     def run() -> tuple[int, Any]:
         entry = accept(service.ledger, statement)
         duplicate = entry is None
+        unchanged = False
         if entry is None:
-            entry = service.ledger.by_submission(statement.submission_id)
-            assert entry is not None
+            # recorded before, or (an activation of what is in force) nothing to change: as `charter ledger
+            # accept` says "already in force or recorded" and exits 0, answer 200 with the entry that holds it
+            unchanged = service.ledger.by_submission(statement.submission_id) is None
+            entry = holding_entry(service.ledger, statement)
+            if entry is None:
+                raise CharterError.single("invalid_request", f"the {statement.type} statement changes nothing in "
+                                          "the ledger", path="$.statement")
         else:
             APPENDS.labels(statement.type).inc()
         result = {"seq": entry.seq, "type": entry.type, "record_hash": entry.record_hash.hex(),
                   "submission_id": entry.submission_id, "duplicate": duplicate, "receipt": _receipt(service, entry)}
+        if unchanged:
+            result["unchanged"] = True
         if not duplicate and entry.type == CLASSIFIED and entry.payload.get("serious"):
             result["paged"] = _page_reporting(service, str(entry.payload["incident_id"]))
         return (200 if duplicate else 201), result
