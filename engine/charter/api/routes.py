@@ -509,10 +509,24 @@ def incident_metrics(caller: Authenticated, service: ServiceDep,
 
 
 _REPORT_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _report_path(service: Service, seq: int, name: str) -> Path:
-    return service.settings.reports_dir / f"{seq}-{name}"
+def _report_file(service: Service, sha256: str, name: str) -> Path:
+    """Where the service keeps a report file: by its content, so the file is in place before its entry lands."""
+    return service.settings.reports_dir / f"{sha256}-{name}"
+
+
+def _stored_report(service: Service, entry: Entry) -> Path | None:
+    """The file this service keeps of an issued report (None if it did not issue it or the file went)."""
+    name, sha256 = str(entry.payload.get("name")), str(entry.payload.get("sha256"))
+    if _REPORT_NAME.fullmatch(name) is None or _SHA256.fullmatch(sha256) is None:
+        return None
+    # reports issued before files were kept by content were kept by the seq of their entry
+    for path in (_report_file(service, sha256, name), service.settings.reports_dir / f"{entry.seq}-{name}"):
+        if path.is_file():
+            return path
+    return None
 
 
 @router.get("/reports", response_model=list[ReportItem], tags=["reports"])
@@ -525,7 +539,7 @@ def list_reports(caller: Authenticated, service: ServiceDep) -> list[ReportItem]
     for entry in service.ledger.entries(types=[REPORT_ISSUED]):
         p = entry.payload
         name = str(p.get("name"))
-        kept = _REPORT_NAME.fullmatch(name) is not None and _report_path(service, entry.seq, name).is_file()
+        kept = _stored_report(service, entry) is not None
         items.append(ReportItem(seq=entry.seq, name=name, format=str(p.get("format")), framework=p.get("framework"),
                                 sha256=str(p.get("sha256")), issued_at=str(p.get("issued_at")),
                                 download=f"/v1/reports/{entry.seq}/file" if kept else None))
@@ -533,7 +547,9 @@ def list_reports(caller: Authenticated, service: ServiceDep) -> list[ReportItem]
 
 
 @router.post("/reports", status_code=201, response_model=list[ReportItem], tags=["reports"],
-             openapi_extra=json_body_schema(ReportIssue))
+             openapi_extra=json_body_schema(ReportIssue),
+             responses={507: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}},
+                              "description": "The report files could not be stored; nothing was issued"}})
 async def issue_report(request: Request, caller: Authenticated, service: ServiceDep,
                        idempotency_key: IdempotencyKey = None) -> Response:
     """Issue an audit-readiness report: verified, bound to a signed checkpoint, each file recorded in the ledger
@@ -563,22 +579,26 @@ def _issue_report(service: Service, caller: Caller, request: Request, key: str |
     assert as_of is not None
     stem = f"{spec.framework}-{spec.system or 'portfolio'}-{as_of.strftime('%Y%m%dT%H%M%SZ')}"
     names = {fmt: stem + SUFFIXES[fmt] for fmt in (*spec.formats, "oscal-poam")}
-    texts: dict[str, str] = {}
-
-    def publish(rendition: str, text: str | None) -> None:
-        if text is not None:
-            texts[rendition] = text
 
     def run() -> tuple[int, Any]:
-        issued = issue_report(service.ledger, service.log_public_key, spec.framework, spec.formats,
-                              service.compiler, as_of=as_of, names=names, publish=publish, system=spec.system)
-        service.settings.reports_dir.mkdir(parents=True, exist_ok=True)
+        from contextlib import ExitStack
+
+        from ..publishing import ReportFile
+
+        # As `charter report`: each file is in place before the entries are appended, and taken back if
+        # appending fails, so a report's files and its report.issued entries land together or not at all.
+        with ExitStack() as stack:
+
+            def publish(rendition: str, text: str | None) -> None:
+                if text is not None:  # None: nothing open, no plan of action; the store keeps no file to withdraw
+                    data = text.encode()
+                    target = _report_file(service, hashlib.sha256(data).hexdigest(), names[rendition])
+                    stack.enter_context(ReportFile(target)).publish(data)
+
+            issued = issue_report(service.ledger, service.log_public_key, spec.framework, spec.formats,
+                                  service.compiler, as_of=as_of, names=names, publish=publish, system=spec.system)
         items = []
-        for (rendition, text, name), entry in zip(issued.files, issued.entries, strict=True):
-            target = _report_path(service, entry.seq, name)
-            temporary = target.with_name(f".{target.name}.tmp")
-            temporary.write_text(text, encoding="utf-8")
-            temporary.replace(target)
+        for (rendition, _, name), entry in zip(issued.files, issued.entries, strict=True):
             APPENDS.labels("report.issued").inc()
             items.append({"seq": entry.seq, "name": name, "format": rendition, "framework": spec.framework,
                           "sha256": entry.payload["sha256"], "issued_at": entry.payload["issued_at"],
@@ -601,8 +621,8 @@ def download_report(seq: Annotated[int, PathParam(ge=0, le=2**62)], caller: Auth
     if entry is None or entry.type != REPORT_ISSUED:
         raise CharterError.single("unknown_report", f"entry {seq} is not an issued report")
     name = str(entry.payload.get("name"))
-    path = _report_path(service, seq, name)
-    if _REPORT_NAME.fullmatch(name) is None or not path.is_file():
+    path = _stored_report(service, entry)
+    if path is None:
         raise CharterError.single("unknown_report", f"the report of entry {seq} was not issued by this service "
                                   "(or its file was removed); its issuer holds it")
     if hashlib.sha256(path.read_bytes()).hexdigest() != entry.payload.get("sha256"):
