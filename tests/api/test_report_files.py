@@ -52,3 +52,13 @@ def test_a_report_that_cannot_be_stored_is_not_issued_and_a_retry_issues_it_once
         download = client.get(item["download"], headers=headers)
         assert download.status_code == 200 and len(download.content) > 0
 
+
+def test_report_file_names_are_in_utc_whatever_zone_at_is_given_in(
+        world: tuple[TestClient, Ledger, dict[str, str], Path]) -> None:
+    client, ledger, headers, _ = world
+    at = ledger.clock().replace(microsecond=0).astimezone(datetime.timezone(datetime.timedelta(hours=5)))
+    response = client.post("/v1/reports", json={"framework": "iso-42001", "formats": ["md"],
+                                                "at": at.isoformat()}, headers=headers)
+    assert response.status_code == 201, response.text
+    utc = at.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    assert response.json()[0]["name"] == f"iso-42001-portfolio-{utc}.md"

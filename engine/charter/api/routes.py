@@ -577,7 +577,8 @@ def _issue_report(service: Service, caller: Caller, request: Request, key: str |
                                       path=f"$.formats[{index}]")
     as_of = _parse_time(spec.at, "at") if spec.at else service.ledger.clock()
     assert as_of is not None
-    stem = f"{spec.framework}-{spec.system or 'portfolio'}-{as_of.strftime('%Y%m%dT%H%M%SZ')}"
+    # the Z in the name says UTC: a time given in another zone is named by its UTC time
+    stem = f"{spec.framework}-{spec.system or 'portfolio'}-{as_of.astimezone(datetime.UTC).strftime('%Y%m%dT%H%M%SZ')}"
     names = {fmt: stem + SUFFIXES[fmt] for fmt in (*spec.formats, "oscal-poam")}
 
     def run() -> tuple[int, Any]:
