@@ -130,6 +130,10 @@ def test_a_statement_signed_by_someone_else_is_refused(served: Served) -> None:
     (("submit",), "POST", "/v1/bundles", True),
     (("submit",), "GET", "/v1/incidents", False),
     (("act",), "POST", "/v1/bundles", False),
+    # whoami is open to any authenticated principal, whatever the credential's scope (the remote CLI asks it)
+    (("act",), "GET", "/v1/whoami", True),
+    (("submit",), "GET", "/v1/whoami", True),
+    (("act",), "GET", "/v1/tokens", False),
 ])
 def test_token_scopes_limit_what_a_token_can_do(served: Served, scopes: tuple[str, ...], method: str, path: str,
                                                 allowed: bool) -> None:

@@ -465,7 +465,7 @@ def list_tokens(caller: Authenticated, service: ServiceDep) -> list[TokenItem]:
     """API tokens (never their secrets): your own, or everyone's for an administrator or auditor."""
     from ..tokens import token_index
 
-    standing = authorize(service.ledger, caller, Operation.WHOAMI)
+    standing = authorize(service.ledger, caller, Operation.READ_TOKENS)
     everyone = standing.administrator or standing.auditor
     now = service.ledger.clock()
     items = []
