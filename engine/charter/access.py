@@ -232,6 +232,11 @@ def authorize(ledger: Ledger, caller: Caller, operation: Operation, *, system: s
     return standing
 
 
+def may_read_system(standing: Standing, system: str) -> bool:
+    """Whether `standing` may read `system`'s governance state (`Operation.READ_SYSTEM`'s test, whatever the scope)."""
+    return _PREDICATES[OPERATIONS[Operation.READ_SYSTEM].test](standing, system)
+
+
 def visible_systems(standing: Standing) -> frozenset[str] | None:
     """The systems whose governance state `standing` may read; None for all of them."""
     return None if standing.staff else standing.owns

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -20,7 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from ..access import Caller, Operation, authorize, standing_of, visible_systems
+from ..access import INCIDENT_CHANGES, Caller, Operation, authorize, may_read_system, standing_of, visible_systems
 from ..errors import CharterError
 from ..incidents import CLASSIFIED
 from ..ledger.records import Entry
@@ -229,6 +230,8 @@ def _accept_statement(service: Service, caller: Caller, request: Request, key: s
         raise CharterError.single("invalid_request", f"this route takes an incident.transition statement for "
                                   f"{incident}", path="$.statement.incident_id")
     authorize(service.ledger, caller, Operation.ACT, entry_type=statement.type)
+    hidden = statement.type in INCIDENT_CHANGES and incident_hidden(service, caller,
+                                                                     statement.statement.get("incident_id"))
     actor = statement.statement.get("actor")
     if actor != caller.principal:
         raise CharterError.single("forbidden", f"the statement is signed as {actor!r}, but you authenticated as "
@@ -236,7 +239,8 @@ def _accept_statement(service: Service, caller: Caller, request: Request, key: s
                                   path="$.statement.actor")
 
     def run() -> tuple[int, Any]:
-        entry = accept(service.ledger, statement)
+        with refused_as_unknown(statement.statement.get("incident_id") if hidden else None):
+            entry = accept(service.ledger, statement)
         duplicate = entry is None
         unchanged = False
         if entry is None:
@@ -258,6 +262,32 @@ def _accept_statement(service: Service, caller: Caller, request: Request, key: s
         return (200 if duplicate else 201), result
 
     return _write(service, caller, request, key, body, run)
+
+
+def incident_hidden(service: Service, caller: Caller, incident_id: object) -> bool:
+    """Whether `incident_id` names an incident the caller may not read (GET answers 404 for it)."""
+    if not isinstance(incident_id, str):
+        return False  # the statement's own checks refuse it, with the field's path
+    with service.incidents() as book:
+        incident = book.incidents.get(incident_id)
+    return incident is not None and not may_read_system(standing_of(service.ledger, caller.principal),
+                                                        incident.system_id)
+
+
+@contextmanager
+def refused_as_unknown(hidden_incident: object) -> Iterator[None]:
+    """Turn a refused change of an incident the caller may not read into GET's 404 for it.
+
+    The refusal (its state, a transition it cannot take) would confirm the incident exists to someone
+    the service does not show it to. A change the ledger accepts is not hidden: whoever may make it
+    learns nothing they may not know (a first-line colleague acting for an owner outside the role).
+    """
+    try:
+        yield
+    except CharterError:
+        if hidden_incident is None:
+            raise
+        raise CharterError.single("unknown_incident", f"no incident {hidden_incident!r} you may read") from None
 
 
 def _page_reporting(service: Service, incident_id: str) -> list[str]:

@@ -27,7 +27,17 @@ from ..ledger.records import format_time
 from .bodies import json_body_schema
 from .models import StatementResult
 from .observability import APPENDS
-from .routes import _PROBLEMS, Authenticated, IdempotencyKey, ServiceDep, _receipt, _write, json_body
+from .routes import (
+    _PROBLEMS,
+    Authenticated,
+    IdempotencyKey,
+    ServiceDep,
+    _receipt,
+    _write,
+    incident_hidden,
+    json_body,
+    refused_as_unknown,
+)
 from .service import Service
 
 __all__ = ["router"]
@@ -107,6 +117,7 @@ def _step_up(service: Service, caller: Caller, request: Request, key: str | None
              proof: StepUpIn) -> Response:
     verifier = _verifier(service)
     authorize(service.ledger, caller, Operation.ACT, entry_type=TRANSITION)
+    hidden = incident_hidden(service, caller, incident_id)
     statement = proof.statement
     if statement.get("incident_id") != incident_id:
         raise CharterError.single("invalid_request", f"the statement is not about incident {incident_id}",
@@ -127,8 +138,9 @@ def _step_up(service: Service, caller: Caller, request: Request, key: str | None
     fields = signer.fields()
 
     def run() -> tuple[int, Any]:
-        entry = transition(service.ledger, incident_id, str(fields.get("action")), signer, str(fields.get("note")),
-                           fields.get("decision", ()), fields.get("expires"))
+        with refused_as_unknown(incident_id if hidden else None):
+            entry = transition(service.ledger, incident_id, str(fields.get("action")), signer,
+                               str(fields.get("note")), fields.get("decision", ()), fields.get("expires"))
         APPENDS.labels(TRANSITION).inc()
         return 201, {"seq": entry.seq, "type": entry.type, "record_hash": entry.record_hash.hex(),
                      "submission_id": entry.submission_id, "duplicate": False, "receipt": _receipt(service, entry)}
