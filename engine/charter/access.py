@@ -37,6 +37,7 @@ class Operation(StrEnum):
     """What a caller asks to do."""
 
     WHOAMI = "whoami"                      # who am I, what may I do
+    READ_TOKENS = "token.read"              # one's own API tokens (everyone's for administrators and auditors)
     READ_CATALOG = "catalog.read"           # policy sets in force, KPI catalog, framework list
     READ_SYSTEM = "system.read"             # one system's registration, findings, incidents, bundles
     READ_GOVERNANCE = "governance.read"     # every system's findings and incidents, waivers, keys, metrics
@@ -104,9 +105,9 @@ class Standing:
 
 @dataclass(frozen=True)
 class _Rule:
-    """Who may do an operation: a scope the credential needs, and a test of the standing."""
+    """Who may do an operation: a scope the credential needs (None: any credential), and a test of the standing."""
 
-    scope: str
+    scope: str | None
     allows: str  # a description for refusals
     test: str    # the name of the predicate below
 
@@ -140,7 +141,9 @@ _PREDICATES = {"anyone": _anyone, "staff": _staff, "staff_or_owner": _staff_or_o
 
 #: the authorization table: every route names one of these operations
 OPERATIONS: dict[Operation, _Rule] = {
-    Operation.WHOAMI: _Rule("read", "any authenticated principal", "anyone"),
+    # no scope: a credential of any scope (an act-only token too) may learn whose it is, as the remote CLI asks
+    Operation.WHOAMI: _Rule(None, "any authenticated principal", "anyone"),
+    Operation.READ_TOKENS: _Rule("read", "any authenticated principal", "anyone"),
     Operation.READ_CATALOG: _Rule("read", "any authenticated principal", "anyone"),
     Operation.READ_SYSTEM: _Rule("read", "governance roles, administrators, auditors, and the system's owner",
                                  "staff_or_owner"),
@@ -215,7 +218,7 @@ def authorize(ledger: Ledger, caller: Caller, operation: Operation, *, system: s
     """
     rule = OPERATIONS[operation]
     standing = standing_of(ledger, caller.principal)
-    if rule.scope not in caller.scopes:
+    if rule.scope is not None and rule.scope not in caller.scopes:
         raise CharterError.single("forbidden", f"{operation.value} needs a credential with scope {rule.scope!r}; "
                                   f"this one has {', '.join(sorted(caller.scopes)) or 'none'}")
     if not _PREDICATES[rule.test](standing, system):
@@ -227,6 +230,11 @@ def authorize(ledger: Ledger, caller: Caller, operation: Operation, *, system: s
         raise CharterError.single("forbidden", f"{caller.principal!r} is an administrator: administrators run "
                                   "systems, keys and tokens and may not act on incidents (separation of duties)")
     return standing
+
+
+def may_read_system(standing: Standing, system: str) -> bool:
+    """Whether `standing` may read `system`'s governance state (`Operation.READ_SYSTEM`'s test, whatever the scope)."""
+    return _PREDICATES[OPERATIONS[Operation.READ_SYSTEM].test](standing, system)
 
 
 def visible_systems(standing: Standing) -> frozenset[str] | None:

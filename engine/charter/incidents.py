@@ -40,6 +40,7 @@ from .ledger.auditor import (
     recorded_refusal,
 )
 from .ledger.records import Entry, LedgerReader, NewEntry, format_time
+from .validation import statement_flag, statement_text
 from .vocabulary import RiskTier, Severity
 
 if TYPE_CHECKING:  # reading incidents (`charter incidents list`) needs neither pydantic nor networkx
@@ -553,8 +554,17 @@ def transition_statement(incident_id_: str, action: str, note: str, decisions: I
     """What an actor signs to move an incident: the incident, the action, the rationale, decisions, waiver length.
 
     Raises:
-        CharterError: an unknown action, no rationale, or an expiry without accepting risk.
+        CharterError: an unknown action, no rationale, or an expiry without accepting risk; a field of the
+            wrong JSON type or a rationale over `MAX_TEXT` characters (``$.statement.FIELD``).
     """
+    statement_text(incident_id_, "incident_id")
+    statement_text(action, "action")
+    statement_text(note, "note")
+    if isinstance(decisions, str) or not isinstance(decisions, Iterable):
+        raise CharterError.single("invalid_field", "decision must be an array of strings", path="$.statement.decision")
+    decisions = [statement_text(d, "decision") for d in decisions]
+    if expires is not None:
+        statement_text(expires, "expires")
     if action not in ACTIONS:
         raise CharterError.single("usage", f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
     if not note.strip():
@@ -611,8 +621,10 @@ def transition(ledger: Ledger, incident_id_: str, action: str, key: Signer, note
 # -- EU AI Act Art. 73: serious-incident classification and reports --------------------------------
 
 
-def _moment(value: datetime.datetime | str, option: str) -> str:
-    """`value` as the ledger writes times; refused without a timezone."""
+def _moment(value: datetime.datetime | str, option: str, name: str) -> str:
+    """`value` (statement field `name`, option `option`) as the ledger writes times; refused without a timezone."""
+    if not isinstance(value, datetime.datetime):
+        statement_text(value, name, limit=64)
     try:
         moment = value if isinstance(value, datetime.datetime) else _time(value)
     except ValueError:
@@ -638,8 +650,16 @@ def classification_statement(incident_id_: str, *, serious: bool, note: str, gro
 
     Raises:
         CharterError: no rationale, a missing or unknown ground, no awareness time, or serious-only
-            details on a triage that finds it is not serious.
+            details on a triage that finds it is not serious; a field of the wrong JSON type or a
+            rationale over `MAX_TEXT` characters (``$.statement.FIELD``).
     """
+    statement_text(incident_id_, "incident_id")
+    statement_text(note, "note")
+    statement_flag(serious, "serious")
+    statement_flag(death, "death")
+    statement_flag(widespread, "widespread")
+    if ground is not None:
+        statement_text(ground, "ground")
     if not note.strip():
         raise CharterError.single("rationale_required", "a classification needs a rationale (--note)")
     if not serious:
@@ -658,7 +678,7 @@ def classification_statement(incident_id_: str, *, serious: bool, note: str, gro
         raise CharterError.single("usage", "--serious needs --aware-at: the Art. 73 deadline runs from the moment "
                                   "the organisation became aware")
     return {"incident_id": incident_id_, "serious": True, "ground": ground, "death": bool(death),
-            "widespread": bool(widespread), "aware_at": _moment(aware_at, "--aware-at"), "note": note}
+            "widespread": bool(widespread), "aware_at": _moment(aware_at, "--aware-at", "aware_at"), "note": note}
 
 
 def reporting_deadline(graph: EscalationGraph, ground: str, death: bool, widespread: bool,
@@ -779,15 +799,19 @@ def filing_statement(incident_id_: str, *, authority: str, reference: str, kind:
     """What the reporting role signs to record an Art. 73 report: authority, reference, kind and date.
 
     Raises:
-        CharterError: an empty authority or reference, an unknown kind, or a time without a timezone.
+        CharterError: an empty authority or reference, an unknown kind, or a time without a timezone; a
+            field of the wrong JSON type or over `MAX_TEXT` characters (``$.statement.FIELD``).
     """
+    for name, value in (("incident_id", incident_id_), ("authority", authority), ("reference", reference),
+                        ("kind", kind)):
+        statement_text(value, name)
     if kind not in REPORT_KINDS:
         raise CharterError.single("usage", f"--kind must be one of {', '.join(REPORT_KINDS)}, not {kind!r}")
     if not authority.strip() or not reference.strip():
         raise CharterError.single("usage", "a report names the authority it went to (--authority) and its "
                                   "reference (--reference)")
     return {"incident_id": incident_id_, "kind": kind, "authority": authority, "reference": reference,
-            "filed_at": _moment(filed_at, "--filed-at")}
+            "filed_at": _moment(filed_at, "--filed-at", "filed_at")}
 
 
 def authorize_filing(graph: EscalationGraph, incident: Incident, principal: str, statement: dict[str, Any],

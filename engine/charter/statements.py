@@ -137,6 +137,35 @@ def accept(ledger: Ledger, statement: SignedStatement) -> Entry | None:
                               "incident changes, documents and attestations")
 
 
+def holding_entry(ledger: Ledger, statement: SignedStatement) -> Entry | None:
+    """The entry that already holds what `statement` asks for, when `accept` found nothing to change (None).
+
+    Handed in twice, it is the statement's own entry. Otherwise the change was in force already: for an
+    activation (policies, escalation, applicability) the newest activation of its kind, the one in
+    force; for a system registration the system's newest; for a publication the newest of that
+    policy version. None for anything else.
+    """
+    own = ledger.by_submission(statement.submission_id)
+    if own is not None:
+        return own
+    fields = statement.fields()
+    subject: str | None = None
+    if statement.type == SYSTEM_REGISTERED:
+        system = fields.get("system")
+        subject = str(system.get("id")) if isinstance(system, dict) else None
+        if subject is None:
+            return None
+    elif statement.type == POLICY_PUBLISHED:
+        subject = str(fields.get("id"))
+    elif statement.type not in (POLICY_ACTIVATED, ESCALATION_ACTIVATED, APPLICABILITY_ACTIVATED):
+        return None
+    newest = None
+    for entry in ledger.entries(types=[statement.type], subject=subject):
+        if statement.type != POLICY_PUBLISHED or entry.payload.get("version") == fields.get("version"):
+            newest = entry
+    return newest
+
+
 def _signed_controls(fields: dict[str, Any]) -> ControlCatalog | None:
     """The control catalog a signed activation records, as `activate_policies` takes it (the statement
     must then ask for exactly the recorded form, digest included, or `signed_entry` refuses it)."""

@@ -49,6 +49,7 @@ from .ledger.records import Entry, LedgerReader, NewEntry, format_time
 from .ledger.store import Ledger
 from .policy.compiler import PolicyCompiler
 from .registry import AISystem, SystemRegistry, baseline_problems
+from .validation import statement_text
 
 BUNDLE = "bundle"
 EVALUATION = "evaluation"
@@ -102,8 +103,12 @@ def key_statement(request: KeyRequest) -> dict[str, Any]:
 
 
 def revocation_statement(key_id: str, reason: str) -> dict[str, Any]:
-    """What a key's owner or an administrator signs to revoke it."""
-    return {"key_id": key_id, "reason": reason}
+    """What a key's owner or an administrator signs to revoke it.
+
+    Raises:
+        CharterError: a key id or reason that is not a string, or a reason over `MAX_TEXT` characters.
+    """
+    return {"key_id": statement_text(key_id, "key_id"), "reason": statement_text(reason, "reason")}
 
 
 def system_statement(system: AISystem) -> dict[str, Any]:
@@ -214,13 +219,15 @@ def _actor_of(ledger: Ledger, signer: Signer, size: int | None = None) -> str:
 
 def revoke_key(ledger: Ledger, key_id: str, reason: str, actor: Signer) -> Entry:
     """Revoke a key from the next seq on, as its owner or an administrator; earlier entries it signed stay valid."""
+    statement = revocation_statement(key_id, reason)  # its fields' types first, before anything is looked up
+
     def build(next_seq: int) -> list[NewEntry]:
         known = ledger.authority(next_seq).keys.get(key_id)
         if known is None:
             raise CharterError.single("unknown_key", f"no key {key_id} is registered")
         if known[3] is not None:
             raise CharterError.single("key_revoked", f"key {key_id} was already revoked at seq {known[3]}")
-        return [signed_entry(ledger, KEY_REVOKED, revocation_statement(key_id, reason), actor,
+        return [signed_entry(ledger, KEY_REVOKED, statement, actor,
                              subject=str(known[0]), size=next_seq)]
     return ledger.append(build)[0]
 

@@ -139,8 +139,14 @@ def revoke_token(ledger: Ledger, token_id: str, reason: str, signer: Signer) -> 
     """Revoke a token from the next seq on, as its principal or an administrator.
 
     Raises:
-        CharterError: ``unknown_token`` or ``token_revoked`` (already revoked), or what the authority refuses.
+        CharterError: ``unknown_token`` or ``token_revoked`` (already revoked), or what the authority refuses;
+            an id or reason that is not a string, or a reason over `MAX_TEXT` characters.
     """
+    from .validation import statement_text
+
+    statement_text(token_id, "token_id")
+    statement_text(reason, "reason")
+
     def build(next_seq: int) -> list[NewEntry]:
         known = ledger.authority(next_seq).tokens.get(token_id)
         if known is None:

@@ -1,4 +1,4 @@
-"""Turns pydantic validation errors into located Charter diagnostics."""
+"""Turns pydantic validation errors into located Charter diagnostics; checks signed statements' plain fields."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from ._sources import SourceMap
-from .errors import Diagnostic, Location, json_path
+from .errors import CharterError, Diagnostic, Location, json_path
 
 _FRIENDLY = {
     "extra_forbidden": "unknown field",
@@ -58,3 +58,47 @@ def collect_validation_errors(exc: ValidationError, smap: SourceMap | None,
         location = smap.location(loc) if smap is not None else Location(file=file, path=json_path(loc))
         diagnostics.append(Diagnostic(code, _message(dict(error)), location))
     return diagnostics
+
+
+#: Longest free text (a rationale, a revocation reason, an authority's name) a signed statement may carry:
+#: the bound the registry puts on its free text and the step-up challenge on a note. A ledger entry is
+#: read by every verification, so free text stays short; evidence belongs in an attached document.
+MAX_TEXT = 4000
+
+
+def _field_error(name: str, message: str) -> CharterError:
+    return CharterError.single("invalid_field", f"{name} {message}", path=f"$.statement.{name}")
+
+
+def statement_text(value: object, name: str, *, limit: int = MAX_TEXT) -> str:
+    """`value`, a signed statement's free-text field `name`, checked to be a string of at most `limit` characters.
+
+    The one check of the statements' free text, for a change signed on the spot and one handed in
+    (`charter ledger accept`, ``POST /v1/statements``) alike; the path names the statement's field.
+
+    Raises:
+        CharterError: ``invalid_field`` at ``$.statement.NAME`` for a non-string or one too long.
+    """
+    if not isinstance(value, str):
+        raise _field_error(name, f"must be a string, not {_json_type(value)}")
+    if len(value) > limit:
+        raise _field_error(name, f"is {len(value):,} characters long; at most {limit:,}")
+    return value
+
+
+def statement_flag(value: object, name: str) -> bool:
+    """`value`, a signed statement's yes/no field `name`, checked to be a JSON boolean (``1`` or ``"yes"`` is not).
+
+    Raises:
+        CharterError: ``invalid_field`` at ``$.statement.NAME``.
+    """
+    if not isinstance(value, bool):
+        raise _field_error(name, f"must be true or false, not {_json_type(value)}")
+    return value
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+            dict: "an object"}.get(type(value), type(value).__name__)

@@ -101,10 +101,11 @@ def test_every_operation_is_in_the_table() -> None:
 
 
 @pytest.mark.parametrize(("persona", "status"), [("owner", 201), ("admin", 403), ("auditor", 403),
-                                                 ("outsider", 403)])
+                                                 ("outsider", 404)])
 def test_who_may_acknowledge_an_incident(served: Served, persona: str, status: int) -> None:
     """The owner acknowledges; an administrator (separation of duties), an auditor (acts on nothing) and a
-    principal without a role are refused, each with a statement they signed themselves."""
+    principal without a role are refused, each with a statement they signed themselves (the last as GET
+    refuses her: there is no incident she may read)."""
     incident = _incident_of(served)
     principal = PERSONAS[persona]
     body = served.statement(TRANSITION, transition_statement(incident, "acknowledge", "seen, on it"), principal)
@@ -130,6 +131,10 @@ def test_a_statement_signed_by_someone_else_is_refused(served: Served) -> None:
     (("submit",), "POST", "/v1/bundles", True),
     (("submit",), "GET", "/v1/incidents", False),
     (("act",), "POST", "/v1/bundles", False),
+    # whoami is open to any authenticated principal, whatever the credential's scope (the remote CLI asks it)
+    (("act",), "GET", "/v1/whoami", True),
+    (("submit",), "GET", "/v1/whoami", True),
+    (("act",), "GET", "/v1/tokens", False),
 ])
 def test_token_scopes_limit_what_a_token_can_do(served: Served, scopes: tuple[str, ...], method: str, path: str,
                                                 allowed: bool) -> None:

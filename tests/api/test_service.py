@@ -253,6 +253,29 @@ def test_an_incident_one_may_not_read_looks_like_one_that_does_not_exist(served:
     assert "fraud-detector" not in json.dumps(hidden) and hidden["type"] == missing["type"]
 
 
+
+def test_a_transition_of_an_incident_one_may_not_read_is_refused_as_if_it_did_not_exist(served: Served) -> None:
+    """The transition route answered 409 with the incident's state where GET answers 404."""
+    from charter.incidents import TRANSITION, transition_statement
+    from charter.tokens import create_token
+
+    incident = served.client.get("/v1/incidents?system=fraud-detector",
+                                 headers=served.headers("committee")).json()["items"][0]["id"]
+    # the claims model's owner: a registered key and the first-line role, but not fraud-detector's owner
+    token = create_token(served.ledger, "tom.berger", ["act", "read"],
+                         served.ledger.clock() + datetime.timedelta(days=30), key_of(PERSONAS["admin"]))[1]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert served.client.get(f"/v1/incidents/{incident}", headers=headers).status_code == 404
+    size = served.ledger.size()
+    bodies = []
+    for target in (incident, "INC-00000000"):
+        statement = served.statement(TRANSITION, transition_statement(target, "close", "done"), "tom.berger")
+        for path in (f"/v1/incidents/{target}/transitions", "/v1/statements"):
+            bodies.append(_problem(served.client.post(path, json=statement, headers=headers), 404))
+    assert {str(body["type"]) for body in bodies} == {"tag:charter,2026:problem:unknown_incident"}
+    assert "fraud-detector" not in json.dumps(bodies[:2]) and "state" not in json.dumps(bodies[:2])
+    assert served.ledger.size() == size
+
 def test_a_claim_left_without_reply_is_freed_and_a_conflict_is_not_kept(served: Served) -> None:
     from sqlalchemy import insert
 

@@ -204,6 +204,16 @@ def test_ledger_accept_hands_in_statements_signed_elsewhere(served: Served, tmp_
     assert code == 0 and "already in force or recorded" in out
 
 
+
+def test_ledger_accept_of_an_activation_already_in_force_exits_0_as_locally(served: Served, tmp_path: Path) -> None:
+    """The server answered 500 when the activation changed nothing; locally it is "already in force"."""
+    statement = tmp_path / "escalation.json"
+    code, out, err = served.cli("omar.haddad", "escalation", "activate", "--file", str(ESCALATION), "--key",
+                                _key("omar.haddad"), "--sign-only", str(statement), CHARTER_URL="")
+    assert code == 0, out + err
+    code, out, err = served.cli("omar.haddad", "ledger", "accept", str(statement))
+    assert code == 0 and "already in force or recorded" in out, out + err
+
 def test_an_administrator_approves_and_revokes_keys_through_the_server(served: Served, tmp_path: Path) -> None:
     """`keys register`, `keys pending`, `keys list` and `keys revoke` against a server: a first key one of
     the two administrators it needs approved awaits the other, and is listed as such, never as registered."""

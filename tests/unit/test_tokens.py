@@ -13,7 +13,13 @@ from charter.authority import SignedStatement
 from charter.cli.tokens_cmds import add_duration
 from charter.errors import CharterError
 from charter.ledger import verify_ledger
-from charter.ledger.auditor import TOKEN_CREATED, TOKEN_REVOKED, token_shape_problem
+from charter.ledger.auditor import (
+    MAX_TOKEN_DAYS,
+    TOKEN_CLOCK_SKEW,
+    TOKEN_CREATED,
+    TOKEN_REVOKED,
+    token_shape_problem,
+)
 from charter.ledger.records import format_time
 from charter.statements import accept
 from charter.tokens import create_token, parse_token, revoke_token, token_index, token_statement
@@ -165,3 +171,36 @@ def test_garbage_durations_are_refused(garbage: str) -> None:
     with pytest.raises(CharterError) as info:
         add_duration(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), garbage)
     assert info.value.code == "usage"
+
+
+def _future_dated_token(world: Populated, ahead: datetime.timedelta) -> SignedStatement:
+    """A token statement whose signer dated it `ahead` of the log's clock, expiring a full year after that date."""
+    signed = _now(world) + ahead
+    fields, _ = token_statement(OWNER, ["read"], signed + datetime.timedelta(days=MAX_TOKEN_DAYS))
+    return SignedStatement.sign(world.ledger.origin, TOKEN_CREATED, fields, key_of(OWNER), format_time(signed))
+
+
+def test_a_token_lives_at_most_a_year_from_when_the_log_received_it_whatever_its_signing_time(
+        world: Populated) -> None:
+    # dated two years ahead: a year "from signing" would be three years from now
+    error = _refused(world, "token_lifetime", lambda: accept(world.ledger, _future_dated_token(
+        world, datetime.timedelta(days=730))))
+    assert "after the entry was received" in str(error)
+    # an honest signer's clock a little ahead of the log's is tolerated
+    assert accept(world.ledger, _future_dated_token(world, TOKEN_CLOCK_SKEW / 2)) is not None
+
+
+def test_verify_reports_a_token_that_lives_too_long_from_its_receipt(world: Populated,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry appended without the check (by a Charter before it, or forced in) is found by verify."""
+    from charter.ledger.auditor import Authority
+
+    unchecked = Authority._check_token_created
+    monkeypatch.setattr(Authority, "_check_token_created",
+                        lambda self, seq, actor, payload, received_at=None: unchecked(self, seq, actor, payload))
+    entry = accept(world.ledger, _future_dated_token(world, datetime.timedelta(days=730)))
+    assert entry is not None
+    monkeypatch.undo()
+    report = verify_ledger(world.ledger, world.log_key.public, resume=False)
+    assert not report.ok
+    assert any(p.seq == entry.seq and p.kind == "token_lifetime" for p in report.problems), report.problems

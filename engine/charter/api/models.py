@@ -149,7 +149,10 @@ class StatementResult(_Out):
     type: str
     record_hash: str
     submission_id: str
-    duplicate: bool
+    duplicate: bool = Field(description="Nothing was appended: the statement was recorded before, or (`unchanged`) "
+                            "what it asks for is in force already; the entry given is the one that holds it.")
+    unchanged: bool = Field(default=False, description="The change was in force already (e.g. activating the "
+                            "configuration in force): the entry given is the one in force, not this statement's.")
     receipt: ReceiptModel
     paged: list[str] | None = Field(default=None, description="For a serious-incident classification: the "
                                     "reporting role's members paged at once (and deliveries that failed).")

@@ -2,9 +2,10 @@
 
 A `CharterError` carries diagnostics with stable codes; the code decides the HTTP status (401 for
 an unauthenticated caller, 403 for a refused one, 404 for something that does not exist, 409 for a
-conflict with the ledger's state, 413 for an oversized body, 503 when a dependency is down, 422
-for everything else wrong with the input). Nothing internal leaks: a 500 says only that the
-request failed and which request id to quote.
+conflict with the ledger's state, 413 for an oversized body, 415 for a body that is not JSON where
+JSON is read, 503 when a dependency is down, 507 when a file could not be stored, 422 for everything
+else wrong with the input).
+Nothing internal leaks: a 500 says only that the request failed and which request id to quote.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ _CONFLICT = {"append_conflict", "invalid_transition", "replayed_statement", "ide
              "already_reported", "key_registered", "inconsistent_history", "no_active_policies", "no_escalation",
              "no_policy", "checkpoint_size", "empty_ledger"}
 _TOO_LARGE = {"file_too_large", "body_too_large"}
+_UNSUPPORTED = {"unsupported_media_type"}
+#: the service could not store what the request makes (a report file): not the caller's fault, and nothing landed
+_STORAGE = {"write_failed"}
 _UNAVAILABLE = {"database_unavailable", "oidc_provider", "ledger_damaged", "log_key_required", "not_ready"}
 
 
@@ -50,6 +54,10 @@ def status_for(code: str) -> int:
         return 409
     if code in _TOO_LARGE:
         return 413
+    if code in _UNSUPPORTED:
+        return 415
+    if code in _STORAGE:
+        return 507
     if code in _UNAVAILABLE:
         return 503
     return 422

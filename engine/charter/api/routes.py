@@ -12,18 +12,21 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 
-from ..access import Caller, Operation, authorize, standing_of, visible_systems
+from ..access import INCIDENT_CHANGES, Caller, Operation, authorize, may_read_system, standing_of, visible_systems
 from ..errors import CharterError
 from ..incidents import CLASSIFIED
 from ..ledger.records import Entry
 from ..ledger.store import recording_via
+from .bodies import json_body_schema, json_model
 from .idempotency import Reply, fingerprint, idempotent
 from .models import (
     BundleResult,
@@ -58,11 +61,13 @@ from .service import Service
 __all__ = ["router"]
 
 MAX_PAGE = 500
+In = TypeVar("In", bound=BaseModel)
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": text}
     for status, text in ((401, "Not authenticated"), (403, "Not allowed"), (404, "Not found"),
                          (409, "Conflicts with the ledger's state"), (413, "Body too large"),
-                         (422, "Invalid request"), (503, "A dependency is unavailable"))}
+                         (415, "The body is not JSON"), (422, "Invalid request"),
+                         (503, "A dependency is unavailable"))}
 
 router = APIRouter(prefix="/v1", responses=_PROBLEMS)
 
@@ -93,7 +98,11 @@ ServiceDep = Annotated[Service, Depends(service_of)]
 
 
 async def _body(request: Request, service: Service) -> bytes:
-    """The request body, refused past the configured size before it is all read."""
+    """The request body, refused past the configured size before it is all read.
+
+    `bodies.BodyLimit` has already refused an oversized body before the application saw it; this
+    check stays so a route is bounded even where the middleware is not installed.
+    """
     limit = service.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -105,6 +114,12 @@ async def _body(request: Request, service: Service) -> bytes:
             raise CharterError.single("body_too_large", f"the body exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def json_body(request: Request, service: Service, model: type[In]) -> tuple[bytes, In]:
+    """The raw body (bounded) and the same body parsed strictly and validated as `model`."""
+    body = await _body(request, service)
+    return body, json_model(body, request.headers.get("content-type"), model)
 
 
 def _write(service: Service, caller: Caller, request: Request, key: str | None, body: bytes,
@@ -208,13 +223,15 @@ def _accept_statement(service: Service, caller: Caller, request: Request, key: s
                       statement_in: SignedStatementIn, *, incident: str | None = None) -> Response:
     from ..authority import SignedStatement
     from ..incidents import TRANSITION
-    from ..statements import accept
+    from ..statements import accept, holding_entry
 
     statement = SignedStatement.from_dict(statement_in.model_dump(), "request body")
     if incident is not None and (statement.type != TRANSITION or statement.statement.get("incident_id") != incident):
         raise CharterError.single("invalid_request", f"this route takes an incident.transition statement for "
                                   f"{incident}", path="$.statement.incident_id")
     authorize(service.ledger, caller, Operation.ACT, entry_type=statement.type)
+    hidden = statement.type in INCIDENT_CHANGES and incident_hidden(service, caller,
+                                                                     statement.statement.get("incident_id"))
     actor = statement.statement.get("actor")
     if actor != caller.principal:
         raise CharterError.single("forbidden", f"the statement is signed as {actor!r}, but you authenticated as "
@@ -222,20 +239,55 @@ def _accept_statement(service: Service, caller: Caller, request: Request, key: s
                                   path="$.statement.actor")
 
     def run() -> tuple[int, Any]:
-        entry = accept(service.ledger, statement)
+        with refused_as_unknown(statement.statement.get("incident_id") if hidden else None):
+            entry = accept(service.ledger, statement)
         duplicate = entry is None
+        unchanged = False
         if entry is None:
-            entry = service.ledger.by_submission(statement.submission_id)
-            assert entry is not None
+            # recorded before, or (an activation of what is in force) nothing to change: as `charter ledger
+            # accept` says "already in force or recorded" and exits 0, answer 200 with the entry that holds it
+            unchanged = service.ledger.by_submission(statement.submission_id) is None
+            entry = holding_entry(service.ledger, statement)
+            if entry is None:
+                raise CharterError.single("invalid_request", f"the {statement.type} statement changes nothing in "
+                                          "the ledger", path="$.statement")
         else:
             APPENDS.labels(statement.type).inc()
         result = {"seq": entry.seq, "type": entry.type, "record_hash": entry.record_hash.hex(),
                   "submission_id": entry.submission_id, "duplicate": duplicate, "receipt": _receipt(service, entry)}
+        if unchanged:
+            result["unchanged"] = True
         if not duplicate and entry.type == CLASSIFIED and entry.payload.get("serious"):
             result["paged"] = _page_reporting(service, str(entry.payload["incident_id"]))
         return (200 if duplicate else 201), result
 
     return _write(service, caller, request, key, body, run)
+
+
+def incident_hidden(service: Service, caller: Caller, incident_id: object) -> bool:
+    """Whether `incident_id` names an incident the caller may not read (GET answers 404 for it)."""
+    if not isinstance(incident_id, str):
+        return False  # the statement's own checks refuse it, with the field's path
+    with service.incidents() as book:
+        incident = book.incidents.get(incident_id)
+    return incident is not None and not may_read_system(standing_of(service.ledger, caller.principal),
+                                                        incident.system_id)
+
+
+@contextmanager
+def refused_as_unknown(hidden_incident: object) -> Iterator[None]:
+    """Turn a refused change of an incident the caller may not read into GET's 404 for it.
+
+    The refusal (its state, a transition it cannot take) would confirm the incident exists to someone
+    the service does not show it to. A change the ledger accepts is not hidden: whoever may make it
+    learns nothing they may not know (a first-line colleague acting for an owner outside the role).
+    """
+    try:
+        yield
+    except CharterError:
+        if hidden_incident is None:
+            raise
+        raise CharterError.single("unknown_incident", f"no incident {hidden_incident!r} you may read") from None
 
 
 def _page_reporting(service: Service, incident_id: str) -> list[str]:
@@ -250,9 +302,10 @@ def _page_reporting(service: Service, incident_id: str) -> list[str]:
     return [*report.notified, *(f"failed: {line}" for line in report.failed)]
 
 
-@router.post("/statements", status_code=201, response_model=StatementResult, tags=["governance"])
-async def submit_statement(statement: SignedStatementIn, request: Request, caller: Authenticated,
-                           service: ServiceDep, idempotency_key: IdempotencyKey = None) -> Response:
+@router.post("/statements", status_code=201, response_model=StatementResult, tags=["governance"],
+             openapi_extra=json_body_schema(SignedStatementIn))
+async def submit_statement(request: Request, caller: Authenticated, service: ServiceDep,
+                           idempotency_key: IdempotencyKey = None) -> Response:
     """Hand in a governance change you signed (`--sign-only` writes them): keys, systems, policy
     publication and activation, escalation, applicability, evidence (documents, attestations, test
     results, events), incident transitions, classifications and filings, API tokens.
@@ -260,7 +313,7 @@ async def submit_statement(statement: SignedStatementIn, request: Request, calle
     The ledger checks your signature, your key's registration and the role the change needs, exactly
     as `charter ledger accept` does. A statement already recorded returns its entry (status 200).
     """
-    body = await _body(request, service)
+    body, statement = await json_body(request, service, SignedStatementIn)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_accept_statement, service, caller, request, idempotency_key, body, statement)
@@ -393,14 +446,14 @@ def get_incident(incident_id: Annotated[str, PathParam(max_length=255)], caller:
 
 
 @router.post("/incidents/{incident_id}/transitions", status_code=201, response_model=StatementResult,
-             tags=["incidents"])
-async def transition_incident(incident_id: Annotated[str, PathParam(max_length=255)], statement: SignedStatementIn,
+             tags=["incidents"], openapi_extra=json_body_schema(SignedStatementIn))
+async def transition_incident(incident_id: Annotated[str, PathParam(max_length=255)],
                               request: Request, caller: Authenticated, service: ServiceDep,
                               idempotency_key: IdempotencyKey = None) -> Response:
     """Acknowledge, investigate, validate, decide, resolve or close an incident: a transition signed by you
     (`charter incidents ACTION --sign-only`). Validations and decisions are proven by your signature
     over the exact transition; the escalation configuration in force decides whether your role may take it."""
-    body = await _body(request, service)
+    body, statement = await json_body(request, service, SignedStatementIn)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_accept_statement, service, caller, request, idempotency_key, body, statement,
@@ -442,7 +495,7 @@ def list_tokens(caller: Authenticated, service: ServiceDep) -> list[TokenItem]:
     """API tokens (never their secrets): your own, or everyone's for an administrator or auditor."""
     from ..tokens import token_index
 
-    standing = authorize(service.ledger, caller, Operation.WHOAMI)
+    standing = authorize(service.ledger, caller, Operation.READ_TOKENS)
     everyone = standing.administrator or standing.auditor
     now = service.ledger.clock()
     items = []
@@ -486,10 +539,24 @@ def incident_metrics(caller: Authenticated, service: ServiceDep,
 
 
 _REPORT_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def _report_path(service: Service, seq: int, name: str) -> Path:
-    return service.settings.reports_dir / f"{seq}-{name}"
+def _report_file(service: Service, sha256: str, name: str) -> Path:
+    """Where the service keeps a report file: by its content, so the file is in place before its entry lands."""
+    return service.settings.reports_dir / f"{sha256}-{name}"
+
+
+def _stored_report(service: Service, entry: Entry) -> Path | None:
+    """The file this service keeps of an issued report (None if it did not issue it or the file went)."""
+    name, sha256 = str(entry.payload.get("name")), str(entry.payload.get("sha256"))
+    if _REPORT_NAME.fullmatch(name) is None or _SHA256.fullmatch(sha256) is None:
+        return None
+    # reports issued before files were kept by content were kept by the seq of their entry
+    for path in (_report_file(service, sha256, name), service.settings.reports_dir / f"{entry.seq}-{name}"):
+        if path.is_file():
+            return path
+    return None
 
 
 @router.get("/reports", response_model=list[ReportItem], tags=["reports"])
@@ -502,19 +569,22 @@ def list_reports(caller: Authenticated, service: ServiceDep) -> list[ReportItem]
     for entry in service.ledger.entries(types=[REPORT_ISSUED]):
         p = entry.payload
         name = str(p.get("name"))
-        kept = _REPORT_NAME.fullmatch(name) is not None and _report_path(service, entry.seq, name).is_file()
+        kept = _stored_report(service, entry) is not None
         items.append(ReportItem(seq=entry.seq, name=name, format=str(p.get("format")), framework=p.get("framework"),
                                 sha256=str(p.get("sha256")), issued_at=str(p.get("issued_at")),
                                 download=f"/v1/reports/{entry.seq}/file" if kept else None))
     return items
 
 
-@router.post("/reports", status_code=201, response_model=list[ReportItem], tags=["reports"])
-async def issue_report(spec: ReportIssue, request: Request, caller: Authenticated, service: ServiceDep,
+@router.post("/reports", status_code=201, response_model=list[ReportItem], tags=["reports"],
+             openapi_extra=json_body_schema(ReportIssue),
+             responses={507: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}},
+                              "description": "The report files could not be stored; nothing was issued"}})
+async def issue_report(request: Request, caller: Authenticated, service: ServiceDep,
                        idempotency_key: IdempotencyKey = None) -> Response:
     """Issue an audit-readiness report: verified, bound to a signed checkpoint, each file recorded in the ledger
     with its SHA-256 (auditors, administrators and policy approvers)."""
-    body = await _body(request, service)
+    body, spec = await json_body(request, service, ReportIssue)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_issue_report, service, caller, request, idempotency_key, body, spec)
@@ -537,24 +607,29 @@ def _issue_report(service: Service, caller: Caller, request: Request, key: str |
                                       path=f"$.formats[{index}]")
     as_of = _parse_time(spec.at, "at") if spec.at else service.ledger.clock()
     assert as_of is not None
-    stem = f"{spec.framework}-{spec.system or 'portfolio'}-{as_of.strftime('%Y%m%dT%H%M%SZ')}"
+    # the Z in the name says UTC: a time given in another zone is named by its UTC time
+    stem = f"{spec.framework}-{spec.system or 'portfolio'}-{as_of.astimezone(datetime.UTC).strftime('%Y%m%dT%H%M%SZ')}"
     names = {fmt: stem + SUFFIXES[fmt] for fmt in (*spec.formats, "oscal-poam")}
-    texts: dict[str, str] = {}
-
-    def publish(rendition: str, text: str | None) -> None:
-        if text is not None:
-            texts[rendition] = text
 
     def run() -> tuple[int, Any]:
-        issued = issue_report(service.ledger, service.log_public_key, spec.framework, spec.formats,
-                              service.compiler, as_of=as_of, names=names, publish=publish, system=spec.system)
-        service.settings.reports_dir.mkdir(parents=True, exist_ok=True)
+        from contextlib import ExitStack
+
+        from ..publishing import ReportFile
+
+        # As `charter report`: each file is in place before the entries are appended, and taken back if
+        # appending fails, so a report's files and its report.issued entries land together or not at all.
+        with ExitStack() as stack:
+
+            def publish(rendition: str, text: str | None) -> None:
+                if text is not None:  # None: nothing open, no plan of action; the store keeps no file to withdraw
+                    data = text.encode()
+                    target = _report_file(service, hashlib.sha256(data).hexdigest(), names[rendition])
+                    stack.enter_context(ReportFile(target)).publish(data)
+
+            issued = issue_report(service.ledger, service.log_public_key, spec.framework, spec.formats,
+                                  service.compiler, as_of=as_of, names=names, publish=publish, system=spec.system)
         items = []
-        for (rendition, text, name), entry in zip(issued.files, issued.entries, strict=True):
-            target = _report_path(service, entry.seq, name)
-            temporary = target.with_name(f".{target.name}.tmp")
-            temporary.write_text(text, encoding="utf-8")
-            temporary.replace(target)
+        for (rendition, _, name), entry in zip(issued.files, issued.entries, strict=True):
             APPENDS.labels("report.issued").inc()
             items.append({"seq": entry.seq, "name": name, "format": rendition, "framework": spec.framework,
                           "sha256": entry.payload["sha256"], "issued_at": entry.payload["issued_at"],
@@ -577,8 +652,8 @@ def download_report(seq: Annotated[int, PathParam(ge=0, le=2**62)], caller: Auth
     if entry is None or entry.type != REPORT_ISSUED:
         raise CharterError.single("unknown_report", f"entry {seq} is not an issued report")
     name = str(entry.payload.get("name"))
-    path = _report_path(service, seq, name)
-    if _REPORT_NAME.fullmatch(name) is None or not path.is_file():
+    path = _stored_report(service, entry)
+    if path is None:
         raise CharterError.single("unknown_report", f"the report of entry {seq} was not issued by this service "
                                   "(or its file was removed); its issuer holds it")
     if hashlib.sha256(path.read_bytes()).hexdigest() != entry.payload.get("sha256"):

@@ -24,9 +24,20 @@ from ..authority import StepUpStatement, nonce_of
 from ..errors import CharterError
 from ..incidents import TRANSITION, transition, transition_statement
 from ..ledger.records import format_time
+from .bodies import json_body_schema
 from .models import StatementResult
 from .observability import APPENDS
-from .routes import _PROBLEMS, Authenticated, IdempotencyKey, ServiceDep, _body, _receipt, _write
+from .routes import (
+    _PROBLEMS,
+    Authenticated,
+    IdempotencyKey,
+    ServiceDep,
+    _receipt,
+    _write,
+    incident_hidden,
+    json_body,
+    refused_as_unknown,
+)
 from .service import Service
 
 __all__ = ["router"]
@@ -71,10 +82,18 @@ def _verifier(service: Service) -> Any:
     return verifier
 
 
-@router.post("/incidents/{incident_id}/transitions/challenge", response_model=Challenge, tags=["incidents"])
-def challenge(incident_id: IncidentId, request_body: TransitionRequest, caller: Authenticated,
-              service: ServiceDep) -> Challenge:
+@router.post("/incidents/{incident_id}/transitions/challenge", response_model=Challenge, tags=["incidents"],
+             openapi_extra=json_body_schema(TransitionRequest))
+async def challenge(incident_id: IncidentId, request: Request, caller: Authenticated,
+                    service: ServiceDep) -> Challenge:
     """The statement a step-up sign-in proves, with you as its actor, and the nonce to sign in with."""
+    _, request_body = await json_body(request, service, TransitionRequest)
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(_challenge, service, caller, incident_id, request_body)
+
+
+def _challenge(service: Service, caller: Caller, incident_id: str, request_body: TransitionRequest) -> Challenge:
     _verifier(service)
     authorize(service.ledger, caller, Operation.ACT, entry_type=TRANSITION)
     fields = transition_statement(incident_id, request_body.action, request_body.note, request_body.decision,
@@ -84,11 +103,11 @@ def challenge(incident_id: IncidentId, request_body: TransitionRequest, caller: 
 
 
 @router.post("/incidents/{incident_id}/transitions/step-up", status_code=201, response_model=StatementResult,
-             tags=["incidents"])
-async def step_up(incident_id: IncidentId, proof: StepUpIn, request: Request, caller: Authenticated,
+             tags=["incidents"], openapi_extra=json_body_schema(StepUpIn))
+async def step_up(incident_id: IncidentId, request: Request, caller: Authenticated,
                   service: ServiceDep, idempotency_key: IdempotencyKey = None) -> Response:
     """Record a transition proven by a step-up sign-in whose nonce is the transition's digest."""
-    body = await _body(request, service)
+    body, proof = await json_body(request, service, StepUpIn)
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(_step_up, service, caller, request, idempotency_key, body, incident_id, proof)
@@ -98,6 +117,7 @@ def _step_up(service: Service, caller: Caller, request: Request, key: str | None
              proof: StepUpIn) -> Response:
     verifier = _verifier(service)
     authorize(service.ledger, caller, Operation.ACT, entry_type=TRANSITION)
+    hidden = incident_hidden(service, caller, incident_id)
     statement = proof.statement
     if statement.get("incident_id") != incident_id:
         raise CharterError.single("invalid_request", f"the statement is not about incident {incident_id}",
@@ -118,8 +138,9 @@ def _step_up(service: Service, caller: Caller, request: Request, key: str | None
     fields = signer.fields()
 
     def run() -> tuple[int, Any]:
-        entry = transition(service.ledger, incident_id, str(fields.get("action")), signer, str(fields.get("note")),
-                           fields.get("decision", ()), fields.get("expires"))
+        with refused_as_unknown(incident_id if hidden else None):
+            entry = transition(service.ledger, incident_id, str(fields.get("action")), signer,
+                               str(fields.get("note")), fields.get("decision", ()), fields.get("expires"))
         APPENDS.labels(TRANSITION).inc()
         return 201, {"seq": entry.seq, "type": entry.type, "record_hash": entry.record_hash.hex(),
                      "submission_id": entry.submission_id, "duplicate": False, "receipt": _receipt(service, entry)}

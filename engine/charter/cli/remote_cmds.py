@@ -262,7 +262,7 @@ def report(client: "ServiceClient", framework: str, formats: list[str], paths: d
     """Issue a report on the server, download each file to its path, checked against its recorded SHA-256."""
     from contextlib import ExitStack
 
-    from .report_cmds import ReportFile
+    from ..publishing import ReportFile
 
     with ExitStack() as stack:
         targets = {fmt: stack.enter_context(ReportFile(path)) for fmt, path in paths.items()}

@@ -995,6 +995,10 @@ def _test_result_problem(statement: dict[str, Any]) -> str | None:
 TOKEN_SCOPES = ("read", "submit", "act")
 #: the longest a token lives: a year (366 days, for leap years)
 MAX_TOKEN_DAYS = 366
+#: how far a token statement's signing time may run ahead of the log's clock: the lifetime is also
+#: counted from the entry's received_at (the signer chooses signed_at, the log does not), and an
+#: honest signer's clock may be this much ahead of the log's without its token being refused
+TOKEN_CLOCK_SKEW = datetime.timedelta(hours=1)
 _TOKEN_ID = re.compile(r"[0-9a-f]{16}")
 #: an argon2id PHC string: ``$argon2id$v=19$m=...,t=...,p=...$salt$hash`` (unpadded standard base64)
 _ARGON2ID_PHC = re.compile(r"\$argon2id\$v=19\$m=[1-9][0-9]{0,9},t=[1-9][0-9]{0,4},p=[1-9][0-9]{0,3}"
@@ -1437,6 +1441,8 @@ class Authority:
                            f"under the governance configuration of seq {self.config_seq}")
         if entry_type in (EVIDENCE_TEST_RESULT, EVIDENCE_EVENT):
             return self._check_evidence_occurrence(seq, entry_type, actor, payload, received_at)
+        if entry_type == TOKEN_CREATED:
+            return self._check_token_created(seq, actor, payload, received_at)
         return getattr(self, "_check_" + entry_type.replace(".", "_"), lambda *_: None)(seq, actor, payload)
 
     def _bundle_problem(self, seq: int, key_id: str | None, payload: dict[str, Any]) -> Problem | None:
@@ -1790,10 +1796,23 @@ class Authority:
                            "attester or recorder, or an administrator, may")
         return None
 
-    def _check_token_created(self, seq: int, actor: str, payload: dict[str, Any]) -> Problem | None:
+    def _check_token_created(self, seq: int, actor: str, payload: dict[str, Any],
+                             received_at: str | None = None) -> Problem | None:
         problem = token_shape_problem(TOKEN_CREATED, statement_of(TOKEN_CREATED, payload))
         if problem is not None:
             return Problem(seq, "malformed_body", problem)
+        if isinstance(received_at, str):
+            # signed_at is the signer's word: a statement dated years ahead would otherwise live years from now
+            try:
+                lifetime = (datetime.datetime.fromisoformat(str(payload["expires_at"]).replace("Z", "+00:00"))
+                            - datetime.datetime.fromisoformat(received_at.replace("Z", "+00:00")))
+            except ValueError:
+                return Problem(seq, "malformed_body", f"received_at {received_at!r} is no calendar time")
+            if lifetime > datetime.timedelta(days=MAX_TOKEN_DAYS) + TOKEN_CLOCK_SKEW:
+                return Problem(seq, "token_lifetime", f"token {payload['token_id']} expires at "
+                               f"{payload['expires_at']}, more than {MAX_TOKEN_DAYS} days after the entry was "
+                               f"received ({received_at}); its signing time {payload.get('signed_at')} is the "
+                               "signer's claim")
         if actor != payload["principal"] and actor not in self.admins():
             return Problem(seq, "not_authorized", f"{actor!r} created a token for {payload['principal']!r}: only the "
                            "token's principal or an administrator may")
