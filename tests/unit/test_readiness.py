@@ -218,3 +218,24 @@ def test_what_clears_a_failed_test(results: list[tuple[str, str]], status: str) 
     assert decided == status, reason
     if status == "nonconformity" and results[-1][1] == "tom.berger":
         assert "system's owner (tom.berger)" in reason
+
+
+@pytest.mark.parametrize(("primary", "evidence", "expected"), [
+    ([pair("pass"), pair("warn", rule="p/q")], [], "no_evidence"),
+    ([pair("pass")], [item("document")], "designed"),
+    ([pair("pass")], [item("document"), item("attestation")], "operating"),
+    ([pair("pass", fresh=False)], [item("document"), item("attestation")], "implemented"),
+    ([pair("breach", governed=False)], [item("document"), item("attestation")], "nonconformity"),
+])
+def test_kpis_alone_do_not_show_an_organisation_level_control_operating(
+        primary: list[PairStatus], evidence: list[EvidenceRef], expected: str) -> None:
+    """Review: clauses 6.2 (AI objectives) and 8.1 (operational planning) were operating on ROI and adoption
+    bundles alone. A management-system control must be documented and attested; then passing KPIs show it
+    operating, as a passing test does."""
+    status, reason = control_status(APPLICABLE, primary, evidence, organisation=True)
+    assert status == expected
+    if expected == "no_evidence":
+        assert "organisation-level control needs a document and an attestation" in reason
+    if expected == "operating":
+        assert reason.startswith("documented (x) and attested (x), and every primary KPI rule passes")
+    assert control_status(APPLICABLE, [pair("pass")], [])[0] == "operating"  # a system-level control: as before

@@ -70,7 +70,10 @@ STATUS_DEFINITIONS = {
     "operating": "every primary KPI rule of the control that applies to the system passes (or warns) on current "
                  "evidence judged under the policy version in force; or the control is implemented (as below) and "
                  "a current passing test result (the latest of its name) or a current event shows it operating. A "
-                 "supporting mapping never makes a control operating.",
+                 "supporting mapping never makes a control operating. An organisation-level control (scope: "
+                 "organisation in the catalog: ISO/IEC 42001 clauses 4-10 and the Annex A controls of the management "
+                 "system) must be implemented first: passing KPIs then show it operating, but alone they show how a "
+                 "system performs, not that the management system is in place.",
     "implemented": "a current document describes the control and a current signed attestation by someone other "
                    "than who recorded that document states it is in place (separation of duties).",
     "designed": "a current document describes the control, but no current attestation states it is in place, or "
@@ -872,17 +875,18 @@ class _SharedRows:
         return known[1]
 
     def status(self, applicability: ApplicabilityRef, primary: Sequence[PairStatus],
-               evidence: Sequence[EvidenceRef], owner: str | None = None) -> tuple[ControlStatusName, str]:
+               evidence: Sequence[EvidenceRef], owner: str | None = None,
+               organisation: bool = False) -> tuple[ControlStatusName, str]:
         """`control_status`, computed once per distinct input: everything of a pair it reads is in the key.
 
         `applicability` and `evidence` are references this object made: equal values are the same
         object (kept alive here), so their ids stand for their values.
         """
         key = (id(applicability), tuple(map(id, evidence)),
-               tuple((p.rule, p.status, p.governed, p.fresh, p.segment, p.note) for p in primary), owner)
+               tuple((p.rule, p.status, p.governed, p.fresh, p.segment, p.note) for p in primary), owner, organisation)
         known = self._status.get(key)
         if known is None:
-            known = self._status[key] = control_status(applicability, primary, evidence, owner)
+            known = self._status[key] = control_status(applicability, primary, evidence, owner, organisation)
         return known
 
 
@@ -943,13 +947,15 @@ def _applicability_basis(framework: Framework, decision: ApplicabilityDecision, 
 
 
 def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus],
-                   evidence: Sequence[EvidenceRef], owner: str | None = None) -> tuple[ControlStatusName, str]:
+                   evidence: Sequence[EvidenceRef], owner: str | None = None,
+                   organisation: bool = False) -> tuple[ControlStatusName, str]:
     """The status of one (control, system) and why, per `STATUS_DEFINITIONS` (the one implementation of that rule).
 
     `primary` are the pairs of the control's primary KPI rules on the system; `evidence` the
     documents, attestations, test results and events citing the control for the system, with their
     state at the report time; `owner` the system's owner, who cannot clear a failed test someone else
-    recorded (`open_test_failures`).
+    recorded (`open_test_failures`); `organisation`, whether the control is organisation-level, which passing
+    KPIs show operating only once it is implemented.
     """
     if applicability.status in ("not_applicable", "not_yet_applicable"):
         return "not_applicable", applicability.reason
@@ -964,11 +970,15 @@ def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus
                   + (f" that anyone but the system's owner ({owner}) recorded" if owner and e.actor != owner else "")
                   for e in failed]
         return "nonconformity", prefix + "; ".join(named)
-    if primary and all(p.fresh and p.status in ("pass", "warn") for p in primary):
+    kpis_pass = bool(primary) and all(p.fresh and p.status in ("pass", "warn") for p in primary)
+    kpis_shown = ""
+    if kpis_pass:
         rules = ", ".join(p.rule for p in primary)
         warned = [p.rule for p in primary if p.status == "warn"]
         how = (f"passes, or only warns ({', '.join(dict.fromkeys(warned))})," if warned else "passes")
-        return "operating", prefix + f"every primary KPI rule {how} on current evidence ({rules})"
+        kpis_shown = f"every primary KPI rule {how} on current evidence ({rules})"
+        if not organisation:
+            return "operating", prefix + kpis_shown
     documents = [e for e in evidence if e.kind == "document" and e.state == "current"]
     attestations = [e for e in evidence if e.kind == "attestation" and e.state == "current"]
     kpi = "; ".join(f"{p.rule}: {_pair_words(p)}" for p in primary)
@@ -991,6 +1001,8 @@ def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus
         if shown:
             return "operating", prefix + (f"{done}, and shown operating by "
                                           f"{'; '.join(_occurrence_words(e) for e in shown)}{kpi_note}")
+        if kpis_pass:  # an organisation-level control, implemented: its KPIs show it operating
+            return "operating", prefix + f"{done}, and {kpis_shown}"
         return "implemented", prefix + done + operation_note + kpi_note
     # A test or event on a control not implemented shows a process, not that the control is in place.
     pending = (f"; {'; '.join(_occurrence_words(e) for e in shown)} would show it operating once implemented"
@@ -1007,6 +1019,9 @@ def control_status(applicability: ApplicabilityRef, primary: Sequence[PairStatus
     lapsed = [f"{e.kind.replace('_', ' ')} {e.id} {e.state.replace('_', ' ')}" for e in evidence
               if e.state != "current" and e.kind in ("document", "attestation")]
     missing = "; ".join(lapsed) if lapsed else "no document or attestation recorded"
+    if kpis_pass:  # an organisation-level control: KPIs alone do not show the management system in place
+        missing += ("; an organisation-level control needs a document and an attestation before its KPIs can "
+                    "show it operating")
     return "no_evidence", prefix + missing + pending + (kpi_note or "; no primary KPI rule")
 
 
@@ -1167,7 +1182,8 @@ def build_report(snapshot: PortfolioSnapshot, framework_id: str, frameworks: Fra
             evidence = [shared.evidence(item) for item in context.evidence(ref, target_id)]
             if len(evidence) > 1:
                 evidence.sort(key=lambda e: (e.seq, e.id))
-            status, reason = shared.status(applicability, primary, evidence, target.owner)
+            status, reason = shared.status(applicability, primary, evidence, target.owner,
+                                           control.scope == "organisation")
             # made of models and strings validated or computed here: the row is not validated again
             rows.append(_trusted(ControlSystemStatus, system=target.id, applicability=applicability, status=status,
                                  reason=reason, primary_rules=[p.rule for p in primary],
