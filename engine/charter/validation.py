@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from ._sources import SourceMap
 from .errors import CharterError, Diagnostic, Location, json_path
+
+if TYPE_CHECKING:  # the statement checks below are read by commands that never load pydantic (incidents list)
+    from pydantic import ValidationError
+
+    from ._sources import SourceMap
 
 _FRIENDLY = {
     "extra_forbidden": "unknown field",

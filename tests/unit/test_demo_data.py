@@ -154,7 +154,7 @@ def test_statuses_are_those_of_the_hand_written_bundles(
         paths.append(path)
 
     def statuses(files: list[Path]) -> dict[tuple[str, str, str, str], str]:
-        findings = _evaluate_files(files, REPO / "policies", EVIDENCE / "systems.yaml", None, None, None)
+        findings, _ = _evaluate_files(files, REPO / "policies", EVIDENCE / "systems.yaml", None, None, None)
         keyed = {(f.system_id, f.window_start.isoformat(), f.rule_ref, f.segment or ""): f.status.value
                  for f in findings}
         assert len(keyed) == len(findings)
