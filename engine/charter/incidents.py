@@ -956,7 +956,10 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
         if entry.seq >= start and entry.type == ESCALATED:
             problem = _escalation_problem(graph, book, entry)
             if problem is not None:
+                # as the verifier folds: an unauthorized change changes nothing (the role it names was not paged)
                 problems.append(Problem(entry.seq, "not_authorized", problem))
+                decision = None
+                continue
         if entry.seq >= start and entry.type in (TRANSITION, WAIVER, CLASSIFIED, REPORT_FILED):
             try:
                 if entry.type == WAIVER:

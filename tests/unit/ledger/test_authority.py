@@ -1191,6 +1191,14 @@ def test_an_escalation_is_judged_like_a_transition(world: Populated) -> None:
     problem = next(p for p in verify_ledger(world.ledger, world.log_key.public, resume=False).problems
                    if p.seq == forged.seq)
     assert "'regulatory_reporting' at level 1" in problem.detail and "nobody" in problem.detail
+    # the role it names was not paged: a step taken on its strength is named too
+    from charter.incidents import transition
+
+    transition(world.ledger, incident.id, "investigate", key_of("tom.berger"), "looking")
+    with _unchecked():
+        step = transition(world.ledger, incident.id, "validate", key_of("eric.dubois"), "as the paged role")
+    named = {(p.seq, p.kind) for p in verify_ledger(world.ledger, world.log_key.public, resume=False).problems}
+    assert (step.seq, "not_authorized") in named
 
 
 def test_escalations_charter_escalate_writes_verify(world: Populated) -> None:
