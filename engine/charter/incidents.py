@@ -948,9 +948,10 @@ def transition_problems(ledger: LedgerReader, start: int = 0, stop: int | None =
     decision: dict[str, Any] | None = None  # the transition right before a waiver
     for entry in ledger.entries(0, stop, types=(*INCIDENT_TYPES, *InForce.TYPES)):
         p = entry.payload
+        unfolded = len(in_force.malformed)
         if in_force.fold(entry):
-            problems += [Problem(seq, "malformed_body", why) for seq, why in in_force.malformed
-                         if seq == entry.seq and seq >= start]
+            problems += [Problem(seq, "malformed_body", why) for seq, why in in_force.malformed[unfolded:]
+                         if seq >= start]
             continue
         graph, systems = in_force.graph, in_force.systems
         if entry.seq >= start and entry.type == ESCALATED:
